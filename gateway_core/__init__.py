@@ -1,0 +1,1 @@
+"""Feishu/LLM gateway core: no UI imports."""

@@ -1,0 +1,333 @@
+"""Profiles: where gatewatch keeps its files and what one gateway is configured with.
+
+A profile is `$GATEWATCH_HOME/profiles/<name>.toml`. Loading it either yields a complete, checked
+`Profile` or raises `ConfigError` whose text is one line naming the file, the key and what is
+expected — the CLI prints that line and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FEISHU_DOMAIN = "https://open.feishu.cn"
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ConfigError(Exception):
+    """A profile cannot be used; the message is one line that says what to fix."""
+
+
+@dataclass(frozen=True)
+class Home:
+    """The directory tree under $GATEWATCH_HOME (default ~/.gatewatch)."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> "Home":
+        return cls(Path(os.environ.get("GATEWATCH_HOME") or Path.home() / ".gatewatch").expanduser())
+
+    @property
+    def profiles(self) -> Path:
+        return self.root / "profiles"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    def profile_file(self, name: str) -> Path:
+        return self.profiles / f"{check_profile_name(name)}.toml"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"gateway-{check_profile_name(name)}.log"
+
+    def lock_file(self, name: str) -> Path:
+        return self.run / f"{check_profile_name(name)}.lock"
+
+    def socket_file(self, name: str) -> Path:
+        return self.run / f"{check_profile_name(name)}.sock"
+
+    def ensure_dirs(self) -> None:
+        """Create the tree; run/ is private because it holds the control socket."""
+        for path in (self.root, self.profiles, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        self.run.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run, 0o700)
+
+    def profile_names(self) -> list[str]:
+        if not self.profiles.is_dir():
+            return []
+        return sorted(p.stem for p in self.profiles.glob("*.toml"))
+
+
+def check_profile_name(name: str) -> str:
+    """A profile name becomes a file name: refuse anything that could walk out of the home."""
+    if not PROFILE_NAME.match(name or ""):
+        raise ConfigError(
+            f"profile name {name!r} is not valid: use letters, digits, '.', '_' or '-' (at most 64)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class FeishuConfig:
+    app_id: str
+    app_secret: str = field(repr=False)
+    domain: str = FEISHU_DOMAIN
+    liveness_timeout: float = 360.0
+    max_reconnect_interval: float = 10.0
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    base_url: str
+    api_key: str = field(repr=False)
+    models: tuple[str, ...]
+    request_timeout: float = 60.0
+    history_turns: int = 10
+    system_prompt: str = "You are a helpful assistant."
+    breaker_cooldown: float = 30.0
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    max_workers: int = 8
+    probe_interval: float = 2.0
+    probe_deadline: float = 5.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    max_bytes: int = 5_000_000
+    backups: int = 5
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    feishu: FeishuConfig
+    llm: LlmConfig
+    executor: ExecutorConfig = ExecutorConfig()
+    logging: LogConfig = LogConfig()
+    drain_timeout: float = 20.0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value this profile holds, for log redaction."""
+        return tuple(s for s in (self.feishu.app_secret, self.llm.api_key) if s)
+
+
+class _Section:
+    """Typed reads from one TOML table, each failure naming file, key and expectation."""
+
+    def __init__(self, path: Path, name: str, table: object):
+        self.path, self.name = path, name
+        if not isinstance(table, dict):
+            self.fail("", "a table")
+        self.table: dict = table
+
+    def fail(self, key: str, expected: str, got: object = None) -> None:
+        where = f"{self.name}.{key}" if key else f"[{self.name}]"
+        tail = "" if got is None else f", got {type(got).__name__}"
+        raise ConfigError(f"{self.path}: {where}: expected {expected}{tail}")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.table.get(key, default)
+        if value is None:
+            self.fail(key, "a string (missing)")
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, "a non-empty string", value)
+        return value
+
+    def number(self, key: str, default: float, minimum: float) -> float:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            self.fail(key, f"a number >= {minimum}", value)
+        return float(value)
+
+    def integer(self, key: str, default: int, minimum: int) -> int:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.fail(key, f"an integer >= {minimum}", value)
+        return value
+
+
+def load_profile(home: Home, name: str) -> Profile:
+    """Read and check one profile; secrets are resolved here so a bad one fails at start-up."""
+    path = home.profile_file(name)
+    if not path.is_file():
+        raise ConfigError(f"{path}: profile '{name}' not found; create it with: gatewatch profile init {name}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+    feishu = _Section(path, "feishu", data.get("feishu", {}))
+    llm = _Section(path, "llm", data.get("llm", {}))
+    executor = _Section(path, "executor", data.get("executor", {}))
+    logs = _Section(path, "logging", data.get("logging", {}))
+    gateway = _Section(path, "gateway", data.get("gateway", {}))
+
+    models = llm.table.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+        llm.fail("models", "a non-empty list of model names, the failover order", models)
+    if len(set(models)) != len(models):
+        llm.fail("models", "model names without repeats")
+
+    level = logs.text("level", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        logs.fail("level", "one of DEBUG, INFO, WARNING, ERROR")
+
+    domain = feishu.text("domain", FEISHU_DOMAIN).rstrip("/")
+    if not domain.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        feishu.fail("domain", "an https:// URL (http:// only for 127.0.0.1)")
+    base_url = llm.text("base_url").rstrip("/")
+    if not base_url.startswith(("https://", "http://")):
+        llm.fail("base_url", "an http(s):// URL of an OpenAI-compatible API")
+
+    return Profile(
+        name=name,
+        path=path,
+        feishu=FeishuConfig(
+            app_id=feishu.text("app_id"),
+            app_secret=_read_secret(feishu, "app_secret"),
+            domain=domain,
+            liveness_timeout=feishu.number("liveness_timeout", 360.0, 1.0),
+            max_reconnect_interval=feishu.number("max_reconnect_interval", 10.0, 0.0),
+        ),
+        llm=LlmConfig(
+            base_url=base_url,
+            api_key=_read_secret(llm, "api_key"),
+            models=tuple(models),
+            request_timeout=llm.number("request_timeout", 60.0, 0.1),
+            history_turns=llm.integer("history_turns", 10, 0),
+            system_prompt=llm.text("system_prompt", "You are a helpful assistant."),
+            breaker_cooldown=llm.number("breaker_cooldown", 30.0, 0.0),
+        ),
+        executor=ExecutorConfig(
+            max_workers=executor.integer("max_workers", 8, 2),
+            probe_interval=executor.number("probe_interval", 2.0, 0.05),
+            probe_deadline=executor.number("probe_deadline", 5.0, 0.05),
+        ),
+        logging=LogConfig(
+            level=level,
+            max_bytes=logs.integer("max_bytes", 5_000_000, 10_000),
+            backups=logs.integer("backups", 5, 1),
+        ),
+        drain_timeout=gateway.number("drain_timeout", 20.0, 0.0),
+    )
+
+
+def _read_secret(section: _Section, key: str) -> str:
+    """A secret comes from `<key>_env` (an environment variable) or `<key>_file` (mode 0600).
+
+    Never from the profile itself: profiles get copied, pasted and shown; secrets must not.
+    """
+    env_key, file_key = f"{key}_env", f"{key}_file"
+    if key in section.table:
+        section.fail(key, f"no inline secret: use {env_key} = \"VAR\" or {file_key} = \"path\"")
+    if env_key in section.table:
+        var = section.text(env_key)
+        value = os.environ.get(var, "")
+        if not value:
+            raise ConfigError(
+                f"{section.path}: {section.name}.{env_key}: environment variable {var} is not set or empty"
+            )
+        return value
+    if file_key in section.table:
+        secret_path = Path(section.text(file_key)).expanduser()
+        if not secret_path.is_absolute():
+            secret_path = section.path.parent / secret_path
+        try:
+            info = secret_path.stat()
+        except OSError:
+            raise ConfigError(f"{section.path}: {section.name}.{file_key}: {secret_path} does not exist") from None
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise ConfigError(
+                f"{section.path}: {section.name}.{file_key}: {secret_path} is readable by others "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {secret_path}"
+            )
+        value = secret_path.read_text(encoding="utf-8").strip()
+        if not value:
+            raise ConfigError(f"{section.path}: {section.name}.{file_key}: {secret_path} is empty")
+        return value
+    section.fail(env_key, f"{env_key} (environment variable name) or {file_key} (path to a 0600 file)")
+    raise AssertionError("unreachable")
+
+
+PROFILE_TEMPLATE = """\
+# gatewatch profile '{name}'. Secrets never live in this file: name an environment variable
+# (*_env) or a file readable only by you (*_file, chmod 600).
+
+[feishu]
+app_id = "cli_xxxxxxxxxxxxxxxx"
+app_secret_env = "GATEWATCH_FEISHU_APP_SECRET"
+# app_secret_file = "~/.gatewatch/secrets/{name}.feishu"
+# domain = "https://open.feishu.cn"     # Lark international: "https://open.larksuite.com"
+# liveness_timeout = 360                # seconds without any frame before the connection is restarted
+# max_reconnect_interval = 10           # cap on the SDK's server-chosen reconnect waits (seconds)
+
+[llm]
+base_url = "https://api.openai.com/v1"  # any OpenAI-compatible API
+api_key_env = "OPENAI_API_KEY"
+# api_key_file = "~/.gatewatch/secrets/{name}.llm"
+models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the default
+# request_timeout = 60
+# history_turns = 10                    # per-chat turns sent as context
+# system_prompt = "You are a helpful assistant."
+# breaker_cooldown = 30                 # seconds a failing model is tried last
+
+[executor]
+# max_workers = 8
+# probe_interval = 2.0                  # canary probe period (seconds)
+# probe_deadline = 5.0                  # a canary not started by then means the pool is stuck
+
+[logging]
+# level = "INFO"
+# max_bytes = 5000000
+# backups = 5
+
+[gateway]
+# drain_timeout = 20                    # on stop, seconds to finish in-flight replies
+"""
+
+
+def write_profile_template(home: Home, name: str) -> Path:
+    """Create a commented profile; refuse to overwrite an existing one."""
+    home.ensure_dirs()
+    path = home.profile_file(name)
+    if path.exists():
+        raise ConfigError(f"{path}: already exists; edit it, or remove it first")
+    path.write_text(PROFILE_TEMPLATE.format(name=name), encoding="utf-8")
+    return path
+
+
+def describe_profile(profile: Profile) -> dict[str, object]:
+    """The profile as shown to a person: every value except the secrets, which read '***'."""
+    return {
+        "profile": profile.name,
+        "file": str(profile.path),
+        "feishu.app_id": profile.feishu.app_id,
+        "feishu.app_secret": "***",
+        "feishu.domain": profile.feishu.domain,
+        "feishu.liveness_timeout": profile.feishu.liveness_timeout,
+        "llm.base_url": profile.llm.base_url,
+        "llm.api_key": "***",
+        "llm.models": ", ".join(profile.llm.models),
+        "llm.request_timeout": profile.llm.request_timeout,
+        "executor.max_workers": profile.executor.max_workers,
+        "executor.probe_interval": profile.executor.probe_interval,
+        "logging.level": profile.logging.level,
+        "gateway.drain_timeout": profile.drain_timeout,
+    }

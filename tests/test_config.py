@@ -1,0 +1,113 @@
+"""Profiles: bad input is one line naming file, key and expectation; secrets never shown."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gateway_core.config import ConfigError, Home, describe_profile, load_profile, write_profile_template
+
+GOOD = """
+[feishu]
+app_id = "cli_test"
+app_secret_env = "GW_TEST_FEISHU_SECRET"
+[llm]
+base_url = "http://127.0.0.1:9/v1"
+api_key_file = "llm.key"
+models = ["alpha", "beta"]
+"""
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("GW_TEST_FEISHU_SECRET", "feishu-secret-value")
+    home = Home(tmp_path / "home")
+    home.ensure_dirs()
+    key = home.profiles / "llm.key"
+    key.write_text("llm-secret-value\n")
+    key.chmod(0o600)
+    return home
+
+
+def write(home, text, name="p"):
+    path = home.profile_file(name)
+    path.write_text(text)
+    return path
+
+
+def test_good_profile_loads_with_secrets_resolved(home):
+    write(home, GOOD)
+    profile = load_profile(home, "p")
+    assert profile.feishu.app_secret == "feishu-secret-value"
+    assert profile.llm.api_key == "llm-secret-value"
+    assert profile.llm.models == ("alpha", "beta")
+    assert profile.executor.probe_interval == 2.0
+    shown = describe_profile(profile)
+    assert shown["feishu.app_secret"] == "***" and shown["llm.api_key"] == "***"
+    assert "secret-value" not in repr(profile) and "secret-value" not in str(shown)
+
+
+@pytest.mark.parametrize(
+    "mutation, expected",
+    [
+        (lambda t: t.replace('models = ["alpha", "beta"]', "models = []"), "llm.models: expected a non-empty list"),
+        (lambda t: t.replace('app_id = "cli_test"\n', ""), "feishu.app_id: expected a string (missing)"),
+        (lambda t: t + "[executor]\nmax_workers = 'many'\n", "executor.max_workers: expected an integer >= 2"),
+        (lambda t: t.replace("app_secret_env", "app_secret"), "feishu.app_secret: expected no inline secret"),
+        (lambda t: t.replace("GW_TEST_FEISHU_SECRET", "GW_TEST_UNSET_VAR"), "GW_TEST_UNSET_VAR is not set"),
+        (lambda t: t + "[broken", "not valid TOML"),
+        (lambda t: t.replace("http://127.0.0.1:9/v1", "ftp://x"), "llm.base_url: expected an http(s):// URL"),
+    ],
+)
+def test_bad_profile_names_file_key_and_expectation(home, mutation, expected):
+    path = write(home, mutation(GOOD))
+    with pytest.raises(ConfigError) as info:
+        load_profile(home, "p")
+    message = str(info.value)
+    assert str(path) in message and expected in message and "\n" not in message
+
+
+def test_secret_file_readable_by_others_is_refused(home):
+    (home.profiles / "llm.key").chmod(0o644)
+    write(home, GOOD)
+    with pytest.raises(ConfigError, match=r"readable by others \(mode 0644\); run: chmod 600"):
+        load_profile(home, "p")
+
+
+def test_profile_name_cannot_escape_home(home):
+    with pytest.raises(ConfigError, match="not valid"):
+        load_profile(home, "../etc/passwd")
+
+
+def test_template_is_a_loadable_starting_point(home, monkeypatch):
+    monkeypatch.setenv("GATEWATCH_FEISHU_APP_SECRET", "x")
+    monkeypatch.setenv("OPENAI_API_KEY", "y")
+    path = write_profile_template(home, "fresh")
+    assert load_profile(home, "fresh").llm.models[0] == "gpt-4o-mini"
+    with pytest.raises(ConfigError, match="already exists"):
+        write_profile_template(home, "fresh")
+    assert path.read_text().startswith("# gatewatch profile 'fresh'")
+
+
+def test_cli_bad_config_exits_2_with_one_line(home):
+    write(home, GOOD.replace('models = ["alpha", "beta"]', "models = 3"))
+    env = dict(os.environ, GATEWATCH_HOME=str(home.root))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway_core", "run", "--headless", "--profile", "p"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "llm.models" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_cli_profile_show_masks_secrets(home):
+    write(home, GOOD)
+    env = dict(os.environ, GATEWATCH_HOME=str(home.root))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway_core", "profile", "show", "p"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "***" in result.stdout and "secret-value" not in result.stdout
