@@ -1,0 +1,102 @@
+"""The `gatewatch` command. Bad input ends in one line and a documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, Home, describe_profile, load_profile, write_profile_template
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatewatch",
+        description="Feishu/Lark to LLM gateway with an operations console.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    console = commands.add_parser("console", help="open the console (the default command)")
+    console.add_argument("--profile", default="default")
+
+    run = commands.add_parser("run", help="run the gateway for one profile")
+    run.add_argument("--profile", default="default")
+    run.add_argument("--headless", action="store_true", help="without the console (how launchd runs it)")
+
+    demo = commands.add_parser("demo", help="the gateway on a local Feishu simulator and local LLM")
+    demo.add_argument("--headless", action="store_true", help="print the conversation instead of the console")
+    demo.add_argument("--messages", type=int, default=0, help="with --headless: extra scripted messages")
+
+    profile = commands.add_parser("profile", help="create, list and show profiles")
+    profile_commands = profile.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    init = profile_commands.add_parser("init", help="write a commented profile template")
+    init.add_argument("name")
+    profile_commands.add_parser("list", help="list profiles")
+    show = profile_commands.add_parser("show", help="show a profile, secrets as ***")
+    show.add_argument("name")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    home = Home.from_env()
+    try:
+        return _dispatch(args, home)
+    except ConfigError as error:
+        print(f"gatewatch: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, home: Home) -> int:
+    command = args.command or "console"
+    if command == "profile":
+        return _profile(args, home)
+    if command == "run":
+        if not args.headless:
+            return _console(home, args.profile)
+        profile = load_profile(home, args.profile)  # fail fast on bad config, before heavy imports
+        from .headless import run_headless
+
+        return run_headless(profile, home)
+    if command == "demo":
+        from .demo import run_demo
+
+        return run_demo(headless=args.headless, extra_messages=args.messages)
+    return _console(home, getattr(args, "profile", "default"))
+
+
+def _console(home: Home, profile_name: str) -> int:
+    try:
+        from tui.app import run_console
+    except ImportError:
+        print(
+            "gatewatch: the console is not installed yet; run the gateway with: "
+            f"gatewatch run --headless --profile {profile_name}",
+            file=sys.stderr,
+        )
+        return 1
+    return run_console(home, profile_name)
+
+
+def _profile(args: argparse.Namespace, home: Home) -> int:
+    if args.profile_command == "init":
+        path = write_profile_template(home, args.name)
+        print(f"wrote {path}: set feishu.app_id, the secrets' sources and llm.base_url/models")
+        return 0
+    if args.profile_command == "list":
+        names = home.profile_names()
+        if not names:
+            print(f"no profiles in {home.profiles}; create one with: gatewatch profile init default")
+        for name in names:
+            print(name)
+        return 0
+    for key, value in describe_profile(load_profile(home, args.name)).items():
+        print(f"{key:26} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
