@@ -1,0 +1,270 @@
+"""The held executor: the gateway's one thread pool, watched and rebuilt when it dies.
+
+The incident gatewatch answers: the asyncio default executor was shut down behind the gateway's
+back; from then on every `run_in_executor(None, …)` raised `RuntimeError: Executor shutdown has
+been called` — and asyncio's own `getaddrinfo` goes through that path, so every new connection
+failed too, while the process looked alive. Here the pool is created and referenced by the gateway,
+installed as the default of every loop the gateway uses, and all blocking work is submitted through
+`HeldExecutor.run`. A refusal or a stuck pool is detected (by the submitter or by a canary probe),
+a new pool is installed, and the refused work is submitted again, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+log = logging.getLogger("gatewatch.executor")
+T = TypeVar("T")
+
+PROBE_WINDOW = 120
+DEGRADED_LATENCY = 0.5  # a canary that waited this long to start means the pool is saturated
+REPLACED_SHOWS_FOR = 30.0  # seconds the state says "replaced" after a rebuild
+
+
+@dataclass(frozen=True)
+class ExecutorSnapshot:
+    """What the console shows about the pool; plain data, safe to hand to any thread."""
+
+    state: str  # healthy | degraded | replaced | dead
+    max_workers: int
+    live_threads: int
+    busy: int
+    queued: int
+    completed: int
+    failed: int
+    restarts: int
+    last_probe_latency: float | None
+    probe_p50: float | None
+    probe_p95: float | None
+    last_restart_at: float | None
+    last_restart_cause: str | None
+    probe_history: tuple[float, ...] = ()
+
+
+class HeldExecutor:
+    """A ThreadPoolExecutor the gateway owns, plus the supervisor that keeps it usable."""
+
+    def __init__(self, max_workers: int, probe_deadline: float = 5.0):
+        self.max_workers = max_workers
+        self.probe_deadline = probe_deadline
+        self._guard = threading.Lock()
+        self._generation = 0
+        self._pool = self._new_pool()
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._submitted = self._started = self._completed = self._failed = 0
+        self._restarts = 0
+        self._last_restart_at: float | None = None
+        self._last_restart_cause: str | None = None
+        self._probes: deque[float] = deque(maxlen=PROBE_WINDOW)
+        self._last_probe_missed = False
+        self._closed = False
+
+    # -- the one way blocking work runs -------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` on the held pool; a refusing pool is replaced and the work resubmitted."""
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            pool = self._pool
+            try:
+                future = pool.submit(self._counted, fn, *args)
+            except RuntimeError as exc:  # a shut-down pool refuses, whatever the message says
+                if self._closed:
+                    raise
+                self.rebuild(f"executor refused work: {exc}", failed_pool=pool)
+                continue
+            with self._guard:
+                self._submitted += 1
+            return await asyncio.wrap_future(future, loop=loop)
+        raise RuntimeError("executor keeps refusing work after rebuilding it twice")
+
+    def _counted(self, fn: Callable[..., T], *args: object) -> T:
+        with self._guard:
+            self._started += 1
+        try:
+            result = fn(*args)
+        except BaseException:
+            with self._guard:
+                self._failed += 1
+            raise
+        else:
+            with self._guard:
+                self._completed += 1
+            return result
+
+    # -- default-executor installation --------------------------------------------------------
+
+    def install_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make the held pool the default executor of `loop`, now and after every rebuild."""
+        with self._guard:
+            if loop not in self._loops:
+                self._loops.append(loop)
+        self._install(loop, self._pool)
+
+    def forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._guard:
+            if loop in self._loops:
+                self._loops.remove(loop)
+
+    @staticmethod
+    def _install(loop: asyncio.AbstractEventLoop, pool: concurrent.futures.Executor) -> None:
+        # asyncio never lets a loop use its default executor again once
+        # shutdown_default_executor() ran: it sets a private flag that nothing resets, and
+        # run_in_executor(None, …) raises "Executor shutdown has been called" forever — the exact
+        # empty shell of the incident. Healing the loop means clearing that flag with the new pool.
+        if getattr(loop, "_executor_shutdown_called", False):
+            loop._executor_shutdown_called = False  # type: ignore[attr-defined]
+        loop.set_default_executor(pool)
+
+    def default_refused(self) -> str | None:
+        """Why a loop we installed on can no longer use its default executor, or None."""
+        for loop in list(self._loops):
+            if loop.is_closed():
+                continue
+            if getattr(loop, "_executor_shutdown_called", False):
+                return "a loop's default executor was shut down (shutdown_default_executor)"
+            if getattr(loop, "_default_executor", self._pool) is not self._pool:
+                return "a loop's default executor was replaced behind the gateway's back"
+        return None
+
+    # -- rebuild ------------------------------------------------------------------------------
+
+    def rebuild(self, cause: str, failed_pool: concurrent.futures.ThreadPoolExecutor | None = None) -> bool:
+        """Install a fresh pool. With `failed_pool`, only if that pool is still current.
+
+        The guard makes concurrent detections (a submitter and the probe seeing the same dead
+        pool) count as one restart.
+        """
+        with self._guard:
+            if self._closed:
+                return False
+            if failed_pool is not None and failed_pool is not self._pool:
+                return False
+            old = self._pool
+            self._pool = self._new_pool()
+            self._restarts += 1
+            self._last_restart_at = time.time()
+            self._last_restart_cause = cause
+            self._last_probe_missed = False
+            loops = list(self._loops)
+        for loop in loops:
+            if not loop.is_closed():
+                self._install(loop, self._pool)  # plain attribute writes: safe from any thread
+        # A stuck pool's running work may still finish; let it, but accept nothing new.
+        old.shutdown(wait=False, cancel_futures=False)
+        log.warning("executor rebuilt (restart %d): %s", self._restarts, cause)
+        return True
+
+    def _new_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        self._generation += 1
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_workers, thread_name_prefix=f"gw-exec{self._generation}"
+        )
+
+    # -- the canary -----------------------------------------------------------------------------
+
+    async def probe(self) -> None:
+        """Measure submit→start latency; rebuild on refusal, on a missed deadline, or a dead default.
+
+        The canary goes through the loop's *default* path, not `self._pool` directly, so it
+        proves what third-party code (and asyncio's DNS) will see.
+        """
+        refused = self.default_refused()
+        if refused:
+            self.rebuild(refused)
+            return
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        started = threading.Event()
+        submitted_at = time.perf_counter()
+        start_times: list[float] = []
+
+        def canary() -> None:
+            start_times.append(time.perf_counter())
+            started.set()
+
+        try:
+            future = loop.run_in_executor(None, canary)
+        except RuntimeError as exc:
+            self.rebuild(f"probe refused: {exc}", failed_pool=pool)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=self.probe_deadline)
+        except asyncio.TimeoutError:
+            self._last_probe_missed = True
+            self.rebuild(
+                f"probe not started within {self.probe_deadline:g}s (all workers stuck)", failed_pool=pool
+            )
+            return
+        except RuntimeError as exc:
+            self.rebuild(f"probe refused: {exc}", failed_pool=pool)
+            return
+        with self._guard:
+            self._probes.append(start_times[0] - submitted_at)
+            self._last_probe_missed = False
+
+    # -- lifecycle and view -------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = False) -> None:
+        with self._guard:
+            self._closed = True
+            pool = self._pool
+        pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    @property
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The current pool (tests and fault injection reach it here; gateway code uses `run`)."""
+        return self._pool
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    def snapshot(self) -> ExecutorSnapshot:
+        with self._guard:
+            probes = tuple(self._probes)
+            busy = self._started - self._completed - self._failed
+            queued = max(0, self._submitted - self._started)
+            live = len(getattr(self._pool, "_threads", ()))
+            state = self._state(probes)
+            return ExecutorSnapshot(
+                state=state,
+                max_workers=self.max_workers,
+                live_threads=live,
+                busy=max(0, busy),
+                queued=queued,
+                completed=self._completed,
+                failed=self._failed,
+                restarts=self._restarts,
+                last_probe_latency=probes[-1] if probes else None,
+                probe_p50=statistics.median(probes) if probes else None,
+                probe_p95=_percentile(probes, 0.95),
+                last_restart_at=self._last_restart_at,
+                last_restart_cause=self._last_restart_cause,
+                probe_history=probes[-60:],
+            )
+
+    def _state(self, probes: tuple[float, ...]) -> str:
+        if self._closed:
+            return "dead"
+        if self._last_restart_at is not None and time.time() - self._last_restart_at < REPLACED_SHOWS_FOR:
+            return "replaced"
+        if self._last_probe_missed or (probes and probes[-1] > DEGRADED_LATENCY):
+            return "degraded"
+        return "healthy"
+
+
+def _percentile(values: tuple[float, ...], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
