@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="print the conversation instead of the console")
     demo.add_argument("--messages", type=int, default=0, help="with --headless: extra scripted messages")
 
+    launchd = commands.add_parser("launchd", help="LaunchAgent per profile: install, status, hand over, doctor")
+    from launchd.cli import add_arguments as add_launchd_arguments  # no UI imports there
+
+    add_launchd_arguments(launchd)
+
     profile = commands.add_parser("profile", help="create, list and show profiles")
     profile_commands = profile.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     init = profile_commands.add_parser("init", help="write a commented profile template")
@@ -61,6 +66,10 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
         from .headless import run_headless
 
         return run_headless(profile, home)
+    if command == "launchd":
+        from launchd.cli import run as run_launchd
+
+        return run_launchd(args, home)
     if command == "demo":
         from .demo import run_demo
 
