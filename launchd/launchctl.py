@@ -95,15 +95,16 @@ class ListEntry:
     label: str
 
 
-def resolve_domain() -> str:
+def resolve_domain(environ: dict[str, str] | None = None, uid: int | None = None, console_uid: int | None = None) -> str:
     """`gui/<uid>` with a GUI login session, `user/<uid>` otherwise (Homebrew's rule).
 
     `gui/` exists only while the user is logged in at the screen; over SSH with nobody at the
     screen it does not, but `user/<uid>` does. GATEWATCH_LAUNCHD_DOMAIN overrides the choice
-    ("gui", "user", "system" or a full "gui/501").
+    ("gui", "user", "system" or a full "gui/501"). The parameters default to this process's view.
     """
-    uid = os.getuid()
-    override = (os.environ.get("GATEWATCH_LAUNCHD_DOMAIN") or "").strip()
+    environ = os.environ if environ is None else environ
+    uid = os.getuid() if uid is None else uid
+    override = (environ.get("GATEWATCH_LAUNCHD_DOMAIN") or "").strip()
     if override:
         if override == "system" or re.fullmatch(r"(gui|user)/\d+", override):
             return override
@@ -115,19 +116,21 @@ def resolve_domain() -> str:
         )
     if uid == 0:
         return "system"
-    if os.environ.get("SUDO_USER"):
+    if environ.get("SUDO_USER"):
         return f"user/{uid}"
-    over_ssh = bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
-    if over_ssh and not _console_owned_by(uid):
+    over_ssh = bool(environ.get("SSH_CONNECTION") or environ.get("SSH_TTY"))
+    console_uid = _console_uid() if console_uid is None else console_uid
+    if over_ssh and console_uid != uid:
         return f"user/{uid}"
     return f"gui/{uid}"
 
 
-def _console_owned_by(uid: int) -> bool:
+def _console_uid() -> int | None:
+    """Who is logged in at the screen: the owner of /dev/console (root when nobody is)."""
     try:
-        return os.stat("/dev/console").st_uid == uid
+        return os.stat("/dev/console").st_uid
     except OSError:
-        return False
+        return None
 
 
 def other_domain(domain: str) -> str | None:

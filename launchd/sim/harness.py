@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,9 +10,11 @@ import stat
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import psutil
 
+from ..agents import poll
 from .launchctl_sim import read_state
 
 SHIM = """#!/bin/sh
@@ -83,19 +86,19 @@ class LaunchctlSim:
         for role, process in processes:
             if role == "monitor":
                 _signal(process, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for _, process in processes:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except psutil.TimeoutExpired:
-                _signal(process, signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        for _, process in processes:
-            try:
-                process.wait(2)
-            except (psutil.TimeoutExpired, psutil.NoSuchProcess):
-                pass
+        if not poll(lambda: not any(_alive(p) for _, p in processes), timeout):
+            for _, process in processes:
+                if _alive(process):
+                    _signal(process, signal.SIGKILL)
+            poll(lambda: not any(_alive(p) for _, p in processes), 2.0)
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie waiting for a parent (or init) to reap it."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal(process: psutil.Process, signum: int) -> None:
@@ -103,3 +106,15 @@ def _signal(process: psutil.Process, signum: int) -> None:
         process.send_signal(signum)
     except psutil.NoSuchProcess:
         pass
+
+
+@contextlib.contextmanager
+def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **options) -> Iterator[LaunchctlSim]:
+    """The simulator first on PATH for the duration (setenv: e.g. pytest's monkeypatch.setenv)."""
+    sim = LaunchctlSim(root, **options)
+    for name, value in sim.environment().items():
+        setenv(name, value)
+    try:
+        yield sim
+    finally:
+        sim.cleanup()
