@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway_core.config import Home
+from gateway_core.sim.profile import write_sim_profile
+from gateway_core.sim.background import off_loop  # noqa: F401  (re-exported for the tests)
 
 FEISHU_SECRET_ENV = "GW_TEST_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_TEST_LLM_KEY"
@@ -27,37 +29,7 @@ def unique_app_id() -> str:
 
 def write_profile(home: Home, name: str, sims, models=("alpha", "beta"), extra: str = "") -> Path:
     """A profile wired to the running simulators, with fast timings for tests."""
-    home.ensure_dirs()
-    path = home.profile_file(name)
-    model_list = ", ".join(f'"{m}"' for m in models)
-    path.write_text(
-        f"""
-[feishu]
-app_id = "{sims.feishu.app_id}"
-app_secret_env = "{FEISHU_SECRET_ENV}"
-domain = "{sims.feishu.domain}"
-liveness_timeout = 30
-max_reconnect_interval = 1
-
-[llm]
-base_url = "{sims.llm.base_url}"
-api_key_env = "{LLM_KEY_ENV}"
-models = [{model_list}]
-request_timeout = 5
-breaker_cooldown = 30
-
-[executor]
-max_workers = 4
-probe_interval = 0.2
-probe_deadline = 2
-
-[gateway]
-drain_timeout = 10
-{extra}
-""",
-        encoding="utf-8",
-    )
-    return path
+    return write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=models, extra=extra)
 
 
 def gateway_env(home: Home) -> dict[str, str]:
@@ -128,30 +100,3 @@ class HeadlessProcess:
             self.process.kill()
         self.process.wait(10)
 
-
-async def off_loop(fn, *args):
-    """Run a blocking wait (a simulator's wait_for_*) on its own thread and await it.
-
-    Not asyncio.to_thread: that borrows the loop's default executor, which is the gateway's held
-    pool under test — waiting there would take a worker from the gateway (or be refused by a
-    pool a test has just shut down).
-    """
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-
-    def settle(result, error):
-        if not future.done():
-            future.set_exception(error) if error else future.set_result(result)
-
-    def target():
-        try:
-            result = fn(*args)
-        except BaseException as error:  # handed to the awaiting test
-            loop.call_soon_threadsafe(settle, None, error)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=target, daemon=True).start()
-    return await future
