@@ -27,9 +27,9 @@ def unique_app_id() -> str:
     return f"cli_{uuid.uuid4().hex[:12]}"
 
 
-def write_profile(home: Home, name: str, sims, models=("alpha", "beta"), extra: str = "") -> Path:
+def write_profile(home: Home, name: str, sims, models=("alpha", "beta"), **options) -> Path:
     """A profile wired to the running simulators, with fast timings for tests."""
-    return write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=models, extra=extra)
+    return write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=models, **options)
 
 
 def gateway_env(home: Home) -> dict[str, str]:

@@ -132,3 +132,31 @@ async def test_untrusted_text_stays_one_log_line(gateway, sims):
     lines = [l.message for l in gateway.logging.ring.since(0) if "line one" in l.message]
     assert lines and all("\n" not in l and "\x1b" not in l for l in lines)
     assert any("line one\\nFAKE" in l for l in lines)
+
+
+async def test_liveness_watchdog_restarts_a_silent_connection(home, sims):
+    """A link that stays open but carries nothing (no pongs) is restarted by the watchdog."""
+    from gateway_core.config import load_profile
+    from gateway_core.gateway import Gateway
+
+    from .support import write_profile
+
+    sims.feishu.ping_interval = 1  # the client pings every second; pongs are its frames
+    write_profile(home, "live", sims, liveness_timeout=3)
+    gateway = Gateway(load_profile(home, "live"), home, owner="console")
+    await gateway.start()
+    try:
+        assert await gateway.wait_connected(10)
+        await off_loop(sims.feishu.wait_for, lambda: sims.feishu.pings >= 4, 10)
+        assert gateway.feishu.snapshot().restarts == 0  # pongs keep a healthy link alive
+        sims.feishu.go_silent()
+        await off_loop(sims.feishu.wait_for, lambda: sims.feishu.connections_total >= 2, 15)
+        assert await gateway.wait_connected(10)
+        assert gateway.feishu.snapshot().restarts == 1
+        assert any("no frame for" in line.message for line in gateway.logging.ring.since(0))
+        sims.feishu.go_silent(False)
+        event = sims.feishu.inject_text("after the watchdog")
+        (reply,) = await off_loop(sims.feishu.wait_for_replies, event, 1, 15)
+        assert reply.text == "[alpha] after the watchdog"
+    finally:
+        await gateway.stop(drain_timeout=2)

@@ -147,6 +147,7 @@ class FeishuSimulator(ThreadSafeState):
         self._pings = 0
         self._refuse_until = 0.0
         self._reject_auth = False
+        self._silent = False
         # events
         self._events: dict[str, InjectedEvent] = {}
         self._chat_of: dict[str, str] = {}  # message_id -> chat_id
@@ -344,7 +345,9 @@ class FeishuSimulator(ThreadSafeState):
                 with self._cond:
                     self._pings += 1
                     self._notify()
-                conn.outbox.put_nowait(self._frame(conn, METHOD_CONTROL, {"type": "pong"}))
+                    silent = self._silent
+                if not silent:
+                    conn.outbox.put_nowait(self._frame(conn, METHOD_CONTROL, {"type": "pong"}))
             return
         event_id = headers.get("message_id", "")
         try:
@@ -542,6 +545,11 @@ class FeishuSimulator(ThreadSafeState):
         """Answer endpoint discovery with 503 "system busy" for `seconds` (0 stops refusing)."""
         with self._cond:
             self._refuse_until = time.monotonic() + seconds if seconds > 0 else 0.0
+
+    def go_silent(self, on: bool = True) -> None:
+        """Keep connections open but stop answering pings: a half-dead link, as seen from the client."""
+        with self._cond:
+            self._silent = on
 
     def reject_auth(self, on: bool = True) -> None:
         """While on, endpoint discovery answers the fatal invalid-credentials code."""

@@ -16,6 +16,7 @@ def write_sim_profile(
     key_env: str,
     models: Sequence[str] = ("alpha", "beta"),
     probe_interval: float = 0.2,
+    liveness_timeout: float = 30,
     extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`, secrets read from the named env vars."""
@@ -28,7 +29,7 @@ def write_sim_profile(
 app_id = "{sims.feishu.app_id}"
 app_secret_env = "{secret_env}"
 domain = "{sims.feishu.domain}"
-liveness_timeout = 30
+liveness_timeout = {liveness_timeout}
 max_reconnect_interval = 1
 
 [llm]
