@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="print the conversation instead of the console")
     demo.add_argument("--messages", type=int, default=0, help="with --headless: extra scripted messages")
 
+    status = commands.add_parser("status", help="is each profile's gateway really alive? (exit 1 if not)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
     launchd = commands.add_parser("launchd", help="LaunchAgent per profile: install, status, hand over, doctor")
     from launchd.cli import add_arguments as add_launchd_arguments  # no UI imports there
 
@@ -66,6 +69,12 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
         from .headless import run_headless
 
         return run_headless(profile, home)
+    if command == "status":
+        from .status import collect_status, render_status, status_exit_code
+
+        statuses = collect_status(home)
+        print(render_status(statuses, args.json))
+        return status_exit_code(statuses)
     if command == "launchd":
         from launchd.cli import run as run_launchd
 

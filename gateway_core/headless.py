@@ -1,0 +1,64 @@
+"""`gatewatch run --headless`: the gateway as a plain process, the way launchd runs it.
+
+Exit codes are chosen for launchd's `KeepAlive {SuccessfulExit: false}`: 0 only when stopped on
+purpose (SIGTERM/SIGINT after draining), so launchd does not respawn it; non-zero for anything that
+should be noticed (1 Feishu refused the credentials, 2 bad profile, 3 profile owned by another).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from .config import Home, Profile
+from .gateway import Gateway
+from .ownership import ProfileBusy
+
+log = logging.getLogger("gatewatch.headless")
+
+EXIT_OK, EXIT_FATAL, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 3
+FATAL_CHECK_INTERVAL = 0.5
+
+
+def say(line: str) -> None:
+    """One line for the operator (stderr; under launchd it lands in the job's log file)."""
+    print(f"gatewatch: {line}", file=sys.stderr, flush=True)
+
+
+def run_headless(profile: Profile, home: Home) -> int:
+    return asyncio.run(serve(profile, home))
+
+
+async def serve(profile: Profile, home: Home) -> int:
+    gateway = Gateway(profile, home, owner="headless")
+    try:
+        await gateway.start()
+    except ProfileBusy as busy:
+        say(str(busy))
+        return EXIT_BUSY
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, gateway.request_stop, signal.Signals(signum).name)
+    say(f"serving profile '{profile.name}' (pid {os.getpid()}); logs: {home.log_file(profile.name)}")
+    announced = False
+    fatal: str | None = None
+    while not gateway.stop_requested.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(gateway.stop_requested.wait(), FATAL_CHECK_INTERVAL)  # also a check period
+        feishu = gateway.feishu.snapshot()
+        if feishu.state == "connected" and not announced:
+            say(f"Feishu connected (conn_id {feishu.conn_id})")
+            announced = True
+        if gateway.feishu.failed_for_good():
+            fatal = feishu.last_error or "Feishu refused the connection"
+            break
+    unfinished = await gateway.stop()
+    if fatal:
+        say(f"Feishu refused the app credentials: {fatal}; fix feishu.app_id / the app secret in {profile.path}")
+        return EXIT_FATAL
+    say(f"stopped{'' if not unfinished else f' with {unfinished} answers unfinished'}")
+    return EXIT_OK
