@@ -12,11 +12,10 @@ state the profile is in and how to recover.
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
 from gateway_core.config import Home
+from gateway_core.control import ControlError, request
 from gateway_core.ownership import read_owner
 
 from .agents import POLL_INTERVAL, AgentSettings, Report, pid_alive, poll, unload_timeout, wait_until_unloaded
@@ -24,7 +23,6 @@ from .launchctl import IN_PROGRESS, IO_ERROR, LaunchctlError, find_job
 from .plist import stderr_path
 
 HANDBACK_TIMEOUT = 20.0
-STDERR_TAIL_BYTES = 256 * 1024
 
 
 class HandoverError(Exception):
@@ -192,31 +190,18 @@ def _start_job(launchctl, label: str, path: Path, job, timeout: float, report: R
     return pid
 
 
-SERVING = re.compile(r"gatewatch: serving profile '(?P<profile>[^']*)' \(pid (?P<pid>\d+)\)")
-CONNECTED = "gatewatch: Feishu connected"
+STATUS_TIMEOUT = 2.0
 
 
 def headless_feishu_connected(home: Home, profile: str, pid: int) -> bool:
-    """Whether launchd's gateway `pid` has reported its Feishu connection.
+    """Whether launchd's gateway `pid` says, over its control socket, that Feishu is connected.
 
-    For now read from the job's StandardErrorPath: the headless runner prints
-    `gatewatch: serving profile 'P' (pid N)` when it starts and `gatewatch: Feishu connected …`
-    once connected; only a connected line after *this* PID's start line counts.
-    (To be replaced by the control socket's status op.)
+    Asked of the gateway itself rather than read from its log: the socket answers for the process
+    that owns the profile now, so an old "connected" line from a previous run cannot count.
     """
-    path = stderr_path(home, profile)
     try:
-        with open(path, "rb") as fp:
-            size = os.fstat(fp.fileno()).st_size
-            fp.seek(max(0, size - STDERR_TAIL_BYTES))
-            tail = fp.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
+        status = request(home.socket_file(profile), "status", timeout=STATUS_TIMEOUT)["status"]
+    except ControlError:
         return False
-    started = False
-    for line in tail.splitlines():
-        match = SERVING.search(line)
-        if match:
-            started = match["profile"] == profile and int(match["pid"]) == pid
-        elif started and CONNECTED in line:
-            return True
-    return False
+    owner = status.get("owner") or {}
+    return owner.get("pid") == pid and (status.get("feishu") or {}).get("state") == "connected"
