@@ -13,6 +13,7 @@ import os
 import plistlib
 import sys
 import tempfile
+import xml.parsers.expat
 from pathlib import Path
 
 from gateway_core.config import Home, check_profile_name
@@ -107,7 +108,8 @@ def read_plist(path: Path) -> dict:
             data = plistlib.load(fp)
     except FileNotFoundError:
         raise PlistError(f"{path}: no such file") from None
-    except (plistlib.InvalidFileException, ValueError, OSError) as exc:
+    except (plistlib.InvalidFileException, xml.parsers.expat.ExpatError, ValueError, TypeError,
+            KeyError, IndexError, OverflowError, OSError) as exc:  # a hand-edited file can fail anywhere
         raise PlistError(f"{path}: does not parse as a property list ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise PlistError(f"{path}: top level is not a dictionary")

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.parsers.expat
 from pathlib import Path
 
 DEFAULT_THROTTLE = 10
@@ -111,7 +112,7 @@ def job_from_plist(path: Path, domain: str) -> dict:
             data = plistlib.load(fp)
         label = data["Label"]
         args = data.get("ProgramArguments") or [data["Program"]]
-    except (OSError, plistlib.InvalidFileException, ValueError, KeyError, TypeError):
+    except (OSError, plistlib.InvalidFileException, xml.parsers.expat.ExpatError, ValueError, KeyError, TypeError, IndexError):
         raise Failure(5, "Bootstrap failed: 5: Input/output error") from None
     keep_alive = data.get("KeepAlive", False)
     return {
