@@ -8,6 +8,8 @@ injected — including those sent while nobody is connected mid-hand-over — is
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -20,9 +22,9 @@ from launchd.doctor import run_doctor
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
-from launchd.sim.harness import simulated_launchctl
+from launchd.sim.harness import simulated_launchctl, write_launchd_sim_profile
 
-from .support import FEISHU_SECRET, FEISHU_SECRET_ENV, LLM_KEY, LLM_KEY_ENV, off_loop, write_profile
+from .support import FEISHU_SECRET, LLM_KEY, off_loop
 
 PROFILE = "p"
 
@@ -39,17 +41,7 @@ def settings(tmp_path):
 
 
 def write_launchd_profile(home, sims):
-    """The simulator profile with its secrets in 0600 files: launchd passes no shell environment."""
-    path = write_profile(home, PROFILE, sims)
-    secrets = home.root / "secrets"
-    secrets.mkdir(mode=0o700, exist_ok=True)
-    text = path.read_text()
-    for env_name, value, key in ((FEISHU_SECRET_ENV, FEISHU_SECRET, "app_secret"), (LLM_KEY_ENV, LLM_KEY, "api_key")):
-        secret_file = secrets / key
-        secret_file.write_text(value)
-        secret_file.chmod(0o600)
-        text = text.replace(f'{key}_env = "{env_name}"', f'{key}_file = "{secret_file}"')
-    path.write_text(text)
+    write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
 
 
 class OwnershipWatch:
@@ -208,3 +200,53 @@ def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims,
     finally:
         lock.release()
     assert lc.print_job(label) is None  # the loop is stopped
+
+
+def gatewatch(*args, timeout=60):
+    """The real command line, as a user runs it (the simulator first on PATH via the environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway_core", "launchd", *args],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(home, sims, launchctl_sim, settings):
+    write_launchd_profile(home, sims)
+    label = job_label(PROFILE)
+    lc = Launchctl()
+    where = ["--profile", PROFILE, "--agents-dir", str(settings.agents_dir)]
+    installed = gatewatch("install", *where, "--throttle-interval", "1")
+    assert installed.returncode == 0, installed.stderr
+    first = launchd_pid_serving(home, lc, label)
+
+    here = subprocess.Popen(
+        [sys.executable, "-m", "gateway_core", "launchd", "takeover", "--headless", *where],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert poll(lambda: headless_feishu_connected(home, PROFILE, here.pid), 30), here.poll()
+        assert not pid_alive(first) and lc.print_job(label) is None
+        event = sims.feishu.inject_text("to the terminal")
+        assert sims.feishu.wait_for_replies(event, 1, 20)[0].text == "[alpha] to the terminal"
+
+        refused = gatewatch("handback", *where)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+        assert f"still served by PID {here.pid} (headless" in refused.stderr
+        assert here.poll() is None  # a refused hand-back touches nothing
+
+        here.send_signal(signal.SIGTERM)
+        out, err = here.communicate(timeout=30)
+        assert here.returncode == 0
+        assert "booting out" in out and "lock free" in out and "gatewatch launchd handback" in out
+    finally:
+        if here.poll() is None:
+            here.kill()
+            here.wait(10)
+
+    back = gatewatch("handback", *where)
+    assert back.returncode == 0, back.stderr
+    assert "handed back: launchd's gateway PID" in back.stdout
+    shown = gatewatch("status", *where)
+    assert shown.returncode == 0 and "running, PID" in shown.stdout and "launchd job ai.gatewatch.gateway.p" in shown.stdout
+    event = sims.feishu.inject_text("back to launchd")
+    assert sims.feishu.wait_for_replies(event, 1, 20)[0].text == "[alpha] back to launchd"
