@@ -136,6 +136,9 @@ def install(home: Home, profile: str, settings: AgentSettings, report: Report) -
     current = _read_if_valid(path)
     if job is not None and current == data:
         report(f"{label} is already installed and loaded ({job.describe()})")
+        if not job.running:
+            pid = launchctl.kickstart(label)
+            report(f"started it: PID {pid}")
         return path
     if job is not None:
         report(f"plist changed: booting out {launchctl.target(label)} to reload it")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from gateway_core.config import Home, load_profile
 
@@ -66,7 +67,8 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def profiles_for(args: argparse.Namespace, home: Home, settings: AgentSettings, all_source) -> list[str]:
+def profiles_for(args: argparse.Namespace, all_source: Callable[[], list[str]]) -> list[str]:
+    """--profile P, or with --all every name `all_source` lists."""
     if not getattr(args, "all", False):
         return [args.profile]
     names = all_source()
@@ -76,20 +78,20 @@ def profiles_for(args: argparse.Namespace, home: Home, settings: AgentSettings, 
 
 
 def _install(args, home: Home, settings: AgentSettings) -> int:
-    for name in profiles_for(args, home, settings, home.profile_names):
+    for name in profiles_for(args, home.profile_names):
         install(home, name, settings, say)
     return 0
 
 
 def _uninstall(args, home: Home, settings: AgentSettings) -> int:
-    for name in profiles_for(args, home, settings, lambda: installed_profiles(settings)):
+    for name in profiles_for(args, lambda: installed_profiles(settings)):
         uninstall(home, name, settings, say)
     return 0
 
 
 def _status(args, home: Home, settings: AgentSettings) -> int:
     trouble = False
-    for name in profiles_for(args, home, settings, lambda: installed_profiles(settings)):
+    for name in profiles_for(args, lambda: installed_profiles(settings)):
         report = status(home, name, settings)
         for line in report.lines():
             say(line)

@@ -196,7 +196,9 @@ def apply_rules(agent: AgentFile, home: Home) -> dict:
     home_logs = home.root.expanduser().absolute() / "logs"
     for key, suffix in (("StandardOutPath", "out"), ("StandardErrorPath", "err")):
         value = data.get(key)
-        if not isinstance(value, str) or not value:
+        # A missing path, or one in a directory that does not exist, moves to our logs directory:
+        # creating whatever directory a plist names is not ours to do.
+        if not isinstance(value, str) or not value or not Path(value).parent.is_dir():
             data[key] = str(home_logs / f"{label}.{suffix}.log")
     return data
 
@@ -216,13 +218,12 @@ def fix(agent: AgentFile, home: Home, report: Report) -> bool:
     if agent.data is None or not any(f.fixable for f in agent.findings):
         return False
     fixed = apply_rules(agent, home)
-    for key in ("StandardOutPath", "StandardErrorPath"):
-        Path(fixed[key]).parent.mkdir(parents=True, exist_ok=True)
     if fixed == agent.data:
         return False
     backup = backup_path(agent.path)
     shutil.copy2(agent.path, backup)
     report(f"{agent.path.name}: backed up to {backup.name}")
+    home.logs.mkdir(parents=True, exist_ok=True)
     write_plist(agent.path, fixed)  # reads it back before and after writing
     report(f"{agent.path.name}: rewritten")
     reload_job(agent.label, agent.path, report)

@@ -19,7 +19,7 @@ from gateway_core.control import ControlError, request
 from gateway_core.ownership import read_owner
 
 from .agents import POLL_INTERVAL, AgentSettings, Report, pid_alive, poll, unload_timeout, wait_until_unloaded
-from .launchctl import IN_PROGRESS, IO_ERROR, LaunchctlError, find_job
+from .launchctl import IN_PROGRESS, IO_ERROR, Launchctl, LaunchctlError, find_job
 from .plist import stderr_path
 
 HANDBACK_TIMEOUT = 20.0
@@ -111,10 +111,10 @@ def hand_back(
             f"no LaunchAgent for profile '{profile}' at {path}; install it with: gatewatch launchd install --profile {profile}"
         )
     try:
-        launchctl, job = find_job(label)
+        launchctl, _ = find_job(label)
         report(f"enabling {launchctl.target(label)}")
         launchctl.enable(label)
-        pid = _start_job(launchctl, label, path, job, timeout, report)
+        pid = _start_job(launchctl, label, path, timeout, report)
     except LaunchctlError as error:
         raise HandoverError(
             f"launchd did not start {label}: {error}; no gateway serves profile '{profile}' now — "
@@ -151,7 +151,7 @@ def hand_back(
     return pid
 
 
-def _start_job(launchctl, label: str, path: Path, job, timeout: float, report: Report) -> int:
+def _start_job(launchctl: Launchctl, label: str, path: Path, timeout: float, report: Report) -> int:
     """bootstrap (polling through launchd's "still tearing down" 5/36/37), or kickstart a job that
     is loaded but not running; returns the PID launchd reports."""
     bootstrapped = kicked = False

@@ -138,6 +138,8 @@ def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
     assert broken.read_text() == "<plist><dict><key>Label</key>"  # never rewritten
     fixed = plistlib.loads(forever.read_bytes())
     assert fixed["KeepAlive"] == {"SuccessfulExit": False} and fixed["RunAtLoad"] is True
+    assert fixed["StandardErrorPath"] == str(home_root / "logs" / "ai.other.gateway-x.err.log")
+    assert not os.path.exists("/nonexistent")  # logs move to our directory; nothing is created elsewhere
 
 
 def test_a_fresh_install_is_healthy_and_secrets_from_env_are_refused(agents, tmp_path, launchctl_sim, capsys, monkeypatch):
