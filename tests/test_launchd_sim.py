@@ -201,3 +201,14 @@ def test_job_gets_launchd_environment_own_group_and_log_files(sim, tmp_path, mon
     assert "GW_TEST_SECRET" not in seen["env"] and "LAUNCHCTL_SIM_STATE" not in seen["env"]
     assert seen["pgid"] == pid and seen["stdin"] == "/dev/null"
     assert [c["argv"][0] for c in sim.calls()][:1] == ["bootstrap"]
+
+
+def test_bootout_still_stops_the_job_when_its_monitor_died(sim, tmp_path):
+    lc = Launchctl()
+    lc.bootstrap(make_job(tmp_path, "t.orphan", ["serve"]))
+    pid = running_pid(lc, "t.orphan")
+    monitor = sim.job("t.orphan")["monitor_pid"]
+    os.kill(monitor, signal.SIGKILL)
+    assert poll(lambda: not pid_alive(monitor), 5)
+    assert lc.bootout("t.orphan") is True
+    assert poll(lambda: not pid_alive(pid), 5) and lc.print_job("t.orphan") is None

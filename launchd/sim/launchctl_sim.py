@@ -438,8 +438,30 @@ def cmd_bootout(root: Path, args: list[str]) -> int:
             raise Failure(3, "Boot-out failed: 3: No such process")
         job["stop_requested"] = True
         job["tearing_down"] = True
+        if not process_alive(job["monitor_pid"]):
+            # The monitor is gone (killed by hand): nobody else will stop the job, so do it here.
+            if process_alive(job["pid"]):
+                os.kill(job["pid"], signal.SIGTERM)
+            del state["jobs"][key]
+            return 0
     signal_monitor(job)
     return 0
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fp:
+            return fp.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def cmd_kickstart(root: Path, args: list[str]) -> int:
