@@ -19,7 +19,7 @@ from gateway_core.control import ControlError, request
 from gateway_core.ownership import read_owner
 
 from .agents import POLL_INTERVAL, AgentSettings, Report, pid_alive, poll, unload_timeout, wait_until_unloaded
-from .launchctl import IN_PROGRESS, IO_ERROR, Launchctl, LaunchctlError, find_job
+from .launchctl import IN_PROGRESS, IO_ERROR, NOT_FOUND, Launchctl, LaunchctlError, find_job
 from .plist import stderr_path
 
 HANDBACK_TIMEOUT = 20.0
@@ -114,80 +114,96 @@ def hand_back(
         launchctl, _ = find_job(label)
         report(f"enabling {launchctl.target(label)}")
         launchctl.enable(label)
-        pid = _start_job(launchctl, label, path, timeout, report)
+    except LaunchctlError as error:
+        raise HandoverError(f"cannot enable {label}: {error}; nothing was changed") from None
+    progress = _HandBack(home, profile, launchctl, label, path, report)
+    try:
+        done = poll(progress.step, timeout, POLL_INTERVAL * 2)
     except LaunchctlError as error:
         raise HandoverError(
             f"launchd did not start {label}: {error}; no gateway serves profile '{profile}' now — "
             f"retry with: gatewatch launchd handback --profile {profile}"
         ) from None
+    if not done:
+        raise HandoverError(progress.failure(timeout))
+    report(f"handed back: launchd's gateway PID {progress.pid} serves profile '{profile}', Feishu connected")
+    return progress.pid
 
-    report(f"waiting for PID {pid} to take the profile lock…")
 
-    def launchd_owns_it() -> bool:
-        nonlocal pid
-        current = launchctl.print_job(label)
-        if current is None or not current.running:
+class _HandBack:
+    """One hand-back, advanced by `step()` until launchd's gateway serves.
+
+    Each step re-reads launchd's view, so every turn of events is followed rather than assumed:
+    the job not loaded -> bootstrap (launchd answers 5/36/37 while an earlier bootout is still
+    tearing down: try again next step); loaded but idle (it exited 0 earlier) -> one kickstart,
+    never right after our own bootstrap where RunAtLoad already starts it; running -> wait until
+    that PID holds the profile lock, then until it reports Feishu connected. A crash and respawn
+    changes the PID; the steps follow launchd's.
+    """
+
+    def __init__(self, home: Home, profile: str, launchctl: Launchctl, label: str, path: Path, report: Report):
+        self.home, self.profile, self.launchctl = home, profile, launchctl
+        self.label, self.path, self.report = label, path, report
+        self.bootstrapped = self.kicked = False
+        self.pid: int | None = None
+        self.holding = False
+
+    def step(self) -> bool:
+        job = self.launchctl.print_job(self.label)
+        if job is None:
+            self._tolerating_teardown(self._bootstrap)
             return False
-        pid = current.pid  # a crash and respawn changes it; follow launchd's view
-        holder = read_owner(lock)
-        return holder is not None and holder.pid == pid
+        if not job.running:
+            if not self.bootstrapped and not self.kicked:
+                self._tolerating_teardown(self._kickstart)
+            return False
+        if job.pid != self.pid:
+            self.pid, self.holding = job.pid, False
+            self.report(f"launchd runs PID {job.pid}; waiting for it to take the profile lock…")
+        holder = read_owner(self.home.lock_file(self.profile))
+        if holder is None or holder.pid != job.pid:
+            return False
+        if not self.holding:
+            self.holding = True
+            self.report(f"PID {job.pid} holds the profile; waiting for its Feishu connection…")
+        return headless_feishu_connected(self.home, self.profile, job.pid)
 
-    if not poll(launchd_owns_it, timeout):
-        current = launchctl.print_job(label)
-        state = current.describe() if current else f"{label} is not loaded"
-        holder = read_owner(lock)
-        raise HandoverError(
-            f"launchd's gateway did not take profile '{profile}' within {timeout:.0f}s ({state}; "
-            f"held by {holder.describe() if holder else 'nobody'}); read {stderr_path(home, profile)}, "
-            f"then: gatewatch launchd status --profile {profile}"
-        )
-    report(f"PID {pid} holds the profile; waiting for its Feishu connection…")
-    if not poll(lambda: headless_feishu_connected(home, profile, pid), timeout):
-        raise HandoverError(
-            f"launchd's gateway PID {pid} holds profile '{profile}' but has not connected to Feishu within "
-            f"{timeout:.0f}s (it keeps retrying); read {stderr_path(home, profile)}"
-        )
-    report(f"handed back: launchd's gateway PID {pid} serves profile '{profile}', Feishu connected")
-    return pid
+    def _bootstrap(self) -> None:
+        if not self.bootstrapped:
+            self.report(f"bootstrapping {self.path.name} into {self.launchctl.domain}…")
+        self.launchctl.bootstrap(self.path)
+        self.bootstrapped = True
 
+    def _kickstart(self) -> None:
+        self.report(f"{self.label} is loaded but not running; kickstarting it")
+        self.launchctl.kickstart(self.label)
+        self.kicked = True
 
-def _start_job(launchctl: Launchctl, label: str, path: Path, timeout: float, report: Report) -> int:
-    """bootstrap (polling through launchd's "still tearing down" 5/36/37), or kickstart a job that
-    is loaded but not running; returns the PID launchd reports."""
-    bootstrapped = kicked = False
-    pid: int | None = None
-
-    def started() -> bool:
-        nonlocal bootstrapped, kicked, pid
-        current = launchctl.print_job(label)
-        if current is not None and current.running:
-            pid = current.pid
-            return True
+    @staticmethod
+    def _tolerating_teardown(action) -> None:
+        """Run a bootstrap/kickstart; the answers a teardown in progress gives mean "next step"
+        (5/36/37: still tearing down; 113: the job vanished between our print and this call)."""
         try:
-            if current is None:
-                if not bootstrapped:
-                    report(f"bootstrapping {path.name} into {launchctl.domain}…")
-                launchctl.bootstrap(path)
-                bootstrapped = True
-            elif not bootstrapped and not kicked:
-                # Loaded but not running (it exited 0 earlier): start it. Not right after our own
-                # bootstrap, where RunAtLoad already starts it and a kickstart would race.
-                report(f"{label} is loaded but not running; kickstarting it")
-                launchctl.kickstart(label)
-                kicked = True
+            action()
         except LaunchctlError as error:
-            if error.code != IO_ERROR and error.code not in IN_PROGRESS:
+            if error.code not in (IO_ERROR, NOT_FOUND, *IN_PROGRESS):
                 raise
-        return False
 
-    if not poll(started, timeout, POLL_INTERVAL * 2):
-        current = launchctl.print_job(label)
-        raise LaunchctlError(
-            0,
-            f"{label} is not running {timeout:.0f}s later ({current.describe() if current else 'not loaded'})",
+    def failure(self, timeout: float) -> str:
+        """What state the profile is in after the bound, and where to look."""
+        job = self.launchctl.print_job(self.label)
+        holder = read_owner(self.home.lock_file(self.profile))
+        log = stderr_path(self.home, self.profile)
+        if self.holding and self.pid is not None:
+            return (
+                f"launchd's gateway PID {self.pid} holds profile '{self.profile}' but has not connected to Feishu "
+                f"within {timeout:.0f}s (it keeps retrying); read {log}"
+            )
+        state = job.describe() if job else f"{self.label} is not loaded"
+        return (
+            f"launchd's gateway did not take profile '{self.profile}' within {timeout:.0f}s ({state}; held by "
+            f"{holder.describe() if holder else 'nobody'}); read {log}, then: gatewatch launchd status --profile {self.profile}"
         )
-    report(f"launchd started PID {pid}")
-    return pid
 
 
 STATUS_TIMEOUT = 2.0

@@ -100,7 +100,7 @@ def launchd_pid_serving(home, lc, label, other_than=None, timeout=20):
 
 
 async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throughout(
-    home, sims, launchctl_sim, settings
+    home, sims, launchctl_sim, settings, monkeypatch
 ):
     write_launchd_profile(home, sims)
     label = job_label(PROFILE)
@@ -133,6 +133,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
 
         # hand back -> launchd's gateway answers again, including what arrived in between
         events.append(sims.feishu.inject_text("sent during the hand-back"))
+        monkeypatch.setenv("LAUNCHCTL_SIM_TEARDOWN_DELAY", "1.5")  # read by the bootstrap below
         second = hand_back(home, PROFILE, steps.append, settings=settings)
         assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
         await off_loop(sims.feishu.wait_for_replies, events[-1], 1, 20)
@@ -152,6 +153,22 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         assert (job.last_exit_code, job.pid) == (0, None)
         assert not poll(lambda: len(launchctl_sim.spawned("job")) > 3, 1.5)  # a ThrottleInterval passes
         assert launchctl_sim.spawned("job") == [first, second, third]
+
+        # hand back a job that is loaded but stopped -> kickstart
+        fourth = hand_back(home, PROFILE, steps.append, settings=settings)
+        assert any("kickstarting" in line for line in steps) and fourth not in (first, second, third)
+        events.append(await ask(sims, "after the kickstart"))
+
+        # hand back while launchd still tears the job down (its process gone, the job still listed:
+        # this job was bootstrapped with a 1.5 s teardown) -> refused with 37, polled through
+        lc.bootout(label)
+        assert poll(lambda: not pid_alive(fourth), 20) and lc.print_job(label) is not None
+        calls_before = len(launchctl_sim.calls())
+        fifth = hand_back(home, PROFILE, steps.append, settings=settings)
+        verbs = [(c["argv"][0], c["code"]) for c in launchctl_sim.calls()[calls_before:] if c["argv"][0] != "print"]
+        assert ("kickstart", 37) in verbs and verbs[-1] == ("bootstrap", 0), verbs
+        events.append(await ask(sims, "after the teardown race"))
+        assert launchctl_sim.spawned("job") == [first, second, third, fourth, fifth]
 
     assert watch.samples > 50 and watch.violations == []
     for event in events:
