@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway_core.config import Home
-from gateway_core.control import ControlError, request
 from gateway_core.ownership import read_owner
 
 from .agents import POLL_INTERVAL, AgentSettings, Report, pid_alive, poll, unload_timeout, wait_until_unloaded
@@ -215,6 +214,10 @@ def headless_feishu_connected(home: Home, profile: str, pid: int) -> bool:
     Asked of the gateway itself rather than read from its log: the socket answers for the process
     that owns the profile now, so an old "connected" line from a previous run cannot count.
     """
+    # Imported here: the control client pulls in the gateway's snapshot types (and httpx), which
+    # every `gatewatch` invocation would otherwise pay for when building its parser.
+    from gateway_core.control import ControlError, request
+
     try:
         status = request(home.socket_file(profile), "status", timeout=STATUS_TIMEOUT)["status"]
     except ControlError:
