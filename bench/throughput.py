@@ -51,12 +51,12 @@ import httpx  # noqa: E402
 # Imported here, on the main thread with no running loop: lark binds its module-global loop at
 # first import (see /work/shared/lark-ws-protocol.md, section 3).
 import lark_oapi as lark  # noqa: E402
-import lark_oapi.ws.client as lark_ws_client  # noqa: E402
 from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody  # noqa: E402
 
 from gateway_core.config import Home, load_profile  # noqa: E402
 from gateway_core.gateway import Gateway  # noqa: E402
 from gateway_core.sim import BackgroundLoop, Simulators  # noqa: E402
+from gateway_core.sim.bare_sdk import BareSdkClient  # noqa: E402
 from gateway_core.sim.profile import write_sim_profile  # noqa: E402
 
 FEISHU_SECRET_ENV = "GW_BENCH_FEISHU_SECRET"
@@ -291,79 +291,6 @@ def run_gateway(args: argparse.Namespace, scratch: Path) -> RunResult:
 # ---------------------------------------------------------------------------------- bare SDK paths
 
 
-class SdkWsThread:
-    """One bare `lark_oapi.ws.Client` on a thread and loop of its own (as in tests/test_simulators).
-
-    The SDK runs on the module global `lark_oapi.ws.client.loop` and `start()` blocks forever: the
-    thread assigns its new loop to that global before building the client; `stop()` halts that
-    loop from outside, then the thread cancels the SDK's tasks and disconnects cleanly. One
-    ws.Client per process at a time.
-    """
-
-    def __init__(self, domain: str, app_id: str, app_secret: str, handler) -> None:
-        self._args = (domain, app_id, app_secret, handler)
-        self.error: BaseException | None = None
-        self.finished = threading.Event()
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client = None
-        self._thread = threading.Thread(target=self._main, name="bench-sdk-ws", daemon=True)
-
-    def start(self) -> "SdkWsThread":
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT):
-            raise RuntimeError("the SDK client thread did not start")
-        return self
-
-    def _main(self) -> None:
-        domain, app_id, app_secret, handler = self._args
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        lark_ws_client.loop = loop
-        client = None
-        try:
-            dispatcher = (lark.EventDispatcherHandler.builder("", "")
-                          .register_p2_im_message_receive_v1(handler).build())
-            client = self._client = lark.ws.Client(
-                app_id, app_secret, event_handler=dispatcher, domain=domain, log_level=lark.LogLevel.ERROR)
-            self._ready.set()
-            client.start()
-        except RuntimeError:
-            pass  # "Event loop stopped before Future completed": our stop()
-        except Exception as exc:
-            self.error = exc
-        finally:
-            self._ready.set()
-            try:
-                leftovers = asyncio.all_tasks(loop)
-                for task in leftovers:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-                if client is not None:
-                    loop.run_until_complete(asyncio.wait_for(client._disconnect(), 5))
-            except Exception as exc:  # teardown must not raise out of the thread
-                self.error = self.error or exc
-            finally:
-                loop.close()
-                asyncio.set_event_loop(None)
-                self.finished.set()
-
-    def _halt(self) -> None:
-        if self._client is not None:
-            self._client._auto_reconnect = False  # a stop mid-connect raises instead of reconnecting
-        self._loop.stop()
-
-    def stop(self, timeout: float = 10) -> None:
-        if not self.finished.is_set() and self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._halt)
-            except RuntimeError:
-                pass  # the loop already closed on its own
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise RuntimeError(f"the SDK client thread did not stop within {timeout:.0f}s")
-
-
 def run_bare_sdk(args: argparse.Namespace, with_llm: bool) -> RunResult:
     if with_llm:
         result = RunResult("sdk+llm", "bare SDK -> pool -> LLM sim -> reply", args.messages)
@@ -409,7 +336,7 @@ def run_bare_sdk(args: argparse.Namespace, with_llm: bool) -> RunResult:
 
     client = None
     try:
-        client = SdkWsThread(sims.feishu.domain, app_id, secret, handler).start()
+        client = BareSdkClient(sims.feishu.domain, app_id, secret, handler).start()
         try:
             sims.feishu.wait_for_connection(1, timeout=START_TIMEOUT)
         except TimeoutError as exc:
