@@ -29,7 +29,6 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 import argparse  # noqa: E402
-import asyncio  # noqa: E402
 import concurrent.futures  # noqa: E402
 import gc  # noqa: E402
 import importlib.metadata  # noqa: E402

@@ -7,7 +7,6 @@ with a timeout; nothing sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import queue
