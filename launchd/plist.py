@@ -52,7 +52,7 @@ def stdout_path(home: Home, profile: str) -> Path:
 
 
 def stderr_path(home: Home, profile: str) -> Path:
-    """The headless runner's status lines land here; hand-back reads it to see the connection."""
+    """The headless runner's one-line status messages land here (start, connect, stop, refusal)."""
     return home.logs / f"launchd-{check_profile_name(profile)}.err.log"
 
 
