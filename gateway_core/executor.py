@@ -110,9 +110,16 @@ class HeldExecutor:
         self._install(loop, self._pool)
 
     def forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop installing on `loop` and take the pool back from it.
+
+        `loop.close()` shuts its default executor down: a loop that closes while still holding
+        the held pool (the Feishu thread's loop, on every reconnect) would kill it for everyone.
+        """
         with self._guard:
             if loop in self._loops:
                 self._loops.remove(loop)
+            if getattr(loop, "_default_executor", None) is self._pool:
+                loop._default_executor = None  # type: ignore[attr-defined]
 
     @staticmethod
     def _install(loop: asyncio.AbstractEventLoop, pool: concurrent.futures.Executor) -> None:

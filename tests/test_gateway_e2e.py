@@ -74,6 +74,9 @@ async def test_restart_reconnects_promptly(gateway, sims):
     assert after.restarts == before.restarts + 1 and after.conn_id != before.conn_id
     assert time.monotonic() - started < 10
     assert sims.feishu.live_connections == 1  # the old socket is closed, not leaked
+    # Closing the old SDK loop must not take the held pool down with it.
+    await gateway.executor.probe()
+    assert gateway.snapshot().executor.restarts == 0
     _, replies = await ask(gateway, sims, "after restart")
     assert replies[0].text == "[alpha] after restart"
 
