@@ -32,6 +32,7 @@ from .screens import Fault, HelpScreen, fault_menu, hand_back_confirm, model_pic
 from .screens.owned import ATTACH, TAKE_OVER
 from .screens.quit_confirm import HAND_BACK, STOP
 from .source import GatewaySource, LocalSource
+from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.console")
 
@@ -246,15 +247,15 @@ class ConsoleApp(App[None]):
         if fault is not None:
             self._run_fault(fault)
 
-    @work(thread=True, group="faults", exit_on_error=False)
-    def _run_fault(self, fault: Fault) -> None:
+    @work(group="faults", exit_on_error=False)
+    async def _run_fault(self, fault: Fault) -> None:
         # Fault injections block (the simulator waits until a socket really dropped): off the loop.
         try:
-            outcome = fault.inject()
+            outcome = await in_own_thread(fault.inject)
         except Exception as exc:
-            self.call_from_thread(self.report, f"fault '{fault.label}'", exc)
+            self.report(f"fault '{fault.label}'", exc)
             return
-        self.call_from_thread(self.notify, outcome, title="fault injected", severity="warning", markup=False)
+        self.notify(outcome, title="fault injected", severity="warning", markup=False)
 
     # -- launchd hand-over (the launchd integration implements it) --------------------------------
 
@@ -281,7 +282,7 @@ class ConsoleApp(App[None]):
 
     async def _take_over(self, handover: Any) -> None:
         try:
-            await asyncio.to_thread(handover.take_over, self.home, self._profile_name())
+            await in_own_thread(handover.take_over, self.home, self._profile_name())
         except Exception as exc:
             self.report("taking the profile over from launchd", exc)
             return
@@ -290,7 +291,7 @@ class ConsoleApp(App[None]):
     async def _hand_back(self, handover: Any) -> None:
         await self._stop_source()
         try:
-            await asyncio.to_thread(handover.hand_back, self.home, self._profile_name())
+            await in_own_thread(handover.hand_back, self.home, self._profile_name())
         except Exception as exc:
             self.report("handing the profile back to launchd", exc)
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -23,6 +24,21 @@ from ..text import clock_time
 
 KEEP = 5000  # records kept for redraws; the Log widget holds at most as many lines
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConsoleLog(Log):
+    """A Log that measures new lines on the loop instead of in a thread worker.
+
+    Textual's Log measures line widths in a thread worker, i.e. on the loop's default executor,
+    which here is the gateway's held pool (see tui/threads.py): while a fault has that pool shut
+    down, the worker would fail and exit the app, gateway included. Measuring a batch of a
+    thousand lines on the loop takes about a millisecond.
+    """
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        if lines:
+            widest = max(cell_len(self._process_line(line)) for line in lines)
+            self._update_maximum_width(updates, widest)
 
 
 def format_line(line: LogLine) -> str:
@@ -45,7 +61,7 @@ class LogPane(Vertical):
         self.pending = 0
 
     def compose(self) -> ComposeResult:
-        yield Log(max_lines=KEEP, highlight=False, auto_scroll=True, id="log")
+        yield ConsoleLog(max_lines=KEEP, highlight=False, auto_scroll=True, id="log")
         yield Input(placeholder="search the log (Enter keeps it, Esc clears)", id="log-search")
 
     def on_mount(self) -> None:
