@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="print the conversation instead of the console")
     demo.add_argument("--messages", type=int, default=0, help="with --headless: extra scripted messages")
 
+    status = commands.add_parser("status", help="is each profile's gateway really alive? (exit 1 if not)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
     profile = commands.add_parser("profile", help="create, list and show profiles")
     profile_commands = profile.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     init = profile_commands.add_parser("init", help="write a commented profile template")
@@ -61,6 +64,12 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
         from .headless import run_headless
 
         return run_headless(profile, home)
+    if command == "status":
+        from .status import collect_status, render_status, status_exit_code
+
+        statuses = collect_status(home)
+        print(render_status(statuses, args.json))
+        return status_exit_code(statuses)
     if command == "demo":
         from .demo import run_demo
 

@@ -1,21 +1,143 @@
-"""`gatewatch demo`: the gateway on the built-in simulators, no credentials needed.
+"""`gatewatch demo`: the gateway on the local simulators, no credentials needed.
 
-The console demo lives with the console (`tui.demo`); it is imported only when asked for, so
-the gateway core never imports the UI.
+The headless demo prints a scripted conversation as it flows, including the faults gatewatch
+exists for (the executor shut down behind the gateway's back, the WebSocket dropped, the primary
+model failing) and how each heals. Without --headless, the console opens on the same setup.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
 import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .config import Home, load_profile
+from .gateway import Gateway
+from .sim import Simulators
+from .sim.background import off_loop
+from .sim.profile import write_sim_profile
+
+DEMO_PROFILE = "demo"
+DEMO_MODELS = ("demo-fast", "demo-smart")
+SECRET_ENV, KEY_ENV = "GATEWATCH_DEMO_FEISHU_SECRET", "GATEWATCH_DEMO_LLM_KEY"
+
+
+class DemoEnvironment:
+    """A temporary GATEWATCH_HOME, both simulators, and a 'demo' profile wired to them."""
+
+    def __init__(self, llm_latency: float = 0.3):
+        self.llm_latency = llm_latency
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.sims: Simulators | None = None
+        self.home: Home | None = None
+
+    def __enter__(self) -> "DemoEnvironment":
+        self._tmp = tempfile.TemporaryDirectory(prefix="gatewatch-demo-")
+        self.home = Home(Path(self._tmp.name))
+        os.environ["GATEWATCH_HOME"] = str(self.home.root)
+        os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+        # Fresh random secrets each run: the demo needs none of yours, and shows they never leak.
+        os.environ[SECRET_ENV] = "demo-" + secrets.token_hex(8)
+        os.environ[KEY_ENV] = "demo-" + secrets.token_hex(8)
+        self.sims = Simulators(
+            feishu={"app_id": f"cli_demo{secrets.token_hex(4)}", "app_secret": os.environ[SECRET_ENV]},
+            llm={"api_key": os.environ[KEY_ENV]},
+        ).start()
+        for model in DEMO_MODELS:
+            self.sims.llm.set_behaviour(model, "echo", latency=self.llm_latency)
+        write_sim_profile(self.home, DEMO_PROFILE, self.sims, SECRET_ENV, KEY_ENV, models=DEMO_MODELS, probe_interval=1.0)
+        return self
+
+    def profile(self):  # -> Profile
+        return load_profile(self.home, DEMO_PROFILE)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sims:
+            self.sims.stop()
+        if self._tmp:
+            self._tmp.cleanup()
 
 
 def run_demo(headless: bool, extra_messages: int = 0) -> int:
-    if headless:
-        print("gatewatch: the headless demo is not available in this build; run: gatewatch demo", file=sys.stderr)
-        return 1
+    if not headless:
+        try:
+            from tui.demo import run_console_demo
+        except ImportError:
+            print("gatewatch: the console is not available; showing the headless demo", file=sys.stderr)
+        else:
+            return run_console_demo()
+    with DemoEnvironment() as env:
+        return asyncio.run(_scripted_demo(env, extra_messages))
+
+
+SCRIPT = [
+    ("Hello! Who are you?", None),
+    ("What does gatewatch watch?", None),
+    ("This one arrives after the executor is shut down behind the gateway's back.", "executor"),
+    ("This one arrives after the WebSocket was dropped by the server.", "websocket"),
+    ("This one arrives while the primary model returns HTTP 500.", "model"),
+    ("Thanks, bye!", None),
+]
+
+
+async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
+    sims = env.sims
+    gateway = Gateway(env.profile(), env.home, owner="headless")
+    out = _Printer()
+    out.say(f"Feishu simulator {sims.feishu.domain}, LLM simulator {sims.llm.base_url}")
+    await gateway.start()
     try:
-        from tui.demo import run_console_demo
-    except ImportError:
-        print("gatewatch: the console is not installed; run: gatewatch demo --headless", file=sys.stderr)
-        return 1
-    return run_console_demo()
+        if not await gateway.wait_connected(20):
+            out.say(f"Feishu did not connect: {gateway.feishu.snapshot().last_error}")
+            return 1
+        out.say(f"gateway connected (conn_id {gateway.feishu.snapshot().conn_id}), models {', '.join(DEMO_MODELS)}")
+        script = SCRIPT + [(f"Extra message {n + 1}", None) for n in range(extra_messages)]
+        for text, fault in script:
+            if fault:
+                await _inject_fault(fault, gateway, sims, out)
+            event = sims.feishu.inject_text(text)
+            out.say(f"user> {text}")
+            started = time.monotonic()
+            (reply,) = await off_loop(sims.feishu.wait_for_replies, event, 1, 30)
+            await gateway.pipeline.drain(10)
+            activity = gateway.snapshot().pipeline.activity[-1]
+            out.say(f"bot [{activity.model or '-'}, {time.monotonic() - started:.2f}s]> {reply.text}")
+            if fault == "executor":
+                executor = gateway.snapshot().executor
+                out.say(f"healed: executor rebuilt, restarts {executor.restarts} ({executor.last_restart_cause})")
+        snap = gateway.snapshot()
+        out.say(
+            f"done: {snap.pipeline.answered} answered, {snap.pipeline.apologies} apologies, "
+            f"executor restarts {snap.executor.restarts}, Feishu reconnects {snap.feishu.reconnects}"
+        )
+        return 0
+    finally:
+        await gateway.stop(drain_timeout=5)
+
+
+async def _inject_fault(fault: str, gateway: Gateway, sims: Simulators, out: "_Printer") -> None:
+    if fault == "executor":
+        out.say("FAULT: the held executor is shut down behind the gateway's back (the original incident)")
+        gateway.executor.pool.shutdown()
+    elif fault == "websocket":
+        out.say("FAULT: the Feishu server drops the WebSocket")
+        before = sims.feishu.connections_total
+        sims.feishu.drop_connection()
+        await off_loop(sims.feishu.wait_for_connection, before + 1, 20)
+        await gateway.wait_connected(20)
+        out.say(f"healed: reconnected (conn_id {gateway.feishu.snapshot().conn_id})")
+    elif fault == "model":
+        out.say(f"FAULT: model {DEMO_MODELS[0]} starts failing with HTTP 500")
+        sims.llm.set_behaviour(DEMO_MODELS[0], "error")
+
+
+class _Printer:
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def say(self, line: str) -> None:
+        print(f"[{time.monotonic() - self._t0:6.2f}s] {line}", flush=True)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from .config import Home, Profile
+from .control import ControlServer
 from .executor import ExecutorSnapshot, HeldExecutor
 from .feishu import FeishuConnection, FeishuReplier, FeishuSnapshot, InboundMessage
 from .llm import LlmClient, ModelsSnapshot
@@ -71,6 +72,8 @@ class Gateway:
         self._state = "stopped"
         self._started_at = time.time()
         self._accepting = False
+        self.control: ControlServer | None = None
+        self.stop_requested = asyncio.Event()  # set by a control-socket `stop`; the owner acts on it
 
     # -- the one way blocking work runs --------------------------------------------------------
 
@@ -106,6 +109,8 @@ class Gateway:
                 "gateway starting: profile %s, pid %d, owner %s, models %s",
                 self.profile.name, os.getpid(), self.owner_kind, ", ".join(self.profile.llm.models),
             )
+            self.control = ControlServer(self, self.home.socket_file(self.profile.name))
+            await self.control.start()
             self.feishu.start()
             self._supervisor = self._loop.create_task(self._supervise(), name="gatewatch-supervisor")
         except BaseException:
@@ -134,6 +139,8 @@ class Gateway:
         if self._supervisor:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        if self.control:
+            await self.control.stop()
         self.llm.close()
         self.executor.shutdown(wait=False)
         if self._loop is not None:
@@ -165,6 +172,11 @@ class Gateway:
 
     def rebuild_executor(self, cause: str = "operator request") -> None:
         self.executor.rebuild(cause)
+
+    def request_stop(self, cause: str) -> None:
+        """Ask the gateway's owner (headless runner or console) to stop it cleanly."""
+        log.info("stop requested: %s", cause)
+        self.stop_requested.set()
 
     async def wait_connected(self, timeout: float) -> bool:
         """True once Feishu is connected; False at the deadline or if the connection failed."""

@@ -8,6 +8,7 @@ should be noticed (1 Feishu refused the credentials, 2 bad profile, 3 profile ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -39,18 +40,15 @@ async def serve(profile: Profile, home: Home) -> int:
     except ProfileBusy as busy:
         say(str(busy))
         return EXIT_BUSY
-    stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_requested.set)
+        loop.add_signal_handler(signum, gateway.request_stop, signal.Signals(signum).name)
     say(f"serving profile '{profile.name}' (pid {os.getpid()}); logs: {home.log_file(profile.name)}")
     announced = False
     fatal: str | None = None
-    while not stop_requested.is_set():
-        try:
-            await asyncio.wait_for(stop_requested.wait(), FATAL_CHECK_INTERVAL)
-        except asyncio.TimeoutError:
-            pass
+    while not gateway.stop_requested.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(gateway.stop_requested.wait(), FATAL_CHECK_INTERVAL)  # also a check period
         feishu = gateway.feishu.snapshot()
         if feishu.state == "connected" and not announced:
             say(f"Feishu connected (conn_id {feishu.conn_id})")

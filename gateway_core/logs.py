@@ -120,9 +120,20 @@ class RingBuffer(logging.Handler):
             except Exception:  # a broken listener must not break logging
                 pass
 
-    def since(self, seq: int = 0) -> list[LogLine]:
+    def since(self, seq: int = 0, limit: int | None = None) -> list[LogLine]:
+        """Records after `seq` (at most the newest `limit`); seqs are consecutive, so no scan."""
         with self._guard:
-            return [line for line in self._lines if line.seq > seq]
+            if not self._lines:
+                return []
+            skip = max(0, seq - self._lines[0].seq + 1)
+            if limit is not None:
+                skip = max(skip, len(self._lines) - limit)
+            return list(itertools.islice(self._lines, skip, None))
+
+    @property
+    def last_seq(self) -> int:
+        with self._guard:
+            return self._lines[-1].seq if self._lines else 0
 
     def add_listener(self, listener: Callable[[LogLine], None]) -> None:
         with self._guard:

@@ -1,0 +1,690 @@
+"""A local Feishu/Lark open platform that speaks the wire protocol of lark-oapi 1.7.5.
+
+Why: the gateway's hardest behaviour (surviving drops, refusals, redeliveries and fatal auth
+errors without becoming an "empty shell") cannot be tested against the real service, and mocks
+would only test our assumptions. This simulator serves, on one aiohttp server on 127.0.0.1:
+
+* ``POST /callback/ws/endpoint`` - long-connection endpoint discovery (the SDK calls it before
+  every connect and reconnect);
+* ``GET /ws/v2`` - the WebSocket carrying protobuf ``pbbp2.Frame`` messages (events out, acks and
+  pings in, pongs out);
+* ``POST /open-apis/auth/v3/tenant_access_token/internal`` - tenant tokens;
+* ``POST /open-apis/im/v1/messages/{id}/reply`` and ``POST /open-apis/im/v1/messages`` - sends,
+  with Feishu's ``uuid`` idempotency.
+
+Event text is untrusted input: it is only ever JSON-encoded, recorded and compared, never
+evaluated. Secrets (app secret, tokens) are never logged. All controls are thread-safe; see
+`ThreadSafeState`. Protocol reference: /work/shared/lark-ws-protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import secrets
+import time
+import uuid as uuid_lib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from lark_oapi.ws.pb.pbbp2_pb2 import Frame
+
+from .background import ThreadSafeState, call_on_loop
+
+log = logging.getLogger(__name__)
+
+METHOD_CONTROL, METHOD_DATA = 0, 1
+TENANT_KEY = "sim_tenant"
+FATAL_AUTH = {"code": 10003, "msg": "invalid app_id or app_secret", "data": None}
+BUSY = {"code": 1, "msg": "system busy"}
+INVALID_TOKEN = {"code": 99991663, "msg": "Invalid access token for authorization."}
+IDEMPOTENCY_WINDOW = 3600.0  # seconds during which a repeated uuid sends nothing new
+
+
+@dataclass(frozen=True)
+class InjectedEvent:
+    """An ``im.message.receive_v1`` event the simulator queued for delivery."""
+
+    event_id: str
+    message_id: str
+    chat_id: str
+    chat_type: str
+    sender_open_id: str
+    message_type: str
+    text: str | None  # the text for text messages, else None
+    content: str  # message.content exactly as sent (a JSON string)
+    payload: bytes = field(repr=False)  # the whole event JSON as put in the frame
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The event as a dict (a fresh copy)."""
+        return json.loads(self.payload)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One accepted send POST (reply or create), duplicates included."""
+
+    kind: str  # "reply" | "create"
+    in_reply_to: str  # the message_id replied to, or the receive_id of a create
+    msg_type: str
+    text: str | None  # parsed from content for msg_type "text", else None
+    content: str
+    uuid: str | None
+    message_id: str  # what Feishu answered; a duplicate gets the first send's id
+    duplicate: bool
+    at: float
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted WebSocket; frames go out through `outbox` in order via one writer task."""
+
+    device_id: str
+    service_id: int
+    ws: web.WebSocketResponse
+    transport: asyncio.BaseTransport | None
+    connected_at: float
+    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    closed: bool = False  # no longer live (dropped, or the peer went away)
+    finished: bool = False  # the handler has exited: the socket is gone
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body as a JSON object whatever its Content-Type ({} if it is not one)."""
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _event_id(event: InjectedEvent | str) -> str:
+    return event.event_id if isinstance(event, InjectedEvent) else event
+
+
+def _message_id(message: InjectedEvent | str) -> str:
+    return message.message_id if isinstance(message, InjectedEvent) else message
+
+
+class FeishuSimulator(ThreadSafeState):
+    """Feishu open platform on 127.0.0.1: long connection, tokens and message sends."""
+
+    def __init__(
+        self,
+        app_id: str = "cli_sim",
+        app_secret: str = "sim-secret",
+        reconnect_interval: int = 1,
+        reconnect_nonce: int = 0,
+        ping_interval: int = 120,
+        redeliver_after: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.app_id = app_id
+        self._app_secret = app_secret
+        self.reconnect_interval = reconnect_interval
+        self.reconnect_nonce = reconnect_nonce
+        self.ping_interval = ping_interval
+        self.redeliver_after = redeliver_after
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        # ids carry a per-instance tag so a restarted simulator never reuses one (persistent dedup)
+        self._tag = secrets.token_hex(3)
+        self._ids = itertools.count(1)
+        self._frame_ids = itertools.count(1)
+        # WebSocket side
+        self._issued: dict[str, int] = {}  # device_id -> service_id, single use
+        self._live: list[_Connection] = []
+        self._current: _Connection | None = None
+        self._conn_ids: list[str] = []
+        self._connections_total = 0
+        self._last_connect_at: float | None = None
+        self._endpoint_requests = 0
+        self._pings = 0
+        self._refuse_until = 0.0
+        self._reject_auth = False
+        self._silent = False
+        # events
+        self._events: dict[str, InjectedEvent] = {}
+        self._chat_of: dict[str, str] = {}  # message_id -> chat_id
+        self._deliveries: Counter[str] = Counter()
+        self._send_serial: dict[str, int] = {}  # event_id -> serial of its latest send
+        self._ack_codes: dict[str, list[int | None]] = {}
+        self._forced: list[InjectedEvent] = []  # redeliver() calls waiting for a connection
+        # HTTP API side
+        self._token_requests = 0
+        self._tokens: set[str] = set()
+        self._sent: list[SentMessage] = []
+        self._uuids: dict[str, tuple[str, float]] = {}  # uuid -> (message_id, first send time)
+        self._fail_sends = 0
+        self._fail_after_send = False
+        self._failed_posts = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind one HTTP+WebSocket server on a free 127.0.0.1 port."""
+        self._loop = asyncio.get_running_loop()
+        app = web.Application()
+        app.router.add_post("/callback/ws/endpoint", self._handle_endpoint)
+        app.router.add_get("/ws/v2", self._handle_websocket)
+        app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._handle_token)
+        app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._handle_reply)
+        app.router.add_post("/open-apis/im/v1/messages", self._handle_create)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self._port = self._runner.addresses[0][1]
+        log.info("feishu simulator listening on %s", self.domain)
+
+    async def stop(self) -> None:
+        """Close every WebSocket (going away) and the server."""
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        with self._cond:
+            conns = list(self._live)
+            for conn in conns:
+                self._forget(conn)
+        for conn in conns:
+            await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"simulator stopping")
+        await runner.cleanup()
+        log.info("feishu simulator stopped")
+
+    @property
+    def domain(self) -> str:
+        """The base URL to give lark-oapi as ``domain`` ("http://127.0.0.1:PORT")."""
+        if self._port is None:
+            raise RuntimeError("FeishuSimulator is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    # ------------------------------------------------------------------ endpoint discovery
+
+    async def _handle_endpoint(self, request: web.Request) -> web.Response:
+        body = _json_object(await request.read())
+        with self._cond:
+            self._endpoint_requests += 1
+            self._notify()
+            good = body.get("AppID") == self.app_id and body.get("AppSecret") == self._app_secret
+            if self._reject_auth or not good:
+                log.info("endpoint: credentials rejected")
+                return web.json_response(FATAL_AUTH)
+            if time.monotonic() < self._refuse_until:
+                return web.json_response(BUSY, status=503)
+            n = next(self._ids)
+            device_id = f"sim_dev_{self._tag}_{n}"
+            service_id = 1000 + n
+            self._issued[device_id] = service_id
+        url = f"ws://127.0.0.1:{self._port}/ws/v2?device_id={device_id}&service_id={service_id}"
+        config = {
+            "ReconnectCount": -1,
+            "ReconnectInterval": self.reconnect_interval,
+            "ReconnectNonce": self.reconnect_nonce,
+            "PingInterval": self.ping_interval,
+        }
+        return web.json_response({"code": 0, "msg": "ok", "data": {"URL": url, "ClientConfig": config}})
+
+    # ------------------------------------------------------------------ WebSocket
+
+    async def _handle_websocket(self, request: web.Request) -> web.StreamResponse:
+        device_id = request.query.get("device_id", "")
+        with self._cond:
+            service_id = self._issued.pop(device_id, None)
+        if service_id is None or request.query.get("service_id") != str(service_id):
+            # a URL not just handed out by the endpoint: refuse the way Feishu does (fatal 403)
+            headers = {"handshake-status": "403", "handshake-msg": "unknown or reused device_id"}
+            return web.Response(status=403, headers=headers)
+        ws = web.WebSocketResponse(timeout=2)
+        await ws.prepare(request)
+        conn = _Connection(device_id, service_id, ws, request.transport, time.time())
+        with self._cond:
+            self._live.append(conn)
+            self._current = conn
+            self._connections_total += 1
+            self._conn_ids.append(device_id)
+            self._last_connect_at = conn.connected_at
+            # Feishu redelivers every un-acked event on a new connection (and delivers the queue)
+            backlog = {e.event_id: e for e in self._events.values() if not self.is_acked(e.event_id)}
+            backlog.update((e.event_id, e) for e in self._forced)
+            self._forced.clear()
+            self._notify()
+        log.info("ws connected: %s", device_id)
+        writer = asyncio.create_task(self._write_loop(conn))
+        for event in backlog.values():
+            self._send_event(conn, event)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    self._on_client_frame(conn, msg.data)
+        finally:
+            writer.cancel()
+            with self._cond:
+                self._forget(conn)
+                conn.finished = True
+                self._notify()
+            log.info("ws closed: %s", device_id)
+        return ws
+
+    def _forget(self, conn: _Connection) -> None:
+        """Mark `conn` not live (lock held); the newest remaining live one becomes current."""
+        conn.closed = True
+        if conn in self._live:
+            self._live.remove(conn)
+        if self._current is conn:
+            self._current = self._live[-1] if self._live else None
+        self._notify()
+
+    async def _write_loop(self, conn: _Connection) -> None:
+        """Single writer per connection, so frames leave in the order they were queued."""
+        while True:
+            data = await conn.outbox.get()
+            try:
+                await conn.ws.send_bytes(data)
+            except Exception as exc:  # the peer is gone; the reader side cleans up
+                log.debug("ws write failed on %s: %s", conn.device_id, exc)
+                return
+
+    def _frame(self, conn: _Connection, method: int, headers: dict[str, str], payload: bytes = b"") -> bytes:
+        """Encode a frame; SeqID/LogID/service/method are always set, or the SDK cannot ack."""
+        frame = Frame()
+        n = next(self._frame_ids)
+        frame.SeqID, frame.LogID, frame.service, frame.method = n, n, conn.service_id, method
+        for key, value in headers.items():
+            header = frame.headers.add()
+            header.key, header.value = key, value
+        frame.payload = payload
+        return frame.SerializeToString()
+
+    def _send_event(self, conn: _Connection, event: InjectedEvent) -> None:
+        """Queue one delivery of `event` on `conn` (loop thread only)."""
+        if conn.closed:
+            return
+        headers = {
+            "type": "event",
+            "message_id": event.event_id,
+            "trace_id": uuid_lib.uuid4().hex,
+            "sum": "1",
+            "seq": "0",
+        }
+        conn.outbox.put_nowait(self._frame(conn, METHOD_DATA, headers, event.payload))
+        with self._cond:
+            self._deliveries[event.event_id] += 1
+            serial = self._send_serial[event.event_id] = self._send_serial.get(event.event_id, 0) + 1
+            self._notify()
+        log.debug("event %s sent on %s", event.event_id, conn.device_id)
+        if self.redeliver_after is not None:
+            self._loop.call_later(self.redeliver_after, self._redeliver_if_unacked, conn, event, serial)
+
+    def _redeliver_if_unacked(self, conn: _Connection, event: InjectedEvent, serial: int) -> None:
+        """Timer for `redeliver_after`: resend on the same current connection if still un-acked."""
+        with self._cond:
+            due = (
+                self._runner is not None
+                and self._current is conn
+                and self._send_serial.get(event.event_id) == serial
+                and not self.is_acked(event.event_id)
+            )
+        if due:
+            self._send_event(conn, event)
+
+    def _on_client_frame(self, conn: _Connection, data: bytes) -> None:
+        """Handle a client frame: pings get a pong; data frames are acks of our events."""
+        frame = Frame()
+        try:
+            frame.ParseFromString(data)
+        except Exception:
+            log.warning("undecodable frame from %s ignored", conn.device_id)
+            return
+        headers = {h.key: h.value for h in frame.headers}
+        if frame.method == METHOD_CONTROL:
+            if headers.get("type") == "ping":
+                with self._cond:
+                    self._pings += 1
+                    self._notify()
+                    silent = self._silent
+                if not silent:
+                    conn.outbox.put_nowait(self._frame(conn, METHOD_CONTROL, {"type": "pong"}))
+            return
+        event_id = headers.get("message_id", "")
+        try:
+            code = int(json.loads(frame.payload)["code"])
+        except Exception:
+            code = None
+        with self._cond:
+            self._ack_codes.setdefault(event_id, []).append(code)
+            self._notify()
+        log.debug("ack %s for %s", code, event_id)
+
+    # ------------------------------------------------------------------ HTTP API
+
+    async def _handle_token(self, request: web.Request) -> web.Response:
+        body = _json_object(await request.read())  # the SDK sends no Content-Type
+        with self._cond:
+            self._token_requests += 1
+            self._notify()
+            if body.get("app_id") != self.app_id or body.get("app_secret") != self._app_secret:
+                return web.json_response({"code": 10014, "msg": "app secret invalid"})
+            token = f"t-{secrets.token_hex(16)}"
+            self._tokens.add(token)
+        return web.json_response({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": 7200})
+
+    async def _handle_reply(self, request: web.Request) -> web.Response:
+        return await self._handle_send(request, "reply", request.match_info["message_id"])
+
+    async def _handle_create(self, request: web.Request) -> web.Response:
+        return await self._handle_send(request, "create", None)
+
+    async def _handle_send(self, request: web.Request, kind: str, target: str | None) -> web.Response:
+        """Shared reply/create logic: auth, validation, injected failures, uuid idempotency."""
+        auth = request.headers.get("Authorization", "")
+        body = _json_object(await request.read())
+        content, msg_type, send_uuid = body.get("content"), body.get("msg_type"), body.get("uuid") or None
+        if kind == "create":
+            target = body.get("receive_id")
+            if request.query.get("receive_id_type") is None:
+                target = None
+        with self._cond:
+            if not auth.startswith("Bearer ") or auth[len("Bearer "):] not in self._tokens:
+                self._failed_posts += 1
+                return web.json_response(INVALID_TOKEN, status=400)
+            try:
+                if not (isinstance(content, str) and isinstance(msg_type, str) and isinstance(target, str)):
+                    raise ValueError
+                parsed = json.loads(content)
+                text = parsed.get("text") if msg_type == "text" else None
+            except (ValueError, AttributeError):
+                self._failed_posts += 1
+                return web.json_response({"code": 230001, "msg": "invalid request body"}, status=400)
+            if self._fail_sends and not self._fail_after_send:
+                self._fail_sends -= 1
+                self._failed_posts += 1
+                return web.json_response({"code": 1, "msg": "internal error (simulated)"}, status=500)
+            now = time.time()
+            first = self._uuids.get(send_uuid) if send_uuid else None
+            duplicate = first is not None and now - first[1] < IDEMPOTENCY_WINDOW
+            message_id = first[0] if duplicate else f"om_r{self._tag}_{next(self._ids)}"
+            if send_uuid and not duplicate:
+                self._uuids[send_uuid] = (message_id, now)
+            self._sent.append(
+                SentMessage(kind, target, msg_type, text, content, send_uuid, message_id, duplicate, now))
+            self._notify()
+            if self._fail_sends:  # after_send: the message went out but the answer is lost
+                self._fail_sends -= 1
+                self._failed_posts += 1
+                return web.json_response({"code": 1, "msg": "internal error (simulated)"}, status=500)
+            chat_id = self._chat_of.get(target, "") if kind == "reply" else target
+        millis = str(int(now * 1000))
+        data = {
+            "message_id": message_id,
+            "root_id": target if kind == "reply" else "",
+            "parent_id": target if kind == "reply" else "",
+            "msg_type": msg_type,
+            "create_time": millis,
+            "update_time": millis,
+            "deleted": False,
+            "updated": False,
+            "chat_id": chat_id,
+            "sender": {
+                "id": self.app_id, "id_type": "app_id", "sender_type": "app", "tenant_key": TENANT_KEY,
+            },
+            "body": {"content": content},
+        }
+        return web.json_response({"code": 0, "msg": "success", "data": data})
+
+    # ------------------------------------------------------------------ controls
+
+    def inject_text(
+        self,
+        text: str,
+        chat_id: str = "oc_chat1",
+        sender_open_id: str = "ou_user1",
+        chat_type: str = "p2p",
+        message_type: str = "text",
+        content: str | None = None,
+        mentions: list[dict[str, Any]] | None = None,
+    ) -> InjectedEvent:
+        """Queue a user message event: sent now on the current connection, else on the next one."""
+        if content is None:
+            if message_type != "text":
+                raise ValueError("pass content= (a JSON string) for non-text messages")
+            content = json.dumps({"text": text}, ensure_ascii=False)
+        n = next(self._ids)
+        event_id, message_id = f"ev_{self._tag}_{n}", f"om_{self._tag}_{n}"
+        millis = str(int(time.time() * 1000))
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "root_id": "",
+            "parent_id": "",
+            "create_time": millis,
+            "update_time": millis,
+            "chat_id": chat_id,
+            "chat_type": chat_type,
+            "message_type": message_type,
+            "content": content,
+        }
+        if mentions:
+            message["mentions"] = mentions
+        payload = {
+            "schema": "2.0",
+            "header": {
+                "event_id": event_id,
+                "event_type": "im.message.receive_v1",
+                "create_time": millis,
+                "token": "",
+                "app_id": self.app_id,
+                "tenant_key": TENANT_KEY,
+            },
+            "event": {
+                "sender": {
+                    "sender_id": {
+                        "open_id": sender_open_id, "union_id": f"on_{sender_open_id}", "user_id": None,
+                    },
+                    "sender_type": "user",
+                    "tenant_key": TENANT_KEY,
+                },
+                "message": message,
+            },
+        }
+        event = InjectedEvent(
+            event_id=event_id,
+            message_id=message_id,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            sender_open_id=sender_open_id,
+            message_type=message_type,
+            text=text if message_type == "text" else None,
+            content=content,
+            payload=json.dumps(payload, ensure_ascii=False).encode(),
+        )
+        with self._cond:
+            self._events[event_id] = event
+            self._chat_of[message_id] = chat_id
+            conn = self._current
+            self._notify()
+        if conn is not None:
+            self._loop.call_soon_threadsafe(self._send_event, conn, event)
+        return event
+
+    def redeliver(self, event: InjectedEvent | str) -> None:
+        """Send the same event (same ids) again now, acked or not; on the next connection if none."""
+        with self._cond:
+            event = self._events[_event_id(event)]
+            conn = self._current
+            if conn is None:
+                self._forced.append(event)
+        if conn is not None:
+            self._loop.call_soon_threadsafe(self._send_event, conn, event)
+
+    def drop_connection(self, timeout: float = 5) -> bool:
+        """Abort the current WebSocket (TCP reset, no close frame); False if none was live."""
+        with self._cond:
+            conn = self._current
+            if conn is None:
+                return False
+            self._forget(conn)
+
+        def abort() -> None:
+            if conn.transport is not None:
+                conn.transport.abort()
+
+        call_on_loop(self._loop, abort, timeout)
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if not on_loop:  # wait until the handler saw the socket go
+            self.wait_for(lambda: conn.finished, timeout, lambda: f"{conn.device_id} still open")
+        log.info("dropped connection %s", conn.device_id)
+        return True
+
+    def refuse_reconnects(self, seconds: float) -> None:
+        """Answer endpoint discovery with 503 "system busy" for `seconds` (0 stops refusing)."""
+        with self._cond:
+            self._refuse_until = time.monotonic() + seconds if seconds > 0 else 0.0
+
+    def go_silent(self, on: bool = True) -> None:
+        """Keep connections open but stop answering pings: a half-dead link, as seen from the client."""
+        with self._cond:
+            self._silent = on
+
+    def reject_auth(self, on: bool = True) -> None:
+        """While on, endpoint discovery answers the fatal invalid-credentials code."""
+        with self._cond:
+            self._reject_auth = on
+
+    def fail_replies(self, n: int, after_send: bool = False) -> None:
+        """Answer the next `n` sends (reply or create) with HTTP 500; `after_send` records them first."""
+        with self._cond:
+            self._fail_sends, self._fail_after_send = n, after_send
+
+    # ------------------------------------------------------------------ observations
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Every accepted send POST, in order, duplicates included."""
+        with self._cond:
+            return list(self._sent)
+
+    def replies_to(self, message: InjectedEvent | str) -> list[SentMessage]:
+        """All reply POSTs to one message id, duplicates included."""
+        mid = _message_id(message)
+        with self._cond:
+            return [m for m in self._sent if m.kind == "reply" and m.in_reply_to == mid]
+
+    def wait_for_replies(
+        self, message: InjectedEvent | str, count: int = 1, timeout: float = 10
+    ) -> list[SentMessage]:
+        """Wait until `count` replies to the message were recorded and return them all."""
+        mid = _message_id(message)
+
+        def seen() -> str:
+            texts = [m.text for m in self.replies_to(mid)]
+            others = [(m.kind, m.in_reply_to, m.text) for m in self.sent if m.in_reply_to != mid]
+            return f"wanted {count} replies to {mid}, saw {texts!r}; other sends: {others!r}"
+
+        def enough() -> list[SentMessage] | None:
+            replies = self.replies_to(mid)
+            return replies if len(replies) >= count else None
+
+        return self.wait_for(enough, timeout, seen)
+
+    @property
+    def events(self) -> list[InjectedEvent]:
+        """Every injected event, in order."""
+        with self._cond:
+            return list(self._events.values())
+
+    def deliveries(self, event: InjectedEvent | str) -> int:
+        """How many times the event was sent on a connection (first delivery and redeliveries)."""
+        with self._cond:
+            return self._deliveries[_event_id(event)]
+
+    def ack_codes(self, event: InjectedEvent | str) -> list[int | None]:
+        """The payload codes of every ack received for the event (200 ok, 500 handler failed)."""
+        with self._cond:
+            return list(self._ack_codes.get(_event_id(event), []))
+
+    def is_acked(self, event: InjectedEvent | str) -> bool:
+        """True once a {"code": 200} ack arrived for the event."""
+        with self._cond:
+            return 200 in self._ack_codes.get(_event_id(event), [])
+
+    def wait_acked(self, event: InjectedEvent | str, timeout: float = 10) -> None:
+        """Wait for a 200 ack of the event."""
+        eid = _event_id(event)
+        self.wait_for(
+            lambda: self.is_acked(eid), timeout,
+            lambda: f"{eid} not acked; acks {self.ack_codes(eid)}, deliveries {self.deliveries(eid)}",
+        )
+
+    def wait_for_connection(self, count: int = 1, timeout: float = 10) -> str:
+        """Wait until `count` connections were accepted in total and one is live; return its device id."""
+        def ready() -> str | None:
+            with self._cond:
+                if self._connections_total >= count and self._current is not None:
+                    return self._current.device_id
+                return None
+
+        def seen() -> str:
+            return (f"wanted {count} connections, saw {self.connections_total} "
+                    f"({self.live_connections} live, {self.endpoint_requests} endpoint requests)")
+
+        return self.wait_for(ready, timeout, seen)
+
+    @property
+    def current_conn_id(self) -> str | None:
+        """Device id of the connection events go to, or None."""
+        with self._cond:
+            return self._current.device_id if self._current else None
+
+    @property
+    def live_connections(self) -> int:
+        """WebSockets currently open."""
+        with self._cond:
+            return len(self._live)
+
+    @property
+    def connections_total(self) -> int:
+        """WebSockets accepted since start."""
+        with self._cond:
+            return self._connections_total
+
+    @property
+    def conn_ids(self) -> list[str]:
+        """Device ids of accepted connections, in order."""
+        with self._cond:
+            return list(self._conn_ids)
+
+    @property
+    def last_connect_at(self) -> float | None:
+        """time.time() of the latest accepted connection."""
+        with self._cond:
+            return self._last_connect_at
+
+    @property
+    def endpoint_requests(self) -> int:
+        """Endpoint discovery POSTs, failed ones included."""
+        with self._cond:
+            return self._endpoint_requests
+
+    @property
+    def token_requests(self) -> int:
+        """Tenant token POSTs, failed ones included."""
+        with self._cond:
+            return self._token_requests
+
+    @property
+    def pings(self) -> int:
+        """Client ping frames received."""
+        with self._cond:
+            return self._pings
+
+    @property
+    def failed_posts(self) -> int:
+        """Send POSTs answered with an error (bad token, bad body, injected 500)."""
+        with self._cond:
+            return self._failed_posts

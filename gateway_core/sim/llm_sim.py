@@ -1,0 +1,281 @@
+"""An OpenAI-compatible chat-completions server on 127.0.0.1 whose behaviour tests steer per model.
+
+Why: the gateway must stay responsive when a model is slow, failing, unknown or silent, and tests
+must observe a request *while it is in flight*. Real providers can do none of this on demand.
+Serves ``POST /v1/chat/completions`` (plain JSON, or SSE when ``"stream": true``). Behaviours:
+``echo`` (default), ``error`` (500), ``hang`` (no answer until the behaviour changes or the
+simulator stops) and ``unknown`` (404 model_not_found); ``hold``/``release`` park requests.
+Parking is an asyncio wait woken by every control change, never a long sleep, so stopping is
+immediate. Message text is untrusted and only echoed back. Thread-safe like `ThreadSafeState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aiohttp import web
+
+from .background import ThreadSafeState
+
+log = logging.getLogger(__name__)
+
+BEHAVIOURS = ("echo", "error", "hang", "unknown")
+CLIENT_GONE = 499  # answered_status of a request whose client disconnected before the answer
+
+
+@dataclass
+class LlmRequest:
+    """One chat-completions request as received."""
+
+    model: str
+    messages: list[Any]
+    at: float
+    stream: bool = False
+    answered_status: int | None = None  # None while in flight
+
+
+@dataclass(frozen=True)
+class _Behaviour:
+    kind: str = "echo"
+    latency: float = 0.0
+
+
+def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": type_, "code": code}}, status=status)
+
+
+def _text_of(content: Any) -> str:
+    """Plain text of a message content: a string, or the text parts of a content-part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+class LlmSimulator(ThreadSafeState):
+    """OpenAI-style ``/v1/chat/completions`` with per-model behaviours, holds and request records."""
+
+    def __init__(self, api_key: str | None = "sim-key") -> None:
+        super().__init__()
+        self._api_key = api_key  # None: no Authorization check
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._behaviours: dict[str, _Behaviour] = {}
+        self._held: set[str] = set()
+        self._requests: list[LlmRequest] = []
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self._changed: asyncio.Event | None = None  # replaced on every wake; loop thread only
+
+    async def start(self) -> None:
+        """Bind the server on a free 127.0.0.1 port."""
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle_chat)
+        # handler_cancellation: a client that gives up cancels its handler, so in_flight() drops
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2, handler_cancellation=True)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self._port = self._runner.addresses[0][1]
+        log.info("llm simulator listening on %s", self.base_url)
+
+    async def stop(self) -> None:
+        """Answer parked requests with 503 and close the server."""
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        with self._cond:
+            self._stopping = True
+        self._wake()
+        await runner.cleanup()
+        log.info("llm simulator stopped")
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL ("http://127.0.0.1:PORT/v1")."""
+        if self._port is None:
+            raise RuntimeError("LlmSimulator is not started")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    # ------------------------------------------------------------------ server
+
+    def _wake(self) -> None:
+        """Loop thread: release every parked request so it re-reads the controls."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    def _poke(self) -> None:
+        """Any thread: schedule `_wake` after a control change."""
+        self._notify()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+    async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
+        if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = None
+        if not (isinstance(body, dict) and isinstance(body.get("model"), str)
+                and isinstance(body.get("messages"), list)):
+            return _error(400, "'model' (string) and 'messages' (list) are required",
+                          "invalid_request_error", None)
+        record = LlmRequest(body["model"], body["messages"], time.time(), bool(body.get("stream")))
+        with self._cond:
+            self._requests.append(record)
+            self._notify()
+        status = CLIENT_GONE  # stays so if the handler is cancelled
+        try:
+            response = await self._answer(request, record)
+            status = response.status
+            return response
+        finally:
+            with self._cond:
+                record.answered_status = status
+                self._notify()
+
+    async def _await_turn(self, model: str) -> _Behaviour | None:
+        """Park while the model is held or hanging; the behaviour to apply, or None when stopping."""
+        while True:
+            changed = self._changed
+            with self._cond:
+                if self._stopping:
+                    return None
+                behaviour = self._behaviours.get(model, _Behaviour())
+                if model not in self._held and behaviour.kind != "hang":
+                    return behaviour
+            await changed.wait()
+
+    async def _answer(self, request: web.Request, record: LlmRequest) -> web.StreamResponse:
+        model = record.model
+        behaviour = await self._await_turn(model)
+        if behaviour is None:
+            return _error(503, "simulator stopping", "server_error", None)
+        if behaviour.latency > 0:
+            await asyncio.sleep(behaviour.latency)
+        if behaviour.kind == "error":
+            return _error(500, "The server had an error processing your request (simulated).",
+                          "server_error", None)
+        if behaviour.kind == "unknown":
+            return _error(404, f"The model `{model}` does not exist.",
+                          "invalid_request_error", "model_not_found")
+        content = f"[{model}] {_last_user_text(record.messages)}"
+        completion_id = f"chatcmpl-sim{next(self._ids)}"
+        created = int(time.time())
+        if record.stream:
+            return await self._stream(request, completion_id, created, model, content)
+        prompt_tokens = sum(
+            len(_text_of(m.get("content")).split()) for m in record.messages if isinstance(m, dict))
+        completion_tokens = len(content.split())
+        return web.json_response({
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        })
+
+    async def _stream(
+        self, request: web.Request, cid: str, created: int, model: str, content: str
+    ) -> web.StreamResponse:
+        """Server-sent events: one content delta, a finish chunk, then [DONE]."""
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+        deltas = [({"role": "assistant", "content": content}, None), ({}, "stop")]
+        for delta, finish in deltas:
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    # ------------------------------------------------------------------ controls
+
+    def set_behaviour(self, model: str, behaviour: str, latency: float = 0.0) -> None:
+        """Set how `model` answers from now on ("echo", "error", "hang", "unknown"), after `latency` s."""
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
+        with self._cond:
+            self._behaviours[model] = _Behaviour(behaviour, latency)
+        self._poke()
+
+    def hold(self, model: str) -> None:
+        """Park requests for `model` (received, not answered) until `release(model)`."""
+        with self._cond:
+            self._held.add(model)
+        self._poke()
+
+    def release(self, model: str) -> None:
+        """Let parked and future requests for `model` be answered."""
+        with self._cond:
+            self._held.discard(model)
+        self._poke()
+
+    # ------------------------------------------------------------------ observations
+
+    @property
+    def requests(self) -> list[LlmRequest]:
+        """Snapshots of every well-formed, authorised request, in arrival order."""
+        with self._cond:
+            return [replace(r) for r in self._requests]
+
+    def requests_for(self, model: str) -> list[LlmRequest]:
+        """Snapshots of the requests for one model."""
+        return [r for r in self.requests if r.model == model]
+
+    def in_flight(self, model: str | None = None) -> int:
+        """Requests received but not yet answered (optionally for one model)."""
+        with self._cond:
+            return sum(1 for r in self._requests if r.answered_status is None and model in (None, r.model))
+
+    def wait_for_requests(
+        self, count: int, model: str | None = None, timeout: float = 10
+    ) -> list[LlmRequest]:
+        """Wait until `count` requests (for `model`, or any) arrived; return them."""
+        def enough() -> list[LlmRequest] | None:
+            found = self.requests if model is None else self.requests_for(model)
+            return found if len(found) >= count else None
+
+        def seen() -> str:
+            return f"wanted {count} requests for {model or 'any model'}, saw " \
+                   f"{[(r.model, r.answered_status) for r in self.requests]}"
+
+        return self.wait_for(enough, timeout, seen)
+
+    def wait_in_flight(self, model: str | None = None, count: int = 1, timeout: float = 10) -> int:
+        """Wait until at least `count` requests (for `model`, or any) are in flight; return how many."""
+        def enough() -> int | None:
+            n = self.in_flight(model)
+            return n if n >= count else None
+
+        return self.wait_for(enough, timeout,
+                             lambda: f"wanted {count} in flight for {model or 'any model'}, "
+                                     f"have {self.in_flight(model)}")

@@ -1,0 +1,101 @@
+"""`gatewatch status`: is each profile's gateway really alive — not just "a process exists"?
+
+For every profile: who owns it (from the lock), and what the owner itself says over its control
+socket. A gateway whose process lives but whose executor is dead or whose WebSocket is down is the
+"empty shell" of the incident, and is reported unhealthy (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from .config import Home
+from .control import ControlError, request
+from .ownership import read_owner
+
+
+@dataclass(frozen=True)
+class ProfileStatus:
+    profile: str
+    owner: str  # console | headless | launchd-managed headless | none
+    pid: int | None
+    uptime: float | None
+    feishu: str | None
+    executor: str | None
+    model: str | None
+    last_message_age: float | None
+    healthy: bool | None  # None when nothing runs
+    problem: str | None = None
+
+
+def collect_status(home: Home, timeout: float = 3.0) -> list[ProfileStatus]:
+    names = set(home.profile_names())
+    if home.run.is_dir():
+        names |= {p.stem for p in home.run.glob("*.lock")}
+    return [profile_status(home, name, timeout) for name in sorted(names)]
+
+
+def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus:
+    owner = read_owner(home.lock_file(name))
+    if owner is None:
+        return ProfileStatus(name, "none", None, None, None, None, None, None, None)
+    kind = "launchd-managed headless" if owner.owner == "headless" and owner.launchd_label else owner.owner
+    try:
+        status = request(home.socket_file(name), "status", timeout=timeout)["status"]
+    except ControlError as exc:
+        return ProfileStatus(
+            name, kind, owner.pid, time.time() - owner.started_at, None, None, None, None, False,
+            problem=f"control socket: {exc}",
+        )
+    last = status["pipeline"].get("last_message_at")
+    problem = None
+    if not status["healthy"]:
+        problem = f"executor {status['executor']['state']}, Feishu {status['feishu']['state']}"
+        if status["feishu"].get("last_error"):
+            problem += f" ({status['feishu']['last_error']})"
+    return ProfileStatus(
+        profile=name,
+        owner=kind,
+        pid=owner.pid,
+        uptime=status["uptime"],
+        feishu=status["feishu"]["state"],
+        executor=status["executor"]["state"],
+        model=status["models"]["active"],
+        last_message_age=time.time() - last if last else None,
+        healthy=bool(status["healthy"]),
+        problem=problem,
+    )
+
+
+def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
+    if as_json:
+        return json.dumps([asdict(s) for s in statuses], indent=2)
+    if not statuses:
+        return "no profiles; create one with: gatewatch profile init default"
+    rows = [("PROFILE", "OWNER", "PID", "UPTIME", "FEISHU", "EXECUTOR", "MODEL", "LAST MSG", "HEALTH")]
+    for s in statuses:
+        health = "-" if s.healthy is None else ("ok" if s.healthy else f"UNHEALTHY: {s.problem}")
+        rows.append((
+            s.profile, s.owner, str(s.pid or "-"), _age(s.uptime), s.feishu or "-", s.executor or "-",
+            s.model or "-", _age(s.last_message_age), health,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+
+
+def status_exit_code(statuses: list[ProfileStatus]) -> int:
+    """0 when every running profile is healthy, 1 otherwise."""
+    return 0 if all(s.healthy is not False for s in statuses) else 1
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

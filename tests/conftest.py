@@ -1,0 +1,50 @@
+import pytest
+
+from gateway_core.config import Home, load_profile
+from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
+
+from .support import FEISHU_SECRET, FEISHU_SECRET_ENV, LLM_KEY, LLM_KEY_ENV, unique_app_id, write_profile
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWATCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(FEISHU_SECRET_ENV, FEISHU_SECRET)
+    monkeypatch.setenv(LLM_KEY_ENV, LLM_KEY)
+    home = Home(tmp_path / "home")
+    home.ensure_dirs()
+    return home
+
+
+@pytest.fixture
+def sims():
+    with Simulators(
+        feishu={"app_id": unique_app_id(), "app_secret": FEISHU_SECRET},
+        llm={"api_key": LLM_KEY},
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def profile(home, sims):
+    write_profile(home, "p", sims)
+    return load_profile(home, "p")
+
+
+@pytest.fixture
+async def gateway(home, profile, sims):
+    """An in-process gateway (owner: console) connected to the simulators."""
+    gw = Gateway(profile, home, owner="console")
+    await gw.start()
+    try:
+        assert await gw.wait_connected(15), gw.feishu.snapshot()
+        yield gw
+    finally:
+        await gw.stop(drain_timeout=5)

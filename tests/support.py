@@ -1,0 +1,102 @@
+"""Shared test support: profiles pointing at the simulators, and headless gateways as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway_core.config import Home
+from gateway_core.sim.profile import write_sim_profile
+from gateway_core.sim.background import off_loop  # noqa: F401  (re-exported for the tests)
+
+FEISHU_SECRET_ENV = "GW_TEST_FEISHU_SECRET"
+LLM_KEY_ENV = "GW_TEST_LLM_KEY"
+FEISHU_SECRET = "sim-secret-" + uuid.uuid4().hex[:12]
+LLM_KEY = "sim-key-" + uuid.uuid4().hex[:12]
+
+
+def unique_app_id() -> str:
+    """lark-oapi caches tenant tokens per app_id for the whole process: one app_id per test."""
+    return f"cli_{uuid.uuid4().hex[:12]}"
+
+
+def write_profile(home: Home, name: str, sims, models=("alpha", "beta"), **options) -> Path:
+    """A profile wired to the running simulators, with fast timings for tests."""
+    return write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=models, **options)
+
+
+def gateway_env(home: Home) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GATEWATCH_HOME=str(home.root),
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+    )
+    env[FEISHU_SECRET_ENV] = FEISHU_SECRET
+    env[LLM_KEY_ENV] = LLM_KEY
+    return env
+
+
+@dataclass
+class HeadlessProcess:
+    """`gatewatch run --headless` as a real child process; its stderr lines are collected."""
+
+    process: subprocess.Popen
+    lines: list[str] = field(default_factory=list)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @classmethod
+    def start(cls, home: Home, profile: str) -> "HeadlessProcess":
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway_core", "run", "--headless", "--profile", profile],
+            env=gateway_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        child = cls(process)
+        threading.Thread(target=child._read, daemon=True).start()
+        return child
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_line(self, fragment: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if fragment in line:
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader_pending()):
+                    raise TimeoutError(f"no line containing {fragment!r}; got {self.lines!r}")
+                self._changed.wait(min(remaining, 0.5))
+
+    def _reader_pending(self) -> bool:
+        return not self.process.stderr.closed
+
+    def terminate_and_wait(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+

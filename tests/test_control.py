@@ -1,0 +1,199 @@
+"""The control socket: status, remote operations, hostile clients, many subscribers."""
+
+import asyncio
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from gateway_core.control import (
+    ControlError,
+    arequest,
+    is_allowed_peer,
+    peer_uid,
+    request,
+    snapshot_from_dict,
+    snapshot_to_dict,
+    subscribe,
+)
+from gateway_core.gateway import Gateway
+
+from .support import HeadlessProcess, gateway_env, off_loop, write_profile
+
+
+async def ask(gateway, sims, text, **kwargs):
+    event = sims.feishu.inject_text(text, **kwargs)
+    (reply,) = await off_loop(sims.feishu.wait_for_replies, event, 1, 15)
+    return reply.text
+
+
+async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
+    path = home.socket_file("p")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    await ask(gateway, sims, "hi")
+    status = (await off_loop(request, path, "status"))["status"]
+    assert status["healthy"] is True and status["owner"]["pid"] == os.getpid()
+    assert status["feishu"]["state"] == "connected" and status["models"]["active"] == "alpha"
+    assert status["pipeline"]["activity"][-1]["preview"] == "hi"
+    # The console rebuilds the same dataclasses from it.
+    rebuilt = snapshot_from_dict(status)
+    assert rebuilt.feishu.conn_id == gateway.snapshot().feishu.conn_id
+    assert rebuilt.pipeline.activity[-1].outcome == "answered"
+
+
+def test_snapshot_codec_round_trips_exactly():
+    from gateway_core.executor import ExecutorSnapshot
+    from gateway_core.feishu import FeishuSnapshot
+    from gateway_core.gateway import GatewaySnapshot
+    from gateway_core.llm import ModelHealth, ModelsSnapshot
+    from gateway_core.ownership import OwnerInfo
+    from gateway_core.pipeline import Activity, PipelineSnapshot
+
+    snap = GatewaySnapshot(
+        profile="p", state="running", owner=OwnerInfo(1, "headless", 2.0, "p", "ai.x"), uptime=3.0,
+        executor=ExecutorSnapshot("healthy", 4, 2, 0, 0, 5, 0, 1, 0.001, 0.001, 0.002, 9.0, "why", (0.001, 0.002)),
+        feishu=FeishuSnapshot("connected", 1.0, "", "d1", 2.0, 1, 0, 0, None),
+        models=ModelsSnapshot("a", (ModelHealth("a", "closed", 0.0, 1, 0, 0.1, 0.1, None),)),
+        pipeline=PipelineSnapshot(1, 0, 1, 0, 0, 0, 5.0, (Activity(5.0, "c", "s", "[b]x[/b]", "a", 0.2, "answered"),)),
+    )
+    assert snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(snap)))) == snap
+
+
+async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, home, sims):
+    path = home.socket_file("p")
+    response = await arequest(path, "switch_model", model="beta")
+    assert response["previous"] == "alpha"
+    assert await ask(gateway, sims, "which model?") == "[beta] which model?"
+    with pytest.raises(ControlError, match="unknown model 'nope'"):
+        await arequest(path, "switch_model", model="nope")
+
+    conn_before = gateway.feishu.snapshot().conn_id
+    assert (await arequest(path, "restart_feishu", timeout=15))["restarted"] is True
+    assert await gateway.wait_connected(10) and gateway.feishu.snapshot().conn_id != conn_before
+
+    await arequest(path, "rebuild_executor")
+    assert gateway.snapshot().executor.restarts == 1
+    assert await ask(gateway, sims, "still fine") == "[beta] still fine"
+
+
+async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(gateway, home, sims):
+    path = str(home.socket_file("p"))
+
+    async def exchange(payload: bytes) -> dict:
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(payload)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        return json.loads(line)
+
+    assert (await exchange(b"garbage\n"))["error"] == "not JSON"
+    assert "unknown op" in (await exchange(b'{"v":1,"op":"format_disk"}\n'))["error"]
+    assert "version" in (await exchange(b'{"v":99,"op":"status"}\n'))["error"]
+    assert "a request is a JSON object" in (await exchange(b"[1,2]\n"))["error"]
+    assert "larger than" in (await exchange(b"x" * (10 * 1024 * 1024) + b"\n"))["error"]
+    # Half a line, then gone.
+    reader, writer = await asyncio.open_unix_connection(path)
+    writer.write(b'{"v":1,"op":"sta')
+    await writer.drain()
+    writer.close()
+    assert await ask(gateway, sims, "unbothered") == "[alpha] unbothered"
+    assert gateway.control.bad_requests >= 5
+    assert (await arequest(home.socket_file("p"), "status"))["status"]["healthy"]
+
+
+async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(gateway, home, sims):
+    path = str(home.socket_file("p"))
+    idle = []  # subscribers that never read: their buffers fill, they must not hold anyone up
+    for _ in range(200):
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b'{"v":1,"op":"subscribe"}\n')
+        idle.append((reader, writer))
+    await asyncio.gather(*(w.drain() for _, w in idle))
+
+    stream = subscribe(home.socket_file("p"))
+    first = await asyncio.wait_for(stream.__anext__(), 10)
+    assert first["ok"] and first["status"]["state"] == "running" and isinstance(first["log"], list)
+    assert await ask(gateway, sims, "busy socket") == "[alpha] busy socket"
+    seen_log = seen_snapshot = False
+    while not (seen_log and seen_snapshot):
+        event = await asyncio.wait_for(stream.__anext__(), 10)
+        seen_snapshot |= event.get("event") == "snapshot"
+        seen_log |= event.get("event") == "log" and "busy socket" in event["line"]["message"]
+    assert gateway.control.subscriber_count == 201
+    await stream.aclose()
+    for _, writer in idle:
+        writer.close()
+
+
+def test_peer_check_refuses_another_uid():
+    left, right = socket.socketpair(socket.AF_UNIX)
+    try:
+        assert peer_uid(left) == os.getuid()
+    finally:
+        left.close()
+        right.close()
+    assert is_allowed_peer(os.getuid())
+    assert not is_allowed_peer(os.getuid() + 1)
+    assert not is_allowed_peer(None)
+    assert not is_allowed_peer(1000, own_uid=0)
+
+
+async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, sims):
+    path = home.socket_file("p")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens: what a killed gateway leaves behind
+    with pytest.raises(ControlError):
+        await off_loop(request, path, "status", 1.0)
+    gateway = Gateway(profile, home, owner="console")
+    await gateway.start()
+    try:
+        assert (await arequest(path, "status"))["status"]["state"] == "running"
+    finally:
+        await gateway.stop(drain_timeout=2)
+    assert not path.exists()
+
+
+def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
+    write_profile(home, "p", sims)
+    write_profile(home, "idle", sims)
+    gateway = HeadlessProcess.start(home, "p")
+    try:
+        gateway.wait_for_line("Feishu connected")
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway_core", "status", "--json"],
+            env=gateway_env(home), capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        rows = {row["profile"]: row for row in json.loads(result.stdout)}
+        assert rows["idle"]["owner"] == "none" and rows["idle"]["healthy"] is None
+        assert rows["p"]["owner"] == "headless" and rows["p"]["pid"] == gateway.process.pid
+        assert rows["p"]["feishu"] == "connected" and rows["p"]["healthy"] is True
+
+        assert request(home.socket_file("p"), "stop")["stopping"] is True
+        assert gateway.process.wait(20) == 0
+    finally:
+        gateway.kill()
+
+
+def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
+    write_profile(home, "p", sims)
+    gateway = HeadlessProcess.start(home, "p")
+    try:
+        gateway.wait_for_line("Feishu connected")
+        sims.feishu.refuse_reconnects(60)
+        sims.feishu.drop_connection()  # the WebSocket is gone; the process lives on
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway_core", "status"],
+            env=gateway_env(home), capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 1
+        assert "UNHEALTHY" in result.stdout and "Feishu reconnecting" in result.stdout
+    finally:
+        gateway.kill()

@@ -1,0 +1,162 @@
+"""The gateway end to end: real lark-oapi over a real WebSocket, real HTTP to the LLM."""
+
+import asyncio
+import time
+
+from gateway_core.pipeline import APOLOGY, UNSUPPORTED
+
+from .support import off_loop
+
+
+async def ask(gateway, sims, text, **kwargs):
+    """Inject a Feishu message, wait for its reply and for the gateway to finish with it."""
+    event = sims.feishu.inject_text(text, **kwargs)
+    replies = await off_loop(sims.feishu.wait_for_replies, event, 1, 15)
+    assert await gateway.pipeline.drain(10) == 0
+    return event, replies
+
+
+async def test_message_in_gets_exactly_one_reply_with_the_models_text(gateway, sims):
+    event, replies = await ask(gateway, sims, "hello there")
+    assert [r.text for r in replies] == ["[alpha] hello there"]
+    assert sims.feishu.is_acked(event)
+    snap = gateway.snapshot()
+    assert snap.pipeline.answered == 1
+    (activity,) = snap.pipeline.activity
+    assert (activity.model, activity.outcome, activity.preview) == ("alpha", "answered", "hello there")
+
+
+async def test_redelivered_event_still_gets_one_reply(gateway, sims):
+    event, _ = await ask(gateway, sims, "once only")
+    sims.feishu.redeliver(event)
+    # The SDK acks only after handing the event over, so once the second delivery is acked the
+    # gateway's loop has the duplicate queued; one drain lets it run.
+    await off_loop(sims.feishu.wait_for, lambda: len(sims.feishu.ack_codes(event)) >= 2, 10)
+    await gateway.pipeline.drain(5)
+    assert gateway.snapshot().pipeline.duplicates == 1
+    assert len(sims.feishu.replies_to(event)) == 1
+
+
+async def test_held_executor_shut_down_behind_the_gateways_back(gateway, sims):
+    gateway.executor.pool.shutdown()  # the seed bug
+    _, replies = await ask(gateway, sims, "still there?")
+    assert replies[0].text == "[alpha] still there?"
+    assert gateway.snapshot().executor.restarts == 1
+
+
+async def test_loop_default_executor_shut_down_behind_the_gateways_back(gateway, sims):
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_default_executor()  # what set the incident off
+    _, replies = await ask(gateway, sims, "and now?")
+    assert replies[0].text == "[alpha] and now?"
+    snap = gateway.snapshot().executor
+    assert snap.restarts == 1 and snap.state == "replaced"
+    assert await loop.run_in_executor(None, lambda: "healed") == "healed"
+
+
+async def test_dropped_websocket_reconnects_and_the_next_message_is_answered(gateway, sims):
+    first = gateway.feishu.snapshot().conn_id
+    sims.feishu.drop_connection()
+    await off_loop(sims.feishu.wait_for_connection, 2, 15)
+    assert await gateway.wait_connected(15)
+    _, replies = await ask(gateway, sims, "after the drop")
+    assert replies[0].text == "[alpha] after the drop"
+    snap = gateway.snapshot().feishu
+    assert snap.reconnects == 1 and snap.conn_id != first
+
+
+async def test_restart_reconnects_promptly(gateway, sims):
+    before = gateway.feishu.snapshot()
+    started = time.monotonic()
+    assert await gateway.restart_feishu("test")
+    assert await gateway.wait_connected(10)
+    after = gateway.feishu.snapshot()
+    assert after.restarts == before.restarts + 1 and after.conn_id != before.conn_id
+    assert time.monotonic() - started < 10
+    assert sims.feishu.live_connections == 1  # the old socket is closed, not leaked
+    _, replies = await ask(gateway, sims, "after restart")
+    assert replies[0].text == "[alpha] after restart"
+
+
+async def test_primary_model_failing_is_answered_by_the_next(gateway, sims):
+    sims.llm.set_behaviour("alpha", "error")
+    _, replies = await ask(gateway, sims, "failover please")
+    assert replies[0].text == "[beta] failover please"
+    models = {m.name: m for m in gateway.snapshot().models.models}
+    assert models["alpha"].errors == 1 and models["alpha"].breaker == "open"
+    # The breaker keeps the dead model from being tried first on the next message.
+    _, replies = await ask(gateway, sims, "again")
+    assert replies[0].text == "[beta] again"
+    assert len(sims.llm.requests_for("alpha")) == 1
+
+
+async def test_every_model_down_gets_an_apology_never_silence(gateway, sims):
+    sims.llm.set_behaviour("alpha", "error")
+    sims.llm.set_behaviour("beta", "error")
+    event, replies = await ask(gateway, sims, "anyone?")
+    assert [r.text for r in replies] == [APOLOGY]
+    assert gateway.snapshot().pipeline.activity[-1].outcome == "apology"
+
+
+async def test_non_text_message_gets_a_polite_reply(gateway, sims):
+    _, replies = await ask(gateway, sims, "", message_type="image", content='{"image_key": "img_x"}')
+    assert [r.text for r in replies] == [UNSUPPORTED]
+
+
+async def test_switch_model_while_a_request_is_in_flight(gateway, sims):
+    sims.llm.hold("alpha")
+    slow = sims.feishu.inject_text("slow one")
+    await off_loop(sims.llm.wait_in_flight, "alpha", 1, 10)
+    assert gateway.switch_model("beta") == "alpha"
+    # Another chat: turns of one chat are answered in order, so it would wait for the slow one.
+    fast = sims.feishu.inject_text("fast one", chat_id="oc_chat2")
+    replies = await off_loop(sims.feishu.wait_for_replies, fast, 1, 15)
+    assert replies[0].text == "[beta] fast one"  # the next request uses the new model
+    sims.llm.release("alpha")
+    (slow_reply,) = await off_loop(sims.feishu.wait_for_replies, slow, 1, 10)
+    assert slow_reply.text == "[alpha] slow one"  # the in-flight one finished on its model
+
+
+async def test_switch_to_an_unknown_model_is_a_clear_error(gateway):
+    import pytest
+
+    from gateway_core.llm import UnknownModel
+
+    with pytest.raises(UnknownModel, match="unknown model 'gamma'; configured: alpha, beta"):
+        gateway.switch_model("gamma")
+    assert gateway.llm.active_model == "alpha"
+
+
+async def test_untrusted_text_stays_one_log_line(gateway, sims):
+    await ask(gateway, sims, "line one\nFAKE 2026 ERROR forged record\x1b[31m")
+    lines = [l.message for l in gateway.logging.ring.since(0) if "line one" in l.message]
+    assert lines and all("\n" not in l and "\x1b" not in l for l in lines)
+    assert any("line one\\nFAKE" in l for l in lines)
+
+
+async def test_liveness_watchdog_restarts_a_silent_connection(home, sims):
+    """A link that stays open but carries nothing (no pongs) is restarted by the watchdog."""
+    from gateway_core.config import load_profile
+    from gateway_core.gateway import Gateway
+
+    from .support import write_profile
+
+    sims.feishu.ping_interval = 1  # the client pings every second; pongs are its frames
+    write_profile(home, "live", sims, liveness_timeout=3)
+    gateway = Gateway(load_profile(home, "live"), home, owner="console")
+    await gateway.start()
+    try:
+        assert await gateway.wait_connected(10)
+        await off_loop(sims.feishu.wait_for, lambda: sims.feishu.pings >= 4, 10)
+        assert gateway.feishu.snapshot().restarts == 0  # pongs keep a healthy link alive
+        sims.feishu.go_silent()
+        await off_loop(sims.feishu.wait_for, lambda: sims.feishu.connections_total >= 2, 15)
+        assert await gateway.wait_connected(10)
+        assert gateway.feishu.snapshot().restarts == 1
+        assert any("no frame for" in line.message for line in gateway.logging.ring.since(0))
+        sims.feishu.go_silent(False)
+        event = sims.feishu.inject_text("after the watchdog")
+        (reply,) = await off_loop(sims.feishu.wait_for_replies, event, 1, 15)
+        assert reply.text == "[alpha] after the watchdog"
+    finally:
+        await gateway.stop(drain_timeout=2)

@@ -1,0 +1,115 @@
+"""The headless runner as a real process: ownership, SIGTERM drain, fatal auth, no secret leaks."""
+
+from gateway_core.config import load_profile
+from gateway_core.gateway import Gateway
+from gateway_core.ownership import read_owner
+
+from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, write_profile
+
+
+def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home, sims):
+    write_profile(home, "p", sims)
+    first = HeadlessProcess.start(home, "p")
+    try:
+        first.wait_for_line("Feishu connected")
+        second = HeadlessProcess.start(home, "p")
+        assert second.process.wait(30) == 3
+        line = second.wait_for_line("already served by")
+        assert f"PID {first.process.pid} (headless" in line and "never kills" in line
+        assert len(second.lines) == 1
+        # The first one still owns the profile and still answers.
+        assert first.process.poll() is None and read_owner(home.lock_file("p")).pid == first.process.pid
+        event = sims.feishu.inject_text("are you still there?")
+        assert sims.feishu.wait_for_replies(event, 1, 15)[0].text == "[alpha] are you still there?"
+        assert first.terminate_and_wait() == 0
+    finally:
+        first.kill()
+
+
+def test_sigterm_during_an_in_flight_request_still_sends_the_reply_and_exits_0(home, sims):
+    write_profile(home, "p", sims)
+    gateway = HeadlessProcess.start(home, "p")
+    try:
+        gateway.wait_for_line("Feishu connected")
+        sims.llm.hold("alpha")
+        event = sims.feishu.inject_text("answer me before you go")
+        sims.llm.wait_in_flight("alpha", 1, 10)
+        gateway.process.send_signal(15)
+        # The WebSocket closes first (no new events), the in-flight answer is still finished.
+        sims.feishu.wait_for(lambda: sims.feishu.live_connections == 0, 10)
+        sims.llm.release("alpha")
+        assert [r.text for r in sims.feishu.wait_for_replies(event, 1, 15)] == ["[alpha] answer me before you go"]
+        assert gateway.process.wait(20) == 0
+        assert read_owner(home.lock_file("p")) is None
+    finally:
+        gateway.kill()
+
+
+def test_events_arriving_while_stopping_are_redelivered_to_the_next_owner(home, sims):
+    write_profile(home, "p", sims)
+    gateway = HeadlessProcess.start(home, "p")
+    try:
+        gateway.wait_for_line("Feishu connected")
+        assert gateway.terminate_and_wait() == 0
+        late = sims.feishu.inject_text("sent while nobody listens")
+        successor = HeadlessProcess.start(home, "p")
+        try:
+            successor.wait_for_line("Feishu connected")
+            assert [r.text for r in sims.feishu.wait_for_replies(late, 1, 15)] == ["[alpha] sent while nobody listens"]
+            assert successor.terminate_and_wait() == 0
+        finally:
+            successor.kill()
+    finally:
+        gateway.kill()
+
+
+def test_bad_app_secret_fails_with_the_servers_reason_and_no_retry_loop(home, sims):
+    write_profile(home, "p", sims)
+    sims.feishu.reject_auth(True)
+    gateway = HeadlessProcess.start(home, "p")
+    try:
+        assert gateway.process.wait(30) == 1
+        line = gateway.wait_for_line("refused the app credentials")
+        assert "invalid app_id or app_secret" in line
+        assert sims.feishu.endpoint_requests == 1  # failed once, did not hammer the server
+    finally:
+        gateway.kill()
+
+
+async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home, sims):
+    write_profile(home, "p", sims)
+    sims.feishu.reject_auth(True)
+    gateway = Gateway(load_profile(home, "p"), home, owner="console")
+    await gateway.start()
+    try:
+        assert not await gateway.wait_connected(10)
+        snap = gateway.feishu.snapshot()
+        assert snap.state == "failed" and "invalid app_id or app_secret" in snap.last_error
+        # Several supervisor rounds later, still one attempt: no hot retry loop.
+        for _ in range(5):
+            await gateway.executor.probe()
+            assert gateway.feishu.check_liveness() is None
+        assert sims.feishu.endpoint_requests == 1
+    finally:
+        await gateway.stop(drain_timeout=1)
+
+
+def test_secrets_appear_in_no_log_file_and_no_output(home, sims):
+    write_profile(home, "p", sims)
+    gateway = HeadlessProcess.start(home, "p")
+    try:
+        gateway.wait_for_line("Feishu connected")
+        sims.llm.set_behaviour("alpha", "error")
+        event = sims.feishu.inject_text(f"please repeat {FEISHU_SECRET}")
+        sims.feishu.wait_for_replies(event, 1, 15)
+        sims.feishu.drop_connection()
+        sims.feishu.wait_for_connection(2, 15)
+        assert gateway.terminate_and_wait() == 0
+    finally:
+        gateway.kill()
+    logs = list(home.logs.glob("*"))
+    assert logs, "the gateway wrote no log"
+    text = "".join(p.read_text() for p in logs) + "\n".join(gateway.lines)
+    assert "model alpha failed" in text and "Feishu connected" in text
+    assert FEISHU_SECRET not in text and LLM_KEY not in text
+    assert "please repeat ***" in text  # even when a user pastes it into a message

@@ -1,0 +1,282 @@
+"""The simulators speak the real protocols: proven by driving the real lark-oapi SDK and httpx.
+
+If these pass, a gateway test that passes against the simulators exercises the same frames,
+acks, reconnects and HTTP calls it will meet in production. Every wait is an event or condition
+with a timeout; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import queue
+import threading
+import uuid
+
+import httpx
+import lark_oapi as lark
+import lark_oapi.ws.client as lark_ws_client
+import pytest
+from lark_oapi.api.im.v1 import (
+    CreateMessageRequest,
+    CreateMessageRequestBody,
+    ReplyMessageRequest,
+    ReplyMessageRequestBody,
+)
+from lark_oapi.ws.exception import ClientException
+
+from gateway_core.sim import Simulators
+
+SECRET = "sim-secret"
+
+
+class SdkWsClient:
+    """One real `lark_oapi.ws.Client` on a thread and loop of its own.
+
+    The SDK runs on the module global `lark_oapi.ws.client.loop` and `start()` blocks forever,
+    so the client gets a dedicated thread whose new loop is assigned to that global before
+    the client is built. `stop()` halts the loop from outside; the thread then cancels the
+    SDK's tasks and closes the connection cleanly. One instance per process at a time.
+    """
+
+    def __init__(self, domain: str, app_id: str, app_secret: str, handler) -> None:
+        self._args = (domain, app_id, app_secret, handler)
+        self.error: BaseException | None = None  # what start() raised, other than our stop
+        self.finished = threading.Event()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = None
+        self._thread = threading.Thread(target=self._main, name="sdk-ws-client", daemon=True)
+
+    def start(self) -> "SdkWsClient":
+        self._thread.start()
+        assert self._ready.wait(5), "SDK client thread did not start"
+        return self
+
+    def _main(self) -> None:
+        domain, app_id, app_secret, handler = self._args
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        lark_ws_client.loop = loop
+        dispatcher = (lark.EventDispatcherHandler.builder("", "")
+                      .register_p2_im_message_receive_v1(handler).build())
+        client = self._client = lark.ws.Client(
+            app_id, app_secret, event_handler=dispatcher, domain=domain, log_level=lark.LogLevel.ERROR
+        )
+        self._ready.set()
+        try:
+            client.start()
+        except RuntimeError:
+            pass  # "Event loop stopped before Future completed": our stop()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.run_until_complete(client._disconnect())
+            loop.close()
+            asyncio.set_event_loop(None)
+            self.finished.set()
+
+    def _halt(self) -> None:
+        # without auto-reconnect, a stop that lands mid-connect raises instead of reconnecting
+        self._client._auto_reconnect = False
+        self._loop.stop()
+
+    def stop(self) -> None:
+        if not self.finished.is_set():
+            try:
+                self._loop.call_soon_threadsafe(self._halt)
+            except RuntimeError:
+                pass  # the loop already closed on its own
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "SDK client thread did not stop"
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_no_leaks(monkeypatch):
+    """Keep requests/httpx off any proxy, and fail a test that leaves a thread running."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    before = set(threading.enumerate())
+    yield
+    leaked = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture
+def app_id() -> str:
+    """A fresh app id per test: lark caches tenant tokens process-wide by app id."""
+    return f"cli_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def sims(app_id):
+    with Simulators(feishu={"app_id": app_id, "app_secret": SECRET}) as started:
+        yield started
+
+
+@pytest.fixture
+def sdk_client(sims, app_id):
+    """Factory for SDK ws clients against the simulator; all are stopped before the simulator."""
+    clients: list[SdkWsClient] = []
+
+    def make(handler, secret: str = SECRET) -> SdkWsClient:
+        for earlier in clients:  # one ws.Client per process at a time
+            earlier.stop()
+        client = SdkWsClient(sims.feishu.domain, app_id, secret, handler).start()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.stop()
+
+
+def test_sdk_receives_event_acks_and_pings(sims, sdk_client):
+    feishu = sims.feishu
+    received: queue.Queue = queue.Queue()
+    sdk_client(lambda data: received.put(data.event.message))
+    feishu.wait_for_connection(1, timeout=5)
+
+    event = feishu.inject_text("hello 世界 \"quoted\"", chat_id="oc_x")
+    message = received.get(timeout=5)
+    assert (message.message_id, message.chat_id, message.message_type) == (event.message_id, "oc_x", "text")
+    assert json.loads(message.content) == {"text": "hello 世界 \"quoted\""}
+    feishu.wait_acked(event, timeout=5)
+    assert feishu.ack_codes(event) == [200] and feishu.deliveries(event) == 1
+    feishu.wait_for(lambda: feishu.pings >= 1, timeout=5)  # the SDK pings right after connecting
+
+    feishu.redeliver(event)  # Feishu may redeliver an acked event; the SDK passes it on again
+    assert received.get(timeout=5).message_id == event.message_id
+    feishu.wait_for(lambda: feishu.ack_codes(event) == [200, 200], timeout=5)
+    assert feishu.deliveries(event) == 2
+
+
+def test_sdk_reply_create_uuid_idempotency_and_failures(sims, app_id):
+    feishu = sims.feishu
+    client = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
+        .log_level(lark.LogLevel.ERROR).build()
+    event = feishu.inject_text("question")
+
+    def reply(send_uuid: str):
+        body = ReplyMessageRequestBody.builder().content(json.dumps({"text": "hi"})).msg_type("text") \
+            .uuid(send_uuid).build()
+        return client.im.v1.message.reply(
+            ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build())
+
+    first, again = reply("u1"), reply("u1")
+    assert first.success() and again.success(), (first.msg, again.msg)
+    sent = feishu.replies_to(event)
+    assert [(m.kind, m.text, m.uuid, m.duplicate) for m in sent] == [
+        ("reply", "hi", "u1", False), ("reply", "hi", "u1", True)]
+    assert first.data.message_id == again.data.message_id == sent[0].message_id
+    assert feishu.token_requests == 1  # the SDK fetched one token and reused it
+
+    feishu.fail_replies(1)
+    failed, retried = reply("u2"), reply("u2")
+    assert not failed.success() and retried.success()
+    assert [m.duplicate for m in feishu.wait_for_replies(event, count=3, timeout=1)] == [False, True, False]
+    assert feishu.failed_posts == 1
+
+    body = CreateMessageRequestBody.builder().receive_id("oc_chat9").msg_type("text") \
+        .content(json.dumps({"text": "news"})).uuid("u3").build()
+    created = client.im.v1.message.create(
+        CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build())
+    assert created.success(), created.msg
+    last = feishu.sent[-1]
+    assert (last.kind, last.in_reply_to, last.text, last.duplicate) == ("create", "oc_chat9", "news", False)
+
+
+def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(sims, sdk_client):
+    feishu = sims.feishu
+    received: queue.Queue = queue.Queue()
+    failed_once: set[str] = set()
+
+    def handler(data):
+        message = data.event.message
+        received.put(message.message_id)
+        if "boom" in message.content and message.message_id not in failed_once:
+            failed_once.add(message.message_id)
+            raise RuntimeError("handler failure (expected by the test)")  # the SDK acks {"code": 500}
+
+    sdk_client(handler)
+    first_conn = feishu.wait_for_connection(1, timeout=5)
+    boom = feishu.inject_text("boom")
+    assert received.get(timeout=5) == boom.message_id
+    feishu.wait_for(lambda: feishu.ack_codes(boom) == [500], timeout=5)
+
+    assert feishu.drop_connection()
+    after = feishu.inject_text("after the drop")
+    second_conn = feishu.wait_for_connection(2, timeout=5)
+    assert second_conn != first_conn
+    assert {received.get(timeout=5), received.get(timeout=5)} == {boom.message_id, after.message_id}
+    feishu.wait_acked(boom, timeout=5)
+    feishu.wait_acked(after, timeout=5)
+    assert (feishu.deliveries(boom), feishu.deliveries(after)) == (2, 1)
+    assert feishu.endpoint_requests == 2 and feishu.live_connections == 1
+
+
+def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(sims, sdk_client):
+    feishu = sims.feishu
+    sdk_client(lambda data: None)
+    feishu.wait_for_connection(1, timeout=5)
+    # 503 "system busy" is retryable: after ReconnectInterval (1 s) the SDK tries again. (Refused
+    # before the first connect, the SDK would wait with its defaults: up to 30 s + 120 s.)
+    feishu.refuse_reconnects(0.3)
+    feishu.drop_connection()
+    feishu.wait_for_connection(2, timeout=5)
+    assert feishu.endpoint_requests >= 3
+
+    feishu.reject_auth(True)
+    client = sdk_client(lambda data: None)  # stops the first client
+    assert client.finished.wait(5), "start() should raise, not block"
+    assert isinstance(client.error, ClientException) and client.error.code == 10003
+    assert feishu.connections_total == 2
+
+
+def test_llm_echo_auth_errors_and_unknown_model(sims):
+    llm = sims.llm
+    llm.set_behaviour("broken", "error")
+    llm.set_behaviour("ghost", "unknown")
+    with httpx.Client(base_url=llm.base_url, headers={"Authorization": "Bearer sim-key"}, timeout=5) as http:
+        def ask(model: str) -> httpx.Response:
+            return http.post("/chat/completions", json={"model": model, "messages": [
+                {"role": "system", "content": "be brief"}, {"role": "user", "content": "ping"}]})
+
+        answer = ask("m1")
+        assert answer.status_code == 200
+        assert answer.json()["choices"][0]["message"] == {"role": "assistant", "content": "[m1] ping"}
+        assert ask("broken").status_code == 500
+        assert ask("ghost").json()["error"]["code"] == "model_not_found"
+        unauthorised = http.post("/chat/completions", headers={"Authorization": "Bearer wrong"},
+                                 json={"model": "m1", "messages": []})
+        assert unauthorised.status_code == 401
+    answered = [(r.model, r.answered_status) for r in llm.requests]
+    assert answered == [("m1", 200), ("broken", 500), ("ghost", 404)]
+
+
+def test_llm_hold_in_flight_release_and_hang(sims):
+    llm = sims.llm
+    llm.hold("slow")
+    llm.set_behaviour("stuck", "hang")
+    url = f"{llm.base_url}/chat/completions"
+
+    def ask(model: str) -> httpx.Response:
+        return httpx.post(url, headers={"Authorization": "Bearer sim-key"}, timeout=5,
+                          json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow, stuck = pool.submit(ask, "slow"), pool.submit(ask, "stuck")
+        assert llm.wait_in_flight("slow", timeout=5) == 1
+        llm.wait_in_flight("stuck", timeout=5)
+        assert not slow.done()
+        llm.release("slow")
+        assert slow.result(5).json()["choices"][0]["message"]["content"] == "[slow] hi"
+        assert llm.in_flight("stuck") == 1
+        llm.set_behaviour("stuck", "echo")  # a hang ends when its behaviour changes
+        assert stuck.result(5).status_code == 200
+    assert llm.in_flight() == 0
