@@ -272,3 +272,15 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
         assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
     finally:
         lock.release()
+
+
+async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home, profile):
+    from gateway_core.control import arequest
+
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        answer = await arequest(home.socket_file(profile.name), "stop")
+        assert answer.get("ok", True) is not False
+        await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
+        await until(pilot, lambda: console.return_code is not None, 5, "console exited")
+        assert "stop requested over the control socket: stopping" in notices(console)

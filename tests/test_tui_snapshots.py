@@ -77,6 +77,7 @@ class FrozenSource:
     def __init__(self) -> None:
         self._snapshot = frozen_snapshot()
         self.running = True
+        self.stop_requested = False
 
     def snapshot(self) -> GatewaySnapshot:
         return self._snapshot

@@ -151,6 +151,11 @@ class ConsoleApp(App[None]):
             self.query_one(MessagesPanel).show(snap.pipeline.activity)
             if self.first_connected_at is None and snap.feishu.state == "connected":
                 self.first_connected_at = time.perf_counter()
+            if self.phase == "serving" and self.source.stop_requested:
+                # The console owns this gateway, so it is the one that acts on a stop request.
+                self.notify("stop requested over the control socket: stopping", severity="warning")
+                self.phase = "stopping"
+                self.run_worker(self._stop_and_exit(), group="gateway", exit_on_error=False)
         except Exception as exc:
             self.report("refreshing the panels", exc)
 

@@ -8,13 +8,9 @@ break the gateway from the `f` menu in the ways the incident did and watch each 
 from __future__ import annotations
 
 import itertools
-import os
-import secrets
-import tempfile
 import threading
-from pathlib import Path
 
-from gateway_core.config import Home, load_profile
+from gateway_core.demo import DEMO_MODELS, DemoEnvironment
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
 
@@ -22,10 +18,6 @@ from .app import ConsoleApp
 from .screens import Fault
 from .source import LocalSource
 
-PROFILE = "demo"
-MODELS = ("alpha", "beta")
-FEISHU_SECRET_ENV = "GATEWATCH_DEMO_FEISHU_SECRET"
-LLM_KEY_ENV = "GATEWATCH_DEMO_LLM_KEY"
 MESSAGE_PERIOD = 3.0  # a gentle stream: enough for the panels to move, slow enough to read
 MODEL_LATENCY = 0.4  # the simulated model thinks a little, so latencies are not all zero
 REFUSE_SECONDS = 30
@@ -39,34 +31,6 @@ DEMO_TEXTS = (
     "How many gateways should serve one profile?",
     "Thanks!",
 )
-
-
-def demo_profile_text(sims: Simulators) -> str:
-    models = ", ".join(f'"{m}"' for m in MODELS)
-    return f"""\
-# The demo profile: everything points at the simulators on 127.0.0.1.
-[feishu]
-app_id = "{sims.feishu.app_id}"
-app_secret_env = "{FEISHU_SECRET_ENV}"
-domain = "{sims.feishu.domain}"
-liveness_timeout = 30
-max_reconnect_interval = 2
-
-[llm]
-base_url = "{sims.llm.base_url}"
-api_key_env = "{LLM_KEY_ENV}"
-models = [{models}]
-request_timeout = 5
-breaker_cooldown = 15
-
-[executor]
-max_workers = 4
-probe_interval = 0.5
-probe_deadline = 2
-
-[gateway]
-drain_timeout = 5
-"""
 
 
 class DemoTraffic:
@@ -110,7 +74,7 @@ def demo_faults(sims: Simulators, gateway: Gateway) -> list[Fault]:
         return f"model {model} now fails — watch failover and its breaker open"
 
     def heal_models() -> str:
-        for model in MODELS:
+        for model in DEMO_MODELS:
             sims.llm.set_behaviour(model, "echo", latency=MODEL_LATENCY)
         return "all models answer again"
 
@@ -129,25 +93,11 @@ def demo_faults(sims: Simulators, gateway: Gateway) -> list[Fault]:
 
 
 def run_console_demo() -> int:
-    """Open the console on the simulators in a temporary home; returns the exit code."""
-    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-    os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
-    feishu_secret, llm_key = secrets.token_hex(12), secrets.token_hex(12)
-    os.environ[FEISHU_SECRET_ENV], os.environ[LLM_KEY_ENV] = feishu_secret, llm_key
-    sims = Simulators(
-        # A fresh app_id: lark-oapi caches tenant tokens per app_id for the whole process.
-        feishu={"app_id": f"cli_demo{secrets.token_hex(6)}", "app_secret": feishu_secret},
-        llm={"api_key": llm_key},
-    )
-    with tempfile.TemporaryDirectory(prefix="gatewatch-demo-") as root, sims:
-        home = Home(Path(root))
-        home.ensure_dirs()
-        home.profile_file(PROFILE).write_text(demo_profile_text(sims), encoding="utf-8")
-        for model in MODELS:
-            sims.llm.set_behaviour(model, "echo", latency=MODEL_LATENCY)
-        gateway = Gateway(load_profile(home, PROFILE), home, owner="console")
-        traffic = DemoTraffic(sims, gateway)
-        app = ConsoleApp(LocalSource(gateway), home=home, faults=demo_faults(sims, gateway), handle_signals=True)
+    """Open the console on the simulators in a temporary home (the headless demo's setup)."""
+    with DemoEnvironment(llm_latency=MODEL_LATENCY) as env:
+        gateway = Gateway(env.profile(), env.home, owner="console")
+        traffic = DemoTraffic(env.sims, gateway)
+        app = ConsoleApp(LocalSource(gateway), home=env.home, faults=demo_faults(env.sims, gateway), handle_signals=True)
         traffic.start()
         try:
             app.run()

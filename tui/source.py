@@ -41,6 +41,11 @@ class GatewaySource(Protocol):
     @property
     def running(self) -> bool: ...
 
+    @property
+    def stop_requested(self) -> bool:
+        """Someone asked the gateway to stop (e.g. `gatewatch` over the control socket)."""
+        ...
+
 
 class LocalSource:
     """A gateway running in this process, on the console's own event loop."""
@@ -77,3 +82,7 @@ class LocalSource:
     @property
     def running(self) -> bool:
         return self.gateway.state in ("starting", "running")
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.gateway.stop_requested.is_set()
