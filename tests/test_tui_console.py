@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 from rich.text import Text
@@ -49,7 +50,8 @@ def shown(widget) -> str:
 def console(home, profile, sims):
     """A console app around an unstarted gateway; the app starts it, as `gatewatch` does."""
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
-    app = ConsoleApp(LocalSource(gateway), home=home, faults=demo_faults(sims, gateway))
+    faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
+    app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home, faults=faults)
     yield app
     # The app's unmount stops the gateway: after the test nothing may still own the profile.
     assert gateway.state == "stopped"
@@ -57,8 +59,10 @@ def console(home, profile, sims):
 
 
 async def connected(pilot) -> Gateway:
-    gateway = pilot.app.source.gateway
-    await until(pilot, lambda: gateway.feishu.state == "connected", 20, "Feishu connected")
+    source = pilot.app.source
+    await until(pilot, lambda: source.gateway is not None and source.gateway.feishu.state == "connected", 20,
+                "Feishu connected")
+    gateway = source.gateway
     await until(pilot, lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED")
     return gateway
 
@@ -257,7 +261,8 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
     lock = ProfileLock(home.lock_file(profile.name), profile.name)
     lock.acquire("headless")  # another owner (same PID here; flock conflicts per open file)
     try:
-        app = ConsoleApp(LocalSource(Gateway(profile, home, owner="console", log_to_file=False)), home=home)
+        gateway = Gateway(profile, home, owner="console", log_to_file=False)
+        app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
             body = str(app.screen.query_one(".choice-body").render())

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rich.text import Text
@@ -43,7 +44,7 @@ LAUNCHD_PENDING = "hand back / take over arrive with the launchd integration"
 
 
 class ConsoleApp(App[None]):
-    CSS_PATH = "console.tcss"
+    CSS_PATH = Path(__file__).with_name("console.tcss")  # absolute: subclasses live elsewhere
     TITLE = "gatewatch"
     # Single keys only: they work over any SSH terminal, and ctrl+s/ctrl+q are often swallowed.
     BINDINGS = [
@@ -80,7 +81,6 @@ class ConsoleApp(App[None]):
         self.process_stats = process_stats or ProcessSampler()
         self.handle_signals = handle_signals
         self.phase = "starting"  # starting | serving | owned | failed | stopping
-        self.first_connected_at: float | None = None  # for the start-up benchmark
         self._restarting = False
         self._reported: set[str] = set()
         self._previous_exception_handler: Any = None
@@ -142,15 +142,14 @@ class ConsoleApp(App[None]):
         try:
             snap = self.source.snapshot()
             now = self.clock()
-            state = snap.state if self.phase == "serving" else ("starting" if self.phase == "starting" else "stopped")
+            # Words for what the console is doing; while serving or stopping, the gateway's own state.
+            state = {"starting": "starting", "owned": "stopped", "failed": "stopped"}.get(self.phase, snap.state)
             stats = self.process_stats(snap.owner.pid if snap.owner else None)
             self.query_one(HeaderBar).show(snap, state, self.source.describe(), stats)
             self.query_one(ExecutorPanel).show(snap.executor, now)
             self.query_one(FeishuPanel).show(snap.feishu, now)
             self.query_one(ModelsPanel).show(snap.models)
             self.query_one(MessagesPanel).show(snap.pipeline.activity)
-            if self.first_connected_at is None and snap.feishu.state == "connected":
-                self.first_connected_at = time.perf_counter()
             if self.phase == "serving" and self.source.stop_requested:
                 # The console owns this gateway, so it is the one that acts on a stop request.
                 self.notify("stop requested over the control socket: stopping", severity="warning")
@@ -408,6 +407,7 @@ def run_console(home: Home, profile_name: str) -> int:
     Returns the process exit code: 0 after a clean stop, 3 when another gateway owns the profile.
     """
     profile = load_profile(home, profile_name)
-    app = ConsoleApp(LocalSource(Gateway(profile, home, owner="console")), home=home, handle_signals=True)
+    source = LocalSource(profile.name, lambda: Gateway(profile, home, owner="console"))
+    app = ConsoleApp(source, home=home, handle_signals=True)
     app.run()
     return app.return_code or 0

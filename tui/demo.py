@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import itertools
 import threading
+from typing import TYPE_CHECKING
 
-from gateway_core.demo import DEMO_MODELS, DemoEnvironment
+from gateway_core.demo import DEMO_PROFILE, DemoEnvironment
 from gateway_core.gateway import Gateway
-from gateway_core.sim import Simulators
+
+if TYPE_CHECKING:
+    from gateway_core.sim import Simulators  # imports the Feishu SDK: only once the demo runs
 
 from .app import ConsoleApp
 from .screens import Fault
@@ -33,24 +36,39 @@ DEMO_TEXTS = (
 )
 
 
-class DemoTraffic:
-    """Injects a couple of user messages every few seconds while Feishu is connected."""
+class DemoRun:
+    """The demo's moving parts, made in the background once the console has painted.
 
-    def __init__(self, sims: Simulators, gateway: Gateway):
-        self.sims, self.gateway = sims, gateway
+    Entering the demo environment starts the simulators, which import the Feishu SDK (seconds);
+    `make_gateway` runs on the console's start-up thread, so the first frame does not wait.
+    """
+
+    def __init__(self) -> None:
+        self.env = DemoEnvironment(llm_latency=MODEL_LATENCY)
+        self.gateway: Gateway | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
         self._texts = itertools.cycle(DEMO_TEXTS)
         self._chats = itertools.cycle(DEMO_CHATS)
+        self._traffic = threading.Thread(target=self._send_traffic, name="demo-traffic", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    @property
+    def sims(self) -> Simulators:
+        return self.env.sims
 
-    def stop(self) -> None:
+    def make_gateway(self) -> Gateway:
+        self.env.__enter__()
+        self.gateway = Gateway(self.env.profile(), self.env.home, owner="console")
+        self._traffic.start()
+        return self.gateway
+
+    def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._traffic.is_alive():
+            self._traffic.join(timeout=5)
+        self.env.__exit__(None, None, None)
 
-    def _run(self) -> None:
+    def _send_traffic(self) -> None:
+        """A couple of user messages every few seconds while Feishu is connected."""
         while not self._stop.wait(MESSAGE_PERIOD):  # the pause between bursts doubles as the stop check
             if self.gateway.feishu.state != "connected":
                 continue  # no piling up while the connection is down; the demo is about watching
@@ -59,28 +77,33 @@ class DemoTraffic:
                 self.sims.feishu.inject_text(next(self._texts), chat_id=chat_id, sender_open_id=sender)
 
 
-def demo_faults(sims: Simulators, gateway: Gateway) -> list[Fault]:
+def demo_faults(run: DemoRun) -> list[Fault]:
+    """The fault menu; each fault reaches `run.sims` and `run.gateway` when it is picked.
+
+    Looked up at that moment, not now: in the demo both appear only after the first paint.
+    """
+
     def shut_down_executor() -> str:
-        gateway.executor.pool.shutdown(wait=False)
+        run.gateway.executor.pool.shutdown(wait=False)
         return "executor shut down behind the gateway's back — watch it be replaced"
 
     def drop_websocket() -> str:
-        dropped = sims.feishu.drop_connection()
+        dropped = run.sims.feishu.drop_connection()
         return "WebSocket dropped — watch Feishu reconnect" if dropped else "no live WebSocket to drop"
 
     def fail_current_model() -> str:
-        model = gateway.llm.active_model
-        sims.llm.set_behaviour(model, "error")
+        model = run.gateway.llm.active_model
+        run.sims.llm.set_behaviour(model, "error")
         return f"model {model} now fails — watch failover and its breaker open"
 
     def heal_models() -> str:
-        for model in DEMO_MODELS:
-            sims.llm.set_behaviour(model, "echo", latency=MODEL_LATENCY)
+        for model in run.gateway.profile.llm.models:
+            run.sims.llm.set_behaviour(model, "echo", latency=MODEL_LATENCY)
         return "all models answer again"
 
     def refuse_reconnects() -> str:
-        sims.feishu.refuse_reconnects(REFUSE_SECONDS)
-        sims.feishu.drop_connection()
+        run.sims.feishu.refuse_reconnects(REFUSE_SECONDS)
+        run.sims.feishu.drop_connection()
         return f"Feishu refuses reconnects for {REFUSE_SECONDS}s and the socket dropped — watch it retry, then heal"
 
     return [
@@ -92,15 +115,18 @@ def demo_faults(sims: Simulators, gateway: Gateway) -> list[Fault]:
     ]
 
 
+def console_demo(app_class: type[ConsoleApp] = ConsoleApp) -> tuple[DemoRun, ConsoleApp]:
+    """The demo's parts and its console, not yet running (the start-up benchmark times this)."""
+    run = DemoRun()
+    app = app_class(LocalSource(DEMO_PROFILE, run.make_gateway), faults=demo_faults(run), handle_signals=True)
+    return run, app
+
+
 def run_console_demo() -> int:
-    """Open the console on the simulators in a temporary home (the headless demo's setup)."""
-    with DemoEnvironment(llm_latency=MODEL_LATENCY) as env:
-        gateway = Gateway(env.profile(), env.home, owner="console")
-        traffic = DemoTraffic(env.sims, gateway)
-        app = ConsoleApp(LocalSource(gateway), home=env.home, faults=demo_faults(env.sims, gateway), handle_signals=True)
-        traffic.start()
-        try:
-            app.run()
-        finally:
-            traffic.stop()
-        return app.return_code or 0
+    """Open the console on the simulators in a temporary home; returns the exit code."""
+    run, app = console_demo()
+    try:
+        app.run()
+    finally:
+        run.close()
+    return app.return_code or 0

@@ -8,10 +8,17 @@ never on a `Gateway` object, so the same console can later drive a gateway in an
 from __future__ import annotations
 
 import os
-from typing import Protocol, runtime_checkable
+import time
+from typing import Callable, Protocol, runtime_checkable
 
+from gateway_core.executor import ExecutorSnapshot
+from gateway_core.feishu import FeishuSnapshot
 from gateway_core.gateway import Gateway, GatewaySnapshot
+from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine
+from gateway_core.pipeline import PipelineSnapshot
+
+from .threads import in_own_thread
 
 
 @runtime_checkable
@@ -47,42 +54,73 @@ class GatewaySource(Protocol):
         ...
 
 
-class LocalSource:
-    """A gateway running in this process, on the console's own event loop."""
+def starting_snapshot(profile: str, since: float) -> GatewaySnapshot:
+    """What there is to show before the gateway exists: nothing running yet, said in words."""
+    return GatewaySnapshot(
+        profile=profile,
+        state="starting",
+        owner=None,
+        uptime=0.0,
+        executor=ExecutorSnapshot("starting", 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None),
+        feishu=FeishuSnapshot("connecting", since, "loading SDK", "", None, 0, 0, 0, None),
+        models=ModelsSnapshot("—", ()),
+        pipeline=PipelineSnapshot(0, 0, 0, 0, 0, 0, None, ()),
+    )
 
-    def __init__(self, gateway: Gateway):
-        self.gateway = gateway
+
+class LocalSource:
+    """A gateway running in this process, on the console's own event loop.
+
+    The gateway is made by `make_gateway` inside `start()`, on a thread of its own: making it may
+    be slow (the demo starts simulators, which import the Feishu SDK), and the console paints and
+    says "loading SDK" meanwhile instead of waiting for it.
+    """
+
+    def __init__(self, profile: str, make_gateway: Callable[[], Gateway]):
+        self.profile = profile
+        self._make_gateway = make_gateway
+        self.gateway: Gateway | None = None
+        self._created = time.time()
 
     def snapshot(self) -> GatewaySnapshot:
+        if self.gateway is None:
+            return starting_snapshot(self.profile, self._created)
         return self.gateway.snapshot()
 
     def log_since(self, seq: int) -> list[LogLine]:
         # Before start() (and after stop()) there are no handlers and so no records.
-        ring = self.gateway.logging.ring if self.gateway.logging else None
+        ring = self.gateway.logging.ring if self.gateway and self.gateway.logging else None
         return ring.since(seq) if ring else []
 
     def switch_model(self, name: str) -> str:
-        return self.gateway.switch_model(name)
+        return self._started().switch_model(name)
 
     async def restart_feishu(self) -> bool:
-        return await self.gateway.restart_feishu("operator request from the console")
+        return await self._started().restart_feishu("operator request from the console")
 
     def rebuild_executor(self) -> None:
-        self.gateway.rebuild_executor("operator request from the console")
+        self._started().rebuild_executor("operator request from the console")
 
     def describe(self) -> str:
         return f"console, PID {os.getpid()}"
 
     async def start(self) -> None:
+        if self.gateway is None:
+            self.gateway = await in_own_thread(self._make_gateway)
         await self.gateway.start()
 
     async def stop(self) -> int:
-        return await self.gateway.stop()
+        return await self.gateway.stop() if self.gateway else 0
 
     @property
     def running(self) -> bool:
-        return self.gateway.state in ("starting", "running")
+        return self.gateway is not None and self.gateway.state in ("starting", "running")
 
     @property
     def stop_requested(self) -> bool:
-        return self.gateway.stop_requested.is_set()
+        return self.gateway is not None and self.gateway.stop_requested.is_set()
+
+    def _started(self) -> Gateway:
+        if self.gateway is None:
+            raise RuntimeError("the gateway has not started yet")
+        return self.gateway

@@ -17,7 +17,7 @@ MAX_ROWS = 100
 # The preview goes last: it takes whatever width is left and is cut at the edge, so the short,
 # decisive columns stay visible even at 80 columns.
 COLUMNS = ("time", "chat", "sender", "model", "latency", "outcome", "preview")
-WIDTHS = (8, 9, 9, 6, 7, 11, None)
+WIDTHS = (8, 9, 9, 10, 7, 11, None)
 
 
 def activity_cells(activity: Activity) -> tuple[Text, ...]:
