@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ log = logging.getLogger("gatewatch.console")
 REFRESH_INTERVAL = 0.5  # panels redraw from a fresh snapshot this often (and after each action)
 LOG_INTERVAL = 0.2  # the log pane pulls new records this often
 EXIT_OWNED = 3  # as `run --headless`: the profile is served by someone else
+# SIGTERM: asked to stop. SIGHUP: the SSH session went away. Either way: drain, release, exit.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 LAUNCHD_PENDING = "hand back / take over arrive with the launchd integration"
 
 
@@ -57,9 +60,11 @@ class ConsoleApp(App[None]):
         Binding("p", "toggle_pause", "Pause log", tooltip="freeze / follow the log view"),
         Binding("l", "cycle_level", "Level", tooltip="minimum log level shown"),
         Binding("slash", "search", "Search", key_display="/", tooltip="search the log"),
-        Binding("escape", "clear_search", "Clear search", show=False),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command_palette", "Palette", key_display=":", show=False),
+        Binding("escape", "clear_search", "Clear search", key_display="Esc", show=False,
+                tooltip="close the search and show the whole log"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this list"),
+        Binding("colon", "command_palette", "Palette", key_display=":", show=False,
+                tooltip="search every operation by name"),
         Binding("q", "quit", "Quit", tooltip="stop the gateway or hand it back, then quit"),
     ]
 
@@ -85,6 +90,7 @@ class ConsoleApp(App[None]):
         self._reported: set[str] = set()
         self._previous_exception_handler: Any = None
         self._busy: ProfileBusy | None = None
+        self.terminal_lost = False  # SIGHUP: the SSH session (and with it the terminal) went away
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
@@ -103,7 +109,8 @@ class ConsoleApp(App[None]):
         self._previous_exception_handler = loop.get_exception_handler()
         loop.set_exception_handler(self._on_loop_exception)
         if self.handle_signals:
-            loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, self._on_stop_signal, signum)
         self.set_interval(REFRESH_INTERVAL, self.refresh_panels)
         self.set_interval(LOG_INTERVAL, self.pull_logs)
         self.refresh_panels()
@@ -134,7 +141,9 @@ class ConsoleApp(App[None]):
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._previous_exception_handler)
         if self.handle_signals:
-            loop.remove_signal_handler(signal.SIGTERM)
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+
 
     # -- refreshing ---------------------------------------------------------------------------
 
@@ -338,6 +347,10 @@ class ConsoleApp(App[None]):
 
     async def _stop_and_exit(self) -> None:
         await self._stop_source()
+        if self.terminal_lost:
+            # Textual 8 restores the terminal on exit through its output thread, which died with
+            # the terminal: the restore would block forever. Without a driver it is skipped.
+            self._driver = None
         self.exit()
 
     async def _stop_source(self) -> None:
@@ -353,7 +366,15 @@ class ConsoleApp(App[None]):
         if unfinished:
             log.error("stopped with %d answers unfinished", unfinished)
 
-    def _on_sigterm(self) -> None:
+    def _on_stop_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            # The terminal is gone (an SSH session dropped). Send the screen nowhere, and skip
+            # restoring a terminal that no longer exists (see on_unmount); then stop as usual.
+            self.terminal_lost = True
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
         self.run_worker(self._stop_and_exit(), group="gateway", exit_on_error=False)
 
     # -- help and the command palette -----------------------------------------------------------
@@ -410,4 +431,17 @@ def run_console(home: Home, profile_name: str) -> int:
     source = LocalSource(profile.name, lambda: Gateway(profile, home, owner="console"))
     app = ConsoleApp(source, home=home, handle_signals=True)
     app.run()
-    return app.return_code or 0
+    return leave(app)
+
+
+def leave(app: ConsoleApp) -> int:
+    """The exit code once the app has returned and everything of ours is closed.
+
+    After a hang-up, Textual's input threads spin on the dead terminal and never end, so the
+    interpreter would wait for them forever: the gateway is already drained and its lock released
+    by then, so the process ends here instead.
+    """
+    code = app.return_code or 0
+    if app.terminal_lost:
+        os._exit(code)
+    return code

@@ -17,7 +17,7 @@ from gateway_core.gateway import Gateway
 if TYPE_CHECKING:
     from gateway_core.sim import Simulators  # imports the Feishu SDK: only once the demo runs
 
-from .app import ConsoleApp
+from .app import ConsoleApp, leave
 from .screens import Fault
 from .source import LocalSource
 
@@ -129,4 +129,4 @@ def run_console_demo() -> int:
         app.run()
     finally:
         run.close()
-    return app.return_code or 0
+    return leave(app)

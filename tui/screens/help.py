@@ -21,9 +21,10 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
-        table.add_column()
+        table.add_column(style="bold")
+        table.add_column(style="dim")
         for binding in self.keys:
-            table.add_row(Text(binding.key_display or binding.key), Text(binding.description))
+            table.add_row(Text(binding.key_display or binding.key), Text(binding.description), Text(binding.tooltip))
         with Vertical(classes="choice-box") as box:
             box.border_title = "Keys"
             yield Static(table)
