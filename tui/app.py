@@ -347,10 +347,6 @@ class ConsoleApp(App[None]):
 
     async def _stop_and_exit(self) -> None:
         await self._stop_source()
-        if self.terminal_lost:
-            # Textual 8 restores the terminal on exit through its output thread, which died with
-            # the terminal: the restore would block forever. Without a driver it is skipped.
-            self._driver = None
         self.exit()
 
     async def _stop_source(self) -> None:
@@ -366,15 +362,30 @@ class ConsoleApp(App[None]):
         if unfinished:
             log.error("stopped with %d answers unfinished", unfinished)
 
+    def _detach_from_terminal(self) -> None:
+        """The terminal is gone (an SSH session dropped): draw nowhere from now on.
+
+        Textual 8 writes the screen through an output thread that dies on the first write to a
+        hung-up terminal; every later write (the exit's terminal restore included) would then
+        block the event loop forever — and the gateway with it. Its writes go to a fresh output
+        thread writing to /dev/null instead, so stopping and exiting proceed as usual.
+        """
+        from textual.drivers._writer_thread import WriterThread
+
+        self.terminal_lost = True
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        driver = self._driver
+        if driver is not None and hasattr(driver, "_writer_thread"):
+            sink = WriterThread(open(os.devnull, "w"))
+            sink.start()
+            driver._writer_thread = sink
+
     def _on_stop_signal(self, signum: int) -> None:
         if signum == signal.SIGHUP:
-            # The terminal is gone (an SSH session dropped). Send the screen nowhere, and skip
-            # restoring a terminal that no longer exists (see on_unmount); then stop as usual.
-            self.terminal_lost = True
-            devnull = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            os.close(devnull)
+            self._detach_from_terminal()
         self.run_worker(self._stop_and_exit(), group="gateway", exit_on_error=False)
 
     # -- help and the command palette -----------------------------------------------------------
