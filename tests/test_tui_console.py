@@ -83,7 +83,7 @@ async def test_model_key_switches_the_model_used_for_the_next_reply(console, sim
         assert isinstance(console.screen, ChoiceModal)
         await pilot.press("down", "enter")
         await until(pilot, lambda: not isinstance(console.screen, ChoiceModal), 5, "picker closed")
-        assert "model switched: alpha → beta" in notices(console)
+        await until(pilot, lambda: "model switched: alpha → beta" in notices(console), 5, "switch notice")
         assert "active beta" in shown(console.query_one(ModelsPanel))
         assert (await ask(sims, "after")).startswith("[beta]")
         pane = console.query_one(LogPane)
@@ -101,7 +101,7 @@ async def test_r_restarts_the_feishu_connection(console, sims):
         await pilot.press("r")
         await until(pilot, lambda: gateway.feishu.snapshot().restarts == 1, 10, "the restart")
         await until(pilot, lambda: "CONNECTING" in shown(panel).split("\n")[0], 10, "panel shows (RE)CONNECTING")
-        assert "restarting the Feishu connection…" in notices(console)
+        await until(pilot, lambda: "restarting the Feishu connection…" in notices(console), 5, "restart notice")
         sims.feishu.refuse_reconnects(0)
         await until(pilot, lambda: shown(panel).startswith("● CONNECTED"), 20, "panel CONNECTED again")
         assert gateway.feishu.snapshot().conn_id != first
@@ -176,7 +176,8 @@ async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile):
         await until(pilot, lambda: LAUNCHD_PENDING in notices(console), 5, "hand-back notice")
         assert gateway.state == "running"
         await pilot.press("h")
-        assert gateway.state == "running" and notices(console).count(LAUNCHD_PENDING) == 2
+        await until(pilot, lambda: notices(console).count(LAUNCHD_PENDING) == 2, 5, "second hand-back notice")
+        assert gateway.state == "running"
         await pilot.press("q", "s")  # stop: drains, releases the profile, exits
         await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
         await until(pilot, lambda: console.return_code is not None, 5, "app exited")
@@ -199,7 +200,8 @@ async def test_log_level_filter_and_search(console, sims):
         assert any(" INFO " in l for l in pane.visible_lines())
 
         await pilot.press("slash", *"REBUILT", "enter")  # case-insensitive
-        assert pane.search == "REBUILT" and "/REBUILT" in str(pane.border_title)
+        await until(pilot, lambda: pane.search == "REBUILT", 5, "the search applied")
+        assert "/REBUILT" in str(pane.border_title)
         visible = pane.visible_lines()
         assert visible and all("rebuilt" in l.lower() for l in visible)
         await pilot.press("escape")
@@ -224,8 +226,8 @@ async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
         preview = table.get_row_at(0)[-1]
         escaped = INJECTION.replace("\x1b", "\\x1b")  # the escape is made visible, not executed
         assert isinstance(preview, Text) and preview.plain == escaped and not preview.spans
-        on_screen = "".join(table.render_line(y).text for y in range(table.size.height))
-        assert escaped[:40] in on_screen
+        await until(pilot, lambda: escaped[:40] in "".join(table.render_line(y).text for y in range(table.size.height)),
+                    5, "the literal text on screen")
         pane = console.query_one(LogPane)
         await until(pilot, lambda: any(escaped[:40] in l for l in pane.visible_lines()), 5, "literal log line")
         assert not any("\x1b" in l for l in pane.visible_lines())
@@ -268,9 +270,11 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
             body = str(app.screen.query_one(".choice-body").render())
             assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
             await pilot.press("a")
-            assert any("attach" in n for n in notices(app)) and isinstance(app.screen, ChoiceModal)
+            await until(pilot, lambda: any("attach" in n for n in notices(app)), 5, "attach notice")
+            assert isinstance(app.screen, ChoiceModal)
             await pilot.press("t")
-            assert LAUNCHD_PENDING in notices(app) and isinstance(app.screen, ChoiceModal)
+            await until(pilot, lambda: LAUNCHD_PENDING in notices(app), 5, "take-over notice")
+            assert isinstance(app.screen, ChoiceModal)
             await pilot.press("q")
             await until(pilot, lambda: app.return_code is not None, 5, "app exited")
         assert app.return_code == 3
@@ -289,3 +293,18 @@ async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console,
         await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
         await until(pilot, lambda: console.return_code is not None, 5, "console exited")
         assert "stop requested over the control socket: stopping" in notices(console)
+
+
+async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile):
+    from .support import FEISHU_SECRET
+
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        await connected(pilot)
+        console.report("talking to Feishu", RuntimeError(f"refused app_secret={FEISHU_SECRET}"))
+        await until(pilot, lambda: any("talking to Feishu" in n for n in notices(console)), 5, "the notification")
+        shown_errors = [n for n in notices(console) if "talking to Feishu" in n]
+        assert shown_errors == ["talking to Feishu failed: RuntimeError: refused app_secret=***"]
+        assert all(FEISHU_SECRET not in n for n in notices(console))
+        pane = console.query_one(LogPane)
+        await until(pilot, lambda: any("app_secret=***" in l for l in pane.visible_lines()), 5, "redacted log line")
+        assert not any(FEISHU_SECRET in l for l in pane.visible_lines())

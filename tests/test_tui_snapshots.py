@@ -97,6 +97,9 @@ class FrozenSource:
     def describe(self) -> str:
         return f"console, PID {PID}"
 
+    def redact(self, text: str) -> str:
+        return text
+
     async def start(self) -> None:
         pass
 

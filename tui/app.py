@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 import os
 import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -87,7 +87,7 @@ class ConsoleApp(App[None]):
         self.handle_signals = handle_signals
         self.phase = "starting"  # starting | serving | owned | failed | stopping
         self._restarting = False
-        self._reported: set[str] = set()
+        self._reported: deque[str] = deque(maxlen=32)  # recent errors, so a refresh does not repeat them
         self._previous_exception_handler: Any = None
         self._busy: ProfileBusy | None = None
         self.terminal_lost = False  # SIGHUP: the SSH session (and with it the terminal) went away
@@ -144,7 +144,6 @@ class ConsoleApp(App[None]):
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
 
-
     # -- refreshing ---------------------------------------------------------------------------
 
     def refresh_panels(self) -> None:
@@ -177,11 +176,12 @@ class ConsoleApp(App[None]):
     # -- errors are shown, never fatal --------------------------------------------------------
 
     def report(self, doing: str, exc: BaseException) -> None:
-        """Notify and log an error; the same error is notified once, not on every refresh."""
-        text = f"{doing} failed: {type(exc).__name__}: {exc}"
+        """Notify and log an error; a recent error is notified once, not on every refresh."""
+        # The log is redacted by its handlers; the screen is not, so redact here too.
+        text = self.source.redact(f"{doing} failed: {type(exc).__name__}: {exc}")
         log.error("%s", text, exc_info=(type(exc), exc, exc.__traceback__))
         if text not in self._reported:
-            self._reported.add(text)
+            self._reported.append(text)
             self.notify(text, title="gatewatch error", severity="error", markup=False, timeout=10)
 
     def _on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
 from gateway_core.gateway import Gateway, GatewaySnapshot
 from gateway_core.llm import ModelsSnapshot
-from gateway_core.logs import LogLine
+from gateway_core.logs import LogLine, Redactor
 from gateway_core.pipeline import PipelineSnapshot
 
 from .threads import in_own_thread
@@ -36,6 +36,10 @@ class GatewaySource(Protocol):
     def rebuild_executor(self) -> None: ...
 
     def describe(self) -> str: ...
+
+    def redact(self, text: str) -> str:
+        """`text` with the profile's secrets replaced, for anything shown on screen."""
+        ...
 
     async def start(self) -> None:
         """Begin serving (or connect to the gateway); raises ProfileBusy when another owns it."""
@@ -80,6 +84,7 @@ class LocalSource:
         self.profile = profile
         self._make_gateway = make_gateway
         self.gateway: Gateway | None = None
+        self._redactor = Redactor()  # no secrets known until the gateway (and its profile) exists
         self._created = time.time()
 
     def snapshot(self) -> GatewaySnapshot:
@@ -104,9 +109,13 @@ class LocalSource:
     def describe(self) -> str:
         return f"console, PID {os.getpid()}"
 
+    def redact(self, text: str) -> str:
+        return self._redactor.redact(text)
+
     async def start(self) -> None:
         if self.gateway is None:
             self.gateway = await in_own_thread(self._make_gateway)
+            self._redactor = Redactor(self.gateway.profile.secrets)
         await self.gateway.start()
 
     async def stop(self) -> int:
