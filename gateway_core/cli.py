@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="is each profile's gateway really alive? (exit 1 if not)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
+    launchd = commands.add_parser("launchd", help="LaunchAgent per profile: install, status, hand over, doctor")
+    from launchd.cli import add_arguments as add_launchd_arguments  # no UI imports there
+
+    add_launchd_arguments(launchd)
+
     profile = commands.add_parser("profile", help="create, list and show profiles")
     profile_commands = profile.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     init = profile_commands.add_parser("init", help="write a commented profile template")
@@ -70,6 +75,10 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
         statuses = collect_status(home)
         print(render_status(statuses, args.json))
         return status_exit_code(statuses)
+    if command == "launchd":
+        from launchd.cli import run as run_launchd
+
+        return run_launchd(args, home)
     if command == "demo":
         from .demo import run_demo
 

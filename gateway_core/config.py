@@ -267,21 +267,22 @@ def _read_secret(section: _Section, key: str) -> str:
 
 
 PROFILE_TEMPLATE = """\
-# gatewatch profile '{name}'. Secrets never live in this file: name an environment variable
-# (*_env) or a file readable only by you (*_file, chmod 600).
+# gatewatch profile '{name}'. Secrets never live in this file: name a file readable only by you
+# (*_file, chmod 600) or an environment variable (*_env). Under launchd there is no shell
+# environment, so a profile run by launchd needs the *_file form.
 
 [feishu]
 app_id = "cli_xxxxxxxxxxxxxxxx"
-app_secret_env = "GATEWATCH_FEISHU_APP_SECRET"
-# app_secret_file = "~/.gatewatch/secrets/{name}.feishu"
+app_secret_file = "~/.gatewatch/secrets/{name}.feishu"
+# app_secret_env = "GATEWATCH_FEISHU_APP_SECRET"
 # domain = "https://open.feishu.cn"     # Lark international: "https://open.larksuite.com"
 # liveness_timeout = 360                # seconds without any frame before the connection is restarted
 # max_reconnect_interval = 10           # cap on the SDK's server-chosen reconnect waits (seconds)
 
 [llm]
 base_url = "https://api.openai.com/v1"  # any OpenAI-compatible API
-api_key_env = "OPENAI_API_KEY"
-# api_key_file = "~/.gatewatch/secrets/{name}.llm"
+api_key_file = "~/.gatewatch/secrets/{name}.llm"
+# api_key_env = "OPENAI_API_KEY"
 models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the default
 # request_timeout = 60
 # history_turns = 10                    # per-chat turns sent as context

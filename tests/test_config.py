@@ -81,9 +81,15 @@ def test_profile_name_cannot_escape_home(home):
 
 
 def test_template_is_a_loadable_starting_point(home, monkeypatch):
-    monkeypatch.setenv("GATEWATCH_FEISHU_APP_SECRET", "x")
-    monkeypatch.setenv("OPENAI_API_KEY", "y")
+    monkeypatch.setenv("HOME", str(home.root.parent))  # the template's ~/.gatewatch/secrets/...
     path = write_profile_template(home, "fresh")
+    with pytest.raises(ConfigError, match=r"feishu.app_secret_file: .*fresh.feishu does not exist"):
+        load_profile(home, "fresh")
+    secrets_dir = home.root.parent / ".gatewatch" / "secrets"
+    secrets_dir.mkdir(parents=True)
+    for name in ("fresh.feishu", "fresh.llm"):
+        (secrets_dir / name).write_text("s3cret\n")
+        (secrets_dir / name).chmod(0o600)
     assert load_profile(home, "fresh").llm.models[0] == "gpt-4o-mini"
     with pytest.raises(ConfigError, match="already exists"):
         write_profile_template(home, "fresh")

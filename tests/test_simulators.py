@@ -7,7 +7,6 @@ with a timeout; nothing sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import queue
@@ -16,7 +15,6 @@ import uuid
 
 import httpx
 import lark_oapi as lark
-import lark_oapi.ws.client as lark_ws_client
 import pytest
 from lark_oapi.api.im.v1 import (
     CreateMessageRequest,
@@ -27,73 +25,9 @@ from lark_oapi.api.im.v1 import (
 from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
+from gateway_core.sim.bare_sdk import BareSdkClient
 
 SECRET = "sim-secret"
-
-
-class SdkWsClient:
-    """One real `lark_oapi.ws.Client` on a thread and loop of its own.
-
-    The SDK runs on the module global `lark_oapi.ws.client.loop` and `start()` blocks forever,
-    so the client gets a dedicated thread whose new loop is assigned to that global before
-    the client is built. `stop()` halts the loop from outside; the thread then cancels the
-    SDK's tasks and closes the connection cleanly. One instance per process at a time.
-    """
-
-    def __init__(self, domain: str, app_id: str, app_secret: str, handler) -> None:
-        self._args = (domain, app_id, app_secret, handler)
-        self.error: BaseException | None = None  # what start() raised, other than our stop
-        self.finished = threading.Event()
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client = None
-        self._thread = threading.Thread(target=self._main, name="sdk-ws-client", daemon=True)
-
-    def start(self) -> "SdkWsClient":
-        self._thread.start()
-        assert self._ready.wait(5), "SDK client thread did not start"
-        return self
-
-    def _main(self) -> None:
-        domain, app_id, app_secret, handler = self._args
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        lark_ws_client.loop = loop
-        dispatcher = (lark.EventDispatcherHandler.builder("", "")
-                      .register_p2_im_message_receive_v1(handler).build())
-        client = self._client = lark.ws.Client(
-            app_id, app_secret, event_handler=dispatcher, domain=domain, log_level=lark.LogLevel.ERROR
-        )
-        self._ready.set()
-        try:
-            client.start()
-        except RuntimeError:
-            pass  # "Event loop stopped before Future completed": our stop()
-        except Exception as exc:
-            self.error = exc
-        finally:
-            leftovers = asyncio.all_tasks(loop)
-            for task in leftovers:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-            loop.run_until_complete(client._disconnect())
-            loop.close()
-            asyncio.set_event_loop(None)
-            self.finished.set()
-
-    def _halt(self) -> None:
-        # without auto-reconnect, a stop that lands mid-connect raises instead of reconnecting
-        self._client._auto_reconnect = False
-        self._loop.stop()
-
-    def stop(self) -> None:
-        if not self.finished.is_set():
-            try:
-                self._loop.call_soon_threadsafe(self._halt)
-            except RuntimeError:
-                pass  # the loop already closed on its own
-        self._thread.join(10)
-        assert not self._thread.is_alive(), "SDK client thread did not stop"
 
 
 @pytest.fixture(autouse=True)
@@ -122,12 +56,12 @@ def sims(app_id):
 @pytest.fixture
 def sdk_client(sims, app_id):
     """Factory for SDK ws clients against the simulator; all are stopped before the simulator."""
-    clients: list[SdkWsClient] = []
+    clients: list[BareSdkClient] = []
 
-    def make(handler, secret: str = SECRET) -> SdkWsClient:
+    def make(handler, secret: str = SECRET) -> BareSdkClient:
         for earlier in clients:  # one ws.Client per process at a time
             earlier.stop()
-        client = SdkWsClient(sims.feishu.domain, app_id, secret, handler).start()
+        client = BareSdkClient(sims.feishu.domain, app_id, secret, handler).start()
         clients.append(client)
         return client
 

@@ -16,6 +16,7 @@ def write_sim_profile(
     key_env: str,
     models: Sequence[str] = ("alpha", "beta"),
     probe_interval: float = 0.2,
+    max_workers: int = 4,
     liveness_timeout: float = 30,
     extra: str = "",
 ) -> Path:
@@ -40,7 +41,7 @@ request_timeout = 5
 breaker_cooldown = 30
 
 [executor]
-max_workers = 4
+max_workers = {max_workers}
 probe_interval = {probe_interval}
 probe_deadline = 2
 
