@@ -16,7 +16,7 @@ from rich.text import Text
 
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
-from tui.app import LAUNCHD_PENDING, ConsoleApp
+from tui.app import ConsoleApp
 from tui.demo import demo_faults
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
 from tui.screens import ChoiceModal
@@ -163,7 +163,9 @@ async def test_refused_reconnects_show_until_healed(console, sims):
         await until(pilot, lambda: shown(panel).startswith("● CONNECTED"), 5, "panel CONNECTED again")
 
 
-async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile):
+async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "LaunchAgents"))  # none installed
+    no_agent = f"no LaunchAgent for profile '{profile.name}' at {tmp_path / 'LaunchAgents'}"
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         await pilot.press("q")
@@ -172,12 +174,13 @@ async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile):
         assert not isinstance(console.screen, ChoiceModal) and gateway.state == "running"
         await pilot.press("q", "escape")  # Esc is cancel too, never a destructive default
         assert gateway.state == "running"
-        await pilot.press("q", "h")  # hand back: not available until the launchd integration lands
-        await until(pilot, lambda: LAUNCHD_PENDING in notices(console), 5, "hand-back notice")
+        # hand back without a LaunchAgent: refused before anything is stopped
+        await pilot.press("q", "h")
+        await until(pilot, lambda: any(n.startswith(no_agent) for n in notices(console)), 5, "no-agent notice")
         assert gateway.state == "running"
         await pilot.press("h")
-        await until(pilot, lambda: notices(console).count(LAUNCHD_PENDING) == 2, 5, "second hand-back notice")
-        assert gateway.state == "running"
+        await until(pilot, lambda: sum(n.startswith(no_agent) for n in notices(console)) == 2, 5, "second notice")
+        assert gateway.state == "running" and not isinstance(console.screen, ChoiceModal)
         await pilot.press("q", "s")  # stop: drains, releases the profile, exits
         await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
         await until(pilot, lambda: console.return_code is not None, 5, "app exited")
@@ -272,9 +275,10 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
             await pilot.press("a")
             await until(pilot, lambda: any("attach" in n for n in notices(app)), 5, "attach notice")
             assert isinstance(app.screen, ChoiceModal)
-            await pilot.press("t")
-            await until(pilot, lambda: LAUNCHD_PENDING in notices(app), 5, "take-over notice")
-            assert isinstance(app.screen, ChoiceModal)
+            await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
+            failed = "taking the profile over from launchd failed: HandoverError"
+            await until(pilot, lambda: any(n.startswith(failed) for n in notices(app)), 10, "take-over refused")
+            await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "the same choices again")
             await pilot.press("q")
             await until(pilot, lambda: app.return_code is not None, 5, "app exited")
         assert app.return_code == 3

@@ -43,7 +43,6 @@ LOG_INTERVAL = 0.2  # the log pane pulls new records this often
 EXIT_OWNED = 3  # as `run --headless`: the profile is served by someone else
 # SIGTERM: asked to stop. SIGHUP: the SSH session went away. Either way: drain, release, exit.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-LAUNCHD_PENDING = "hand back / take over arrive with the launchd integration"
 
 
 class ConsoleApp(App[None]):
@@ -270,45 +269,66 @@ class ConsoleApp(App[None]):
             return
         self.notify(outcome, title="fault injected", severity="warning", markup=False)
 
-    # -- launchd hand-over (the launchd integration implements it) --------------------------------
+    # -- launchd hand-over (launchd.handover does the work; the console only sequences it) ---------
 
-    def _handover(self) -> Any:
-        """The launchd hand-over module, or None (and a notice) while it has not landed."""
-        try:
-            from launchd import handover  # type: ignore[attr-defined]
-        except ImportError:
-            self.notify(LAUNCHD_PENDING, severity="warning")
-            return None
-        return handover
+    def _can_hand_over(self) -> bool:
+        if self.home is None:
+            self.notify("no launchd hand-over here: this console has no gatewatch home (the demo)",
+                        severity="warning")
+            return False
+        return True
+
+    def _agent_installed(self) -> bool:
+        """Checked before stopping anything: without a LaunchAgent, a hand-back would leave nobody."""
+        from launchd.agents import AgentSettings
+
+        profile = self._profile_name()
+        path = AgentSettings.default().plist(profile)
+        if not path.exists():
+            self.notify(f"no LaunchAgent for profile '{profile}' at {path}; install it with: "
+                        f"gatewatch launchd install --profile {profile}", severity="warning", markup=False)
+            return False
+        return True
 
     def action_hand_back(self) -> None:
-        if self._handover() is not None and self._serving():
+        if self._serving() and self._can_hand_over() and self._agent_installed():
             self.push_screen(hand_back_confirm(self._profile_name(), self.source.describe()), self._on_quit_choice)
 
     def action_take_over(self) -> None:
         if self.phase == "serving":
             self.notify("this console already serves the profile")
-            return
-        handover = self._handover()
-        if handover is not None:
-            self.run_worker(self._take_over(handover), group="gateway", exit_on_error=False)
+        elif self.phase == "owned" and self._can_hand_over():
+            self.run_worker(self._take_over(), group="gateway", exit_on_error=False)
 
-    async def _take_over(self, handover: Any) -> None:
+    async def _take_over(self) -> None:
+        from launchd.handover import take_over
+
         try:
-            await in_own_thread(handover.take_over, self.home, self._profile_name())
+            await in_own_thread(take_over, self.home, self._profile_name(), self._say_from_thread)
         except Exception as exc:
             self.report("taking the profile over from launchd", exc)
+            self._ask_owned()  # nothing changed: the same choices again
             return
+        self.phase = "starting"
         await self._serve()
 
-    async def _hand_back(self, handover: Any) -> None:
+    async def _hand_back(self) -> None:
+        from launchd.handover import hand_back
+
         await self._stop_source()
         try:
-            await in_own_thread(handover.hand_back, self.home, self._profile_name())
+            await in_own_thread(hand_back, self.home, self._profile_name(), self._say_from_thread)
         except Exception as exc:
             self.report("handing the profile back to launchd", exc)
+            self.phase = "starting"  # launchd did not take it: serve it here again rather than nobody
+            await self._serve()
             return
         self.exit()
+
+    def _say_from_thread(self, line: str) -> None:
+        """A progress line from launchd.handover, which runs on a thread of its own."""
+        log.info("%s", line)
+        self.call_from_thread(self.notify, line, markup=False)
 
     # -- leaving --------------------------------------------------------------------------------
 
@@ -323,10 +343,8 @@ class ConsoleApp(App[None]):
     def _on_quit_choice(self, choice: str | None) -> None:
         if choice == STOP:
             self.run_worker(self._stop_and_exit(), group="gateway", exit_on_error=False)
-        elif choice == HAND_BACK:
-            handover = self._handover()
-            if handover is not None:
-                self.run_worker(self._hand_back(handover), group="gateway", exit_on_error=False)
+        elif choice == HAND_BACK and self._can_hand_over() and self._agent_installed():
+            self.run_worker(self._hand_back(), group="gateway", exit_on_error=False)
 
     def _ask_owned(self) -> None:
         if self._busy is not None:
@@ -337,11 +355,10 @@ class ConsoleApp(App[None]):
             self.notify("attaching to a running gateway arrives with the control socket", severity="warning")
             self._ask_owned()
         elif choice == TAKE_OVER:
-            handover = self._handover()
-            if handover is None:
-                self._ask_owned()
+            if self._can_hand_over():
+                self.run_worker(self._take_over(), group="gateway", exit_on_error=False)
             else:
-                self.run_worker(self._take_over(handover), group="gateway", exit_on_error=False)
+                self._ask_owned()
         else:
             self.exit(return_code=EXIT_OWNED)
 

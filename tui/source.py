@@ -86,6 +86,7 @@ class LocalSource:
         self.gateway: Gateway | None = None
         self._redactor = Redactor()  # no secrets known until the gateway (and its profile) exists
         self._created = time.time()
+        self._served = False
 
     def snapshot(self) -> GatewaySnapshot:
         if self.gateway is None:
@@ -113,10 +114,13 @@ class LocalSource:
         return self._redactor.redact(text)
 
     async def start(self) -> None:
-        if self.gateway is None:
+        if self.gateway is None or self._served:
+            # A gateway that has served and stopped is not restarted (its executor is shut down):
+            # serving again, e.g. after a failed hand-back, takes a fresh one.
             self.gateway = await in_own_thread(self._make_gateway)
             self._redactor = Redactor(self.gateway.profile.secrets)
         await self.gateway.start()
+        self._served = True
 
     async def stop(self) -> int:
         return await self.gateway.stop() if self.gateway else 0
