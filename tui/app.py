@@ -40,6 +40,7 @@ log = logging.getLogger("gatewatch.console")
 
 REFRESH_INTERVAL = 0.5  # panels redraw from a fresh snapshot this often (and after each action)
 LOG_INTERVAL = 0.2  # the log pane pulls new records this often
+EXIT_FAILED = 1  # the gateway could not start (the error is on screen and in the log)
 EXIT_OWNED = 3  # as `run --headless`: the profile is served by someone else
 # SIGTERM: asked to stop. SIGHUP: the SSH session went away. Either way: drain, release, exit.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -336,7 +337,7 @@ class ConsoleApp(App[None]):
         if self.phase == "stopping":
             return
         if self.phase != "serving" or not self.source.running:
-            self.exit(return_code=EXIT_OWNED if self.phase == "owned" else 0)
+            self.exit(return_code={"owned": EXIT_OWNED, "failed": EXIT_FAILED}.get(self.phase, 0))
             return
         self.push_screen(quit_confirm(self._profile_name(), self.source.describe()), self._on_quit_choice)
 
@@ -453,7 +454,8 @@ def run_console(home: Home, profile_name: str) -> int:
     """`gatewatch console`: open the console on one profile and serve it in this process.
 
     A bad profile raises ConfigError before anything is drawn (the CLI prints its one line).
-    Returns the process exit code: 0 after a clean stop, 3 when another gateway owns the profile.
+    Returns the process exit code: 0 after a clean stop or hand-back, 1 when the gateway could not
+    start, 3 when another gateway owns the profile and the operator quit.
     """
     profile = load_profile(home, profile_name)
     source = LocalSource(profile.name, lambda: Gateway(profile, home, owner="console"))

@@ -83,12 +83,11 @@ def clock_time(at: float) -> str:
 def size(nbytes: int | None) -> str:
     if nbytes is None:
         return "—"
-    value = float(nbytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f}{unit}" if unit in ("B", "KB") else f"{value:.1f}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    if nbytes < 1024 * 1024:
+        return f"{nbytes / 1024:.0f}KB"
+    if nbytes < 1024 ** 3:
+        return f"{nbytes / 1024 ** 2:.1f}MB"
+    return f"{nbytes / 1024 ** 3:.1f}GB"
 
 
 def lines(*rows: Text | str) -> Text:
