@@ -14,12 +14,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Home, load_profile
 from .gateway import Gateway
-from .sim import Simulators
-from .sim.background import off_loop
-from .sim.profile import write_sim_profile
+
+if TYPE_CHECKING:
+    from .sim import Simulators
+
+# The simulators import lark_oapi (its protobuf frames), which takes seconds: they are imported
+# where the demo starts them, so the console demo can paint its first frame before that import.
 
 DEMO_PROFILE = "demo"
 DEMO_MODELS = ("demo-fast", "demo-smart")
@@ -36,6 +40,9 @@ class DemoEnvironment:
         self.home: Home | None = None
 
     def __enter__(self) -> "DemoEnvironment":
+        from .sim import Simulators
+        from .sim.profile import write_sim_profile
+
         self._tmp = tempfile.TemporaryDirectory(prefix="gatewatch-demo-")
         self.home = Home(Path(self._tmp.name))
         os.environ["GATEWATCH_HOME"] = str(self.home.root)
@@ -85,6 +92,8 @@ SCRIPT = [
 
 
 async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
+    from .sim.background import off_loop
+
     sims = env.sims
     gateway = Gateway(env.profile(), env.home, owner="headless")
     out = _Printer()
@@ -120,6 +129,8 @@ async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
 
 
 async def _inject_fault(fault: str, gateway: Gateway, sims: Simulators, out: "_Printer") -> None:
+    from .sim.background import off_loop
+
     if fault == "executor":
         out.say("FAULT: the held executor is shut down behind the gateway's back (the original incident)")
         gateway.executor.pool.shutdown()

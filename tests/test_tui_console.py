@@ -1,0 +1,314 @@
+"""The console driven by its keys (Pilot), with a real in-process gateway against the simulators.
+
+One gateway per test (lark-oapi keeps one WebSocket client per process); every wait is a poll of
+an observable condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from types import SimpleNamespace
+
+import pytest
+from rich.text import Text
+
+from gateway_core.gateway import Gateway
+from gateway_core.ownership import ProfileLock, read_owner
+from tui.app import ConsoleApp
+from tui.demo import demo_faults
+from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
+from tui.screens import ChoiceModal
+from tui.source import LocalSource
+
+from .support import off_loop
+
+SIZE = (120, 36)
+INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
+
+
+async def until(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Let the app run until `condition()` holds; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def notices(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def shown(widget) -> str:
+    """The text a panel is showing now (what the operator reads)."""
+    return str(widget.render())
+
+
+@pytest.fixture
+def console(home, profile, sims):
+    """A console app around an unstarted gateway; the app starts it, as `gatewatch` does."""
+    gateway = Gateway(profile, home, owner="console", log_to_file=False)
+    faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
+    app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home, faults=faults)
+    yield app
+    # The app's unmount stops the gateway: after the test nothing may still own the profile.
+    assert gateway.state == "stopped"
+    assert read_owner(home.lock_file(profile.name)) is None
+
+
+async def connected(pilot) -> Gateway:
+    source = pilot.app.source
+    await until(pilot, lambda: source.gateway is not None and source.gateway.feishu.state == "connected", 20,
+                "Feishu connected")
+    gateway = source.gateway
+    await until(pilot, lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED")
+    return gateway
+
+
+async def ask(sims, text: str, **kwargs) -> str:
+    """Send a user message through the simulator and return the one reply's text."""
+    event = sims.feishu.inject_text(text, **kwargs)
+    replies = await off_loop(sims.feishu.wait_for_replies, event, 1, 10)
+    assert len(replies) == 1
+    return replies[0].text
+
+
+async def test_model_key_switches_the_model_used_for_the_next_reply(console, sims):
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        await connected(pilot)
+        assert (await ask(sims, "before")).startswith("[alpha]")
+        await pilot.press("m")
+        assert isinstance(console.screen, ChoiceModal)
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: not isinstance(console.screen, ChoiceModal), 5, "picker closed")
+        await until(pilot, lambda: "model switched: alpha → beta" in notices(console), 5, "switch notice")
+        assert "active beta" in shown(console.query_one(ModelsPanel))
+        assert (await ask(sims, "after")).startswith("[beta]")
+        pane = console.query_one(LogPane)
+        await until(pilot, lambda: any("model switched: alpha -> beta" in l for l in pane.visible_lines()), 5,
+                    "the switch in the log pane")
+
+
+async def test_r_restarts_the_feishu_connection(console, sims):
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        panel = console.query_one(FeishuPanel)
+        first = gateway.feishu.snapshot().conn_id
+        # Hold the new connection at endpoint discovery, so the in-between state is there to see.
+        sims.feishu.refuse_reconnects(60)
+        await pilot.press("r")
+        await until(pilot, lambda: gateway.feishu.snapshot().restarts == 1, 10, "the restart")
+        await until(pilot, lambda: "CONNECTING" in shown(panel).split("\n")[0], 10, "panel shows (RE)CONNECTING")
+        await until(pilot, lambda: "restarting the Feishu connection…" in notices(console), 5, "restart notice")
+        sims.feishu.refuse_reconnects(0)
+        await until(pilot, lambda: shown(panel).startswith("● CONNECTED"), 20, "panel CONNECTED again")
+        assert gateway.feishu.snapshot().conn_id != first
+        assert "restarts 1" in shown(panel)
+        assert (await ask(sims, "still there?")).startswith("[alpha]")
+
+
+async def test_e_rebuilds_the_executor(console, sims):
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        await pilot.press("e")
+        snap = gateway.executor.snapshot()
+        assert snap.restarts == 1 and "operator request" in (snap.last_restart_cause or "")
+        panel = console.query_one(ExecutorPanel).query_one("#executor-body")
+        assert "REPLACED" in shown(panel) and "restarts 1" in shown(panel)
+        assert (await ask(sims, "after rebuild")).startswith("[alpha]")
+
+
+async def test_demo_faults_appear_and_heal_on_screen(console, sims):
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        body = console.query_one(ExecutorPanel).query_one("#executor-body")
+
+        # 1: the incident itself — the executor shut down behind the gateway's back.
+        await pilot.press("f", "1")
+        await until(pilot, lambda: gateway.executor.snapshot().restarts >= 1, 10, "executor replaced")
+        await until(pilot, lambda: "REPLACED" in shown(body), 5, "panel shows REPLACED")
+        assert "Executor shutdown" in (gateway.executor.snapshot().last_restart_cause or "") or \
+            "refused" in (gateway.executor.snapshot().last_restart_cause or "")
+        assert (await ask(sims, "after executor fault")).startswith("[alpha]")
+
+        # 2: the WebSocket dropped — reconnects by itself.
+        total = sims.feishu.connections_total
+        await pilot.press("f", "2")
+        await until(pilot, lambda: sims.feishu.connections_total > total and gateway.feishu.state == "connected",
+                    20, "Feishu reconnected")
+        await until(pilot, lambda: "reconnects 1" in shown(console.query_one(FeishuPanel)), 5, "reconnects 1")
+
+        # 3: the current model fails — failover answers, the breaker shows it.
+        await pilot.press("f", "3")
+        await until(pilot, lambda: "model alpha now fails" in " ".join(notices(console)), 5, "fault notice")
+        assert (await ask(sims, "who answers?")).startswith("[beta]")
+        await until(pilot, lambda: "OPEN" in shown(console.query_one(ModelsPanel)), 5, "breaker OPEN")
+
+        # 4: heal.
+        await pilot.press("f", "4")
+        await until(pilot, lambda: "all models answer again" in notices(console), 5, "heal notice")
+
+
+async def test_refused_reconnects_show_until_healed(console, sims):
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        panel = console.query_one(FeishuPanel)
+        await pilot.press("f", "5")
+        await until(pilot, lambda: gateway.feishu.state != "connected", 10, "connection down")
+        await until(pilot, lambda: "CONNECTED" not in shown(panel).split("\n")[0], 5, "panel shows it down")
+        sims.feishu.refuse_reconnects(0)  # end the 30 s refusal early; the gateway must heal by itself
+        await until(pilot, lambda: gateway.feishu.state == "connected", 20, "reconnected")
+        await until(pilot, lambda: shown(panel).startswith("● CONNECTED"), 5, "panel CONNECTED again")
+
+
+async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "LaunchAgents"))  # none installed
+    no_agent = f"no LaunchAgent for profile '{profile.name}' at {tmp_path / 'LaunchAgents'}"
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        await pilot.press("q")
+        assert isinstance(console.screen, ChoiceModal)
+        await pilot.press("c")  # cancel: keeps serving
+        assert not isinstance(console.screen, ChoiceModal) and gateway.state == "running"
+        await pilot.press("q", "escape")  # Esc is cancel too, never a destructive default
+        assert gateway.state == "running"
+        # hand back without a LaunchAgent: refused before anything is stopped
+        await pilot.press("q", "h")
+        await until(pilot, lambda: any(n.startswith(no_agent) for n in notices(console)), 5, "no-agent notice")
+        assert gateway.state == "running"
+        await pilot.press("h")
+        await until(pilot, lambda: sum(n.startswith(no_agent) for n in notices(console)) == 2, 5, "second notice")
+        assert gateway.state == "running" and not isinstance(console.screen, ChoiceModal)
+        await pilot.press("q", "s")  # stop: drains, releases the profile, exits
+        await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
+        await until(pilot, lambda: console.return_code is not None, 5, "app exited")
+        assert read_owner(home.lock_file(profile.name)) is None
+
+
+async def test_log_level_filter_and_search(console, sims):
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        await connected(pilot)
+        pane = console.query_one(LogPane)
+        await until(pilot, lambda: any(" INFO " in l for l in pane.visible_lines()), 5, "INFO lines")
+        await pilot.press("l", "l")  # DEBUG -> INFO -> WARNING
+        assert pane.min_level == "WARNING" and "≥ WARNING" in str(pane.border_title)
+        assert not any(" INFO " in l for l in pane.visible_lines())
+        await pilot.press("e")  # logs a WARNING: "executor rebuilt"
+        await until(pilot, lambda: any("executor rebuilt" in l for l in pane.visible_lines()), 5, "warning shown")
+        await pilot.press("l")  # -> ERROR
+        assert not any("executor rebuilt" in l for l in pane.visible_lines())
+        await pilot.press("l")  # -> DEBUG: everything again
+        assert any(" INFO " in l for l in pane.visible_lines())
+
+        await pilot.press("slash", *"REBUILT", "enter")  # case-insensitive
+        await until(pilot, lambda: pane.search == "REBUILT", 5, "the search applied")
+        assert "/REBUILT" in str(pane.border_title)
+        visible = pane.visible_lines()
+        assert visible and all("rebuilt" in l.lower() for l in visible)
+        await pilot.press("escape")
+        assert pane.search == "" and len(pane.visible_lines()) > len(visible)
+
+        await pilot.press("p")  # pause: the view freezes, the collection goes on
+        frozen = pane.visible_lines()
+        await ask(sims, "while paused")
+        await until(pilot, lambda: pane.pending > 0, 5, "pending lines counted")
+        assert pane.visible_lines() == frozen and "PAUSED" in str(pane.border_title)
+        await pilot.press("p")
+        assert any("while paused" in l for l in pane.visible_lines())
+
+
+async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
+    async with console.run_test(size=(160, 40)) as pilot:
+        await connected(pilot)
+        reply = await ask(sims, INJECTION)
+        assert reply == "[alpha] " + INJECTION  # the gateway passes it on untouched
+        table = console.query_one(MessagesPanel)
+        await until(pilot, lambda: table.row_count == 1, 5, "the message in the table")
+        preview = table.get_row_at(0)[-1]
+        escaped = INJECTION.replace("\x1b", "\\x1b")  # the escape is made visible, not executed
+        assert isinstance(preview, Text) and preview.plain == escaped and not preview.spans
+        await until(pilot, lambda: escaped[:40] in "".join(table.render_line(y).text for y in range(table.size.height)),
+                    5, "the literal text on screen")
+        pane = console.query_one(LogPane)
+        await until(pilot, lambda: any(escaped[:40] in l for l in pane.visible_lines()), 5, "literal log line")
+        assert not any("\x1b" in l for l in pane.visible_lines())
+
+
+async def test_console_answers_while_a_modal_is_open(console, sims):
+    async with console.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        await pilot.press("q")  # the quit confirmation waits for the operator…
+        assert isinstance(console.screen, ChoiceModal)
+        replies = await asyncio.gather(*(ask(sims, f"during modal {n}", chat_id=f"oc_{n}") for n in range(3)))
+        assert sorted(replies) == [f"[alpha] during modal {n}" for n in range(3)]
+        assert isinstance(console.screen, ChoiceModal)  # …and the gateway kept answering meanwhile
+        await pilot.press("c")
+
+
+async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(console, sims):
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        await connected(pilot)
+
+        def broken_handover() -> None:  # the way the SDK thread hands messages to the loop
+            raise ValueError("simulated gateway bug")
+
+        asyncio.get_running_loop().call_soon(broken_handover)
+        await until(pilot, lambda: any("simulated gateway bug" in n for n in notices(console)), 5, "notification")
+        pane = console.query_one(LogPane)
+        await until(pilot, lambda: any("simulated gateway bug" in l for l in pane.visible_lines()), 5, "log line")
+        assert console.is_running
+        assert (await ask(sims, "still answering")).startswith("[alpha]")
+
+
+async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, profile, sims):
+    lock = ProfileLock(home.lock_file(profile.name), profile.name)
+    lock.acquire("headless")  # another owner (same PID here; flock conflicts per open file)
+    try:
+        gateway = Gateway(profile, home, owner="console", log_to_file=False)
+        app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
+            body = str(app.screen.query_one(".choice-body").render())
+            assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
+            await pilot.press("a")
+            await until(pilot, lambda: any("attach" in n for n in notices(app)), 5, "attach notice")
+            assert isinstance(app.screen, ChoiceModal)
+            await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
+            failed = "taking the profile over from launchd failed: HandoverError"
+            await until(pilot, lambda: any(n.startswith(failed) for n in notices(app)), 10, "take-over refused")
+            await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "the same choices again")
+            await pilot.press("q")
+            await until(pilot, lambda: app.return_code is not None, 5, "app exited")
+        assert app.return_code == 3
+        assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
+    finally:
+        lock.release()
+
+
+async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home, profile):
+    from gateway_core.control import arequest
+
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        answer = await arequest(home.socket_file(profile.name), "stop")
+        assert answer.get("ok", True) is not False
+        await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
+        await until(pilot, lambda: console.return_code is not None, 5, "console exited")
+        assert "stop requested over the control socket: stopping" in notices(console)
+
+
+async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile):
+    from .support import FEISHU_SECRET
+
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        await connected(pilot)
+        console.report("talking to Feishu", RuntimeError(f"refused app_secret={FEISHU_SECRET}"))
+        await until(pilot, lambda: any("talking to Feishu" in n for n in notices(console)), 5, "the notification")
+        shown_errors = [n for n in notices(console) if "talking to Feishu" in n]
+        assert shown_errors == ["talking to Feishu failed: RuntimeError: refused app_secret=***"]
+        assert all(FEISHU_SECRET not in n for n in notices(console))
+        pane = console.query_one(LogPane)
+        await until(pilot, lambda: any("app_secret=***" in l for l in pane.visible_lines()), 5, "redacted log line")
+        assert not any(FEISHU_SECRET in l for l in pane.visible_lines())

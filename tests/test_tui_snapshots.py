@@ -1,0 +1,136 @@
+"""SVG snapshots of the main screen at 80x24 and 160x48, from frozen data.
+
+The source here is a test double of the *data source* only (the panels' input): a hand-built
+GatewaySnapshot, fixed log lines, a frozen clock and fixed process figures, so every run draws
+the same screen. Update with `pytest tests/test_tui_snapshots.py --snapshot-update` and look.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gateway_core.executor import ExecutorSnapshot
+from gateway_core.feishu import FeishuSnapshot
+from gateway_core.gateway import GatewaySnapshot
+from gateway_core.llm import ModelHealth, ModelsSnapshot
+from gateway_core.logs import LogLine
+from gateway_core.ownership import OwnerInfo
+from gateway_core.pipeline import Activity, PipelineSnapshot
+from tui.app import ConsoleApp
+from tui.panels import ProcessStats
+
+NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+PID = 4242
+
+
+def frozen_snapshot() -> GatewaySnapshot:
+    activity = tuple(
+        Activity(NOW - 60 + 7 * n, f"oc_chat{n % 2}", f"ou_user{n % 3}", text, model, latency, outcome)
+        for n, (text, model, latency, outcome) in enumerate([
+            ("Hello! Are you there?", "alpha", 0.412, "answered"),
+            ("[bold red]x[/] [link=http://e]y[/link] \\x1b[31mz", "alpha", 0.398, "answered"),
+            ("Summarise yesterday's incident in one line", "beta", 1.204, "answered"),
+            ("ping", None, 5.002, "apology"),
+            ("<image>", None, 0.011, "unsupported"),
+        ])
+    )
+    return GatewaySnapshot(
+        profile="default",
+        state="running",
+        owner=OwnerInfo(pid=PID, owner="console", started_at=NOW - 3725, profile="default"),
+        uptime=3725.0,
+        executor=ExecutorSnapshot(
+            state="replaced", max_workers=8, live_threads=3, busy=1, queued=0, completed=1234, failed=2,
+            restarts=1, last_probe_latency=0.0012, probe_p50=0.0009, probe_p95=0.0031,
+            last_restart_at=NOW - 12, last_restart_cause="probe refused: Executor shutdown has been called",
+            probe_history=tuple(0.0005 + 0.0001 * (n % 7) for n in range(60)),
+        ),
+        feishu=FeishuSnapshot(
+            state="connected", since=NOW - 95, detail="", conn_id="7f3a9c2e51d0", last_frame_at=NOW - 2,
+            connects=3, reconnects=2, restarts=1, last_error="connection reset by peer",
+        ),
+        models=ModelsSnapshot(
+            active="alpha",
+            models=(
+                ModelHealth("alpha", "closed", 0.0, 40, 0, 0.41, 0.43, None),
+                ModelHealth("beta", "open", 22.0, 12, 3, 5.0, 1.9, "HTTP 500 from the provider"),
+            ),
+        ),
+        pipeline=PipelineSnapshot(5, 0, 3, 1, 0, 0, NOW - 32, activity),
+    )
+
+
+FROZEN_LOG = [
+    LogLine(1, NOW - 70, "INFO", "gatewatch.gateway", "gateway starting: profile default, pid 4242, owner console"),
+    LogLine(2, NOW - 65, "INFO", "gatewatch.feishu", "Feishu connected (conn_id 7f3a9c2e51d0)"),
+    LogLine(3, NOW - 53, "INFO", "gatewatch.pipeline", "message om_2 from ou_user1: [bold red]x[/] \\x1b[31mz"),
+    LogLine(4, NOW - 12, "WARNING", "gatewatch.executor", "executor rebuilt (restart 1): probe refused"),
+    LogLine(5, NOW - 5, "ERROR", "gatewatch.llm", "model beta failed: HTTP 500 from the provider"),
+]
+
+
+class FrozenSource:
+    """The GatewaySource protocol over fixed data; operations are not used by these tests."""
+
+    def __init__(self) -> None:
+        self._snapshot = frozen_snapshot()
+        self.running = True
+        self.stop_requested = False
+
+    def snapshot(self) -> GatewaySnapshot:
+        return self._snapshot
+
+    def log_since(self, seq: int) -> list[LogLine]:
+        return [line for line in FROZEN_LOG if line.seq > seq]
+
+    def switch_model(self, name: str) -> str:
+        raise NotImplementedError
+
+    async def restart_feishu(self) -> bool:
+        raise NotImplementedError
+
+    def rebuild_executor(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"console, PID {PID}"
+
+    def redact(self, text: str) -> str:
+        return text
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> int:
+        self.running = False
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def frozen_app() -> ConsoleApp:
+    return ConsoleApp(FrozenSource(), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321))
+
+
+async def settle(pilot) -> None:
+    await pilot.pause()
+    pilot.app.pull_logs()
+    pilot.app.refresh_panels()
+    await pilot.pause()
+
+
+def test_main_screen_80x24(snap_compare):
+    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_main_screen_160x48(snap_compare):
+    assert snap_compare(frozen_app(), terminal_size=(160, 48), run_before=settle)

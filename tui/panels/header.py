@@ -1,0 +1,66 @@
+"""The header line: which profile, who serves it, and whether the process itself is well."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+from rich.text import Text
+from textual.widgets import Static
+
+from gateway_core.gateway import GatewaySnapshot
+
+from ..text import duration, size, state_word
+
+
+@dataclass(frozen=True)
+class ProcessStats:
+    cpu_percent: float
+    rss: int
+
+
+class ProcessSampler:
+    """CPU and RSS of the gateway's process, sampled with psutil.
+
+    CPU percent is measured between two calls on the same psutil.Process, so the object is kept
+    per PID (a later attach mode may watch another process than this one).
+    """
+
+    def __init__(self) -> None:
+        self._process: psutil.Process | None = None
+
+    def __call__(self, pid: int | None) -> ProcessStats | None:
+        if pid is None:
+            return None
+        try:
+            if self._process is None or self._process.pid != pid:
+                self._process = psutil.Process(pid)
+                self._process.cpu_percent(None)  # the first call only starts the measurement
+            with self._process.oneshot():
+                return ProcessStats(self._process.cpu_percent(None), self._process.memory_info().rss)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            self._process = None
+            return None
+
+
+def render_header(
+    snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None
+) -> Text:
+    out = Text.assemble(("profile ", "dim"), (snapshot.profile, "bold"), (" · ", "dim"))
+    out.append_text(state_word(state))
+    out.append(" · ", style="dim")
+    out.append(described)
+    out.append(" · up ", style="dim")
+    out.append(duration(snapshot.uptime) if snapshot.uptime else "—")
+    if stats is not None:
+        out.append(" · CPU ", style="dim")
+        out.append(f"{stats.cpu_percent:.0f}%")
+        out.append(" · RSS ", style="dim")
+        out.append(size(stats.rss))
+    out.no_wrap, out.overflow = True, "ellipsis"
+    return out
+
+
+class HeaderBar(Static):
+    def show(self, snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None) -> None:
+        self.update(render_header(snapshot, state, described, stats))

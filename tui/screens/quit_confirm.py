@@ -1,0 +1,34 @@
+"""`q`: leaving the console stops the gateway it runs, so ask how, naming the profile."""
+
+from __future__ import annotations
+
+from .choice import Choice, ChoiceModal
+
+STOP, HAND_BACK, CANCEL = "stop", "hand_back", "cancel"
+
+
+def quit_confirm(profile: str, described: str) -> ChoiceModal:
+    body = (
+        f"Profile '{profile}' is served by this console ({described}).\n"
+        "Quitting stops answering messages unless launchd takes it over."
+    )
+    return ChoiceModal(
+        "Quit the console?",
+        body,
+        [
+            Choice(STOP, "stop the gateway and quit (in-flight answers finish first)", "s"),
+            Choice(HAND_BACK, "hand the profile back to launchd and quit", "h"),
+            Choice(CANCEL, "cancel — keep serving", "c"),
+        ],
+        cancel=CANCEL,
+    )
+
+
+def hand_back_confirm(profile: str, described: str) -> ChoiceModal:
+    return ChoiceModal(
+        "Hand the profile back to launchd?",
+        f"This console ({described}) stops serving '{profile}' after in-flight answers finish,\n"
+        "then launchd starts its gateway and the console quits.",
+        [Choice(HAND_BACK, "hand back and quit", "y"), Choice(CANCEL, "cancel — keep serving", "n")],
+        cancel=CANCEL,
+    )
