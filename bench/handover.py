@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway_core.config import Home, load_profile  # noqa: E402
 from gateway_core.gateway import Gateway  # noqa: E402
 from gateway_core.sim import Simulators  # noqa: E402
-from gateway_core.sim.background import off_loop  # noqa: E402
+from gateway_core.threads import in_own_thread  # noqa: E402
 from launchd.agents import AgentSettings, install, uninstall  # noqa: E402
 from launchd.handover import hand_back, take_over  # noqa: E402
 from launchd.sim.harness import LaunchctlSim, write_launchd_sim_profile  # noqa: E402
@@ -41,7 +41,7 @@ def quiet(_line: str) -> None:
 
 async def answered_once(sims: Simulators, text: str) -> None:
     event = sims.feishu.inject_text(text)
-    await off_loop(sims.feishu.wait_for_replies, event, 1, 20)
+    await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
     replies = [r for r in sims.feishu.replies_to(event) if not r.duplicate]
     assert len(replies) == 1, replies
 

@@ -14,16 +14,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .config import Home, load_profile
 from .gateway import Gateway
-
-if TYPE_CHECKING:
-    from .sim import Simulators
-
-# The simulators import lark_oapi (its protobuf frames), which takes seconds: they are imported
-# where the demo starts them, so the console demo can paint its first frame before that import.
+from .sim import Simulators
+from .sim.profile import write_sim_profile
+from .threads import in_own_thread
 
 DEMO_PROFILE = "demo"
 DEMO_MODELS = ("demo-fast", "demo-smart")
@@ -40,9 +36,6 @@ class DemoEnvironment:
         self.home: Home | None = None
 
     def __enter__(self) -> "DemoEnvironment":
-        from .sim import Simulators
-        from .sim.profile import write_sim_profile
-
         self._tmp = tempfile.TemporaryDirectory(prefix="gatewatch-demo-")
         self.home = Home(Path(self._tmp.name))
         os.environ["GATEWATCH_HOME"] = str(self.home.root)
@@ -92,8 +85,6 @@ SCRIPT = [
 
 
 async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
-    from .sim.background import off_loop
-
     sims = env.sims
     gateway = Gateway(env.profile(), env.home, owner="headless")
     out = _Printer()
@@ -111,7 +102,7 @@ async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
             event = sims.feishu.inject_text(text)
             out.say(f"user> {text}")
             started = time.monotonic()
-            (reply,) = await off_loop(sims.feishu.wait_for_replies, event, 1, 30)
+            (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 30)
             await gateway.pipeline.drain(10)
             activity = gateway.snapshot().pipeline.activity[-1]
             out.say(f"bot [{activity.model or '-'}, {time.monotonic() - started:.2f}s]> {reply.text}")
@@ -129,8 +120,6 @@ async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
 
 
 async def _inject_fault(fault: str, gateway: Gateway, sims: Simulators, out: "_Printer") -> None:
-    from .sim.background import off_loop
-
     if fault == "executor":
         out.say("FAULT: the held executor is shut down behind the gateway's back (the original incident)")
         gateway.executor.pool.shutdown()
@@ -138,7 +127,7 @@ async def _inject_fault(fault: str, gateway: Gateway, sims: Simulators, out: "_P
         out.say("FAULT: the Feishu server drops the WebSocket")
         before = sims.feishu.connections_total
         sims.feishu.drop_connection()
-        await off_loop(sims.feishu.wait_for_connection, before + 1, 20)
+        await in_own_thread(sims.feishu.wait_for_connection, before + 1, 20)
         await gateway.wait_connected(20)
         out.say(f"healed: reconnected (conn_id {gateway.feishu.snapshot().conn_id})")
     elif fault == "model":

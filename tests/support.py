@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gateway_core.config import Home
 from gateway_core.sim.profile import write_sim_profile
-from gateway_core.sim.background import off_loop  # noqa: F401  (re-exported for the tests)
+from gateway_core.threads import in_own_thread  # noqa: F401  (re-exported for the tests)
 
 FEISHU_SECRET_ENV = "GW_TEST_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_TEST_LLM_KEY"

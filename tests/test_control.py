@@ -22,12 +22,12 @@ from gateway_core.control import (
 )
 from gateway_core.gateway import Gateway
 
-from .support import HeadlessProcess, gateway_env, off_loop, write_profile
+from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
 
 
 async def ask(gateway, sims, text, **kwargs):
     event = sims.feishu.inject_text(text, **kwargs)
-    (reply,) = await off_loop(sims.feishu.wait_for_replies, event, 1, 15)
+    (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     return reply.text
 
 
@@ -36,7 +36,7 @@ async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     await ask(gateway, sims, "hi")
-    status = (await off_loop(request, path, "status"))["status"]
+    status = (await in_own_thread(request, path, "status"))["status"]
     assert status["healthy"] is True and status["owner"]["pid"] == os.getpid()
     assert status["feishu"]["state"] == "connected" and status["models"]["active"] == "alpha"
     assert status["pipeline"]["activity"][-1]["preview"] == "hi"
@@ -150,7 +150,7 @@ async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, si
     stale.bind(str(path))
     stale.close()  # the file stays, nobody listens: what a killed gateway leaves behind
     with pytest.raises(ControlError):
-        await off_loop(request, path, "status", 1.0)
+        await in_own_thread(request, path, "status", 1.0)
     gateway = Gateway(profile, home, owner="console")
     await gateway.start()
     try:

@@ -5,13 +5,13 @@ import time
 
 from gateway_core.pipeline import APOLOGY, UNSUPPORTED
 
-from .support import off_loop
+from .support import in_own_thread
 
 
 async def ask(gateway, sims, text, **kwargs):
     """Inject a Feishu message, wait for its reply and for the gateway to finish with it."""
     event = sims.feishu.inject_text(text, **kwargs)
-    replies = await off_loop(sims.feishu.wait_for_replies, event, 1, 15)
+    replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     assert await gateway.pipeline.drain(10) == 0
     return event, replies
 
@@ -31,7 +31,7 @@ async def test_redelivered_event_still_gets_one_reply(gateway, sims):
     sims.feishu.redeliver(event)
     # The SDK acks only after handing the event over, so once the second delivery is acked the
     # gateway's loop has the duplicate queued; one drain lets it run.
-    await off_loop(sims.feishu.wait_for, lambda: len(sims.feishu.ack_codes(event)) >= 2, 10)
+    await in_own_thread(sims.feishu.wait_for, lambda: len(sims.feishu.ack_codes(event)) >= 2, 10)
     await gateway.pipeline.drain(5)
     assert gateway.snapshot().pipeline.duplicates == 1
     assert len(sims.feishu.replies_to(event)) == 1
@@ -57,7 +57,7 @@ async def test_loop_default_executor_shut_down_behind_the_gateways_back(gateway,
 async def test_dropped_websocket_reconnects_and_the_next_message_is_answered(gateway, sims):
     first = gateway.feishu.snapshot().conn_id
     sims.feishu.drop_connection()
-    await off_loop(sims.feishu.wait_for_connection, 2, 15)
+    await in_own_thread(sims.feishu.wait_for_connection, 2, 15)
     assert await gateway.wait_connected(15)
     _, replies = await ask(gateway, sims, "after the drop")
     assert replies[0].text == "[alpha] after the drop"
@@ -109,14 +109,14 @@ async def test_non_text_message_gets_a_polite_reply(gateway, sims):
 async def test_switch_model_while_a_request_is_in_flight(gateway, sims):
     sims.llm.hold("alpha")
     slow = sims.feishu.inject_text("slow one")
-    await off_loop(sims.llm.wait_in_flight, "alpha", 1, 10)
+    await in_own_thread(sims.llm.wait_in_flight, "alpha", 1, 10)
     assert gateway.switch_model("beta") == "alpha"
     # Another chat: turns of one chat are answered in order, so it would wait for the slow one.
     fast = sims.feishu.inject_text("fast one", chat_id="oc_chat2")
-    replies = await off_loop(sims.feishu.wait_for_replies, fast, 1, 15)
+    replies = await in_own_thread(sims.feishu.wait_for_replies, fast, 1, 15)
     assert replies[0].text == "[beta] fast one"  # the next request uses the new model
     sims.llm.release("alpha")
-    (slow_reply,) = await off_loop(sims.feishu.wait_for_replies, slow, 1, 10)
+    (slow_reply,) = await in_own_thread(sims.feishu.wait_for_replies, slow, 1, 10)
     assert slow_reply.text == "[alpha] slow one"  # the in-flight one finished on its model
 
 
@@ -150,16 +150,16 @@ async def test_liveness_watchdog_restarts_a_silent_connection(home, sims):
     await gateway.start()
     try:
         assert await gateway.wait_connected(10)
-        await off_loop(sims.feishu.wait_for, lambda: sims.feishu.pings >= 4, 10)
+        await in_own_thread(sims.feishu.wait_for, lambda: sims.feishu.pings >= 4, 10)
         assert gateway.feishu.snapshot().restarts == 0  # pongs keep a healthy link alive
         sims.feishu.go_silent()
-        await off_loop(sims.feishu.wait_for, lambda: sims.feishu.connections_total >= 2, 15)
+        await in_own_thread(sims.feishu.wait_for, lambda: sims.feishu.connections_total >= 2, 15)
         assert await gateway.wait_connected(10)
         assert gateway.feishu.snapshot().restarts == 1
         assert any("no frame for" in line.message for line in gateway.logging.ring.since(0))
         sims.feishu.go_silent(False)
         event = sims.feishu.inject_text("after the watchdog")
-        (reply,) = await off_loop(sims.feishu.wait_for_replies, event, 1, 15)
+        (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
         assert reply.text == "[alpha] after the watchdog"
     finally:
         await gateway.stop(drain_timeout=2)

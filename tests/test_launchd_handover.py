@@ -24,7 +24,7 @@ from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
 from launchd.sim.harness import simulated_launchctl, write_launchd_sim_profile
 
-from .support import FEISHU_SECRET, LLM_KEY, off_loop
+from .support import FEISHU_SECRET, LLM_KEY, in_own_thread
 
 PROFILE = "p"
 
@@ -78,7 +78,7 @@ class OwnershipWatch:
 
 async def ask(sims, text):
     event = sims.feishu.inject_text(text)
-    await off_loop(sims.feishu.wait_for_replies, event, 1, 20)
+    await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
     return event
 
 
@@ -125,7 +125,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         try:
             assert await console.wait_connected(15)
             events.append(await ask(sims, "to the console"))
-            await off_loop(sims.feishu.wait_for_replies, events[1], 1, 20)
+            await in_own_thread(sims.feishu.wait_for_replies, events[1], 1, 20)
         finally:
             await console.stop(drain_timeout=5)
         watch.console_serving.clear()
@@ -136,14 +136,14 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         monkeypatch.setenv("LAUNCHCTL_SIM_TEARDOWN_DELAY", "1.5")  # read by the bootstrap below
         second = hand_back(home, PROFILE, steps.append, settings=settings)
         assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
-        await off_loop(sims.feishu.wait_for_replies, events[-1], 1, 20)
+        await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
         events.append(await ask(sims, "to launchd again"))
 
         # a crash -> launchd respawns it with a new PID
         os.kill(second, signal.SIGKILL)
         events.append(sims.feishu.inject_text("sent while it was down"))
         third = launchd_pid_serving(home, lc, label, other_than=second)
-        await off_loop(sims.feishu.wait_for_replies, events[-1], 1, 20)
+        await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
         assert lc.print_job(label).last_signal == 9
 
         # SIGTERM -> drains, exits 0, launchd leaves it down

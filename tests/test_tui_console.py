@@ -22,7 +22,7 @@ from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, Model
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import off_loop
+from .support import in_own_thread
 
 SIZE = (120, 36)
 INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
@@ -70,7 +70,7 @@ async def connected(pilot) -> Gateway:
 async def ask(sims, text: str, **kwargs) -> str:
     """Send a user message through the simulator and return the one reply's text."""
     event = sims.feishu.inject_text(text, **kwargs)
-    replies = await off_loop(sims.feishu.wait_for_replies, event, 1, 10)
+    replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 10)
     assert len(replies) == 1
     return replies[0].text
 

@@ -34,7 +34,7 @@ from .screens import Fault, HelpScreen, fault_menu, hand_back_confirm, model_pic
 from .screens.owned import ATTACH, TAKE_OVER
 from .screens.quit_confirm import HAND_BACK, STOP
 from .source import GatewaySource, LocalSource
-from .threads import in_own_thread
+from gateway_core.threads import in_own_thread
 
 log = logging.getLogger("gatewatch.console")
 

@@ -18,7 +18,7 @@ from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
 from gateway_core.pipeline import PipelineSnapshot
 
-from .threads import in_own_thread
+from gateway_core.threads import in_own_thread
 
 
 @runtime_checkable

@@ -163,29 +163,3 @@ class ThreadSafeState:
                 detail = describe() if describe else f"predicate {predicate!r} still false"
                 raise TimeoutError(f"{type(self).__name__}: timed out after {timeout}s: {detail}")
             return result
-
-
-async def off_loop(fn, *args):
-    """Run a blocking call (a simulator's wait_for_*) on a thread of its own and await it.
-
-    Not asyncio.to_thread: that borrows the loop's default executor, which is the gateway's held
-    pool under test — waiting there would take a worker from the gateway (or be refused by a
-    pool a test has just shut down).
-    """
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-
-    def settle(result, error):
-        if not future.done():
-            future.set_exception(error) if error else future.set_result(result)
-
-    def target():
-        try:
-            result = fn(*args)
-        except BaseException as error:  # handed to the awaiting test
-            loop.call_soon_threadsafe(settle, None, error)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=target, daemon=True).start()
-    return await future

@@ -20,6 +20,7 @@ evaluated. Secrets (app secret, tokens) are never logged. All controls are threa
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 
 from .background import ThreadSafeState, call_on_loop
 
@@ -92,6 +92,15 @@ class _Connection:
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     closed: bool = False  # no longer live (dropped, or the peer went away)
     finished: bool = False  # the handler has exited: the socket is gone
+
+
+@functools.lru_cache(maxsize=1)
+def _frame_class() -> type:
+    """The SDK's own protobuf Frame, imported on first use: importing lark_oapi takes seconds,
+    and the console demo must paint before it does."""
+    from lark_oapi.ws.pb.pbbp2_pb2 import Frame
+
+    return Frame
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -290,7 +299,7 @@ class FeishuSimulator(ThreadSafeState):
 
     def _frame(self, conn: _Connection, method: int, headers: dict[str, str], payload: bytes = b"") -> bytes:
         """Encode a frame; SeqID/LogID/service/method are always set, or the SDK cannot ack."""
-        frame = Frame()
+        frame = _frame_class()()
         n = next(self._frame_ids)
         frame.SeqID, frame.LogID, frame.service, frame.method = n, n, conn.service_id, method
         for key, value in headers.items():
@@ -333,7 +342,7 @@ class FeishuSimulator(ThreadSafeState):
 
     def _on_client_frame(self, conn: _Connection, data: bytes) -> None:
         """Handle a client frame: pings get a pong; data frames are acks of our events."""
-        frame = Frame()
+        frame = _frame_class()()
         try:
             frame.ParseFromString(data)
         except Exception:

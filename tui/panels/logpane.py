@@ -30,7 +30,7 @@ class ConsoleLog(Log):
     """A Log that measures new lines on the loop instead of in a thread worker.
 
     Textual's Log measures line widths in a thread worker, i.e. on the loop's default executor,
-    which here is the gateway's held pool (see tui/threads.py): while a fault has that pool shut
+    which here is the gateway's held pool (see gateway_core/threads.py): while a fault has that pool shut
     down, the worker would fail and exit the app, gateway included. Measuring a batch of a
     thousand lines on the loop takes about a millisecond.
     """

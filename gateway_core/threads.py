@@ -1,9 +1,9 @@
-"""Blocking work off the event loop, without borrowing the loop's default executor.
+"""Waiting on blocking calls from a gateway's loop, without borrowing its default executor.
 
-With the gateway embedded, the loop's default executor *is* the gateway's held pool: the thing a
-fault shuts down and the supervisor replaces. `asyncio.to_thread`, `run_in_executor(None, …)` and
-Textual's thread workers all borrow it, so the console never does — a console that fails while
-the pool is being healed would take the gateway down with it, the incident all over again.
+On a loop the gateway runs on, the default executor *is* the held pool: the thing a fault shuts
+down and the supervisor replaces. `asyncio.to_thread`, `run_in_executor(None, …)` and Textual's
+thread workers all borrow it, so the console, the demo and the tests never do: a waiter must
+neither take a worker from the gateway nor fail while the pool is being healed.
 """
 
 from __future__ import annotations
