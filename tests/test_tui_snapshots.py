@@ -85,13 +85,13 @@ class FrozenSource:
     def log_since(self, seq: int) -> list[LogLine]:
         return [line for line in FROZEN_LOG if line.seq > seq]
 
-    def switch_model(self, name: str) -> str:
+    async def switch_model(self, name: str) -> str:
         raise NotImplementedError
 
     async def restart_feishu(self) -> bool:
         raise NotImplementedError
 
-    def rebuild_executor(self) -> None:
+    async def rebuild_executor(self) -> None:
         raise NotImplementedError
 
     def describe(self) -> str:

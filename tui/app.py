@@ -26,13 +26,14 @@ from textual.widgets import Footer
 
 from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
-from gateway_core.ownership import ProfileBusy
+from gateway_core.ownership import ProfileBusy, read_owner
 
 from .panels import ExecutorPanel, FeishuPanel, HeaderBar, LogPane, MessagesPanel, ModelsPanel, ProcessStats
 from .panels.header import ProcessSampler
 from .screens import Fault, HelpScreen, fault_menu, hand_back_confirm, model_picker, owned_by_another, quit_confirm
 from .screens.owned import ATTACH, TAKE_OVER
 from .screens.quit_confirm import HAND_BACK, STOP
+from .remote import RemoteSource
 from .source import GatewaySource, LocalSource
 from gateway_core.threads import in_own_thread
 
@@ -77,15 +78,18 @@ class ConsoleApp(App[None]):
         clock: Callable[[], float] = time.time,
         process_stats: Callable[[int | None], ProcessStats | None] | None = None,
         handle_signals: bool = False,
+        make_local: Callable[[], GatewaySource] | None = None,
     ):
         super().__init__()
         self.source = source
+        # How to serve the profile in this process (after a take-over from attach mode).
+        self._make_local = make_local
         self.home = home
         self.faults = list(faults)
         self.clock = clock
         self.process_stats = process_stats or ProcessSampler()
         self.handle_signals = handle_signals
-        self.phase = "starting"  # starting | serving | owned | failed | stopping
+        self.phase = "starting"  # starting | serving | attached | owned | failed | stopping
         self._restarting = False
         self._reported: deque[str] = deque(maxlen=32)  # recent errors, so a refresh does not repeat them
         self._previous_exception_handler: Any = None
@@ -132,7 +136,7 @@ class ConsoleApp(App[None]):
             self.phase = "failed"
             self.report("starting the gateway", exc)
             return
-        self.phase = "serving"
+        self.phase = "attached" if isinstance(self.source, RemoteSource) else "serving"
         self.refresh_panels()
 
     async def on_unmount(self) -> None:
@@ -199,7 +203,7 @@ class ConsoleApp(App[None]):
         return True
 
     def _serving(self) -> bool:
-        if self.phase != "serving" or not self.source.running:
+        if self.phase not in ("serving", "attached") or not self.source.running:
             self.notify("the gateway is not running", severity="warning")
             return False
         return True
@@ -209,10 +213,12 @@ class ConsoleApp(App[None]):
             self.push_screen(model_picker(self.source.snapshot().models), self._switch_model)
 
     def _switch_model(self, name: str | None) -> None:
-        if not name:
-            return
+        if name:
+            self.run_worker(self._do_switch_model(name), group="operations", exit_on_error=False)
+
+    async def _do_switch_model(self, name: str) -> None:
         try:
-            previous = self.source.switch_model(name)
+            previous = await self.source.switch_model(name)
         except Exception as exc:
             self.report(f"switching to model {name!r}", exc)
             return
@@ -241,10 +247,12 @@ class ConsoleApp(App[None]):
             self.refresh_panels()
 
     def action_rebuild_executor(self) -> None:
-        if not self._serving():
-            return
+        if self._serving():
+            self.run_worker(self._rebuild_executor(), group="operations", exit_on_error=False)
+
+    async def _rebuild_executor(self) -> None:
         try:
-            self.source.rebuild_executor()
+            await self.source.rebuild_executor()
         except Exception as exc:
             self.report("rebuilding the executor", exc)
             return
@@ -292,24 +300,33 @@ class ConsoleApp(App[None]):
         return True
 
     def action_hand_back(self) -> None:
-        if self._serving() and self._can_hand_over() and self._agent_installed():
+        if self.phase == "attached":
+            self.notify("nothing to hand back: this console is attached to a gateway it does not own",
+                        severity="warning")
+        elif self._serving() and self._can_hand_over() and self._agent_installed():
             self.push_screen(hand_back_confirm(self._profile_name(), self.source.describe()), self._on_quit_choice)
 
     def action_take_over(self) -> None:
         if self.phase == "serving":
             self.notify("this console already serves the profile")
-        elif self.phase == "owned" and self._can_hand_over():
+        elif self.phase in ("owned", "attached") and self._can_hand_over():
             self.run_worker(self._take_over(), group="gateway", exit_on_error=False)
 
     async def _take_over(self) -> None:
         from launchd.handover import take_over
 
+        profile = self._profile_name()
+        attached = self.phase == "attached"
         try:
-            await in_own_thread(take_over, self.home, self._profile_name(), self._say_from_thread)
+            await in_own_thread(take_over, self.home, profile, self._say_from_thread)
         except Exception as exc:
             self.report("taking the profile over from launchd", exc)
-            self._ask_owned()  # nothing changed: the same choices again
+            if not attached:
+                self._ask_owned()  # nothing changed: the same choices again
             return
+        if self._make_local is not None and isinstance(self.source, RemoteSource):
+            await self.source.stop()  # detach from the gateway that just went away
+            self._switch_source(self._make_local())
         self.phase = "starting"
         await self._serve()
 
@@ -336,6 +353,10 @@ class ConsoleApp(App[None]):
     async def action_quit(self) -> None:
         if self.phase == "stopping":
             return
+        if self.phase == "attached":
+            await self.source.stop()  # detach only: the gateway keeps serving
+            self.exit(return_code=0)
+            return
         if self.phase != "serving" or not self.source.running:
             self.exit(return_code={"owned": EXIT_OWNED, "failed": EXIT_FAILED}.get(self.phase, 0))
             return
@@ -353,8 +374,7 @@ class ConsoleApp(App[None]):
 
     def _on_owned_choice(self, choice: str | None) -> None:
         if choice == ATTACH:
-            self.notify("attaching to a running gateway arrives with the control socket", severity="warning")
-            self._ask_owned()
+            self.run_worker(self._attach(), group="gateway", exit_on_error=False)
         elif choice == TAKE_OVER:
             if self._can_hand_over():
                 self.run_worker(self._take_over(), group="gateway", exit_on_error=False)
@@ -362,6 +382,21 @@ class ConsoleApp(App[None]):
                 self._ask_owned()
         else:
             self.exit(return_code=EXIT_OWNED)
+
+    async def _attach(self) -> None:
+        """Watch and operate the owner through its control socket, owning nothing."""
+        holder = self._busy.holder if self._busy else None
+        if self.home is None or holder is None:
+            self.notify("cannot attach: the owner is unknown", severity="warning")
+            self._ask_owned()
+            return
+        self._switch_source(RemoteSource(self.home, self._profile_name(), holder))
+        await self._serve()
+
+    def _switch_source(self, source: GatewaySource) -> None:
+        self.source = source
+        self.query_one(LogPane).follow_new_source()  # its records number from 1 again
+        self.refresh_panels()
 
     async def _stop_and_exit(self) -> None:
         await self._stop_source()
@@ -451,17 +486,28 @@ class ConsoleApp(App[None]):
 
 
 def run_console(home: Home, profile_name: str) -> int:
-    """`gatewatch console`: open the console on one profile and serve it in this process.
+    """`gatewatch console`: serve the profile in this process, or attach to the gateway serving it.
 
-    A bad profile raises ConfigError before anything is drawn (the CLI prints its one line).
-    Returns the process exit code: 0 after a clean stop or hand-back, 1 when the gateway could not
-    start, 3 when another gateway owns the profile and the operator quit.
+    When another live gateway owns the profile (usually launchd's headless one), the console
+    attaches to it through its control socket instead of refusing. A bad profile raises
+    ConfigError before anything is drawn (the CLI prints its one line). Returns the exit code:
+    0 after a clean stop, hand-back or detach, 3 when another owns the profile and the operator quit.
     """
     profile = load_profile(home, profile_name)
-    source = LocalSource(profile.name, lambda: Gateway(profile, home, owner="console"))
-    app = ConsoleApp(source, home=home, handle_signals=True)
+
+    def make_local() -> GatewaySource:
+        return LocalSource(profile.name, lambda: Gateway(profile, home, owner="console"))
+
+    app = ConsoleApp(console_source(home, profile.name, make_local), home=home, handle_signals=True,
+                     make_local=make_local)
     app.run()
     return leave(app)
+
+
+def console_source(home: Home, profile: str, make_local: Callable[[], GatewaySource]) -> GatewaySource:
+    """Attach to the live owner of the profile if there is one; otherwise serve it here."""
+    owner = read_owner(home.lock_file(profile))
+    return RemoteSource(home, profile, owner) if owner else make_local()
 
 
 def leave(app: ConsoleApp) -> int:

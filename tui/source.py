@@ -29,11 +29,11 @@ class GatewaySource(Protocol):
 
     def log_since(self, seq: int) -> list[LogLine]: ...
 
-    def switch_model(self, name: str) -> str: ...
+    async def switch_model(self, name: str) -> str: ...
 
     async def restart_feishu(self) -> bool: ...
 
-    def rebuild_executor(self) -> None: ...
+    async def rebuild_executor(self) -> None: ...
 
     def describe(self) -> str: ...
 
@@ -98,13 +98,13 @@ class LocalSource:
         ring = self.gateway.logging.ring if self.gateway and self.gateway.logging else None
         return ring.since(seq) if ring else []
 
-    def switch_model(self, name: str) -> str:
+    async def switch_model(self, name: str) -> str:
         return self._started().switch_model(name)
 
     async def restart_feishu(self) -> bool:
         return await self._started().restart_feishu("operator request from the console")
 
-    def rebuild_executor(self) -> None:
+    async def rebuild_executor(self) -> None:
         self._started().rebuild_executor("operator request from the console")
 
     def describe(self) -> str:

@@ -17,6 +17,7 @@ STATE_STYLES = {
     "starting": "bold yellow",
     "draining": "bold yellow",
     "stopped": "bold red",
+    "unreachable": "bold red",  # attached, and the gateway's control socket no longer answers
     # executor
     "healthy": "bold green",
     "degraded": "bold yellow",

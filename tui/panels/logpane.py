@@ -70,6 +70,10 @@ class LogPane(Vertical):
 
     # -- feeding -------------------------------------------------------------------------------
 
+    def follow_new_source(self) -> None:
+        """Another gateway's records come next (attach, take-over): their numbering starts anew."""
+        self.last_seq = 0
+
     def ingest(self, records: Iterable[LogLine]) -> None:
         """Take the records after `last_seq`; show the ones that pass the filter unless paused."""
         fresh: list[tuple[LogLine, str]] = []
