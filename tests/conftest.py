@@ -3,6 +3,7 @@ import pytest
 from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
+from launchd.sim.harness import simulated_launchctl
 
 from .support import FEISHU_SECRET, FEISHU_SECRET_ENV, LLM_KEY, LLM_KEY_ENV, unique_app_id, write_profile
 
@@ -48,3 +49,10 @@ async def gateway(home, profile, sims):
         yield gw
     finally:
         await gw.stop(drain_timeout=5)
+
+
+@pytest.fixture
+def launchctl_sim(tmp_path, monkeypatch):
+    """A launchctl simulator first on PATH, running real processes; its jobs die with the test."""
+    with simulated_launchctl(tmp_path / "sim", monkeypatch.setenv) as simulator:
+        yield simulator

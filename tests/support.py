@@ -95,6 +95,12 @@ class HeadlessProcess:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def __enter__(self) -> "HeadlessProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()  # whatever the test did: no gateway outlives it
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

@@ -163,8 +163,7 @@ async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, si
 def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
     write_profile(home, "p", sims)
     write_profile(home, "idle", sims)
-    gateway = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         result = subprocess.run(
             [sys.executable, "-m", "gateway_core", "status", "--json"],
@@ -178,14 +177,11 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
 
         assert request(home.socket_file("p"), "stop")["stopping"] is True
         assert gateway.process.wait(20) == 0
-    finally:
-        gateway.kill()
 
 
 def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
     write_profile(home, "p", sims)
-    gateway = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         sims.feishu.refuse_reconnects(60)
         sims.feishu.drop_connection()  # the WebSocket is gone; the process lives on
@@ -195,5 +191,3 @@ def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
         )
         assert result.returncode == 1
         assert "UNHEALTHY" in result.stdout and "Feishu reconnecting" in result.stdout
-    finally:
-        gateway.kill()

@@ -9,8 +9,7 @@ from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, write_profile
 
 def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home, sims):
     write_profile(home, "p", sims)
-    first = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as first:
         first.wait_for_line("Feishu connected")
         second = HeadlessProcess.start(home, "p")
         assert second.process.wait(30) == 3
@@ -22,14 +21,11 @@ def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home,
         event = sims.feishu.inject_text("are you still there?")
         assert sims.feishu.wait_for_replies(event, 1, 15)[0].text == "[alpha] are you still there?"
         assert first.terminate_and_wait() == 0
-    finally:
-        first.kill()
 
 
 def test_sigterm_during_an_in_flight_request_still_sends_the_reply_and_exits_0(home, sims):
     write_profile(home, "p", sims)
-    gateway = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         sims.llm.hold("alpha")
         event = sims.feishu.inject_text("answer me before you go")
@@ -41,39 +37,28 @@ def test_sigterm_during_an_in_flight_request_still_sends_the_reply_and_exits_0(h
         assert [r.text for r in sims.feishu.wait_for_replies(event, 1, 15)] == ["[alpha] answer me before you go"]
         assert gateway.process.wait(20) == 0
         assert read_owner(home.lock_file("p")) is None
-    finally:
-        gateway.kill()
 
 
 def test_events_arriving_while_stopping_are_redelivered_to_the_next_owner(home, sims):
     write_profile(home, "p", sims)
-    gateway = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         assert gateway.terminate_and_wait() == 0
         late = sims.feishu.inject_text("sent while nobody listens")
-        successor = HeadlessProcess.start(home, "p")
-        try:
+        with HeadlessProcess.start(home, "p") as successor:
             successor.wait_for_line("Feishu connected")
             assert [r.text for r in sims.feishu.wait_for_replies(late, 1, 15)] == ["[alpha] sent while nobody listens"]
             assert successor.terminate_and_wait() == 0
-        finally:
-            successor.kill()
-    finally:
-        gateway.kill()
 
 
 def test_bad_app_secret_fails_with_the_servers_reason_and_no_retry_loop(home, sims):
     write_profile(home, "p", sims)
     sims.feishu.reject_auth(True)
-    gateway = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as gateway:
         assert gateway.process.wait(30) == 1
         line = gateway.wait_for_line("refused the app credentials")
         assert "invalid app_id or app_secret" in line
         assert sims.feishu.endpoint_requests == 1  # failed once, did not hammer the server
-    finally:
-        gateway.kill()
 
 
 async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home, sims):
@@ -96,8 +81,7 @@ async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home,
 
 def test_secrets_appear_in_no_log_file_and_no_output(home, sims):
     write_profile(home, "p", sims)
-    gateway = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         sims.llm.set_behaviour("alpha", "error")
         event = sims.feishu.inject_text(f"please repeat {FEISHU_SECRET}")
@@ -105,8 +89,6 @@ def test_secrets_appear_in_no_log_file_and_no_output(home, sims):
         sims.feishu.drop_connection()
         sims.feishu.wait_for_connection(2, 15)
         assert gateway.terminate_and_wait() == 0
-    finally:
-        gateway.kill()
     logs = list(home.logs.glob("*"))
     assert logs, "the gateway wrote no log"
     text = "".join(p.read_text() for p in logs) + "\n".join(gateway.lines)

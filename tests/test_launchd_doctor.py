@@ -10,15 +10,8 @@ from gateway_core.cli import main
 from launchd.agents import pid_alive, poll
 from launchd.launchctl import Launchctl
 from launchd.plist import render_agent, write_plist
-from launchd.sim.harness import simulated_launchctl
 
 HERMES = "ai.hermes.gateway-default"
-
-
-@pytest.fixture
-def launchctl_sim(tmp_path, monkeypatch):
-    with simulated_launchctl(tmp_path / "sim", monkeypatch.setenv) as simulator:
-        yield simulator
 
 
 @pytest.fixture

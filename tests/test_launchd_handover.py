@@ -22,17 +22,11 @@ from launchd.doctor import run_doctor
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
-from launchd.sim.harness import simulated_launchctl, write_launchd_sim_profile
+from launchd.sim.harness import write_launchd_sim_profile
 
 from .support import FEISHU_SECRET, LLM_KEY, in_own_thread
 
 PROFILE = "p"
-
-
-@pytest.fixture
-def launchctl_sim(tmp_path, monkeypatch):
-    with simulated_launchctl(tmp_path / "sim", monkeypatch.setenv) as simulator:
-        yield simulator
 
 
 @pytest.fixture

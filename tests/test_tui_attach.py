@@ -20,8 +20,7 @@ async def ask(sims, text: str) -> str:
 
 async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims):
     write_profile(home, "p", sims)
-    headless = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected", 20)
         owner = read_owner(home.lock_file("p"))
         assert owner.pid == headless.process.pid
@@ -65,20 +64,15 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims
         assert read_owner(home.lock_file("p")).pid == headless.process.pid
         assert (await ask(sims, "after the console left")) == "[beta] after the console left"
         assert headless.terminate_and_wait() == 0
-    finally:
-        headless.kill()
 
 
 def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home, sims):
     write_profile(home, "p", sims)
     local = object()
     assert console_source(home, "p", lambda: local) is local  # nobody owns it: serve it here
-    headless = HeadlessProcess.start(home, "p")
-    try:
+    with HeadlessProcess.start(home, "p") as headless:
         headless.wait_for_line("serving profile")
         source = console_source(home, "p", lambda: local)
         assert isinstance(source, RemoteSource) and source.owner.pid == headless.process.pid
         assert source.describe() == f"attached to PID {headless.process.pid} (headless)"
         assert headless.terminate_and_wait() == 0
-    finally:
-        headless.kill()
