@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING
 
 from gateway_core.demo import DEMO_PROFILE, DemoEnvironment
 from gateway_core.gateway import Gateway
-
-if TYPE_CHECKING:
-    from gateway_core.sim import Simulators  # imports the Feishu SDK: only once the demo runs
+from gateway_core.sim import Simulators
 
 from .app import ConsoleApp, leave
 from .screens import Fault
@@ -39,7 +36,7 @@ DEMO_TEXTS = (
 class DemoRun:
     """The demo's moving parts, made in the background once the console has painted.
 
-    Entering the demo environment starts the simulators, which import the Feishu SDK (seconds);
+    Starting the simulators makes the Feishu simulator import the SDK's frame class (seconds);
     `make_gateway` runs on the console's start-up thread, so the first frame does not wait.
     """
 
