@@ -48,9 +48,11 @@ async def test_take_over_from_launchd_then_hand_back(home, sims, tmp_path, monke
             async with app.run_test(size=(120, 36), notifications=True) as pilot:
                 await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "owned by launchd's gateway")
                 await pilot.press("t")
+                # Each step is a notification; they expire after a few seconds, so look right away.
+                await until(pilot, lambda: any(n.startswith("booting out") for n in notices(app)), 10,
+                            "the take-over reporting its first step")
                 await connected(pilot)
                 assert not pid_alive(first) and read_owner(lock).pid == os.getpid()
-                assert any(n.startswith("booting out") for n in notices(app))
                 assert (await ask(sims, "to the console")).startswith("[alpha]")
 
                 await pilot.press("h")
