@@ -319,10 +319,11 @@ async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console,
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         answer = await arequest(home.socket_file(profile.name), "stop")
-        assert answer.get("ok", True) is not False
+        assert answer["ok"] is True and answer["stopping"] is True
+        await until(pilot, lambda: "stop requested over the control socket: stopping" in notices(console), 5,
+                    "the console saying why it stops")
         await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
         await until(pilot, lambda: console.return_code is not None, 5, "console exited")
-        assert "stop requested over the control socket: stopping" in notices(console)
 
 
 async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile):
