@@ -399,8 +399,9 @@ def cmd_bootstrap(root: Path, args: list[str]) -> int:
         )
         with locked_state(root) as state:
             state["spawned"].append([monitor.pid, "monitor", key])
-            state["jobs"][key]["monitor_pid"] = monitor.pid
         # launchd has the job registered when bootstrap returns; wait for the monitor to be live.
+        # The monitor records its own PID only once its signal handlers are installed: a kickstart's
+        # SIGUSR1 that arrived any earlier would kill it (the default action) and nobody would act.
         deadline = time.monotonic() + MONITOR_STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             job_now = read_state(root)["jobs"].get(key, {})
