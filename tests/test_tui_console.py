@@ -262,55 +262,56 @@ async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(con
         assert (await ask(sims, "still answering")).startswith("[alpha]")
 
 
-async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, profile, sims):
+@pytest.fixture
+def foreign_owner(home, profile):
+    """The profile held by another owner (this PID here: flock conflicts per open file)."""
     lock = ProfileLock(home.lock_file(profile.name), profile.name)
-    lock.acquire("headless")  # another owner (same PID here; flock conflicts per open file)
-    try:
-        gateway = Gateway(profile, home, owner="console", log_to_file=False)
-        app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
-            body = str(app.screen.query_one(".choice-body").render())
-            assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
-            await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
-            failed = "taking the profile over from launchd failed: HandoverError"
-            await until(pilot, lambda: any(n.startswith(failed) for n in notices(app)), 10, "take-over refused")
-            await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "the same choices again")
-            await pilot.press("q")
-            await until(pilot, lambda: app.return_code is not None, 5, "app exited")
-        assert app.return_code == 3
-        assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
-    finally:
-        lock.release()
+    lock.acquire("headless")
+    yield lock
+    lock.release()
 
 
-async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home, profile, sims):
-    lock = ProfileLock(home.lock_file(profile.name), profile.name)
-    lock.acquire("headless")  # an owner whose control socket is gone, but whose log still grows
+async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, profile, sims, foreign_owner):
+    lock = foreign_owner
+    gateway = Gateway(profile, home, owner="console", log_to_file=False)
+    app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
+        body = str(app.screen.query_one(".choice-body").render())
+        assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
+        await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
+        failed = "taking the profile over from launchd failed: HandoverError"
+        await until(pilot, lambda: any(n.startswith(failed) for n in notices(app)), 10, "take-over refused")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "the same choices again")
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_code is not None, 5, "app exited")
+    assert app.return_code == 3
+    assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
+
+
+async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home, profile, sims, foreign_owner):
+    lock = foreign_owner  # an owner whose control socket is gone, but whose log still grows
     log_file = home.log_file(profile.name)
     log_file.write_text("2026-11-25 10:00:00,000 INFO gatewatch.gateway written before the console\n")
-    try:
-        app = ConsoleApp(LocalSource(profile.name, lambda: Gateway(profile, home, owner="console")), home=home)
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
-            await pilot.press("a")
-            await until(pilot, lambda: app.phase == "attached", 10, "attached")
-            pane = app.query_one(LogPane)
-            await until(pilot, lambda: any("written before the console" in l for l in pane.visible_lines()),
-                        10, "the log file's backlog")
-            with log_file.open("a") as handle:
-                handle.write("2026-11-25 10:00:01,000 WARNING gatewatch.feishu [bold]written while attached\n")
-            await until(pilot, lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
-                        10, "a new line from the file, literally")
-            header = shown(app.query_one("#header"))
-            assert f"attached to PID {os.getpid()} (headless)" in header and "control socket unavailable" in header
-            assert "UNREACHABLE" in header
-            await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
-            await until(pilot, lambda: app.return_code is not None, 5, "app exited")
-        assert app.return_code == 0
-        assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
-    finally:
-        lock.release()
+    app = ConsoleApp(LocalSource(profile.name, lambda: Gateway(profile, home, owner="console")), home=home)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
+        await pilot.press("a")
+        await until(pilot, lambda: app.phase == "attached", 10, "attached")
+        pane = app.query_one(LogPane)
+        await until(pilot, lambda: any("written before the console" in l for l in pane.visible_lines()),
+                    10, "the log file's backlog")
+        with log_file.open("a") as handle:
+            handle.write("2026-11-25 10:00:01,000 WARNING gatewatch.feishu [bold]written while attached\n")
+        await until(pilot, lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
+                    10, "a new line from the file, literally")
+        header = shown(app.query_one("#header"))
+        assert f"attached to PID {os.getpid()} (headless)" in header and "control socket unavailable" in header
+        assert "UNREACHABLE" in header
+        await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
+        await until(pilot, lambda: app.return_code is not None, 5, "app exited")
+    assert app.return_code == 0
+    assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
 
 
 async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home, profile):
