@@ -24,7 +24,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from gateway_core.config import Home, load_profile
+from gateway_core.config import Home, check_profile_name, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileBusy, read_owner
 
@@ -489,17 +489,21 @@ def run_console(home: Home, profile_name: str) -> int:
     """`gatewatch console`: serve the profile in this process, or attach to the gateway serving it.
 
     When another live gateway owns the profile (usually launchd's headless one), the console
-    attaches to it through its control socket instead of refusing. A bad profile raises
-    ConfigError before anything is drawn (the CLI prints its one line). Returns the exit code:
-    0 after a clean stop, hand-back or detach, 3 when another owns the profile and the operator quit.
+    attaches to it through its control socket instead of refusing; attaching needs none of the
+    profile's secrets. Otherwise a bad profile raises ConfigError before anything is drawn (the CLI
+    prints its one line). Returns the exit code: 0 after a clean stop, hand-back or detach, 3 when
+    another owns the profile and the operator quit.
     """
-    profile = load_profile(home, profile_name)
+    check_profile_name(profile_name)
 
     def make_local() -> GatewaySource:
-        return LocalSource(profile.name, lambda: Gateway(profile, home, owner="console"))
+        # Loaded when the gateway is made (on its own thread): a take-over reads the profile anew.
+        return LocalSource(profile_name, lambda: Gateway(load_profile(home, profile_name), home, owner="console"))
 
-    app = ConsoleApp(console_source(home, profile.name, make_local), home=home, handle_signals=True,
-                     make_local=make_local)
+    source = console_source(home, profile_name, make_local)
+    if not isinstance(source, RemoteSource):
+        load_profile(home, profile_name)  # fail fast: a bad profile is one line, before the first frame
+    app = ConsoleApp(source, home=home, handle_signals=True, make_local=make_local)
     app.run()
     return leave(app)
 
