@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 T = TypeVar("T")
 
@@ -163,3 +166,13 @@ class ThreadSafeState:
                 detail = describe() if describe else f"predicate {predicate!r} still false"
                 raise TimeoutError(f"{type(self).__name__}: timed out after {timeout}s: {detail}")
             return result
+
+
+async def serve_on_loopback(app: "web.Application", **runner_options: Any) -> tuple["web.AppRunner", int]:
+    """Serve an aiohttp app on a free 127.0.0.1 port; return its runner and the port."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2, **runner_options)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, runner.addresses[0][1]

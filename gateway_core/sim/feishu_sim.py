@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .background import ThreadSafeState, call_on_loop
+from .background import ThreadSafeState, call_on_loop, serve_on_loopback
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,7 @@ class FeishuSimulator(ThreadSafeState):
         app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._handle_token)
         app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._handle_reply)
         app.router.add_post("/open-apis/im/v1/messages", self._handle_create)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
+        self._runner, self._port = await serve_on_loopback(app)
         log.info("feishu simulator listening on %s", self.domain)
 
     async def stop(self) -> None:

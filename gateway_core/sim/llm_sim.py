@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .background import ThreadSafeState
+from .background import ThreadSafeState, serve_on_loopback
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,7 @@ class LlmSimulator(ThreadSafeState):
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         # handler_cancellation: a client that gives up cancels its handler, so in_flight() drops
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2, handler_cancellation=True)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
+        self._runner, self._port = await serve_on_loopback(app, handler_cancellation=True)
         log.info("llm simulator listening on %s", self.base_url)
 
     async def stop(self) -> None:
