@@ -152,7 +152,8 @@ class ControlServer:
             subscriber.writer.close()
         for task in list(self._handlers):
             task.cancel()
-        await asyncio.gather(*self._handlers, *( [self._broadcaster] if self._broadcaster else []), return_exceptions=True)
+        pending = [*self._handlers, *filter(None, [self._broadcaster])]
+        await asyncio.gather(*pending, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._server = None

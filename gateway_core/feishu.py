@@ -177,7 +177,7 @@ class FeishuConnection:
         asyncio.set_event_loop(loop)
         client = None
         try:
-            ws_client_module, client_exception = _import_ws_sdk()
+            ws_client_module = _import_ws_sdk()
             # The SDK schedules everything on this module global: point it at our loop.
             ws_client_module.loop = loop
             if self._executor is not None:
@@ -379,13 +379,12 @@ def inbound_from_event(data: Any) -> InboundMessage:
     )
 
 
-def _import_ws_sdk() -> tuple[Any, type]:
+def _import_ws_sdk() -> Any:
     """Import the SDK (slow: ~2 s) on the connection thread, never on the gateway's loop."""
     import lark_oapi.ws.client as ws_client_module
-    from lark_oapi.ws.exception import ClientException
 
     adopt_sdk_logger()
-    return ws_client_module, ClientException
+    return ws_client_module
 
 
 def _is_client_exception(exc: BaseException) -> bool:

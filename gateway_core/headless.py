@@ -20,7 +20,7 @@ from .ownership import ProfileBusy
 
 log = logging.getLogger("gatewatch.headless")
 
-EXIT_OK, EXIT_FATAL, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 3
+EXIT_OK, EXIT_FATAL, EXIT_BUSY = 0, 1, 3  # 2, a bad profile, is the CLI's (before this runs)
 FATAL_CHECK_INTERVAL = 0.5
 
 

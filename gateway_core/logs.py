@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 LOGGER_NAME = "gatewatch"
 SDK_LOGGER_NAME = "Lark"
@@ -93,10 +93,10 @@ class OneLineFormatter(logging.Formatter):
 
 
 class RingBuffer(logging.Handler):
-    """The last N records in memory, plus listeners told of each new one.
+    """The last N records in memory, numbered so readers can poll for what is new.
 
-    Listeners are called on whatever thread logged; they must only queue or post (the console
-    posts a Textual message, the control socket puts into a bounded queue).
+    Readers (the console, the control socket) poll `since(seq)` on their own schedule: no reader
+    code ever runs on the thread that logged, so none can slow or break logging.
     """
 
     def __init__(self, capacity: int = RING_SIZE):
@@ -104,7 +104,6 @@ class RingBuffer(logging.Handler):
         self._lines: deque[LogLine] = deque(maxlen=capacity)
         self._seq = itertools.count(1)
         self._guard = threading.Lock()
-        self._listeners: list[Callable[[LogLine], None]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -113,12 +112,6 @@ class RingBuffer(logging.Handler):
         with self._guard:
             line = LogLine(next(self._seq), record.created, record.levelname, record.name, message)
             self._lines.append(line)
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(line)
-            except Exception:  # a broken listener must not break logging
-                pass
 
     def since(self, seq: int = 0, limit: int | None = None) -> list[LogLine]:
         """Records after `seq` (at most the newest `limit`); seqs are consecutive, so no scan."""
@@ -134,15 +127,6 @@ class RingBuffer(logging.Handler):
     def last_seq(self) -> int:
         with self._guard:
             return self._lines[-1].seq if self._lines else 0
-
-    def add_listener(self, listener: Callable[[LogLine], None]) -> None:
-        with self._guard:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[LogLine], None]) -> None:
-        with self._guard:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
 
 
 def adopt_sdk_logger() -> None:
