@@ -12,30 +12,42 @@ def write_sim_profile(
     home: Home,
     name: str,
     sims,  # gateway_core.sim.Simulators
-    secret_env: str,
-    key_env: str,
+    secret_env: str | None = None,
+    key_env: str | None = None,
+    *,
+    secret_files: tuple[str, str] | None = None,
     models: Sequence[str] = ("alpha", "beta"),
     probe_interval: float = 0.2,
     max_workers: int = 4,
     liveness_timeout: float = 30,
     extra: str = "",
 ) -> Path:
-    """Write `<home>/profiles/<name>.toml` pointing at `sims`, secrets read from the named env vars."""
+    """Write `<home>/profiles/<name>.toml` pointing at `sims`.
+
+    Secrets come from the named environment variables, or with `secret_files=(app_secret, api_key)`
+    from 0600 files written under `<home>/secrets` — the form a launchd job needs, since launchd
+    passes no shell environment.
+    """
     home.ensure_dirs()
     path = home.profile_file(name)
+    if secret_files is not None:
+        feishu_secret = f'app_secret_file = "{_private_file(home, f"{name}.app_secret", secret_files[0])}"'
+        llm_secret = f'api_key_file = "{_private_file(home, f"{name}.api_key", secret_files[1])}"'
+    else:
+        feishu_secret, llm_secret = f'app_secret_env = "{secret_env}"', f'api_key_env = "{key_env}"'
     model_list = ", ".join(f'"{m}"' for m in models)
     path.write_text(
         f"""# written by gatewatch for the local simulators
 [feishu]
 app_id = "{sims.feishu.app_id}"
-app_secret_env = "{secret_env}"
+{feishu_secret}
 domain = "{sims.feishu.domain}"
 liveness_timeout = {liveness_timeout}
 max_reconnect_interval = 1
 
 [llm]
 base_url = "{sims.llm.base_url}"
-api_key_env = "{key_env}"
+{llm_secret}
 models = [{model_list}]
 request_timeout = 5
 breaker_cooldown = 30
@@ -51,4 +63,13 @@ drain_timeout = 10
 """,
         encoding="utf-8",
     )
+    return path
+
+
+def _private_file(home: Home, name: str, value: str) -> Path:
+    directory = home.root / "secrets"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(value, encoding="utf-8")
+    path.chmod(0o600)
     return path

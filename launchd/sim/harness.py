@@ -126,17 +126,4 @@ def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **option
 def write_launchd_sim_profile(home: Home, name: str, sims, feishu_secret: str, llm_key: str) -> Path:
     """A profile wired to the simulators with its secrets in 0600 files, as a launchd profile must
     be (launchd passes no shell environment to its jobs)."""
-    secrets = home.root / "secrets"
-    secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = write_sim_profile(home, name, sims, "UNUSED_FEISHU_SECRET_ENV", "UNUSED_LLM_KEY_ENV")
-    text = path.read_text(encoding="utf-8")
-    for key, env_name, value in (
-        ("app_secret", "UNUSED_FEISHU_SECRET_ENV", feishu_secret),
-        ("api_key", "UNUSED_LLM_KEY_ENV", llm_key),
-    ):
-        secret_file = secrets / f"{name}.{key}"
-        secret_file.write_text(value, encoding="utf-8")
-        secret_file.chmod(0o600)
-        text = text.replace(f'{key}_env = "{env_name}"', f'{key}_file = "{secret_file}"')
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_sim_profile(home, name, sims, secret_files=(feishu_secret, llm_key))
