@@ -22,6 +22,7 @@ from .llm import LlmClient, ModelsSnapshot
 from .logs import GatewayLogging, setup_logging
 from .ownership import OwnerInfo, ProfileLock
 from .pipeline import MessagePipeline, PipelineSnapshot
+from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
 
@@ -41,11 +42,12 @@ class GatewaySnapshot:
 
     @property
     def healthy(self) -> bool:
-        """Alive in fact, not just a process: the executor works and Feishu is connected."""
+        """Alive in fact, not just a process: the executor works and Feishu is connected and heard."""
         return (
             self.state == "running"
             and self.executor.state in ("healthy", "degraded", "replaced")
             and self.feishu.state == "connected"
+            and not self.feishu.suspect
         )
 
 
@@ -129,7 +131,7 @@ class Gateway:
         timeout = self.profile.drain_timeout if drain_timeout is None else drain_timeout
         log.info("gateway stopping: draining up to %.0fs", timeout)
         try:
-            await self.run_blocking(self.feishu.stop)
+            await in_own_thread(self.feishu.stop)  # bounded; not on the pool it may be healing
         except Exception as exc:
             log.error("closing the Feishu connection failed: %s", exc)
         await asyncio.sleep(0)  # let hand-overs already scheduled by the SDK thread run
@@ -167,7 +169,7 @@ class Gateway:
         if self._restart_lock.locked():
             return False
         async with self._restart_lock:
-            await self.run_blocking(self.feishu.restart, cause)
+            self.feishu.restart(cause)  # quick: abandons the old attempt, starts a new thread
         return True
 
     def rebuild_executor(self, cause: str = "operator request") -> None:
@@ -222,10 +224,11 @@ class Gateway:
         interval = self.profile.executor.probe_interval
         while True:
             try:
-                await self.executor.probe()
+                # Feishu first: a slow probe must not delay replacing a deaf connection.
                 reason = self.feishu.check_liveness()
                 if reason and not self._restart_lock.locked():
                     await self.restart_feishu(reason)
+                await self.executor.probe()
             except asyncio.CancelledError:
                 raise
             except Exception:
