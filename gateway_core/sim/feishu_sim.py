@@ -484,14 +484,19 @@ class FeishuSimulator(ThreadSafeState):
         message_type: str = "text",
         content: str | None = None,
         mentions: list[dict[str, Any]] | None = None,
+        message_id: str | None = None,
     ) -> InjectedEvent:
-        """Queue a user message event: sent now on the current connection, else on the next one."""
+        """Queue a user message event: sent now on the current connection, else on the next one.
+
+        `message_id=""` sends an event without one, as Feishu sometimes does (never to be answered).
+        """
         if content is None:
             if message_type != "text":
                 raise ValueError("pass content= (a JSON string) for non-text messages")
             content = json.dumps({"text": text}, ensure_ascii=False)
         n = next(self._ids)
-        event_id, message_id = f"ev_{self._tag}_{n}", f"om_{self._tag}_{n}"
+        event_id = f"ev_{self._tag}_{n}"
+        message_id = f"om_{self._tag}_{n}" if message_id is None else message_id
         millis = str(int(time.time() * 1000))
         message: dict[str, Any] = {
             "message_id": message_id,
