@@ -333,9 +333,9 @@ class FeishuConnection:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
-            if pending:
-                loop.run_until_complete(
-                    asyncio.wait(pending, timeout=self.deadlines.close))
+            if pending:  # gathered, so an abandoned attempt's StaleAttempt is not reported as lost
+                gathered = asyncio.gather(*pending, return_exceptions=True)
+                loop.run_until_complete(asyncio.wait_for(gathered, self.deadlines.close))
             if client is not None:
                 loop.run_until_complete(asyncio.wait_for(client._disconnect(), self.deadlines.close))
         except Exception as exc:  # teardown must not raise out of the thread

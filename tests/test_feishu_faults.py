@@ -15,6 +15,8 @@ from gateway_core.config import FeishuConfig, load_profile
 from gateway_core.feishu import FeishuConnection, PhaseDeadlines, derived_liveness_timeout
 from gateway_core.gateway import Gateway
 
+from tui.panels.feishu import render_feishu
+
 from .support import FEISHU_SECRET, in_own_thread, write_profile
 
 PING = 1  # the simulator's ping interval for these tests (Feishu's is 120 s)
@@ -88,6 +90,8 @@ async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
             lambda: (s := gateway.feishu.snapshot()).last_error and s.next_attempt_at and s, 5,
             "the timeout and the next attempt to be shown")
         assert snap.state == "reconnecting" and "Timeout" in snap.last_error
+        panel = render_feishu(snap, time.time()).plain  # what the console's Feishu panel shows
+        assert snap.last_error in panel and "next attempt" in panel
         assert not gateway.snapshot().healthy
         assert sims.feishu.connections_total == 1
 
