@@ -221,19 +221,36 @@ class Gateway:
         return await self.run_blocking(self.replier.reply_text, message_id, text)
 
     async def _supervise(self) -> None:
+        # Two watches in one task: a slow executor probe (up to its deadline) must not delay
+        # replacing a deaf Feishu connection, which has its own 2 x ping interval + 10 s budget.
+        await asyncio.gather(self._probe_executor(), self._watch_feishu())
+
+    async def _probe_executor(self) -> None:
         interval = self.profile.executor.probe_interval
         while True:
             try:
-                # Feishu first: a slow probe must not delay replacing a deaf connection.
-                reason = self.feishu.check_liveness()
-                if reason and not self._restart_lock.locked():
-                    await self.restart_feishu(reason)
                 await self.executor.probe()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("supervisor check failed; continuing")
             await asyncio.sleep(interval)  # the probe period itself
+
+    async def _watch_feishu(self) -> None:
+        interval = min(FEISHU_CHECK_PERIOD, self.profile.executor.probe_interval)
+        while True:
+            try:
+                reason = self.feishu.check_liveness()
+                if reason and not self._restart_lock.locked():
+                    await self.restart_feishu(reason)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Feishu liveness check failed; continuing")
+            await asyncio.sleep(interval)  # a cheap look at timestamps, never a network call
+
+
+FEISHU_CHECK_PERIOD = 1.0
 
 
 _EMPTY_PIPELINE = PipelineSnapshot(0, 0, 0, 0, 0, 0, None, ())
