@@ -8,8 +8,10 @@ deadlines it promises, without an abandoned attempt ever delivering an event or 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+import traceback
 
 from gateway_core.config import FeishuConfig, load_profile
 from gateway_core.feishu import FeishuConnection, PhaseDeadlines, derived_liveness_timeout
@@ -169,8 +171,10 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
         assert replaced.generation == 2
 
         release.set()  # the old attempt wakes up: its loop stops, it tears down its socket
-        await in_own_thread(old.join, 10)
-        assert not old.is_alive()
+        # Its teardown is bounded: cancelling its tasks and closing its socket, each within
+        # deadlines.close (5 s).
+        await in_own_thread(old.join, 2 * connection.deadlines.close + 5)
+        assert not old.is_alive(), "".join(traceback.format_stack(sys._current_frames()[old.ident]))
         from_old = [text for name, text in deliveries if name == "gw-feishu-ws-1"]
         assert from_old == ["block"], deliveries  # only what it handed over before it was replaced
         after = connection.snapshot()
