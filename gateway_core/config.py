@@ -83,7 +83,7 @@ class FeishuConfig:
     app_id: str
     app_secret: str = field(repr=False)
     domain: str = FEISHU_DOMAIN
-    liveness_timeout: float = 360.0
+    liveness_timeout: float | None = None  # None: derived from the server's ping interval
     max_reconnect_interval: float = 10.0
 
 
@@ -203,7 +203,8 @@ def load_profile(home: Home, name: str) -> Profile:
             app_id=feishu.text("app_id"),
             app_secret=_read_secret(feishu, "app_secret"),
             domain=domain,
-            liveness_timeout=feishu.number("liveness_timeout", 360.0, 1.0),
+            liveness_timeout=(
+                feishu.number("liveness_timeout", 0.0, 1.0) if "liveness_timeout" in feishu.table else None),
             max_reconnect_interval=feishu.number("max_reconnect_interval", 10.0, 0.0),
         ),
         llm=LlmConfig(
@@ -276,7 +277,8 @@ app_id = "cli_xxxxxxxxxxxxxxxx"
 app_secret_file = "~/.gatewatch/secrets/{name}.feishu"
 # app_secret_env = "GATEWATCH_FEISHU_APP_SECRET"
 # domain = "https://open.feishu.cn"     # Lark international: "https://open.larksuite.com"
-# liveness_timeout = 360                # seconds without any frame before the connection is restarted
+# liveness_timeout = 300                # silence before a deaf link is replaced; default and minimum:
+#                                       # 2 x the server's ping interval + grace (a smaller value is raised)
 # max_reconnect_interval = 10           # cap on the SDK's server-chosen reconnect waits (seconds)
 
 [llm]
@@ -322,7 +324,8 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "feishu.app_id": profile.feishu.app_id,
         "feishu.app_secret": "***",
         "feishu.domain": profile.feishu.domain,
-        "feishu.liveness_timeout": profile.feishu.liveness_timeout,
+        "feishu.liveness_timeout": (
+            "2 pings (derived)" if profile.feishu.liveness_timeout is None else profile.feishu.liveness_timeout),
         "llm.base_url": profile.llm.base_url,
         "llm.api_key": "***",
         "llm.models": ", ".join(profile.llm.models),

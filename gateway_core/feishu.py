@@ -1,14 +1,24 @@
 """The Feishu side: the SDK's WebSocket long connection, owned and watched, and the reply API.
 
 What lark-oapi 1.7.5's `ws.Client` does that shapes this class (read from its source):
-- it runs on a *module-level* event loop captured at import, `start()` blocks forever and there is
-  no `stop()`; so each connection runs in a thread of ours with a new loop assigned to that global,
-  and is stopped by stopping that loop and disconnecting on it;
-- its reconnect waits follow the server's ClientConfig (120 s by default); we cap them, and
-  `restart()` tears down and reconnects at once;
+- it schedules its tasks on a *module-level* event loop, `start()` blocks forever and there is
+  no `stop()`; so each connection attempt runs in a thread of ours with a loop of its own, and
+  the subclass below makes the SDK use the loop it runs on, never the global one;
+- its endpoint discovery is a `requests.post` without a timeout and its handshake has no
+  deadline of ours: the subclass gives every phase a deadline (`PhaseDeadlines`);
+- its reconnect waits follow the server's ClientConfig (120 s by default); we cap them;
 - after giving up reconnecting, its receive task dies but `start()` keeps blocking with no
-  connection — the "empty shell"; we observe connect/disconnect/frames through a subclass, so the
-  state machine below always tells the truth, and a watchdog restarts a silent connection.
+  connection — the "empty shell"; we observe connect/disconnect/frames/pings through the
+  subclass, so the state machine below always tells the truth.
+
+Each attempt is a *generation*. `restart()` abandons the current one, whatever it is blocked in,
+and starts a fresh one at once; every callback carries its generation and a stale one is ignored,
+so an abandoned attempt that wakes up later can neither deliver events nor change the state.
+
+Liveness comes from the protocol: the SDK pings every `PingInterval` (set by the server) and
+Feishu answers each ping with a pong. One unanswered ping makes the connection *suspect*
+(reported unhealthy at once); two make it *deaf* and it is replaced.
+
 The SDK calls our event handler synchronously on its loop thread and acks when it returns: the
 handler only converts the event and hands it to the gateway.
 """
@@ -32,8 +42,30 @@ from .logs import adopt_sdk_logger, escape_untrusted
 log = logging.getLogger("gatewatch.feishu")
 
 STATES = ("idle", "connecting", "connected", "reconnecting", "stopped", "failed")
-STOP_TIMEOUT = 5.0
 MENTION = re.compile(r"@_user_\d+\s?")
+DEFAULT_PING_INTERVAL = 120.0  # the SDK's and Feishu's default, until the server says otherwise
+
+
+@dataclass(frozen=True)
+class PhaseDeadlines:
+    """How long each phase of a connection attempt may take before the attempt counts as stuck."""
+
+    endpoint: float = 10.0  # endpoint discovery POST (connect and read, each)
+    handshake: float = 10.0  # WebSocket opening handshake
+    close: float = 5.0  # closing handshake when an attempt is torn down
+    stop_wait: float = 3.0  # how long stop() waits for the clean close before abandoning
+    sdk_import: float = 60.0  # first import of lark_oapi (~2 s, far more on a loaded machine)
+    slack: float = 5.0  # added to every phase budget before the watchdog replaces the attempt
+
+
+def liveness_grace(ping_interval: float) -> float:
+    """How late a pong may be: covers the round trip and a busy loop, never a missed ping."""
+    return min(5.0, max(1.0, ping_interval / 2))
+
+
+def derived_liveness_timeout(ping_interval: float) -> float:
+    """Silence after which a connection is deaf: two pings in a row went unanswered."""
+    return 2 * ping_interval + liveness_grace(ping_interval)
 
 
 @dataclass(frozen=True)
@@ -61,6 +93,26 @@ class FeishuSnapshot:
     reconnects: int
     restarts: int
     last_error: str | None
+    last_error_at: float | None = None
+    next_attempt_at: float | None = None  # when the next connect attempt starts, if one is scheduled
+    ping_interval: float | None = None  # server-set, seconds
+    last_pong_at: float | None = None
+    missed_pongs: int = 0  # pings sent since the last frame from the server
+    liveness_timeout: float | None = None  # effective: silence after which the link is replaced
+    suspect: bool = False  # connected, but the server stopped answering: not healthy
+    suspect_reason: str | None = None
+    generation: int = 0  # connection attempts started (each restart starts a new one)
+
+
+@dataclass(eq=False)
+class _Attempt:
+    """One connection attempt: its thread, its loop and its SDK client, never shared."""
+
+    generation: int
+    thread: threading.Thread | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    client: Any = None
+    abandoned: bool = False
 
 
 class FeishuConnection:
@@ -71,84 +123,102 @@ class FeishuConnection:
         config: FeishuConfig,
         on_message: Callable[[InboundMessage], None],
         executor: HeldExecutor | None = None,
+        deadlines: PhaseDeadlines | None = None,
     ):
         self.config = config
+        self.deadlines = deadlines or PhaseDeadlines()
         self._on_message = on_message
         self._executor = executor
         self._guard = threading.RLock()
         self._state, self._since, self._detail = "idle", time.time(), ""
+        self._phase_started = time.monotonic()
+        self._phase_budget: float | None = None  # None: no deadline (connected, stopped, idle)
         self._conn_id = ""
+        self._connected_at: float | None = None
         self._last_frame_at: float | None = None
+        self._last_pong_at: float | None = None
+        self._pings_unanswered = 0
+        self._ping_interval = DEFAULT_PING_INTERVAL
+        self._ping_interval_known = False
+        self._clamp_warned: tuple[float, float] | None = None
         self._connects = self._restarts = 0
         self._last_error: str | None = None
+        self._last_error_at: float | None = None
+        self._next_attempt_at: float | None = None
         self._retryable = False
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: Any = None
+        self._generation = 0
+        self._attempt: _Attempt | None = None
         self._stopping = False
         self._watchdog_backoff = 1.0
-        self._next_auto_restart = 0.0
 
-    # -- public operations (blocking: the gateway calls them on the held executor) -------------
+    # -- public operations (quick: nothing here waits on the network) --------------------------
 
     def start(self) -> None:
-        """Start connecting in the background; returns at once."""
+        """Start connecting in the background; returns at once. A live attempt is kept."""
         with self._guard:
-            if self._thread and self._thread.is_alive():
+            current = self._attempt
+            if current is not None and not current.abandoned and current.thread and current.thread.is_alive():
                 return
             self._stopping = False
-            self._set_state("connecting", "loading SDK")
-            self._thread = threading.Thread(target=self._run, name="gw-feishu-ws", daemon=True)
-            self._thread.start()
+            self._launch()
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Close the connection cleanly and wait for its thread; the SDK will not reconnect."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Close the connection cleanly if that is quick; otherwise abandon it. Bounded."""
+        timeout = self.deadlines.stop_wait if timeout is None else timeout
         with self._guard:
-            thread, loop = self._thread, self._loop
             self._stopping = True
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(loop.stop)
-            except RuntimeError:
-                pass  # closed between the check and the call: already stopping
+            attempt = self._attempt
+            self._next_attempt_at = None
+            self._abandon(attempt)
+        thread = attempt.thread if attempt else None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
-                log.warning("the SDK thread did not stop within %.0fs (blocked in a request); abandoned", timeout)
+                log.warning("the Feishu attempt did not close within %.0fs; abandoned (it cannot deliver)", timeout)
         with self._guard:
-            if self._state != "failed" or thread is None:
+            if self._state != "failed" or attempt is None:
                 self._set_state("stopped")
 
     def restart(self, cause: str) -> None:
-        """Tear down and reconnect now, without waiting for the SDK's own reconnect schedule."""
+        """Abandon the current attempt (whatever it is blocked in) and start a fresh one now."""
         log.warning("restarting the Feishu connection: %s", cause)
         with self._guard:
             self._restarts += 1
-        self.stop()
-        self.start()
+            self._stopping = False
+            self._abandon(self._attempt)
+            self._launch()
 
     def check_liveness(self) -> str | None:
-        """Why the connection needs a restart now, or None. Called by the gateway's supervisor."""
-        now = time.time()
+        """Why the connection needs a restart now, or None. Called by the gateway's supervisor.
+
+        Every state but `failed` (credentials refused) and a deliberate stop has a timed way
+        back to `connecting`: a silent link, a phase past its deadline, a dead thread, a
+        retryable failure after its back-off.
+        """
+        now, mono = time.time(), time.monotonic()
         with self._guard:
-            state, thread = self._state, self._thread
-            if self._stopping:
+            if self._stopping or self._attempt is None:
                 return None
-            if state == "connected" and self._last_frame_at is not None:
-                silent = now - self._last_frame_at
-                if silent > self.config.liveness_timeout:
-                    return f"no frame for {silent:.0f}s (liveness timeout {self.config.liveness_timeout:g}s)"
+            state, thread = self._state, self._attempt.thread
+            if state == "connected":
+                silent, timeout = self._silence(now), self._effective_liveness_timeout()
+                if silent is not None and silent > timeout:
+                    return (f"no frame for {silent:.0f}s ({self._pings_unanswered} pings unanswered; "
+                            f"liveness timeout {timeout:g}s from the {self._ping_interval:g}s ping interval)")
             if state in ("connecting", "connected", "reconnecting") and thread is not None and not thread.is_alive():
                 return "the SDK thread ended unexpectedly"
-            if state == "failed" and self._retryable and time.monotonic() >= self._next_auto_restart:
-                # Bounded: each automatic retry of a given-up connection waits twice as long.
-                self._next_auto_restart = time.monotonic() + self._watchdog_backoff
-                self._watchdog_backoff = min(60.0, self._watchdog_backoff * 2)
+            if state in ("connecting", "reconnecting") and self._phase_budget is not None:
+                stuck = mono - self._phase_started
+                if stuck > self._phase_budget + self.deadlines.slack:
+                    return f"attempt stuck in '{self._detail}' for {stuck:.0f}s"
+            if state == "failed" and self._retryable and self._next_attempt_at is not None and now >= self._next_attempt_at:
                 return f"retrying after: {self._last_error}"
         return None
 
     def snapshot(self) -> FeishuSnapshot:
+        now = time.time()
         with self._guard:
+            suspect = self._suspect_reason(now)
             return FeishuSnapshot(
                 state=self._state,
                 since=self._since,
@@ -159,6 +229,15 @@ class FeishuConnection:
                 reconnects=max(0, self._connects - 1),
                 restarts=self._restarts,
                 last_error=self._last_error,
+                last_error_at=self._last_error_at,
+                next_attempt_at=self._next_attempt_at,
+                ping_interval=self._ping_interval if self._ping_interval_known else None,
+                last_pong_at=self._last_pong_at,
+                missed_pongs=self._pings_unanswered,
+                liveness_timeout=self._effective_liveness_timeout(),
+                suspect=suspect is not None,
+                suspect_reason=suspect,
+                generation=self._generation,
             )
 
     @property
@@ -170,129 +249,272 @@ class FeishuConnection:
         with self._guard:
             return self._state == "failed" and not self._retryable
 
+    # -- generations ----------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        """Start a new attempt in a new thread (guard held)."""
+        self._generation += 1
+        attempt = _Attempt(self._generation)
+        self._attempt = attempt
+        self._next_attempt_at = None
+        self._connected_at = None
+        self._pings_unanswered = 0
+        self._enter_phase("connecting", "loading SDK", self.deadlines.sdk_import)
+        attempt.thread = threading.Thread(
+            target=self._run, args=(attempt,), name=f"gw-feishu-ws-{attempt.generation}", daemon=True)
+        attempt.thread.start()
+
+    def _abandon(self, attempt: _Attempt | None) -> None:
+        """Detach an attempt (guard held): from now on its callbacks are ignored; ask its loop to stop.
+
+        Nobody waits for it: if its loop is blocked, it stops and closes its socket when it wakes.
+        """
+        if attempt is None or attempt.abandoned:
+            return
+        attempt.abandoned = True
+        loop = attempt.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:
+                pass  # closed between the check and the call: already ending
+
+    def _current(self, generation: int) -> bool:
+        """True while `generation` is the live attempt (guard held by the caller or not)."""
+        attempt = self._attempt
+        return attempt is not None and attempt.generation == generation and not attempt.abandoned
+
     # -- the connection thread ----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, attempt: _Attempt) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        generation = attempt.generation
         client = None
         try:
             ws_client_module = _import_ws_sdk()
-            # The SDK schedules everything on this module global: point it at our loop.
+            # The SDK's own start() schedules on this module global; ours never reads it, but an
+            # SDK path we did not override would, so it points at the newest attempt's loop.
             ws_client_module.loop = loop
             if self._executor is not None:
                 self._executor.install_on(loop)
             client = _observed_client_class(ws_client_module)(
                 owner=self,
+                generation=generation,
+                deadlines=self.deadlines,
                 max_interval=self.config.max_reconnect_interval,
                 app_id=self.config.app_id,
                 app_secret=self.config.app_secret,
-                event_handler=self._build_dispatcher(),
+                event_handler=self._build_dispatcher(generation),
                 domain=self.config.domain,
             )
             with self._guard:
-                self._loop, self._client = loop, client
-                if self._stopping:
+                if attempt.abandoned:
                     return
-            self._set_state("connecting", "discovering endpoint")
-            client.start()
+                attempt.loop, attempt.client = loop, client
+            client.start_on(loop)
         except RuntimeError as exc:
-            if not self._stopping:  # loop.stop() from stop() surfaces here as RuntimeError
-                self._fail(f"SDK loop ended: {exc}", retryable=True)
+            # loop.stop() from stop()/restart() surfaces here as RuntimeError
+            if self._current(generation) and not self._stopping:
+                self._fail(generation, f"SDK loop ended: {exc}", retryable=True)
         except Exception as exc:
-            if _is_client_exception(exc):
-                self._fail(_sdk_error_text(exc), retryable=False)
+            if not self._current(generation):
+                log.debug("abandoned Feishu attempt %d ended: %s", generation, exc)
+            elif _is_client_exception(exc):
+                self._fail(generation, _sdk_error_text(exc), retryable=False)
             else:
-                self._fail(f"{type(exc).__name__}: {_sdk_error_text(exc)}", retryable=True)
+                self._fail(generation, f"{type(exc).__name__}: {_sdk_error_text(exc)}", retryable=True)
         finally:
             self._close_loop(loop, client)
 
     def _close_loop(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
-        """Cancel what the SDK left running and close the socket cleanly (close code 1000)."""
+        """Cancel what the SDK left running and close the socket (close code 1000), bounded."""
         try:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending:  # gathered, so an abandoned attempt's StaleAttempt is not reported as lost
+                gathered = asyncio.gather(*pending, return_exceptions=True)
+                loop.run_until_complete(asyncio.wait_for(gathered, self.deadlines.close))
             if client is not None:
-                loop.run_until_complete(asyncio.wait_for(client._disconnect(), STOP_TIMEOUT))
+                loop.run_until_complete(asyncio.wait_for(client._disconnect(), self.deadlines.close))
         except Exception as exc:  # teardown must not raise out of the thread
             log.debug("SDK teardown: %s", exc)
         finally:
             if self._executor is not None:
                 self._executor.forget(loop)
             loop.close()
-            with self._guard:
-                if self._loop is loop:
-                    self._loop, self._client = None, None
 
-    def _build_dispatcher(self) -> Any:
+    def _build_dispatcher(self, generation: int) -> Any:
         import lark_oapi as lark
 
-        return (
-            lark.EventDispatcherHandler.builder("", "")
-            .register_p2_im_message_receive_v1(self._on_sdk_event)
-            .build()
-        )
+        def on_event(data: Any) -> None:
+            self._on_sdk_event(generation, data)
 
-    def _on_sdk_event(self, data: Any) -> None:
+        return lark.EventDispatcherHandler.builder("", "").register_p2_im_message_receive_v1(on_event).build()
+
+    def _on_sdk_event(self, generation: int, data: Any) -> None:
         """SDK handler, on the SDK's loop thread: convert, hand over, return (the SDK then acks).
 
-        If the hand-over raises, the SDK acks with code 500 and Feishu redelivers the event.
+        If the hand-over raises, the SDK acks with code 500 and Feishu redelivers the event: so
+        does an abandoned attempt, whose events belong to the live connection.
         """
-        self._on_message(inbound_from_event(data))
+        if not self._current(generation):
+            raise StaleAttempt(f"attempt {generation} was abandoned; Feishu will redeliver")
+        message = inbound_from_event(data)
+        if not message.message_id:
+            # Nothing to reply to (Feishu sends such events, e.g. for recalled messages): ack and drop.
+            log.warning("Feishu event %s has no message id; dropped unanswered",
+                        escape_untrusted(message.event_id or "(no event id)", limit=80))
+            return
+        self._on_message(message)
 
-    # -- callbacks from the observed SDK client (SDK thread) -----------------------------------
+    # -- callbacks from the observed SDK client (its attempt's thread) -------------------------
 
-    def _on_connected(self, conn_id: str) -> None:
+    def _on_phase(self, generation: int, detail: str, budget: float | None) -> None:
         with self._guard:
+            if not self._current(generation) or self._stopping:
+                return
+            state = "connecting" if self._state == "connecting" else "reconnecting"
+            self._next_attempt_at = None
+            self._enter_phase(state, detail, budget)
+
+    def _on_connected(self, generation: int, conn_id: str) -> bool:
+        """False when the attempt was abandoned meanwhile: its socket must be closed, unused."""
+        now = time.time()
+        with self._guard:
+            if not self._current(generation) or self._stopping:
+                return False
             self._connects += 1
             self._conn_id = conn_id
-            self._last_frame_at = time.time()
+            self._connected_at = self._last_frame_at = now
+            self._pings_unanswered = 0
             self._retryable = False
             self._watchdog_backoff = 1.0
-            self._set_state("connected")
+            self._next_attempt_at = None
+            self._enter_phase("connected", "", None)
+            self._conn_id = conn_id
         log.info("Feishu connected (conn_id %s)", conn_id)
+        return True
 
-    def _on_disconnected(self) -> None:
-        if self._stopping:
-            return
-        self._set_state("reconnecting", "connection lost")
+    def _on_disconnected(self, generation: int) -> None:
+        with self._guard:
+            if not self._current(generation) or self._stopping:
+                return
+            self._enter_phase("reconnecting", "connection lost", self._wait_budget())
         log.warning("Feishu connection lost; reconnecting")
 
-    def _on_frame(self) -> None:
-        self._last_frame_at = time.time()
+    def _on_frame(self, generation: int, is_pong: bool) -> None:
+        now = time.time()
+        with self._guard:
+            if not self._current(generation):
+                return
+            self._last_frame_at = now
+            self._pings_unanswered = 0
+            if is_pong:
+                self._last_pong_at = now
 
-    def _on_reconnecting(self) -> None:
-        if not self._stopping:
-            self._set_state("reconnecting", "SDK reconnecting")
+    def _on_ping_sent(self, generation: int) -> None:
+        with self._guard:
+            if self._current(generation) and self._state == "connected":
+                self._pings_unanswered += 1
 
-    def _on_gave_up(self, exc: BaseException) -> None:
-        if self._stopping:
+    def _on_configured(self, generation: int, ping_interval: Any) -> None:
+        if not isinstance(ping_interval, (int, float)) or ping_interval <= 0:
+            return
+        with self._guard:
+            if not self._current(generation):
+                return
+            self._ping_interval, self._ping_interval_known = float(ping_interval), True
+            configured = self.config.liveness_timeout
+            derived = derived_liveness_timeout(self._ping_interval)
+            if configured is not None and configured < derived and self._clamp_warned != (configured, derived):
+                self._clamp_warned = (configured, derived)
+                log.warning(
+                    "feishu.liveness_timeout %gs is below 2 pings (server ping interval %gs); using %gs",
+                    configured, self._ping_interval, derived)
+
+    def _on_attempt_failed(self, generation: int, exc: BaseException, retry_in: float | None) -> None:
+        text = escape_untrusted(f"{type(exc).__name__}: {_sdk_error_text(exc)}", limit=200)
+        with self._guard:
+            if not self._current(generation) or self._stopping:
+                return
+            self._last_error, self._last_error_at = text, time.time()
+            if retry_in is not None:
+                self._next_attempt_at = time.time() + retry_in
+                state = "connecting" if self._state == "connecting" else "reconnecting"
+                self._enter_phase(state, "waiting to retry", retry_in + self._wait_budget())
+
+    def _on_reconnecting(self, generation: int) -> None:
+        with self._guard:
+            if self._current(generation) and not self._stopping:
+                self._enter_phase("reconnecting", "SDK reconnecting", self._wait_budget())
+
+    def _on_gave_up(self, generation: int, exc: BaseException) -> None:
+        if not self._current(generation) or self._stopping:
             return
         if _is_client_exception(exc):
-            self._fail(_sdk_error_text(exc), retryable=False)
+            self._fail(generation, _sdk_error_text(exc), retryable=False)
         else:
-            self._fail(f"SDK gave up reconnecting: {_sdk_error_text(exc)}", retryable=True)
+            self._fail(generation, f"SDK gave up reconnecting: {_sdk_error_text(exc)}", retryable=True)
 
     # -- state ----------------------------------------------------------------------------------
 
-    def _fail(self, reason: str, retryable: bool) -> None:
+    def _fail(self, generation: int, reason: str, retryable: bool) -> None:
         reason = escape_untrusted(reason, limit=200)
         with self._guard:
-            self._last_error = reason
+            if not self._current(generation):
+                return
+            self._last_error, self._last_error_at = reason, time.time()
             self._retryable = retryable
-            self._set_state("failed", reason)
+            if retryable:
+                # Bounded: each automatic retry of a given-up connection waits twice as long.
+                self._next_attempt_at = time.time() + self._watchdog_backoff
+                self._watchdog_backoff = min(60.0, self._watchdog_backoff * 2)
+            else:
+                self._next_attempt_at = None
+            self._enter_phase("failed", reason, None)
         log.error("Feishu connection failed: %s%s", reason, "" if retryable else " (not retried: fix and restart)")
 
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def _enter_phase(self, state: str, detail: str, budget: float | None) -> None:
+        """Record the state and how long it may last before the watchdog steps in (guard held)."""
         with self._guard:
             if state != self._state:
                 self._since = time.time()
             self._state, self._detail = state, detail
+            self._phase_started, self._phase_budget = time.monotonic(), budget
             if state != "connected":
                 self._conn_id = ""
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self._enter_phase(state, detail, None)
+
+    def _wait_budget(self) -> float:
+        """Longest a reconnect may go without news: the capped wait, then endpoint and handshake."""
+        d = self.deadlines
+        return self.config.max_reconnect_interval + d.endpoint + 1 + d.handshake
+
+    def _effective_liveness_timeout(self) -> float:
+        derived = derived_liveness_timeout(self._ping_interval)
+        configured = self.config.liveness_timeout
+        return derived if configured is None else max(configured, derived)
+
+    def _silence(self, now: float) -> float | None:
+        since = self._last_frame_at if self._last_frame_at is not None else self._connected_at
+        return None if since is None else now - since
+
+    def _suspect_reason(self, now: float) -> str | None:
+        """Why a `connected` link is doubtful right now: a ping went unanswered (guard held)."""
+        if self._state != "connected" or self._stopping:
+            return None
+        silent = self._silence(now)
+        if silent is None or silent <= self._ping_interval + liveness_grace(self._ping_interval):
+            return None
+        return f"no pong for {silent:.0f}s (ping interval {self._ping_interval:g}s)"
+
+
+class StaleAttempt(RuntimeError):
+    """An abandoned attempt got an event: the SDK acks it as failed so Feishu redelivers it."""
 
 
 class FeishuReplier:
@@ -401,23 +623,169 @@ _OBSERVED: dict[int, type] = {}
 
 
 def _observed_client_class(ws_client_module: Any) -> type:
-    """A subclass of the SDK's ws.Client that reports its life to a FeishuConnection.
+    """A subclass of the SDK's ws.Client: deadlines on every phase, its own loop, and a report
+    of its life (phases, frames, pings, failures) to a FeishuConnection, tagged with its
+    generation. The one place that overrides SDK internals.
 
     Built after the lazy import so this module stays importable without paying for the SDK.
     """
     key = id(ws_client_module)
     if key in _OBSERVED:
         return _OBSERVED[key]
+    sdk = ws_client_module
 
-    class ObservedClient(ws_client_module.Client):  # type: ignore[misc, name-defined]
-        def __init__(self, owner: FeishuConnection, max_interval: float, **kwargs: Any):
+    class ObservedClient(sdk.Client):  # type: ignore[misc, name-defined]
+        def __init__(
+            self, owner: FeishuConnection, generation: int, deadlines: PhaseDeadlines, max_interval: float,
+            **kwargs: Any,
+        ):
+            self._owner, self._generation = owner, generation
+            self._deadlines, self._max_interval = deadlines, max_interval
             super().__init__(**kwargs)
-            self._owner, self._max_interval = owner, max_interval
             self._cap_waits()
+
+        # -- driving: the loop this attempt runs on, never the SDK's module global ------------
+
+        def start_on(self, loop: asyncio.AbstractEventLoop) -> None:
+            """The SDK's start(), on `loop`; returns when the loop is stopped (stop or restart)."""
+            try:
+                loop.run_until_complete(self._connect())
+            except sdk.ClientException:
+                raise
+            except StaleAttempt:
+                return
+            except Exception as exc:
+                sdk.logger.error(self._fmt_log("connect failed, err: {}", exc))
+                self._owner._on_attempt_failed(self._generation, exc, self._reconnect_nonce)
+                loop.run_until_complete(self._disconnect())
+                loop.run_until_complete(self._reconnect())
+            loop.create_task(self._ping_loop())
+            loop.run_forever()
+
+        async def _receive_message_loop(self) -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                while True:
+                    if self._conn is None:
+                        raise sdk.ConnectionClosedException("connection is closed")
+                    msg = await self._conn.recv()
+                    loop.create_task(self._handle_message(msg))
+            except Exception as exc:
+                sdk.logger.error(self._fmt_log("receive message loop exit, err: {}", exc))
+                await self._disconnect()
+                await self._reconnect()
+
+        async def _ping_loop(self) -> None:
+            while True:
+                try:
+                    if self._conn is not None:
+                        frame = sdk._new_ping_frame(int(self._service_id))
+                        await self._write_message(frame.SerializeToString())
+                        self._owner._on_ping_sent(self._generation)
+                except Exception as exc:
+                    sdk.logger.warning(self._fmt_log("ping failed, err: {}", exc))
+                finally:
+                    await asyncio.sleep(self._ping_interval)
+
+        # -- phases with deadlines ---------------------------------------------------------------
+
+        async def _connect(self) -> None:
+            # The SDK's version returns with its lock still held when already connected; and
+            # neither its POST nor its handshake has a deadline.
+            owner, generation, deadlines = self._owner, self._generation, self._deadlines
+            async with self._lock:
+                if self._conn is not None:
+                    return
+                if not owner._current(generation):
+                    raise StaleAttempt(f"attempt {generation} was abandoned; not connecting")
+                try:
+                    owner._on_phase(generation, "discovering endpoint", deadlines.endpoint + 1)
+                    loop = asyncio.get_running_loop()
+                    url = await asyncio.wait_for(
+                        loop.run_in_executor(None, self._get_conn_url), deadlines.endpoint + 1)
+                    conn_url = sdk.build_connection_url(url, self._connection_host)
+                    query = sdk.parse_qs(sdk.urlparse(conn_url).query)
+                    conn_id, service_id = query[sdk.DEVICE_ID][0], query[sdk.SERVICE_ID][0]
+                    owner._on_phase(generation, "opening the WebSocket", deadlines.handshake)
+                    conn = await sdk.websockets.connect(
+                        conn_url,
+                        open_timeout=deadlines.handshake,
+                        close_timeout=deadlines.close,
+                        **sdk._ws_connect_kwargs(self._connection_headers),
+                    )
+                    self._conn, self._conn_url = conn, conn_url
+                    self._conn_id, self._service_id = conn_id, service_id
+                    if not owner._on_connected(generation, conn_id):
+                        self._conn = None
+                        await conn.close()  # bounded by close_timeout
+                        raise StaleAttempt(f"attempt {generation} was abandoned while connecting")
+                    sdk.logger.info(self._fmt_log("connected to {}", conn_url))
+                    loop.create_task(self._receive_message_loop())
+                except sdk.InvalidHandshake as exc:
+                    sdk._parse_ws_conn_exception(exc)
+
+        def _get_conn_url(self) -> str:
+            """The SDK's endpoint discovery with a deadline on the POST (runs on an executor thread)."""
+            if not self._app_id or not self._app_secret:
+                raise sdk.ClientException(sdk.NO_CREDENTIAL, "app_id and app_secret are required")
+            headers = {**self._headers, "locale": "zh", sdk.USER_AGENT: self._user_agent}
+            response = sdk.requests.post(
+                self._domain + sdk.GEN_ENDPOINT_URI,
+                headers=headers,
+                json={"AppID": self._app_id, "AppSecret": self._app_secret},
+                timeout=(self._deadlines.endpoint, self._deadlines.endpoint),
+            )
+            if response.status_code != 200:
+                try:
+                    msg = json.loads(response.content).get("msg") or "system busy"
+                except Exception:
+                    msg = "system busy"
+                raise sdk.ServerException(response.status_code, msg)
+            resp = sdk.JSON.unmarshal(str(response.content, sdk.UTF_8), sdk.EndpointResp)
+            if resp.code in (sdk.SYSTEM_BUSY, sdk.INTERNAL_ERROR):
+                raise sdk.ServerException(resp.code, resp.msg or "system busy")
+            if resp.code != sdk.OK:
+                raise sdk.ClientException(resp.code, resp.msg)
+            if resp.data.ClientConfig is not None:
+                self._configure(resp.data.ClientConfig)
+            return resp.data.URL
+
+        async def _try_connect(self, cnt: int) -> bool:
+            sdk.logger.info(self._fmt_log("trying to reconnect for the {} time", sdk._ordinal(cnt + 1)))
+            try:
+                await self._connect()
+                return True
+            except (sdk.ClientException, StaleAttempt):
+                raise  # fatal, or abandoned: either way no more attempts from this client
+            except Exception as exc:
+                sdk.logger.error(self._fmt_log("connect failed, err: {}", exc))
+                self._owner._on_attempt_failed(self._generation, exc, self._reconnect_interval)
+                return False
+
+        async def _disconnect(self) -> None:
+            was_connected = self._conn is not None
+            await super()._disconnect()
+            if was_connected:
+                self._owner._on_disconnected(self._generation)
+
+        async def _reconnect(self) -> None:
+            self._owner._on_reconnecting(self._generation)
+            try:
+                await super()._reconnect()
+            except Exception as exc:
+                # The SDK would let this kill its receive task silently while start() blocks on.
+                self._owner._on_gave_up(self._generation, exc)
+
+        # -- observation -------------------------------------------------------------------------
+
+        async def _handle_message(self, msg: bytes) -> None:
+            self._owner._on_frame(self._generation, _is_pong(msg))
+            await super()._handle_message(msg)
 
         def _configure(self, conf: Any) -> None:
             super()._configure(conf)
             self._cap_waits()
+            self._owner._on_configured(self._generation, self._ping_interval)
 
         def _cap_waits(self) -> None:
             # Feishu's defaults (30 s jitter, 120 s between attempts) suit a fleet; one operator's
@@ -427,28 +795,16 @@ def _observed_client_class(ws_client_module: Any) -> type:
                 if isinstance(value, (int, float)):
                     setattr(self, name, min(value, self._max_interval))
 
-        async def _connect(self) -> None:
-            await super()._connect()
-            if self._conn is not None:
-                self._owner._on_connected(self._conn_id)
-
-        async def _disconnect(self) -> None:
-            was_connected = self._conn is not None
-            await super()._disconnect()
-            if was_connected:
-                self._owner._on_disconnected()
-
-        async def _handle_message(self, msg: bytes) -> None:
-            self._owner._on_frame()
-            await super()._handle_message(msg)
-
-        async def _reconnect(self) -> None:
-            self._owner._on_reconnecting()
-            try:
-                await super()._reconnect()
-            except Exception as exc:
-                # The SDK would let this kill its receive task silently while start() blocks on.
-                self._owner._on_gave_up(exc)
-
     _OBSERVED[key] = ObservedClient
     return ObservedClient
+
+
+def _is_pong(msg: bytes) -> bool:
+    from lark_oapi.ws.pb.pbbp2_pb2 import Frame
+
+    frame = Frame()
+    try:
+        frame.ParseFromString(msg)
+    except Exception:
+        return False
+    return frame.method == 0 and any(h.key == "type" and h.value == "pong" for h in frame.headers)

@@ -22,6 +22,7 @@ from .llm import LlmClient, ModelsSnapshot
 from .logs import GatewayLogging, setup_logging
 from .ownership import OwnerInfo, ProfileLock
 from .pipeline import MessagePipeline, PipelineSnapshot
+from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
 
@@ -41,11 +42,12 @@ class GatewaySnapshot:
 
     @property
     def healthy(self) -> bool:
-        """Alive in fact, not just a process: the executor works and Feishu is connected."""
+        """Alive in fact, not just a process: the executor works and Feishu is connected and heard."""
         return (
             self.state == "running"
             and self.executor.state in ("healthy", "degraded", "replaced")
             and self.feishu.state == "connected"
+            and not self.feishu.suspect
         )
 
 
@@ -129,7 +131,7 @@ class Gateway:
         timeout = self.profile.drain_timeout if drain_timeout is None else drain_timeout
         log.info("gateway stopping: draining up to %.0fs", timeout)
         try:
-            await self.run_blocking(self.feishu.stop)
+            await in_own_thread(self.feishu.stop)  # bounded; not on the pool it may be healing
         except Exception as exc:
             log.error("closing the Feishu connection failed: %s", exc)
         await asyncio.sleep(0)  # let hand-overs already scheduled by the SDK thread run
@@ -167,7 +169,7 @@ class Gateway:
         if self._restart_lock.locked():
             return False
         async with self._restart_lock:
-            await self.run_blocking(self.feishu.restart, cause)
+            self.feishu.restart(cause)  # quick: abandons the old attempt, starts a new thread
         return True
 
     def rebuild_executor(self, cause: str = "operator request") -> None:
@@ -219,18 +221,36 @@ class Gateway:
         return await self.run_blocking(self.replier.reply_text, message_id, text)
 
     async def _supervise(self) -> None:
+        # Two watches in one task: a slow executor probe (up to its deadline) must not delay
+        # replacing a deaf Feishu connection, which has its own 2 x ping interval + 10 s budget.
+        await asyncio.gather(self._probe_executor(), self._watch_feishu())
+
+    async def _probe_executor(self) -> None:
         interval = self.profile.executor.probe_interval
         while True:
             try:
                 await self.executor.probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("supervisor check failed; continuing")
+            await asyncio.sleep(interval)  # the probe period itself
+
+    async def _watch_feishu(self) -> None:
+        interval = min(FEISHU_CHECK_PERIOD, self.profile.executor.probe_interval)
+        while True:
+            try:
                 reason = self.feishu.check_liveness()
                 if reason and not self._restart_lock.locked():
                     await self.restart_feishu(reason)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("supervisor check failed; continuing")
-            await asyncio.sleep(interval)  # the probe period itself
+                log.exception("Feishu liveness check failed; continuing")
+            await asyncio.sleep(interval)  # a cheap look at timestamps, never a network call
+
+
+FEISHU_CHECK_PERIOD = 1.0
 
 
 _EMPTY_PIPELINE = PipelineSnapshot(0, 0, 0, 0, 0, 0, None, ())

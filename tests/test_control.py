@@ -28,6 +28,8 @@ from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
 async def ask(gateway, sims, text, **kwargs):
     event = sims.feishu.inject_text(text, **kwargs)
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
+    # The simulator records the reply before its answer reaches the gateway: let it finish.
+    assert await gateway.pipeline.drain(10) == 0
     return reply.text
 
 

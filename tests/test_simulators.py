@@ -172,6 +172,64 @@ def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(sims, sdk_client)
     assert feishu.connections_total == 2
 
 
+def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_client):
+    """A half-open link: the SDK's socket stays up, yet nothing it sends is ever answered."""
+    import asyncio
+
+    feishu = sims.feishu
+    received: queue.Queue = queue.Queue()
+    client = sdk_client(lambda data: received.put(data.event.message.message_id))
+    first = feishu.wait_for_connection(1, timeout=5)
+    assert feishu.deafen_connection() == first
+    lost = feishu.inject_text("into the void")  # sent to the deaf link: lost on the way
+
+    async def ping_then_close(sdk) -> tuple[bool, object, int]:
+        conn = sdk._conn
+        pong = await conn.ping()
+        try:
+            await asyncio.wait_for(asyncio.shield(pong), 1.0)
+            answered = True
+        except TimeoutError:
+            answered = False
+        conn.close_timeout = 0.5
+        await conn.close()  # the SDK's receive loop sees it closed and reconnects
+        return answered, conn.protocol.close_rcvd, feishu.live_connections
+
+    answered, close_answer, live = client.call(ping_then_close)
+    assert not answered, "a deaf link answered a WebSocket ping"
+    assert close_answer is None, "a deaf link answered the close handshake"
+    assert live >= 1 and first in feishu.conn_ids  # the server never noticed: TCP is still open
+    assert received.empty()  # the event went to the deaf link and never arrived
+    # Only that link is deaf: the SDK reconnects and gets the un-acked event redelivered.
+    assert feishu.wait_for_connection(2, timeout=5) != first
+    assert received.get(timeout=5) == lost.message_id
+    feishu.wait_acked(lost, timeout=5)
+
+
+def test_hanging_endpoint_holds_discovery_until_released(sims, sdk_client):
+    """The SDK's endpoint POST has no timeout: a held one blocks it until the server answers."""
+    feishu = sims.feishu
+    feishu.hang_endpoint()
+    sdk_client(lambda data: None)
+    feishu.wait_for(lambda: feishu.endpoints_hanging == 1, timeout=5)
+    assert feishu.connections_total == 0
+    feishu.hang_endpoint(False)
+    feishu.wait_for_connection(1, timeout=5)
+    # The very POST that hung was answered on release; the SDK never retried on its own.
+    assert feishu.endpoint_requests == 1 and feishu.endpoints_hanging == 0
+
+
+def test_pongs_carry_the_client_config_and_set_the_ping_interval(sims, sdk_client):
+    feishu = sims.feishu
+    feishu.ping_interval = 1  # told at discovery: the client pings every second
+    client = sdk_client(lambda data: None)
+    feishu.wait_for_connection(1, timeout=5)
+    feishu.wait_for(lambda: feishu.pings >= 3, timeout=10)
+    feishu.ping_interval = 2  # told in the next pong
+    feishu.wait_for(lambda: client.sdk._ping_interval == 2, timeout=5)
+    assert client.sdk._reconnect_interval == feishu.reconnect_interval
+
+
 def test_llm_echo_auth_errors_and_unknown_model(sims):
     llm = sims.llm
     llm.set_behaviour("broken", "error")

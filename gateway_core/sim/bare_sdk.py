@@ -72,6 +72,16 @@ class BareSdkClient:
                 asyncio.set_event_loop(None)
                 self.finished.set()
 
+    @property
+    def sdk(self):  # type: ignore[no-untyped-def]
+        """The `lark_oapi.ws.Client` itself (read its state; act on it only through `call`)."""
+        return self._client
+
+    def call(self, coro_fn, timeout: float = 10):  # type: ignore[no-untyped-def]
+        """Run `coro_fn(sdk_client)` on the SDK's own loop and return its result."""
+        future = asyncio.run_coroutine_threadsafe(coro_fn(self._client), self._loop)
+        return future.result(timeout)
+
     def _halt(self) -> None:
         if self._client is not None:
             self._client._auto_reconnect = False  # a stop mid-connect raises instead of reconnecting

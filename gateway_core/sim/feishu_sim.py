@@ -91,6 +91,7 @@ class _Connection:
     connected_at: float
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     closed: bool = False  # no longer live (dropped, or the peer went away)
+    deaf: bool = False  # a half-open link: reads nothing, answers nothing, sends nothing, stays open
     finished: bool = False  # the handler has exited: the socket is gone
 
 
@@ -157,6 +158,9 @@ class FeishuSimulator(ThreadSafeState):
         self._refuse_until = 0.0
         self._reject_auth = False
         self._silent = False
+        self._hang_endpoint = 0  # endpoint POSTs still to hold (-1: every one, until released)
+        self._endpoint_release: asyncio.Event | None = None
+        self._endpoints_hanging = 0
         # events
         self._events: dict[str, InjectedEvent] = {}
         self._chat_of: dict[str, str] = {}  # message_id -> chat_id
@@ -196,8 +200,14 @@ class FeishuSimulator(ThreadSafeState):
             conns = list(self._live)
             for conn in conns:
                 self._forget(conn)
+            self._hang_endpoint = 0
+        if self._endpoint_release is not None:
+            self._endpoint_release.set()  # held POSTs end, or cleanup would wait for them
         for conn in conns:
-            await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"simulator stopping")
+            if conn.deaf and conn.transport is not None:
+                conn.transport.abort()  # it would not answer our close either
+            else:
+                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"simulator stopping")
         await runner.cleanup()
         log.info("feishu simulator stopped")
 
@@ -215,6 +225,22 @@ class FeishuSimulator(ThreadSafeState):
         with self._cond:
             self._endpoint_requests += 1
             self._notify()
+            hold = self._hang_endpoint != 0
+            if hold:
+                self._hang_endpoint -= self._hang_endpoint > 0
+                self._endpoints_hanging += 1
+                if self._endpoint_release is None or self._endpoint_release.is_set():
+                    self._endpoint_release = asyncio.Event()
+                release = self._endpoint_release
+        if hold:
+            # Accepted and never answered until released: what a stuck load balancer does.
+            try:
+                await release.wait()
+            finally:
+                with self._cond:
+                    self._endpoints_hanging -= 1
+                    self._notify()
+        with self._cond:
             good = body.get("AppID") == self.app_id and body.get("AppSecret") == self._app_secret
             if self._reject_auth or not good:
                 log.info("endpoint: credentials rejected")
@@ -226,13 +252,16 @@ class FeishuSimulator(ThreadSafeState):
             service_id = 1000 + n
             self._issued[device_id] = service_id
         url = f"ws://127.0.0.1:{self._port}/ws/v2?device_id={device_id}&service_id={service_id}"
-        config = {
+        return web.json_response({"code": 0, "msg": "ok", "data": {"URL": url, "ClientConfig": self._client_config()}})
+
+    def _client_config(self) -> dict[str, int]:
+        """Feishu's ClientConfig, sent on discovery and in every pong: all four fields, always."""
+        return {
             "ReconnectCount": -1,
             "ReconnectInterval": self.reconnect_interval,
             "ReconnectNonce": self.reconnect_nonce,
             "PingInterval": self.ping_interval,
         }
-        return web.json_response({"code": 0, "msg": "ok", "data": {"URL": url, "ClientConfig": config}})
 
     # ------------------------------------------------------------------ WebSocket
 
@@ -288,6 +317,8 @@ class FeishuSimulator(ThreadSafeState):
         """Single writer per connection, so frames leave in the order they were queued."""
         while True:
             data = await conn.outbox.get()
+            if conn.deaf:
+                continue  # swallowed: nothing leaves a half-open link
             try:
                 await conn.ws.send_bytes(data)
             except Exception as exc:  # the peer is gone; the reader side cleans up
@@ -353,7 +384,8 @@ class FeishuSimulator(ThreadSafeState):
                     self._notify()
                     silent = self._silent
                 if not silent:
-                    conn.outbox.put_nowait(self._frame(conn, METHOD_CONTROL, {"type": "pong"}))
+                    config = json.dumps(self._client_config()).encode()
+                    conn.outbox.put_nowait(self._frame(conn, METHOD_CONTROL, {"type": "pong"}, config))
             return
         event_id = headers.get("message_id", "")
         try:
@@ -452,14 +484,19 @@ class FeishuSimulator(ThreadSafeState):
         message_type: str = "text",
         content: str | None = None,
         mentions: list[dict[str, Any]] | None = None,
+        message_id: str | None = None,
     ) -> InjectedEvent:
-        """Queue a user message event: sent now on the current connection, else on the next one."""
+        """Queue a user message event: sent now on the current connection, else on the next one.
+
+        `message_id=""` sends an event without one, as Feishu sometimes does (never to be answered).
+        """
         if content is None:
             if message_type != "text":
                 raise ValueError("pass content= (a JSON string) for non-text messages")
             content = json.dumps({"text": text}, ensure_ascii=False)
         n = next(self._ids)
-        event_id, message_id = f"ev_{self._tag}_{n}", f"om_{self._tag}_{n}"
+        event_id = f"ev_{self._tag}_{n}"
+        message_id = f"om_{self._tag}_{n}" if message_id is None else message_id
         millis = str(int(time.time() * 1000))
         message: dict[str, Any] = {
             "message_id": message_id,
@@ -546,6 +583,39 @@ class FeishuSimulator(ThreadSafeState):
             self.wait_for(lambda: conn.finished, timeout, lambda: f"{conn.device_id} still open")
         log.info("dropped connection %s", conn.device_id)
         return True
+
+    def deafen_connection(self, timeout: float = 5) -> str:
+        """Turn the current WebSocket into a half-open link; return its device id.
+
+        TCP stays open, but the server reads nothing more from it (so no protocol pong, no
+        WebSocket pong, no answer to a close frame) and sends nothing (events queued for it are
+        lost, as on a dead route). It stays the connection events go to until a new one arrives.
+        """
+        with self._cond:
+            conn = self._current
+            if conn is None:
+                raise RuntimeError("no live connection to deafen")
+
+        def deafen() -> None:
+            conn.deaf = True
+            if conn.transport is not None:
+                conn.transport.pause_reading()
+
+        call_on_loop(self._loop, deafen, timeout)
+        log.info("deafened connection %s", conn.device_id)
+        return conn.device_id
+
+    def hang_endpoint(self, on: bool = True, count: int | None = None) -> None:
+        """Hold endpoint discovery POSTs unanswered: every one while on, or only the next `count`.
+
+        `hang_endpoint(False)` releases the held ones (they are then answered as usual) and
+        answers new ones at once.
+        """
+        with self._cond:
+            self._hang_endpoint = (-1 if count is None else count) if on else 0
+            release = None if on else self._endpoint_release
+        if release is not None:
+            self._loop.call_soon_threadsafe(release.set)
 
     def refuse_reconnects(self, seconds: float) -> None:
         """Answer endpoint discovery with 503 "system busy" for `seconds` (0 stops refusing)."""
@@ -676,6 +746,12 @@ class FeishuSimulator(ThreadSafeState):
         """Endpoint discovery POSTs, failed ones included."""
         with self._cond:
             return self._endpoint_requests
+
+    @property
+    def endpoints_hanging(self) -> int:
+        """Endpoint POSTs held unanswered right now (see `hang_endpoint`)."""
+        with self._cond:
+            return self._endpoints_hanging
 
     @property
     def token_requests(self) -> int:

@@ -19,7 +19,7 @@ def write_sim_profile(
     models: Sequence[str] = ("alpha", "beta"),
     probe_interval: float = 0.2,
     max_workers: int = 4,
-    liveness_timeout: float = 30,
+    liveness_timeout: float | None = None,
     extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`.
@@ -42,7 +42,7 @@ def write_sim_profile(
 app_id = "{sims.feishu.app_id}"
 {feishu_secret}
 domain = "{sims.feishu.domain}"
-liveness_timeout = {liveness_timeout}
+{"" if liveness_timeout is None else f"liveness_timeout = {liveness_timeout}"}
 max_reconnect_interval = 1
 
 [llm]

@@ -1,4 +1,5 @@
-"""The Feishu panel: is the WebSocket really connected, and since when?"""
+"""The Feishu panel: is the WebSocket really connected, and since when? If not, why, and when
+is the next attempt?"""
 
 from __future__ import annotations
 
@@ -16,16 +17,24 @@ def render_feishu(snap: FeishuSnapshot, now: float) -> Text:
     state = state_word(snap.state)
     if snap.detail:
         state.append(f" {snap.detail}", style="dim")
+    if snap.suspect:
+        state.append(f" · suspect: {snap.suspect_reason or 'no answer'}", style="bold yellow")
+    if snap.next_attempt_at is not None:
+        wait = max(0.0, snap.next_attempt_at - now)
+        state.append(f" · next attempt {clock_time(snap.next_attempt_at)} (in {duration(wait)})", style="yellow")
     frame_age = Text(age(snap.last_frame_at, now))
     if snap.state == "connected" and snap.last_frame_at is not None and now - snap.last_frame_at > STALE_FRAME:
         frame_age.stylize("bold yellow")
+    error = Text(snap.last_error or "—", style="red" if snap.last_error else "")
+    if snap.last_error and snap.last_error_at is not None:
+        error.append(f" ({clock_time(snap.last_error_at)}, {age(snap.last_error_at, now)})", style="dim")
     return lines(
         state,
         labelled("since", f"{clock_time(snap.since)} ({duration(now - snap.since)})"),
         labelled("conn", snap.conn_id or "—"),
         labelled("last frame", frame_age),
         labelled("reconnects", f"{snap.reconnects} · restarts {snap.restarts}"),
-        labelled("last error", snap.last_error or "—", style="red" if snap.last_error else ""),
+        labelled("last error", error),
     )
 
 
