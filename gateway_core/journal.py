@@ -88,6 +88,23 @@ class JournalSnapshot:
     path: str
 
 
+def peek_pending(path: Path) -> JournalSnapshot | None:
+    """The backlog of a journal nobody may be serving (read-only, for `gatewatch status`)."""
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            count, oldest = db.execute(
+                "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ('received', 'answering')"
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return JournalSnapshot(pending=count, oldest_pending_at=oldest, path=str(path))
+
+
 class Journal:
     """Thread-safe: the SDK thread records arrivals, the gateway loop records progress."""
 
