@@ -1,0 +1,165 @@
+"""Exactly once across kill -9, drain timeouts, restarts and redeliveries — real processes only.
+
+Each crash point is reached deterministically, with no hook in the gateway:
+* before the ack: the test holds SQLite's write lock on the journal, so the gateway's arrival
+  write waits; the event has been delivered and cannot have been acked when it is killed;
+* after the ack, before the answer: the LLM simulator holds the model's request;
+* after the reply POST, before the journal update: the Feishu simulator records the reply (the
+  user sees it) but withholds the HTTP response (`hold_send_responses`).
+A second headless process then takes the profile. "Shown" replies are those Feishu did not
+swallow as a repeated uuid.
+"""
+
+import signal
+import sqlite3
+
+from gateway_core.journal import Journal
+
+from .support import HeadlessProcess, write_profile
+
+
+def shown_replies(sims, event):
+    return [r for r in sims.feishu.replies_to(event) if not r.duplicate]
+
+
+def answered_by_successor(home, sims, events, journal_states=("answered",)):
+    """Start the next owner, wait until every event is answered, stop it; check each shown once."""
+    with HeadlessProcess.start(home, "p") as successor:
+        successor.wait_for_line("Feishu connected")
+        for event in events:
+            sims.feishu.wait_for_replies(event, 1, 20)
+        assert successor.terminate_and_wait() == 0
+    for event in events:
+        assert [r.text for r in shown_replies(sims, event)] == [f"[alpha] {event.text}"], event.text
+    journal = Journal(home.state_file("p"))
+    try:
+        assert journal.unfinished() == []
+        assert {journal.state_of(e.message_id) for e in events} <= set(journal_states)
+    finally:
+        journal.close()
+
+
+def kill_9(gateway):
+    gateway.process.send_signal(signal.SIGKILL)
+    assert gateway.process.wait(10) == -signal.SIGKILL
+
+
+def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        blocker = sqlite3.connect(home.state_file("p"), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the gateway's arrival write now waits for this lock
+        try:
+            event = sims.feishu.inject_text("killed before the ack")
+            sims.feishu.wait_for(lambda: sims.feishu.deliveries(event) >= 1, 10)
+            assert not sims.feishu.is_acked(event)
+            kill_9(gateway)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    assert sims.feishu.ack_codes(event) == []  # never acked: Feishu still owes it to someone
+    answered_by_successor(home, sims, [event])
+    assert sims.feishu.deliveries(event) == 2
+
+
+def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        sims.llm.hold("alpha")
+        events = [sims.feishu.inject_text(f"acked then killed {n}", chat_id=f"oc_{n}") for n in range(3)]
+        for event in events:
+            sims.feishu.wait_acked(event)
+        sims.llm.wait_in_flight("alpha", 3, 10)
+        kill_9(gateway)
+    sims.llm.release("alpha")
+    answered_by_successor(home, sims, events)
+    assert all(sims.feishu.deliveries(e) == 1 for e in events)  # acked once: no redelivery needed
+
+
+def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_once(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        sims.feishu.hold_send_responses(True)
+        event = sims.feishu.inject_text("posted then killed")
+        sims.feishu.wait_held_responses(1)
+        assert len(shown_replies(sims, event)) == 1  # the user already sees the answer
+        kill_9(gateway)
+    sims.feishu.hold_send_responses(False)
+    answered_by_successor(home, sims, [event])
+    replies = sims.feishu.replies_to(event)
+    assert len(replies) == 2 and replies[1].duplicate and replies[0].uuid == replies[1].uuid
+    assert len(sims.llm.requests) == 1  # the stored answer was re-sent, the model not asked again
+
+
+def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on(home, sims):
+    # A model request may take 60 s; the drain allows 1 s. Waiting for the model would take ~60 s.
+    write_profile(home, "p", sims, drain_timeout=1, request_timeout=60)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        sims.llm.hold("alpha")
+        events = [sims.feishu.inject_text(f"slow answer {n}", chat_id=f"oc_{n}") for n in range(3)]
+        sims.llm.wait_in_flight("alpha", 3, 10)
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(15) == 0  # far inside the 60 s the model could still take
+        assert "3 unfinished answers handed on to the next owner" in gateway.wait_for_line("stopped")
+    assert all(not shown_replies(sims, e) for e in events)
+    sims.llm.release("alpha")
+    answered_by_successor(home, sims, events)
+
+
+def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        event = sims.feishu.inject_text("answer me once")
+        sims.feishu.wait_for_replies(event, 1, 15)
+        assert gateway.terminate_and_wait() == 0
+    with HeadlessProcess.start(home, "p") as successor:
+        successor.wait_for_line("Feishu connected")
+        sims.feishu.redeliver(event)  # Feishu retries hours later, with the same ids
+        sims.feishu.wait_for(lambda: sims.feishu.ack_codes(event) == [200, 200], 10)
+        later = sims.feishu.inject_text("and this one")  # the successor works: a fence for the check
+        sims.feishu.wait_for_replies(later, 1, 15)
+        assert successor.terminate_and_wait() == 0
+    assert len(sims.feishu.replies_to(event)) == 1  # one POST ever, not a swallowed duplicate
+    assert [r.messages[-1]["content"] for r in sims.llm.requests] == ["answer me once", "and this one"]
+
+
+def test_chat_history_survives_a_restart(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        first = sims.feishu.inject_text("my name is Ada", chat_id="oc_hist")
+        sims.feishu.wait_for_replies(first, 1, 15)
+        kill_9(gateway)
+    with HeadlessProcess.start(home, "p") as successor:
+        successor.wait_for_line("Feishu connected")
+        second = sims.feishu.inject_text("what is my name?", chat_id="oc_hist")
+        sims.feishu.wait_for_replies(second, 1, 15)
+        assert successor.terminate_and_wait() == 0
+    prompt = sims.llm.requests[-1].messages
+    assert [m["content"] for m in prompt[1:]] == ["my name is Ada", "[alpha] my name is Ada", "what is my name?"]
+
+
+def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_stale_answer(home, sims):
+    write_profile(home, "p", sims, extra="stale_after = 3600")
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        sims.llm.hold("alpha")
+        event = sims.feishu.inject_text("asked long ago")
+        sims.llm.wait_in_flight("alpha", 1, 10)
+        kill_9(gateway)
+    sims.llm.release("alpha")
+    write_profile(home, "p", sims, extra="stale_after = 0")  # for the next owner, it is now too old
+    with HeadlessProcess.start(home, "p") as successor:
+        successor.wait_for_line("Feishu connected")
+        [reply] = sims.feishu.wait_for_replies(event, 1, 15)
+        assert successor.terminate_and_wait() == 0
+    assert "came in while I was restarting" in reply.text
+    assert len(sims.llm.requests) == 1  # only the dead owner's request; the successor did not ask
+    journal = Journal(home.state_file("p"))
+    assert journal.state_of(event.message_id) == "apologised"
+    journal.close()
