@@ -28,6 +28,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from .feishu import InboundMessage
@@ -36,6 +37,7 @@ log = logging.getLogger("gatewatch.journal")
 
 SCHEMA_VERSION = 1
 RETENTION = 48 * 3600.0  # finished rows are kept this long: dedup must outlive Feishu's ~7.1 h retries
+WRITE_TIMES_KEPT = 200
 BUSY_TIMEOUT = 2.0  # seconds sqlite waits for a lock: the SDK's 3 s ack budget is the ceiling
 
 _SCHEMA = """
@@ -86,6 +88,8 @@ class JournalSnapshot:
     pending: int
     oldest_pending_at: float | None
     path: str
+    writes: int = 0  # arrival writes since opened
+    write_times: tuple[float, ...] = ()  # seconds, the most recent WRITE_TIMES_KEPT of them
 
 
 def peek_pending(path: Path) -> JournalSnapshot | None:
@@ -112,7 +116,9 @@ class Journal:
         self.path = path
         self._guard = threading.Lock()
         self._db = self._open(path)
-        self._write_times: list[float] = []  # seconds per record_inbound, for the crash campaign
+        # How long arrival writes take (they sit on the ack path): the last few, and how many in all.
+        self._write_times: deque[float] = deque(maxlen=WRITE_TIMES_KEPT)
+        self._writes = 0
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
@@ -175,7 +181,7 @@ class Journal:
                     ),
                 )
                 self._write_times.append(time.perf_counter() - started)
-                del self._write_times[:-10_000]
+                self._writes += 1
                 return True
         except sqlite3.Error as exc:
             raise JournalError(f"journal write failed for {message.message_id}: {exc}") from None
@@ -256,12 +262,9 @@ class Journal:
         [(count, oldest)] = self._read(
             "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ('received', 'answering')"
         )
-        return JournalSnapshot(pending=count, oldest_pending_at=oldest, path=str(self.path))
-
-    def write_times(self) -> list[float]:
-        """Durations of the arrival writes so far (seconds), for measuring the ack path."""
         with self._guard:
-            return list(self._write_times)
+            writes, times = self._writes, tuple(self._write_times)
+        return JournalSnapshot(count, oldest, str(self.path), writes, times)
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:

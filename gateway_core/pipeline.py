@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from .feishu import InboundMessage
-from .journal import Journal, JournalError, PendingMessage
+from .journal import Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
 
@@ -61,6 +61,8 @@ class PipelineSnapshot:
     activity: tuple[Activity, ...]
     pending: int = 0  # journaled messages not yet answered (including those in flight)
     oldest_pending_at: float | None = None
+    journal_writes: int = 0  # arrival writes (on the ack path) since start
+    journal_write_times: tuple[float, ...] = ()  # seconds, the most recent ones
 
 
 class MessagePipeline:
@@ -260,9 +262,8 @@ class MessagePipeline:
     def snapshot(self) -> PipelineSnapshot:
         try:
             journal = self._journal.snapshot()
-            pending, oldest = journal.pending, journal.oldest_pending_at
         except JournalError:
-            pending, oldest = len(self._tasks), None
+            journal = JournalSnapshot(len(self._tasks), None, "")
         return PipelineSnapshot(
             received=self._received,
             duplicates=self._duplicates,
@@ -272,6 +273,8 @@ class MessagePipeline:
             in_flight=len(self._tasks),
             last_message_at=self._last_message_at,
             activity=tuple(self._activity),
-            pending=pending,
-            oldest_pending_at=oldest,
+            pending=journal.pending,
+            oldest_pending_at=journal.oldest_pending_at,
+            journal_writes=journal.writes,
+            journal_write_times=journal.write_times,
         )

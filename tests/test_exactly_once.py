@@ -13,9 +13,17 @@ swallow as a repeated uuid.
 import signal
 import sqlite3
 
+from gateway_core.config import load_profile
+from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
+from gateway_core.sim.profile import write_sim_profile
+from launchd.agents import AgentSettings, install, uninstall
+from launchd.handover import hand_back, take_over
+from launchd.launchctl import Launchctl
+from launchd.plist import job_label
 
-from .support import HeadlessProcess, write_profile
+from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, in_own_thread, write_profile
+from .test_launchd_handover import launchd_pid_serving
 
 
 def shown_replies(sims, event):
@@ -163,3 +171,61 @@ def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_stale_a
     journal = Journal(home.state_file("p"))
     assert journal.state_of(event.message_id) == "apologised"
     journal.close()
+
+
+async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_keep_history(
+    home, sims, launchctl_sim, tmp_path
+):
+    settings = AgentSettings(agents_dir=tmp_path / "LaunchAgents", throttle_interval=1)
+    write_sim_profile(home, "p", sims, secret_files=(FEISHU_SECRET, LLM_KEY), drain_timeout=1, request_timeout=60)
+    label = job_label("p")
+    install(home, "p", settings, print)
+    launchd_pid_serving(home, Launchctl(), label)
+    events = [await ask(sims, "my name is Ada", "oc_hist")]
+
+    # Take over while three answers are in flight at launchd's gateway: it drains for 1 s, hands
+    # them on, and the console's gateway answers them.
+    sims.llm.hold("alpha")
+    in_flight = [sims.feishu.inject_text(f"during the take-over {n}", chat_id=f"oc_{n}") for n in range(3)]
+    await in_own_thread(sims.llm.wait_in_flight, "alpha", 3, 10)
+    await in_own_thread(lambda: take_over(home, "p", print, settings=settings))
+    console = Gateway(load_profile(home, "p"), home, owner="console")
+    await console.start()
+    try:
+        assert await console.wait_connected(15)
+        sims.llm.release("alpha")
+        for event in in_flight:
+            await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
+        events += in_flight
+        events.append(await ask(sims, "what is my name?", "oc_hist"))
+        assert "my name is Ada" in contents(sims.llm.requests[-1].messages)  # history came along
+
+        # Hand back while two answers are in flight here: the console hands them on to launchd's.
+        sims.llm.hold("alpha")
+        more = [sims.feishu.inject_text(f"during the hand-back {n}", chat_id=f"oc_{n}") for n in range(2)]
+        await in_own_thread(sims.llm.wait_in_flight, "alpha", 2, 10)
+    finally:
+        handed_on = await console.stop(drain_timeout=0.5)
+    assert handed_on == 2
+    await in_own_thread(lambda: hand_back(home, "p", print, settings=settings))
+    sims.llm.release("alpha")
+    for event in more:
+        await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
+    events += more
+    events.append(await ask(sims, "and now?", "oc_hist"))
+    history = contents(sims.llm.requests[-1].messages)
+    assert "my name is Ada" in history and "what is my name?" in history
+
+    for event in events:
+        assert [r.text for r in shown_replies(sims, event)] == [f"[alpha] {event.text}"], event.text
+    uninstall(home, "p", settings, print)
+
+
+async def ask(sims, text, chat_id):
+    event = sims.feishu.inject_text(text, chat_id=chat_id)
+    await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
+    return event
+
+
+def contents(messages):
+    return [m["content"] for m in messages]
