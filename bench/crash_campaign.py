@@ -74,12 +74,20 @@ class Gateway:
         return status["owner"]["pid"] == self.process.pid and status["feishu"]["state"] == "connected"
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
+def wait_until(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise SystemExit(f"crash campaign: timed out waiting for {what}")
+            return False
         time.sleep(0.05)  # polling real processes; bounded by the deadline
+    return True
+
+
+def wait_serving(gateway: "Gateway") -> None:
+    if not wait_until(gateway.serving, 30):
+        gateway.process.kill()
+        gateway.process.wait(10)
+        raise SystemExit(f"crash campaign: gateway PID {gateway.process.pid} did not start serving within 30 s")
 
 
 def traffic(sims: Simulators, rate: float, stop: threading.Event, sent: list) -> None:
@@ -111,7 +119,7 @@ def run(kills: int, rate: float, llm_latency: float, seed: int) -> int:
             stop = threading.Event()
             sender = threading.Thread(target=traffic, args=(sims, rate, stop, sent), daemon=True)
             gateway = Gateway(home)
-            wait_until(gateway.serving, 30, "the first gateway")
+            wait_serving(gateway)
             sender.start()
             for _ in range(kills):
                 deadline = time.monotonic() + rng.uniform(0.3, 3.0)  # a random moment in the traffic
@@ -121,7 +129,7 @@ def run(kills: int, rate: float, llm_latency: float, seed: int) -> int:
                 gateway.process.send_signal(signal.SIGKILL)
                 gateway.process.wait(10)
                 gateway = Gateway(home)
-                wait_until(gateway.serving, 30, "a successor gateway")
+                wait_serving(gateway)
             stop.set()
             sender.join(5)
             events = list(sent)
@@ -130,7 +138,8 @@ def run(kills: int, rate: float, llm_latency: float, seed: int) -> int:
                 gateway.sample_write_times(write_times)
                 return all(sims.feishu.replies_to(e) for e in events)
 
-            wait_until(all_answered, 120, "every message to be answered")
+            if not wait_until(all_answered, 120):
+                print("crash campaign: some messages still unanswered after 120 s (counted as lost below)")
             gateway.process.send_signal(signal.SIGTERM)
             code = gateway.process.wait(30)
             shown = [len([r for r in sims.feishu.replies_to(e) if not r.duplicate]) for e in events]
@@ -154,7 +163,7 @@ def run(kills: int, rate: float, llm_latency: float, seed: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--rate", type=float, default=20.0, help="messages per second")
+    parser.add_argument("--rate", type=float, default=5.0, help="messages per second (the sim profile answers ~8/s)")
     parser.add_argument("--llm-latency", type=float, default=0.5, help="seconds the model takes")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
