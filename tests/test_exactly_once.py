@@ -17,6 +17,7 @@ from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.sim.profile import write_sim_profile
+from gateway_core.status import profile_status, render_status
 from launchd.agents import AgentSettings, install, uninstall
 from launchd.handover import hand_back, take_over
 from launchd.launchctl import Launchctl
@@ -114,8 +115,29 @@ def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on
         assert gateway.process.wait(15) == 0  # far inside the 60 s the model could still take
         assert "3 unfinished answers handed on to the next owner" in gateway.wait_for_line("stopped")
     assert all(not shown_replies(sims, e) for e in events)
+    waiting = profile_status(home, "p")  # nobody serves the profile; its journal says what waits
+    assert waiting.owner == "none" and waiting.pending == 3 and waiting.oldest_pending_age >= 0
+    assert "3 (oldest" in render_status([waiting], as_json=False)
     sims.llm.release("alpha")
     answered_by_successor(home, sims, events)
+
+
+def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit_4(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+        blocker = sqlite3.connect(home.state_file("p"), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # held past the journal's busy timeout: the write fails
+        try:
+            event = sims.feishu.inject_text("not durable, so not acked")
+            assert gateway.process.wait(20) == 4
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        line = gateway.wait_for_line("journal write failed")
+        assert "exit 4" in line and str(home.state) in line
+    assert sims.feishu.ack_codes(event) == [500]  # Feishu keeps it and redelivers
+    answered_by_successor(home, sims, [event])
 
 
 def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home, sims):
