@@ -53,7 +53,7 @@ class Gateway:
         self.seen_writes = 0
 
     def sample_write_times(self, into: list[float]) -> None:
-        """Add the arrival writes done since the last sample (the status keeps the latest 200)."""
+        """Add the arrival writes done since the last sample (the status keeps the latest 64)."""
         try:
             status = request(self.home.socket_file(PROFILE), "status", timeout=2)["status"]
         except (ControlError, OSError, KeyError):
@@ -125,7 +125,7 @@ def run(kills: int, rate: float, llm_latency: float, seed: int) -> int:
                 deadline = time.monotonic() + rng.uniform(0.3, 3.0)  # a random moment in the traffic
                 while time.monotonic() < deadline:
                     gateway.sample_write_times(write_times)
-                    time.sleep(0.2)  # the sampling period; the status keeps the latest 200 writes
+                    time.sleep(0.2)  # the sampling period; the status keeps the latest 64 writes
                 gateway.process.send_signal(signal.SIGKILL)
                 gateway.process.wait(10)
                 gateway = Gateway(home)

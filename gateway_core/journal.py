@@ -37,7 +37,7 @@ log = logging.getLogger("gatewatch.journal")
 
 SCHEMA_VERSION = 1
 RETENTION = 48 * 3600.0  # finished rows are kept this long: dedup must outlive Feishu's ~7.1 h retries
-WRITE_TIMES_KEPT = 200
+WRITE_TIMES_KEPT = 64  # small: every status and subscribe snapshot carries them
 BUSY_TIMEOUT = 2.0  # seconds sqlite waits for a lock: the SDK's 3 s ack budget is the ceiling
 
 _SCHEMA = """
