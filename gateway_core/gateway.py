@@ -268,6 +268,9 @@ class Gateway:
                 reason = self.feishu.check_liveness()
                 if reason and not self._restart_lock.locked():
                     await self.restart_feishu(reason)
+                if self.journal_failure and not self.stop_requested.is_set():
+                    # Never serve without durability: the owner (headless or console) stops us.
+                    self.request_stop(f"the journal cannot be written: {self.journal_failure}")
                 if self.journal is not None and time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + PRUNE_INTERVAL
                     self.journal.prune()

@@ -65,7 +65,6 @@ async def serve(profile: Profile, home: Home) -> int:
     say(f"serving profile '{profile.name}' (pid {os.getpid()}); logs: {home.log_file(profile.name)}")
     announced = False
     fatal: str | None = None
-    journal_failure: str | None = None
     while not gateway.stop_requested.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(gateway.stop_requested.wait(), FATAL_CHECK_INTERVAL)  # also a check period
@@ -76,9 +75,9 @@ async def serve(profile: Profile, home: Home) -> int:
         if gateway.feishu.failed_for_good():
             fatal = feishu.last_error or "Feishu refused the connection"
             break
-        journal_failure = gateway.journal_failure
-        if journal_failure:
+        if gateway.journal_failure:
             break  # never keep serving without durability: what is journaled waits for the next owner
+    journal_failure = gateway.journal_failure
     unfinished = await gateway.stop()
     if fatal:
         say(f"Feishu refused the app credentials: {fatal}; fix feishu.app_id / the app secret in {profile.path}")
