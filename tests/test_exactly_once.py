@@ -140,59 +140,71 @@ def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit
     answered_by_successor(home, sims, [event])
 
 
-def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home, sims):
+# Restarts below are in-process owners (a new Gateway on the same home): what they prove is about
+# the journal's contents, which the real-process tests above already carry across kill -9.
+
+
+async def start_owner(home):
+    gateway = Gateway(load_profile(home, "p"), home, owner="console")
+    await gateway.start()
+    assert await gateway.wait_connected(15)
+    return gateway
+
+
+async def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home, sims):
     write_profile(home, "p", sims)
-    with HeadlessProcess.start(home, "p") as gateway:
-        gateway.wait_for_line("Feishu connected")
-        event = sims.feishu.inject_text("answer me once")
-        sims.feishu.wait_for_replies(event, 1, 15)
-        assert gateway.terminate_and_wait() == 0
-    with HeadlessProcess.start(home, "p") as successor:
-        successor.wait_for_line("Feishu connected")
+    first = await start_owner(home)
+    try:
+        event = await ask(sims, "answer me once", "oc_1")
+    finally:
+        await first.stop()
+    second = await start_owner(home)
+    try:
         sims.feishu.redeliver(event)  # Feishu retries hours later, with the same ids
-        sims.feishu.wait_for(lambda: sims.feishu.ack_codes(event) == [200, 200], 10)
-        later = sims.feishu.inject_text("and this one")  # the successor works: a fence for the check
-        sims.feishu.wait_for_replies(later, 1, 15)
-        assert successor.terminate_and_wait() == 0
+        await in_own_thread(sims.feishu.wait_for, lambda: sims.feishu.ack_codes(event) == [200, 200], 10)
+        await ask(sims, "and this one", "oc_1")  # the new owner works: a fence for the checks below
+        assert second.snapshot().pipeline.duplicates == 1
+    finally:
+        await second.stop()
     assert len(sims.feishu.replies_to(event)) == 1  # one POST ever, not a swallowed duplicate
     assert [r.messages[-1]["content"] for r in sims.llm.requests] == ["answer me once", "and this one"]
 
 
-def test_chat_history_survives_a_restart(home, sims):
+async def test_chat_history_survives_a_restart(home, sims):
     write_profile(home, "p", sims)
-    with HeadlessProcess.start(home, "p") as gateway:
-        gateway.wait_for_line("Feishu connected")
-        first = sims.feishu.inject_text("my name is Ada", chat_id="oc_hist")
-        sims.feishu.wait_for_replies(first, 1, 15)
-        kill_9(gateway)
-    with HeadlessProcess.start(home, "p") as successor:
-        successor.wait_for_line("Feishu connected")
-        second = sims.feishu.inject_text("what is my name?", chat_id="oc_hist")
-        sims.feishu.wait_for_replies(second, 1, 15)
-        assert successor.terminate_and_wait() == 0
-    prompt = sims.llm.requests[-1].messages
-    assert [m["content"] for m in prompt[1:]] == ["my name is Ada", "[alpha] my name is Ada", "what is my name?"]
+    first = await start_owner(home)
+    try:
+        await ask(sims, "my name is Ada", "oc_hist")
+    finally:
+        await first.stop()
+    second = await start_owner(home)
+    try:
+        await ask(sims, "what is my name?", "oc_hist")
+    finally:
+        await second.stop()
+    prompt = contents(sims.llm.requests[-1].messages)
+    assert prompt[1:] == ["my name is Ada", "[alpha] my name is Ada", "what is my name?"]
 
 
-def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_stale_answer(home, sims):
+async def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_stale_answer(home, sims):
     write_profile(home, "p", sims, extra="stale_after = 3600")
-    with HeadlessProcess.start(home, "p") as gateway:
-        gateway.wait_for_line("Feishu connected")
+    first = await start_owner(home)
+    try:
         sims.llm.hold("alpha")
         event = sims.feishu.inject_text("asked long ago")
-        sims.llm.wait_in_flight("alpha", 1, 10)
-        kill_9(gateway)
+        await in_own_thread(sims.llm.wait_in_flight, "alpha", 1, 10)
+    finally:
+        assert await first.stop(drain_timeout=0) == 1  # handed on, unanswered
     sims.llm.release("alpha")
     write_profile(home, "p", sims, extra="stale_after = 0")  # for the next owner, it is now too old
-    with HeadlessProcess.start(home, "p") as successor:
-        successor.wait_for_line("Feishu connected")
-        [reply] = sims.feishu.wait_for_replies(event, 1, 15)
-        assert successor.terminate_and_wait() == 0
+    second = await start_owner(home)
+    try:
+        [reply] = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
+        assert second.journal.state_of(event.message_id) == "apologised"
+    finally:
+        await second.stop()
     assert "came in while I was restarting" in reply.text
-    assert len(sims.llm.requests) == 1  # only the dead owner's request; the successor did not ask
-    journal = Journal(home.state_file("p"))
-    assert journal.state_of(event.message_id) == "apologised"
-    journal.close()
+    assert len(sims.llm.requests) == 1  # only the first owner's abandoned request
 
 
 async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_keep_history(
