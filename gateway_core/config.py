@@ -44,6 +44,10 @@ class Home:
     def run(self) -> Path:
         return self.root / "run"
 
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
     def profile_file(self, name: str) -> Path:
         return self.profiles / f"{check_profile_name(name)}.toml"
 
@@ -55,6 +59,10 @@ class Home:
 
     def socket_file(self, name: str) -> Path:
         return self.run / f"{check_profile_name(name)}.sock"
+
+    def state_file(self, name: str) -> Path:
+        """The profile's inbox journal (SQLite): unanswered messages, dedup and chat history."""
+        return self.state / f"{check_profile_name(name)}.db"
 
     def ensure_dirs(self) -> None:
         """Create the tree; run/ is private because it holds the control socket."""
@@ -121,6 +129,7 @@ class Profile:
     executor: ExecutorConfig = ExecutorConfig()
     logging: LogConfig = LogConfig()
     drain_timeout: float = 20.0
+    stale_after: float = 6 * 3600.0
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -227,6 +236,7 @@ def load_profile(home: Home, name: str) -> Profile:
             backups=logs.integer("backups", 5, 1),
         ),
         drain_timeout=gateway.number("drain_timeout", 20.0, 0.0),
+        stale_after=gateway.number("stale_after", 6 * 3600.0, 0.0),
     )
 
 
@@ -303,6 +313,8 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
 
 [gateway]
 # drain_timeout = 20                    # on stop, seconds to finish in-flight replies
+# stale_after = 21600                   # a message older than this (seconds) when its answer is due
+                                        # gets a short "came in while I was restarting" reply instead
 """
 
 
@@ -334,4 +346,5 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "executor.probe_interval": profile.executor.probe_interval,
         "logging.level": profile.logging.level,
         "gateway.drain_timeout": profile.drain_timeout,
+        "gateway.stale_after": profile.stale_after,
     }

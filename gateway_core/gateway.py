@@ -1,7 +1,9 @@
 """The gateway: one profile's owner, wiring Feishu, the pipeline, the LLM and the held executor.
 
 A Gateway takes the profile's lock before it does anything else and releases it last, so "this
-object is running" and "this process owns the profile" are the same fact. A supervisor task probes
+object is running" and "this process owns the profile" are the same fact. The profile's inbox
+journal belongs to the lock holder: opened right after the lock is taken (answering whatever the
+previous owner left unfinished) and closed right before it is released. A supervisor task probes
 the executor and watches the Feishu connection on a fixed interval; the console and the control
 socket only read snapshots and call the few operations below.
 """
@@ -18,6 +20,7 @@ from .config import Home, Profile
 from .control import ControlServer
 from .executor import ExecutorSnapshot, HeldExecutor
 from .feishu import FeishuConnection, FeishuReplier, FeishuSnapshot, InboundMessage
+from .journal import Journal, JournalError
 from .llm import LlmClient, ModelsSnapshot
 from .logs import GatewayLogging, setup_logging
 from .ownership import OwnerInfo, ProfileLock
@@ -25,6 +28,8 @@ from .pipeline import MessagePipeline, PipelineSnapshot
 from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
+
+PRUNE_INTERVAL = 3600.0  # seconds between prunes of finished journal rows
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class Gateway:
         self.llm = LlmClient(profile.llm, self.run_blocking)
         self.replier = FeishuReplier(profile.feishu)
         self.pipeline: MessagePipeline | None = None
+        self.journal: Journal | None = None
+        self._journal_failure: str | None = None
+        self._next_prune = 0.0
         self.feishu = FeishuConnection(profile.feishu, self._on_feishu_message, self.executor)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task | None = None
@@ -86,7 +94,8 @@ class Gateway:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take the profile (ProfileBusy if owned), start logging, connect to Feishu, supervise."""
+        """Take the profile (ProfileBusy if owned), open its journal (JournalError if unusable),
+        re-drive what the previous owner left unfinished, connect to Feishu, supervise."""
         self.home.ensure_dirs()
         self.lock.acquire(self.owner_kind)
         try:
@@ -97,13 +106,16 @@ class Gateway:
                 self.profile.logging.max_bytes,
                 self.profile.logging.backups,
             )
+            self.journal = Journal(self.home.state_file(self.profile.name))
             self._loop = asyncio.get_running_loop()
             self.executor.install_on(self._loop)
             self.pipeline = MessagePipeline(
                 self.llm,
                 self._send_reply,
+                self.journal,
                 self.profile.llm.history_turns,
                 self.profile.llm.system_prompt,
+                self.profile.stale_after,
             )
             self._started_at = time.time()
             self._state, self._accepting = "running", True
@@ -113,6 +125,11 @@ class Gateway:
             )
             self.control = ControlServer(self, self.home.socket_file(self.profile.name))
             await self.control.start()
+            self.journal.prune()
+            self._next_prune = time.monotonic() + PRUNE_INTERVAL
+            redriven = self.pipeline.redrive(self.journal.unfinished())
+            if redriven:
+                log.info("re-driving %d unfinished messages from the journal", redriven)
             self.feishu.start()
             self._supervisor = self._loop.create_task(self._supervise(), name="gatewatch-supervisor")
         except BaseException:
@@ -120,10 +137,12 @@ class Gateway:
             raise
 
     async def stop(self, drain_timeout: float | None = None) -> int:
-        """Stop taking events, finish in-flight answers, disconnect; return answers left unfinished.
+        """Stop taking events, finish in-flight answers, disconnect; return answers handed on.
 
         The WebSocket closes first: events Feishu sends after that are not acked and are
-        redelivered to the next owner, while those already accepted are answered here.
+        redelivered to the next owner, while those already accepted are answered here until the
+        drain deadline. Answers still unfinished then are cancelled and stay in the journal: the
+        next owner answers them.
         """
         if self._state in ("stopped", "draining"):
             return 0
@@ -137,7 +156,10 @@ class Gateway:
         await asyncio.sleep(0)  # let hand-overs already scheduled by the SDK thread run
         unfinished = await self.pipeline.drain(timeout) if self.pipeline else 0
         if unfinished:
-            log.error("%d answers still unfinished after the drain timeout", unfinished)
+            log.warning(
+                "%d answers unfinished at the %.0fs drain deadline: handed on to the next owner (kept in the journal)",
+                unfinished, timeout,
+            )
         if self._supervisor:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
@@ -153,6 +175,8 @@ class Gateway:
 
     def _release(self) -> None:
         self._state = "stopped"
+        if self.journal is not None:
+            self.journal.close()  # before the lock: the next owner must find it closed
         self.lock.release()
         if self.logging:
             self.logging.close()
@@ -192,6 +216,11 @@ class Gateway:
             await asyncio.sleep(0.05)  # polling a thread-owned state; bounded by the deadline
         return False
 
+    @property
+    def journal_failure(self) -> str | None:
+        """Why the journal can no longer be written, or None; the owner must then stop."""
+        return self._journal_failure or (self.pipeline.journal_failure if self.pipeline else None)
+
     def snapshot(self) -> GatewaySnapshot:
         return GatewaySnapshot(
             profile=self.profile.name,
@@ -211,11 +240,24 @@ class Gateway:
     # -- internals -----------------------------------------------------------------------------
 
     def _on_feishu_message(self, message: InboundMessage) -> None:
-        """Called on the SDK's thread: hand over to our loop and return, so the SDK acks at once."""
-        loop = self._loop
-        if not self._accepting or loop is None or loop.is_closed() or self.pipeline is None:
+        """Called on the SDK's thread: journal the message durably, hand it to our loop, return.
+
+        The SDK acks when this returns, so the journal write comes first; if it fails this raises,
+        the SDK acks with 500 and Feishu redelivers (to us or to the next owner).
+        """
+        loop, pipeline, journal = self._loop, self.pipeline, self.journal
+        if not self._accepting or loop is None or loop.is_closed() or pipeline is None or journal is None:
             raise GatewayDraining("gateway is stopping; Feishu will redeliver")
-        loop.call_soon_threadsafe(self.pipeline.accept, message)
+        if not message.message_id:
+            log.warning("event %s has no message id; nothing to answer", message.event_id)
+            return
+        try:
+            new = journal.record_inbound(message)
+        except JournalError as exc:
+            self._journal_failure = self._journal_failure or str(exc)
+            log.error("%s; not acking, Feishu will redeliver", exc)
+            raise
+        loop.call_soon_threadsafe(pipeline.accept if new else pipeline.note_duplicate, message)
 
     async def _send_reply(self, message_id: str, text: str) -> str:
         return await self.run_blocking(self.replier.reply_text, message_id, text)
@@ -230,6 +272,12 @@ class Gateway:
         while True:
             try:
                 await self.executor.probe()
+                if self.journal_failure and not self.stop_requested.is_set():
+                    # Never serve without durability: the owner (headless or console) stops us.
+                    self.request_stop(f"the journal cannot be written: {self.journal_failure}")
+                if self.journal is not None and time.monotonic() >= self._next_prune:
+                    self._next_prune = time.monotonic() + PRUNE_INTERVAL
+                    self.journal.prune()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -2,7 +2,8 @@
 
 Exit codes are chosen for launchd's `KeepAlive {SuccessfulExit: false}`: 0 only when stopped on
 purpose (SIGTERM/SIGINT after draining), so launchd does not respawn it; non-zero for anything that
-should be noticed (1 Feishu refused the credentials, 2 bad profile, 3 profile owned by another).
+should be noticed (1 Feishu refused the credentials, 2 bad profile, 3 profile owned by another,
+4 the inbox journal is damaged or its directory unwritable — the gateway never runs without it).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from .config import Home, Profile
 from .gateway import Gateway
+from .journal import JournalError
 from .ownership import ProfileBusy
 
 log = logging.getLogger("gatewatch.headless")
 
-EXIT_OK, EXIT_FATAL, EXIT_BUSY = 0, 1, 3  # 2, a bad profile, is the CLI's (before this runs)
+EXIT_OK, EXIT_FATAL, EXIT_BUSY, EXIT_JOURNAL = 0, 1, 3, 4  # 2, a bad profile, is the CLI's
 FATAL_CHECK_INTERVAL = 0.5
 
 
@@ -30,7 +33,20 @@ def say(line: str) -> None:
 
 
 def run_headless(profile: Profile, home: Home) -> int:
-    return asyncio.run(serve(profile, home))
+    code = asyncio.run(serve(profile, home))
+    if _workers_still_busy():
+        # A worker of the held pool may still sit in a blocking request whose answer was cancelled
+        # at the drain deadline (its message is in the journal for the next owner). Python would
+        # join it at exit — up to llm.request_timeout, past the drain budget and launchd's
+        # ExitTimeOut. The journal is closed and the lock released: leave now.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _workers_still_busy() -> bool:
+    return any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
 
 
 async def serve(profile: Profile, home: Home) -> int:
@@ -40,6 +56,9 @@ async def serve(profile: Profile, home: Home) -> int:
     except ProfileBusy as busy:
         say(str(busy))
         return EXIT_BUSY
+    except JournalError as exc:
+        say(f"{exc} (exit {EXIT_JOURNAL})")
+        return EXIT_JOURNAL
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, gateway.request_stop, signal.Signals(signum).name)
@@ -56,9 +75,18 @@ async def serve(profile: Profile, home: Home) -> int:
         if gateway.feishu.failed_for_good():
             fatal = feishu.last_error or "Feishu refused the connection"
             break
+        if gateway.journal_failure:
+            break  # never keep serving without durability: what is journaled waits for the next owner
+    journal_failure = gateway.journal_failure
     unfinished = await gateway.stop()
     if fatal:
         say(f"Feishu refused the app credentials: {fatal}; fix feishu.app_id / the app secret in {profile.path}")
         return EXIT_FATAL
-    say(f"stopped{'' if not unfinished else f' with {unfinished} answers unfinished'}")
+    if journal_failure:
+        say(f"{journal_failure}; stopped (exit {EXIT_JOURNAL}): fix {home.state}, then start again")
+        return EXIT_JOURNAL
+    if unfinished:
+        say(f"stopped; {unfinished} unfinished answers handed on to the next owner (kept in the journal)")
+    else:
+        say("stopped")
     return EXIT_OK

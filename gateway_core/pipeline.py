@@ -1,9 +1,12 @@
-"""The message pipeline: every inbound message gets exactly one answer.
+"""The message pipeline: every inbound message gets exactly one answer, across restarts too.
 
-Feishu redelivers events it thinks were not handled, so the same message can arrive twice; it is
-recognised by message id and event id and answered once. Whatever goes wrong after that (every
-model down, an unexpected error) still produces a reply — an apology rather than silence — and the
-reply carries an idempotency key, so retrying a send cannot duplicate it.
+The gateway journals a message (see journal.py) before Feishu's event is acked, and hands only new
+ones to `accept`; a redelivery is recognised there by message id and event id, also after a
+restart. Here each message goes received → answering → answer stored → reply sent → answered, each
+step written to the journal, so a new owner can pick up any message at the step where the last one
+stopped (`redrive`). Whatever goes wrong (every model down, an unexpected error) still produces a
+reply — an apology rather than silence — and the reply carries an idempotency key derived from the
+message id, so re-sending it after a crash cannot show it twice.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from .feishu import InboundMessage
+from .journal import Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
 
@@ -24,8 +28,10 @@ log = logging.getLogger("gatewatch.pipeline")
 APOLOGY = "Sorry — the language model is unavailable right now. Please try again in a few minutes."
 UNSUPPORTED = "Sorry — only text messages are supported."
 EMPTY = "Send me some text and I will answer."
-SEEN_CAPACITY = 10_000
-MAX_CHATS = 1_000
+STALE = (
+    "Sorry — this message came in while I was restarting, and it is too old now for a good answer. "
+    "Please send it again if you still need one."
+)
 ACTIVITY_SIZE = 200
 REPLY_ATTEMPTS = 3
 
@@ -53,45 +59,43 @@ class PipelineSnapshot:
     in_flight: int
     last_message_at: float | None
     activity: tuple[Activity, ...]
+    pending: int = 0  # journaled messages not yet answered (including those in flight)
+    oldest_pending_at: float | None = None
+    journal_writes: int = 0  # arrival writes (on the ack path) since start
+    journal_write_times: tuple[float, ...] = ()  # seconds, the most recent ones
 
 
 class MessagePipeline:
-    """Runs on the gateway's loop; `accept` is the only entry point."""
+    """Runs on the gateway's loop; `accept` (new arrivals) and `redrive` (a predecessor's) feed it."""
 
     def __init__(
         self,
         llm: LlmClient,
         send_reply: Callable[[str, str], Awaitable[str]],
+        journal: Journal,
         history_turns: int,
         system_prompt: str,
+        stale_after: float = 6 * 3600.0,
         retry_delay: float = 0.5,
     ):
         self._llm = llm
         self._send_reply = send_reply
+        self._journal = journal
         self._history_len = 2 * history_turns
         self._system_prompt = system_prompt
+        self._stale_after = stale_after
         self._retry_delay = retry_delay
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._histories: OrderedDict[str, deque[dict[str, str]]] = OrderedDict()
         self._chat_locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[str, asyncio.Task] = {}  # message id -> its answer
         self._activity: deque[Activity] = deque(maxlen=ACTIVITY_SIZE)
         self._received = self._duplicates = self._answered = self._apologies = self._reply_failures = 0
         self._last_message_at: float | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self.journal_failure: str | None = None  # set once a journal write failed: the owner must stop
 
-    def accept(self, message: InboundMessage) -> bool:
-        """Start answering `message` unless it was seen before. Must run on the gateway's loop."""
-        keys = [k for k in (f"m:{message.message_id}", f"e:{message.event_id}") if len(k) > 2]
-        if any(k in self._seen for k in keys):
-            self._duplicates += 1
-            log.info("duplicate delivery of %s ignored", message.message_id)
-            return False
-        for key in keys:
-            self._seen[key] = None
-        while len(self._seen) > SEEN_CAPACITY:
-            self._seen.popitem(last=False)
+    def accept(self, message: InboundMessage) -> None:
+        """Start answering a message the journal just recorded as new. Must run on the gateway's loop."""
         self._received += 1
         self._last_message_at = message.received_at
         log.info(
@@ -101,46 +105,94 @@ class MessagePipeline:
             message.chat_id,
             escape_untrusted(message.text if message.text is not None else f"<{message.message_type}>"),
         )
-        task = asyncio.get_running_loop().create_task(self._answer(message), name=f"answer-{message.message_id}")
-        self._tasks.add(task)
-        self._idle.clear()
-        task.add_done_callback(self._task_done)
-        return True
+        self._start(message, None)
 
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
+    def note_duplicate(self, message: InboundMessage) -> None:
+        """A redelivery the journal recognised: it is (being) answered already, so nothing is sent."""
+        self._duplicates += 1
+        log.info("duplicate delivery of %s ignored", message.message_id)
+
+    def redrive(self, pending: list[PendingMessage]) -> int:
+        """Answer what a previous owner left unfinished, oldest first (so each chat stays in order)."""
+        started = 0
+        for item in pending:
+            if item.message.message_id in self._tasks:
+                continue
+            log.info(
+                "re-driving %s from %s (%s, %.0fs old)",
+                item.message.message_id, item.message.chat_id, item.state, time.time() - item.message.received_at,
+            )
+            self._start(item.message, item)
+            started += 1
+        return started
+
+    def _start(self, message: InboundMessage, pending: PendingMessage | None) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._answer(message, pending), name=f"answer-{message.message_id}"
+        )
+        self._tasks[message.message_id] = task
+        self._idle.clear()
+        task.add_done_callback(lambda _: self._task_done(message.message_id))
+
+    def _task_done(self, message_id: str) -> None:
+        self._tasks.pop(message_id, None)
         if not self._tasks:
             self._idle.set()
 
     async def drain(self, timeout: float) -> int:
-        """Wait for in-flight answers; return how many were still unfinished at the deadline."""
+        """Wait up to `timeout` for in-flight answers, then cancel the rest; return how many.
+
+        A cancelled answer is not lost: its journal row stays unfinished and the next owner answers
+        it. Cancelling (rather than waiting for a slow model) is what keeps a stop within budget.
+        """
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except asyncio.TimeoutError:
             pass
-        return len(self._tasks)
+        unfinished = list(self._tasks.values())
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        return len(unfinished)
 
-    async def _answer(self, message: InboundMessage) -> None:
+    async def _answer(self, message: InboundMessage, pending: PendingMessage | None) -> None:
         started = time.monotonic()
         model: str | None = None
+        reason = ""
         try:
+            self._journal.mark_answering(message.message_id)
             if message.text is None:
-                text, outcome = UNSUPPORTED, "unsupported"
+                text, outcome, reason = UNSUPPORTED, "unsupported", f"unsupported message type {message.message_type}"
             elif not message.text:
-                text, outcome = EMPTY, "unsupported"
+                text, outcome, reason = EMPTY, "unsupported", "empty text"
+            elif pending is not None and pending.answer is not None:
+                text, model, outcome = pending.answer, pending.model, "answered"  # the LLM answered already
+            elif time.time() - message.received_at > self._stale_after:
+                text, outcome, reason = STALE, "apology", "stale: came in while the gateway was down"
             else:
-                text, model, outcome = await self._ask_llm(message)
+                text, model, outcome, reason = await self._ask_llm(message)
+        except asyncio.CancelledError:
+            raise
+        except JournalError as exc:
+            self._journal_failed(exc)
+            return
         except Exception:
             # Never silence: whatever broke, the user still gets an answer.
             log.exception("unexpected error while answering %s", message.message_id)
-            text, outcome = APOLOGY, "apology"
+            text, outcome, reason = APOLOGY, "apology", "unexpected error"
         if outcome == "apology":
             self._apologies += 1
-        if await self._deliver(message, text):
+        reply_id = await self._deliver(message, text)
+        if reply_id is not None:
+            try:
+                self._record_done(message, outcome, reply_id, model, time.monotonic() - started, reason)
+            except JournalError as exc:
+                self._journal_failed(exc)
+                return
             if outcome == "answered":
                 self._answered += 1
         else:
-            outcome = "reply failed"
+            outcome = "reply failed"  # stays unfinished in the journal: the next owner re-sends it
         self._activity.append(
             Activity(
                 at=message.received_at,
@@ -153,46 +205,65 @@ class MessagePipeline:
             )
         )
 
-    async def _ask_llm(self, message: InboundMessage) -> tuple[str, str | None, str]:
+    def _record_done(
+        self, message: InboundMessage, outcome: str, reply_id: str, model: str | None, latency: float, reason: str
+    ) -> None:
+        if outcome == "answered":
+            self._journal.mark_answered(message.message_id, reply_id, model, latency)
+        elif outcome == "apology":
+            self._journal.mark_apologised(message.message_id, reply_id, reason)
+        else:
+            self._journal.mark_dropped(message.message_id, reason, reply_id)
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        if self.journal_failure is None:
+            self.journal_failure = str(exc)
+        log.error("%s", exc)
+
+    async def _ask_llm(self, message: InboundMessage) -> tuple[str, str | None, str, str]:
         lock = self._chat_locks.setdefault(message.chat_id, asyncio.Lock())
         async with lock:  # one chat's turns in order, so its history stays coherent
-            history = self._history(message.chat_id)
+            history = self._journal.load_history(message.chat_id)[-self._history_len:] if self._history_len else []
             user_turn = {"role": "user", "content": message.text or ""}
             prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
             try:
                 answer = await self._llm.complete(prompt)
             except AllModelsFailed as exc:
                 log.error("every model failed for %s: %s", message.message_id, exc)
-                return APOLOGY, None, "apology"
-            history.extend([user_turn, {"role": "assistant", "content": answer.text}])
+                return APOLOGY, None, "apology", "every model failed"
+            turns = [*history, user_turn, {"role": "assistant", "content": answer.text}]
+            # The answer and the chat's new history are stored before the reply is sent: a crash
+            # after this point re-sends this answer rather than asking the model a second time.
+            self._journal.save_answer(
+                message.message_id, message.chat_id, answer.text, answer.model, answer.latency,
+                turns[-self._history_len:] if self._history_len else [],
+            )
             log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
-            return answer.text, answer.model, "answered"
+            return answer.text, answer.model, "answered", ""
 
-    def _history(self, chat_id: str) -> deque[dict[str, str]]:
-        history = self._histories.pop(chat_id, None) or deque(maxlen=self._history_len)
-        self._histories[chat_id] = history  # most recent last: old chats are dropped first
-        while len(self._histories) > MAX_CHATS:
-            old_chat, _ = self._histories.popitem(last=False)
-            self._chat_locks.pop(old_chat, None)
-        return history
+    async def _deliver(self, message: InboundMessage, text: str) -> str | None:
+        """Send the reply, retrying transient failures; the idempotency key makes retries safe.
 
-    async def _deliver(self, message: InboundMessage, text: str) -> bool:
-        """Send the reply, retrying transient failures; the idempotency key makes retries safe."""
+        Returns Feishu's id of the reply, or None when every attempt failed.
+        """
         delay = self._retry_delay
         for attempt in range(1, REPLY_ATTEMPTS + 1):
             try:
-                await self._send_reply(message.message_id, text)
-                return True
+                return await self._send_reply(message.message_id, text)
             except Exception as exc:  # ReplyFailed, or the executor/network failing under it
                 log.warning("reply to %s failed (attempt %d/%d): %s", message.message_id, attempt, REPLY_ATTEMPTS, exc)
             if attempt < REPLY_ATTEMPTS:
                 await asyncio.sleep(delay)  # backoff between retries of a failed send
                 delay *= 2
         self._reply_failures += 1
-        log.error("reply to %s not delivered after %d attempts", message.message_id, REPLY_ATTEMPTS)
-        return False
+        log.error("reply to %s not delivered after %d attempts; left for the next owner", message.message_id, REPLY_ATTEMPTS)
+        return None
 
     def snapshot(self) -> PipelineSnapshot:
+        try:
+            journal = self._journal.snapshot()
+        except JournalError:
+            journal = JournalSnapshot(len(self._tasks), None, "")
         return PipelineSnapshot(
             received=self._received,
             duplicates=self._duplicates,
@@ -202,4 +273,8 @@ class MessagePipeline:
             in_flight=len(self._tasks),
             last_message_at=self._last_message_at,
             activity=tuple(self._activity),
+            pending=journal.pending,
+            oldest_pending_at=journal.oldest_pending_at,
+            journal_writes=journal.writes,
+            journal_write_times=journal.write_times,
         )

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from .config import Home
 from .control import ControlError, request
+from .journal import peek_pending
 from .ownership import read_owner
 
 
@@ -28,6 +29,8 @@ class ProfileStatus:
     last_message_age: float | None
     healthy: bool | None  # None when nothing runs
     problem: str | None = None
+    pending: int | None = None  # journaled messages not yet answered (None: no journal yet)
+    oldest_pending_age: float | None = None
 
 
 def collect_status(home: Home, timeout: float = 3.0) -> list[ProfileStatus]:
@@ -40,7 +43,13 @@ def collect_status(home: Home, timeout: float = 3.0) -> list[ProfileStatus]:
 def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus:
     owner = read_owner(home.lock_file(name))
     if owner is None:
-        return ProfileStatus(name, "none", None, None, None, None, None, None, None)
+        # Nobody serves it, but its journal may hold messages waiting for the next owner.
+        backlog = peek_pending(home.state_file(name))
+        return ProfileStatus(
+            name, "none", None, None, None, None, None, None, None,
+            pending=backlog.pending if backlog else None,
+            oldest_pending_age=time.time() - backlog.oldest_pending_at if backlog and backlog.oldest_pending_at else None,
+        )
     kind = "launchd-managed headless" if owner.owner == "headless" and owner.launchd_label else owner.owner
     try:
         status = request(home.socket_file(name), "status", timeout=timeout)["status"]
@@ -50,6 +59,7 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
             problem=f"control socket: {exc}",
         )
     last = status["pipeline"].get("last_message_at")
+    oldest = status["pipeline"].get("oldest_pending_at")
     problem = None
     if not status["healthy"]:
         problem = f"executor {status['executor']['state']}, Feishu {status['feishu']['state']}"
@@ -66,6 +76,8 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
         last_message_age=time.time() - last if last else None,
         healthy=bool(status["healthy"]),
         problem=problem,
+        pending=status["pipeline"].get("pending"),
+        oldest_pending_age=time.time() - oldest if oldest else None,
     )
 
 
@@ -74,12 +86,12 @@ def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
         return json.dumps([asdict(s) for s in statuses], indent=2)
     if not statuses:
         return "no profiles; create one with: gatewatch profile init default"
-    rows = [("PROFILE", "OWNER", "PID", "UPTIME", "FEISHU", "EXECUTOR", "MODEL", "LAST MSG", "HEALTH")]
+    rows = [("PROFILE", "OWNER", "PID", "UPTIME", "FEISHU", "EXECUTOR", "MODEL", "LAST MSG", "PENDING", "HEALTH")]
     for s in statuses:
         health = "-" if s.healthy is None else ("ok" if s.healthy else f"UNHEALTHY: {s.problem}")
         rows.append((
             s.profile, s.owner, str(s.pid or "-"), _age(s.uptime), s.feishu or "-", s.executor or "-",
-            s.model or "-", _age(s.last_message_age), health,
+            s.model or "-", _age(s.last_message_age), _pending(s), health,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
@@ -88,6 +100,12 @@ def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
 def status_exit_code(statuses: list[ProfileStatus]) -> int:
     """0 when every running profile is healthy, 1 otherwise."""
     return 0 if all(s.healthy is not False for s in statuses) else 1
+
+
+def _pending(status: ProfileStatus) -> str:
+    if not status.pending:
+        return "-" if status.pending is None else "0"
+    return f"{status.pending} (oldest {_age(status.oldest_pending_age)})"
 
 
 def _age(seconds: float | None) -> str:

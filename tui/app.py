@@ -162,6 +162,7 @@ class ConsoleApp(App[None]):
             self.query_one(FeishuPanel).show(snap.feishu, now)
             self.query_one(ModelsPanel).show(snap.models)
             self.query_one(MessagesPanel).show(snap.pipeline.activity)
+            self.query_one(MessagesPanel).show_pending(snap.pipeline.pending, snap.pipeline.oldest_pending_at, now)
             if self.phase == "serving" and self.source.stop_requested:
                 # The console owns this gateway, so it is the one that acts on a stop request.
                 self.notify("stop requested over the control socket: stopping", severity="warning")

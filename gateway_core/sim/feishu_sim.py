@@ -176,12 +176,16 @@ class FeishuSimulator(ThreadSafeState):
         self._fail_sends = 0
         self._fail_after_send = False
         self._failed_posts = 0
+        self._hold_responses = False  # sends are recorded, their HTTP responses withheld
+        self._held_responses = 0
+        self._responses_released: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Bind one HTTP+WebSocket server on a free 127.0.0.1 port."""
         self._loop = asyncio.get_running_loop()
+        self._responses_released = asyncio.Event()
         app = web.Application()
         app.router.add_post("/callback/ws/endpoint", self._handle_endpoint)
         app.router.add_get("/ws/v2", self._handle_websocket)
@@ -196,6 +200,7 @@ class FeishuSimulator(ThreadSafeState):
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
+        self._release_held_responses()
         with self._cond:
             conns = list(self._live)
             for conn in conns:
@@ -455,6 +460,9 @@ class FeishuSimulator(ThreadSafeState):
                 self._failed_posts += 1
                 return web.json_response({"code": 1, "msg": "internal error (simulated)"}, status=500)
             chat_id = self._chat_of.get(target, "") if kind == "reply" else target
+            hold = self._hold_responses
+        if hold:
+            await self._withhold_response()
         millis = str(int(now * 1000))
         data = {
             "message_id": message_id,
@@ -472,6 +480,29 @@ class FeishuSimulator(ThreadSafeState):
             "body": {"content": content},
         }
         return web.json_response({"code": 0, "msg": "success", "data": data})
+
+    async def _withhold_response(self) -> None:
+        """Park a send that Feishu already accepted until `hold_send_responses(False)` (or stop)."""
+        with self._cond:
+            self._held_responses += 1
+            self._notify()
+        try:
+            while True:
+                released = self._responses_released
+                with self._cond:
+                    if not self._hold_responses or self._runner is None:
+                        return
+                await released.wait()
+        finally:
+            with self._cond:
+                self._held_responses -= 1
+                self._notify()
+
+    def _release_held_responses(self) -> None:
+        """Loop thread: wake parked sends so they re-read the hold flag."""
+        if self._responses_released is not None:
+            self._responses_released.set()
+            self._responses_released = asyncio.Event()
 
     # ------------------------------------------------------------------ controls
 
@@ -636,6 +667,33 @@ class FeishuSimulator(ThreadSafeState):
         """Answer the next `n` sends (reply or create) with HTTP 500; `after_send` records them first."""
         with self._cond:
             self._fail_sends, self._fail_after_send = n, after_send
+
+    def hold_send_responses(self, on: bool = True) -> None:
+        """While on, sends are accepted and recorded (the reply exists) but the HTTP response is
+        withheld: the client cannot learn it succeeded. Tests kill a gateway in exactly this gap."""
+        with self._cond:
+            self._hold_responses = on
+            self._notify()
+        if not on and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._release_held_responses)
+
+    def wait_held_responses(self, count: int = 1, timeout: float = 10) -> None:
+        """Wait until at least `count` send responses are being withheld."""
+        self.wait_for(
+            lambda: self.held_responses >= count or None, timeout,
+            lambda: f"wanted {count} withheld send responses, have {self.held_responses}",
+        )
+
+    @property
+    def held_responses(self) -> int:
+        with self._cond:
+            return self._held_responses
+
+    @property
+    def shown(self) -> list[SentMessage]:
+        """The sends a user actually sees: every accepted send except uuid repeats."""
+        with self._cond:
+            return [m for m in self._sent if not m.duplicate]
 
     # ------------------------------------------------------------------ observations
 

@@ -20,6 +20,8 @@ def write_sim_profile(
     probe_interval: float = 0.2,
     max_workers: int = 4,
     liveness_timeout: float | None = None,
+    drain_timeout: float = 10,
+    request_timeout: float = 5,
     extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`.
@@ -49,7 +51,7 @@ max_reconnect_interval = 1
 base_url = "{sims.llm.base_url}"
 {llm_secret}
 models = [{model_list}]
-request_timeout = 5
+request_timeout = {request_timeout}
 breaker_cooldown = 30
 
 [executor]
@@ -58,7 +60,7 @@ probe_interval = {probe_interval}
 probe_deadline = 2
 
 [gateway]
-drain_timeout = 10
+drain_timeout = {drain_timeout}
 {extra}
 """,
         encoding="utf-8",

@@ -1,5 +1,8 @@
 """Recent messages: who wrote, what, which model answered, how fast, and how it ended.
 
+The border's subtitle shows the journal's backlog (messages not yet answered, and how long the
+oldest has waited) whenever there is one: a growing age means answers are not going out.
+
 Rows are keyed and only appended (an Activity is final once recorded), so the table never
 flickers by being cleared and refilled. Every cell from a message is a `Text`, never markup.
 """
@@ -11,7 +14,7 @@ from textual.widgets import DataTable
 
 from gateway_core.pipeline import Activity
 
-from ..text import STATE_STYLES, clock_time, millis
+from ..text import STATE_STYLES, age, clock_time, millis
 
 MAX_ROWS = 100
 # The preview goes last: it takes whatever width is left and is cut at the edge, so the short,
@@ -59,3 +62,8 @@ class MessagesPanel(DataTable):
             self.remove_row(self._keys.pop(oldest))
         if following:
             self.move_cursor(row=self.row_count - 1)
+
+    def show_pending(self, pending: int, oldest_at: float | None, now: float) -> None:
+        subtitle = f"pending {pending} · oldest {age(oldest_at, now)}" if pending else ""
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle

@@ -1,0 +1,309 @@
+"""The inbox journal: every accepted message, durable before Feishu is told it was handled.
+
+One SQLite database per profile, `$GATEWATCH_HOME/state/<profile>.db`, in WAL mode with
+`synchronous=FULL` so a commit survives kill -9 and power loss. It belongs to whoever holds the
+profile's lock, so one process writes it at a time.
+
+A message's life, one row in `inbox`:
+
+    received ──▶ answering ──(answer stored)──▶ answered | apologised | dropped
+
+* `received` is written on the SDK's thread *before* the handler returns; if that write fails the
+  handler raises, the SDK acks with 500 and Feishu redelivers. Nothing is acked before it is here.
+* `answering` with a stored `answer` means the LLM answered but Feishu's acceptance is not yet
+  recorded: a new owner re-sends that answer (same reply uuid) instead of asking the LLM again.
+* answered / apologised / dropped are final and are only written after Feishu accepted the reply.
+
+The same rows are the persisted dedup: a redelivered event (same message id or event id) is
+recognised for `RETENTION` (24 h+, longer than Feishu's ~7.1 h retry schedule) and pruned after.
+Chat history lives in `history`, one JSON list of turns per chat, updated in the same transaction
+that stores the answer, so history and "answered" never disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from .feishu import InboundMessage
+
+log = logging.getLogger("gatewatch.journal")
+
+SCHEMA_VERSION = 1
+RETENTION = 48 * 3600.0  # finished rows are kept this long: dedup must outlive Feishu's ~7.1 h retries
+WRITE_TIMES_KEPT = 64  # small: every status and subscribe snapshot carries them
+BUSY_TIMEOUT = 2.0  # seconds sqlite waits for a lock: the SDK's 3 s ack budget is the ceiling
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    message_id   TEXT PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    chat_id      TEXT NOT NULL,
+    chat_type    TEXT NOT NULL,
+    sender_id    TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    text         TEXT,
+    received_at  REAL NOT NULL,
+    state        TEXT NOT NULL,
+    updated_at   REAL NOT NULL,
+    answer       TEXT,
+    reply_id     TEXT,
+    model        TEXT,
+    latency      REAL,
+    reason       TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS inbox_event ON inbox(event_id);
+CREATE INDEX IF NOT EXISTS inbox_unfinished ON inbox(state, received_at);
+CREATE TABLE IF NOT EXISTS history (
+    chat_id    TEXT PRIMARY KEY,
+    turns      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written; the text is one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """An unfinished message a new owner must answer; `answer` is set if the LLM already did."""
+
+    message: InboundMessage
+    state: str
+    answer: str | None
+    model: str | None
+
+
+@dataclass(frozen=True)
+class JournalSnapshot:
+    pending: int
+    oldest_pending_at: float | None
+    path: str
+    writes: int = 0  # arrival writes since opened
+    write_times: tuple[float, ...] = ()  # seconds, the most recent WRITE_TIMES_KEPT of them
+
+
+def peek_pending(path: Path) -> JournalSnapshot | None:
+    """The backlog of a journal nobody may be serving (read-only, for `gatewatch status`)."""
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            count, oldest = db.execute(
+                "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ('received', 'answering')"
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return JournalSnapshot(pending=count, oldest_pending_at=oldest, path=str(path))
+
+
+class Journal:
+    """Thread-safe: the SDK thread records arrivals, the gateway loop records progress."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._guard = threading.Lock()
+        self._db = self._open(path)
+        # How long arrival writes take (they sit on the ack path): the last few, and how many in all.
+        self._write_times: deque[float] = deque(maxlen=WRITE_TIMES_KEPT)
+        self._writes = 0
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        hint = f"check that {path.parent} is writable and has space"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open the journal {path}: {exc}; {hint}") from None
+        try:
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                raise sqlite3.OperationalError("WAL mode refused")
+            db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before Feishu gets the ack
+            db.executescript(_SCHEMA)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise sqlite3.DatabaseError(f"schema version {version}, this gatewatch knows {SCHEMA_VERSION}")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).lower():
+                raise JournalError(f"the journal {path} is read-only: {exc}; {hint}") from None
+            if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc).lower():
+                raise JournalError(f"cannot open the journal {path}: {exc}; {hint}") from None
+            raise JournalError(
+                f"the journal {path} is damaged ({exc}); move it aside (it holds unanswered messages "
+                f"and chat history) and start again"
+            ) from None
+        return db
+
+    def close(self) -> None:
+        with self._guard:
+            self._db.close()
+
+    # -- arrivals (SDK thread) -----------------------------------------------------------------
+
+    def record_inbound(self, message: InboundMessage) -> bool:
+        """Write an arrival durably; False if it was seen before (same message id or event id).
+
+        Raises JournalError if the write fails: the caller must not let the SDK ack the event.
+        """
+        started = time.perf_counter()
+        try:
+            with self._guard:
+                known = self._db.execute(
+                    "SELECT 1 FROM inbox WHERE message_id = ? OR (event_id = ? AND event_id != '')",
+                    (message.message_id, message.event_id),
+                ).fetchone()
+                if known:
+                    return False
+                self._db.execute(
+                    "INSERT INTO inbox (message_id, event_id, chat_id, chat_type, sender_id, message_type,"
+                    " text, received_at, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)",
+                    (
+                        message.message_id, message.event_id, message.chat_id, message.chat_type,
+                        message.sender_id, message.message_type, message.text, message.received_at, time.time(),
+                    ),
+                )
+                self._write_times.append(time.perf_counter() - started)
+                self._writes += 1
+                return True
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed for {message.message_id}: {exc}") from None
+
+    # -- progress (gateway loop) ---------------------------------------------------------------
+
+    def mark_answering(self, message_id: str) -> None:
+        self._update(message_id, "answering", "attempts = attempts + 1")
+
+    def save_answer(
+        self, message_id: str, chat_id: str, answer: str, model: str | None, latency: float | None,
+        history: list[dict[str, str]] | None,
+    ) -> None:
+        """Store the answer (and the chat's new history) before it is sent, in one transaction."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE inbox SET answer = ?, model = ?, latency = ?, updated_at = ? WHERE message_id = ?",
+                (answer, model, latency, now, message_id),
+            )
+            if history is not None:
+                db.execute(
+                    "INSERT INTO history (chat_id, turns, updated_at) VALUES (?, ?, ?) ON CONFLICT(chat_id)"
+                    " DO UPDATE SET turns = excluded.turns, updated_at = excluded.updated_at",
+                    (chat_id, json.dumps(history, ensure_ascii=False), now),
+                )
+
+    def mark_answered(self, message_id: str, reply_id: str, model: str | None, latency: float | None) -> None:
+        self._update(message_id, "answered", "reply_id = ?, model = ?, latency = ?", (reply_id, model, latency))
+
+    def mark_apologised(self, message_id: str, reply_id: str, reason: str) -> None:
+        self._update(message_id, "apologised", "reply_id = ?, reason = ?", (reply_id, reason))
+
+    def mark_dropped(self, message_id: str, reason: str, reply_id: str | None = None) -> None:
+        self._update(message_id, "dropped", "reply_id = ?, reason = ?", (reply_id, reason))
+
+    def _update(self, message_id: str, state: str, assignments: str, args: tuple = ()) -> None:
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE inbox SET state = ?, updated_at = ?, {assignments} WHERE message_id = ?",
+                (state, time.time(), *args, message_id),
+            )
+
+    # -- a new owner's view --------------------------------------------------------------------
+
+    def unfinished(self) -> list[PendingMessage]:
+        """Every message not yet answered, oldest first (so each chat comes out in order)."""
+        rows = self._read(
+            "SELECT event_id, message_id, chat_id, chat_type, sender_id, message_type, text, received_at,"
+            " state, answer, model FROM inbox WHERE state IN ('received', 'answering')"
+            " ORDER BY received_at, rowid"
+        )
+        return [
+            PendingMessage(InboundMessage(*row[:8]), state=row[8], answer=row[9], model=row[10]) for row in rows
+        ]
+
+    def load_history(self, chat_id: str) -> list[dict[str, str]]:
+        rows = self._read("SELECT turns FROM history WHERE chat_id = ?", (chat_id,))
+        return json.loads(rows[0][0]) if rows else []
+
+    def state_of(self, message_id: str) -> str | None:
+        rows = self._read("SELECT state FROM inbox WHERE message_id = ?", (message_id,))
+        return rows[0][0] if rows else None
+
+    def prune(self, older_than: float = RETENTION, now: float | None = None) -> int:
+        """Forget finished messages older than `older_than` seconds; unfinished ones are kept."""
+        cutoff = (time.time() if now is None else now) - older_than
+        with self._transaction() as db:
+            pruned = db.execute(
+                "DELETE FROM inbox WHERE state IN ('answered', 'apologised', 'dropped') AND received_at < ?",
+                (cutoff,),
+            ).rowcount
+        if pruned:
+            log.info("journal: pruned %d finished messages older than %.0fh", pruned, older_than / 3600)
+        return pruned
+
+    def snapshot(self) -> JournalSnapshot:
+        [(count, oldest)] = self._read(
+            "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ('received', 'answering')"
+        )
+        with self._guard:
+            writes, times = self._writes, tuple(self._write_times)
+        return JournalSnapshot(count, oldest, str(self.path), writes, times)
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            with self._guard:
+                return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from None
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self)
+
+
+class _Transaction:
+    """`with journal._transaction() as db:` — one locked, committed-or-rolled-back transaction."""
+
+    def __init__(self, journal: Journal):
+        self._journal = journal
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._journal._guard.acquire()
+        try:
+            self._journal._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._journal._guard.release()
+            raise JournalError(f"journal {self._journal.path}: {exc}") from None
+        return self._journal._db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        db = self._journal._db
+        try:
+            if exc_type is None:
+                db.execute("COMMIT")
+                return
+            db.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise JournalError(f"journal {self._journal.path}: {error}") from None
+        finally:
+            self._journal._guard.release()
+        if isinstance(exc, sqlite3.Error):
+            raise JournalError(f"journal {self._journal.path}: {exc}") from None
