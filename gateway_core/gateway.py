@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from .config import Home, Profile
 from .control import ControlServer
 from .executor import ExecutorSnapshot, HeldExecutor
-from .feishu import FeishuConnection, FeishuReplier, FeishuSnapshot, InboundMessage
+from .feishu import FeishuConnection, FeishuSnapshot, InboundMessage
 from .llm import LlmClient, ModelsSnapshot
 from .logs import GatewayLogging, setup_logging
 from .ownership import OwnerInfo, ProfileLock
 from .pipeline import MessagePipeline, PipelineSnapshot
+from .replies import ReplySender
 
 log = logging.getLogger("gatewatch.gateway")
 
@@ -44,7 +45,7 @@ class GatewaySnapshot:
         """Alive in fact, not just a process: the executor works and Feishu is connected."""
         return (
             self.state == "running"
-            and self.executor.state in ("healthy", "degraded", "replaced")
+            and self.executor.state in ("healthy", "busy", "degraded", "replaced")
             and self.feishu.state == "connected"
         )
 
@@ -62,8 +63,8 @@ class Gateway:
         self.logging: GatewayLogging | None = None
         self._log_to_file = log_to_file
         self.executor = HeldExecutor(profile.executor.max_workers, profile.executor.probe_deadline)
-        self.llm = LlmClient(profile.llm, self.run_blocking)
-        self.replier = FeishuReplier(profile.feishu)
+        self.llm = LlmClient(profile.llm)
+        self.replier = ReplySender(profile.feishu)
         self.pipeline: MessagePipeline | None = None
         self.feishu = FeishuConnection(profile.feishu, self._on_feishu_message, self.executor)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -78,7 +79,7 @@ class Gateway:
     # -- the one way blocking work runs --------------------------------------------------------
 
     async def run_blocking(self, fn, *args):  # type: ignore[no-untyped-def]
-        """Run blocking work (SDK HTTP calls, LLM requests) on the held, supervised executor."""
+        """Run blocking work (the SDK's connection calls) on the held, supervised executor."""
         return await self.executor.run(fn, *args)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class Gateway:
                 self._send_reply,
                 self.profile.llm.history_turns,
                 self.profile.llm.system_prompt,
+                max_in_flight=self.profile.max_in_flight,
             )
             self._started_at = time.time()
             self._state, self._accepting = "running", True
@@ -141,7 +143,8 @@ class Gateway:
             await asyncio.gather(self._supervisor, return_exceptions=True)
         if self.control:
             await self.control.stop()
-        self.llm.close()
+        await self.llm.aclose()
+        await self.replier.aclose()
         self.executor.shutdown(wait=False)
         if self._loop is not None:
             self.executor.forget(self._loop)
@@ -215,8 +218,8 @@ class Gateway:
             raise GatewayDraining("gateway is stopping; Feishu will redeliver")
         loop.call_soon_threadsafe(self.pipeline.accept, message)
 
-    async def _send_reply(self, message_id: str, text: str) -> str:
-        return await self.run_blocking(self.replier.reply_text, message_id, text)
+    async def _send_reply(self, message_id: str, text: str, chat_id: str) -> str:
+        return await self.replier.reply_text(message_id, text, chat_id)
 
     async def _supervise(self) -> None:
         interval = self.profile.executor.probe_interval

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable
 from .feishu import InboundMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
+from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
 
 log = logging.getLogger("gatewatch.pipeline")
 
@@ -50,9 +51,10 @@ class PipelineSnapshot:
     answered: int
     apologies: int
     reply_failures: int
-    in_flight: int
+    in_flight: int  # accepted and not yet finished: answering now, or queued for a turn
     last_message_at: float | None
     activity: tuple[Activity, ...]
+    queued: int = 0  # of in_flight, those waiting for their chat's turn or a free slot
 
 
 class MessagePipeline:
@@ -61,10 +63,11 @@ class MessagePipeline:
     def __init__(
         self,
         llm: LlmClient,
-        send_reply: Callable[[str, str], Awaitable[str]],
+        send_reply: Callable[[str, str, str], Awaitable[str]],
         history_turns: int,
         system_prompt: str,
         retry_delay: float = 0.5,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ):
         self._llm = llm
         self._send_reply = send_reply
@@ -73,13 +76,11 @@ class MessagePipeline:
         self._retry_delay = retry_delay
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._histories: OrderedDict[str, deque[dict[str, str]]] = OrderedDict()
-        self._chat_locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task] = set()
+        # One answer at a time per chat (its history stays coherent, its replies in order).
+        self.scheduler = AnswerScheduler(max_in_flight)
         self._activity: deque[Activity] = deque(maxlen=ACTIVITY_SIZE)
         self._received = self._duplicates = self._answered = self._apologies = self._reply_failures = 0
         self._last_message_at: float | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def accept(self, message: InboundMessage) -> bool:
         """Start answering `message` unless it was seen before. Must run on the gateway's loop."""
@@ -101,24 +102,12 @@ class MessagePipeline:
             message.chat_id,
             escape_untrusted(message.text if message.text is not None else f"<{message.message_type}>"),
         )
-        task = asyncio.get_running_loop().create_task(self._answer(message), name=f"answer-{message.message_id}")
-        self._tasks.add(task)
-        self._idle.clear()
-        task.add_done_callback(self._task_done)
+        self.scheduler.submit(message.chat_id, self._answer, message)
         return True
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not self._tasks:
-            self._idle.set()
 
     async def drain(self, timeout: float) -> int:
         """Wait for in-flight answers; return how many were still unfinished at the deadline."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        return len(self._tasks)
+        return await self.scheduler.wait_idle(timeout)
 
     async def _answer(self, message: InboundMessage) -> None:
         started = time.monotonic()
@@ -154,26 +143,23 @@ class MessagePipeline:
         )
 
     async def _ask_llm(self, message: InboundMessage) -> tuple[str, str | None, str]:
-        lock = self._chat_locks.setdefault(message.chat_id, asyncio.Lock())
-        async with lock:  # one chat's turns in order, so its history stays coherent
-            history = self._history(message.chat_id)
-            user_turn = {"role": "user", "content": message.text or ""}
-            prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
-            try:
-                answer = await self._llm.complete(prompt)
-            except AllModelsFailed as exc:
-                log.error("every model failed for %s: %s", message.message_id, exc)
-                return APOLOGY, None, "apology"
-            history.extend([user_turn, {"role": "assistant", "content": answer.text}])
-            log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
-            return answer.text, answer.model, "answered"
+        history = self._history(message.chat_id)
+        user_turn = {"role": "user", "content": message.text or ""}
+        prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
+        try:
+            answer = await self._llm.complete(prompt)
+        except AllModelsFailed as exc:
+            log.error("every model failed for %s: %s", message.message_id, exc)
+            return APOLOGY, None, "apology"
+        history.extend([user_turn, {"role": "assistant", "content": answer.text}])
+        log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
+        return answer.text, answer.model, "answered"
 
     def _history(self, chat_id: str) -> deque[dict[str, str]]:
         history = self._histories.pop(chat_id, None) or deque(maxlen=self._history_len)
         self._histories[chat_id] = history  # most recent last: old chats are dropped first
         while len(self._histories) > MAX_CHATS:
-            old_chat, _ = self._histories.popitem(last=False)
-            self._chat_locks.pop(old_chat, None)
+            self._histories.popitem(last=False)
         return history
 
     async def _deliver(self, message: InboundMessage, text: str) -> bool:
@@ -181,7 +167,7 @@ class MessagePipeline:
         delay = self._retry_delay
         for attempt in range(1, REPLY_ATTEMPTS + 1):
             try:
-                await self._send_reply(message.message_id, text)
+                await self._send_reply(message.message_id, text, message.chat_id)
                 return True
             except Exception as exc:  # ReplyFailed, or the executor/network failing under it
                 log.warning("reply to %s failed (attempt %d/%d): %s", message.message_id, attempt, REPLY_ATTEMPTS, exc)
@@ -199,7 +185,8 @@ class MessagePipeline:
             answered=self._answered,
             apologies=self._apologies,
             reply_failures=self._reply_failures,
-            in_flight=len(self._tasks),
+            in_flight=self.scheduler.unfinished,
             last_message_at=self._last_message_at,
             activity=tuple(self._activity),
+            queued=self.scheduler.snapshot().queued,
         )
