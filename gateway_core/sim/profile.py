@@ -20,6 +20,10 @@ def write_sim_profile(
     probe_interval: float = 0.2,
     max_workers: int = 4,
     liveness_timeout: float = 30,
+    request_timeout: float = 5,
+    chat_replies_per_second: int = 5,
+    app_replies_per_second: int = 50,
+    max_in_flight: int = 256,
     extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`.
@@ -44,12 +48,14 @@ app_id = "{sims.feishu.app_id}"
 domain = "{sims.feishu.domain}"
 liveness_timeout = {liveness_timeout}
 max_reconnect_interval = 1
+chat_replies_per_second = {chat_replies_per_second}
+app_replies_per_second = {app_replies_per_second}
 
 [llm]
 base_url = "{sims.llm.base_url}"
 {llm_secret}
 models = [{model_list}]
-request_timeout = 5
+request_timeout = {request_timeout}
 breaker_cooldown = 30
 
 [executor]
@@ -59,6 +65,7 @@ probe_deadline = 2
 
 [gateway]
 drain_timeout = 10
+max_in_flight = {max_in_flight}
 {extra}
 """,
         encoding="utf-8",
