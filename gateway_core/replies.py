@@ -9,23 +9,25 @@ retried — the reply is late, never lost, and never turned into an apology.
 Why not the SDK's `areply`: lark-oapi 1.7.5 builds a new `httpx.AsyncClient` for every request,
 which loads the CA bundle each time (~30 ms of CPU here: at 50 replies/s, most of a core) and
 keeps no connection alive; its blocking `reply` would hold a pool thread per send. So replies go
-through one pooled `httpx.AsyncClient` on the gateway's loop, to the same endpoints with the same
-bodies as the SDK (`POST /open-apis/im/v1/messages/:id/reply`, a tenant token from
-`/open-apis/auth/v3/tenant_access_token/internal`), each attempt within a total deadline.
+through one pooled `aiohttp.ClientSession` on the gateway's loop (see llm.py for why not httpx),
+to the same endpoints with the same bodies as the SDK (`POST /open-apis/im/v1/messages/:id/reply`,
+a tenant token from `/open-apis/auth/v3/tenant_access_token/internal`), each attempt within a
+total deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import time
-from collections import deque
 from dataclasses import dataclass
+from typing import AsyncIterator, Callable
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from .config import FeishuConfig
 from .feishu import ReplyFailed, reply_uuid
@@ -38,71 +40,62 @@ TOKEN_REJECTED = {99991661, 99991663, 99991668}  # missing, invalid, expired ten
 REPLY_TIMEOUT = 10.0  # total seconds per attempt: connect, send, whole answer
 TOKEN_EARLY_REFRESH = 600.0  # like the SDK: a token is renewed 10 min before it expires
 WINDOW = 1.0  # Feishu's limits are per second
-WINDOW_MARGIN = 0.02  # requests leave us this much further apart than the limit needs (jitter)
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 4.0  # after a 230020, seconds before the retry (doubling)
 
 
-class SlidingWindow:
-    """At most `limit` starts in any `window` seconds, granted first come, first served.
+class RequestWindow:
+    """At most `limit` requests in flight or finished less than `window` seconds ago.
 
-    Each caller reserves the earliest start the window allows and sleeps until then: one sleep
-    per caller however many wait, and a strict bound over every window (a token bucket would
-    let a burst straddle a window boundary, which Feishu counts as over the limit).
+    Feishu counts a request when it arrives, which we cannot see: it is after we start sending
+    and before the answer comes back. So a request keeps its permit until `window` seconds after
+    its answer: whatever the loop's or the network's delays, the next request using that permit
+    arrives more than a window after this one did. Waiters are served first come, first served.
     """
 
-    def __init__(self, limit: int, window: float = WINDOW + WINDOW_MARGIN):
+    def __init__(self, limit: int, window: float = WINDOW):
         self.limit, self.window = limit, window
-        self._starts: deque[float] = deque(maxlen=limit)  # the latest `limit` reservations
+        self._permits = asyncio.Semaphore(limit)
+        self.holding = 0  # permits taken and not yet given back
 
-    def reserve(self, now: float) -> float:
-        """Reserve the next start at or after `now`; return it."""
-        start = now
-        if len(self._starts) == self.limit:
-            start = max(now, self._starts[0] + self.window)
-        self._starts.append(start)
-        return start
+    @contextlib.asynccontextmanager
+    async def turn(self, on_free: Callable[[], None] | None = None) -> AsyncIterator[None]:
+        await self._permits.acquire()
+        self.holding += 1
+        try:
+            yield
+        finally:
+            asyncio.get_running_loop().call_later(self.window, self._give_back, on_free)
 
-    def push_back(self, until: float) -> None:
-        """Nothing new starts before `until` (after Feishu said we were too fast)."""
-        self._starts.clear()
-        self._starts.extend([until - self.window] * self.limit)
-
-    def idle_since(self, now: float) -> bool:
-        return not self._starts or self._starts[-1] + self.window <= now
+    def _give_back(self, on_free: Callable[[], None] | None) -> None:
+        self.holding -= 1
+        self._permits.release()
+        if on_free is not None:
+            on_free()
 
 
 class ReplyLimiter:
-    """Feishu's two limits: per chat (user or group) and per app; chats idle for a window are forgotten."""
+    """Feishu's two limits: per chat (user or group) and per app."""
 
     def __init__(self, per_chat: int, per_app: int):
         self.per_chat = per_chat
-        self._app = SlidingWindow(per_app)
-        self._chats: dict[str, SlidingWindow] = {}
+        self._app = RequestWindow(per_app)
+        self._chats: dict[str, RequestWindow] = {}
 
-    async def wait_turn(self, chat_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        chat = self._chat(chat_id, loop.time())
-        await _sleep_until(loop, chat.reserve(loop.time()))
-        await _sleep_until(loop, self._app.reserve(loop.time()))
+    @contextlib.asynccontextmanager
+    async def turn(self, chat_id: str) -> AsyncIterator[None]:
+        """Wait until one more request to `chat_id` is within both limits; send it inside."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            chat = self._chats[chat_id] = RequestWindow(self.per_chat)
+        async with chat.turn(on_free=lambda: self._forget_if_idle(chat_id, chat)):
+            async with self._app.turn():
+                yield
 
-    def slow_down(self, chat_id: str, seconds: float) -> None:
-        """Feishu refused for speed: hold this chat back (the app limit may be the cause, too)."""
-        loop = asyncio.get_running_loop()
-        self._chat(chat_id, loop.time()).push_back(loop.time() + seconds)
-
-    def _chat(self, chat_id: str, now: float) -> SlidingWindow:
-        window = self._chats.get(chat_id)
-        if window is None:
-            if len(self._chats) >= 1024:  # bounded memory: drop chats with nothing recent
-                self._chats = {k: w for k, w in self._chats.items() if not w.idle_since(now)}
-            window = self._chats[chat_id] = SlidingWindow(self.per_chat)
-        return window
-
-
-async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
-    delay = when - loop.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    def _forget_if_idle(self, chat_id: str, chat: RequestWindow) -> None:
+        # A chat nobody sent to for a window needs no memory: the dict stays as small as the
+        # set of chats answered in the last second.
+        if chat.holding == 0 and self._chats.get(chat_id) is chat:
+            del self._chats[chat_id]
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,7 @@ class ReplySender:
     def __init__(self, config: FeishuConfig):
         self.config = config
         self.limiter = ReplyLimiter(config.chat_replies_per_second, config.app_replies_per_second)
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._token: tuple[str, float] | None = None  # (token, monotonic time to renew it)
         self._token_lock: asyncio.Lock | None = None
         self._sent = self._rate_limited = self._failed = 0
@@ -137,14 +130,14 @@ class ReplySender:
         }
         backoff = BACKOFF_FIRST
         while True:
-            await self.limiter.wait_turn(chat_id)
             try:
-                reply_id = await self._post_reply(message_id, body)
+                async with self.limiter.turn(chat_id):
+                    reply_id = await self._post_reply(message_id, body)
             except _RateLimited:
                 self._rate_limited += 1
                 delay = backoff * random.uniform(1.0, 1.5)  # jitter: waiting replies spread out
                 log.warning("Feishu rate limit (230020) for the reply to %s; retrying in %.2fs", message_id, delay)
-                self.limiter.slow_down(chat_id, delay)
+                await asyncio.sleep(delay)
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             except ReplyFailed:
@@ -198,26 +191,27 @@ class ReplySender:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             async with asyncio.timeout(REPLY_TIMEOUT):
-                response = await self._client().post(path, json=body, headers=headers)
-        except TimeoutError:
+                async with self._client().post(self.config.domain + path, json=body, headers=headers) as response:
+                    status, raw = response.status, await response.read()
+        except TimeoutError:  # the deadline, or one of aiohttp's own socket timeouts
             raise ReplyFailed(f"no answer from Feishu within {REPLY_TIMEOUT:g}s") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise ReplyFailed(f"{type(exc).__name__} talking to Feishu") from None
         try:
-            answer = response.json()
+            answer = json.loads(raw)
         except ValueError:
-            raise ReplyFailed(f"HTTP {response.status_code}, not a Feishu answer") from None
+            raise ReplyFailed(f"HTTP {status}, not a Feishu answer") from None
         if not isinstance(answer, dict):
-            raise ReplyFailed(f"HTTP {response.status_code}, not a Feishu answer")
+            raise ReplyFailed(f"HTTP {status}, not a Feishu answer")
         return answer
 
-    def _client(self) -> httpx.AsyncClient:
-        """The pooled client, made on first use so it belongs to the gateway's loop."""
+    def _client(self) -> aiohttp.ClientSession:
+        """The pooled client, made on first use: it belongs to the loop that uses it."""
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                base_url=self.config.domain,
-                timeout=httpx.Timeout(REPLY_TIMEOUT),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=REPLY_TIMEOUT),
+                connector=aiohttp.TCPConnector(limit=0, resolver=aiohttp.ThreadedResolver()),
+                trust_env=True,  # like the SDK's requests: a proxy set for Feishu is used
             )
         return self._http
 
@@ -227,7 +221,7 @@ class ReplySender:
     async def aclose(self) -> None:
         http, self._http = self._http, None
         if http is not None:
-            await http.aclose()
+            await http.close()
 
 
 class _RateLimited(Exception):
