@@ -56,10 +56,19 @@ class RequestWindow:
         self.limit, self.window = limit, window
         self._permits = asyncio.Semaphore(limit)
         self.holding = 0  # permits taken and not yet given back
+        self.waiting = 0  # callers waiting for a permit
+
+    @property
+    def idle(self) -> bool:
+        return self.holding == 0 and self.waiting == 0
 
     @contextlib.asynccontextmanager
     async def turn(self, on_free: Callable[[], None] | None = None) -> AsyncIterator[None]:
-        await self._permits.acquire()
+        self.waiting += 1
+        try:
+            await self._permits.acquire()
+        finally:
+            self.waiting -= 1
         self.holding += 1
         try:
             yield
@@ -94,7 +103,7 @@ class ReplyLimiter:
     def _forget_if_idle(self, chat_id: str, chat: RequestWindow) -> None:
         # A chat nobody sent to for a window needs no memory: the dict stays as small as the
         # set of chats answered in the last second.
-        if chat.holding == 0 and self._chats.get(chat_id) is chat:
+        if chat.idle and self._chats.get(chat_id) is chat:
             del self._chats[chat_id]
 
 
