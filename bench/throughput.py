@@ -4,8 +4,9 @@
 
 Every path runs over real 127.0.0.1 sockets against the local simulators (gateway_core.sim):
 
-* gateway    Feishu simulator -> lark-oapi ws.Client -> Gateway (pipeline, held executor,
-             LlmClient, FeishuReplier, file logging, supervisor) -> LLM simulator -> reply POST
+* gateway    Feishu simulator -> lark-oapi ws.Client -> Gateway (pipeline and scheduler, streaming
+             LlmClient, ReplySender, held executor, file logging, supervisor) -> LLM simulator
+             -> reply POST
 * sdk+llm    the bare SDK: ws.Client handler -> thread pool -> one chat completion -> reply POST
 * sdk        the bare SDK: ws.Client handler -> thread pool -> reply POST (no LLM at all)
 
@@ -64,6 +65,7 @@ MODEL = "bench-model"
 SYSTEM_PROMPT = "You are a helpful assistant."
 WORKERS = 8  # the gateway's default executor size; the baselines get a pool of the same size
 START_TIMEOUT = 30.0  # seconds for a gateway / SDK client to start and connect
+UNLIMITED = 1_000_000  # replies per second: the gateway's limiters never hold a reply back
 STOP_TIMEOUT = 30.0
 
 
@@ -228,7 +230,10 @@ def secrets_for_run() -> tuple[str, str, str]:
 
 
 def start_simulators(app_id: str, secret: str, key: str) -> Simulators:
-    sims = Simulators(feishu={"app_id": app_id, "app_secret": secret}, llm={"api_key": key}).start()
+    # Feishu's rate limits (50 replies/s per app) are off on both sides: this measures overhead,
+    # and the bare SDK does not retry a refused send. bench/concurrency.py runs with them on.
+    feishu = {"app_id": app_id, "app_secret": secret, "chat_rate_limit": None, "app_rate_limit": None}
+    sims = Simulators(feishu=feishu, llm={"api_key": key}).start()
     sims.llm.set_behaviour(MODEL, "echo", latency=0.0)
     return sims
 
@@ -239,7 +244,8 @@ def start_simulators(app_id: str, secret: str, key: str) -> Simulators:
 def write_bench_profile(home: Home, name: str, sims: Simulators, workers: int) -> None:
     """Production-like timings (probe every 2 s, INFO to a rotating file), pointed at the sims."""
     write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=(MODEL,),
-                      probe_interval=2.0, max_workers=workers)
+                      probe_interval=2.0, max_workers=workers,
+                      chat_replies_per_second=UNLIMITED, app_replies_per_second=UNLIMITED)
 
 
 async def _new_gateway(profile, home: Home) -> Gateway:

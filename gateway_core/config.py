@@ -93,6 +93,8 @@ class FeishuConfig:
     domain: str = FEISHU_DOMAIN
     liveness_timeout: float | None = None  # None: derived from the server's ping interval
     max_reconnect_interval: float = 10.0
+    chat_replies_per_second: int = 5  # Feishu's limit per user / group
+    app_replies_per_second: int = 50  # Feishu's limit per app
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class LlmConfig:
     api_key: str = field(repr=False)
     models: tuple[str, ...]
     request_timeout: float = 60.0
+    idle_timeout: float = 30.0
     history_turns: int = 10
     system_prompt: str = "You are a helpful assistant."
     breaker_cooldown: float = 30.0
@@ -130,6 +133,7 @@ class Profile:
     logging: LogConfig = LogConfig()
     drain_timeout: float = 20.0
     stale_after: float = 6 * 3600.0
+    max_in_flight: int = 256
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -215,12 +219,15 @@ def load_profile(home: Home, name: str) -> Profile:
             liveness_timeout=(
                 feishu.number("liveness_timeout", 0.0, 1.0) if "liveness_timeout" in feishu.table else None),
             max_reconnect_interval=feishu.number("max_reconnect_interval", 10.0, 0.0),
+            chat_replies_per_second=feishu.integer("chat_replies_per_second", 5, 1),
+            app_replies_per_second=feishu.integer("app_replies_per_second", 50, 1),
         ),
         llm=LlmConfig(
             base_url=base_url,
             api_key=_read_secret(llm, "api_key"),
             models=tuple(models),
             request_timeout=llm.number("request_timeout", 60.0, 0.1),
+            idle_timeout=llm.number("idle_timeout", 30.0, 0.1),
             history_turns=llm.integer("history_turns", 10, 0),
             system_prompt=llm.text("system_prompt", "You are a helpful assistant."),
             breaker_cooldown=llm.number("breaker_cooldown", 30.0, 0.0),
@@ -237,6 +244,7 @@ def load_profile(home: Home, name: str) -> Profile:
         ),
         drain_timeout=gateway.number("drain_timeout", 20.0, 0.0),
         stale_after=gateway.number("stale_after", 6 * 3600.0, 0.0),
+        max_in_flight=gateway.integer("max_in_flight", 256, 1),
     )
 
 
@@ -290,13 +298,16 @@ app_secret_file = "~/.gatewatch/secrets/{name}.feishu"
 # liveness_timeout = 300                # silence before a deaf link is replaced; default and minimum:
 #                                       # 2 x the server's ping interval + grace (a smaller value is raised)
 # max_reconnect_interval = 10           # cap on the SDK's server-chosen reconnect waits (seconds)
+# chat_replies_per_second = 5           # Feishu's limit per user or group; more are held back
+# app_replies_per_second = 50           # Feishu's limit per app
 
 [llm]
 base_url = "https://api.openai.com/v1"  # any OpenAI-compatible API
 api_key_file = "~/.gatewatch/secrets/{name}.llm"
 # api_key_env = "OPENAI_API_KEY"
 models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the default
-# request_timeout = 60
+# request_timeout = 60                  # seconds per model attempt, the whole streamed answer
+# idle_timeout = 30                     # an attempt ends sooner when no byte came for this long
 # history_turns = 10                    # per-chat turns sent as context
 # system_prompt = "You are a helpful assistant."
 # breaker_cooldown = 30                 # seconds a failing model is tried last
@@ -315,6 +326,7 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
 # drain_timeout = 20                    # on stop, seconds to finish in-flight replies
 # stale_after = 21600                   # a message older than this (seconds) when its answer is due
                                         # gets a short "came in while I was restarting" reply instead
+# max_in_flight = 256                   # answers in progress at once (one per chat at a time)
 """
 
 
@@ -342,9 +354,11 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "llm.api_key": "***",
         "llm.models": ", ".join(profile.llm.models),
         "llm.request_timeout": profile.llm.request_timeout,
+        "llm.idle_timeout": profile.llm.idle_timeout,
         "executor.max_workers": profile.executor.max_workers,
         "executor.probe_interval": profile.executor.probe_interval,
         "logging.level": profile.logging.level,
         "gateway.drain_timeout": profile.drain_timeout,
         "gateway.stale_after": profile.stale_after,
+        "gateway.max_in_flight": profile.max_in_flight,
     }

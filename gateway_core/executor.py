@@ -7,6 +7,13 @@ failed too, while the process looked alive. Here the pool is created and referen
 installed as the default of every loop the gateway uses, and all blocking work is submitted through
 `HeldExecutor.run`. A refusal or a stuck pool is detected (by the submitter or by a canary probe),
 a new pool is installed, and the refused work is submitted again, so nothing is lost.
+
+Busy is not stuck. A canary that waits in the queue behind other work says only that the pool is
+full; the pool is stuck when, in addition, nothing it runs has *finished* for the probe deadline.
+Every piece of work is counted as it starts and finishes — whoever submitted it, the gateway or
+third-party code through the loop's default path — so the probe can tell the two apart: a busy
+pool (`busy`, or `degraded` once the canary waited past the deadline) is left alone, and only a
+stuck one is rebuilt, because a rebuild adds no capacity.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ log = logging.getLogger("gatewatch.executor")
 T = TypeVar("T")
 
 PROBE_WINDOW = 120
-DEGRADED_LATENCY = 0.5  # a canary that waited this long to start means the pool is saturated
+BUSY_LATENCY = 0.5  # a canary that waited this long to start means the pool is saturated
 REPLACED_SHOWS_FOR = 30.0  # seconds the state says "replaced" after a rebuild
 
 
@@ -33,7 +40,7 @@ REPLACED_SHOWS_FOR = 30.0  # seconds the state says "replaced" after a rebuild
 class ExecutorSnapshot:
     """What the console shows about the pool; plain data, safe to hand to any thread."""
 
-    state: str  # healthy | degraded | replaced | dead
+    state: str  # healthy | busy | degraded | replaced | dead
     max_workers: int
     live_threads: int
     busy: int
@@ -47,6 +54,25 @@ class ExecutorSnapshot:
     last_restart_at: float | None
     last_restart_cause: str | None
     probe_history: tuple[float, ...] = ()
+
+
+class _CountedPool(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool that reports every piece of work to its HeldExecutor as it starts and ends.
+
+    Counting here rather than in `HeldExecutor.run` also sees what third-party code submits
+    through the loop's default executor (the SDK, asyncio's DNS), which is what fills the queue.
+    """
+
+    def __init__(self, owner: "HeldExecutor", max_workers: int, thread_name_prefix: str):
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._owner = owner
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        if getattr(fn, "is_canary", False):  # the probe's own measurement is not work
+            return super().submit(fn, *args, **kwargs)
+        future = super().submit(self._owner._counted, fn, *args, **kwargs)
+        self._owner._count_submitted()
+        return future
 
 
 class HeldExecutor:
@@ -64,7 +90,8 @@ class HeldExecutor:
         self._last_restart_at: float | None = None
         self._last_restart_cause: str | None = None
         self._probes: deque[float] = deque(maxlen=PROBE_WINDOW)
-        self._last_probe_missed = False
+        self._last_probe_missed = False  # the canary waited past the deadline (the pool kept moving)
+        self._last_finished_at = time.monotonic()  # when a piece of work last finished
         self._closed = False
 
     # -- the one way blocking work runs -------------------------------------------------------
@@ -75,29 +102,34 @@ class HeldExecutor:
         for _ in range(3):
             pool = self._pool
             try:
-                future = pool.submit(self._counted, fn, *args)
+                future = pool.submit(fn, *args)
             except RuntimeError as exc:  # a shut-down pool refuses, whatever the message says
                 if self._closed:
                     raise
                 self.rebuild(f"executor refused work: {exc}", failed_pool=pool)
                 continue
-            with self._guard:
-                self._submitted += 1
             return await asyncio.wrap_future(future, loop=loop)
         raise RuntimeError("executor keeps refusing work after rebuilding it twice")
 
-    def _counted(self, fn: Callable[..., T], *args: object) -> T:
+    def _count_submitted(self) -> None:
+        with self._guard:
+            self._submitted += 1
+
+    def _counted(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Runs on a worker: the work itself, counted as started and as finished."""
         with self._guard:
             self._started += 1
         try:
-            result = fn(*args)
+            result = fn(*args, **kwargs)
         except BaseException:
             with self._guard:
                 self._failed += 1
+                self._last_finished_at = time.monotonic()
             raise
         else:
             with self._guard:
                 self._completed += 1
+                self._last_finished_at = time.monotonic()
             return result
 
     # -- default-executor installation --------------------------------------------------------
@@ -161,6 +193,7 @@ class HeldExecutor:
             self._last_restart_at = time.time()
             self._last_restart_cause = cause
             self._last_probe_missed = False
+            self._last_finished_at = time.monotonic()  # the new pool's clock starts now
             loops = list(self._loops)
         for loop in loops:
             if not loop.is_closed():
@@ -172,17 +205,17 @@ class HeldExecutor:
 
     def _new_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         self._generation += 1
-        return concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.max_workers, thread_name_prefix=f"gw-exec{self._generation}"
-        )
+        return _CountedPool(self, self.max_workers, thread_name_prefix=f"gw-exec{self._generation}")
 
     # -- the canary -----------------------------------------------------------------------------
 
     async def probe(self) -> None:
-        """Measure submit→start latency; rebuild on refusal, on a missed deadline, or a dead default.
+        """Measure submit→start latency; rebuild on refusal, a dead default, or a stuck pool.
 
         The canary goes through the loop's *default* path, not `self._pool` directly, so it
-        proves what third-party code (and asyncio's DNS) will see.
+        proves what third-party code (and asyncio's DNS) will see. A canary still queued at the
+        deadline means a stuck pool only if no work finished during that time either; a pool
+        that is finishing work is busy, and rebuilding it would add nothing.
         """
         refused = self.default_refused()
         if refused:
@@ -198,6 +231,8 @@ class HeldExecutor:
             start_times.append(time.perf_counter())
             started.set()
 
+        canary.is_canary = True  # type: ignore[attr-defined]
+
         try:
             future = loop.run_in_executor(None, canary)
         except RuntimeError as exc:
@@ -206,9 +241,18 @@ class HeldExecutor:
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout=self.probe_deadline)
         except asyncio.TimeoutError:
-            self._last_probe_missed = True
+            with self._guard:
+                self._last_probe_missed = True
+                stalled_for = time.monotonic() - self._last_finished_at
+                queued = max(0, self._submitted - self._started)
+            if stalled_for < self.probe_deadline:
+                log.info("executor busy: probe waited %gs, %d queued, work still finishing",
+                         self.probe_deadline, queued)
+                return  # the canary stays queued; it runs when its turn comes
             self.rebuild(
-                f"probe not started within {self.probe_deadline:g}s (all workers stuck)", failed_pool=pool
+                f"probe not started within {self.probe_deadline:g}s and no work finished for "
+                f"{stalled_for:.0f}s (all workers stuck)",
+                failed_pool=pool,
             )
             return
         except RuntimeError as exc:
@@ -264,8 +308,10 @@ class HeldExecutor:
             return "dead"
         if self._last_restart_at is not None and time.time() - self._last_restart_at < REPLACED_SHOWS_FOR:
             return "replaced"
-        if self._last_probe_missed or (probes and probes[-1] > DEGRADED_LATENCY):
-            return "degraded"
+        if self._last_probe_missed:
+            return "degraded"  # the queue moves, but slower than the probe deadline
+        if probes and probes[-1] > BUSY_LATENCY:
+            return "busy"
         return "healthy"
 
 

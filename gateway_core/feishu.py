@@ -1,4 +1,4 @@
-"""The Feishu side: the SDK's WebSocket long connection, owned and watched, and the reply API.
+"""The Feishu side: the SDK's WebSocket long connection, owned and watched (replies: replies.py).
 
 What lark-oapi 1.7.5's `ws.Client` does that shapes this class (read from its source):
 - it schedules its tasks on a *module-level* event loop, `start()` blocks forever and there is
@@ -515,56 +515,6 @@ class FeishuConnection:
 
 class StaleAttempt(RuntimeError):
     """An abandoned attempt got an event: the SDK acks it as failed so Feishu redelivers it."""
-
-
-class FeishuReplier:
-    """Sends replies through the SDK's HTTP client (blocking; called on the held executor)."""
-
-    def __init__(self, config: FeishuConfig):
-        self.config = config
-        self._client: Any = None
-        self._guard = threading.Lock()
-
-    def _lark(self) -> Any:
-        with self._guard:
-            if self._client is None:
-                import lark_oapi as lark
-
-                adopt_sdk_logger()
-                self._client = (
-                    lark.Client.builder()
-                    .app_id(self.config.app_id)
-                    .app_secret(self.config.app_secret)
-                    .domain(self.config.domain)
-                    .log_level(lark.LogLevel.WARNING)
-                    .build()
-                )
-                adopt_sdk_logger()
-            return self._client
-
-    def reply_text(self, message_id: str, text: str) -> str:
-        """Reply to `message_id`; return the reply's id or raise ReplyFailed.
-
-        The request's uuid is derived from the inbound message id: Feishu sends a given uuid
-        once per hour, so a retried or re-driven reply can never be delivered twice.
-        """
-        from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
-
-        body = (
-            ReplyMessageRequestBody.builder()
-            .content(json.dumps({"text": text}, ensure_ascii=False))
-            .msg_type("text")
-            .uuid(reply_uuid(message_id))
-            .build()
-        )
-        request = ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
-        try:
-            response = self._lark().im.v1.message.reply(request)
-        except Exception as exc:  # requests errors, or a non-JSON body the SDK cannot parse
-            raise ReplyFailed(f"{type(exc).__name__}: {_sdk_error_text(exc)}") from None
-        if not response.success():
-            raise ReplyFailed(f"code {response.code}: {escape_untrusted(str(response.msg))}")
-        return response.data.message_id if response.data else ""
 
 
 class ReplyFailed(Exception):

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from .config import Home, Profile
 from .control import ControlServer
 from .executor import ExecutorSnapshot, HeldExecutor
-from .feishu import FeishuConnection, FeishuReplier, FeishuSnapshot, InboundMessage
+from .feishu import FeishuConnection, FeishuSnapshot, InboundMessage
 from .journal import Journal, JournalError
 from .llm import LlmClient, ModelsSnapshot
 from .logs import GatewayLogging, setup_logging
 from .ownership import OwnerInfo, ProfileLock
 from .pipeline import MessagePipeline, PipelineSnapshot
+from .replies import ReplySender
 from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
@@ -50,7 +51,7 @@ class GatewaySnapshot:
         """Alive in fact, not just a process: the executor works and Feishu is connected and heard."""
         return (
             self.state == "running"
-            and self.executor.state in ("healthy", "degraded", "replaced")
+            and self.executor.state in ("healthy", "busy", "degraded", "replaced")
             and self.feishu.state == "connected"
             and not self.feishu.suspect
         )
@@ -69,8 +70,8 @@ class Gateway:
         self.logging: GatewayLogging | None = None
         self._log_to_file = log_to_file
         self.executor = HeldExecutor(profile.executor.max_workers, profile.executor.probe_deadline)
-        self.llm = LlmClient(profile.llm, self.run_blocking)
-        self.replier = FeishuReplier(profile.feishu)
+        self.llm = LlmClient(profile.llm)
+        self.replier = ReplySender(profile.feishu)
         self.pipeline: MessagePipeline | None = None
         self.journal: Journal | None = None
         self._journal_failure: str | None = None
@@ -88,7 +89,7 @@ class Gateway:
     # -- the one way blocking work runs --------------------------------------------------------
 
     async def run_blocking(self, fn, *args):  # type: ignore[no-untyped-def]
-        """Run blocking work (SDK HTTP calls, LLM requests) on the held, supervised executor."""
+        """Run blocking work (the SDK's connection calls) on the held, supervised executor."""
         return await self.executor.run(fn, *args)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -116,6 +117,7 @@ class Gateway:
                 self.profile.llm.history_turns,
                 self.profile.llm.system_prompt,
                 self.profile.stale_after,
+                max_in_flight=self.profile.max_in_flight,
             )
             self._started_at = time.time()
             self._state, self._accepting = "running", True
@@ -165,7 +167,8 @@ class Gateway:
             await asyncio.gather(self._supervisor, return_exceptions=True)
         if self.control:
             await self.control.stop()
-        self.llm.close()
+        await self.llm.aclose()
+        await self.replier.aclose()
         self.executor.shutdown(wait=False)
         if self._loop is not None:
             self.executor.forget(self._loop)
@@ -259,8 +262,8 @@ class Gateway:
             raise
         loop.call_soon_threadsafe(pipeline.accept if new else pipeline.note_duplicate, message)
 
-    async def _send_reply(self, message_id: str, text: str) -> str:
-        return await self.run_blocking(self.replier.reply_text, message_id, text)
+    async def _send_reply(self, message_id: str, text: str, chat_id: str) -> str:
+        return await self.replier.reply_text(message_id, text, chat_id)
 
     async def _supervise(self) -> None:
         # Two watches in one task: a slow executor probe (up to its deadline) must not delay

@@ -22,6 +22,7 @@ from .feishu import InboundMessage
 from .journal import Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
+from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
 
 log = logging.getLogger("gatewatch.pipeline")
 
@@ -56,13 +57,14 @@ class PipelineSnapshot:
     answered: int
     apologies: int
     reply_failures: int
-    in_flight: int
+    in_flight: int  # accepted and not yet finished: answering now, or queued for a turn
     last_message_at: float | None
     activity: tuple[Activity, ...]
     pending: int = 0  # journaled messages not yet answered (including those in flight)
     oldest_pending_at: float | None = None
     journal_writes: int = 0  # arrival writes (on the ack path) since start
     journal_write_times: tuple[float, ...] = ()  # seconds, the most recent ones
+    queued: int = 0  # of in_flight, those waiting for their chat's turn or a free slot
 
 
 class MessagePipeline:
@@ -71,12 +73,13 @@ class MessagePipeline:
     def __init__(
         self,
         llm: LlmClient,
-        send_reply: Callable[[str, str], Awaitable[str]],
+        send_reply: Callable[[str, str, str], Awaitable[str]],
         journal: Journal,
         history_turns: int,
         system_prompt: str,
         stale_after: float = 6 * 3600.0,
         retry_delay: float = 0.5,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ):
         self._llm = llm
         self._send_reply = send_reply
@@ -85,13 +88,12 @@ class MessagePipeline:
         self._system_prompt = system_prompt
         self._stale_after = stale_after
         self._retry_delay = retry_delay
-        self._chat_locks: dict[str, asyncio.Lock] = {}
-        self._tasks: dict[str, asyncio.Task] = {}  # message id -> its answer
+        # One answer at a time per chat (its history stays coherent, its replies in order).
+        self.scheduler = AnswerScheduler(max_in_flight)
+        self._in_progress: set[str] = set()  # message ids submitted and not finished
         self._activity: deque[Activity] = deque(maxlen=ACTIVITY_SIZE)
         self._received = self._duplicates = self._answered = self._apologies = self._reply_failures = 0
         self._last_message_at: float | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.journal_failure: str | None = None  # set once a journal write failed: the owner must stop
 
     def accept(self, message: InboundMessage) -> None:
@@ -116,7 +118,7 @@ class MessagePipeline:
         """Answer what a previous owner left unfinished, oldest first (so each chat stays in order)."""
         started = 0
         for item in pending:
-            if item.message.message_id in self._tasks:
+            if item.message.message_id in self._in_progress:
                 continue
             log.info(
                 "re-driving %s from %s (%s, %.0fs old)",
@@ -127,17 +129,10 @@ class MessagePipeline:
         return started
 
     def _start(self, message: InboundMessage, pending: PendingMessage | None) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._answer(message, pending), name=f"answer-{message.message_id}"
-        )
-        self._tasks[message.message_id] = task
-        self._idle.clear()
-        task.add_done_callback(lambda _: self._task_done(message.message_id))
-
-    def _task_done(self, message_id: str) -> None:
-        self._tasks.pop(message_id, None)
-        if not self._tasks:
-            self._idle.set()
+        # Arrivals and re-drives go through the one scheduler: the same in-flight limit, and each
+        # chat's turns in the order they were submitted.
+        self._in_progress.add(message.message_id)
+        self.scheduler.submit(message.chat_id, self._answer, message, pending)
 
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` for in-flight answers, then cancel the rest; return how many.
@@ -145,17 +140,17 @@ class MessagePipeline:
         A cancelled answer is not lost: its journal row stays unfinished and the next owner answers
         it. Cancelling (rather than waiting for a slow model) is what keeps a stop within budget.
         """
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        unfinished = list(self._tasks.values())
-        for task in unfinished:
-            task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
-        return len(unfinished)
+        if await self.scheduler.wait_idle(timeout):
+            return await self.scheduler.cancel_all()
+        return 0
 
     async def _answer(self, message: InboundMessage, pending: PendingMessage | None) -> None:
+        try:
+            await self._answer_and_record(message, pending)
+        finally:
+            self._in_progress.discard(message.message_id)
+
+    async def _answer_and_record(self, message: InboundMessage, pending: PendingMessage | None) -> None:
         started = time.monotonic()
         model: str | None = None
         reason = ""
@@ -221,25 +216,24 @@ class MessagePipeline:
         log.error("%s", exc)
 
     async def _ask_llm(self, message: InboundMessage) -> tuple[str, str | None, str, str]:
-        lock = self._chat_locks.setdefault(message.chat_id, asyncio.Lock())
-        async with lock:  # one chat's turns in order, so its history stays coherent
-            history = self._journal.load_history(message.chat_id)[-self._history_len:] if self._history_len else []
-            user_turn = {"role": "user", "content": message.text or ""}
-            prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
-            try:
-                answer = await self._llm.complete(prompt)
-            except AllModelsFailed as exc:
-                log.error("every model failed for %s: %s", message.message_id, exc)
-                return APOLOGY, None, "apology", "every model failed"
-            turns = [*history, user_turn, {"role": "assistant", "content": answer.text}]
-            # The answer and the chat's new history are stored before the reply is sent: a crash
-            # after this point re-sends this answer rather than asking the model a second time.
-            self._journal.save_answer(
-                message.message_id, message.chat_id, answer.text, answer.model, answer.latency,
-                turns[-self._history_len:] if self._history_len else [],
-            )
-            log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
-            return answer.text, answer.model, "answered", ""
+        # The scheduler runs one answer per chat at a time, so this history is the latest.
+        history = self._journal.load_history(message.chat_id)[-self._history_len:] if self._history_len else []
+        user_turn = {"role": "user", "content": message.text or ""}
+        prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
+        try:
+            answer = await self._llm.complete(prompt)
+        except AllModelsFailed as exc:
+            log.error("every model failed for %s: %s", message.message_id, exc)
+            return APOLOGY, None, "apology", "every model failed"
+        turns = [*history, user_turn, {"role": "assistant", "content": answer.text}]
+        # The answer and the chat's new history are stored before the reply is sent: a crash
+        # after this point re-sends this answer rather than asking the model a second time.
+        self._journal.save_answer(
+            message.message_id, message.chat_id, answer.text, answer.model, answer.latency,
+            turns[-self._history_len:] if self._history_len else [],
+        )
+        log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
+        return answer.text, answer.model, "answered", ""
 
     async def _deliver(self, message: InboundMessage, text: str) -> str | None:
         """Send the reply, retrying transient failures; the idempotency key makes retries safe.
@@ -249,7 +243,7 @@ class MessagePipeline:
         delay = self._retry_delay
         for attempt in range(1, REPLY_ATTEMPTS + 1):
             try:
-                return await self._send_reply(message.message_id, text)
+                return await self._send_reply(message.message_id, text, message.chat_id)
             except Exception as exc:  # ReplyFailed, or the executor/network failing under it
                 log.warning("reply to %s failed (attempt %d/%d): %s", message.message_id, attempt, REPLY_ATTEMPTS, exc)
             if attempt < REPLY_ATTEMPTS:
@@ -263,14 +257,14 @@ class MessagePipeline:
         try:
             journal = self._journal.snapshot()
         except JournalError:
-            journal = JournalSnapshot(len(self._tasks), None, "")
+            journal = JournalSnapshot(self.scheduler.unfinished, None, "")
         return PipelineSnapshot(
             received=self._received,
             duplicates=self._duplicates,
             answered=self._answered,
             apologies=self._apologies,
             reply_failures=self._reply_failures,
-            in_flight=len(self._tasks),
+            in_flight=self.scheduler.unfinished,
             last_message_at=self._last_message_at,
             activity=tuple(self._activity),
             pending=journal.pending,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -20,6 +21,19 @@ FEISHU_SECRET_ENV = "GW_TEST_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_TEST_LLM_KEY"
 FEISHU_SECRET = "sim-secret-" + uuid.uuid4().hex[:12]
 LLM_KEY = "sim-key-" + uuid.uuid4().hex[:12]
+
+
+async def eventually(predicate, timeout: float, what: str) -> None:
+    """Wait on the running loop until `predicate()` is true; fail naming `what` at the deadline.
+
+    For state a gateway changes on its own schedule (a supervisor's probe, a connection thread)
+    and announces to no one: checked every 20 ms, never longer than `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        await asyncio.sleep(0.02)
 
 
 def unique_app_id() -> str:

@@ -43,6 +43,8 @@ def test_good_profile_loads_with_secrets_resolved(home):
     assert profile.llm.api_key == "llm-secret-value"
     assert profile.llm.models == ("alpha", "beta")
     assert profile.executor.probe_interval == 2.0
+    assert (profile.max_in_flight, profile.llm.idle_timeout) == (256, 30.0)
+    assert (profile.feishu.chat_replies_per_second, profile.feishu.app_replies_per_second) == (5, 50)
     shown = describe_profile(profile)
     assert shown["feishu.app_secret"] == "***" and shown["llm.api_key"] == "***"
     assert "secret-value" not in repr(profile) and "secret-value" not in str(shown)
@@ -58,6 +60,10 @@ def test_good_profile_loads_with_secrets_resolved(home):
         (lambda t: t.replace("GW_TEST_FEISHU_SECRET", "GW_TEST_UNSET_VAR"), "GW_TEST_UNSET_VAR is not set"),
         (lambda t: t + "[broken", "not valid TOML"),
         (lambda t: t.replace("http://127.0.0.1:9/v1", "ftp://x"), "llm.base_url: expected an http(s):// URL"),
+        (lambda t: t + "[gateway]\nmax_in_flight = 0\n", "gateway.max_in_flight: expected an integer >= 1"),
+        (lambda t: t.replace("[llm]\n", "[llm]\nidle_timeout = -1\n"), "llm.idle_timeout: expected a number >= 0.1"),
+        (lambda t: t.replace("[feishu]\n", "[feishu]\napp_replies_per_second = 2.5\n"),
+         "feishu.app_replies_per_second: expected an integer >= 1"),
     ],
 )
 def test_bad_profile_names_file_key_and_expectation(home, mutation, expected):

@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 
 from gateway_core.executor import HeldExecutor
 
@@ -72,3 +73,31 @@ async def test_snapshot_counts_and_probe_latency():
     assert len(snap.probe_history) == 5
     executor.shutdown()
     assert executor.snapshot().state == "dead"
+
+
+async def test_a_busy_pool_whose_work_keeps_finishing_is_not_rebuilt():
+    """The canary waits behind a long queue, but jobs finish all the time: busy, not stuck."""
+    executor = HeldExecutor(max_workers=2, probe_deadline=0.2)
+    executor.install_on(asyncio.get_running_loop())
+    queue = [asyncio.ensure_future(executor.run(time.sleep, 0.05)) for _ in range(40)]  # ~1 s of work
+    await asyncio.sleep(0)  # one loop turn: the jobs are submitted before the canary
+    await executor.probe()  # gives up waiting at 0.2 s, while jobs are finishing
+    snap = executor.snapshot()
+    assert snap.restarts == 0 and snap.state == "degraded", snap
+    assert snap.queued > 0 and snap.completed > 0  # the queue length is shown, and it moves
+    await asyncio.gather(*queue)
+    await executor.probe()
+    assert executor.snapshot().state == "healthy" and executor.restarts == 0
+    executor.shutdown()
+
+
+async def test_a_probe_that_waited_but_started_shows_the_pool_busy():
+    executor = HeldExecutor(max_workers=2, probe_deadline=5)
+    executor.install_on(asyncio.get_running_loop())
+    queue = [asyncio.ensure_future(executor.run(time.sleep, 0.05)) for _ in range(30)]  # ~0.75 s
+    await asyncio.sleep(0)
+    await executor.probe()
+    snap = executor.snapshot()
+    assert snap.state == "busy" and snap.restarts == 0 and snap.last_probe_latency > 0.5, snap
+    await asyncio.gather(*queue)
+    executor.shutdown()

@@ -5,7 +5,7 @@ import time
 
 from gateway_core.pipeline import APOLOGY, UNSUPPORTED
 
-from .support import in_own_thread
+from .support import eventually, in_own_thread
 
 
 async def ask(gateway, sims, text, **kwargs):
@@ -39,8 +39,12 @@ async def test_redelivered_event_still_gets_one_reply(gateway, sims):
 
 async def test_held_executor_shut_down_behind_the_gateways_back(gateway, sims):
     gateway.executor.pool.shutdown()  # the seed bug
+    # Answers no longer need the pool (model and replies are asyncio), and the supervisor's next
+    # probe (every 0.2 s here) finds the dead pool and rebuilds it.
     _, replies = await ask(gateway, sims, "still there?")
     assert replies[0].text == "[alpha] still there?"
+    await eventually(lambda: gateway.snapshot().executor.restarts == 1, 5, "the dead pool rebuilt")
+    assert await gateway.executor.run(lambda: "works") == "works"
     assert gateway.snapshot().executor.restarts == 1
 
 
@@ -49,6 +53,7 @@ async def test_loop_default_executor_shut_down_behind_the_gateways_back(gateway,
     await loop.shutdown_default_executor()  # what set the incident off
     _, replies = await ask(gateway, sims, "and now?")
     assert replies[0].text == "[alpha] and now?"
+    await eventually(lambda: gateway.snapshot().executor.restarts == 1, 5, "the loop healed")
     snap = gateway.snapshot().executor
     assert snap.restarts == 1 and snap.state == "replaced"
     assert await loop.run_in_executor(None, lambda: "healed") == "healed"

@@ -11,6 +11,7 @@ import concurrent.futures
 import json
 import queue
 import threading
+import time
 import uuid
 
 import httpx
@@ -272,3 +273,72 @@ def test_llm_hold_in_flight_release_and_hang(sims):
         llm.set_behaviour("stuck", "echo")  # a hang ends when its behaviour changes
         assert stuck.result(5).status_code == 200
     assert llm.in_flight() == 0
+
+
+def test_llm_streams_one_chunk_per_word_and_drips_when_told(sims):
+    """SSE shaped like OpenAI's (role, a delta per word, finish, [DONE]); `drip` keeps the
+    connection busy with a newline a second and never answers until its behaviour changes."""
+    llm = sims.llm
+    headers = {"Authorization": "Bearer sim-key"}
+    body = {"model": "m1", "stream": True, "messages": [{"role": "user", "content": "three small words"}]}
+    with httpx.Client(base_url=llm.base_url, headers=headers, timeout=5) as http:
+        with http.stream("POST", "/chat/completions", json=body) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            data = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+        assert data[-1] == "[DONE]"
+        chunks = [json.loads(d)["choices"][0] for d in data[:-1]]
+        assert chunks[0]["delta"] == {"role": "assistant", "content": ""}
+        pieces = [c["delta"]["content"] for c in chunks[1:-1]]
+        assert pieces == ["[m1] ", "three ", "small ", "words"]
+        assert chunks[-1] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+
+        llm.set_behaviour("m1", "drip")
+        with http.stream("POST", "/chat/completions", json=body) as response:
+            assert response.status_code == 200  # headers at once, like a proxy keeping alive
+            received = response.iter_bytes()
+            assert next(received).strip() == b""  # whitespace only
+            llm.wait_for(lambda: llm.requests[-1].dripped >= 2, timeout=5)
+            llm.set_behaviour("m1", "echo")  # the answer follows the whitespace
+            rest = b"".join(received)
+        assert b'"content": "words"' in rest and rest.rstrip().endswith(b"data: [DONE]")
+    assert [r.answered_status for r in llm.requests] == [200, 200]
+
+
+def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
+    """The SDK's own reply and create requests: over 5/s to one chat or over the app's limit,
+    HTTP 400 with code 230020 and nothing sent; after the window the same request goes out."""
+    with Simulators(feishu={"app_id": app_id, "app_secret": SECRET, "app_rate_limit": 8}) as sims:
+        feishu = sims.feishu
+        client = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
+            .log_level(lark.LogLevel.ERROR).build()
+        event = feishu.inject_text("question", chat_id="oc_busy")
+
+        def reply(n: int):
+            body = ReplyMessageRequestBody.builder().content(json.dumps({"text": f"r{n}"})) \
+                .msg_type("text").uuid(f"r{n}").build()
+            return client.im.v1.message.reply(
+                ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build())
+
+        def create(chat: str):
+            body = CreateMessageRequestBody.builder().receive_id(chat).msg_type("text") \
+                .content(json.dumps({"text": "news"})).build()
+            return client.im.v1.message.create(
+                CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build())
+
+        answers = [reply(n) for n in range(6)]  # well within one second
+        refused = [a for a in answers if not a.success()]
+        assert [(a.code, a.raw.status_code) for a in refused] == [(230020, 400)]
+        assert [m.text for m in feishu.replies_to(event)] == ["r0", "r1", "r2", "r3", "r4"]
+        assert feishu.rate_limited[0][:2] == ("reply", event.message_id)
+
+        # Three other chats: the app's 8 per second are used up after three more sends.
+        others = [create(chat) for chat in ("oc_a", "oc_b", "oc_c", "oc_d")]
+        assert [a.success() for a in others] == [True, True, True, False]
+        assert others[-1].code == 230020 and len(feishu.rate_limited) == 2
+
+        # The limit is per second of wall time: once a second has passed since the last accepted
+        # send, the refused request goes through.
+        time.sleep(max(0.0, feishu.sent[-1].at + 1.05 - time.time()))
+        again = reply(5)
+        assert again.success(), again.msg
+        assert [m.text for m in feishu.replies_to(event)][-1] == "r5"

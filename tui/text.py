@@ -20,6 +20,7 @@ STATE_STYLES = {
     "unreachable": "bold red",  # attached, and the gateway's control socket no longer answers
     # executor
     "healthy": "bold green",
+    "busy": "bold yellow",
     "degraded": "bold yellow",
     "replaced": "bold yellow",
     "dead": "bold red",

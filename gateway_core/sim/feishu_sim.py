@@ -10,7 +10,8 @@ would only test our assumptions. This simulator serves, on one aiohttp server on
   pings in, pongs out);
 * ``POST /open-apis/auth/v3/tenant_access_token/internal`` - tenant tokens;
 * ``POST /open-apis/im/v1/messages/{id}/reply`` and ``POST /open-apis/im/v1/messages`` - sends,
-  with Feishu's ``uuid`` idempotency.
+  with Feishu's ``uuid`` idempotency and its rate limits: at most 5 sends in any second to one
+  chat (user or group) and 50 per app, or HTTP 400 with code 230020 (nothing is sent).
 
 Event text is untrusted input: it is only ever JSON-encoded, recorded and compared, never
 evaluated. Secrets (app secret, tokens) are never logged. All controls are thread-safe; see
@@ -27,7 +28,7 @@ import logging
 import secrets
 import time
 import uuid as uuid_lib
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ FATAL_AUTH = {"code": 10003, "msg": "invalid app_id or app_secret", "data": None
 BUSY = {"code": 1, "msg": "system busy"}
 INVALID_TOKEN = {"code": 99991663, "msg": "Invalid access token for authorization."}
 IDEMPOTENCY_WINDOW = 3600.0  # seconds during which a repeated uuid sends nothing new
+RATE_WINDOW = 1.0  # Feishu's send limits count requests in any one second
+RATE_LIMITED = {"code": 230020, "msg": "request trigger frequency limit"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,11 @@ class FeishuSimulator(ThreadSafeState):
         reconnect_nonce: int = 0,
         ping_interval: int = 120,
         redeliver_after: float | None = None,
+        chat_rate_limit: int | None = 5,
+        app_rate_limit: int | None = 50,
     ) -> None:
+        """`chat_rate_limit` / `app_rate_limit`: sends allowed in any second to one chat / for the
+        app, like Feishu (None: unlimited, for benchmarks that measure overhead, not Feishu)."""
         super().__init__()
         self.app_id = app_id
         self._app_secret = app_secret
@@ -179,6 +186,10 @@ class FeishuSimulator(ThreadSafeState):
         self._hold_responses = False  # sends are recorded, their HTTP responses withheld
         self._held_responses = 0
         self._responses_released: asyncio.Event | None = None
+        self.chat_rate_limit, self.app_rate_limit = chat_rate_limit, app_rate_limit
+        self._chat_sends: dict[str, deque[float]] = {}  # chat -> times of its recent sends
+        self._app_sends: deque[float] = deque()
+        self._rate_limited: list[tuple[str, str, float]] = []  # (kind, target, at) refused as too fast
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -442,6 +453,12 @@ class FeishuSimulator(ThreadSafeState):
             except (ValueError, AttributeError):
                 self._failed_posts += 1
                 return web.json_response({"code": 230001, "msg": "invalid request body"}, status=400)
+            chat = self._chat_of.get(target, target) if kind == "reply" else target
+            if self._over_rate_limit(chat):
+                self._rate_limited.append((kind, target, time.time()))
+                self._failed_posts += 1
+                self._notify()
+                return web.json_response(RATE_LIMITED, status=400)
             if self._fail_sends and not self._fail_after_send:
                 self._fail_sends -= 1
                 self._failed_posts += 1
@@ -503,6 +520,20 @@ class FeishuSimulator(ThreadSafeState):
         if self._responses_released is not None:
             self._responses_released.set()
             self._responses_released = asyncio.Event()
+    def _over_rate_limit(self, chat: str) -> bool:
+        """Lock held: True if one more send now would exceed a limit; else count it as sent."""
+        now = time.monotonic()
+        chat_sends = self._chat_sends.setdefault(chat, deque())
+        for sends in (chat_sends, self._app_sends):
+            while sends and sends[0] <= now - RATE_WINDOW:
+                sends.popleft()
+        if (self.chat_rate_limit is not None and len(chat_sends) >= self.chat_rate_limit) or (
+            self.app_rate_limit is not None and len(self._app_sends) >= self.app_rate_limit
+        ):
+            return True
+        chat_sends.append(now)
+        self._app_sends.append(now)
+        return False
 
     # ------------------------------------------------------------------ controls
 
@@ -825,6 +856,12 @@ class FeishuSimulator(ThreadSafeState):
 
     @property
     def failed_posts(self) -> int:
-        """Send POSTs answered with an error (bad token, bad body, injected 500)."""
+        """Send POSTs answered with an error (bad token, bad body, injected 500, rate limit)."""
         with self._cond:
             return self._failed_posts
+
+    @property
+    def rate_limited(self) -> list[tuple[str, str, float]]:
+        """Sends refused with 230020 as (kind, target message or receive id, time.time())."""
+        with self._cond:
+            return list(self._rate_limited)

@@ -2,9 +2,12 @@
 
 Why: the gateway must stay responsive when a model is slow, failing, unknown or silent, and tests
 must observe a request *while it is in flight*. Real providers can do none of this on demand.
-Serves ``POST /v1/chat/completions`` (plain JSON, or SSE when ``"stream": true``). Behaviours:
-``echo`` (default), ``error`` (500), ``hang`` (no answer until the behaviour changes or the
-simulator stops) and ``unknown`` (404 model_not_found); ``hold``/``release`` park requests.
+Serves ``POST /v1/chat/completions`` (plain JSON, or SSE when ``"stream": true``, one chunk per
+word like OpenAI). Behaviours: ``echo`` (default), ``error`` (500), ``hang`` (no answer until the
+behaviour changes or the simulator stops), ``unknown`` (404 model_not_found) and ``drip`` (200 and
+headers at once, then one byte of keep-alive whitespace a second and never an answer, like some
+OpenAI-compatible proxies; when the behaviour changes the answer follows); ``hold``/``release``
+park requests.
 Parking is an asyncio wait woken by every control change, never a long sleep, so stopping is
 immediate. Message text is untrusted and only echoed back. Thread-safe like `ThreadSafeState`.
 """
@@ -15,6 +18,7 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,7 +29,8 @@ from .background import ThreadSafeState, serve_on_loopback
 
 log = logging.getLogger(__name__)
 
-BEHAVIOURS = ("echo", "error", "hang", "unknown")
+BEHAVIOURS = ("echo", "error", "hang", "unknown", "drip")
+DRIP_INTERVAL = 1.0  # seconds between the keep-alive bytes of a dripping model
 CLIENT_GONE = 499  # answered_status of a request whose client disconnected before the answer
 
 
@@ -38,6 +43,7 @@ class LlmRequest:
     at: float
     stream: bool = False
     answered_status: int | None = None  # None while in flight
+    dripped: int = 0  # keep-alive bytes sent before the answer (drip behaviour)
 
 
 @dataclass(frozen=True)
@@ -167,21 +173,29 @@ class LlmSimulator(ThreadSafeState):
             return _error(503, "simulator stopping", "server_error", None)
         if behaviour.latency > 0:
             await asyncio.sleep(behaviour.latency)
+        if behaviour.kind == "drip":
+            return await self._drip(request, record)
         if behaviour.kind == "error":
             return _error(500, "The server had an error processing your request (simulated).",
                           "server_error", None)
         if behaviour.kind == "unknown":
             return _error(404, f"The model `{model}` does not exist.",
                           "invalid_request_error", "model_not_found")
+        return await self._complete(request, record)
+
+    async def _complete(self, request: web.Request, record: LlmRequest,
+                        response: web.StreamResponse | None = None) -> web.StreamResponse:
+        """The echo answer, as SSE or one JSON body (written to `response` if already started)."""
+        model = record.model
         content = f"[{model}] {_last_user_text(record.messages)}"
         completion_id = f"chatcmpl-sim{next(self._ids)}"
         created = int(time.time())
         if record.stream:
-            return await self._stream(request, completion_id, created, model, content)
+            return await self._stream(request, completion_id, created, model, content, response)
         prompt_tokens = sum(
             len(_text_of(m.get("content")).split()) for m in record.messages if isinstance(m, dict))
         completion_tokens = len(content.split())
-        return web.json_response({
+        body = {
             "id": completion_id,
             "object": "chat.completion",
             "created": created,
@@ -196,17 +210,56 @@ class LlmSimulator(ThreadSafeState):
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
-        })
+        }
+        if response is None:
+            return web.json_response(body)
+        await response.write(json.dumps(body, ensure_ascii=False).encode())
+        await response.write_eof()
+        return response
+
+    async def _drip(self, request: web.Request, record: LlmRequest) -> web.StreamResponse:
+        """Status and headers now, then a newline every DRIP_INTERVAL s until the behaviour changes.
+
+        A newline is whitespace in a JSON body and an empty line in an event stream, so the answer
+        that follows a change of behaviour is still well-formed either way.
+        """
+        content_type = "text/event-stream" if record.stream else "application/json"
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        while True:
+            changed = self._changed
+            with self._cond:
+                if self._stopping:
+                    break
+                dripping = self._behaviours.get(record.model, _Behaviour()).kind == "drip"
+            if not dripping:
+                return await self._complete(request, record, response)
+            await response.write(b"\n")
+            with self._cond:
+                record.dripped += 1
+                self._notify()
+            try:
+                await asyncio.wait_for(changed.wait(), DRIP_INTERVAL)
+            except asyncio.TimeoutError:
+                pass  # time for the next byte
+        await response.write_eof()
+        return response
 
     async def _stream(
-        self, request: web.Request, cid: str, created: int, model: str, content: str
+        self, request: web.Request, cid: str, created: int, model: str, content: str,
+        response: web.StreamResponse | None = None,
     ) -> web.StreamResponse:
-        """Server-sent events: one content delta, a finish chunk, then [DONE]."""
-        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        response = web.StreamResponse(headers=headers)
-        await response.prepare(request)
+        """Server-sent events like OpenAI's: the role, one content delta per word, a finish chunk,
+        then [DONE]."""
+        if response is None:
+            headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            response = web.StreamResponse(headers=headers)
+            await response.prepare(request)
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
-        deltas = [({"role": "assistant", "content": content}, None), ({}, "stop")]
+        words = re.findall(r"\S+\s*|\s+", content) or [""]
+        deltas = [({"role": "assistant", "content": ""}, None)]
+        deltas += [({"content": word}, None) for word in words]
+        deltas.append(({}, "stop"))
         for delta, finish in deltas:
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
@@ -217,7 +270,8 @@ class LlmSimulator(ThreadSafeState):
     # ------------------------------------------------------------------ controls
 
     def set_behaviour(self, model: str, behaviour: str, latency: float = 0.0) -> None:
-        """Set how `model` answers from now on ("echo", "error", "hang", "unknown"), after `latency` s."""
+        """Set how `model` answers from now on ("echo", "error", "hang", "unknown", "drip"), after
+        `latency` s."""
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
         with self._cond:

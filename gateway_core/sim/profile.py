@@ -22,6 +22,9 @@ def write_sim_profile(
     liveness_timeout: float | None = None,
     drain_timeout: float = 10,
     request_timeout: float = 5,
+    chat_replies_per_second: int = 5,
+    app_replies_per_second: int = 50,
+    max_in_flight: int = 256,
     extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`.
@@ -46,6 +49,8 @@ app_id = "{sims.feishu.app_id}"
 domain = "{sims.feishu.domain}"
 {"" if liveness_timeout is None else f"liveness_timeout = {liveness_timeout}"}
 max_reconnect_interval = 1
+chat_replies_per_second = {chat_replies_per_second}
+app_replies_per_second = {app_replies_per_second}
 
 [llm]
 base_url = "{sims.llm.base_url}"
@@ -61,6 +66,7 @@ probe_deadline = 2
 
 [gateway]
 drain_timeout = {drain_timeout}
+max_in_flight = {max_in_flight}
 {extra}
 """,
         encoding="utf-8",
