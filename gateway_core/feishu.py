@@ -598,8 +598,12 @@ def _observed_client_class(ws_client_module: Any) -> type:
 
         def start_on(self, loop: asyncio.AbstractEventLoop) -> None:
             """The SDK's start(), on `loop`; returns when the loop is stopped (stop or restart)."""
+            connecting = loop.create_task(self._connect())
+            # A restart stops this loop mid-connect; the task then ends during teardown, with
+            # nobody awaiting it: mark its outcome as seen so it is not reported as lost.
+            connecting.add_done_callback(lambda task: task.cancelled() or task.exception())
             try:
-                loop.run_until_complete(self._connect())
+                loop.run_until_complete(connecting)
             except sdk.ClientException:
                 raise
             except StaleAttempt:

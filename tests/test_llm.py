@@ -24,7 +24,10 @@ async def test_answer_streams_and_reports_the_text_so_far(sims):
         await llm.aclose()
     assert (answer.text, answer.model, answer.attempts) == ("[alpha] tell me more", "alpha", 1)
     assert seen == ["[alpha] ", "[alpha] tell ", "[alpha] tell me ", "[alpha] tell me more"]
-    (request,) = sims.llm.requests
+    # The simulator records its status once the handler returns, just after the client has read
+    # the last byte: wait for that instead of racing it.
+    (request,) = sims.llm.wait_for(
+        lambda: sims.llm.requests if sims.llm.in_flight() == 0 else None, 5, lambda: "request still in flight")
     assert request.stream and request.answered_status == 200
 
 
