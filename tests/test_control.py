@@ -163,6 +163,7 @@ async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, si
 def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
     write_profile(home, "p", sims)
     write_profile(home, "idle", sims)
+    write_profile(home, "typo", sims, extra="max_wrokers = 8\n")  # under [gateway]: no such key
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         result = subprocess.run(
@@ -172,6 +173,17 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         assert result.returncode == 0, result.stderr
         rows = {row["profile"]: row for row in json.loads(result.stdout)}
         assert rows["idle"]["owner"] == "none" and rows["idle"]["healthy"] is None
+        assert rows["idle"]["state"] == "stopped" and rows["p"]["state"] == "running"
+        assert rows["typo"]["state"] == "invalid"
+        assert rows["typo"]["problem"].startswith("unknown key gateway.max_wrokers")
+        table = subprocess.run(
+            [sys.executable, "-m", "gateway_core", "status"],
+            env=gateway_env(home), capture_output=True, text=True, timeout=30,
+        ).stdout.splitlines()
+        line_of = {line.split()[0]: line for line in table[1:]}
+        assert line_of["idle"].rstrip().endswith("stopped")
+        assert "invalid: unknown key gateway.max_wrokers" in line_of["typo"]
+        assert line_of["p"].rstrip().endswith("ok")
         assert rows["p"]["owner"] == "headless" and rows["p"]["pid"] == gateway.process.pid
         assert rows["p"]["feishu"] == "connected" and rows["p"]["healthy"] is True
 
