@@ -127,6 +127,7 @@ class Profile:
     executor: ExecutorConfig = ExecutorConfig()
     logging: LogConfig = LogConfig()
     drain_timeout: float = 20.0
+    not_connected_report: float = 30.0  # headless: seconds between "not connected yet" lines
     # Loaded with require_secrets=False (`profile show`): what is wrong with each secret, one
     # line each with the command that fixes it; the secret itself is then "".
     secret_problems: tuple[str, ...] = ()
@@ -297,6 +298,7 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
             backups=logs.integer("backups", 5, 1),
         ),
         drain_timeout=gateway.number("drain_timeout", 20.0, 0.0),
+        not_connected_report=gateway.number("not_connected_report", 30.0, 0.1),
         secret_problems=tuple(secret_problems),
     )
     document.reject_unknown()  # after every read above, so each key the loader knows is valid
@@ -389,6 +391,7 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
 
 [gateway]
 # drain_timeout = 20                    # on stop, seconds to finish in-flight replies
+# not_connected_report = 30             # headless: until Feishu connects, say why this often (s)
 """
 
 
