@@ -27,6 +27,7 @@ EMPTY = "Send me some text and I will answer."
 SEEN_CAPACITY = 10_000
 MAX_CHATS = 1_000
 ACTIVITY_SIZE = 200
+DETAIL_CHARS = 2000  # per text in an Activity: the console's detail view, bounded (snapshots carry them)
 REPLY_ATTEMPTS = 3
 
 
@@ -41,6 +42,11 @@ class Activity:
     model: str | None
     latency: float | None
     outcome: str  # answered | apology | unsupported | reply failed
+    # For the console's detail view; raw (untrusted) text, cut at DETAIL_CHARS, escaped where shown.
+    message_id: str = ""
+    event_id: str = ""
+    text: str = ""  # what the user wrote
+    reply: str = ""  # what the gateway sent back (or tried to)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class PipelineSnapshot:
     in_flight: int
     last_message_at: float | None
     activity: tuple[Activity, ...]
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "…"
 
 
 class MessagePipeline:
@@ -150,6 +160,10 @@ class MessagePipeline:
                 model=model,
                 latency=time.monotonic() - started,
                 outcome=outcome,
+                message_id=message.message_id,
+                event_id=message.event_id,
+                text=_bounded(message.text if message.text is not None else f"<{message.message_type}>"),
+                reply=_bounded(text),
             )
         )
 
