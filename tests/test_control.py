@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -36,7 +37,11 @@ async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     await ask(gateway, sims, "hi")
-    status = (await in_own_thread(request, path, "status"))["status"]
+    # The activity is recorded once the reply's HTTP answer is back, just after the simulator saw it.
+    deadline = time.monotonic() + 5
+    while not (status := (await in_own_thread(request, path, "status"))["status"])["pipeline"]["activity"]:
+        assert time.monotonic() < deadline, "no activity recorded"
+        await asyncio.sleep(0.05)
     assert status["healthy"] is True and status["owner"]["pid"] == os.getpid()
     assert status["feishu"]["state"] == "connected" and status["models"]["active"] == "alpha"
     assert status["pipeline"]["activity"][-1]["preview"] == "hi"
