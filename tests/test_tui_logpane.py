@@ -8,7 +8,8 @@ from __future__ import annotations
 from textual.widgets import Footer
 
 from tui.panels import LogPane, MessagesPanel
-from tui.screens import DetailScreen
+from tui.screens import ChoiceModal, DetailScreen
+from tui.screens.quit_confirm import HAND_BACK
 
 from .test_tui_console import INJECTION, ask, connected, console, until  # noqa: F401  (fixture)
 
@@ -201,3 +202,7 @@ async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
         await pilot.press("question_mark")
         shown = {binding.key for binding in app.screen.keys}
         assert "h" not in shown
+        await pilot.press("escape", "q")  # the quit question offers no hand-back either
+        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "quit question")
+        assert HAND_BACK not in [choice.id for choice in app.screen.choices]
+        await pilot.press("c")

@@ -76,7 +76,7 @@ class ConsoleApp(App[None]):
         Binding("p", "toggle_pause", "Pause", tooltip="freeze / follow the log view"),
         Binding("end", "follow_log", "Follow", key_display="End", show=False, priority=True,
                 tooltip="follow the log again (after scrolling up, p or w)"),
-        Binding("l", "cycle_level", "Level", tooltip="minimum log level shown"),
+        Binding("l", "cycle_level", "Level", show=False, tooltip="minimum log level shown (cycles)"),
         Binding("slash", "search", "Search", key_display="/", tooltip="search the log (highlights, counts)"),
         Binding("w", "next_warning", "Warn", tooltip="jump to the next WARNING/ERROR in the log"),
         Binding("enter", "details", "Details", key_display="Enter", show=False,
@@ -122,7 +122,7 @@ class ConsoleApp(App[None]):
             yield ModelsPanel(id="models")
         yield MessagesPanel(id="messages")
         yield LogPane(id="logpane")
-        yield Footer()
+        yield Footer(compact=True)
 
     # -- start-up: paint first, then start the gateway --------------------------------------------
 
@@ -380,7 +380,8 @@ class ConsoleApp(App[None]):
         if self.phase != "serving" or not self.source.running:
             self.exit(return_code={"owned": EXIT_OWNED, "failed": EXIT_FAILED}.get(self.phase, 0))
             return
-        self.push_screen(quit_confirm(self._profile_name(), self.source.describe()), self._on_quit_choice)
+        self.push_screen(quit_confirm(self._profile_name(), self.source.describe(), launchd=self.home is not None),
+                         self._on_quit_choice)
 
     def _on_quit_choice(self, choice: str | None) -> None:
         if choice == STOP:

@@ -24,6 +24,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.strip import Strip
@@ -78,7 +79,7 @@ class ConsoleLog(Log):
     class OpenAsked(Message):
         """Enter: show the marked line (or the last one in view) in full."""
 
-    BINDINGS = [("enter", "open_line", "Details")]
+    BINDINGS = [Binding("enter", "open_line", "Details", show=False)]  # the footer keeps its room
 
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
