@@ -75,7 +75,7 @@ class ConsoleApp(App[None]):
         Binding("f", "faults", "Faults", tooltip="inject a fault (demo only)"),
         Binding("p", "toggle_pause", "Pause", tooltip="freeze / follow the log view"),
         Binding("end", "follow_log", "Follow", key_display="End", show=False, priority=True,
-                tooltip="follow the log again (after scrolling up, p or w)"),
+                tooltip="follow the log again (after scrolling up)"),
         Binding("l", "cycle_level", "Level", show=False, tooltip="minimum log level shown (cycles)"),
         Binding("slash", "search", "Search", key_display="/", tooltip="search the log (highlights, counts)"),
         Binding("w", "next_warning", "Warn", tooltip="jump to the next WARNING/ERROR in the log"),
