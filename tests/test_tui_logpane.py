@@ -206,3 +206,20 @@ async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
         await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "quit question")
         assert HAND_BACK not in [choice.id for choice in app.screen.choices]
         await pilot.press("c")
+
+
+async def test_the_mouse_wheel_up_pauses_and_scrolls_one_step(console, sims):
+    from textual import events
+
+    async with console.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        pane = console.query_one(LogPane)
+        await fill(pilot, sims)
+        await pilot.pause()
+        bottom = pane.log.scroll_y
+        pane.log.post_message(events.MouseScrollUp(pane.log, 1, 1, 0, -1, 0, False, False, False))
+        await until(pilot, lambda: pane.paused, 5, "paused by the wheel")
+        await until(pilot, lambda: pane.log.scroll_y < bottom, 5, "scrolled up")
+        # One wheel step is one step of Textual's own handler, not two.
+        await pilot.pause(0.3)
+        assert bottom - pane.log.scroll_y <= 3, (bottom, pane.log.scroll_y)

@@ -124,8 +124,8 @@ class ConsoleLog(Log):
         super().action_scroll_home()
         self._scrolled_up()
 
-    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        super()._on_mouse_scroll_up(event)
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        # No super() call: Textual runs Widget's own wheel handler (the scrolling) after this one.
         self._scrolled_up()
 
     def action_scroll_end(self) -> None:
