@@ -25,6 +25,10 @@ async def fill(pilot, sims, n: int = 4) -> None:
     await until(pilot, lambda: any(f"filler {n - 1}" in line for line in pane.visible_lines()), 5, "the fill")
 
 
+def pane_of(app) -> LogPane:
+    return app.query_one(LogPane)
+
+
 async def newest_in_view(pilot, pane: LogPane, text: str) -> None:
     await until(pilot, lambda: any(text in line for line in pane.lines_in_view()), 5,
                 f"{text!r} in view, following")
@@ -111,7 +115,10 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
 async def test_w_without_warnings_says_so(console, sims):
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
-        await pilot.press("l", "l", "l")  # ERROR and above: nothing yet
+        # A search nothing matches: no line in view at all (a slow probe may have warned already).
+        await pilot.press("slash", *"no-such-text", "enter")
+        await until(pilot, lambda: pane_of(console).search == "no-such-text", 5, "search applied")
+        assert not pane_of(console).visible_lines()
         await pilot.press("w")
         assert any("no WARNING or ERROR" in n.message for n in console._notifications)
 
