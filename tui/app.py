@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from textual import work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.actions import SkipAction
 from textual.widgets import DataTable, Footer, Input
 
 from gateway_core.config import Home, check_profile_name, load_profile
