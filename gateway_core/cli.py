@@ -41,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     init = profile_commands.add_parser("init", help="write a commented profile template")
     init.add_argument("name")
     profile_commands.add_parser("list", help="list profiles")
-    show = profile_commands.add_parser("show", help="show a profile, secrets as ***")
+    show = profile_commands.add_parser("show", help="show a profile, secrets as ***; flags missing secrets")
     show.add_argument("name")
+    check = profile_commands.add_parser(
+        "check", help="can this profile reach Feishu and the LLM, and does each model exist? (exit 1 if not)"
+    )
+    check.add_argument("name")
     return parser
 
 
@@ -111,8 +115,16 @@ def _profile(args: argparse.Namespace, home: Home) -> int:
         for name in names:
             print(name)
         return 0
-    for key, value in describe_profile(load_profile(home, args.name)).items():
+    if args.profile_command == "check":
+        from .profile_check import check_profile
+
+        return check_profile(load_profile(home, args.name), print)
+    # Shown even when its secrets are not in place yet (a fresh template): that is when it is read.
+    profile = load_profile(home, args.name, require_secrets=False)
+    for key, value in describe_profile(profile).items():
         print(f"{key:26} {value}")
+    for problem in profile.secret_problems:
+        print(f"warning: {problem}")
     return 0
 
 

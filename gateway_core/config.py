@@ -7,6 +7,8 @@ expected — the CLI prints that line and exits 2, never a traceback.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
 import stat
@@ -47,6 +49,8 @@ class Home:
     @property
     def state(self) -> Path:
         return self.root / "state"
+    def secrets(self) -> Path:
+        return self.root / "secrets"
 
     def profile_file(self, name: str) -> Path:
         return self.profiles / f"{check_profile_name(name)}.toml"
@@ -134,6 +138,10 @@ class Profile:
     drain_timeout: float = 20.0
     stale_after: float = 6 * 3600.0
     max_in_flight: int = 256
+    not_connected_report: float = 30.0  # headless: seconds between "not connected yet" lines
+    # Loaded with require_secrets=False (`profile show`): what is wrong with each secret, one
+    # line each with the command that fixes it; the secret itself is then "".
+    secret_problems: tuple[str, ...] = ()
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -142,10 +150,16 @@ class Profile:
 
 
 class _Section:
-    """Typed reads from one TOML table, each failure naming file, key and expectation."""
+    """Typed reads from one TOML table, each failure naming file, key and expectation.
+
+    Every key the loader asks for is remembered, so the keys a profile may hold are exactly the
+    keys the loader reads: a key added to the loader is valid without being listed anywhere else,
+    and anything else in the file is a typo (see `_Document.reject_unknown`).
+    """
 
     def __init__(self, path: Path, name: str, table: object):
         self.path, self.name = path, name
+        self.read: set[str] = set()
         if not isinstance(table, dict):
             self.fail("", "a table")
         self.table: dict = table
@@ -155,8 +169,16 @@ class _Section:
         tail = "" if got is None else f", got {type(got).__name__}"
         raise ConfigError(f"{self.path}: {where}: expected {expected}{tail}")
 
+    def get(self, key: str, default: object = None) -> object:
+        self.read.add(key)
+        return self.table.get(key, default)
+
+    def has(self, key: str) -> bool:
+        self.read.add(key)
+        return key in self.table
+
     def text(self, key: str, default: str | None = None) -> str:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         if value is None:
             self.fail(key, "a string (missing)")
         if not isinstance(value, str) or not value.strip():
@@ -164,20 +186,57 @@ class _Section:
         return value
 
     def number(self, key: str, default: float, minimum: float) -> float:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
             self.fail(key, f"a number >= {minimum}", value)
         return float(value)
 
     def integer(self, key: str, default: int, minimum: int) -> int:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             self.fail(key, f"an integer >= {minimum}", value)
         return value
 
 
-def load_profile(home: Home, name: str) -> Profile:
-    """Read and check one profile; secrets are resolved here so a bad one fails at start-up."""
+class _Document:
+    """The whole TOML file: hands out sections and, once loading is done, rejects what was never read."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data = path, data
+        self.sections: dict[str, _Section] = {}
+
+    def section(self, name: str) -> _Section:
+        if name not in self.sections:
+            self.sections[name] = _Section(self.path, name, self.data.get(name, {}))
+        return self.sections[name]
+
+    def reject_unknown(self) -> None:
+        """A typo must not be ignored silently: name the first unknown key and the nearest valid one."""
+        for name in self.data:
+            if name not in self.sections:
+                raise ConfigError(f"{self.path}: unknown section [{name}]{_nearest(name, self.sections)}")
+        for name, section in self.sections.items():
+            for key in section.table:
+                if key not in section.read:
+                    raise ConfigError(
+                        f"{self.path}: unknown key {name}.{key}{_nearest(key, section.read)}"
+                    )
+
+
+def _nearest(word: str, valid: object) -> str:
+    names = sorted(valid)  # type: ignore[call-overload]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.75)
+    if close:
+        return f": did you mean {close[0]}?"
+    return f": valid are {', '.join(names)}"
+
+
+def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Profile:
+    """Read and check one profile; secrets are resolved here so a bad one fails at start-up.
+
+    With `require_secrets=False` (for showing a profile) a missing, empty or too-open secret is
+    not an error: it is listed in `Profile.secret_problems` with the command that fixes it.
+    """
     path = home.profile_file(name)
     if not path.is_file():
         raise ConfigError(f"{path}: profile '{name}' not found; create it with: gatewatch profile init {name}")
@@ -186,13 +245,24 @@ def load_profile(home: Home, name: str) -> Profile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
-    feishu = _Section(path, "feishu", data.get("feishu", {}))
-    llm = _Section(path, "llm", data.get("llm", {}))
-    executor = _Section(path, "executor", data.get("executor", {}))
-    logs = _Section(path, "logging", data.get("logging", {}))
-    gateway = _Section(path, "gateway", data.get("gateway", {}))
+    document = _Document(path, data)
+    feishu = document.section("feishu")
+    llm = document.section("llm")
+    executor = document.section("executor")
+    logs = document.section("logging")
+    gateway = document.section("gateway")
+    secret_problems: list[str] = []
 
-    models = llm.table.get("models")
+    def secret(section: _Section, key: str) -> str:
+        try:
+            return _read_secret(section, key)
+        except SecretMissing as missing:
+            if require_secrets:
+                raise
+            secret_problems.append(missing.fix)
+            return ""
+
+    models = llm.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
         llm.fail("models", "a non-empty list of model names, the failover order", models)
     if len(set(models)) != len(models):
@@ -209,12 +279,12 @@ def load_profile(home: Home, name: str) -> Profile:
     if not base_url.startswith(("https://", "http://")):
         llm.fail("base_url", "an http(s):// URL of an OpenAI-compatible API")
 
-    return Profile(
+    profile = Profile(
         name=name,
         path=path,
         feishu=FeishuConfig(
             app_id=feishu.text("app_id"),
-            app_secret=_read_secret(feishu, "app_secret"),
+            app_secret=secret(feishu, "app_secret"),
             domain=domain,
             liveness_timeout=(
                 feishu.number("liveness_timeout", 0.0, 1.0) if "liveness_timeout" in feishu.table else None),
@@ -224,7 +294,7 @@ def load_profile(home: Home, name: str) -> Profile:
         ),
         llm=LlmConfig(
             base_url=base_url,
-            api_key=_read_secret(llm, "api_key"),
+            api_key=secret(llm, "api_key"),
             models=tuple(models),
             request_timeout=llm.number("request_timeout", 60.0, 0.1),
             idle_timeout=llm.number("idle_timeout", 30.0, 0.1),
@@ -245,7 +315,19 @@ def load_profile(home: Home, name: str) -> Profile:
         drain_timeout=gateway.number("drain_timeout", 20.0, 0.0),
         stale_after=gateway.number("stale_after", 6 * 3600.0, 0.0),
         max_in_flight=gateway.integer("max_in_flight", 256, 1),
+        not_connected_report=gateway.number("not_connected_report", 30.0, 0.1),
+        secret_problems=tuple(secret_problems),
     )
+    document.reject_unknown()  # after every read above, so each key the loader knows is valid
+    return profile
+
+
+class SecretMissing(ConfigError):
+    """A secret's source is named correctly but gives nothing usable; `fix` says what to run."""
+
+    def __init__(self, section: _Section, key: str, problem: str, fix: str):
+        super().__init__(f"{section.path}: {section.name}.{key}: {problem}; {fix}")
+        self.fix = f"{section.name}.{key}: {problem}; {fix}"
 
 
 def _read_secret(section: _Section, key: str) -> str:
@@ -254,32 +336,38 @@ def _read_secret(section: _Section, key: str) -> str:
     Never from the profile itself: profiles get copied, pasted and shown; secrets must not.
     """
     env_key, file_key = f"{key}_env", f"{key}_file"
-    if key in section.table:
+    has_env, has_file = section.has(env_key), section.has(file_key)  # both are valid keys
+    if section.has(key):
         section.fail(key, f"no inline secret: use {env_key} = \"VAR\" or {file_key} = \"path\"")
-    if env_key in section.table:
+    if has_env:
         var = section.text(env_key)
         value = os.environ.get(var, "")
         if not value:
-            raise ConfigError(
-                f"{section.path}: {section.name}.{env_key}: environment variable {var} is not set or empty"
-            )
+            raise SecretMissing(section, env_key, f"environment variable {var} is not set or empty",
+                                f"export {var}=… (or use {file_key})")
         return value
-    if file_key in section.table:
+    if has_file:
         secret_path = Path(section.text(file_key)).expanduser()
         if not secret_path.is_absolute():
             secret_path = section.path.parent / secret_path
+        create = f"create it, chmod 600 {secret_path}"
         try:
             info = secret_path.stat()
         except OSError:
-            raise ConfigError(f"{section.path}: {section.name}.{file_key}: {secret_path} does not exist") from None
+            raise SecretMissing(section, file_key, f"secret file missing: {secret_path} does not exist", create) from None
         if stat.S_IMODE(info.st_mode) & 0o077:
-            raise ConfigError(
-                f"{section.path}: {section.name}.{file_key}: {secret_path} is readable by others "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {secret_path}"
+            raise SecretMissing(
+                section, file_key,
+                f"{secret_path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o})",
+                f"run: chmod 600 {secret_path}",
             )
-        value = secret_path.read_text(encoding="utf-8").strip()
+        try:
+            value = secret_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SecretMissing(section, file_key, f"{secret_path} cannot be read ({type(exc).__name__})",
+                                f"check it is a text file you own, chmod 600 {secret_path}") from None
         if not value:
-            raise ConfigError(f"{section.path}: {section.name}.{file_key}: {secret_path} is empty")
+            raise SecretMissing(section, file_key, f"{secret_path} is empty", f"write the secret into it, chmod 600")
         return value
     section.fail(env_key, f"{env_key} (environment variable name) or {file_key} (path to a 0600 file)")
     raise AssertionError("unreachable")
@@ -292,7 +380,7 @@ PROFILE_TEMPLATE = """\
 
 [feishu]
 app_id = "cli_xxxxxxxxxxxxxxxx"
-app_secret_file = "~/.gatewatch/secrets/{name}.feishu"
+app_secret_file = {feishu_secret_file}
 # app_secret_env = "GATEWATCH_FEISHU_APP_SECRET"
 # domain = "https://open.feishu.cn"     # Lark international: "https://open.larksuite.com"
 # liveness_timeout = 300                # silence before a deaf link is replaced; default and minimum:
@@ -303,7 +391,7 @@ app_secret_file = "~/.gatewatch/secrets/{name}.feishu"
 
 [llm]
 base_url = "https://api.openai.com/v1"  # any OpenAI-compatible API
-api_key_file = "~/.gatewatch/secrets/{name}.llm"
+api_key_file = {llm_secret_file}
 # api_key_env = "OPENAI_API_KEY"
 models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the default
 # request_timeout = 60                  # seconds per model attempt, the whole streamed answer
@@ -327,6 +415,7 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
 # stale_after = 21600                   # a message older than this (seconds) when its answer is due
                                         # gets a short "came in while I was restarting" reply instead
 # max_in_flight = 256                   # answers in progress at once (one per chat at a time)
+# not_connected_report = 30             # headless: until Feishu connects, say why this often (s)
 """
 
 
@@ -336,7 +425,14 @@ def write_profile_template(home: Home, name: str) -> Path:
     path = home.profile_file(name)
     if path.exists():
         raise ConfigError(f"{path}: already exists; edit it, or remove it first")
-    path.write_text(PROFILE_TEMPLATE.format(name=name), encoding="utf-8")
+    home.secrets.mkdir(mode=0o700, exist_ok=True)
+    # Under this home, not a hard-coded ~/.gatewatch; JSON quoting is valid TOML for any path.
+    text = PROFILE_TEMPLATE.format(
+        name=name,
+        feishu_secret_file=json.dumps(str(home.secrets / f"{name}.feishu")),
+        llm_secret_file=json.dumps(str(home.secrets / f"{name}.llm")),
+    )
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -346,12 +442,12 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "profile": profile.name,
         "file": str(profile.path),
         "feishu.app_id": profile.feishu.app_id,
-        "feishu.app_secret": "***",
+        "feishu.app_secret": "***" if profile.feishu.app_secret else "(not available, see below)",
         "feishu.domain": profile.feishu.domain,
         "feishu.liveness_timeout": (
             "2 pings (derived)" if profile.feishu.liveness_timeout is None else profile.feishu.liveness_timeout),
         "llm.base_url": profile.llm.base_url,
-        "llm.api_key": "***",
+        "llm.api_key": "***" if profile.llm.api_key else "(not available, see below)",
         "llm.models": ", ".join(profile.llm.models),
         "llm.request_timeout": profile.llm.request_timeout,
         "llm.idle_timeout": profile.llm.idle_timeout,

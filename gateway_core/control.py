@@ -193,7 +193,10 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
-            raise
+            # `stop` cancels open connections (an attached console's among them). Ending normally
+            # instead of as cancelled: Python 3.11's stream callback calls `task.exception()` on
+            # this task, which raises for a cancelled one and prints a traceback at every stop.
+            return
         except Exception:
             log.exception("control connection failed")
         finally:

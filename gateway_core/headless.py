@@ -65,6 +65,7 @@ async def serve(profile: Profile, home: Home) -> int:
     say(f"serving profile '{profile.name}' (pid {os.getpid()}); logs: {home.log_file(profile.name)}")
     announced = False
     fatal: str | None = None
+    next_report = loop.time() + profile.not_connected_report
     while not gateway.stop_requested.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(gateway.stop_requested.wait(), FATAL_CHECK_INTERVAL)  # also a check period
@@ -72,6 +73,10 @@ async def serve(profile: Profile, home: Home) -> int:
         if feishu.state == "connected" and not announced:
             say(f"Feishu connected (conn_id {feishu.conn_id})")
             announced = True
+        elif not announced and loop.time() >= next_report:
+            # Silence until the first connection would look like a healthy start: say why, repeatedly.
+            say(f"not connected yet: {feishu.last_error or feishu.detail or feishu.state}")
+            next_report = loop.time() + profile.not_connected_report
         if gateway.feishu.failed_for_good():
             fatal = feishu.last_error or "Feishu refused the connection"
             break

@@ -34,6 +34,7 @@ STALE = (
     "Please send it again if you still need one."
 )
 ACTIVITY_SIZE = 200
+DETAIL_CHARS = 2000  # per text in an Activity: the console's detail view, bounded (snapshots carry them)
 REPLY_ATTEMPTS = 3
 
 
@@ -48,6 +49,11 @@ class Activity:
     model: str | None
     latency: float | None
     outcome: str  # answered | apology | unsupported | reply failed
+    # For the console's detail view; raw (untrusted) text, cut at DETAIL_CHARS, escaped where shown.
+    message_id: str = ""
+    event_id: str = ""
+    text: str = ""  # what the user wrote
+    reply: str = ""  # what the gateway sent back (or tried to)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,10 @@ class PipelineSnapshot:
     journal_writes: int = 0  # arrival writes (on the ack path) since start
     journal_write_times: tuple[float, ...] = ()  # seconds, the most recent ones
     queued: int = 0  # of in_flight, those waiting for their chat's turn or a free slot
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "…"
 
 
 class MessagePipeline:
@@ -197,6 +207,10 @@ class MessagePipeline:
                 model=model,
                 latency=time.monotonic() - started,
                 outcome=outcome,
+                message_id=message.message_id,
+                event_id=message.event_id,
+                text=_bounded(message.text if message.text is not None else f"<{message.message_type}>"),
+                reply=_bounded(text),
             )
         )
 

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from .config import Home
+from .config import ConfigError, Home, load_profile
 from .control import ControlError, request
 from .journal import peek_pending
 from .ownership import read_owner
@@ -31,6 +31,7 @@ class ProfileStatus:
     problem: str | None = None
     pending: int | None = None  # journaled messages not yet answered (None: no journal yet)
     oldest_pending_age: float | None = None
+    state: str = "running"  # running | stopped | invalid (not running, and could not start as it is)
 
 
 def collect_status(home: Home, timeout: float = 3.0) -> list[ProfileStatus]:
@@ -43,13 +44,7 @@ def collect_status(home: Home, timeout: float = 3.0) -> list[ProfileStatus]:
 def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus:
     owner = read_owner(home.lock_file(name))
     if owner is None:
-        # Nobody serves it, but its journal may hold messages waiting for the next owner.
-        backlog = peek_pending(home.state_file(name))
-        return ProfileStatus(
-            name, "none", None, None, None, None, None, None, None,
-            pending=backlog.pending if backlog else None,
-            oldest_pending_age=time.time() - backlog.oldest_pending_at if backlog and backlog.oldest_pending_at else None,
-        )
+        return _not_running(home, name)
     kind = "launchd-managed headless" if owner.owner == "headless" and owner.launchd_label else owner.owner
     try:
         status = request(home.socket_file(name), "status", timeout=timeout)["status"]
@@ -81,6 +76,30 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
     )
 
 
+def _not_running(home: Home, name: str) -> ProfileStatus:
+    """Stopped, or invalid: a profile that would refuse to start is worth saying so before anyone tries.
+
+    Secrets are not required here: `status` runs in a shell whose environment is not the one the
+    gateway gets (launchd passes none), so a missing one is `profile show`'s to report.
+    """
+    # Nobody serves it, but its journal may hold messages waiting for the next owner.
+    backlog = peek_pending(home.state_file(name))
+    pending = backlog.pending if backlog else None
+    oldest = time.time() - backlog.oldest_pending_at if backlog and backlog.oldest_pending_at else None
+    try:
+        load_profile(home, name, require_secrets=False)
+    except ConfigError as error:
+        why = str(error).removeprefix(f"{home.profiles / name}.toml: ")
+        return ProfileStatus(
+            name, "none", None, None, None, None, None, None, None, problem=why, state="invalid",
+            pending=pending, oldest_pending_age=oldest,
+        )
+    return ProfileStatus(
+        name, "none", None, None, None, None, None, None, None, state="stopped",
+        pending=pending, oldest_pending_age=oldest,
+    )
+
+
 def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
     if as_json:
         return json.dumps([asdict(s) for s in statuses], indent=2)
@@ -88,7 +107,12 @@ def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
         return "no profiles; create one with: gatewatch profile init default"
     rows = [("PROFILE", "OWNER", "PID", "UPTIME", "FEISHU", "EXECUTOR", "MODEL", "LAST MSG", "PENDING", "HEALTH")]
     for s in statuses:
-        health = "-" if s.healthy is None else ("ok" if s.healthy else f"UNHEALTHY: {s.problem}")
+        if s.state == "invalid":
+            health = f"invalid: {s.problem}"
+        elif s.healthy is None:
+            health = "stopped"
+        else:
+            health = "ok" if s.healthy else f"UNHEALTHY: {s.problem}"
         rows.append((
             s.profile, s.owner, str(s.pid or "-"), _age(s.uptime), s.feishu or "-", s.executor or "-",
             s.model or "-", _age(s.last_message_age), _pending(s), health,

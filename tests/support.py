@@ -101,6 +101,19 @@ class HeadlessProcess:
                     raise TimeoutError(f"no line containing {fragment!r}; got {self.lines!r}")
                 self._changed.wait(min(remaining, 0.5))
 
+    def wait_for_lines(self, fragment: str, count: int, timeout: float = 20) -> list[str]:
+        """Wait until `count` lines contain `fragment`; return them."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [line for line in self.lines if fragment in line]
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader_pending()):
+                    raise TimeoutError(f"{len(found)} of {count} lines containing {fragment!r}; got {self.lines!r}")
+                self._changed.wait(min(remaining, 0.5))
+
     def _reader_pending(self) -> bool:
         return not self.process.stderr.closed
 

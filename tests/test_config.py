@@ -86,20 +86,72 @@ def test_profile_name_cannot_escape_home(home):
         load_profile(home, "../etc/passwd")
 
 
-def test_template_is_a_loadable_starting_point(home, monkeypatch):
-    monkeypatch.setenv("HOME", str(home.root.parent))  # the template's ~/.gatewatch/secrets/...
+def test_template_is_a_loadable_starting_point(home):
     path = write_profile_template(home, "fresh")
-    with pytest.raises(ConfigError, match=r"feishu.app_secret_file: .*fresh.feishu does not exist"):
+    # Its secrets live under this GATEWATCH_HOME, not a hard-coded ~/.gatewatch.
+    with pytest.raises(ConfigError, match=r"secret file missing: .*secrets/fresh.feishu does not exist; create it"):
         load_profile(home, "fresh")
-    secrets_dir = home.root.parent / ".gatewatch" / "secrets"
-    secrets_dir.mkdir(parents=True)
+    assert str(home.secrets / "fresh.feishu") in path.read_text()
     for name in ("fresh.feishu", "fresh.llm"):
-        (secrets_dir / name).write_text("s3cret\n")
-        (secrets_dir / name).chmod(0o600)
+        (home.secrets / name).write_text("s3cret\n")
+        (home.secrets / name).chmod(0o600)
     assert load_profile(home, "fresh").llm.models[0] == "gpt-4o-mini"
     with pytest.raises(ConfigError, match="already exists"):
         write_profile_template(home, "fresh")
     assert path.read_text().startswith("# gatewatch profile 'fresh'")
+
+
+@pytest.mark.parametrize(
+    "mutation, expected",
+    [
+        (lambda t: t + "[executor]\nmax_wrokers = 8\n", "unknown key executor.max_wrokers: did you mean max_workers?"),
+        (lambda t: t + "[extra]\nx = 1\n", "unknown section [extra]: valid are"),
+        (lambda t: t + "[loging]\nlevel = 'INFO'\n", "unknown section [loging]: did you mean logging?"),
+        (lambda t: t.replace("[llm]\n", "[llm]\nmodel = 'x'\n"), "unknown key llm.model: did you mean models?"),
+        # Both sources of one secret named: both are valid keys (the env one wins), not a typo.
+    ],
+)
+def test_unknown_keys_and_sections_are_refused_with_the_nearest_valid_one(home, mutation, expected):
+    path = write(home, mutation(GOOD))
+    with pytest.raises(ConfigError) as info:
+        load_profile(home, "p")
+    message = str(info.value)
+    assert str(path) in message and expected in message and "\n" not in message
+
+
+def test_every_key_the_template_mentions_is_known(home):
+    """The commented keys of the template, uncommented, load: the valid set is what the loader reads."""
+    path = write_profile_template(home, "full")
+    for name in ("full.feishu", "full.llm"):
+        (home.secrets / name).write_text("s3cret\n")
+        (home.secrets / name).chmod(0o600)
+    text = path.read_text()
+    lines = []
+    for line in text.splitlines():
+        stripped = line.removeprefix("# ")
+        # Uncomment `# key = value` settings, but not the alternative secret sources (one is enough).
+        if line.startswith("# ") and " = " in stripped and not stripped.split(" ")[0].endswith("_env"):
+            line = stripped
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    assert load_profile(home, "full").executor.max_workers == 8
+
+
+def test_cli_profile_show_works_before_the_secrets_exist(home):
+    write_profile_template(home, "fresh")
+    (home.secrets / "fresh.llm").write_text("s3cret\n")
+    (home.secrets / "fresh.llm").chmod(0o644)
+    env = dict(os.environ, GATEWATCH_HOME=str(home.root))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway_core", "profile", "show", "fresh"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "llm.models" in result.stdout and "gpt-4o-mini" in result.stdout
+    feishu_file, llm_file = home.secrets / "fresh.feishu", home.secrets / "fresh.llm"
+    assert f"secret file missing: {feishu_file} does not exist; create it, chmod 600 {feishu_file}" in result.stdout
+    assert f"readable by others (mode 0644); run: chmod 600 {llm_file}" in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr
 
 
 def test_cli_bad_config_exits_2_with_one_line(home):

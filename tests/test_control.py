@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -38,7 +39,11 @@ async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     await ask(gateway, sims, "hi")
-    status = (await in_own_thread(request, path, "status"))["status"]
+    # The activity is recorded once the reply's HTTP answer is back, just after the simulator saw it.
+    deadline = time.monotonic() + 5
+    while not (status := (await in_own_thread(request, path, "status"))["status"])["pipeline"]["activity"]:
+        assert time.monotonic() < deadline, "no activity recorded"
+        await asyncio.sleep(0.05)
     assert status["healthy"] is True and status["owner"]["pid"] == os.getpid()
     assert status["feishu"]["state"] == "connected" and status["models"]["active"] == "alpha"
     assert status["pipeline"]["activity"][-1]["preview"] == "hi"
@@ -165,6 +170,7 @@ async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, si
 def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
     write_profile(home, "p", sims)
     write_profile(home, "idle", sims)
+    write_profile(home, "typo", sims, extra="max_wrokers = 8\n")  # under [gateway]: no such key
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         result = subprocess.run(
@@ -174,6 +180,17 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         assert result.returncode == 0, result.stderr
         rows = {row["profile"]: row for row in json.loads(result.stdout)}
         assert rows["idle"]["owner"] == "none" and rows["idle"]["healthy"] is None
+        assert rows["idle"]["state"] == "stopped" and rows["p"]["state"] == "running"
+        assert rows["typo"]["state"] == "invalid"
+        assert rows["typo"]["problem"].startswith("unknown key gateway.max_wrokers")
+        table = subprocess.run(
+            [sys.executable, "-m", "gateway_core", "status"],
+            env=gateway_env(home), capture_output=True, text=True, timeout=30,
+        ).stdout.splitlines()
+        line_of = {line.split()[0]: line for line in table[1:]}
+        assert line_of["idle"].rstrip().endswith("stopped")
+        assert "invalid: unknown key gateway.max_wrokers" in line_of["typo"]
+        assert line_of["p"].rstrip().endswith("ok")
         assert rows["p"]["owner"] == "headless" and rows["p"]["pid"] == gateway.process.pid
         assert rows["p"]["feishu"] == "connected" and rows["p"]["healthy"] is True
 

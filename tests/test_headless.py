@@ -1,6 +1,11 @@
 """The headless runner as a real process: ownership, SIGTERM drain, fatal auth, no secret leaks."""
 
+import asyncio
+import contextlib
+import signal
+
 from gateway_core.config import load_profile
+from gateway_core.control import ControlError
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 
@@ -95,3 +100,40 @@ def test_secrets_appear_in_no_log_file_and_no_output(home, sims):
     assert "model alpha failed" in text and "Feishu connected" in text
     assert FEISHU_SECRET not in text and LLM_KEY not in text
     assert "please repeat ***" in text  # even when a user pastes it into a message
+
+
+def test_until_connected_the_runner_says_why_every_report_interval(home, sims):
+    sims.feishu.refuse_reconnects(60)  # endpoint discovery answers "system busy"
+    write_profile(home, "p", sims, extra="not_connected_report = 0.5\n")
+    with HeadlessProcess.start(home, "p") as gateway:
+        # Repeated, with the reason, while it stays down.
+        reports = gateway.wait_for_lines("not connected yet: ", 2, timeout=20)
+        assert all(len(line) > len("gatewatch: not connected yet: ") for line in reports), reports
+        sims.feishu.refuse_reconnects(0)
+        gateway.wait_for_line("Feishu connected", timeout=30)
+        assert gateway.terminate_and_wait() == 0
+
+
+def test_sigterm_with_a_console_attached_ends_without_a_traceback(home, sims):
+    """The attached console's subscription is cancelled at stop; that must not print a traceback."""
+    from gateway_core.control import subscribe
+
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        gateway.wait_for_line("Feishu connected")
+
+        async def attach_then_terminate() -> None:
+            stream = subscribe(home.socket_file("p"))
+            first = await asyncio.wait_for(stream.__anext__(), 10)  # subscribed, like the console
+            assert first["ok"] is True
+            gateway.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(StopAsyncIteration, ControlError, ConnectionError):
+                async with asyncio.timeout(20):
+                    async for _ in stream:
+                        pass  # until the gateway closes the subscription
+            await stream.aclose()
+
+        asyncio.run(attach_then_terminate())
+        assert gateway.process.wait(20) == 0
+        gateway.wait_for_line("stopped")
+        assert not [line for line in gateway.lines if "Traceback" in line or "Exception" in line], gateway.lines

@@ -19,7 +19,7 @@ from gateway_core.logs import LogLine
 from gateway_core.ownership import OwnerInfo
 from gateway_core.pipeline import Activity, PipelineSnapshot
 from tui.app import ConsoleApp
-from tui.panels import ProcessStats
+from tui.panels import MessagesPanel, ProcessStats
 
 NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 PID = 4242
@@ -27,7 +27,9 @@ PID = 4242
 
 def frozen_snapshot() -> GatewaySnapshot:
     activity = tuple(
-        Activity(NOW - 60 + 7 * n, f"oc_chat{n % 2}", f"ou_user{n % 3}", text, model, latency, outcome)
+        Activity(NOW - 60 + 7 * n, f"oc_chat{n % 2}", f"ou_user{n % 3}", text, model, latency, outcome,
+                 message_id=f"om_{n}", event_id=f"ev_{n}", text=text,
+                 reply=f"[{model}] {text}" if model else "Sorry — the language model is unavailable right now.")
         for n, (text, model, latency, outcome) in enumerate([
             ("Hello! Are you there?", "alpha", 0.412, "answered"),
             ("[bold red]x[/] [link=http://e]y[/link] \\x1b[31mz", "alpha", 0.398, "answered"),
@@ -134,3 +136,64 @@ def test_main_screen_80x24(snap_compare):
 
 def test_main_screen_160x48(snap_compare):
     assert snap_compare(frozen_app(), terminal_size=(160, 48), run_before=settle)
+
+
+async def open_first_message(pilot) -> None:
+    await settle(pilot)
+    table = pilot.app.query_one(MessagesPanel)
+    table.focus()
+    table.move_cursor(row=1)  # the one with markup and an escape in it: shown literally
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def open_log_warning(pilot) -> None:
+    await settle(pilot)
+    await pilot.press("w", "enter")
+    await pilot.pause()
+
+
+async def pause_with_new_lines(pilot) -> None:
+    await settle(pilot)
+    await pilot.press("p")
+    FROZEN_SOURCE_LATER.extend(LATER_LOG)  # arrive while paused: counted, not shown
+    pilot.app.pull_logs()
+    await pilot.pause()
+
+
+LATER_LOG = [
+    LogLine(6, NOW - 3, "INFO", "gatewatch.pipeline", "message om_5 from ou_user2: later"),
+    LogLine(7, NOW - 2, "INFO", "gatewatch.pipeline", "answered om_5 with alpha in 0.40s"),
+]
+FROZEN_SOURCE_LATER: list[LogLine] = []
+
+
+class GrowingSource(FrozenSource):
+    def log_since(self, seq: int) -> list[LogLine]:
+        return [line for line in [*FROZEN_LOG, *FROZEN_SOURCE_LATER] if line.seq > seq]
+
+
+@pytest.fixture
+def growing_app():
+    FROZEN_SOURCE_LATER.clear()
+    yield ConsoleApp(GrowingSource(), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321))
+    FROZEN_SOURCE_LATER.clear()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+def test_message_detail(snap_compare, size):
+    assert snap_compare(frozen_app(), terminal_size=size, run_before=open_first_message)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+def test_log_line_detail(snap_compare, size):
+    assert snap_compare(frozen_app(), terminal_size=size, run_before=open_log_warning)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+def test_paused_log_with_new_lines(snap_compare, growing_app, size):
+    assert snap_compare(growing_app, terminal_size=size, run_before=pause_with_new_lines)
+
+
+def test_main_screen_60x20(snap_compare):
+    assert snap_compare(frozen_app(), terminal_size=(60, 20), run_before=settle)

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from textual import work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer, Input
 
 from gateway_core.config import Home, check_profile_name, load_profile
 from gateway_core.gateway import Gateway
@@ -30,7 +31,17 @@ from gateway_core.ownership import ProfileBusy, read_owner
 
 from .panels import ExecutorPanel, FeishuPanel, HeaderBar, LogPane, MessagesPanel, ModelsPanel, ProcessStats
 from .panels.header import ProcessSampler
-from .screens import Fault, HelpScreen, fault_menu, hand_back_confirm, model_picker, owned_by_another, quit_confirm
+from .screens import (
+    Fault,
+    HelpScreen,
+    activity_detail,
+    fault_menu,
+    hand_back_confirm,
+    log_line_detail,
+    model_picker,
+    owned_by_another,
+    quit_confirm,
+)
 from .screens.owned import ATTACH, TAKE_OVER
 from .screens.quit_confirm import HAND_BACK, STOP
 from .remote import RemoteSource
@@ -51,22 +62,29 @@ class ConsoleApp(App[None]):
     CSS_PATH = Path(__file__).with_name("console.tcss")  # absolute: subclasses live elsewhere
     TITLE = "gatewatch"
     # Single keys only: they work over any SSH terminal, and ctrl+s/ctrl+q are often swallowed.
+    # ? and q come first so they are in the footer at any width; rarely used keys are in the
+    # help (?) and the command palette (:) only. Short labels: at 80 columns all shown ones fit.
     BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="every key"),
+        Binding("q", "quit", "Quit", tooltip="stop the gateway or hand it back, then quit"),
         Binding("m", "pick_model", "Model", tooltip="switch the model for the next messages"),
         Binding("r", "restart_feishu", "Reconnect", tooltip="restart the Feishu connection now"),
         Binding("e", "rebuild_executor", "Executor", tooltip="rebuild the executor now"),
-        Binding("h", "hand_back", "Hand back", tooltip="hand the profile back to launchd"),
-        Binding("t", "take_over", "Take over", tooltip="take the profile over from launchd"),
+        Binding("h", "hand_back", "Hand back", show=False, tooltip="hand the profile back to launchd"),
+        Binding("t", "take_over", "Take over", show=False, tooltip="take the profile over from launchd"),
         Binding("f", "faults", "Faults", tooltip="inject a fault (demo only)"),
-        Binding("p", "toggle_pause", "Pause log", tooltip="freeze / follow the log view"),
-        Binding("l", "cycle_level", "Level", tooltip="minimum log level shown"),
-        Binding("slash", "search", "Search", key_display="/", tooltip="search the log"),
+        Binding("p", "toggle_pause", "Pause", tooltip="freeze / follow the log view"),
+        Binding("end", "follow_log", "Follow", key_display="End", show=False, priority=True,
+                tooltip="follow the log again (after scrolling up)"),
+        Binding("l", "cycle_level", "Level", show=False, tooltip="minimum log level shown (cycles)"),
+        Binding("slash", "search", "Search", key_display="/", tooltip="search the log (highlights, counts)"),
+        Binding("w", "next_warning", "Warn", tooltip="jump to the next WARNING/ERROR in the log"),
+        Binding("enter", "details", "Details", key_display="Enter", show=False,
+                tooltip="the selected message or log line in full"),
         Binding("escape", "clear_search", "Clear search", key_display="Esc", show=False,
-                tooltip="close the search and show the whole log"),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="this list"),
+                tooltip="close the search and follow the whole log"),
         Binding("colon", "command_palette", "Palette", key_display=":", show=False,
                 tooltip="search every operation by name"),
-        Binding("q", "quit", "Quit", tooltip="stop the gateway or hand it back, then quit"),
     ]
 
     def __init__(
@@ -104,7 +122,7 @@ class ConsoleApp(App[None]):
             yield ModelsPanel(id="models")
         yield MessagesPanel(id="messages")
         yield LogPane(id="logpane")
-        yield Footer()
+        yield Footer(compact=True)
 
     # -- start-up: paint first, then start the gateway --------------------------------------------
 
@@ -201,6 +219,8 @@ class ConsoleApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "faults":
             return bool(self.faults)  # the fault menu exists only in the demo
+        if action in ("hand_back", "take_over"):
+            return self.home is not None  # the demo has no gatewatch home, hence no launchd
         return True
 
     def _serving(self) -> bool:
@@ -361,7 +381,8 @@ class ConsoleApp(App[None]):
         if self.phase != "serving" or not self.source.running:
             self.exit(return_code={"owned": EXIT_OWNED, "failed": EXIT_FAILED}.get(self.phase, 0))
             return
-        self.push_screen(quit_confirm(self._profile_name(), self.source.describe()), self._on_quit_choice)
+        self.push_screen(quit_confirm(self._profile_name(), self.source.describe(), launchd=self.home is not None),
+                         self._on_quit_choice)
 
     def _on_quit_choice(self, choice: str | None) -> None:
         if choice == STOP:
@@ -476,6 +497,33 @@ class ConsoleApp(App[None]):
     def action_search(self) -> None:
         self.query_one(LogPane).open_search()
 
+    def action_follow_log(self) -> None:
+        if isinstance(self.focused, Input):
+            raise SkipAction()  # End in the search box moves its cursor
+        self.query_one(LogPane).resume()
+
+    def action_next_warning(self) -> None:
+        if self.query_one(LogPane).next_loud_line() is None:
+            self.notify("no WARNING or ERROR in the log view", timeout=3)
+
+    def action_details(self) -> None:
+        """Enter from anywhere on the main screen: the log's marked line, else the message row."""
+        pane = self.query_one(LogPane)
+        if pane.log.marked is not None or self.focused is pane.log:
+            pane.open_marked()
+            return
+        activity = self.query_one(MessagesPanel).selected_activity()
+        if activity is not None:
+            self.push_screen(activity_detail(activity))
+
+    def on_log_pane_line_opened(self, event: LogPane.LineOpened) -> None:
+        self.push_screen(log_line_detail(event.record))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        activity = self.query_one(MessagesPanel).activity_for(event.row_key.value)
+        if activity is not None:
+            self.push_screen(activity_detail(activity))
+
     def action_clear_search(self) -> None:
         self.query_one(LogPane).clear_search()
 
@@ -484,6 +532,9 @@ class ConsoleApp(App[None]):
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < 100, "narrow")
+        # Below 80 columns the three panels would be unreadable and squeeze the log out: the
+        # header keeps the states in words, the panels fold to their first lines.
+        self.set_class(self.size.width < 80, "cramped")
 
 
 def run_console(home: Home, profile_name: str) -> int:

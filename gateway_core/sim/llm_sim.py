@@ -3,11 +3,12 @@
 Why: the gateway must stay responsive when a model is slow, failing, unknown or silent, and tests
 must observe a request *while it is in flight*. Real providers can do none of this on demand.
 Serves ``POST /v1/chat/completions`` (plain JSON, or SSE when ``"stream": true``, one chunk per
-word like OpenAI). Behaviours: ``echo`` (default), ``error`` (500), ``hang`` (no answer until the
-behaviour changes or the simulator stops), ``unknown`` (404 model_not_found) and ``drip`` (200 and
-headers at once, then one byte of keep-alive whitespace a second and never an answer, like some
-OpenAI-compatible proxies; when the behaviour changes the answer follows); ``hold``/``release``
-park requests.
+word like OpenAI) and ``GET /v1/models`` (the catalogue plus every model given a behaviour, minus
+the ``unknown`` ones, as a provider lists what it serves). Behaviours: ``echo`` (default),
+``error`` (500), ``hang`` (no answer until the behaviour changes or the simulator stops),
+``unknown`` (404 model_not_found) and ``drip`` (200 and headers at once, then one byte of
+keep-alive whitespace a second and never an answer, like some OpenAI-compatible proxies; when the
+behaviour changes the answer follows); ``hold``/``release`` park requests.
 Parking is an asyncio wait woken by every control change, never a long sleep, so stopping is
 immediate. Message text is untrusted and only echoed back. Thread-safe like `ThreadSafeState`.
 """
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 BEHAVIOURS = ("echo", "error", "hang", "unknown", "drip")
 DRIP_INTERVAL = 1.0  # seconds between the keep-alive bytes of a dripping model
+# The model names the tests and the demo use; a test can pass its own catalogue.
+CATALOGUE = ("alpha", "beta", "gamma", "demo-fast", "demo-smart")
 CLIENT_GONE = 499  # answered_status of a request whose client disconnected before the answer
 
 
@@ -75,9 +78,10 @@ def _last_user_text(messages: list[Any]) -> str:
 class LlmSimulator(ThreadSafeState):
     """OpenAI-style ``/v1/chat/completions`` with per-model behaviours, holds and request records."""
 
-    def __init__(self, api_key: str | None = "sim-key") -> None:
+    def __init__(self, api_key: str | None = "sim-key", models: tuple[str, ...] = CATALOGUE) -> None:
         super().__init__()
         self._api_key = api_key  # None: no Authorization check
+        self._catalogue = tuple(models)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._behaviours: dict[str, _Behaviour] = {}
@@ -93,6 +97,7 @@ class LlmSimulator(ThreadSafeState):
         self._changed = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle_chat)
+        app.router.add_get("/v1/models", self._handle_models)
         # handler_cancellation: a client that gives up cancels its handler, so in_flight() drops
         self._runner, self._port = await serve_on_loopback(app, handler_cancellation=True)
         log.info("llm simulator listening on %s", self.base_url)
@@ -153,6 +158,21 @@ class LlmSimulator(ThreadSafeState):
             with self._cond:
                 record.answered_status = status
                 self._notify()
+
+    async def _handle_models(self, request: web.Request) -> web.Response:
+        if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        return web.json_response({
+            "object": "list",
+            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "simulator"}
+                     for name in self.listed_models()],
+        })
+
+    def listed_models(self) -> list[str]:
+        """What `GET /v1/models` lists: the catalogue and every model with a behaviour, minus `unknown`."""
+        with self._cond:
+            names = dict.fromkeys([*self._catalogue, *self._behaviours])
+            return [n for n in names if self._behaviours.get(n, _Behaviour()).kind != "unknown"]
 
     async def _await_turn(self, model: str) -> _Behaviour | None:
         """Park while the model is held or hanging; the behaviour to apply, or None when stopping."""

@@ -39,6 +39,7 @@ class MessagesPanel(DataTable):
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._keys: dict[Activity, str] = {}
+        self._by_key: dict[str, Activity] = {}
         self._next_key = 0
 
     def on_mount(self) -> None:
@@ -55,11 +56,14 @@ class MessagesPanel(DataTable):
             key = f"m{self._next_key}"
             self._next_key += 1
             self._keys[item] = key
+            self._by_key[key] = item
             self.add_row(*activity_cells(item), key=key)
         # Bounded: the oldest rows go once there are more than MAX_ROWS.
         while self.row_count > MAX_ROWS:
             oldest = next(iter(self._keys))
-            self.remove_row(self._keys.pop(oldest))
+            key = self._keys.pop(oldest)
+            self._by_key.pop(key, None)
+            self.remove_row(key)
         if following:
             self.move_cursor(row=self.row_count - 1)
 
@@ -67,3 +71,10 @@ class MessagesPanel(DataTable):
         subtitle = f"pending {pending} · oldest {age(oldest_at, now)}" if pending else ""
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
+    def activity_for(self, key: str | None) -> Activity | None:
+        return self._by_key.get(key) if key is not None else None
+
+    def selected_activity(self) -> Activity | None:
+        if not self.row_count:
+            return None
+        return self.activity_for(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)

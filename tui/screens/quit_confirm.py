@@ -7,21 +7,17 @@ from .choice import Choice, ChoiceModal
 STOP, HAND_BACK, CANCEL = "stop", "hand_back", "cancel"
 
 
-def quit_confirm(profile: str, described: str) -> ChoiceModal:
-    body = (
-        f"Profile '{profile}' is served by this console ({described}).\n"
+def quit_confirm(profile: str, described: str, launchd: bool = True) -> ChoiceModal:
+    """`launchd=False` (the demo: no gatewatch home) leaves out the hand-back it could not do."""
+    body = f"Profile '{profile}' is served by this console ({described}).\n" + (
         "Quitting stops answering messages unless launchd takes it over."
+        if launchd else "Quitting stops answering messages."
     )
-    return ChoiceModal(
-        "Quit the console?",
-        body,
-        [
-            Choice(STOP, "stop the gateway and quit (in-flight answers finish first)", "s"),
-            Choice(HAND_BACK, "hand the profile back to launchd and quit", "h"),
-            Choice(CANCEL, "cancel — keep serving", "c"),
-        ],
-        cancel=CANCEL,
-    )
+    choices = [Choice(STOP, "stop the gateway and quit (in-flight answers finish first)", "s")]
+    if launchd:
+        choices.append(Choice(HAND_BACK, "hand the profile back to launchd and quit", "h"))
+    choices.append(Choice(CANCEL, "cancel — keep serving", "c"))
+    return ChoiceModal("Quit the console?", body, choices, cancel=CANCEL)
 
 
 def hand_back_confirm(profile: str, described: str) -> ChoiceModal:
