@@ -49,6 +49,8 @@ class Home:
     @property
     def state(self) -> Path:
         return self.root / "state"
+
+    @property
     def secrets(self) -> Path:
         return self.root / "secrets"
 

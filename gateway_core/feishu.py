@@ -613,6 +613,10 @@ def _observed_client_class(ws_client_module: Any) -> type:
                 self._owner._on_attempt_failed(self._generation, exc, self._reconnect_nonce)
                 loop.run_until_complete(self._disconnect())
                 loop.run_until_complete(self._reconnect())
+            if not self._owner._current(self._generation):
+                # Abandoned while run_until_complete ran: its own end-of-run stop may have
+                # swallowed ours (both land in one loop iteration), so do not run on forever.
+                return
             loop.create_task(self._ping_loop())
             loop.run_forever()
 

@@ -278,7 +278,9 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
+        # The modal is pushed before it is composed: wait for its body, not just the screen.
+        await until(pilot, lambda: isinstance(app.screen, ChoiceModal) and app.screen.query(".choice-body"), 10,
+                    "the owned-by-another screen")
         body = str(app.screen.query_one(".choice-body").render())
         assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
         await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
