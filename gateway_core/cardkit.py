@@ -37,8 +37,9 @@ CheckpointSink = Callable[["StreamCheckpoint"], Awaitable[None]]
 
 CARDKIT_SCOPE = "cardkit:card:write"
 MISSING_SCOPE = 99991672  # Feishu: "Access denied. One of the following scopes is required"
+RATE_LIMITED = 99991400
 SEQUENCE_NOT_INCREASING = 300317
-RETRYABLE = {None, 1, 99991400, 300120}  # no answer, busy, rate limited, CardKit internal error
+RETRYABLE = {None, 1, RATE_LIMITED, 300120}  # no answer, busy, rate limited, CardKit internal error
 ELEMENT_ID = "answer"
 SEQUENCE_BLOCK = 20  # sequences reserved per checkpoint: few journal writes, safe resumes
 PLACEHOLDER = "…"  # what the card shows before the first token (content may not be empty)

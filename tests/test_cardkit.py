@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 from gateway_core.cardkit import (
+    RATE_LIMITED,
     CardKitClient,
+    CardKitFailed,
     CardKitUnavailable,
     StreamCheckpoint,
     card_reply_uuid,
@@ -166,3 +168,25 @@ async def test_bot_identity(sims):
     with pytest.raises(OpenApiRefused) as refused:
         await wrong.bot_identity()
     assert "wrong-secret" not in str(refused.value)
+
+
+async def test_a_rate_limited_finish_gives_up_after_retries_and_a_redrive_completes_it(sims):
+    feishu = sims.feishu
+    feishu.limit_card_operations(2, per_seconds=60)  # the third operation on the card is refused
+    question = feishu.inject_text("busy")
+    journal = Journal()
+    stream = await cardkit_client(sims).open_stream(question.message_id, on_checkpoint=journal)
+    await stream.push("par")
+    await shown(feishu, stream.card_id, "par")
+    with pytest.raises(CardKitFailed) as failed:
+        await stream.finish("partial answer")  # content goes out, turning streaming off does not
+    assert failed.value.code == RATE_LIMITED and failed.value.retryable
+    assert not journal.last.finished and feishu.card(stream.card_id).streaming_mode
+
+    feishu.limit_card_operations(10, per_seconds=1)  # Feishu's own limit again
+    again = await cardkit_client(sims).open_stream(question.message_id, resume=journal.last)
+    await again.finish("partial answer")
+    card = await in_own_thread(feishu.wait_card_finished, question, 5)
+    assert card.text() == "partial answer" and len(feishu.cards) == 1
+    accepted = card.sequences
+    assert accepted == sorted(set(accepted)) and {code for code, _ in card.rejected} == {RATE_LIMITED}
