@@ -49,6 +49,13 @@ def test_bot_mention_is_stripped_and_other_mentions_become_names():
 def test_all_is_not_the_bot_and_unknown_keys_stay():
     text, bot, everyone = resolve_mentions("@_all lunch? @_user_9", (ALICE,), BOT)
     assert (text, bot, everyone) == ("lunch? @_user_9", False, True)
+    listed = (Mention("@_all", "", "所有人"),)  # whether or not mentions[] lists @_all
+    assert resolve_mentions("@_all lunch?", listed, BOT) == ("lunch?", False, True)
+
+
+def test_mention_removal_keeps_the_rest_of_the_text_intact():
+    text = "@_user_1 please run:\n    make  test\n@_user_2"
+    assert resolve_mentions(text, (BOT_MENTION, ALICE), BOT) == ("please run:\n    make  test\n@Alice", True, False)
 
 
 def test_group_policy_mention_all_always_never_and_p2p():
