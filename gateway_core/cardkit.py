@@ -112,10 +112,10 @@ class CardKitClient:
         self._open: dict[str, StreamCheckpoint] = {}  # in-process memo: a retry reuses the card
         self.unavailable: str | None = None  # why CardKit is off for this app (remembered)
 
-    async def _call(self, what: str, method: Callable[[Any], Any], request: Any) -> Any:
+    async def _call(self, what: str, send: Callable[[Any], Any]) -> Any:
         """One SDK call; a missing scope turns CardKit off for good, any other refusal raises."""
         try:
-            return await self._api.call(what, method, request)
+            return await self._api.call(what, send)
         except OpenApiRefused as refusal:
             if refusal.code == MISSING_SCOPE:
                 self.unavailable = f"the app lacks the {CARDKIT_SCOPE} scope (Feishu code {MISSING_SCOPE})"
@@ -153,50 +153,63 @@ class CardKitClient:
         return stream
 
     def forget(self, inbound_message_id: str) -> None:
-        """Drop the in-process memo once the journal recorded the answer as done."""
+        """Drop the in-process memo (done by `finish`; call it when giving an answer up)."""
         self._open.pop(inbound_message_id, None)
 
-    async def _create_card(self) -> str:
-        from lark_oapi.api.cardkit.v1 import CreateCardRequest, CreateCardRequestBody
+    # Each request is built inside the worker thread: the SDK's first import takes seconds and
+    # must never run on the gateway's loop.
 
-        body = CreateCardRequestBody.builder().type("card_json").data(
-            json.dumps(streaming_card(), ensure_ascii=False)).build()
-        response = await self._call("card create", lambda c: c.cardkit.v1.card.create,
-                                    CreateCardRequest.builder().request_body(body).build())
-        return response.data.card_id
+    async def _create_card(self) -> str:
+        def send(client: Any) -> Any:
+            from lark_oapi.api.cardkit.v1 import CreateCardRequest, CreateCardRequestBody
+
+            body = CreateCardRequestBody.builder().type("card_json").data(
+                json.dumps(streaming_card(), ensure_ascii=False)).build()
+            return client.cardkit.v1.card.create(CreateCardRequest.builder().request_body(body).build())
+
+        return (await self._call("card create", send)).data.card_id
 
     async def _reply_with_card(self, inbound_message_id: str, card_id: str, in_thread: bool) -> str:
-        from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
+        def send(client: Any) -> Any:
+            from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
-        body = (
-            ReplyMessageRequestBody.builder()
-            .msg_type("interactive")
-            .content(json.dumps({"type": "card", "data": {"card_id": card_id}}))
-            .reply_in_thread(in_thread)
-            .uuid(card_reply_uuid(inbound_message_id))
-            .build()
-        )
-        request = ReplyMessageRequest.builder().message_id(inbound_message_id).request_body(body).build()
-        response = await self._call("card reply", lambda c: c.im.v1.message.reply, request)
+            body = (
+                ReplyMessageRequestBody.builder()
+                .msg_type("interactive")
+                .content(json.dumps({"type": "card", "data": {"card_id": card_id}}))
+                .reply_in_thread(in_thread)
+                .uuid(card_reply_uuid(inbound_message_id))
+                .build()
+            )
+            request = ReplyMessageRequest.builder().message_id(inbound_message_id).request_body(body).build()
+            return client.im.v1.message.reply(request)
+
+        response = await self._call("card reply", send)
         return response.data.message_id if response.data else ""
 
     async def _put_content(self, card_id: str, element_id: str, text: str, sequence: int) -> None:
-        from lark_oapi.api.cardkit.v1 import ContentCardElementRequest, ContentCardElementRequestBody
+        def send(client: Any) -> Any:
+            from lark_oapi.api.cardkit.v1 import ContentCardElementRequest, ContentCardElementRequestBody
 
-        body = ContentCardElementRequestBody.builder().content(text).sequence(sequence).uuid(
-            f"c-{card_id}-{sequence}").build()
-        request = ContentCardElementRequest.builder().card_id(card_id).element_id(element_id) \
-            .request_body(body).build()
-        await self._call("card content", lambda c: c.cardkit.v1.card_element.content, request)
+            body = ContentCardElementRequestBody.builder().content(text).sequence(sequence) \
+                .uuid(f"c-{card_id}-{sequence}").build()
+            return client.cardkit.v1.card_element.content(
+                ContentCardElementRequest.builder().card_id(card_id).element_id(element_id)
+                .request_body(body).build())
+
+        await self._call("card content", send)
 
     async def _stop_streaming(self, card_id: str, summary: str, sequence: int) -> None:
-        from lark_oapi.api.cardkit.v1 import SettingsCardRequest, SettingsCardRequestBody
+        def send(client: Any) -> Any:
+            from lark_oapi.api.cardkit.v1 import SettingsCardRequest, SettingsCardRequestBody
 
-        settings = {"config": {"streaming_mode": False, "summary": {"content": summary}}}
-        body = SettingsCardRequestBody.builder().settings(json.dumps(settings, ensure_ascii=False)) \
-            .sequence(sequence).uuid(f"s-{card_id}-{sequence}").build()
-        request = SettingsCardRequest.builder().card_id(card_id).request_body(body).build()
-        await self._call("card settings", lambda c: c.cardkit.v1.card.settings, request)
+            settings = {"config": {"streaming_mode": False, "summary": {"content": summary}}}
+            body = SettingsCardRequestBody.builder().settings(json.dumps(settings, ensure_ascii=False)) \
+                .sequence(sequence).uuid(f"s-{card_id}-{sequence}").build()
+            return client.cardkit.v1.card.settings(
+                SettingsCardRequest.builder().card_id(card_id).request_body(body).build())
+
+        await self._call("card settings", send)
 
 
 class CardStream:
@@ -258,6 +271,7 @@ class CardStream:
                 log.info("finishing card %s: %s; retrying", self.card_id, exc)
                 await asyncio.sleep(self._interval() * (attempt + 1))
         await self._save(replace(self.checkpoint, finished=True))
+        self._client.forget(self.checkpoint.inbound_message_id)  # done: the journal has the rest
         return self.checkpoint
 
     async def abandon(self) -> None:

@@ -10,6 +10,7 @@ little longer, so a stuck attempt is given up, never waited on. Also here: the b
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -61,10 +62,14 @@ class OpenApi:
                 adopt_sdk_logger()
             return self._client
 
-    async def call(self, what: str, method: Callable[[Any], Callable[[Any], Any]], request: Any) -> Any:
-        """`method(client)(request)` off the loop; the successful response, or OpenApiRefused."""
+    async def call(self, what: str, send: Callable[[Any], Any]) -> Any:
+        """`send(client)` on a worker thread; the successful response, or OpenApiRefused.
+
+        `send` builds its request there too: the SDK's first import takes seconds and must
+        never run on the caller's loop.
+        """
         def blocking() -> Any:
-            return method(self.lark())(request)
+            return send(self.lark())
 
         deadline = self.request_timeout + 2
         try:
@@ -79,13 +84,14 @@ class OpenApi:
 
     async def bot_identity(self) -> BotIdentity:
         """GET /open-apis/bot/v3/info: the bot's open_id and app name (answered under "bot")."""
-        import json
+        def send(client: Any) -> Any:
+            from lark_oapi import AccessTokenType, BaseRequest, HttpMethod
 
-        from lark_oapi import AccessTokenType, BaseRequest, HttpMethod
+            return client.request(
+                BaseRequest.builder().http_method(HttpMethod.GET).uri("/open-apis/bot/v3/info")
+                .token_types({AccessTokenType.TENANT}).build())
 
-        request = BaseRequest.builder().http_method(HttpMethod.GET).uri("/open-apis/bot/v3/info") \
-            .token_types({AccessTokenType.TENANT}).build()
-        response = await self.call("bot info", lambda c: c.request, request)
+        response = await self.call("bot info", send)
         try:
             bot = json.loads(response.raw.content)["bot"]
             return BotIdentity(str(bot["open_id"]), str(bot.get("app_name") or ""))

@@ -153,8 +153,11 @@ async def test_a_retry_in_the_same_process_reuses_the_card(sims):
     one = await client.open_stream(question.message_id)
     two = await client.open_stream(question.message_id)
     assert one.card_id == two.card_id and len(feishu.cards) == 1
-    await two.finish("once")
-    assert (await client.open_stream(question.message_id)).finished  # a finished card stays finished
+    done = await two.finish("once")
+    resumed = await client.open_stream(question.message_id, resume=done)  # a finished card stays finished
+    assert resumed.finished and await resumed.finish("twice") == done
+    card = await in_own_thread(feishu.wait_card_finished, question, 5)
+    assert card.text() == "once" and len(feishu.replies_to(question)) == 1
 
 
 async def test_bot_identity(sims):
