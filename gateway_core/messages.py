@@ -147,15 +147,16 @@ def flatten_post(content: Mapping[str, Any], mentions: tuple[Mention, ...] = (),
     for paragraph in body.get("content") or ():
         if not isinstance(paragraph, list):
             continue
+        elements = [e for e in paragraph if isinstance(e, Mapping)]
         parts: list[str] = []
-        for element in paragraph:
-            if not isinstance(element, Mapping):
-                continue
+        for element in elements:
             piece, is_bot = _flatten_element(element, mentions, bot_open_id)
             mentioned_bot = mentioned_bot or is_bot
             parts.append(piece)
         joined = "".join(parts)
-        lines.append(joined.strip("\n") if "```" in joined else _tidy(joined))
+        # code and Markdown keep their spacing; prose loses the blanks a dropped mention left
+        preformatted = any(e.get("tag") in ("code_block", "md") for e in elements)
+        lines.append(joined.strip("\n") if preformatted else _tidy(joined))
     return "\n".join(line for line in lines if line).strip(), mentioned_bot
 
 

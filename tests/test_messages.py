@@ -90,7 +90,7 @@ POST = {
         [{"tag": "hr"}],
         [{"tag": "text", "text": "cc "}, {"tag": "at", "user_id": "@_user_2", "user_name": "Alice"},
          {"tag": "emotion", "emoji_type": "SMILE"}, {"tag": "img", "image_key": "img_1"}],
-        [{"tag": "md", "text": "**bold** move"}],
+        [{"tag": "md", "text": "**bold** move\n- a\n  - b"}],
     ],
 }
 FLAT = (
@@ -99,7 +99,7 @@ FLAT = (
     "```python\ndef f():\n    return 1/0\n```\n"
     "---\n"
     "cc @Alice:SMILE:[image]\n"
-    "**bold** move"
+    "**bold** move\n- a\n  - b"
 )
 
 
