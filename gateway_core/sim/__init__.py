@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from .background import BackgroundLoop
+from .cardkit_sim import CardOperation, CardRecord
 from .feishu_sim import FeishuSimulator, InjectedEvent, SentMessage
 from .llm_sim import LlmRequest, LlmSimulator
 
 __all__ = [
     "BackgroundLoop",
+    "CardOperation",
+    "CardRecord",
     "FeishuSimulator",
     "InjectedEvent",
     "LlmRequest",

@@ -12,6 +12,7 @@ would only test our assumptions. This simulator serves, on one aiohttp server on
 * ``POST /open-apis/im/v1/messages/{id}/reply`` and ``POST /open-apis/im/v1/messages`` - sends,
   with Feishu's ``uuid`` idempotency and its rate limits: at most 5 sends in any second to one
   chat (user or group) and 50 per app, or HTTP 400 with code 230020 (nothing is sent).
+* CardKit streaming cards and ``GET /open-apis/bot/v3/info`` - see `cardkit_sim`.
 
 Event text is untrusted input: it is only ever JSON-encoded, recorded and compared, never
 evaluated. Secrets (app secret, tokens) are never logged. All controls are thread-safe; see
@@ -35,6 +36,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .background import ThreadSafeState, call_on_loop, serve_on_loopback
+from .cardkit_sim import CardKitSimulation
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ def _message_id(message: InjectedEvent | str) -> str:
     return message.message_id if isinstance(message, InjectedEvent) else message
 
 
-class FeishuSimulator(ThreadSafeState):
+class FeishuSimulator(CardKitSimulation, ThreadSafeState):
     """Feishu open platform on 127.0.0.1: long connection, tokens and message sends."""
 
     def __init__(
@@ -190,6 +192,7 @@ class FeishuSimulator(ThreadSafeState):
         self._chat_sends: dict[str, deque[float]] = {}  # chat -> times of its recent sends
         self._app_sends: deque[float] = deque()
         self._rate_limited: list[tuple[str, str, float]] = []  # (kind, target, at) refused as too fast
+        self._init_cardkit()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -203,6 +206,7 @@ class FeishuSimulator(ThreadSafeState):
         app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._handle_token)
         app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._handle_reply)
         app.router.add_post("/open-apis/im/v1/messages", self._handle_create)
+        self._add_cardkit_routes(app)
         self._runner, self._port = await serve_on_loopback(app)
         log.info("feishu simulator listening on %s", self.domain)
 
@@ -466,7 +470,12 @@ class FeishuSimulator(ThreadSafeState):
             now = time.time()
             first = self._uuids.get(send_uuid) if send_uuid else None
             duplicate = first is not None and now - first[1] < IDEMPOTENCY_WINDOW
+            card_refusal = None if duplicate else self._card_send_error(msg_type, parsed)
+            if card_refusal is not None:
+                self._failed_posts += 1
+                return web.json_response(card_refusal, status=400)
             message_id = first[0] if duplicate else f"om_r{self._tag}_{next(self._ids)}"
+            self._card_sent(msg_type, parsed, message_id)
             if send_uuid and not duplicate:
                 self._uuids[send_uuid] = (message_id, now)
             self._sent.append(

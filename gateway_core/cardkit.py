@@ -1,0 +1,338 @@
+"""Streaming replies through Feishu CardKit: a card that grows while the model writes.
+
+The protocol (Feishu "Streaming updates OpenAPI overview"): create a card entity (JSON 2.0,
+`streaming_mode: true`, one markdown element), reply to the user's message with an interactive
+message referencing the card id, PUT the FULL text so far into the element with a strictly
+increasing `sequence`, and finish by turning `streaming_mode` off. Limits shape this module:
+10 operations/s per card (we coalesce to `updates_per_second`, 5 by default, and always send the
+newest text, never a backlog), sequences are compared across every operation of a card, and the
+whole thing needs the `cardkit:card:write` scope — without it `CardKitUnavailable` is raised once,
+remembered, and the caller falls back to a plain text reply.
+
+Exactly-once across crashes: nothing here may create a second visible card for one inbound
+message. The reply carries a uuid derived from the inbound message id (Feishu sends a uuid once per
+hour); the card id and a *reserved* sequence ceiling are handed to `on_checkpoint` (the journal)
+before the card is sent and whenever the ceiling is raised, so a re-drive resumes the same card
+with sequences above anything used before. A card created but never checkpointed was never sent:
+an invisible orphan, harmless.
+
+The SDK's calls go through `openapi.OpenApi` (blocking SDK methods on the held executor, each
+under a deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Awaitable, Callable
+
+from .openapi import OpenApi, OpenApiRefused
+
+log = logging.getLogger("gatewatch.cardkit")
+
+CheckpointSink = Callable[["StreamCheckpoint"], Awaitable[None]]
+
+CARDKIT_SCOPE = "cardkit:card:write"
+MISSING_SCOPE = 99991672  # Feishu: "Access denied. One of the following scopes is required"
+RATE_LIMITED = 99991400
+SEQUENCE_NOT_INCREASING = 300317
+RETRYABLE = {None, 1, RATE_LIMITED, 300120}  # no answer, busy, rate limited, CardKit internal error
+ELEMENT_ID = "answer"
+SEQUENCE_BLOCK = 20  # sequences reserved per checkpoint: few journal writes, safe resumes
+PLACEHOLDER = "…"  # what the card shows before the first token (content may not be empty)
+
+
+class CardKitUnavailable(Exception):
+    """CardKit cannot be used by this app (missing scope): reply with plain text instead."""
+
+
+class CardKitFailed(Exception):
+    """Feishu refused or did not answer a CardKit call; `code` is Feishu's (None: no answer)."""
+
+    def __init__(self, refusal: OpenApiRefused):
+        super().__init__(str(refusal))
+        self.code = refusal.code
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
+
+
+@dataclass(frozen=True)
+class StreamCheckpoint:
+    """What must survive a crash so a re-drive continues the same card (store it as JSON)."""
+
+    inbound_message_id: str
+    card_id: str
+    element_id: str = ELEMENT_ID
+    sequence_reserved: int = 0  # every sequence used so far is ≤ this
+    reply_message_id: str | None = None  # set once Feishu accepted the card reply
+    finished: bool = False  # streaming was turned off with the final text
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "StreamCheckpoint":
+        return cls(**json.loads(text))
+
+
+def card_reply_uuid(inbound_message_id: str) -> str:
+    """The reply's idempotency key: one card reply per inbound message, whatever retries happen.
+
+    Distinct from the plain-text reply's uuid (`feishu.reply_uuid`), because Feishu asks for a new
+    uuid when the content differs; the journal, not the uuid, decides text versus card.
+    """
+    return "gw-card-" + hashlib.sha256(inbound_message_id.encode()).hexdigest()[:40]
+
+
+def streaming_card(initial_text: str = PLACEHOLDER, element_id: str = ELEMENT_ID) -> dict[str, Any]:
+    """A JSON 2.0 card in streaming mode with one markdown element the answer grows in."""
+    return {
+        "schema": "2.0",
+        "config": {
+            "update_multi": True,
+            "streaming_mode": True,
+            "summary": {"content": "[answering…]"},
+            "streaming_config": {"print_strategy": "fast"},
+        },
+        "body": {"elements": [{"tag": "markdown", "element_id": element_id, "content": initial_text}]},
+    }
+
+
+class CardKitClient:
+    """Creates, sends, grows and finishes streaming cards through lark-oapi's request builders."""
+
+    def __init__(self, api: OpenApi, *, updates_per_second: float = 5.0):
+        self._api = api
+        self.updates_per_second = updates_per_second
+        self._open: dict[str, StreamCheckpoint] = {}  # in-process memo: a retry reuses the card
+        self.unavailable: str | None = None  # why CardKit is off for this app (remembered)
+
+    async def _call(self, what: str, send: Callable[[Any], Any]) -> Any:
+        """One SDK call; a missing scope turns CardKit off for good, any other refusal raises."""
+        try:
+            return await self._api.call(what, send)
+        except OpenApiRefused as refusal:
+            if refusal.code == MISSING_SCOPE:
+                self.unavailable = f"the app lacks the {CARDKIT_SCOPE} scope (Feishu code {MISSING_SCOPE})"
+                log.warning("CardKit disabled: %s; replies fall back to plain text", self.unavailable)
+                raise CardKitUnavailable(self.unavailable) from None
+            raise CardKitFailed(refusal) from None
+
+    # -- a stream ----------------------------------------------------------------------------
+
+    async def open_stream(
+        self,
+        inbound_message_id: str,
+        *,
+        resume: StreamCheckpoint | None = None,
+        on_checkpoint: CheckpointSink | None = None,
+        reply_in_thread: bool = False,
+    ) -> "CardStream":
+        """Create (or resume) the card for one inbound message and make sure it was sent.
+
+        Raises CardKitUnavailable when the app cannot use CardKit (then at once on every later
+        call, without asking Feishu again), CardKitFailed when Feishu refused or did not answer.
+        """
+        if self.unavailable is not None:
+            raise CardKitUnavailable(self.unavailable)
+        checkpoint = resume or self._open.get(inbound_message_id)
+        sink = on_checkpoint or _no_sink
+        if checkpoint is None:
+            checkpoint = StreamCheckpoint(inbound_message_id, await self._create_card())
+            await sink(checkpoint)  # durable before the card can become visible
+        self._open[inbound_message_id] = checkpoint
+        stream = CardStream(self, checkpoint, sink)
+        if checkpoint.reply_message_id is None and not checkpoint.finished:
+            reply_id = await self._reply_with_card(inbound_message_id, checkpoint.card_id, reply_in_thread)
+            await stream._save(replace(stream.checkpoint, reply_message_id=reply_id))
+        return stream
+
+    def forget(self, inbound_message_id: str) -> None:
+        """Drop the in-process memo (done by `finish`; call it when giving an answer up)."""
+        self._open.pop(inbound_message_id, None)
+
+    # Each request is built inside the worker thread: the SDK's first import takes seconds and
+    # must never run on the gateway's loop.
+
+    async def _create_card(self) -> str:
+        def send(client: Any) -> Any:
+            from lark_oapi.api.cardkit.v1 import CreateCardRequest, CreateCardRequestBody
+
+            body = CreateCardRequestBody.builder().type("card_json").data(
+                json.dumps(streaming_card(), ensure_ascii=False)).build()
+            return client.cardkit.v1.card.create(CreateCardRequest.builder().request_body(body).build())
+
+        return (await self._call("card create", send)).data.card_id
+
+    async def _reply_with_card(self, inbound_message_id: str, card_id: str, in_thread: bool) -> str:
+        def send(client: Any) -> Any:
+            from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
+
+            body = (
+                ReplyMessageRequestBody.builder()
+                .msg_type("interactive")
+                .content(json.dumps({"type": "card", "data": {"card_id": card_id}}))
+                .reply_in_thread(in_thread)
+                .uuid(card_reply_uuid(inbound_message_id))
+                .build()
+            )
+            request = ReplyMessageRequest.builder().message_id(inbound_message_id).request_body(body).build()
+            return client.im.v1.message.reply(request)
+
+        response = await self._call("card reply", send)
+        return response.data.message_id if response.data else ""
+
+    async def _put_content(self, card_id: str, element_id: str, text: str, sequence: int) -> None:
+        def send(client: Any) -> Any:
+            from lark_oapi.api.cardkit.v1 import ContentCardElementRequest, ContentCardElementRequestBody
+
+            body = ContentCardElementRequestBody.builder().content(text).sequence(sequence) \
+                .uuid(f"c-{card_id}-{sequence}").build()
+            return client.cardkit.v1.card_element.content(
+                ContentCardElementRequest.builder().card_id(card_id).element_id(element_id)
+                .request_body(body).build())
+
+        await self._call("card content", send)
+
+    async def _stop_streaming(self, card_id: str, summary: str, sequence: int) -> None:
+        def send(client: Any) -> Any:
+            from lark_oapi.api.cardkit.v1 import SettingsCardRequest, SettingsCardRequestBody
+
+            settings = {"config": {"streaming_mode": False, "summary": {"content": summary}}}
+            body = SettingsCardRequestBody.builder().settings(json.dumps(settings, ensure_ascii=False)) \
+                .sequence(sequence).uuid(f"s-{card_id}-{sequence}").build()
+            return client.cardkit.v1.card.settings(
+                SettingsCardRequest.builder().card_id(card_id).request_body(body).build())
+
+        await self._call("card settings", send)
+
+
+class CardStream:
+    """One card being written: `push` the text so far as often as you like, then `finish`.
+
+    Pushes are coalesced: at most `updates_per_second` content updates go out, each carrying the
+    newest text, the first one at once (the first visible content follows the first token).
+    """
+
+    FINISH_ATTEMPTS = 3
+
+    def __init__(self, client: CardKitClient, checkpoint: StreamCheckpoint, sink: CheckpointSink):
+        self._client = client
+        self.checkpoint = checkpoint
+        self._sink = sink
+        self._sequence = checkpoint.sequence_reserved  # resume strictly above anything reserved
+        self._latest: str | None = None
+        self._shown: str | None = None
+        self._next_at = 0.0
+        self._pump: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self.updates_sent = 0
+
+    @property
+    def card_id(self) -> str:
+        return self.checkpoint.card_id
+
+    @property
+    def finished(self) -> bool:
+        return self.checkpoint.finished
+
+    async def push(self, text: str) -> None:
+        """Show `text` (the whole answer so far) soon; returns at once. Raises an earlier failure."""
+        self._raise_failure()
+        if self.finished or not text:
+            return
+        self._latest = text
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._drain(), name=f"card-{self.card_id}")
+
+    async def finish(self, text: str) -> StreamCheckpoint:
+        """Show the final `text`, turn streaming off, checkpoint `finished`; retried a few times."""
+        if self.finished:
+            return self.checkpoint
+        final = text or PLACEHOLDER
+        self._latest = final
+        if self._pump is not None:
+            await asyncio.gather(self._pump, return_exceptions=True)
+        self._error = None  # the final push below supersedes whatever a progress update hit
+        for attempt in range(self.FINISH_ATTEMPTS):
+            try:
+                if self._shown != final:
+                    await self._send(final)
+                await self._client._stop_streaming(self.card_id, _summary(final), await self._next_sequence())
+                break
+            except CardKitFailed as exc:
+                if not exc.retryable or attempt == self.FINISH_ATTEMPTS - 1:
+                    raise
+                log.info("finishing card %s: %s; retrying", self.card_id, exc)
+                await asyncio.sleep(self._interval() * (attempt + 1))
+        await self._save(replace(self.checkpoint, finished=True))
+        self._client.forget(self.checkpoint.inbound_message_id)  # done: the journal has the rest
+        return self.checkpoint
+
+    async def abandon(self) -> None:
+        """Stop pushing without finishing (the caller falls back or gives up); keeps the checkpoint."""
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _interval(self) -> float:
+        return 1.0 / self._client.updates_per_second
+
+    async def _drain(self) -> None:
+        """Send the newest text until what is shown is what was pushed, at the coalescing rate."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._latest is not None and self._latest != self._shown:
+                delay = self._next_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the rate limit: later pushes merge meanwhile
+                try:
+                    await self._send(self._latest)
+                except CardKitFailed as exc:
+                    if not exc.retryable:
+                        raise
+                    log.info("card %s update deferred: %s", self.card_id, exc)
+                    self._next_at = loop.time() + 2 * self._interval()
+        except (CardKitFailed, CardKitUnavailable) as exc:
+            self._error = exc
+
+    async def _send(self, text: str) -> None:
+        loop = asyncio.get_running_loop()
+        sequence = await self._next_sequence()
+        self._next_at = loop.time() + self._interval()
+        await self._client._put_content(self.card_id, self.checkpoint.element_id, text, sequence)
+        self._shown = text
+        self.updates_sent += 1
+
+    async def _next_sequence(self) -> int:
+        """The next sequence; the reserved ceiling is raised (and checkpointed) before it is passed."""
+        self._sequence += 1
+        if self._sequence > self.checkpoint.sequence_reserved:
+            await self._save(replace(self.checkpoint, sequence_reserved=self._sequence + SEQUENCE_BLOCK - 1))
+        return self._sequence
+
+    async def _save(self, checkpoint: StreamCheckpoint) -> None:
+        self.checkpoint = checkpoint
+        self._client._open[checkpoint.inbound_message_id] = checkpoint
+        await self._sink(checkpoint)
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def _summary(text: str) -> str:
+    """What the chat list shows for the card: the answer's first line, short."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:60]
+
+
+async def _no_sink(checkpoint: StreamCheckpoint) -> None:
+    """Without a journal, checkpoints live only in the client's in-process memo."""
