@@ -461,6 +461,7 @@ class MessagePipeline:
                 mid, resume=self._resume_point(mid), on_checkpoint=self._save_checkpoint)
         except CardKitUnavailable as exc:
             log.warning("streaming off for %s: %s; answering in text", mid, exc)
+            return None
         except CardKitFailed as exc:
             log.warning("card for %s not opened (%s); the final answer is sent when it can be", mid, exc)
             return None
