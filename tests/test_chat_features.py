@@ -206,3 +206,23 @@ def test_kill_9_mid_stream_the_next_owner_completes_the_same_card(home, sims):
         assert row[0] == "card" and json.loads(row[1])["finished"] is True
     finally:
         journal.close()
+
+
+async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_next_owner(home, sims):
+    sims.feishu.limit_card_operations(1, 3600)  # the first update goes through, then 429s for an hour
+    async with running(home, sims, reply_mode="stream") as gateway:
+        event = sims.feishu.inject_text("finish me later")
+        await eventually(
+            lambda: gateway.snapshot().pipeline.reply_failures == 1, 20, "the card's finish given up")
+        assert gateway.journal.unfinished()[0].answer == "[alpha] finish me later"  # answer stored
+    (stuck,) = sims.feishu.cards_replied_to(event)
+    assert stuck.streaming_mode
+    sims.feishu.limit_card_operations(10, 1.0)  # Feishu's own limit again
+    async with running(home, sims, reply_mode="text") as successor:  # even in text mode now
+        card = await in_own_thread(sims.feishu.wait_card_finished, event, 15)
+        assert await successor.pipeline.drain(10) == 0
+        assert successor.journal.state_of(event.message_id) == "answered"
+    assert card.card_id == stuck.card_id and card.text() == "[alpha] finish me later"
+    assert sims.feishu.cards_replied_to(event) == [card]
+    assert [r.msg_type for r in sims.feishu.replies_to(event) if not r.duplicate] == ["interactive"]
+    assert len(sims.llm.requests) == 1  # the stored answer was used, the model not asked again
