@@ -226,3 +226,45 @@ async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_ne
     assert sims.feishu.cards_replied_to(event) == [card]
     assert [r.msg_type for r in sims.feishu.replies_to(event) if not r.duplicate] == ["interactive"]
     assert len(sims.llm.requests) == 1  # the stored answer was used, the model not asked again
+
+
+async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(home, sims):
+    import dataclasses
+
+    sims.feishu.fail_bot_info()
+    async with running(home, sims) as gateway:
+        gateway.pipeline.rules = dataclasses.replace(gateway.pipeline.rules, identity_wait=0.3)
+        asked = sims.feishu.inject_group_text("@_user_1 are you there?", mentions=[sims.feishu.bot_mention()])
+        await eventually(lambda: gateway.snapshot().pipeline.held == 1, 10, "the mention held")
+        assert gateway.journal.state_of(asked.message_id) == "answering"  # kept, not guessed at
+        chatter = sims.feishu.inject_group_text("no mention at all")  # needs no identity to judge
+        await settled_as(gateway, chatter, "dropped")
+        direct = sims.feishu.inject_text("direct messages go on")
+        assert (await reply_to(gateway, sims, direct)).text == "[alpha] direct messages go on"
+        sims.feishu.fail_bot_info(False)
+        assert (await reply_to(gateway, sims, asked)).text == "[alpha] are you there?"
+        snap = gateway.snapshot().pipeline
+        assert snap.held == 0 and snap.bot_open_id == sims.feishu.bot_open_id
+
+
+async def test_per_user_history_in_groups(home, sims):
+    table = '[feishu.chat_policies]\n"oc_group1" = "always"\n'
+    write_profile(home, "p", sims, extra=table)
+    path = home.profile_file("p")
+    path.write_text(path.read_text().replace("breaker_cooldown = 30", "breaker_cooldown = 30\nhistory_per_user_in_groups = true"))
+    gateway = Gateway(load_profile(home, "p"), home, owner="console")
+    await gateway.start()
+    try:
+        assert await gateway.wait_connected(15)
+        for sender in ("ou_ann", "ou_ben"):
+            await reply_to(gateway, sims, sims.feishu.inject_group_text(f"I am {sender}", sender_open_id=sender))
+        assert [t["content"] for t in gateway.journal.load_history("oc_group1/ou_ann")] == [
+            "I am ou_ann", "[alpha] I am ou_ann"]
+        assert gateway.journal.load_history("oc_group1") == []
+        await reply_to(gateway, sims, sims.feishu.inject_group_text("again", sender_open_id="ou_ben"))
+        context = [m["content"] for m in sims.llm.requests[-1].messages[1:]]
+        assert context == ["I am ou_ben", "[alpha] I am ou_ben", "again"]  # only Ben's turns
+        await reply_to(gateway, sims, sims.feishu.inject_group_text("/reset", sender_open_id="ou_ann"))
+        assert gateway.journal.load_history("oc_group1/ou_ben") == []  # /reset forgets the whole chat
+    finally:
+        await gateway.stop(drain_timeout=5)
