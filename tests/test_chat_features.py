@@ -249,13 +249,7 @@ async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(
 
 async def test_per_user_history_in_groups(home, sims):
     table = '[feishu.chat_policies]\n"oc_group1" = "always"\n'
-    write_profile(home, "p", sims, extra=table)
-    path = home.profile_file("p")
-    path.write_text(path.read_text().replace("breaker_cooldown = 30", "breaker_cooldown = 30\nhistory_per_user_in_groups = true"))
-    gateway = Gateway(load_profile(home, "p"), home, owner="console")
-    await gateway.start()
-    try:
-        assert await gateway.wait_connected(15)
+    async with running(home, sims, history_per_user_in_groups=True, extra=table) as gateway:
         for sender in ("ou_ann", "ou_ben"):
             await reply_to(gateway, sims, sims.feishu.inject_group_text(f"I am {sender}", sender_open_id=sender))
         assert [t["content"] for t in gateway.journal.load_history("oc_group1/ou_ann")] == [
@@ -266,5 +260,3 @@ async def test_per_user_history_in_groups(home, sims):
         assert context == ["I am ou_ben", "[alpha] I am ou_ben", "again"]  # only Ben's turns
         await reply_to(gateway, sims, sims.feishu.inject_group_text("/reset", sender_open_id="ou_ann"))
         assert gateway.journal.load_history("oc_group1/ou_ben") == []  # /reset forgets the whole chat
-    finally:
-        await gateway.stop(drain_timeout=5)

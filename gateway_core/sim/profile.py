@@ -27,6 +27,7 @@ def write_sim_profile(
     max_in_flight: int = 256,
     reply_mode: str = "text",
     group_policy: str = "mention",
+    history_per_user_in_groups: bool = False,
     extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`.
@@ -66,6 +67,7 @@ base_url = "{sims.llm.base_url}"
 models = [{model_list}]
 request_timeout = {request_timeout}
 breaker_cooldown = 30
+history_per_user_in_groups = {str(history_per_user_in_groups).lower()}
 
 [executor]
 max_workers = {max_workers}
