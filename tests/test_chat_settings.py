@@ -82,6 +82,6 @@ def test_chat_settings_are_read_checked_and_shown(home, sims):
 ])
 def test_bad_chat_settings_are_one_clear_line(home, sims, options, expected):
     write_profile(home, "p", sims, **options)
-    with pytest.raises(ConfigError, match=None) as error:
+    with pytest.raises(ConfigError) as error:
         load_profile(home, "p")
     assert expected in str(error.value) and "\n" not in str(error.value)
