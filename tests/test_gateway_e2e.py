@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from gateway_core.pipeline import APOLOGY, UNSUPPORTED
+from gateway_core.pipeline import APOLOGY
 
 from .support import eventually, in_own_thread
 
@@ -108,8 +108,10 @@ async def test_every_model_down_gets_an_apology_never_silence(gateway, sims):
 
 
 async def test_non_text_message_gets_a_polite_reply(gateway, sims):
+    from gateway_core.messages import unreadable_reply
+
     _, replies = await ask(gateway, sims, "", message_type="image", content='{"image_key": "img_x"}')
-    assert [r.text for r in replies] == [UNSUPPORTED]
+    assert [r.text for r in replies] == [unreadable_reply("image")]
 
 
 async def test_switch_model_while_a_request_is_in_flight(gateway, sims):
