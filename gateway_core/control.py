@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from .executor import ExecutorSnapshot
 from .feishu import FeishuSnapshot
+from .health import Health
 from .llm import ModelHealth, ModelsSnapshot, UnknownModel
 from .logs import LogLine
 from .ownership import OwnerInfo
 from .pipeline import Activity, PipelineSnapshot
+from .replies import ReplyStats
 
 if TYPE_CHECKING:
     from .gateway import Gateway, GatewaySnapshot
@@ -93,6 +95,9 @@ def snapshot_from_dict(data: dict[str, Any]) -> "GatewaySnapshot":
         feishu=build(FeishuSnapshot, data["feishu"]),
         models=ModelsSnapshot(active=models["active"], models=tuple(build(ModelHealth, m) for m in models["models"])),
         pipeline=build(PipelineSnapshot, pipeline),
+        replies=build(ReplyStats, data["replies"]) if data.get("replies") else None,
+        # An older owner sends no verdict: then it is judged here from the parts it did send.
+        health=build(Health, data["health"]) if data.get("health") else None,
     )
 
 

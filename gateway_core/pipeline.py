@@ -71,6 +71,7 @@ class PipelineSnapshot:
     journal_writes: int = 0  # arrival writes (on the ack path) since start
     journal_write_times: tuple[float, ...] = ()  # seconds, the most recent ones
     queued: int = 0  # of in_flight, those waiting for their chat's turn or a free slot
+    apologies_in_a_row: int = 0  # "the model is unavailable" replies since the last real answer
 
 
 def _bounded(text: str) -> str:
@@ -104,6 +105,7 @@ class MessagePipeline:
         self._activity: deque[Activity] = deque(maxlen=ACTIVITY_SIZE)
         self._received = self._duplicates = self._answered = self._apologies = self._reply_failures = 0
         self._last_message_at: float | None = None
+        self._apologies_in_a_row = 0
         self.journal_failure: str | None = None  # set once a journal write failed: the owner must stop
 
     def accept(self, message: InboundMessage) -> None:
@@ -187,6 +189,10 @@ class MessagePipeline:
             text, outcome, reason = APOLOGY, "apology", "unexpected error"
         if outcome == "apology":
             self._apologies += 1
+            if not reason.startswith("stale"):  # a too-old message says nothing about the models
+                self._apologies_in_a_row += 1
+        elif outcome == "answered":
+            self._apologies_in_a_row = 0
         reply_id = await self._deliver(message, text)
         if reply_id is not None:
             try:
@@ -285,4 +291,5 @@ class MessagePipeline:
             oldest_pending_at=journal.oldest_pending_at,
             journal_writes=journal.writes,
             journal_write_times=journal.write_times,
+            apologies_in_a_row=self._apologies_in_a_row,
         )
