@@ -345,17 +345,27 @@ def request(path: Path, op: str, timeout: float = 3.0, **arguments: Any) -> dict
     return response
 
 
-async def subscribe(path: Path) -> AsyncIterator[dict[str, Any]]:
-    """Yield the first status, then every event the gateway streams, until it goes away."""
+async def subscribe(path: Path, silence_limit: float | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Yield the first status, then every event the gateway streams, until it goes away.
+
+    A gateway streams a snapshot every BROADCAST_INTERVAL; with `silence_limit`, no line for that
+    long raises ControlError. A stopped (SIGSTOP) or wedged process keeps its socket open and
+    its kernel even accepts new connections for it — only the silence tells.
+    """
     try:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=16 * 1024 * 1024)
-    except (FileNotFoundError, ConnectionError) as exc:
-        raise ControlError(f"cannot connect to {path}: {exc}") from None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(str(path), limit=16 * 1024 * 1024), silence_limit
+        )
+    except (FileNotFoundError, ConnectionError, asyncio.TimeoutError) as exc:
+        raise ControlError(f"cannot connect to {path}: {exc or 'timeout'}") from None
     try:
         writer.write(encode({"op": "subscribe"}))
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), silence_limit)
         while True:
-            line = await reader.readline()
+            try:
+                line = await asyncio.wait_for(reader.readline(), silence_limit)
+            except asyncio.TimeoutError:
+                raise ControlError(f"no answer from the gateway for {silence_limit:g}s") from None
             if not line:
                 return
             yield json.loads(line)

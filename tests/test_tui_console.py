@@ -309,12 +309,16 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home,
             handle.write("2026-11-25 10:00:01,000 WARNING gatewatch.feishu [bold]written while attached\n")
         await until(pilot, lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
                     10, "a new line from the file, literally")
+        # Each line once, with its own time, level and logger — not under a second prefix.
+        (line,) = [l for l in pane.visible_lines() if "written while attached" in l]
+        assert line.count("WARNING") == 1 and "log file" not in line and "2026-11-25" not in line
         # The header follows on its own refresh timer: wait for it, as the operator would.
-        await until(pilot, lambda: "control socket unavailable" in shown(app.query_one("#header")), 5,
-                    "the header saying the socket is unavailable")
+        await until(pilot, lambda: "UNREACHABLE" in shown(app.query_one("#header")), 5,
+                    "the header saying the gateway is unreachable")
         header = shown(app.query_one("#header"))
         assert f"attached to PID {os.getpid()} (headless)" in header
-        assert "UNREACHABLE" in header
+        assert f"no answer from PID {os.getpid()}" in header and "cannot connect" in header
+        assert app.has_class("-stale")
         await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
         await until(pilot, lambda: app.return_code is not None, 5, "app exited")
     assert app.return_code == 0
