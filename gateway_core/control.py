@@ -352,19 +352,20 @@ async def subscribe(path: Path, silence_limit: float | None = None) -> AsyncIter
     long raises ControlError. A stopped (SIGSTOP) or wedged process keeps its socket open and
     its kernel even accepts new connections for it — only the silence tells.
     """
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as
+    # the line does, and a console detaching would then wait on this stream forever.
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(path), limit=16 * 1024 * 1024), silence_limit
-        )
-    except (FileNotFoundError, ConnectionError, asyncio.TimeoutError) as exc:
+        async with asyncio.timeout(silence_limit):
+            reader, writer = await asyncio.open_unix_connection(str(path), limit=16 * 1024 * 1024)
+    except (FileNotFoundError, ConnectionError, TimeoutError) as exc:
         raise ControlError(f"cannot connect to {path}: {exc or 'timeout'}") from None
     try:
         writer.write(encode({"op": "subscribe"}))
-        await asyncio.wait_for(writer.drain(), silence_limit)
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), silence_limit)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(silence_limit):
+                    line = await reader.readline()
+            except TimeoutError:
                 raise ControlError(f"no answer from the gateway for {silence_limit:g}s") from None
             if not line:
                 return

@@ -204,9 +204,8 @@ class ConsoleApp(App[None]):
         word = f"{source.mode} {source.owner.pid} {source.attaches}"
         if word == self._source_word:
             return
-        first = not self._source_word
         self._source_word = word
-        if source.mode == "socket" and (source.attaches > 1 or not first):
+        if source.mode == "socket" and source.attaches > 1:
             self.notify(f"re-attached to PID {source.owner.pid} ({source.owner.owner})")
             self.refresh_bindings()
         elif source.mode == "unreachable":

@@ -19,7 +19,6 @@ renumbered here, so a new owner's records (numbered from 1 again) simply follow 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import time
@@ -42,6 +41,7 @@ OPERATION_TIMEOUT = 5.0
 RESTART_TIMEOUT = 20.0
 SILENCE_LIMIT = 3.0  # seconds without a streamed line before the gateway counts as unreachable
 RETRY_INTERVAL = 1.0  # seconds between attempts to reach the owner (or find a new one) again
+STOP_TIMEOUT = 2.0  # seconds detaching may wait for the follower to end
 SEEN_KEEP = 4 * LOG_KEEP  # identities of lines already shown, for dropping repeats
 
 
@@ -135,12 +135,12 @@ class RemoteSource:
 
     async def stop(self) -> int:
         """Detach; the remote gateway is not touched."""
-        for task in (self._follower, self._log_file_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [t for t in (self._follower, self._log_file_task) if t is not None]
         self._follower = self._log_file_task = None
+        for task in tasks:
+            task.cancel()
+        if tasks:  # bounded: detaching never waits on a stream for long
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
         return 0
 
     @property
@@ -153,7 +153,7 @@ class RemoteSource:
 
     async def _follow(self) -> None:
         """Attach, notice silence or exit, re-attach to whoever owns the profile next; until detached."""
-        while True:
+        while self._follower is not None:  # None once detached
             owner = await in_own_thread(read_owner, self.lock_path)
             if owner is None:
                 await self._owner_gone()
@@ -180,7 +180,8 @@ class RemoteSource:
                     self._show(log_line_from_dict(event["line"]))
             self.why = "the gateway closed its control socket"
         except (ControlError, ConnectionError, ValueError) as exc:
-            self.why = str(exc)
+            # A silent stream is a process that is stopped or stuck; anything else, its own words.
+            self.why = "its control socket is silent (stopped or hung?)" if self.mode == "socket" else str(exc)
         if self.mode != "exited":
             self.mode = "unreachable"
 
@@ -229,7 +230,8 @@ def parse_log_line(text: str) -> LogLine | None:
     if len(parts) == 5 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         try:
             stamp, millis = f"{parts[0]} {parts[1]}".split(",")
-            at = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+            # mid-millisecond: the identity's floor is then the millisecond the file says
+            at = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + (int(millis) + 0.5) / 1000
         except ValueError:
             pass
         else:
