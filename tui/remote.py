@@ -24,6 +24,7 @@ import itertools
 import time
 from collections import deque
 from pathlib import Path
+from typing import Callable
 
 from gateway_core.config import Home
 from gateway_core.control import ControlError, arequest, log_line_from_dict, snapshot_from_dict, subscribe
@@ -48,8 +49,9 @@ SEEN_KEEP = 4 * LOG_KEEP  # identities of lines already shown, for dropping repe
 class RemoteSource:
     """A `GatewaySource` for a gateway owned by another process."""
 
-    def __init__(self, home: Home, profile: str, owner: OwnerInfo):
+    def __init__(self, home: Home, profile: str, owner: OwnerInfo, clock: Callable[[], float] = time.time):
         self.profile = profile
+        self.clock = clock
         self.owner = owner
         self.lock_path: Path = home.lock_file(profile)
         self.socket_path: Path = home.socket_file(profile)
@@ -97,7 +99,7 @@ class RemoteSource:
         if self.mode == "exited":
             code = f" (code {self.exit_code})" if self.exit_code is not None else ""
             return f"gateway exited{code}: PID {self.owner.pid} no longer owns the profile"
-        since = f" for {int(time.time() - self.heard_at)}s" if self.heard_at else ""
+        since = f" for {int(self.clock() - self.heard_at)}s" if self.heard_at else ""
         return f"no answer from PID {self.owner.pid}{since}: {self.why or 'control socket unavailable'}"
 
     def log_since(self, seq: int) -> list[LogLine]:
@@ -110,9 +112,9 @@ class RemoteSource:
     def describe(self) -> str:
         who = f"attached to PID {self.owner.pid} ({self.owner.owner})"
         if self.mode == "unreachable":
-            return f"{who} — UNREACHABLE, following {self.log_path.name}"
+            return f"{who} · following {self.log_path.name}"
         if self.mode == "exited":
-            return f"PID {self.owner.pid} ({self.owner.owner}) exited — following {self.log_path.name}"
+            return f"was PID {self.owner.pid} ({self.owner.owner}) · following {self.log_path.name}"
         return who
 
     # -- operations (one request each) ----------------------------------------------------------
@@ -171,7 +173,7 @@ class RemoteSource:
                 if self.mode != "socket":
                     self.attaches += 1
                     self._stop_log_file()
-                self.mode, self.heard_at = "socket", time.time()
+                self.mode, self.heard_at = "socket", self.clock()
                 if "status" in event:
                     self._snapshot = snapshot_from_dict(event["status"])
                 for record in event.get("log", ()):
