@@ -2,7 +2,7 @@
 
 The word is gateway_core's verdict (health.py) while the gateway runs — never a green RUNNING
 over a gateway that answers nobody — and the console's own word otherwise (starting, draining,
-unreachable, exited). A second line says why, whenever the verdict is not `healthy`.
+unreachable, exited). The second line says why, whenever the verdict is not `healthy`.
 """
 
 from __future__ import annotations
@@ -70,12 +70,14 @@ def render_header(
         out.append(f"{stats.cpu_percent:.0f}%")
         out.append(" · RSS ", style="dim")
         out.append(size(stats.rss))
+    out.append("\n")
     reasons = snapshot.health.reasons if snapshot.health is not None else ()
     if reasons and word not in ("healthy", "starting", "stopped"):
-        out.append("\n")
         more = f"  (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
         out.append(reasons[0], style=STATE_STYLES.get(word, "dim"))  # literal: reasons quote errors
         out.append(more, style="dim")
+    elif word == "healthy":
+        out.append("executor, Feishu, replies, models and backlog all well", style="dim")
     out.no_wrap, out.overflow = True, "ellipsis"
     return out
 
