@@ -114,7 +114,8 @@ def _judge_replies(replies: "ReplyStats", bad: list[str], meh: list[str]) -> Non
         return
     last = replies.last_error or "unknown error"
     if replies.token_refused:
-        bad.append(f"replies failing: Feishu refused the tenant token ({last}); check the app secret")
+        detail = last.removeprefix("tenant token refused: ")
+        bad.append(f"replies failing: tenant token refused ({detail}); check the app secret")
     elif failing >= REPLY_FAILURES_UNHEALTHY:
         bad.append(f"replies failing: {failing} in a row, last: {last}")
     else:
