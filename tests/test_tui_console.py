@@ -145,10 +145,25 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
         await until(pilot, lambda: "model alpha now fails" in " ".join(notices(console)), 5, "fault notice")
         assert (await ask(sims, "who answers?")).startswith("[beta]")
         await until(pilot, lambda: "OPEN" in shown(console.query_one(ModelsPanel)), 5, "breaker OPEN")
+        header = console.query_one("#header")
+        # (the first reason may still be the executor's rebuild: reasons come worst first, then in order)
+        await until(pilot, lambda: "● DEGRADED" in shown(header) and any(
+            r.startswith("model alpha failing") for r in console.source.snapshot().health.reasons), 5,
+            "the header's verdict: degraded, and why")
+
+        # 7: Feishu refuses the tenant token — connected, yet nobody gets a reply: never green.
+        await pilot.press("f", "7")
+        sims.feishu.inject_text("anyone?")
+        await until(pilot, lambda: "● UNHEALTHY" in shown(header) and "tenant token refused" in shown(header), 10,
+                    "the header's verdict: unhealthy, and why")
+        assert "HEALTHY" not in shown(header).replace("UNHEALTHY", "")
 
         # 4: heal.
         await pilot.press("f", "4")
-        await until(pilot, lambda: "all models answer again" in notices(console), 5, "heal notice")
+        await until(pilot, lambda: "all models answer again, and Feishu issues tenant tokens again" in notices(console),
+                    5, "heal notice")
+        assert (await ask(sims, "healed?")).startswith("[")
+        await until(pilot, lambda: "tenant token" not in shown(header), 5, "the token reason gone")
 
 
 async def test_refused_reconnects_show_until_healed(console, sims):
