@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from .executor import ExecutorSnapshot
 from .feishu import FeishuSnapshot
+from .health import Health
 from .llm import ModelHealth, ModelsSnapshot, UnknownModel
 from .logs import LogLine
 from .ownership import OwnerInfo
 from .pipeline import Activity, Answering, PipelineSnapshot
+from .replies import ReplyStats
 
 if TYPE_CHECKING:
     from .gateway import Gateway, GatewaySnapshot
@@ -94,6 +96,9 @@ def snapshot_from_dict(data: dict[str, Any]) -> "GatewaySnapshot":
         feishu=build(FeishuSnapshot, data["feishu"]),
         models=ModelsSnapshot(active=models["active"], models=tuple(build(ModelHealth, m) for m in models["models"])),
         pipeline=build(PipelineSnapshot, pipeline),
+        replies=build(ReplyStats, data["replies"]) if data.get("replies") else None,
+        # An older owner sends no verdict: then it is judged here from the parts it did send.
+        health=build(Health, data["health"]) if data.get("health") else None,
     )
 
 
@@ -341,17 +346,28 @@ def request(path: Path, op: str, timeout: float = 3.0, **arguments: Any) -> dict
     return response
 
 
-async def subscribe(path: Path) -> AsyncIterator[dict[str, Any]]:
-    """Yield the first status, then every event the gateway streams, until it goes away."""
+async def subscribe(path: Path, silence_limit: float | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Yield the first status, then every event the gateway streams, until it goes away.
+
+    A gateway streams a snapshot every BROADCAST_INTERVAL; with `silence_limit`, no line for that
+    long raises ControlError. A stopped (SIGSTOP) or wedged process keeps its socket open and
+    its kernel even accepts new connections for it — only the silence tells.
+    """
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as
+    # the line does, and a console detaching would then wait on this stream forever.
     try:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=16 * 1024 * 1024)
-    except (FileNotFoundError, ConnectionError) as exc:
-        raise ControlError(f"cannot connect to {path}: {exc}") from None
+        async with asyncio.timeout(silence_limit):
+            reader, writer = await asyncio.open_unix_connection(str(path), limit=16 * 1024 * 1024)
+    except (FileNotFoundError, ConnectionError, TimeoutError) as exc:
+        raise ControlError(f"cannot connect to {path}: {exc or 'timeout'}") from None
     try:
         writer.write(encode({"op": "subscribe"}))
-        await writer.drain()
         while True:
-            line = await reader.readline()
+            try:
+                async with asyncio.timeout(silence_limit):
+                    line = await reader.readline()
+            except TimeoutError:
+                raise ControlError(f"no answer from the gateway for {silence_limit:g}s") from None
             if not line:
                 return
             yield json.loads(line)

@@ -14,12 +14,13 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Home, Profile
 from .control import ControlServer
 from .executor import ExecutorSnapshot, HeldExecutor
 from .feishu import FeishuConnection, FeishuSnapshot, InboundMessage
+from .health import Health, assess
 from .journal import Journal, JournalError
 from .llm import LlmClient, ModelsSnapshot
 from .logs import GatewayLogging, escape_untrusted, setup_logging
@@ -27,7 +28,7 @@ from .ownership import OwnerInfo, ProfileLock
 from .cardkit import CardKitClient
 from .openapi import OpenApi, OpenApiRefused
 from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
-from .replies import ReplySender
+from .replies import ReplySender, ReplyStats
 from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
@@ -48,16 +49,20 @@ class GatewaySnapshot:
     feishu: FeishuSnapshot
     models: ModelsSnapshot
     pipeline: PipelineSnapshot
+    replies: ReplyStats | None = None
+    # The one verdict (health.py). Judged when the snapshot is taken, by the process that owns the
+    # gateway; a snapshot rebuilt from the control socket carries the owner's verdict unchanged.
+    health: Health | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.health is None:
+            verdict = assess(self.state, self.executor, self.feishu, self.models, self.pipeline, self.replies)
+            object.__setattr__(self, "health", verdict)
 
     @property
     def healthy(self) -> bool:
-        """Alive in fact, not just a process: the executor works and Feishu is connected and heard."""
-        return (
-            self.state == "running"
-            and self.executor.state in ("healthy", "busy", "degraded", "replaced")
-            and self.feishu.state == "connected"
-            and not self.feishu.suspect
-        )
+        """Users get answers (healthy or degraded): the health model's verdict, nothing else."""
+        return self.health is not None and self.health.ok
 
 
 class GatewayDraining(RuntimeError):
@@ -236,11 +241,10 @@ class Gateway:
     def status_line(self) -> str:
         """`/status` in a chat: the gateway's verdict in one line (no secrets, no ids)."""
         snap = self.snapshot()
-        verdict = "healthy" if snap.healthy else "not healthy"
-        feishu = snap.feishu.state + (" (suspect)" if snap.feishu.suspect else "")
+        verdict = snap.health.one_line() if snap.health is not None else "unknown"
         return (
-            f"gatewatch {snap.profile}: {verdict} · Feishu {feishu} · executor {snap.executor.state}"
-            f" · model {snap.models.active} · {snap.pipeline.pending} pending · up {snap.uptime / 60:.0f} min"
+            f"gatewatch {snap.profile}: {verdict} · model {snap.models.active}"
+            f" · {snap.pipeline.pending} pending · up {snap.uptime / 60:.0f} min"
         )
 
     @property
@@ -258,6 +262,7 @@ class Gateway:
             feishu=self.feishu.snapshot(),
             models=self.llm.snapshot(),
             pipeline=self.pipeline.snapshot() if self.pipeline else _EMPTY_PIPELINE,
+            replies=self.replier.stats(),
         )
 
     @property

@@ -64,6 +64,7 @@ async def serve(profile: Profile, home: Home) -> int:
         loop.add_signal_handler(signum, gateway.request_stop, signal.Signals(signum).name)
     say(f"serving profile '{profile.name}' (pid {os.getpid()}); logs: {home.log_file(profile.name)}")
     announced = False
+    verdict = "unhealthy"  # until Feishu first connects, "not connected yet" lines say why
     fatal: str | None = None
     next_report = loop.time() + profile.not_connected_report
     while not gateway.stop_requested.is_set():
@@ -77,6 +78,12 @@ async def serve(profile: Profile, home: Home) -> int:
             # Silence until the first connection would look like a healthy start: say why, repeatedly.
             say(f"not connected yet: {feishu.last_error or feishu.detail or feishu.state}")
             next_report = loop.time() + profile.not_connected_report
+        if announced:
+            # Whoever reads launchd's log sees each change of the verdict, with the reasons.
+            health = gateway.snapshot().health
+            if health.verdict != verdict:
+                say(f"health: {health.one_line()}")
+                verdict = health.verdict
         if gateway.feishu.failed_for_good():
             fatal = feishu.last_error or "Feishu refused the connection"
             break

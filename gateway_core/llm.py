@@ -53,6 +53,10 @@ class ModelError(Exception):
     """One attempt on one model failed (timeout, connection, HTTP error, bad body)."""
 
 
+class ModelNotFound(ModelError):
+    """The provider says the model does not exist (404 model_not_found): a profile to fix."""
+
+
 @dataclass(frozen=True)
 class LlmAnswer:
     text: str
@@ -71,6 +75,7 @@ class ModelHealth:
     last_latency: float | None
     avg_latency: float | None
     last_error: str | None
+    unknown: bool = False  # the provider said it has no such model (until it answers again)
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class _Stats:
     avg_latency: float | None = None
     last_error: str | None = None
     open_until: float = 0.0
+    unknown: bool = False
 
 
 class LlmClient:
@@ -162,7 +168,7 @@ class LlmClient:
             try:
                 text = await self._attempt(model, list(messages), on_text)
             except ModelError as exc:
-                self._record_failure(model, str(exc))
+                self._record_failure(model, str(exc), unknown=isinstance(exc, ModelNotFound))
                 errors.append((model, str(exc)))
                 log.warning("model %s failed (%s); trying the next one", model, exc)
                 continue
@@ -180,6 +186,8 @@ class LlmClient:
             async with asyncio.timeout(self.config.request_timeout):
                 try:
                     async with self._client().post(self._url, json=body) as response:
+                        if response.status == 404 and _says_model_not_found(await response.read()):
+                            raise ModelNotFound("HTTP 404 model_not_found")
                         if response.status != 200:
                             raise ModelError(f"HTTP {response.status}")
                         if response.content_type == "text/event-stream":
@@ -205,8 +213,9 @@ class LlmClient:
             stats.last_latency = latency
             stats.avg_latency = latency if stats.avg_latency is None else 0.8 * stats.avg_latency + 0.2 * latency
             stats.open_until = 0.0
+            stats.unknown = False
 
-    def _record_failure(self, model: str, error: str) -> None:
+    def _record_failure(self, model: str, error: str, unknown: bool = False) -> None:
         # A short circuit breaker: a model that just failed is tried last for a while, so one dead
         # model does not add its timeout to every message.
         with self._guard:
@@ -214,6 +223,7 @@ class LlmClient:
             stats.errors += 1
             stats.last_error = escape_untrusted(error)
             stats.open_until = time.monotonic() + self.config.breaker_cooldown
+            stats.unknown = unknown
 
     def snapshot(self) -> ModelsSnapshot:
         now = time.monotonic()
@@ -228,6 +238,7 @@ class LlmClient:
                     last_latency=s.last_latency,
                     avg_latency=s.avg_latency,
                     last_error=s.last_error,
+                    unknown=s.unknown,
                 )
                 for name, s in self._stats.items()
             )
@@ -268,6 +279,15 @@ async def _read_event_stream(response: aiohttp.ClientResponse, on_text: OnText |
             if on_text is not None:
                 on_text(text)
     return text
+
+
+def _says_model_not_found(raw: bytes) -> bool:
+    """An OpenAI-style error body naming the model as missing (`error.code` model_not_found)."""
+    try:
+        error = json.loads(raw).get("error") or {}
+        return error.get("code") == "model_not_found"
+    except (ValueError, AttributeError):
+        return False
 
 
 def _plain_completion(raw: bytes) -> str:

@@ -123,6 +123,7 @@ class PipelineSnapshot:
     commands: int = 0  # in-chat commands answered
     held: int = 0  # group messages waiting for the bot's identity
     bot_open_id: str | None = None
+    apologies_in_a_row: int = 0  # "the model is unavailable" replies since the last real answer
 
 
 def _bounded(text: str) -> str:
@@ -160,6 +161,7 @@ class MessagePipeline:
         self._activity: deque[Activity] = deque(maxlen=ACTIVITY_SIZE)
         self._received = self._duplicates = self._answered = self._apologies = self._reply_failures = 0
         self._last_message_at: float | None = None
+        self._apologies_in_a_row = 0
         self.journal_failure: str | None = None  # set once a journal write failed: the owner must stop
         self.rules = rules or ChatRules()
         self._cardkit = cardkit
@@ -277,6 +279,10 @@ class MessagePipeline:
             self._answering.pop(message.message_id, None)
         if outcome == "apology":
             self._apologies += 1
+            if not reason.startswith("stale"):  # a too-old message says nothing about the models
+                self._apologies_in_a_row += 1
+        elif outcome == "answered":
+            self._apologies_in_a_row = 0
         try:
             reply_id = await self._deliver(message, text)
         except JournalError as exc:
@@ -540,6 +546,7 @@ class MessagePipeline:
             commands=self._commands,
             held=len(self._held),
             bot_open_id=self._bot_open_id,
+            apologies_in_a_row=self._apologies_in_a_row,
         )
 
 

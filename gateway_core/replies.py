@@ -114,6 +114,9 @@ class ReplyStats:
     sent: int
     rate_limited: int  # 230020 answers, each backed off and retried
     failed_attempts: int  # attempts that failed otherwise (the pipeline retries those)
+    failures_in_a_row: int = 0  # failed attempts since the last reply Feishu accepted
+    last_error: str | None = None  # why the last attempt failed (one line, no secrets)
+    token_refused: bool = False  # the last failure: Feishu refused our tenant token or issued none
 
 
 class ReplySender:
@@ -129,6 +132,11 @@ class ReplySender:
         # Like the SDK's requests, a proxy set for Feishu's domain is used; looked up once here,
         # not per request (aiohttp's trust_env would ask the executor on every send).
         self._proxy = proxy_for(config.domain)
+        # Failures in a row, not a total: one refused token fails every reply from then on, and
+        # the health model must see that at once, not after a rate.
+        self._failed_in_a_row = 0
+        self._last_error: str | None = None
+        self._token_refused = False
 
     async def reply_text(self, message_id: str, text: str, chat_id: str = "") -> str:
         """Reply to `message_id` in `chat_id`; return the reply's id or raise ReplyFailed.
@@ -154,10 +162,14 @@ class ReplySender:
                 await asyncio.sleep(delay)
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
-            except ReplyFailed:
+            except ReplyFailed as exc:
                 self._failed += 1
+                self._failed_in_a_row += 1
+                self._last_error = str(exc)
+                self._token_refused = isinstance(exc, TokenRefused)
                 raise
             self._sent += 1
+            self._failed_in_a_row, self._token_refused = 0, False
             return reply_id
 
     async def _post_reply(self, message_id: str, body: dict[str, str]) -> str:
@@ -171,8 +183,10 @@ class ReplySender:
                 return str(data.get("message_id") or "")
             if code == RATE_LIMITED:
                 raise _RateLimited()
-            if code in TOKEN_REJECTED and not fresh_token:
-                continue  # revoked or expired early: fetch a new one, once
+            if code in TOKEN_REJECTED:
+                if not fresh_token:
+                    continue  # revoked or expired early: fetch a new one, once
+                raise TokenRefused(f"code {code}: {escape_untrusted(str(answer.get('msg')), limit=200)}")
             raise ReplyFailed(f"code {code}: {escape_untrusted(str(answer.get('msg')), limit=200)}")
         raise AssertionError("unreachable")
 
@@ -191,7 +205,7 @@ class ReplySender:
             )
             token = answer.get("tenant_access_token")
             if answer.get("code") != 0 or not isinstance(token, str) or not token:
-                raise ReplyFailed(
+                raise TokenRefused(
                     f"tenant token refused: code {answer.get('code')}: "
                     f"{escape_untrusted(str(answer.get('msg')), limit=200)}"
                 )
@@ -232,12 +246,18 @@ class ReplySender:
         return self._http
 
     def stats(self) -> ReplyStats:
-        return ReplyStats(self._sent, self._rate_limited, self._failed)
+        return ReplyStats(
+            self._sent, self._rate_limited, self._failed, self._failed_in_a_row, self._last_error, self._token_refused
+        )
 
     async def aclose(self) -> None:
         http, self._http = self._http, None
         if http is not None:
             await http.close()
+
+
+class TokenRefused(ReplyFailed):
+    """Feishu issued no tenant token for the app, or refused a fresh one: no reply can go out."""
 
 
 class _RateLimited(Exception):

@@ -1,8 +1,10 @@
 """`gatewatch status`: is each profile's gateway really alive — not just "a process exists"?
 
 For every profile: who owns it (from the lock), and what the owner itself says over its control
-socket. A gateway whose process lives but whose executor is dead or whose WebSocket is down is the
-"empty shell" of the incident, and is reported unhealthy (exit 1).
+socket — its health model's verdict (health.py) and the reasons, as the console shows them. A
+gateway whose process lives but whose executor is dead, whose WebSocket is down, whose replies are
+refused or whose models do not answer is the "empty shell" of the incident, and is reported
+unhealthy (exit 1); so is one that does not answer on its socket.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from .config import ConfigError, Home, load_profile
 from .control import ControlError, request
+from .health import DEGRADED, UNHEALTHY
 from .journal import peek_pending
 from .ownership import read_owner
 
@@ -32,6 +35,8 @@ class ProfileStatus:
     pending: int | None = None  # journaled messages not yet answered (None: no journal yet)
     oldest_pending_age: float | None = None
     state: str = "running"  # running | stopped | invalid (not running, and could not start as it is)
+    verdict: str | None = None  # healthy | degraded | unhealthy (health.py); None when nothing runs
+    reasons: tuple[str, ...] = ()  # the verdict's reasons, worst first
 
 
 def collect_status(home: Home, timeout: float = 3.0) -> list[ProfileStatus]:
@@ -49,17 +54,16 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
     try:
         status = request(home.socket_file(name), "status", timeout=timeout)["status"]
     except ControlError as exc:
+        reason = f"control socket: {exc}"
         return ProfileStatus(
             name, kind, owner.pid, time.time() - owner.started_at, None, None, None, None, False,
-            problem=f"control socket: {exc}",
+            problem=reason, verdict=UNHEALTHY, reasons=(reason,),
         )
     last = status["pipeline"].get("last_message_at")
     oldest = status["pipeline"].get("oldest_pending_at")
-    problem = None
-    if not status["healthy"]:
-        problem = f"executor {status['executor']['state']}, Feishu {status['feishu']['state']}"
-        if status["feishu"].get("last_error"):
-            problem += f" ({status['feishu']['last_error']})"
+    health = status.get("health") or {}
+    verdict = health.get("verdict") or (UNHEALTHY if not status["healthy"] else "healthy")
+    reasons = tuple(health.get("reasons") or ())
     return ProfileStatus(
         profile=name,
         owner=kind,
@@ -70,9 +74,11 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
         model=status["models"]["active"],
         last_message_age=time.time() - last if last else None,
         healthy=bool(status["healthy"]),
-        problem=problem,
+        problem="; ".join(reasons) or None,
         pending=status["pipeline"].get("pending"),
         oldest_pending_age=time.time() - oldest if oldest else None,
+        verdict=verdict,
+        reasons=reasons,
     )
 
 
@@ -112,7 +118,7 @@ def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
         elif s.healthy is None:
             health = "stopped"
         else:
-            health = "ok" if s.healthy else f"UNHEALTHY: {s.problem}"
+            health = _verdict(s)
         rows.append((
             s.profile, s.owner, str(s.pid or "-"), _age(s.uptime), s.feishu or "-", s.executor or "-",
             s.model or "-", _age(s.last_message_age), _pending(s), health,
@@ -124,6 +130,14 @@ def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
 def status_exit_code(statuses: list[ProfileStatus]) -> int:
     """0 when every running profile is healthy, 1 otherwise."""
     return 0 if all(s.healthy is not False for s in statuses) else 1
+
+
+def _verdict(status: ProfileStatus) -> str:
+    """The health model's word, upper case when it needs a look, and its reasons."""
+    word = status.verdict or ("healthy" if status.healthy else UNHEALTHY)
+    if word in (DEGRADED, UNHEALTHY):
+        word = word.upper()
+    return f"{word}: {'; '.join(status.reasons)}" if status.reasons else word
 
 
 def _pending(status: ProfileStatus) -> str:

@@ -190,7 +190,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         line_of = {line.split()[0]: line for line in table[1:]}
         assert line_of["idle"].rstrip().endswith("stopped")
         assert "invalid: unknown key gateway.max_wrokers" in line_of["typo"]
-        assert line_of["p"].rstrip().endswith("ok")
+        assert line_of["p"].rstrip().endswith("healthy")
         assert rows["p"]["owner"] == "headless" and rows["p"]["pid"] == gateway.process.pid
         assert rows["p"]["feishu"] == "connected" and rows["p"]["healthy"] is True
 

@@ -23,6 +23,7 @@ from lark_oapi.api.im.v1 import (
     ReplyMessageRequest,
     ReplyMessageRequestBody,
 )
+from lark_oapi.core.exception import ObtainAccessTokenException
 from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
@@ -124,6 +125,39 @@ def test_sdk_reply_create_uuid_idempotency_and_failures(sims, app_id):
     assert created.success(), created.msg
     last = feishu.sent[-1]
     assert (last.kind, last.in_reply_to, last.text, last.duplicate) == ("create", "oc_chat9", "news", False)
+
+
+def test_refused_tokens_fail_the_sdks_sends_the_way_feishu_does(sims, app_id):
+    """The reply-token fault, proven with the real SDK: its token goes invalid (99991663) and a new
+    one is refused (10014), while the long connection is left alone."""
+    feishu = sims.feishu
+    client = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
+        .log_level(lark.LogLevel.ERROR).build()
+    event = feishu.inject_text("question")
+    body = ReplyMessageRequestBody.builder().content(json.dumps({"text": "hi"})).msg_type("text").build()
+    request = ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build()
+    assert client.im.v1.message.reply(request).success()
+
+    feishu.refuse_tokens()
+    stale = client.im.v1.message.reply(request)  # the SDK's cached token is no longer accepted
+    assert (stale.success(), stale.code) == (False, 99991663)
+    fresh = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
+        .log_level(lark.LogLevel.ERROR).build()
+    lark_oapi_token_cache_clear(app_id)
+    with pytest.raises(ObtainAccessTokenException) as refused:  # a new token is asked for and refused
+        fresh.im.v1.message.reply(request)
+    assert refused.value.code == 10014
+
+    feishu.refuse_tokens(False)
+    lark_oapi_token_cache_clear(app_id)
+    assert client.im.v1.message.reply(request).success()
+
+
+def lark_oapi_token_cache_clear(app_id: str) -> None:
+    """lark-oapi caches tenant tokens per app id for the whole process; drop this app's."""
+    from lark_oapi.core.token.manager import TokenManager
+
+    TokenManager.cache.cache.pop(f"self_tenant_token:{app_id}", None)
 
 
 def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(sims, sdk_client):

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
+from gateway_core.config import load_profile
+from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 from tui.app import ConsoleApp, console_source
+from tui.source import LocalSource
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, ModelsPanel
 from tui.remote import RemoteSource
 from tui.screens import ChoiceModal
@@ -76,3 +83,104 @@ def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home, sims):
         assert isinstance(source, RemoteSource) and source.owner.pid == headless.process.pid
         assert source.describe() == f"attached to PID {headless.process.pid} (headless)"
         assert headless.terminate_and_wait() == 0
+
+
+def frozen(process) -> "contextlib.AbstractContextManager[None]":
+    """SIGSTOP a gateway we started; SIGCONT it whatever happens (the test's own child only)."""
+
+    @contextlib.contextmanager
+    def stopped():
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGCONT)
+
+    return stopped()
+
+
+def serve_here_factory(home, name):
+    return lambda: LocalSource(name, lambda: Gateway(load_profile(home, name), home, owner="console"))
+
+
+async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as headless:
+        await in_own_thread(headless.wait_for_line, "Feishu connected", 20)
+        app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            header = app.query_one("#header")
+            await until(pilot, lambda: "● HEALTHY" in shown(header), 10, "the owner's verdict")
+            with frozen(headless.process):
+                # 5 s is the promise: the stream's silence limit plus a refresh, with room to spare.
+                await until(pilot, lambda: "● UNREACHABLE" in shown(header), 5, "UNREACHABLE after SIGSTOP")
+                assert "HEALTHY" not in shown(header) and f"no answer from PID {headless.process.pid}" in shown(header)
+                assert app.has_class("-stale")
+                assert app.query_one(FeishuPanel).border_subtitle == "stale"
+                await until(pilot, lambda: any("its control socket is silent" in n for n in notices(app)), 2, "said")
+                assert not app.check_action("serve_here", ())  # the frozen owner still holds the lock
+            await until(pilot, lambda: "● HEALTHY" in shown(header)
+                        and f"re-attached to PID {headless.process.pid} (headless)" in notices(app), 10,
+                        "re-attached after SIGCONT, and said so")
+            assert not app.has_class("-stale") and app.query_one(FeishuPanel).border_subtitle is None
+            # Lines are shown once, though the re-attach sent the gateway's recent log again.
+            pane = app.query_one(LogPane)
+            starts = [line for line in pane.visible_lines() if "gateway starting" in line]
+            assert len(starts) == 1, starts
+            await pilot.press("q")
+        assert headless.terminate_and_wait() == 0
+
+
+async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
+    write_profile(home, "p", sims)
+    first = HeadlessProcess.start(home, "p")
+    try:
+        await in_own_thread(first.wait_for_line, "Feishu connected", 20)
+        app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home,
+                         make_local=serve_here_factory(home, "p"))
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            header = app.query_one("#header")
+            await until(pilot, lambda: "● HEALTHY" in shown(header), 10, "attached")
+            assert await in_own_thread(first.terminate_and_wait) == 0
+            await until(pilot, lambda: "● EXITED" in shown(header), 5, "the exit said")
+            assert f"gateway exited: PID {first.process.pid} no longer owns the profile" in shown(header)
+            await until(pilot, lambda: any("press s to serve the profile here" in n for n in notices(app)), 2, "offer")
+            assert app.check_action("serve_here", ()) and app.has_class("-stale")
+            with HeadlessProcess.start(home, "p") as second:
+                await in_own_thread(second.wait_for_line, "Feishu connected", 20)
+                # The notice is checked with the header: a toast lives 5 s, a loaded machine is slow.
+                await until(pilot, lambda: f"attached to PID {second.process.pid}" in shown(header)
+                            and f"re-attached to PID {second.process.pid} (headless)" in notices(app), 10,
+                            "the new owner re-attached, and said so")
+                await until(pilot, lambda: "● HEALTHY" in shown(header), 10, "its verdict")
+                assert not app.has_class("-stale") and not app.check_action("serve_here", ())
+                assert (await ask(sims, "new owner?")) == "[alpha] new owner?"
+                await pilot.press("q")
+                assert second.terminate_and_wait() == 0
+    finally:
+        first.kill()
+
+
+async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as headless:
+        await in_own_thread(headless.wait_for_line, "Feishu connected", 20)
+        app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home,
+                         make_local=serve_here_factory(home, "p"))
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            header = app.query_one("#header")
+            await until(pilot, lambda: "● HEALTHY" in shown(header), 10, "attached")
+            assert await in_own_thread(headless.terminate_and_wait) == 0
+            await until(pilot, lambda: app.check_action("serve_here", ()), 5, "serve here offered")
+            await pilot.press("s")
+            await until(pilot, lambda: app.phase == "serving", 15, "serving here")
+            await until(pilot, lambda: "● HEALTHY" in shown(header) and "console, PID" in shown(header), 15,
+                        "this console's own verdict")
+            assert read_owner(home.lock_file("p")).pid == os.getpid()
+            assert (await ask(sims, "served here?")) == "[alpha] served here?"
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "quit confirm")
+            await pilot.press("s")  # stop the gateway and quit
+            await until(pilot, lambda: app.return_code is not None, 20, "console exited")
+    assert read_owner(home.lock_file("p")) is None

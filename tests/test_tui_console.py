@@ -145,10 +145,25 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
         await until(pilot, lambda: "model alpha now fails" in " ".join(notices(console)), 5, "fault notice")
         assert (await ask(sims, "who answers?")).startswith("[beta]")
         await until(pilot, lambda: "OPEN" in shown(console.query_one(ModelsPanel)), 5, "breaker OPEN")
+        header = console.query_one("#header")
+        # (the first reason may still be the executor's rebuild: reasons come worst first, then in order)
+        await until(pilot, lambda: "● DEGRADED" in shown(header) and any(
+            r.startswith("model alpha failing") for r in console.source.snapshot().health.reasons), 5,
+            "the header's verdict: degraded, and why")
+
+        # 7: Feishu refuses the tenant token — connected, yet nobody gets a reply: never green.
+        await pilot.press("f", "7")
+        sims.feishu.inject_text("anyone?")
+        await until(pilot, lambda: "● UNHEALTHY" in shown(header) and "tenant token refused" in shown(header), 10,
+                    "the header's verdict: unhealthy, and why")
+        assert "HEALTHY" not in shown(header).replace("UNHEALTHY", "")
 
         # 4: heal.
         await pilot.press("f", "4")
-        await until(pilot, lambda: "all models answer again" in notices(console), 5, "heal notice")
+        await until(pilot, lambda: "all models answer again, and Feishu issues tenant tokens again" in notices(console),
+                    5, "heal notice")
+        assert (await ask(sims, "healed?")).startswith("[")
+        await until(pilot, lambda: "tenant token" not in shown(header), 5, "the token reason gone")
 
 
 async def test_refused_reconnects_show_until_healed(console, sims):
@@ -309,12 +324,16 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home,
             handle.write("2026-11-25 10:00:01,000 WARNING gatewatch.feishu [bold]written while attached\n")
         await until(pilot, lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
                     10, "a new line from the file, literally")
+        # Each line once, with its own time, level and logger — not under a second prefix.
+        (line,) = [l for l in pane.visible_lines() if "written while attached" in l]
+        assert line.count("WARNING") == 1 and "log file" not in line and "2026-11-25" not in line
         # The header follows on its own refresh timer: wait for it, as the operator would.
-        await until(pilot, lambda: "control socket unavailable" in shown(app.query_one("#header")), 5,
-                    "the header saying the socket is unavailable")
+        await until(pilot, lambda: "UNREACHABLE" in shown(app.query_one("#header")), 5,
+                    "the header saying the gateway is unreachable")
         header = shown(app.query_one("#header"))
         assert f"attached to PID {os.getpid()} (headless)" in header
-        assert "UNREACHABLE" in header
+        assert f"no answer from PID {os.getpid()}" in header and "cannot connect" in header
+        assert app.has_class("-stale")
         await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
         await until(pilot, lambda: app.return_code is not None, 5, "app exited")
     assert app.return_code == 0

@@ -18,8 +18,10 @@ from gateway_core.llm import ModelHealth, ModelsSnapshot
 from gateway_core.logs import LogLine
 from gateway_core.ownership import OwnerInfo
 from gateway_core.pipeline import Activity, PipelineSnapshot
+from gateway_core.config import Home
 from tui.app import ConsoleApp
 from tui.panels import MessagesPanel, ProcessStats
+from tui.remote import RemoteSource
 
 NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 PID = 4242
@@ -197,3 +199,43 @@ def test_paused_log_with_new_lines(snap_compare, growing_app, size):
 
 def test_main_screen_60x20(snap_compare):
     assert snap_compare(frozen_app(), terminal_size=(60, 20), run_before=settle)
+
+
+class FrozenRemote(RemoteSource):
+    """Attach mode over fixed data: the last snapshot the owner streamed, its log, a frozen clock.
+
+    Only the connection is left out (start does not subscribe); what the console draws from —
+    the mode, the stale snapshot, the sentences — is RemoteSource's own.
+    """
+
+    def __init__(self, tmp_path, mode: str):
+        owner = OwnerInfo(pid=PID, owner="headless", started_at=NOW - 3725, profile="default")
+        super().__init__(Home(tmp_path / "home"), "default", owner, clock=lambda: NOW)
+        self._snapshot = frozen_snapshot()
+        self.mode, self.heard_at, self.attaches = mode, NOW - 4, 1
+        self.why = "its control socket is silent (stopped or hung?)"
+        for line in FROZEN_LOG:
+            self._show(line)
+
+    async def start(self) -> None:
+        pass
+
+
+def remote_app(tmp_path, mode: str) -> ConsoleApp:
+    return ConsoleApp(FrozenRemote(tmp_path, mode), clock=lambda: NOW,
+                      process_stats=lambda pid: ProcessStats(1.5, 87_654_321))
+
+
+async def attached(pilot) -> None:
+    pilot.app.phase = "attached"  # as after a successful attach
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+def test_attached(snap_compare, tmp_path, size):
+    assert snap_compare(remote_app(tmp_path, "socket"), terminal_size=size, run_before=attached)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+def test_attached_unreachable(snap_compare, tmp_path, size):
+    assert snap_compare(remote_app(tmp_path, "unreachable"), terminal_size=size, run_before=attached)

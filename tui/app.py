@@ -73,6 +73,7 @@ class ConsoleApp(App[None]):
         Binding("h", "hand_back", "Hand back", show=False, tooltip="hand the profile back to launchd"),
         Binding("t", "take_over", "Take over", show=False, tooltip="take the profile over from launchd"),
         Binding("f", "faults", "Faults", tooltip="inject a fault (demo only)"),
+        Binding("s", "serve_here", "Serve here", tooltip="the attached gateway exited: serve the profile here"),
         Binding("p", "toggle_pause", "Pause", tooltip="freeze / follow the log view"),
         Binding("end", "follow_log", "Follow", key_display="End", show=False, priority=True,
                 tooltip="follow the log again (after scrolling up)"),
@@ -113,6 +114,7 @@ class ConsoleApp(App[None]):
         self._previous_exception_handler: Any = None
         self._busy: ProfileBusy | None = None
         self.terminal_lost = False  # SIGHUP: the SSH session (and with it the terminal) went away
+        self._source_word = ""  # attached: the source's last mode, to say each change once
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
@@ -184,6 +186,7 @@ class ConsoleApp(App[None]):
             messages.show_answering(snap.pipeline.answering, now)
             messages.show_reply_mode(snap.pipeline.reply_mode, snap.pipeline.cardkit_unavailable)
             messages.show_pending(snap.pipeline.pending, snap.pipeline.oldest_pending_at, now)
+            self._show_staleness()
             if self.phase == "serving" and self.source.stop_requested:
                 # The console owns this gateway, so it is the one that acts on a stop request.
                 self.notify("stop requested over the control socket: stopping", severity="warning")
@@ -191,6 +194,30 @@ class ConsoleApp(App[None]):
                 self.run_worker(self._stop_and_exit(), group="gateway", exit_on_error=False)
         except Exception as exc:
             self.report("refreshing the panels", exc)
+
+    def _show_staleness(self) -> None:
+        """Attached: dim and mark the panels while they show a gone gateway's last word; say changes."""
+        source = self.source
+        stale = isinstance(source, RemoteSource) and source.stale
+        self.set_class(stale, "-stale")
+        for panel in self.query("#panels > *"):
+            panel.border_subtitle = "stale" if stale else None
+        if not isinstance(source, RemoteSource):
+            return
+        word = f"{source.mode} {source.owner.pid} {source.attaches}"
+        if word == self._source_word:
+            return
+        self._source_word = word
+        if source.mode == "socket" and source.attaches > 1:
+            self.notify(f"re-attached to PID {source.owner.pid} ({source.owner.owner})")
+            self.refresh_bindings()
+        elif source.mode == "unreachable":
+            self.notify(source.gone_sentence(), title="UNREACHABLE", severity="error", markup=False)
+        elif source.mode == "exited":
+            offer = "; press s to serve the profile here" if self._make_local is not None else ""
+            self.notify(source.gone_sentence() + offer, title="gateway exited", severity="error", markup=False,
+                        timeout=15)
+            self.refresh_bindings()
 
     def pull_logs(self) -> None:
         try:
@@ -224,9 +251,14 @@ class ConsoleApp(App[None]):
             return bool(self.faults)  # the fault menu exists only in the demo
         if action in ("hand_back", "take_over"):
             return self.home is not None  # the demo has no gatewatch home, hence no launchd
+        if action == "serve_here":  # only while attached to an owner that is gone
+            return isinstance(self.source, RemoteSource) and self.source.lock_free and self._make_local is not None
         return True
 
     def _serving(self) -> bool:
+        if isinstance(self.source, RemoteSource) and self.source.stale:
+            self.notify(self.source.gone_sentence(), severity="warning", markup=False)
+            return False
         if self.phase not in ("serving", "attached") or not self.source.running:
             self.notify("the gateway is not running", severity="warning")
             return False
@@ -353,6 +385,19 @@ class ConsoleApp(App[None]):
             self._switch_source(self._make_local())
         self.phase = "starting"
         await self._serve()
+
+    def action_serve_here(self) -> None:
+        if isinstance(self.source, RemoteSource) and self.source.lock_free and self._make_local is not None:
+            self.run_worker(self._serve_here(), group="gateway", exit_on_error=False)
+
+    async def _serve_here(self) -> None:
+        """The attached owner exited and nobody took the profile: serve it from this console."""
+        await self.source.stop()
+        self._switch_source(self._make_local())
+        self._source_word = ""
+        self.phase = "starting"
+        await self._serve()  # ProfileBusy if someone was quicker: the usual choices then
+        self.refresh_bindings()
 
     async def _hand_back(self) -> None:
         from launchd.handover import hand_back

@@ -109,7 +109,17 @@ def demo_faults(run: DemoRun) -> list[Fault]:
     def heal_models() -> str:
         for model in run.gateway.profile.llm.models:
             run.sims.llm.set_behaviour(model, "echo", latency=MODEL_LATENCY)
-        return "all models answer again"
+        run.sims.feishu.refuse_tokens(False)
+        return "all models answer again, and Feishu issues tenant tokens again"
+
+    def unknown_model() -> str:
+        model = run.gateway.llm.active_model
+        run.sims.llm.set_behaviour(model, "unknown")
+        return f"the provider no longer knows {model} (404 model_not_found) — watch the header turn UNHEALTHY"
+
+    def refuse_tokens() -> str:
+        run.sims.feishu.refuse_tokens()
+        return "Feishu refuses the app's tenant token (10014) — replies fail, the header says why"
 
     def refuse_reconnects() -> str:
         run.sims.feishu.refuse_reconnects(REFUSE_SECONDS)
@@ -120,8 +130,10 @@ def demo_faults(run: DemoRun) -> list[Fault]:
         Fault("executor", "shut down the executor behind the gateway's back", "1", shut_down_executor),
         Fault("websocket", "drop the Feishu WebSocket", "2", drop_websocket),
         Fault("model", "make the current model fail", "3", fail_current_model),
-        Fault("heal", "heal the models", "4", heal_models),
+        Fault("heal", "heal the models and the tenant token", "4", heal_models),
         Fault("refuse", f"refuse reconnects for {REFUSE_SECONDS}s (and drop the socket)", "5", refuse_reconnects),
+        Fault("unknown", "make the current model unknown to the provider", "6", unknown_model),
+        Fault("tokens", "refuse the app's tenant token (replies fail)", "7", refuse_tokens),
     ]
 
 

@@ -18,6 +18,9 @@ STATE_STYLES = {
     "draining": "bold yellow",
     "stopped": "bold red",
     "unreachable": "bold red",  # attached, and the gateway's control socket no longer answers
+    "exited": "bold red",  # attached, and the owner is gone
+    # the health model's verdict (shown instead of "running")
+    "unhealthy": "bold red",
     # executor
     "healthy": "bold green",
     "busy": "bold yellow",

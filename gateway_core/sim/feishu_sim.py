@@ -166,6 +166,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         self._pings = 0
         self._refuse_until = 0.0
         self._reject_auth = False
+        self._refuse_tokens = False
         self._silent = False
         self._hang_endpoint = 0  # endpoint POSTs still to hold (-1: every one, until released)
         self._endpoint_release: asyncio.Event | None = None
@@ -424,7 +425,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         with self._cond:
             self._token_requests += 1
             self._notify()
-            if body.get("app_id") != self.app_id or body.get("app_secret") != self._app_secret:
+            if self._refuse_tokens or body.get("app_id") != self.app_id or body.get("app_secret") != self._app_secret:
                 return web.json_response({"code": 10014, "msg": "app secret invalid"})
             token = f"t-{secrets.token_hex(16)}"
             self._tokens.add(token)
@@ -702,6 +703,15 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         """While on, endpoint discovery answers the fatal invalid-credentials code."""
         with self._cond:
             self._reject_auth = on
+
+    def refuse_tokens(self, on: bool = True) -> None:
+        """While on, the app secret is refused when a tenant token is asked for (10014, as after the
+        secret was reset in the developer console) and every token issued so far is invalid
+        (sends answer 99991663). The long connection is not touched: it stays up, replies fail."""
+        with self._cond:
+            self._refuse_tokens = on
+            if on:
+                self._tokens.clear()
 
     def fail_replies(self, n: int, after_send: bool = False) -> None:
         """Answer the next `n` sends (reply or create) with HTTP 500; `after_send` records them first."""

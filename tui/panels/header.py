@@ -1,4 +1,9 @@
-"""The header line: which profile, who serves it, and whether the process itself is well."""
+"""The header: which profile, who serves it, and the health model's verdict with its first reason.
+
+The word is gateway_core's verdict (health.py) while the gateway runs — never a green RUNNING
+over a gateway that answers nobody — and the console's own word otherwise (starting, draining,
+unreachable, exited). The second line says why, whenever the verdict is not `healthy`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from textual.widgets import Static
 
 from gateway_core.gateway import GatewaySnapshot
 
-from ..text import duration, size, state_word
+from ..text import STATE_STYLES, duration, size, state_word
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,19 @@ class ProcessSampler:
             return None
 
 
+def header_word(snapshot: GatewaySnapshot, state: str) -> str:
+    """The one word: while the gateway runs, its verdict; otherwise what it is doing."""
+    if state == "running" and snapshot.health is not None:
+        return snapshot.health.verdict
+    return state
+
+
 def render_header(
     snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None
 ) -> Text:
+    word = header_word(snapshot, state)
     out = Text.assemble(("profile ", "dim"), (snapshot.profile, "bold"), (" · ", "dim"))
-    out.append_text(state_word(state))
+    out.append_text(state_word(word))
     out.append(" · ", style="dim")
     out.append(described)
     out.append(" · up ", style="dim")
@@ -57,6 +70,14 @@ def render_header(
         out.append(f"{stats.cpu_percent:.0f}%")
         out.append(" · RSS ", style="dim")
         out.append(size(stats.rss))
+    out.append("\n")
+    reasons = snapshot.health.reasons if snapshot.health is not None else ()
+    if reasons and word not in ("healthy", "starting", "stopped"):
+        more = f"  (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        out.append(reasons[0], style=STATE_STYLES.get(word, "dim"))  # literal: reasons quote errors
+        out.append(more, style="dim")
+    elif word == "healthy":
+        out.append("executor, Feishu, replies, models and backlog all well", style="dim")
     out.no_wrap, out.overflow = True, "ellipsis"
     return out
 

@@ -1,0 +1,173 @@
+"""The one health model: the verdict from snapshots, and the same verdict wherever it is shown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+from gateway_core.control import snapshot_from_dict, snapshot_to_dict
+from gateway_core.executor import ExecutorSnapshot
+from gateway_core.feishu import FeishuSnapshot
+from gateway_core.gateway import GatewaySnapshot
+from gateway_core.health import DEGRADED, HEALTHY, UNHEALTHY, Health, assess
+from gateway_core.llm import ModelHealth, ModelsSnapshot
+from gateway_core.pipeline import PipelineSnapshot
+from gateway_core.replies import ReplyStats
+
+from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
+
+NOW = 1_767_225_600.0
+
+
+def well() -> dict:
+    """The parts of a gateway that is answering everyone."""
+    return dict(
+        state="running",
+        executor=ExecutorSnapshot("healthy", 8, 2, 0, 0, 10, 0, 0, 0.001, 0.001, 0.002, None, None),
+        feishu=FeishuSnapshot("connected", NOW - 300, "", "c1", NOW - 1, 1, 0, 0, None, ping_interval=120),
+        models=ModelsSnapshot("alpha", (
+            ModelHealth("alpha", "closed", 0, 10, 0, 0.4, 0.4, None),
+            ModelHealth("beta", "closed", 0, 0, 0, None, None, None),
+        )),
+        pipeline=PipelineSnapshot(10, 0, 10, 0, 0, 0, NOW - 5, ()),
+        replies=ReplyStats(10, 0, 0),
+    )
+
+
+def judge(**changes) -> Health:
+    parts = {**well(), **changes}
+    return assess(now=NOW, **parts)
+
+
+def test_a_gateway_answering_everyone_is_healthy():
+    health = judge()
+    assert (health.verdict, health.reasons, health.ok) == (HEALTHY, (), True)
+    assert health.one_line() == "healthy"
+
+
+def test_feishu_reconnecting_says_for_how_long_why_and_when_next():
+    feishu = replace(well()["feishu"], state="reconnecting", since=NOW - 80, last_error="NameResolutionError",
+                     last_error_at=NOW - 3, next_attempt_at=NOW + 4)
+    health = judge(feishu=feishu)
+    assert health.verdict == UNHEALTHY and not health.ok
+    assert health.reasons == ("Feishu reconnecting for 80s: NameResolutionError; next attempt in 4s",)
+    assert health.one_line() == "unhealthy: Feishu reconnecting for 80s: NameResolutionError; next attempt in 4s"
+
+
+def test_a_silent_connection_is_unhealthy_although_it_says_connected():
+    feishu = replace(well()["feishu"], last_frame_at=NOW - 42, suspect=True, suspect_reason="a ping unanswered")
+    assert judge(feishu=feishu).reasons == ("Feishu connected but silent for 42s: a ping unanswered",)
+
+
+def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded():
+    executor = well()["executor"]
+    dead = judge(executor=replace(executor, state="dead", last_restart_cause="Executor shutdown has been called"))
+    assert (dead.verdict, dead.reasons) == (UNHEALTHY, ("executor dead: Executor shutdown has been called",))
+    busy = judge(executor=replace(executor, state="busy", busy=8, queued=3))
+    assert (busy.verdict, busy.reasons) == (DEGRADED, ("executor busy: 8/8 threads busy, 3 queued",))
+    assert judge(executor=replace(executor, state="replaced", last_restart_cause="probe stuck")).verdict == DEGRADED
+
+
+def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure():
+    refused = ReplyStats(10, 0, 1, 1, "tenant token refused: code 10014: app secret invalid", True)
+    health = judge(replies=refused)
+    assert health.verdict == UNHEALTHY
+    assert health.reasons == (
+        "replies failing: tenant token refused (code 10014: app secret invalid); check the app secret",
+    )
+
+
+def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row():
+    assert judge(replies=ReplyStats(10, 0, 1, 1, "HTTP 500, not a Feishu answer")).verdict == DEGRADED
+    three = judge(replies=ReplyStats(10, 0, 3, 3, "no answer from Feishu within 10s"))
+    assert three.reasons == ("replies failing: 3 in a row, last: no answer from Feishu within 10s",)
+    # a reply that went out since ends the run
+    assert judge(replies=ReplyStats(11, 0, 3, 0, "no answer from Feishu within 10s")).verdict == HEALTHY
+
+
+def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_degraded():
+    alpha, beta = well()["models"].models
+    unknown = ModelsSnapshot("alpha", (replace(alpha, unknown=True, last_error="HTTP 404 model_not_found"), beta))
+    assert judge(models=unknown).reasons == ("model alpha does not exist at the provider (HTTP 404 model_not_found)",)
+    open_beta = replace(beta, breaker="open", open_for=22, last_error="HTTP 500")
+    one = judge(models=ModelsSnapshot("alpha", (alpha, open_beta)))
+    assert (one.verdict, one.reasons) == (DEGRADED, ("model beta failing, tried last for 22s: HTTP 500",))
+    both = judge(models=ModelsSnapshot("alpha", (replace(alpha, breaker="open", last_error="HTTP 500"), open_beta)))
+    assert (both.verdict, both.reasons) == (UNHEALTHY, ("every model failing: alpha (HTTP 500), beta (HTTP 500)",))
+    apologising = judge(pipeline=replace(well()["pipeline"], apologies_in_a_row=3))
+    assert apologising.reasons == ("3 apologies in a row: no model answers",)
+
+
+def test_an_old_backlog_degrades():
+    pipeline = replace(well()["pipeline"], pending=4, oldest_pending_at=NOW - 200)
+    assert judge(pipeline=pipeline).reasons == ("4 messages unanswered, the oldest for 3m",)
+    assert judge(pipeline=replace(pipeline, oldest_pending_at=NOW - 10)).verdict == HEALTHY
+
+
+def test_worst_first_and_a_stopped_gateway_is_unhealthy():
+    feishu = replace(well()["feishu"], state="stopped", since=NOW - 5)
+    executor = replace(well()["executor"], state="busy", busy=8)
+    health = judge(state="draining", feishu=feishu, executor=executor)
+    assert health.verdict == UNHEALTHY
+    assert health.reasons[:2] == ("gateway draining", "Feishu stopped for 5s")
+    assert health.reasons[-1].startswith("executor busy")
+
+
+def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
+    snapshot = GatewaySnapshot(profile="p", owner=None, uptime=1.0, **{
+        k: v for k, v in well().items() if k != "replies"}, replies=ReplyStats(1, 0, 1, 1, "code 10014", True))
+    assert snapshot.health.verdict == UNHEALTHY and snapshot.healthy is False
+    wire = json.loads(json.dumps(snapshot_to_dict(snapshot)))
+    assert wire["healthy"] is False and wire["health"]["verdict"] == UNHEALTHY
+    back = snapshot_from_dict(wire)
+    assert back.health == snapshot.health and back.replies == snapshot.replies
+    assert back.models == snapshot.models and back.pipeline == snapshot.pipeline
+    del wire["health"]  # an older owner: judged here from what it sent
+    assert snapshot_from_dict(wire).health.verdict == UNHEALTHY
+
+
+def run_status(home, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway_core", "status", *args],
+                          env=gateway_env(home), capture_output=True, text=True, timeout=30)
+
+
+async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home, sims):
+    write_profile(home, "p", sims)
+    with HeadlessProcess.start(home, "p") as gateway:
+        await in_own_thread(gateway.wait_for_line, "Feishu connected", 20)
+        await in_own_thread(gateway.wait_for_line, "health: healthy", 10)
+        sims.feishu.refuse_tokens()  # the app secret was reset: the connection stays, replies fail
+        sims.feishu.inject_text("does anyone hear me?")
+        line = await in_own_thread(gateway.wait_for_line, "health: unhealthy", 20)
+        assert "replies failing: tenant token refused (code 10014" in line
+        result = await in_own_thread(run_status, home)
+        assert result.returncode == 1, result.stdout
+        assert "UNHEALTHY: replies failing: tenant token refused (code 10014" in result.stdout
+        (row,) = json.loads((await in_own_thread(run_status, home, "--json")).stdout)
+        assert row["feishu"] == "connected" and row["healthy"] is False and row["verdict"] == UNHEALTHY
+        assert any("10014" in reason for reason in row["reasons"])
+
+        sims.feishu.refuse_tokens(False)  # fixed: the next reply goes out and the verdict follows
+        event = sims.feishu.inject_text("and now?")
+        await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
+        await in_own_thread(gateway.wait_for_lines, "health: healthy", 2, 20)
+        assert (await in_own_thread(run_status, home)).returncode == 0
+        assert gateway.terminate_and_wait() == 0
+
+
+async def test_an_unknown_model_makes_headless_and_status_say_unhealthy(home, sims):
+    write_profile(home, "p", sims, models=("ghost", "alpha"))
+    with HeadlessProcess.start(home, "p") as gateway:
+        await in_own_thread(gateway.wait_for_line, "health: healthy", 20)
+        sims.llm.set_behaviour("ghost", "unknown")  # the provider answers 404 model_not_found
+        event = sims.feishu.inject_text("hello?")
+        (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
+        assert reply.text == "[alpha] hello?"  # the next model answered, but the profile is wrong
+        line = await in_own_thread(gateway.wait_for_line, "health: unhealthy", 10)
+        assert "model ghost does not exist at the provider (HTTP 404 model_not_found)" in line
+        result = await in_own_thread(run_status, home)
+        assert result.returncode == 1
+        assert "UNHEALTHY: model ghost does not exist at the provider" in result.stdout
+        assert gateway.terminate_and_wait() == 0
