@@ -143,7 +143,7 @@ def test_cli_profile_show_works_before_the_secrets_exist(home):
     (home.secrets / "fresh.llm").chmod(0o644)
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway_core", "profile", "show", "fresh"],
+        [sys.executable, "-m", "tui", "profile", "show", "fresh"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -170,7 +170,7 @@ def test_cli_profile_show_masks_secrets(home):
     write(home, GOOD)
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway_core", "profile", "show", "p"],
+        [sys.executable, "-m", "tui", "profile", "show", "p"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr

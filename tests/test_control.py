@@ -174,7 +174,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         result = subprocess.run(
-            [sys.executable, "-m", "gateway_core", "status", "--json"],
+            [sys.executable, "-m", "tui", "status", "--json"],
             env=gateway_env(home), capture_output=True, text=True, timeout=30,
         )
         assert result.returncode == 0, result.stderr
@@ -184,7 +184,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         assert rows["typo"]["state"] == "invalid"
         assert rows["typo"]["problem"].startswith("unknown key gateway.max_wrokers")
         table = subprocess.run(
-            [sys.executable, "-m", "gateway_core", "status"],
+            [sys.executable, "-m", "tui", "status"],
             env=gateway_env(home), capture_output=True, text=True, timeout=30,
         ).stdout.splitlines()
         line_of = {line.split()[0]: line for line in table[1:]}
@@ -205,7 +205,7 @@ def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
         sims.feishu.refuse_reconnects(60)
         sims.feishu.drop_connection()  # the WebSocket is gone; the process lives on
         result = subprocess.run(
-            [sys.executable, "-m", "gateway_core", "status"],
+            [sys.executable, "-m", "tui", "status"],
             env=gateway_env(home), capture_output=True, text=True, timeout=30,
         )
         assert result.returncode == 1

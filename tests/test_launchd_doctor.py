@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gateway_core.cli import main
+from tui.cli import main
 from launchd.agents import pid_alive, poll
 from launchd.launchctl import Launchctl
 from launchd.plist import render_agent, write_plist

@@ -22,7 +22,7 @@ from launchd.doctor import run_doctor
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
-from launchd.sim.harness import write_launchd_sim_profile
+from .sim.launchctl_harness import write_launchd_sim_profile
 
 from .support import FEISHU_SECRET, LLM_KEY, in_own_thread
 
@@ -216,7 +216,7 @@ def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims,
 def gatewatch(*args, timeout=60):
     """The real command line, as a user runs it (the simulator first on PATH via the environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway_core", "launchd", *args],
+        [sys.executable, "-m", "tui", "launchd", *args],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
 
@@ -231,7 +231,7 @@ def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(h
     first = launchd_pid_serving(home, lc, label)
 
     here = subprocess.Popen(
-        [sys.executable, "-m", "gateway_core", "launchd", "takeover", "--headless", *where],
+        [sys.executable, "-m", "tui", "launchd", "takeover", "--headless", *where],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -104,7 +104,7 @@ def test_domain_is_gui_at_the_screen_and_user_over_ssh_or_sudo():
 
 
 def test_launchd_package_and_its_cli_never_import_textual():
-    code = "import sys, launchd.cli, launchd.sim.launchctl_sim, gateway_core.cli; sys.exit('textual' in sys.modules)"
+    code = "import sys, launchd.cli, tui.cli; sys.exit('textual' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 

@@ -24,7 +24,7 @@ from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
 from gateway_core.messages import incoming_from_event, should_answer
 from gateway_core.sim import Simulators
-from gateway_core.sim.bare_sdk import BareSdkClient
+from .sim.bare_sdk import BareSdkClient
 from gateway_core.sim.cardkit_sim import (
     CARD_NOT_FOUND,
     CARD_SEND_FAILED,

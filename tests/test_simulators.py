@@ -26,7 +26,7 @@ from lark_oapi.api.im.v1 import (
 from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
-from gateway_core.sim.bare_sdk import BareSdkClient
+from .sim.bare_sdk import BareSdkClient
 
 SECRET = "sim-secret"
 

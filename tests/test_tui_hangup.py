@@ -40,7 +40,7 @@ def test_hangup_drains_the_gateway_releases_the_profile_and_exits(home, profile,
     master, slave = pty.openpty()
     env = gateway_env(home) | {"TERM": "xterm-256color"}
     console = subprocess.Popen(
-        [sys.executable, "-m", "gateway_core", "console", "--profile", profile.name],
+        [sys.executable, "-m", "tui", "console", "--profile", profile.name],
         stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
     )
     os.close(slave)

@@ -14,7 +14,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 from launchd.agents import AgentSettings, install, pid_alive, poll, uninstall
 from launchd.plist import job_label
-from launchd.sim.harness import simulated_launchctl, write_launchd_sim_profile
+from .sim.launchctl_harness import simulated_launchctl, write_launchd_sim_profile
 from tui.app import ConsoleApp
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
