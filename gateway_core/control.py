@@ -20,17 +20,17 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 from .executor import ExecutorSnapshot
 from .feishu import FeishuSnapshot
 from .llm import ModelHealth, ModelsSnapshot, UnknownModel
-from .logs import LogLine
+from .logs import GatewayLogging, LogLine
 from .ownership import OwnerInfo
 from .pipeline import Activity, PipelineSnapshot
 
 if TYPE_CHECKING:
-    from .gateway import Gateway, GatewaySnapshot
+    from .gateway import GatewaySnapshot
 
 log = logging.getLogger("gatewatch.control")
 
@@ -107,6 +107,26 @@ def encode(message: dict[str, Any]) -> bytes:
 # -- server -------------------------------------------------------------------------------------
 
 
+class Controllable(Protocol):
+    """What the control server needs from a gateway — all of it, and nothing of how it is built.
+
+    `Gateway` is one; the server depends on this, not on `Gateway` (which builds the server).
+    """
+
+    @property
+    def logging(self) -> GatewayLogging | None: ...  # its ring buffer feeds `subscribe`
+
+    def snapshot(self) -> GatewaySnapshot: ...
+
+    def switch_model(self, name: str) -> str: ...
+
+    async def restart_feishu(self, cause: str = ...) -> bool: ...
+
+    def rebuild_executor(self, cause: str = ...) -> None: ...
+
+    def request_stop(self, cause: str) -> None: ...
+
+
 @dataclasses.dataclass(eq=False)
 class _Subscriber:
     writer: asyncio.StreamWriter
@@ -117,7 +137,7 @@ class _Subscriber:
 class ControlServer:
     """Serves one gateway's socket on the gateway's own loop."""
 
-    def __init__(self, gateway: "Gateway", path: Path):
+    def __init__(self, gateway: Controllable, path: Path):
         self.gateway = gateway
         self.path = path
         self._server: asyncio.AbstractServer | None = None
