@@ -167,6 +167,7 @@ async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, si
     assert not path.exists()
 
 
+@pytest.mark.process
 def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
     write_profile(home, "p", sims)
     write_profile(home, "idle", sims)
@@ -198,6 +199,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         assert gateway.process.wait(20) == 0
 
 
+@pytest.mark.process
 def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:

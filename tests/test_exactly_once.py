@@ -12,6 +12,7 @@ swallow as a repeated uuid.
 
 import signal
 import sqlite3
+import pytest
 
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
@@ -53,6 +54,7 @@ def kill_9(gateway):
     assert gateway.process.wait(10) == -signal.SIGKILL
 
 
+@pytest.mark.process
 def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -72,6 +74,7 @@ def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home, sims):
     assert sims.feishu.deliveries(event) == 2
 
 
+@pytest.mark.process
 def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -87,6 +90,7 @@ def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(ho
     assert all(sims.feishu.deliveries(e) == 1 for e in events)  # acked once: no redelivery needed
 
 
+@pytest.mark.process
 def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_once(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -103,6 +107,7 @@ def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_o
     assert len(sims.llm.requests) == 1  # the stored answer was re-sent, the model not asked again
 
 
+@pytest.mark.process
 def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on(home, sims):
     # A model request may take 60 s; the drain allows 1 s. Waiting for the model would take ~60 s.
     write_profile(home, "p", sims, drain_timeout=1, request_timeout=60)
@@ -122,6 +127,7 @@ def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on
     answered_by_successor(home, sims, events)
 
 
+@pytest.mark.process
 def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit_4(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -207,6 +213,7 @@ async def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_s
     assert len(sims.llm.requests) == 1  # only the first owner's abandoned request
 
 
+@pytest.mark.process
 async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_keep_history(
     home, sims, launchctl_sim, tmp_path
 ):

@@ -4,12 +4,16 @@ import asyncio
 import contextlib
 import signal
 
+import pytest
+
 from gateway_core.config import load_profile
 from gateway_core.control import ControlError
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 
 from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, write_profile
+
+pytestmark = pytest.mark.process  # every test runs a headless gateway as a child process
 
 
 def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home, sims):

@@ -11,6 +11,8 @@ from launchd.agents import pid_alive, poll
 from launchd.launchctl import Launchctl
 from launchd.plist import render_agent, write_plist
 
+pytestmark = pytest.mark.process  # the launchctl simulator runs real child processes
+
 HERMES = "ai.hermes.gateway-default"
 
 

@@ -26,6 +26,8 @@ from .sim.launchctl_harness import write_launchd_sim_profile
 
 from .support import FEISHU_SECRET, LLM_KEY, in_own_thread
 
+pytestmark = pytest.mark.process  # launchd jobs are real child processes under the launchctl simulator
+
 PROFILE = "p"
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+
 import pytest
 
 from launchd.agents import pid_alive, poll
@@ -36,6 +37,8 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else (lambda 
 while True:
     signal.pause()
 """
+
+pytestmark = pytest.mark.process  # the launchctl simulator runs real child processes
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from gateway_core.config import load_profile
 from gateway_core.profile_check import check_profile
 from gateway_core.sim import Simulators
@@ -53,6 +55,7 @@ def test_refused_credentials_and_unreachable_llm_fail_without_showing_secrets(ho
     assert code == 1 and len([line for line in lines if line.startswith("FAIL")]) == len(lines) == 5
 
 
+@pytest.mark.process
 def test_cli_profile_check_exit_codes(home, sims):
     write_profile(home, "p", sims)
     ok = subprocess.run([sys.executable, "-m", "tui", "profile", "check", "p"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway_core.ownership import read_owner
 from tui.app import ConsoleApp, console_source
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, ModelsPanel
@@ -10,6 +12,8 @@ from tui.screens import ChoiceModal
 
 from .support import HeadlessProcess, in_own_thread, write_profile
 from .test_tui_console import SIZE, notices, shown, until
+
+pytestmark = pytest.mark.process  # every test attaches to a headless gateway in a child process
 
 
 async def ask(sims, text: str) -> str:

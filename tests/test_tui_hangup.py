@@ -14,9 +14,13 @@ import sys
 import threading
 import time
 
+import pytest
+
 from gateway_core.ownership import read_owner
 
 from .support import gateway_env
+
+pytestmark = pytest.mark.process  # a console on a pty, as a child process
 
 
 def drain(fd: int) -> None:

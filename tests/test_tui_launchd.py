@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
@@ -21,6 +23,8 @@ from tui.source import LocalSource
 
 from .support import FEISHU_SECRET, LLM_KEY
 from .test_tui_console import ask, connected, notices, until
+
+pytestmark = pytest.mark.process  # launchd jobs are real child processes under the launchctl simulator
 
 PROFILE = "p"
 
