@@ -23,22 +23,14 @@ from gateway_core.control import (
 )
 from gateway_core.gateway import Gateway
 
-from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
-
-
-async def ask(gateway, sims, text, **kwargs):
-    event = sims.feishu.inject_text(text, **kwargs)
-    (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
-    # The simulator records the reply before its answer reaches the gateway: let it finish.
-    assert await gateway.pipeline.drain(10) == 0
-    return reply.text
+from .support import HeadlessProcess, ask, gateway_env, in_own_thread, write_profile
 
 
 async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
     path = home.socket_file("p")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    await ask(gateway, sims, "hi")
+    await ask(sims, "hi", gateway=gateway)
     # The activity is recorded once the reply's HTTP answer is back, just after the simulator saw it.
     deadline = time.monotonic() + 5
     while not (status := (await in_own_thread(request, path, "status"))["status"])["pipeline"]["activity"]:
@@ -75,7 +67,7 @@ async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, ho
     path = home.socket_file("p")
     response = await arequest(path, "switch_model", model="beta")
     assert response["previous"] == "alpha"
-    assert await ask(gateway, sims, "which model?") == "[beta] which model?"
+    assert (await ask(sims, "which model?", gateway=gateway)).text == "[beta] which model?"
     with pytest.raises(ControlError, match="unknown model 'nope'"):
         await arequest(path, "switch_model", model="nope")
 
@@ -85,7 +77,7 @@ async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, ho
 
     await arequest(path, "rebuild_executor")
     assert gateway.snapshot().executor.restarts == 1
-    assert await ask(gateway, sims, "still fine") == "[beta] still fine"
+    assert (await ask(sims, "still fine", gateway=gateway)).text == "[beta] still fine"
 
 
 async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(gateway, home, sims):
@@ -109,7 +101,7 @@ async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(gatewa
     writer.write(b'{"v":1,"op":"sta')
     await writer.drain()
     writer.close()
-    assert await ask(gateway, sims, "unbothered") == "[alpha] unbothered"
+    assert (await ask(sims, "unbothered", gateway=gateway)).text == "[alpha] unbothered"
     assert gateway.control.bad_requests >= 5
     assert (await arequest(home.socket_file("p"), "status"))["status"]["healthy"]
 
@@ -126,7 +118,7 @@ async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(gatew
     stream = subscribe(home.socket_file("p"))
     first = await asyncio.wait_for(stream.__anext__(), 10)
     assert first["ok"] and first["status"]["state"] == "running" and isinstance(first["log"], list)
-    assert await ask(gateway, sims, "busy socket") == "[alpha] busy socket"
+    assert (await ask(sims, "busy socket", gateway=gateway)).text == "[alpha] busy socket"
     seen_log = seen_snapshot = False
     while not (seen_log and seen_snapshot):
         event = await asyncio.wait_for(stream.__anext__(), 10)

@@ -19,20 +19,9 @@ from gateway_core.gateway import Gateway
 
 from tui.panels.feishu import render_feishu
 
-from .support import FEISHU_SECRET, in_own_thread, write_profile
+from .support import FEISHU_SECRET, in_own_thread, until, write_profile
 
 PING = 1  # the simulator's ping interval for these tests (Feishu's is 120 s)
-
-
-async def until(predicate, timeout: float, what: str):
-    """Poll a thread-owned state until `predicate()` is truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def started_gateway(home, sims, name: str = "p", deadlines: PhaseDeadlines | None = None, **options) -> Gateway:

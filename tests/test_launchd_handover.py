@@ -24,7 +24,7 @@ from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
 from .sim.launchctl_harness import write_launchd_sim_profile
 
-from .support import FEISHU_SECRET, LLM_KEY, in_own_thread
+from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread
 
 pytestmark = pytest.mark.process  # launchd jobs are real child processes under the launchctl simulator
 
@@ -72,12 +72,6 @@ class OwnershipWatch:
                 self.violations.append(f"lock held by {owner.pid}, not a known gateway {serving}")
 
 
-async def ask(sims, text):
-    event = sims.feishu.inject_text(text)
-    await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
-    return event
-
-
 def launchd_pid_serving(home, lc, label, other_than=None, timeout=20):
     found = {}
 
@@ -108,7 +102,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         install(home, PROFILE, settings, steps.append)
         first = launchd_pid_serving(home, lc, label)
         assert read_owner(home.lock_file(PROFILE)).launchd_label == label
-        events.append(await ask(sims, "to the launchd gateway"))
+        events.append((await ask(sims, "to the launchd gateway")).event)
 
         # take over -> its process exits and is not respawned; a message sent meanwhile waits
         take_over(home, PROFILE, steps.append, settings=settings)
@@ -120,7 +114,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         await console.start()
         try:
             assert await console.wait_connected(15)
-            events.append(await ask(sims, "to the console"))
+            events.append((await ask(sims, "to the console")).event)
             await in_own_thread(sims.feishu.wait_for_replies, events[1], 1, 20)
         finally:
             await console.stop(drain_timeout=5)
@@ -133,7 +127,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         second = hand_back(home, PROFILE, steps.append, settings=settings)
         assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
-        events.append(await ask(sims, "to launchd again"))
+        events.append((await ask(sims, "to launchd again")).event)
 
         # a crash -> launchd respawns it with a new PID
         os.kill(second, signal.SIGKILL)
@@ -153,7 +147,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         # hand back a job that is loaded but stopped -> kickstart
         fourth = hand_back(home, PROFILE, steps.append, settings=settings)
         assert any("kickstarting" in line for line in steps) and fourth not in (first, second, third)
-        events.append(await ask(sims, "after the kickstart"))
+        events.append((await ask(sims, "after the kickstart")).event)
 
         # hand back while launchd still tears the job down (its process gone, the job still listed:
         # this job was bootstrapped with a 1.5 s teardown) -> refused with 37, polled through
@@ -163,7 +157,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         fifth = hand_back(home, PROFILE, steps.append, settings=settings)
         verbs = [(c["argv"][0], c["code"]) for c in launchctl_sim.calls()[calls_before:] if c["argv"][0] != "print"]
         assert ("kickstart", 37) in verbs and verbs[-1] == ("bootstrap", 0), verbs
-        events.append(await ask(sims, "after the teardown race"))
+        events.append((await ask(sims, "after the teardown race")).event)
         assert launchctl_sim.spawned("job") == [first, second, third, fourth, fifth]
 
     assert watch.samples > 50 and watch.violations == []
