@@ -137,9 +137,10 @@ class _Subscriber:
 class ControlServer:
     """Serves one gateway's socket on the gateway's own loop."""
 
-    def __init__(self, gateway: Controllable, path: Path):
+    def __init__(self, gateway: Controllable, path: Path, allowed_uid: int | None = None):
         self.gateway = gateway
         self.path = path
+        self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid  # the only user let in
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: list[_Subscriber] = []
         self._broadcaster: asyncio.Task | None = None
@@ -188,7 +189,7 @@ class ControlServer:
             self._handlers.add(task)
         try:
             sock = writer.get_extra_info("socket")
-            if not is_allowed_peer(peer_uid(sock) if sock is not None else None):
+            if not is_allowed_peer(peer_uid(sock) if sock is not None else None, self.allowed_uid):
                 self.refused_peers += 1
                 writer.write(encode({"ok": False, "error": "refused: not the gateway's user"}))
                 return

@@ -13,6 +13,7 @@ import pytest
 
 from gateway_core.control import (
     ControlError,
+    ControlServer,
     arequest,
     is_allowed_peer,
     peer_uid,
@@ -133,14 +134,35 @@ async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(gatew
 def test_peer_check_refuses_another_uid():
     left, right = socket.socketpair(socket.AF_UNIX)
     try:
-        assert peer_uid(left) == os.getuid()
+        assert peer_uid(left) == os.getuid() and peer_uid(right) == os.getuid()
+        assert is_allowed_peer(peer_uid(left), own_uid=os.getuid())
+        assert not is_allowed_peer(peer_uid(left), own_uid=os.getuid() + 1)  # the same peer, to another user's gateway
     finally:
         left.close()
         right.close()
-    assert is_allowed_peer(os.getuid())
-    assert not is_allowed_peer(os.getuid() + 1)
-    assert not is_allowed_peer(None)
-    assert not is_allowed_peer(1000, own_uid=0)
+    assert not is_allowed_peer(None)  # a peer whose uid cannot be told is refused too
+
+
+async def test_a_connection_from_another_user_is_refused_and_counted(gateway, home):
+    """A real connection down the refused path: a server that lets in only another uid than ours.
+
+    (Connecting as another user needs root; the server's side of the check is the same either way.)
+    """
+    path = home.root / "run" / "other-user.sock"
+    foreign = ControlServer(gateway, path, allowed_uid=os.getuid() + 1)
+    await foreign.start()
+    try:
+        with pytest.raises(ControlError, match="refused: not the gateway's user"):
+            await in_own_thread(request, path, "status")
+        with pytest.raises(ControlError, match="refused"):
+            await in_own_thread(request, path, "stop")  # nothing gets through, not even a stop
+        assert foreign.refused_peers == 2
+        assert gateway.state == "running"
+        # The gateway's own socket lets its own user in, and refused no one.
+        assert (await in_own_thread(request, home.socket_file("p"), "status"))["ok"]
+        assert gateway.control.refused_peers == 0
+    finally:
+        await foreign.stop()
 
 
 async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, sims):
