@@ -12,7 +12,6 @@ import json
 import queue
 import threading
 import time
-import uuid
 
 import httpx
 import lark_oapi as lark
@@ -27,6 +26,7 @@ from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
 from .sim.bare_sdk import BareSdkClient
+from .support import unique_app_id
 
 SECRET = "sim-secret"
 
@@ -44,8 +44,7 @@ def no_proxy_no_leaks(monkeypatch):
 
 @pytest.fixture
 def app_id() -> str:
-    """A fresh app id per test: lark caches tenant tokens process-wide by app id."""
-    return f"cli_{uuid.uuid4().hex[:8]}"
+    return unique_app_id()  # lark caches tenant tokens process-wide by app id
 
 
 @pytest.fixture
