@@ -13,6 +13,8 @@ import threading
 import time
 import traceback
 
+import pytest
+
 from gateway_core.config import FeishuConfig, load_profile
 from gateway_core.feishu import FeishuConnection, PhaseDeadlines, derived_liveness_timeout
 from gateway_core.gateway import Gateway
@@ -38,6 +40,7 @@ def log_lines(gateway: Gateway, fragment: str) -> list[str]:
     return [line.message for line in gateway.logging.ring.since(0) if fragment in line.message]
 
 
+@pytest.mark.slow
 async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
     sims.feishu.ping_interval = PING
     gateway = await started_gateway(home, sims)
@@ -68,6 +71,7 @@ async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
+@pytest.mark.slow
 async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
     quick = PhaseDeadlines(endpoint=1.0, handshake=2.0)
     gateway = await started_gateway(home, sims, deadlines=quick)
@@ -176,6 +180,7 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
     assert connection.state == "stopped"
 
 
+@pytest.mark.slow
 async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home, sims):
     sims.feishu.ping_interval = PING
     # A configured timeout below two pings is raised to the derived one, with one warning.

@@ -3,6 +3,8 @@
 import asyncio
 import time
 
+import pytest
+
 from gateway_core.pipeline import APOLOGY, UNSUPPORTED
 
 from .support import ask, in_own_thread, until
@@ -135,6 +137,7 @@ async def test_untrusted_text_stays_one_log_line(gateway, sims):
     assert any("line one\\nFAKE" in l for l in lines)
 
 
+@pytest.mark.slow
 async def test_liveness_watchdog_restarts_a_silent_connection(home, sims):
     """A link that stays open but carries nothing (no pongs) is restarted by the watchdog."""
     from gateway_core.config import load_profile

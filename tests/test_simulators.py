@@ -219,6 +219,7 @@ def test_hanging_endpoint_holds_discovery_until_released(sims, sdk_client):
     assert feishu.endpoint_requests == 1 and feishu.endpoints_hanging == 0
 
 
+@pytest.mark.slow
 def test_pongs_carry_the_client_config_and_set_the_ping_interval(sims, sdk_client):
     feishu = sims.feishu
     feishu.ping_interval = 1  # told at discovery: the client pings every second

@@ -102,6 +102,7 @@ async def test_e_rebuilds_the_executor(console, sims):
         assert (await ask(sims, "after rebuild")).text.startswith("[alpha]")
 
 
+@pytest.mark.slow
 async def test_demo_faults_appear_and_heal_on_screen(console, sims):
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
