@@ -344,13 +344,18 @@ def request(path: Path, op: str, timeout: float = 3.0, **arguments: Any) -> dict
             raise ControlError(f"no control socket at {path} (is the gateway running?)") from None
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        sock.sendall(encode({"op": op, **arguments}))
+        try:
+            sock.sendall(encode({"op": op, **arguments}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a refusal is written and the socket closed before our request is read: read the refusal
         buffer = b""
         while not buffer.endswith(b"\n"):
             chunk = sock.recv(65536)
             if not chunk:
                 raise ControlError("the gateway closed the connection without answering")
             buffer += chunk
+    except ConnectionResetError:
+        raise ControlError("the gateway closed the connection without answering") from None
     except socket.timeout:
         raise ControlError(f"no answer from the gateway within {timeout:g}s") from None
     finally:
