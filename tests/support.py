@@ -136,7 +136,11 @@ class HeadlessProcess:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for_line(self, fragment: str, timeout: float = 20) -> str:
+    # A child gateway imports the SDK and connects before it says so: on a shared 2-core machine
+    # running tests in parallel that can take many seconds. A deadline, not a speed target.
+    STARTUP_DEADLINE = 45.0
+
+    def wait_for_line(self, fragment: str, timeout: float = STARTUP_DEADLINE) -> str:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.process  # every test attaches to a headless gateway in
 async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
-        await in_own_thread(headless.wait_for_line, "Feishu connected", 20)
+        await in_own_thread(headless.wait_for_line, "Feishu connected")
         owner = read_owner(home.lock_file("p"))
         assert owner.pid == headless.process.pid
         app = ConsoleApp(RemoteSource(home, "p", owner), home=home)
