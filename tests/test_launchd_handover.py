@@ -123,7 +123,8 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
 
         # hand back -> launchd's gateway answers again, including what arrived in between
         events.append(sims.feishu.inject_text("sent during the hand-back"))
-        monkeypatch.setenv("LAUNCHCTL_SIM_TEARDOWN_DELAY", "1.5")  # read by the bootstrap below
+        monkeypatch.setenv("LAUNCHCTL_SIM_TEARDOWN_DELAY", "5")  # read by the bootstrap below; long enough that the
+        # old process exits (it drains first, slower on a busy machine) while the job is still listed
         second = hand_back(home, PROFILE, steps.append, settings=settings)
         assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
@@ -150,7 +151,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         events.append((await ask(sims, "after the kickstart")).event)
 
         # hand back while launchd still tears the job down (its process gone, the job still listed:
-        # this job was bootstrapped with a 1.5 s teardown) -> refused with 37, polled through
+        # this job was bootstrapped with a 5 s teardown) -> refused with 37, polled through
         lc.bootout(label)
         assert poll(lambda: not pid_alive(fourth), 20) and lc.print_job(label) is not None
         calls_before = len(launchctl_sim.calls())
