@@ -26,7 +26,7 @@ from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
 from .sim.bare_sdk import BareSdkClient
-from .support import unique_app_id
+from .support import unique_app_id, wait_until
 
 SECRET = "sim-secret"
 
@@ -180,6 +180,12 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_cli
     received: queue.Queue = queue.Queue()
     client = sdk_client(lambda data: received.put(data.event.message.message_id))
     first = feishu.wait_for_connection(1, timeout=5)
+
+    async def holds_its_connection(sdk) -> bool:
+        return sdk._conn is not None
+
+    # The server sees the connection a moment before the SDK stores it (slow on a busy machine).
+    wait_until(lambda: client.call(holds_its_connection), 5, "the SDK holds its connection")
     assert feishu.deafen_connection() == first
     lost = feishu.inject_text("into the void")  # sent to the deaf link: lost on the way
 
