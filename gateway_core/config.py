@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FEISHU_DOMAIN = "https://open.feishu.cn"
+REPLY_MODES = ("stream", "text")
+GROUP_POLICIES = ("always", "mention", "never")  # the same as messages.GROUP_POLICIES
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -102,6 +104,9 @@ class FeishuConfig:
     max_reconnect_interval: float = 10.0
     chat_replies_per_second: int = 5  # Feishu's limit per user / group
     app_replies_per_second: int = 50  # Feishu's limit per app
+    reply_mode: str = "stream"  # "stream": a CardKit card that grows; "text": one plain reply
+    group_policy: str = "mention"  # in groups answer: "always" | "mention" (the bot @-mentioned) | "never"
+    chat_policies: tuple[tuple[str, str], ...] = ()  # per chat id, overriding group_policy
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class LlmConfig:
     history_turns: int = 10
     system_prompt: str = "You are a helpful assistant."
     breaker_cooldown: float = 30.0
+    history_per_user_in_groups: bool = False  # in groups, each sender gets a history of their own
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class Profile:
     stale_after: float = 6 * 3600.0
     max_in_flight: int = 256
     not_connected_report: float = 30.0  # headless: seconds between "not connected yet" lines
+    admins: tuple[str, ...] = ()  # open_ids whose in-chat `/model NAME` switches every chat
     # Loaded with require_secrets=False (`profile show`): what is wrong with each secret, one
     # line each with the command that fixes it; the secret itself is then "".
     secret_problems: tuple[str, ...] = ()
@@ -193,6 +200,38 @@ class _Section:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
             self.fail(key, f"a number >= {minimum}", value)
         return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, "true or false", value)
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key, default)
+        if value not in choices:
+            self.fail(key, "one of " + ", ".join(f'"{c}"' for c in choices), value)
+        return value
+
+    def text_list(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            self.fail(key, "a list of non-empty strings", value)
+        return tuple(value)
+
+    def choice_table(self, key: str, choices: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """A free-form table (any keys, e.g. chat ids) whose every value is one of `choices`.
+
+        Reading the table marks it read as a whole: its keys are data, not settings, so the
+        unknown-key check never sees them.
+        """
+        value = self.get(key, {})
+        if not isinstance(value, dict):
+            self.fail(key, "a table of chat id = policy", value)
+        for name, item in value.items():
+            if item not in choices:
+                self.fail(f"{key}.{name}", "one of " + ", ".join(f'"{c}"' for c in choices), item)
+        return tuple(sorted(value.items()))
 
     def integer(self, key: str, default: int, minimum: int) -> int:
         value = self.get(key, default)
@@ -294,6 +333,9 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
             max_reconnect_interval=feishu.number("max_reconnect_interval", 10.0, 0.0),
             chat_replies_per_second=feishu.integer("chat_replies_per_second", 5, 1),
             app_replies_per_second=feishu.integer("app_replies_per_second", 50, 1),
+            reply_mode=feishu.choice("reply_mode", "stream", REPLY_MODES),
+            group_policy=feishu.choice("group_policy", "mention", GROUP_POLICIES),
+            chat_policies=feishu.choice_table("chat_policies", GROUP_POLICIES),
         ),
         llm=LlmConfig(
             base_url=base_url,
@@ -304,6 +346,7 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
             history_turns=llm.integer("history_turns", 10, 0),
             system_prompt=llm.text("system_prompt", "You are a helpful assistant."),
             breaker_cooldown=llm.number("breaker_cooldown", 30.0, 0.0),
+            history_per_user_in_groups=llm.boolean("history_per_user_in_groups", False),
         ),
         executor=ExecutorConfig(
             max_workers=executor.integer("max_workers", 8, 2),
@@ -319,6 +362,7 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
         stale_after=gateway.number("stale_after", 6 * 3600.0, 0.0),
         max_in_flight=gateway.integer("max_in_flight", 256, 1),
         not_connected_report=gateway.number("not_connected_report", 30.0, 0.1),
+        admins=gateway.text_list("admins"),
         secret_problems=tuple(secret_problems),
     )
     document.reject_unknown()  # after every read above, so each key the loader knows is valid
@@ -391,6 +435,12 @@ app_secret_file = {feishu_secret_file}
 # max_reconnect_interval = 10           # cap on the SDK's server-chosen reconnect waits (seconds)
 # chat_replies_per_second = 5           # Feishu's limit per user or group; more are held back
 # app_replies_per_second = 50           # Feishu's limit per app
+# reply_mode = "stream"                 # "stream": a card that grows while the model writes (needs the
+#                                       # cardkit:card:write scope; falls back to text without it);
+#                                       # "text": one plain reply when the answer is complete
+# group_policy = "mention"              # in groups answer "always", on an @-mention of the bot
+#                                       # ("mention"; @all does not count) or "never"; p2p: always
+# chat_policies = {{ "oc_xxxxxxxx" = "always" }}   # per group chat id, overriding group_policy
 
 [llm]
 base_url = "https://api.openai.com/v1"  # any OpenAI-compatible API
@@ -402,6 +452,7 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
 # history_turns = 10                    # per-chat turns sent as context
 # system_prompt = "You are a helpful assistant."
 # breaker_cooldown = 30                 # seconds a failing model is tried last
+# history_per_user_in_groups = false    # true: in groups each sender has a history of their own
 
 [executor]
 # max_workers = 8
@@ -419,6 +470,7 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
                                         # gets a short "came in while I was restarting" reply instead
 # max_in_flight = 256                   # answers in progress at once (one per chat at a time)
 # not_connected_report = 30             # headless: until Feishu connects, say why this often (s)
+# admins = ["ou_xxxxxxxx"]              # open_ids whose in-chat "/model NAME" switches every chat
 """
 
 
@@ -449,15 +501,21 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "feishu.domain": profile.feishu.domain,
         "feishu.liveness_timeout": (
             "2 pings (derived)" if profile.feishu.liveness_timeout is None else profile.feishu.liveness_timeout),
+        "feishu.reply_mode": profile.feishu.reply_mode,
+        "feishu.group_policy": profile.feishu.group_policy,
+        "feishu.chat_policies": (
+            ", ".join(f"{chat}={policy}" for chat, policy in profile.feishu.chat_policies) or "(none)"),
         "llm.base_url": profile.llm.base_url,
         "llm.api_key": "***" if profile.llm.api_key else "(not available, see below)",
         "llm.models": ", ".join(profile.llm.models),
         "llm.request_timeout": profile.llm.request_timeout,
         "llm.idle_timeout": profile.llm.idle_timeout,
+        "llm.history_per_user_in_groups": profile.llm.history_per_user_in_groups,
         "executor.max_workers": profile.executor.max_workers,
         "executor.probe_interval": profile.executor.probe_interval,
         "logging.level": profile.logging.level,
         "gateway.drain_timeout": profile.drain_timeout,
         "gateway.stale_after": profile.stale_after,
         "gateway.max_in_flight": profile.max_in_flight,
+        "gateway.admins": ", ".join(profile.admins) or "(none)",
     }

@@ -27,7 +27,7 @@ from .feishu import FeishuSnapshot
 from .llm import ModelHealth, ModelsSnapshot, UnknownModel
 from .logs import GatewayLogging, LogLine
 from .ownership import OwnerInfo
-from .pipeline import Activity, PipelineSnapshot
+from .pipeline import Activity, Answering, PipelineSnapshot
 
 if TYPE_CHECKING:
     from .gateway import GatewaySnapshot
@@ -84,6 +84,7 @@ def snapshot_from_dict(data: dict[str, Any]) -> "GatewaySnapshot":
     models = data["models"]
     pipeline = dict(data["pipeline"])
     pipeline["activity"] = [build(Activity, a) for a in pipeline.get("activity", [])]
+    pipeline["answering"] = [build(Answering, a) for a in pipeline.get("answering", [])]
     return GatewaySnapshot(
         profile=data["profile"],
         state=data["state"],

@@ -2,7 +2,9 @@
 
 The headless demo prints a scripted conversation as it flows, including the faults gatewatch
 exists for (the executor shut down behind the gateway's back, the WebSocket dropped, the primary
-model failing) and how each heals. Without --headless, the console opens on the same setup.
+model failing) and how each heals, then a group conversation (the bot answers only when it is
+@-mentioned) and in-chat commands. Answers stream into CardKit cards (the simulated model writes
+a word at a time). Without --headless, the console opens on the same setup.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from .threads import in_own_thread
 
 DEMO_PROFILE = "demo"
 DEMO_MODELS = ("demo-fast", "demo-smart")
+WORD_PACE = 0.06  # seconds per streamed word: slow enough to watch a card grow
 SECRET_ENV, KEY_ENV = "GATEWATCH_DEMO_FEISHU_SECRET", "GATEWATCH_DEMO_LLM_KEY"
 
 
 class DemoEnvironment:
     """A temporary GATEWATCH_HOME, both simulators, and a 'demo' profile wired to them."""
 
-    def __init__(self, llm_latency: float = 0.3):
+    def __init__(self, llm_latency: float = 0.3, word_pace: float = WORD_PACE):
         self.llm_latency = llm_latency
+        self.word_pace = word_pace
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.sims: Simulators | None = None
         self.home: Home | None = None
@@ -49,7 +53,9 @@ class DemoEnvironment:
         ).start()
         for model in DEMO_MODELS:
             self.sims.llm.set_behaviour(model, "echo", latency=self.llm_latency)
-        write_sim_profile(self.home, DEMO_PROFILE, self.sims, SECRET_ENV, KEY_ENV, models=DEMO_MODELS, probe_interval=1.0)
+            self.sims.llm.pace(model, self.word_pace)
+        write_sim_profile(self.home, DEMO_PROFILE, self.sims, SECRET_ENV, KEY_ENV, models=DEMO_MODELS,
+                          probe_interval=1.0, reply_mode="stream")
         return self
 
     def profile(self):  # -> Profile
@@ -101,22 +107,68 @@ async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
                 await _inject_fault(fault, gateway, sims, out)
             event = sims.feishu.inject_text(text)
             out.say(f"user> {text}")
-            started = time.monotonic()
-            (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 30)
-            await gateway.pipeline.drain(10)
-            activity = gateway.snapshot().pipeline.activity[-1]
-            out.say(f"bot [{activity.model or '-'}, {time.monotonic() - started:.2f}s]> {reply.text}")
+            await _show_answer(gateway, sims, event, out)
             if fault == "executor":
                 executor = gateway.snapshot().executor
                 out.say(f"healed: executor rebuilt, restarts {executor.restarts} ({executor.last_restart_cause})")
+        sims.llm.set_behaviour(DEMO_MODELS[0], "echo", latency=env.llm_latency)
+        await _group_conversation(gateway, sims, out)
         snap = gateway.snapshot()
         out.say(
-            f"done: {snap.pipeline.answered} answered, {snap.pipeline.apologies} apologies, "
+            f"done: {snap.pipeline.answered} answered, {snap.pipeline.commands} commands, "
+            f"{snap.pipeline.ignored} not for the bot, {snap.pipeline.apologies} apologies, "
             f"executor restarts {snap.executor.restarts}, Feishu reconnects {snap.feishu.reconnects}"
         )
         return 0
     finally:
         await gateway.stop(drain_timeout=5)
+
+
+async def _show_answer(gateway: Gateway, sims: Simulators, event, out: "_Printer") -> None:
+    """Wait for the reply to `event` and print it: a card (with its updates) or a text."""
+    started = time.monotonic()
+    (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 30)
+    if reply.msg_type == "interactive":
+        card = await in_own_thread(sims.feishu.wait_card_finished, event, 30)
+        shown = f"(card, {len(card.content_updates)} updates) {card.text()}"
+    else:
+        shown = reply.text
+    await gateway.pipeline.drain(10)
+    activity = gateway.snapshot().pipeline.activity[-1]
+    out.say(f"bot [{activity.model or '-'}, {time.monotonic() - started:.2f}s]> {shown}")
+
+
+async def _group_conversation(gateway: Gateway, sims: Simulators, out: "_Printer") -> None:
+    """A group chat: the bot answers its own @-mention only; commands work in any chat."""
+    feishu = sims.feishu
+    group = "oc_demo_group"
+    out.say(f"group {group} (policy: {gateway.profile.feishu.group_policy}):")
+    chatter = feishu.inject_group_text("Anyone up for lunch?", chat_id=group, sender_open_id="ou_alice")
+    out.say("alice> Anyone up for lunch?")
+    await _wait_settled(gateway, chatter)
+    out.say(f"(no reply: {gateway.snapshot().pipeline.activity[-1].outcome}, not addressed to the bot)")
+    everyone = feishu.inject_group_text("@_all standup in 5", chat_id=group, sender_open_id="ou_bob")
+    out.say("bob> @all standup in 5")
+    await _wait_settled(gateway, everyone)
+    out.say("(no reply: @all does not address the bot)")
+    bob = feishu.user_mention("@_user_2", "ou_bob", "Bob")
+    asked = feishu.inject_group_text("@_user_1 what did @_user_2 just announce?", chat_id=group,
+                                     sender_open_id="ou_alice", mentions=[feishu.bot_mention(), bob])
+    out.say(f"alice> @{feishu.bot_name} what did @Bob just announce?")
+    await _show_answer(gateway, sims, asked, out)
+    for command in ("/model", f"/model {DEMO_MODELS[1]}", "/status"):
+        event = feishu.inject_text(command)
+        out.say(f"user> {command}")
+        await _show_answer(gateway, sims, event, out)
+
+
+async def _wait_settled(gateway: Gateway, event) -> None:
+    deadline = time.monotonic() + 15
+    while gateway.journal.state_of(event.message_id) not in ("dropped", "answered", "apologised"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{event.message_id} not settled")
+        await asyncio.sleep(0.05)  # polling the journal, bounded by the deadline
+    await gateway.pipeline.drain(10)
 
 
 async def _inject_fault(fault: str, gateway: Gateway, sims: Simulators, out: "_Printer") -> None:

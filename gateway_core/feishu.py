@@ -29,7 +29,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -38,11 +37,11 @@ from typing import Any, Callable
 from .config import FeishuConfig
 from .executor import HeldExecutor
 from .logs import adopt_sdk_logger, escape_untrusted
+from .messages import Mention, incoming_from_event
 
 log = logging.getLogger("gatewatch.feishu")
 
 STATES = ("idle", "connecting", "connected", "reconnecting", "stopped", "failed")
-MENTION = re.compile(r"@_user_\d+\s?")
 DEFAULT_PING_INTERVAL = 120.0  # the SDK's and Feishu's default, until the server says otherwise
 
 
@@ -78,8 +77,12 @@ class InboundMessage:
     chat_type: str
     sender_id: str
     message_type: str
-    text: str | None  # None for anything but a text message
+    text: str | None  # what a reader sees (mentions as @Name, post flattened); None: not readable
     received_at: float
+    # What the pipeline interprets once the bot's own open_id is known (so a message that arrived
+    # before it was learnt is still judged right); journaled with the message for re-drives.
+    raw_content: str = ""  # the event's message.content, a JSON string
+    mentions: tuple[Mention, ...] = ()  # message.mentions[], mapping @_user_N keys to people
 
 
 @dataclass(frozen=True)
@@ -526,28 +529,24 @@ def reply_uuid(message_id: str) -> str:
 
 
 def inbound_from_event(data: Any) -> InboundMessage:
-    """Turn the SDK's P2ImMessageReceiveV1 into our plain record; text is left untrusted."""
-    header, event = data.header, data.event
-    message, sender = event.message, event.sender
-    text = None
-    if message.message_type == "text":
-        try:
-            text = json.loads(message.content or "{}").get("text", "")
-        except (ValueError, AttributeError):
-            text = ""
-        text = MENTION.sub("", text or "").strip()
-    sender_id = ""
-    if sender is not None and sender.sender_id is not None:
-        sender_id = sender.sender_id.open_id or sender.sender_id.user_id or ""
+    """Turn the SDK's P2ImMessageReceiveV1 into our plain record; text is left untrusted.
+
+    Runs on the SDK's thread before the ack, so it only parses: whether the bot itself was
+    mentioned is decided later by the pipeline (`messages.interpret`), when the bot's open_id is
+    known; `text` here shows every mention by name.
+    """
+    incoming = incoming_from_event(data, bot_open_id=None)
     return InboundMessage(
-        event_id=(header.event_id if header else "") or "",
-        message_id=message.message_id or "",
-        chat_id=message.chat_id or "",
-        chat_type=message.chat_type or "",
-        sender_id=sender_id,
-        message_type=message.message_type or "",
-        text=text,
-        received_at=time.time(),
+        event_id=incoming.event_id,
+        message_id=incoming.message_id,
+        chat_id=incoming.chat_id,
+        chat_type=incoming.chat_type,
+        sender_id=incoming.sender_id,
+        message_type=incoming.message_type,
+        text=incoming.text,
+        received_at=incoming.received_at,
+        raw_content=incoming.raw_content,
+        mentions=incoming.mentions,
     )
 
 

@@ -22,15 +22,18 @@ from .executor import ExecutorSnapshot, HeldExecutor
 from .feishu import FeishuConnection, FeishuSnapshot, InboundMessage
 from .journal import Journal, JournalError
 from .llm import LlmClient, ModelsSnapshot
-from .logs import GatewayLogging, setup_logging
+from .logs import GatewayLogging, escape_untrusted, setup_logging
 from .ownership import OwnerInfo, ProfileLock
-from .pipeline import MessagePipeline, PipelineSnapshot
+from .cardkit import CardKitClient
+from .openapi import OpenApi, OpenApiRefused
+from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
 from .replies import ReplySender
 from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
 
 PRUNE_INTERVAL = 3600.0  # seconds between prunes of finished journal rows
+IDENTITY_RETRY_FIRST, IDENTITY_RETRY_MAX = 1.0, 60.0  # seconds between bot-info attempts (doubling)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,12 @@ class Gateway:
         self.executor = HeldExecutor(profile.executor.max_workers, profile.executor.probe_deadline)
         self.llm = LlmClient(profile.llm)
         self.replier = ReplySender(profile.feishu)
+        # CardKit and bot info go through the SDK's blocking client on the held executor
+        # (each call under a deadline); plain replies through `replier`.
+        self.openapi = OpenApi(
+            profile.feishu.app_id, profile.feishu.app_secret, profile.feishu.domain, run_blocking=self.run_blocking)
+        self.cardkit = CardKitClient(self.openapi)
+        self._identity: asyncio.Task | None = None
         self.pipeline: MessagePipeline | None = None
         self.journal: Journal | None = None
         self._journal_failure: str | None = None
@@ -118,6 +127,9 @@ class Gateway:
                 self.profile.llm.system_prompt,
                 self.profile.stale_after,
                 max_in_flight=self.profile.max_in_flight,
+                rules=chat_rules(self.profile),
+                cardkit=self.cardkit,
+                status_line=self.status_line,
             )
             self._started_at = time.time()
             self._state, self._accepting = "running", True
@@ -133,6 +145,7 @@ class Gateway:
             if redriven:
                 log.info("re-driving %d unfinished messages from the journal", redriven)
             self.feishu.start()
+            self._identity = self._loop.create_task(self._learn_bot_identity(), name="gatewatch-bot-identity")
             self._supervisor = self._loop.create_task(self._supervise(), name="gatewatch-supervisor")
         except BaseException:
             self._release()
@@ -162,9 +175,10 @@ class Gateway:
                 "%d answers unfinished at the %.0fs drain deadline: handed on to the next owner (kept in the journal)",
                 unfinished, timeout,
             )
-        if self._supervisor:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        for task in (self._supervisor, self._identity):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.control:
             await self.control.stop()
         await self.llm.aclose()
@@ -219,6 +233,16 @@ class Gateway:
             await asyncio.sleep(0.05)  # polling a thread-owned state; bounded by the deadline
         return False
 
+    def status_line(self) -> str:
+        """`/status` in a chat: the gateway's verdict in one line (no secrets, no ids)."""
+        snap = self.snapshot()
+        verdict = "healthy" if snap.healthy else "not healthy"
+        feishu = snap.feishu.state + (" (suspect)" if snap.feishu.suspect else "")
+        return (
+            f"gatewatch {snap.profile}: {verdict} · Feishu {feishu} · executor {snap.executor.state}"
+            f" · model {snap.models.active} · {snap.pipeline.pending} pending · up {snap.uptime / 60:.0f} min"
+        )
+
     @property
     def journal_failure(self) -> str | None:
         """Why the journal can no longer be written, or None; the owner must then stop."""
@@ -265,6 +289,26 @@ class Gateway:
     async def _send_reply(self, message_id: str, text: str, chat_id: str) -> str:
         return await self.replier.reply_text(message_id, text, chat_id)
 
+    async def _learn_bot_identity(self) -> None:
+        """Ask Feishu who the bot is (its open_id tells its own @-mention) until it answers.
+
+        Each attempt has the OpenApi deadline; between failures the wait doubles up to a minute.
+        Until it is known, group messages with mentions wait (then are held, never guessed).
+        """
+        delay = IDENTITY_RETRY_FIRST
+        while True:
+            try:
+                identity = await self.openapi.bot_identity()
+            except OpenApiRefused as exc:
+                log.warning("bot identity not known yet (%s); retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)  # back-off between attempts, each under its own deadline
+                delay = min(delay * 2, IDENTITY_RETRY_MAX)
+                continue
+            log.info("bot identity: %s (%s)", identity.open_id, escape_untrusted(identity.app_name, 60))
+            if self.pipeline is not None:
+                self.pipeline.learn_bot_identity(identity.open_id)
+            return
+
     async def _supervise(self) -> None:
         # Two watches in one task: a slow executor probe (up to its deadline) must not delay
         # replacing a deaf Feishu connection, which has its own 2 x ping interval + 10 s budget.
@@ -305,3 +349,14 @@ FEISHU_CHECK_PERIOD = 1.0
 
 
 _EMPTY_PIPELINE = PipelineSnapshot(0, 0, 0, 0, 0, 0, None, ())
+
+
+def chat_rules(profile: Profile) -> ChatRules:
+    """The profile's settings for how chats are answered (issue 13)."""
+    return ChatRules(
+        reply_mode=profile.feishu.reply_mode,
+        group_policy=profile.feishu.group_policy,
+        chat_policies=dict(profile.feishu.chat_policies),
+        per_user_history=profile.llm.history_per_user_in_groups,
+        admins=frozenset(profile.admins),
+    )

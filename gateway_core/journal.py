@@ -16,8 +16,15 @@ A message's life, one row in `inbox`:
 
 The same rows are the persisted dedup: a redelivered event (same message id or event id) is
 recognised for `RETENTION` (24 h+, longer than Feishu's ~7.1 h retry schedule) and pruned after.
-Chat history lives in `history`, one JSON list of turns per chat, updated in the same transaction
-that stores the answer, so history and "answered" never disagree.
+Chat history lives in `history`, one JSON list of turns per conversation (a chat, or in groups
+optionally a chat and one sender: `chat_id/open_id`), updated in the same transaction that stores
+the answer, so history and "answered" never disagree.
+
+Streaming replies (schema 2): `reply_mode` says how a message is being answered ("card" once a
+card entity exists for it, "text" for a plain reply) and `checkpoint` holds the card's last
+`cardkit.StreamCheckpoint`, so a re-drive finishes the same card and a text reply never follows a
+card. `raw_content` and `mentions` keep what the pipeline interprets (post content, @-mentions).
+`chat_models` holds the model a chat chose with `/model NAME`.
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from .feishu import InboundMessage
+from .messages import Mention
 
 log = logging.getLogger("gatewatch.journal")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RETENTION = 48 * 3600.0  # finished rows are kept this long: dedup must outlive Feishu's ~7.1 h retries
 WRITE_TIMES_KEPT = 64  # small: every status and subscribe snapshot carries them
 BUSY_TIMEOUT = 2.0  # seconds sqlite waits for a lock: the SDK's 3 s ack budget is the ceiling
@@ -66,7 +74,19 @@ CREATE TABLE IF NOT EXISTS history (
     turns      TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chat_models (
+    chat_id    TEXT PRIMARY KEY,
+    model      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
+# Schema 1 → 2: columns added to `inbox` (a v1 row reads as a text message answered in text).
+_INBOX_COLUMNS_V2 = (
+    ("raw_content", "TEXT"),
+    ("mentions", "TEXT"),
+    ("reply_mode", "TEXT"),
+    ("checkpoint", "TEXT"),
+)
 
 
 class JournalError(Exception):
@@ -81,6 +101,8 @@ class PendingMessage:
     state: str
     answer: str | None
     model: str | None
+    reply_mode: str | None = None  # "card" | "text" | None (no reply attempted yet)
+    checkpoint: str | None = None  # the card's last StreamCheckpoint as JSON
 
 
 @dataclass(frozen=True)
@@ -137,8 +159,9 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before Feishu gets the ack
             db.executescript(_SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"schema version {version}, this gatewatch knows {SCHEMA_VERSION}")
+            _migrate(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             db.close()
@@ -174,10 +197,12 @@ class Journal:
                     return False
                 self._db.execute(
                     "INSERT INTO inbox (message_id, event_id, chat_id, chat_type, sender_id, message_type,"
-                    " text, received_at, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)",
+                    " text, received_at, state, updated_at, raw_content, mentions)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?)",
                     (
                         message.message_id, message.event_id, message.chat_id, message.chat_type,
                         message.sender_id, message.message_type, message.text, message.received_at, time.time(),
+                        message.raw_content, _mentions_json(message.mentions),
                     ),
                 )
                 self._write_times.append(time.perf_counter() - started)
@@ -209,6 +234,21 @@ class Journal:
                     (chat_id, json.dumps(history, ensure_ascii=False), now),
                 )
 
+    def save_checkpoint(self, message_id: str, checkpoint_json: str) -> None:
+        """A card exists for this message from now on: re-drives finish it, never reply in text."""
+        self._update_columns(message_id, "reply_mode = 'card', checkpoint = ?", (checkpoint_json,))
+
+    def mark_text_reply(self, message_id: str) -> None:
+        """This message is answered with a plain text reply (before it is sent)."""
+        self._update_columns(message_id, "reply_mode = 'text'", ())
+
+    def _update_columns(self, message_id: str, assignments: str, args: tuple) -> None:
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE inbox SET updated_at = ?, {assignments} WHERE message_id = ?",
+                (time.time(), *args, message_id),
+            )
+
     def mark_answered(self, message_id: str, reply_id: str, model: str | None, latency: float | None) -> None:
         self._update(message_id, "answered", "reply_id = ?, model = ?, latency = ?", (reply_id, model, latency))
 
@@ -231,16 +271,50 @@ class Journal:
         """Every message not yet answered, oldest first (so each chat comes out in order)."""
         rows = self._read(
             "SELECT event_id, message_id, chat_id, chat_type, sender_id, message_type, text, received_at,"
-            " state, answer, model FROM inbox WHERE state IN ('received', 'answering')"
-            " ORDER BY received_at, rowid"
+            " state, answer, model, raw_content, mentions, reply_mode, checkpoint FROM inbox"
+            " WHERE state IN ('received', 'answering') ORDER BY received_at, rowid"
         )
-        return [
-            PendingMessage(InboundMessage(*row[:8]), state=row[8], answer=row[9], model=row[10]) for row in rows
-        ]
+        pending = []
+        for row in rows:
+            message = InboundMessage(
+                *row[:8], raw_content=row[11] or _raw_content_v1(row[5], row[6]), mentions=_mentions(row[12]))  # type: ignore[misc]  # row[:8]: exactly the first eight fields
+            pending.append(PendingMessage(
+                message, state=row[8], answer=row[9], model=row[10], reply_mode=row[13], checkpoint=row[14]))
+        return pending
 
     def load_history(self, chat_id: str) -> list[dict[str, str]]:
+        """The turns of one conversation (`history_key`: a chat id, or `chat_id/open_id`)."""
         rows = self._read("SELECT turns FROM history WHERE chat_id = ?", (chat_id,))
         return json.loads(rows[0][0]) if rows else []
+
+    def forget_history(self, chat_id: str) -> int:
+        """`/reset`: forget a chat's history, its shared one and every per-user one; how many."""
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM history WHERE chat_id = ? OR substr(chat_id, 1, ?) = ?",
+                (chat_id, len(chat_id) + 1, chat_id + "/"),
+            ).rowcount
+
+    def chat_model(self, chat_id: str) -> str | None:
+        """The model this chat chose with `/model NAME`, or None (the gateway's active model)."""
+        rows = self._read("SELECT model FROM chat_models WHERE chat_id = ?", (chat_id,))
+        return rows[0][0] if rows else None
+
+    def set_chat_model(self, chat_id: str, model: str | None) -> None:
+        with self._transaction() as db:
+            if model is None:
+                db.execute("DELETE FROM chat_models WHERE chat_id = ?", (chat_id,))
+            else:
+                db.execute(
+                    "INSERT INTO chat_models (chat_id, model, updated_at) VALUES (?, ?, ?) ON CONFLICT(chat_id)"
+                    " DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
+                    (chat_id, model, time.time()),
+                )
+
+    def clear_chat_models(self) -> None:
+        """An admin switched every chat: per-chat choices give way to the new active model."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM chat_models")
 
     def state_of(self, message_id: str) -> str | None:
         rows = self._read("SELECT state FROM inbox WHERE message_id = ?", (message_id,))
@@ -275,6 +349,32 @@ class Journal:
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older inbox up to SCHEMA_VERSION (idempotent: a column present is kept)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(inbox)")}
+    for column, kind in _INBOX_COLUMNS_V2:
+        if column not in present:
+            db.execute(f"ALTER TABLE inbox ADD COLUMN {column} {kind}")
+
+
+def _mentions_json(mentions: tuple[Mention, ...]) -> str:
+    return json.dumps([[m.key, m.open_id, m.name] for m in mentions], ensure_ascii=False)
+
+
+def _mentions(stored: str | None) -> tuple[Mention, ...]:
+    try:
+        return tuple(Mention(*item) for item in json.loads(stored)) if stored else ()
+    except (ValueError, TypeError):
+        return ()
+
+
+def _raw_content_v1(message_type: str, text: str | None) -> str:
+    """A schema-1 row kept only the text: rebuild the content a text message had."""
+    if message_type == "text" and text is not None:
+        return json.dumps({"text": text}, ensure_ascii=False)
+    return json.dumps({"schema_1": True})  # not empty: an image still gets its friendly answer
 
 
 class _Transaction:

@@ -134,26 +134,30 @@ class LlmClient:
         log.info("model switched: %s -> %s", previous, name)
         return previous
 
-    def failover_order(self) -> list[str]:
-        """Active model first, then the configured order; models with an open breaker go last."""
+    def failover_order(self, first: str | None = None) -> list[str]:
+        """Active model (or `first`, a chat's own choice) first, then the configured order;
+        models with an open breaker go last."""
         with self._guard:
-            order = [self._active] + [m for m in self.config.models if m != self._active]
+            lead = first if first in self._stats else self._active
+            order = [lead] + [m for m in self.config.models if m != lead]
             now = time.monotonic()
             return [m for m in order if self._stats[m].open_until <= now] + [
                 m for m in order if self._stats[m].open_until > now
             ]
 
-    async def complete(self, messages: Sequence[dict[str, str]], on_text: OnText | None = None) -> LlmAnswer:
+    async def complete(
+        self, messages: Sequence[dict[str, str]], on_text: OnText | None = None, model: str | None = None
+    ) -> LlmAnswer:
         """Ask the models in failover order until one answers; raise AllModelsFailed otherwise.
 
         `on_text`, if given, is called on the loop with the whole text of the current attempt so
         far, each time a streamed piece arrives (not the delta: a card showing it can replace its
         content each time). When an attempt fails and the next model is tried, the text starts
         over from that model's first piece. The callback must not block; its errors are logged
-        and otherwise ignored.
+        and otherwise ignored. `model` (a chat's `/model` choice) is tried first when given.
         """
         errors: list[tuple[str, str]] = []
-        for attempt, model in enumerate(self.failover_order(), start=1):
+        for attempt, model in enumerate(self.failover_order(model), start=1):  # noqa: B020 (the choice only orders)
             started = time.monotonic()
             try:
                 text = await self._attempt(model, list(messages), on_text)

@@ -7,6 +7,20 @@ step written to the journal, so a new owner can pick up any message at the step 
 stopped (`redrive`). Whatever goes wrong (every model down, an unexpected error) still produces a
 reply — an apology rather than silence — and the reply carries an idempotency key derived from the
 message id, so re-sending it after a crash cannot show it twice.
+
+Before the model is asked, a message is judged (issue 13): empty or recalled messages and group
+messages not addressed to the bot (policy `always` / `mention` / `never`, per profile and per
+chat) are journaled as dropped with the reason and never answered; images and files get a short
+friendly answer; in-chat commands (`/help`, `/model`, `/reset`, `/status`) are answered here
+without the model. Whether the bot itself was @-mentioned needs its open_id (learnt at connect):
+a group message with mentions waits for it up to `identity_wait` seconds, and is then *held*
+(left unfinished in the journal, re-driven as soon as the identity is known) — never guessed at,
+never lost.
+
+Replies go out as a streaming CardKit card (`reply_mode = "stream"`) or one plain text reply.
+Every card checkpoint is journaled before the card can be seen, so a re-drive (or a retry) resumes
+the same card and a text reply never follows a card; without the CardKit scope the pipeline falls
+back to text once and remembers (`CardKitClient.unavailable`).
 """
 
 from __future__ import annotations
@@ -15,13 +29,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Mapping
 
+from .cardkit import CardKitClient, CardKitFailed, CardKitUnavailable, CardStream, StreamCheckpoint
+from .commands import Command, help_text, parse_command, unknown_command_text
 from .feishu import InboundMessage
 from .journal import Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
+from .messages import IncomingMessage, history_key, interpret, should_answer, group_policy_for
 from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
 
 log = logging.getLogger("gatewatch.pipeline")
@@ -29,6 +46,7 @@ log = logging.getLogger("gatewatch.pipeline")
 APOLOGY = "Sorry — the language model is unavailable right now. Please try again in a few minutes."
 UNSUPPORTED = "Sorry — only text messages are supported."
 EMPTY = "Send me some text and I will answer."
+JUST_A_MENTION = "You mentioned me without a question. " + help_text()
 STALE = (
     "Sorry — this message came in while I was restarting, and it is too old now for a good answer. "
     "Please send it again if you still need one."
@@ -48,12 +66,39 @@ class Activity:
     preview: str
     model: str | None
     latency: float | None
-    outcome: str  # answered | apology | unsupported | reply failed
+    outcome: str  # answered | apology | unsupported | command | ignored | reply failed
     # For the console's detail view; raw (untrusted) text, cut at DETAIL_CHARS, escaped where shown.
     message_id: str = ""
     event_id: str = ""
     text: str = ""  # what the user wrote
     reply: str = ""  # what the gateway sent back (or tried to)
+    reply_mode: str = ""  # "card" | "text" | "" (nothing sent: ignored)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """An answer in progress, for the console's streaming rows."""
+
+    message_id: str
+    chat_id: str
+    sender_id: str
+    preview: str  # escaped, short
+    started_at: float
+    reply_mode: str  # "card" | "text"
+    chunks: int = 0  # streamed pieces from the model so far (about one token each)
+    chars: int = 0  # characters of the answer so far
+
+
+@dataclass(frozen=True)
+class ChatRules:
+    """How the pipeline treats chats: reply mode, group policy, history, who may switch for all."""
+
+    reply_mode: str = "text"  # "stream" | "text"
+    group_policy: str = "mention"
+    chat_policies: Mapping[str, str] = field(default_factory=dict)
+    per_user_history: bool = False
+    admins: frozenset[str] = frozenset()
+    identity_wait: float = 10.0  # seconds a group message with mentions waits for the bot's open_id
 
 
 @dataclass(frozen=True)
@@ -71,6 +116,13 @@ class PipelineSnapshot:
     journal_writes: int = 0  # arrival writes (on the ack path) since start
     journal_write_times: tuple[float, ...] = ()  # seconds, the most recent ones
     queued: int = 0  # of in_flight, those waiting for their chat's turn or a free slot
+    answering: tuple[Answering, ...] = ()  # answers in progress (streaming rows)
+    reply_mode: str = "text"  # the profile's: "stream" | "text"
+    cardkit_unavailable: str | None = None  # why streaming fell back to text (remembered), or None
+    ignored: int = 0  # messages dropped unanswered (not addressed to the bot, empty, recalled)
+    commands: int = 0  # in-chat commands answered
+    held: int = 0  # group messages waiting for the bot's identity
+    bot_open_id: str | None = None
 
 
 def _bounded(text: str) -> str:
@@ -90,6 +142,10 @@ class MessagePipeline:
         stale_after: float = 6 * 3600.0,
         retry_delay: float = 0.5,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        *,
+        rules: ChatRules | None = None,
+        cardkit: CardKitClient | None = None,
+        status_line: Callable[[], str] | None = None,
     ):
         self._llm = llm
         self._send_reply = send_reply
@@ -105,6 +161,17 @@ class MessagePipeline:
         self._received = self._duplicates = self._answered = self._apologies = self._reply_failures = 0
         self._last_message_at: float | None = None
         self.journal_failure: str | None = None  # set once a journal write failed: the owner must stop
+        self.rules = rules or ChatRules()
+        self._cardkit = cardkit
+        self._status_line = status_line or (lambda: "status unknown")
+        self._bot_open_id: str | None = None
+        self._identity_known = asyncio.Event()
+        self._held: dict[str, InboundMessage] = {}  # waiting for the bot's identity
+        self._checkpoints: dict[str, str] = {}  # message id -> the card's last checkpoint (JSON)
+        self._streams: dict[str, CardStream] = {}  # cards open in this process
+        self._text_replies: set[str] = set()  # message ids a text reply was (maybe) sent for
+        self._answering: dict[str, Answering] = {}
+        self._ignored = self._commands = 0
 
     def accept(self, message: InboundMessage) -> None:
         """Start answering a message the journal just recorded as new. Must run on the gateway's loop."""
@@ -124,12 +191,27 @@ class MessagePipeline:
         self._duplicates += 1
         log.info("duplicate delivery of %s ignored", message.message_id)
 
+    def learn_bot_identity(self, open_id: str) -> int:
+        """The bot's own open_id is known: judge mentions with it, answer the held messages."""
+        self._bot_open_id = open_id
+        self._identity_known.set()
+        held, self._held = list(self._held.values()), {}
+        for message in held:
+            self._start(message, None)
+        if held:
+            log.info("answering %d group messages held until the bot's identity was known", len(held))
+        return len(held)
+
     def redrive(self, pending: list[PendingMessage]) -> int:
         """Answer what a previous owner left unfinished, oldest first (so each chat stays in order)."""
         started = 0
         for item in pending:
             if item.message.message_id in self._in_progress:
                 continue
+            if item.checkpoint:
+                self._checkpoints[item.message.message_id] = item.checkpoint
+            if item.reply_mode == "text":
+                self._text_replies.add(item.message.message_id)
             log.info(
                 "re-driving %s from %s (%s, %.0fs old)",
                 item.message.message_id, item.message.chat_id, item.state, time.time() - item.message.received_at,
@@ -159,23 +241,29 @@ class MessagePipeline:
             await self._answer_and_record(message, pending)
         finally:
             self._in_progress.discard(message.message_id)
+            stream = self._streams.pop(message.message_id, None)
+            if stream is not None and not stream.finished:
+                await stream.abandon()  # cancelled or failed: the journal's checkpoint resumes it
 
     async def _answer_and_record(self, message: InboundMessage, pending: PendingMessage | None) -> None:
         started = time.monotonic()
         model: str | None = None
         reason = ""
+        shown = message.text if message.text is not None else f"<{message.message_type}>"
         try:
             self._journal.mark_answering(message.message_id)
-            if message.text is None:
-                text, outcome, reason = UNSUPPORTED, "unsupported", f"unsupported message type {message.message_type}"
-            elif not message.text:
-                text, outcome, reason = EMPTY, "unsupported", "empty text"
-            elif pending is not None and pending.answer is not None:
+            if pending is not None and pending.answer is not None:
                 text, model, outcome = pending.answer, pending.model, "answered"  # the LLM answered already
-            elif time.time() - message.received_at > self._stale_after:
-                text, outcome, reason = STALE, "apology", "stale: came in while the gateway was down"
             else:
-                text, model, outcome, reason = await self._ask_llm(message)
+                incoming = await self._interpret(message)
+                if incoming is None:
+                    return  # held until the bot's identity is known; still unfinished in the journal
+                shown = incoming.text if incoming.text is not None else shown
+                answer, why = should_answer(incoming, self.rules.group_policy, self.rules.chat_policies)
+                if not answer:
+                    self._ignore(message, incoming, why)
+                    return
+                text, model, outcome, reason = await self._respond(message, incoming)
         except asyncio.CancelledError:
             raise
         except JournalError as exc:
@@ -185,9 +273,15 @@ class MessagePipeline:
             # Never silence: whatever broke, the user still gets an answer.
             log.exception("unexpected error while answering %s", message.message_id)
             text, outcome, reason = APOLOGY, "apology", "unexpected error"
+        finally:
+            self._answering.pop(message.message_id, None)
         if outcome == "apology":
             self._apologies += 1
-        reply_id = await self._deliver(message, text)
+        try:
+            reply_id = await self._deliver(message, text)
+        except JournalError as exc:
+            self._journal_failed(exc)
+            return
         if reply_id is not None:
             try:
                 self._record_done(message, outcome, reply_id, model, time.monotonic() - started, reason)
@@ -196,23 +290,115 @@ class MessagePipeline:
                 return
             if outcome == "answered":
                 self._answered += 1
+            elif outcome == "command":
+                self._commands += 1
         else:
             outcome = "reply failed"  # stays unfinished in the journal: the next owner re-sends it
+        self._remember(message, shown, text, model, time.monotonic() - started, outcome)
+
+    def _remember(self, message: InboundMessage, shown: str, reply: str, model: str | None,
+                  latency: float | None, outcome: str) -> None:
+        mode = "card" if message.message_id in self._checkpoints else ("text" if reply else "")
+        self._checkpoints.pop(message.message_id, None)
+        self._text_replies.discard(message.message_id)
         self._activity.append(
             Activity(
                 at=message.received_at,
                 chat_id=message.chat_id,
                 sender_id=message.sender_id,
-                preview=escape_untrusted(message.text if message.text is not None else f"<{message.message_type}>", 60),
+                preview=escape_untrusted(shown, 60),
                 model=model,
-                latency=time.monotonic() - started,
+                latency=latency,
                 outcome=outcome,
                 message_id=message.message_id,
                 event_id=message.event_id,
-                text=_bounded(message.text if message.text is not None else f"<{message.message_type}>"),
-                reply=_bounded(text),
+                text=_bounded(shown),
+                reply=_bounded(reply),
+                reply_mode=mode,
             )
         )
+
+    # -- judging a message -----------------------------------------------------------------------
+
+    async def _interpret(self, message: InboundMessage) -> IncomingMessage | None:
+        """What the message says, with the bot's own mention told apart; None when it must be held."""
+        if self._bot_open_id is None and message.chat_type != "p2p" and message.mentions:
+            policy = group_policy_for(message.chat_id, self.rules.group_policy, self.rules.chat_policies)
+            if policy != "never":
+                try:
+                    await asyncio.wait_for(self._identity_known.wait(), self.rules.identity_wait)
+                except TimeoutError:
+                    self._held[message.message_id] = message
+                    log.warning(
+                        "group message %s held: the bot's own open_id is not known yet, so whether it was"
+                        " @-mentioned cannot be told (answered once it is)", message.message_id,
+                    )
+                    return None
+        text, bot, everyone, unreadable, ignorable = interpret(
+            message.message_type, message.raw_content, message.mentions, self._bot_open_id)
+        return IncomingMessage(
+            event_id=message.event_id, message_id=message.message_id, chat_id=message.chat_id,
+            chat_type=message.chat_type, sender_id=message.sender_id, message_type=message.message_type,
+            raw_content=message.raw_content, mentions=message.mentions, text=text, mentions_bot=bot,
+            mentions_all=everyone, unreadable_reply=unreadable, ignorable=ignorable or not message.message_id,
+            root_id="", thread_id="", received_at=message.received_at,
+        )
+
+    def _ignore(self, message: InboundMessage, incoming: IncomingMessage, why: str) -> None:
+        """Not for the bot: journaled as dropped with the reason, never answered nor re-driven."""
+        self._journal.mark_dropped(message.message_id, why)
+        self._ignored += 1
+        log.info("message %s not answered: %s", message.message_id, why)
+        shown = incoming.text if incoming.text is not None else f"<{message.message_type}>"
+        self._remember(message, shown, "", None, None, "ignored")
+
+    async def _respond(self, message: InboundMessage, incoming: IncomingMessage) -> tuple[str, str | None, str, str]:
+        """(reply text, model, outcome, reason) for a message the bot should answer."""
+        if incoming.text is None:
+            reason = f"unsupported message type {message.message_type}"
+            return incoming.unreadable_reply or UNSUPPORTED, None, "unsupported", reason
+        if not incoming.text:
+            if incoming.mentions_bot:
+                return JUST_A_MENTION, None, "command", "only a mention"
+            return EMPTY, None, "unsupported", "empty text"
+        command = parse_command(incoming.text)
+        if command is not None:
+            return self._run_command(incoming, command), None, "command", f"/{command.word}"
+        if time.time() - message.received_at > self._stale_after:
+            return STALE, None, "apology", "stale: came in while the gateway was down"
+        return await self._ask_llm(message, incoming)
+
+    # -- in-chat commands ------------------------------------------------------------------------
+
+    def _run_command(self, incoming: IncomingMessage, command: Command) -> str:
+        models = list(self._llm.config.models)
+        log.info("command /%s in %s from %s", command.word, incoming.chat_id, incoming.sender_id)
+        if command.name == "help":
+            return help_text(models)
+        if command.name == "status":
+            return self._status_line()
+        if command.name == "reset":
+            forgotten = self._journal.forget_history(incoming.chat_id)
+            return "Done: I forgot this chat's history." if forgotten else "This chat has no history to forget."
+        if command.name == "model":
+            return self._model_command(incoming, command.argument, models)
+        return unknown_command_text(command)
+
+    def _model_command(self, incoming: IncomingMessage, name: str | None, models: list[str]) -> str:
+        chosen = self._journal.chat_model(incoming.chat_id)
+        if name is None:
+            current = chosen or self._llm.active_model
+            scope = "chosen for this chat" if chosen else "the gateway's default"
+            return f"Model here: {current} ({scope}). Models: {', '.join(models)}"
+        if name not in models:
+            return f"There is no model {name!r} here. Models: {', '.join(models)}"
+        if incoming.sender_id in self.rules.admins:
+            self._llm.switch_model(name)
+            self._journal.clear_chat_models()
+            log.info("admin %s switched every chat to %s", incoming.sender_id, name)
+            return f"Every chat now uses {name} (you are an admin)."
+        self._journal.set_chat_model(incoming.chat_id, name)
+        return f"This chat now uses {name}."
 
     def _record_done(
         self, message: InboundMessage, outcome: str, reply_id: str, model: str | None, latency: float, reason: str
@@ -229,36 +415,87 @@ class MessagePipeline:
             self.journal_failure = str(exc)
         log.error("%s", exc)
 
-    async def _ask_llm(self, message: InboundMessage) -> tuple[str, str | None, str, str]:
+    # -- the model -------------------------------------------------------------------------------
+
+    async def _ask_llm(self, message: InboundMessage, incoming: IncomingMessage) -> tuple[str, str | None, str, str]:
+        key = history_key(incoming, self.rules.per_user_history)
         # The scheduler runs one answer per chat at a time, so this history is the latest.
-        history = self._journal.load_history(message.chat_id)[-self._history_len:] if self._history_len else []
-        user_turn = {"role": "user", "content": message.text or ""}
+        history = self._journal.load_history(key)[-self._history_len:] if self._history_len else []
+        user_turn = {"role": "user", "content": incoming.text or ""}
         prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
+        stream = await self._open_card(message)
+        progress = _Progress(self, message, incoming, stream)
         try:
-            answer = await self._llm.complete(prompt)
+            answer = await self._llm.complete(prompt, progress.on_text, model=self._journal.chat_model(message.chat_id))
         except AllModelsFailed as exc:
             log.error("every model failed for %s: %s", message.message_id, exc)
             return APOLOGY, None, "apology", "every model failed"
+        finally:
+            await progress.settle()
         turns = [*history, user_turn, {"role": "assistant", "content": answer.text}]
         # The answer and the chat's new history are stored before the reply is sent: a crash
         # after this point re-sends this answer rather than asking the model a second time.
         self._journal.save_answer(
-            message.message_id, message.chat_id, answer.text, answer.model, answer.latency,
+            message.message_id, key, answer.text, answer.model, answer.latency,
             turns[-self._history_len:] if self._history_len else [],
         )
         log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
         return answer.text, answer.model, "answered", ""
 
-    async def _deliver(self, message: InboundMessage, text: str) -> str | None:
-        """Send the reply, retrying transient failures; the idempotency key makes retries safe.
+    # -- replies: a streaming card or one text ---------------------------------------------------
 
-        Returns Feishu's id of the reply, or None when every attempt failed.
+    async def _open_card(self, message: InboundMessage) -> CardStream | None:
+        """The card this answer streams into, or None for a text reply.
+
+        A message that already has a card (a re-drive) resumes it; one that may already have a
+        text reply never gets a card. Without the CardKit scope: None, remembered by the client.
+        A card that failed to open is finished later by `_deliver` if it exists, else text.
+        """
+        mid = message.message_id
+        if self._cardkit is None or mid in self._text_replies:
+            return None
+        if mid not in self._checkpoints and (self.rules.reply_mode != "stream" or self._cardkit.unavailable):
+            return None
+        try:
+            stream = await self._cardkit.open_stream(
+                mid, resume=self._resume_point(mid), on_checkpoint=self._save_checkpoint)
+        except CardKitUnavailable as exc:
+            log.warning("streaming off for %s: %s; answering in text", mid, exc)
+            return None
+        except CardKitFailed as exc:
+            log.warning("card for %s not opened (%s); the final answer is sent when it can be", mid, exc)
+            return None
+        self._streams[mid] = stream  # the one object that writes this card: its sequences stay in order
+        return stream
+
+    def _resume_point(self, message_id: str) -> StreamCheckpoint | None:
+        stored = self._checkpoints.get(message_id)
+        return StreamCheckpoint.from_json(stored) if stored else None
+
+    async def _save_checkpoint(self, checkpoint: StreamCheckpoint) -> None:
+        stored = checkpoint.to_json()
+        self._journal.save_checkpoint(checkpoint.inbound_message_id, stored)
+        self._checkpoints[checkpoint.inbound_message_id] = stored
+
+    async def _deliver(self, message: InboundMessage, text: str) -> str | None:
+        """Send the reply, retrying transient failures; idempotency keys make retries safe.
+
+        A message with a card is answered by finishing that card (never by a text that would
+        follow it); any other by a plain text reply. Returns Feishu's id of the reply, or None
+        when every attempt failed.
         """
         delay = self._retry_delay
         for attempt in range(1, REPLY_ATTEMPTS + 1):
             try:
+                if message.message_id in self._checkpoints and self._cardkit is not None:
+                    return await self._finish_card(message, text)
+                if message.message_id not in self._text_replies:
+                    self._journal.mark_text_reply(message.message_id)  # from now on: never a card
+                    self._text_replies.add(message.message_id)
                 return await self._send_reply(message.message_id, text, message.chat_id)
-            except Exception as exc:  # ReplyFailed, or the executor/network failing under it
+            except JournalError:
+                raise
+            except Exception as exc:  # ReplyFailed, CardKitFailed, or the network failing under it
                 log.warning("reply to %s failed (attempt %d/%d): %s", message.message_id, attempt, REPLY_ATTEMPTS, exc)
             if attempt < REPLY_ATTEMPTS:
                 await asyncio.sleep(delay)  # backoff between retries of a failed send
@@ -266,6 +503,17 @@ class MessagePipeline:
         self._reply_failures += 1
         log.error("reply to %s not delivered after %d attempts; left for the next owner", message.message_id, REPLY_ATTEMPTS)
         return None
+
+    async def _finish_card(self, message: InboundMessage, text: str) -> str:
+        assert self._cardkit is not None
+        stream = self._streams.get(message.message_id)
+        if stream is None:
+            stream = await self._cardkit.open_stream(
+                message.message_id, resume=self._resume_point(message.message_id),
+                on_checkpoint=self._save_checkpoint)
+            self._streams[message.message_id] = stream
+        checkpoint = await stream.finish(text)
+        return checkpoint.reply_message_id or checkpoint.card_id
 
     def snapshot(self) -> PipelineSnapshot:
         try:
@@ -285,4 +533,59 @@ class MessagePipeline:
             oldest_pending_at=journal.oldest_pending_at,
             journal_writes=journal.writes,
             journal_write_times=journal.write_times,
+            answering=tuple(self._answering.values()),
+            reply_mode=self.rules.reply_mode,
+            cardkit_unavailable=self._cardkit.unavailable if self._cardkit is not None else None,
+            ignored=self._ignored,
+            commands=self._commands,
+            held=len(self._held),
+            bot_open_id=self._bot_open_id,
         )
+
+
+class _Progress:
+    """An answer being written: the model's text so far goes to the card (if any) and the console.
+
+    The LLM client calls `on_text` synchronously on the loop; the card's `push` is a coroutine, so
+    one small task feeds it the newest text (never a backlog). A failed update is logged once and
+    leaves the rest to `finish`, which pushes the final text itself.
+    """
+
+    def __init__(self, pipeline: MessagePipeline, message: InboundMessage, incoming: IncomingMessage,
+                 stream: CardStream | None):
+        self._pipeline, self._message, self._stream = pipeline, message, stream
+        self._latest: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failed = False
+        self._row = Answering(
+            message.message_id, message.chat_id, message.sender_id,
+            escape_untrusted(incoming.text or "", 60), time.time(), "card" if stream is not None else "text",
+        )
+        pipeline._answering[message.message_id] = self._row
+
+    def on_text(self, text: str) -> None:
+        self._row = Answering(**{**self._row.__dict__, "chunks": self._row.chunks + 1, "chars": len(text)})
+        self._pipeline._answering[self._message.message_id] = self._row
+        if self._stream is None or self._failed:
+            return
+        self._latest = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._feed(), name=f"feed-{self._message.message_id}")
+
+    async def _feed(self) -> None:
+        assert self._stream is not None
+        while self._latest is not None:
+            text, self._latest = self._latest, None
+            try:
+                await self._stream.push(text)
+            except (CardKitFailed, CardKitUnavailable) as exc:
+                self._failed = True
+                log.warning("card for %s stopped updating (%s); the final answer goes in at the end",
+                            self._message.message_id, exc)
+                return
+
+    async def settle(self) -> None:
+        """Let the last push start; the card's own pump keeps the rate limit."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -23,6 +23,8 @@ import json
 import logging
 import random
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 from urllib.parse import quote
@@ -124,6 +126,9 @@ class ReplySender:
         self._token: tuple[str, float] | None = None  # (token, monotonic time to renew it)
         self._token_lock: asyncio.Lock | None = None
         self._sent = self._rate_limited = self._failed = 0
+        # Like the SDK's requests, a proxy set for Feishu's domain is used; looked up once here,
+        # not per request (aiohttp's trust_env would ask the executor on every send).
+        self._proxy = proxy_for(config.domain)
 
     async def reply_text(self, message_id: str, text: str, chat_id: str = "") -> str:
         """Reply to `message_id` in `chat_id`; return the reply's id or raise ReplyFailed.
@@ -200,7 +205,9 @@ class ReplySender:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             async with asyncio.timeout(REPLY_TIMEOUT):
-                async with self._client().post(self.config.domain + path, json=body, headers=headers) as response:
+                async with self._client().post(
+                    self.config.domain + path, json=body, headers=headers, proxy=self._proxy
+                ) as response:
                     status, raw = response.status, await response.read()
         except TimeoutError:  # the deadline, or one of aiohttp's own socket timeouts
             raise ReplyFailed(f"no answer from Feishu within {REPLY_TIMEOUT:g}s") from None
@@ -220,7 +227,7 @@ class ReplySender:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=REPLY_TIMEOUT),
                 connector=aiohttp.TCPConnector(limit=0, resolver=aiohttp.ThreadedResolver()),
-                trust_env=True,  # like the SDK's requests: a proxy set for Feishu is used
+                trust_env=False,  # the proxy, if any, is self._proxy
             )
         return self._http
 
@@ -235,3 +242,11 @@ class ReplySender:
 
 class _RateLimited(Exception):
     """Feishu answered 230020."""
+
+
+def proxy_for(url: str) -> str | None:
+    """The environment's proxy for `url` (HTTPS_PROXY/HTTP_PROXY, minus NO_PROXY), or None."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(urllib.parse.urlsplit(url).scheme)

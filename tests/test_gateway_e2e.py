@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gateway_core.pipeline import APOLOGY, UNSUPPORTED
+from gateway_core.pipeline import APOLOGY
 
 from .support import ask, in_own_thread, until
 
@@ -102,8 +102,10 @@ async def test_every_model_down_gets_an_apology_never_silence(gateway, sims):
 
 
 async def test_non_text_message_gets_a_polite_reply(gateway, sims):
+    from gateway_core.messages import unreadable_reply
+
     _, replies = await ask(sims, "", message_type="image", content='{"image_key": "img_x"}', gateway=gateway)
-    assert [r.text for r in replies] == [UNSUPPORTED]
+    assert [r.text for r in replies] == [unreadable_reply("image")]
 
 
 async def test_switch_model_while_a_request_is_in_flight(gateway, sims):

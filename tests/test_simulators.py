@@ -190,6 +190,11 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_cli
     lost = feishu.inject_text("into the void")  # sent to the deaf link: lost on the way
 
     async def ping_then_close(sdk) -> tuple[bool, object, int]:
+        # The simulator counts the link once its handshake is done, a moment before the SDK
+        # stores the socket: wait (bounded) for the SDK's side too.
+        async with asyncio.timeout(5):
+            while sdk._conn is None:
+                await asyncio.sleep(0.02)
         conn = sdk._conn
         pong = await conn.ping()
         try:

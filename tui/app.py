@@ -179,8 +179,11 @@ class ConsoleApp(App[None]):
             self.query_one(ExecutorPanel).show(snap.executor, now)
             self.query_one(FeishuPanel).show(snap.feishu, now)
             self.query_one(ModelsPanel).show(snap.models)
-            self.query_one(MessagesPanel).show(snap.pipeline.activity)
-            self.query_one(MessagesPanel).show_pending(snap.pipeline.pending, snap.pipeline.oldest_pending_at, now)
+            messages = self.query_one(MessagesPanel)
+            messages.show(snap.pipeline.activity)
+            messages.show_answering(snap.pipeline.answering, now)
+            messages.show_reply_mode(snap.pipeline.reply_mode, snap.pipeline.cardkit_unavailable)
+            messages.show_pending(snap.pipeline.pending, snap.pipeline.oldest_pending_at, now)
             if self.phase == "serving" and self.source.stop_requested:
                 # The console owns this gateway, so it is the one that acts on a stop request.
                 self.notify("stop requested over the control socket: stopping", severity="warning")

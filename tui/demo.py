@@ -23,6 +23,7 @@ MODEL_LATENCY = 0.4  # the simulated model thinks a little, so latencies are not
 REFUSE_SECONDS = 30
 
 DEMO_CHATS = (("oc_team", "ou_alice"), ("oc_team", "ou_bob"), ("oc_ops", "ou_carol"))
+GROUP_CHAT = "oc_demo_group"  # a group where the bot answers only its own @-mention
 DEMO_TEXTS = (
     "Hello! Are you there?",
     "Summarise yesterday's incident in one line, please.",
@@ -46,6 +47,7 @@ class DemoRun:
         self._stop = threading.Event()
         self._texts = itertools.cycle(DEMO_TEXTS)
         self._chats = itertools.cycle(DEMO_CHATS)
+        self._group_lines = 0
         self._traffic = threading.Thread(target=self._send_traffic, name="demo-traffic", daemon=True)
 
     @property
@@ -72,6 +74,17 @@ class DemoRun:
             for _ in range(2):
                 chat_id, sender = next(self._chats)
                 self.sims.feishu.inject_text(next(self._texts), chat_id=chat_id, sender_open_id=sender)
+            self._group_turn()
+
+    def _group_turn(self) -> None:
+        """A group line: every other one @-mentions the bot (answered), the rest are chatter (not)."""
+        feishu = self.sims.feishu
+        self._group_lines += 1
+        if self._group_lines % 2:
+            feishu.inject_group_text("@_user_1 any news?", chat_id=GROUP_CHAT, sender_open_id="ou_dave",
+                                     mentions=[feishu.bot_mention()])
+        else:
+            feishu.inject_group_text("coffee anyone?", chat_id=GROUP_CHAT, sender_open_id="ou_erin")
 
 
 def demo_faults(run: DemoRun) -> list[Fault]:

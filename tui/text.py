@@ -36,6 +36,8 @@ STATE_STYLES = {
     "answered": "green",
     "apology": "yellow",
     "unsupported": "dim",
+    "command": "cyan",
+    "ignored": "dim",
     "reply failed": "bold red",
 }
 

@@ -114,6 +114,7 @@ class CardKitSimulation:
         self._denied_scopes: set[str] = set()
         self._card_limit = (10, 1.0)  # operations per window (s) per card
         self._bot_info_requests = 0
+        self._bot_info_down = False
 
     def _add_cardkit_routes(self, app: web.Application) -> None:
         app.router.add_post("/open-apis/cardkit/v1/cards", self._handle_card_create)
@@ -263,6 +264,8 @@ class CardKitSimulation:
             refused = self._refusal(request, None)
             if refused is not None:
                 return refused
+            if self._bot_info_down:
+                return web.json_response({"code": 1, "msg": "system busy (simulated)"}, status=500)
         return web.json_response({
             "code": 0,
             "msg": "ok",
@@ -303,6 +306,12 @@ class CardKitSimulation:
         """Simulate an app without `scope` (by default CardKit's `cardkit:card:write`)."""
         with self._cond:
             (self._denied_scopes.add if denied else self._denied_scopes.discard)(scope)
+
+    def fail_bot_info(self, on: bool = True) -> None:
+        """Answer `bot/v3/info` with a server error (the bot cannot learn its open_id) while on."""
+        with self._cond:
+            self._bot_info_down = on
+        self._notify()
 
     def limit_card_operations(self, count: int, per_seconds: float) -> None:
         """Change the per-card rate limit (Feishu: 10 per 1 s); a long window makes tests exact."""

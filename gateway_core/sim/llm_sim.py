@@ -8,7 +8,9 @@ the ``unknown`` ones, as a provider lists what it serves). Behaviours: ``echo`` 
 ``error`` (500), ``hang`` (no answer until the behaviour changes or the simulator stops),
 ``unknown`` (404 model_not_found) and ``drip`` (200 and headers at once, then one byte of
 keep-alive whitespace a second and never an answer, like some OpenAI-compatible proxies; when the
-behaviour changes the answer follows); ``hold``/``release`` park requests.
+behaviour changes the answer follows); ``hold``/``release`` park requests. ``pace`` spaces a
+streamed answer's word chunks like a model that writes as it thinks, and ``pause_stream`` stops a
+stream after N words until ``resume_stream`` (a crash mid-answer, observable).
 Parking is an asyncio wait woken by every control change, never a long sleep, so stopping is
 immediate. Message text is untrusted and only echoed back. Thread-safe like `ThreadSafeState`.
 """
@@ -86,6 +88,9 @@ class LlmSimulator(ThreadSafeState):
         self._port: int | None = None
         self._behaviours: dict[str, _Behaviour] = {}
         self._held: set[str] = set()
+        self._pace: dict[str, float] = {}  # model -> seconds between streamed word chunks
+        self._pause_after: dict[str, int] = {}  # model -> words streamed before a pause
+        self._paused: int = 0  # streams parked by pause_stream right now
         self._requests: list[LlmRequest] = []
         self._ids = itertools.count(1)
         self._stopping = False
@@ -280,14 +285,61 @@ class LlmSimulator(ThreadSafeState):
         deltas = [({"role": "assistant", "content": ""}, None)]
         deltas += [({"content": word}, None) for word in words]
         deltas.append(({}, "stop"))
-        for delta, finish in deltas:
+        with self._cond:
+            pace = self._pace.get(model, 0.0)
+        for index, (delta, finish) in enumerate(deltas):
+            if index > 1:
+                await self._between_chunks(model, index - 1, pace)
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
+    async def _between_chunks(self, model: str, sent: int, pace: float) -> None:
+        """Wait before the next word: the pace, and while the model's stream is paused here."""
+        if pace > 0:
+            await asyncio.sleep(pace)  # the simulated model's writing speed
+        parked = False
+        while True:
+            changed = self._changed
+            with self._cond:
+                limit = self._pause_after.get(model)
+                if self._stopping or limit is None or sent < limit:
+                    if parked:
+                        self._paused -= 1
+                        self._notify()
+                    return
+                if not parked:
+                    parked = True
+                    self._paused += 1
+                    self._notify()
+            await changed.wait()  # woken by every control change
+
     # ------------------------------------------------------------------ controls
+
+    def pace(self, model: str, seconds_per_chunk: float) -> None:
+        """Stream `model`'s answers one word every `seconds_per_chunk` (0: all at once)."""
+        with self._cond:
+            self._pace[model] = seconds_per_chunk
+        self._poke()
+
+    def pause_stream(self, model: str, after_words: int) -> None:
+        """Streams of `model` stop after `after_words` words until `resume_stream(model)`."""
+        with self._cond:
+            self._pause_after[model] = after_words
+        self._poke()
+
+    def resume_stream(self, model: str) -> None:
+        with self._cond:
+            self._pause_after.pop(model, None)
+        self._poke()
+
+    def wait_stream_paused(self, count: int = 1, timeout: float = 10) -> int:
+        """Wait until `count` streams are parked by `pause_stream`."""
+        return self.wait_for(lambda: self._paused if self._paused >= count else None, timeout,
+                             lambda: f"{self._paused} streams paused")
+
 
     def set_behaviour(self, model: str, behaviour: str, latency: float = 0.0) -> None:
         """Set how `model` answers from now on ("echo", "error", "hang", "unknown", "drip"), after

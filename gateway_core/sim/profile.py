@@ -25,6 +25,9 @@ def write_sim_profile(
     chat_replies_per_second: int = 5,
     app_replies_per_second: int = 50,
     max_in_flight: int = 256,
+    reply_mode: str = "text",
+    group_policy: str = "mention",
+    history_per_user_in_groups: bool = False,
     extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`.
@@ -32,6 +35,10 @@ def write_sim_profile(
     Secrets come from the named environment variables, or with `secret_files=(app_secret, api_key)`
     from 0600 files written under `<home>/secrets` — the form a launchd job needs, since launchd
     passes no shell environment.
+
+    `reply_mode` is "text" by default here (the profile's own default is "stream"): most tests
+    check what a reply says, and a plain reply says it in one message; streaming tests, the demo
+    and the benchmarks ask for "stream".
     """
     home.ensure_dirs()
     path = home.profile_file(name)
@@ -51,6 +58,8 @@ domain = "{sims.feishu.domain}"
 max_reconnect_interval = 1
 chat_replies_per_second = {chat_replies_per_second}
 app_replies_per_second = {app_replies_per_second}
+reply_mode = "{reply_mode}"
+group_policy = "{group_policy}"
 
 [llm]
 base_url = "{sims.llm.base_url}"
@@ -58,6 +67,7 @@ base_url = "{sims.llm.base_url}"
 models = [{model_list}]
 request_timeout = {request_timeout}
 breaker_cooldown = 30
+history_per_user_in_groups = {str(history_per_user_in_groups).lower()}
 
 [executor]
 max_workers = {max_workers}

@@ -4,7 +4,12 @@ The border's subtitle shows the journal's backlog (messages not yet answered, an
 oldest has waited) whenever there is one: a growing age means answers are not going out.
 
 Rows are keyed and only appended (an Activity is final once recorded), so the table never
-flickers by being cleared and refilled. Every cell from a message is a `Text`, never markup.
+flickers by being cleared and refilled. Answers in progress are shown too, as "writing" rows with
+the pieces (about one token each) and characters streamed so far, updated in place and replaced by
+the final row when the answer is done. The outcome says how the reply went out: "· card" for a
+streaming card, "· text" for a plain reply; commands read "command". The subtitle names the
+reply mode, and says so when streaming fell back to text. Every cell from a message is a `Text`,
+never markup.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from gateway_core.pipeline import Activity
+from gateway_core.pipeline import Activity, Answering
 
 from ..text import STATE_STYLES, age, clock_time, millis
 
@@ -24,14 +29,29 @@ WIDTHS = (8, 9, 9, 10, 7, 11, None)
 
 
 def activity_cells(activity: Activity) -> tuple[Text, ...]:
+    outcome = activity.outcome + (f" · {activity.reply_mode}" if activity.reply_mode else "")
     return (
         Text(clock_time(activity.at)),
         Text(activity.chat_id, overflow="ellipsis"),
         Text(activity.sender_id, overflow="ellipsis"),
         Text(activity.model or "—"),
         Text(millis(activity.latency), justify="right"),
-        Text(activity.outcome, style=STATE_STYLES.get(activity.outcome, "")),
+        Text(outcome, style=STATE_STYLES.get(activity.outcome, ""), overflow="ellipsis"),
         Text(activity.preview),
+    )
+
+
+def answering_cells(answer: Answering, now: float) -> tuple[Text, ...]:
+    """An answer in progress: how far the model got (pieces ≈ tokens, characters), and how."""
+    progress = f"{answer.chunks} tok {answer.chars} ch" if answer.chunks else "waiting"
+    return (
+        Text(clock_time(answer.started_at)),
+        Text(answer.chat_id, overflow="ellipsis"),
+        Text(answer.sender_id, overflow="ellipsis"),
+        Text(f"writing · {answer.reply_mode}", style="bold yellow", overflow="ellipsis"),
+        Text(millis(max(0.0, now - answer.started_at)), justify="right"),
+        Text(progress, style="yellow", overflow="ellipsis"),
+        Text(answer.preview),
     )
 
 
@@ -41,6 +61,8 @@ class MessagesPanel(DataTable):
         self._keys: dict[Activity, str] = {}
         self._by_key: dict[str, Activity] = {}
         self._next_key = 0
+        self._answering: dict[str, str] = {}  # message id -> row key of its "writing" row
+        self._mode_line = ""
 
     def on_mount(self) -> None:
         self.border_title = "Messages"
@@ -59,7 +81,7 @@ class MessagesPanel(DataTable):
             self._by_key[key] = item
             self.add_row(*activity_cells(item), key=key)
         # Bounded: the oldest rows go once there are more than MAX_ROWS.
-        while self.row_count > MAX_ROWS:
+        while self.row_count > MAX_ROWS and self._keys:
             oldest = next(iter(self._keys))
             key = self._keys.pop(oldest)
             self._by_key.pop(key, None)
@@ -67,8 +89,32 @@ class MessagesPanel(DataTable):
         if following:
             self.move_cursor(row=self.row_count - 1)
 
+    def show_answering(self, answering: tuple[Answering, ...], now: float) -> None:
+        """Rows for answers in progress, updated in place; gone once the answer is recorded."""
+        current = {a.message_id: a for a in answering}
+        for message_id in [m for m in self._answering if m not in current]:
+            self.remove_row(self._answering.pop(message_id))
+        for message_id, answer in current.items():
+            cells = answering_cells(answer, now)
+            key = self._answering.get(message_id)
+            if key is None:
+                key = self._answering[message_id] = f"w{self._next_key}"
+                self._next_key += 1
+                self.add_row(*cells, key=key)
+                continue
+            for column, cell in zip(COLUMNS, cells):
+                self.update_cell(key, column, cell)
+
+    def show_reply_mode(self, mode: str, unavailable: str | None) -> None:
+        """How answers go out: "stream" (cards) or "text"; a fallback says why."""
+        line = "replies: text (cards unavailable)" if mode == "stream" and unavailable else f"replies: {mode}"
+        self._mode_line = "" if mode == "text" and not unavailable else line
+
     def show_pending(self, pending: int, oldest_at: float | None, now: float) -> None:
-        subtitle = f"pending {pending} · oldest {age(oldest_at, now)}" if pending else ""
+        parts = [f"pending {pending} · oldest {age(oldest_at, now)}"] if pending else []
+        if self._mode_line:
+            parts.append(self._mode_line)
+        subtitle = " · ".join(parts)
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
     def activity_for(self, key: str | None) -> Activity | None:
