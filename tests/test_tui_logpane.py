@@ -153,10 +153,12 @@ async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console
         long_text = INJECTION + " " + " ".join(["word"] * 60)  # longer than any preview
         reply = (await ask(sims, long_text)).text
         table = console.query_one(MessagesPanel)
-        await until(lambda: table.row_count == 1, 5, "row", pilot=pilot)
+        # The row is finished ("answered"), not still "writing": a row being redrawn can lose the key.
+        await until(lambda: table.row_count == 1 and any("answered" in cell.plain for cell in table.get_row_at(0)),
+                    15, "the answered row", pilot=pilot)
         table.focus()
         await pilot.press("enter")
-        await until(lambda: isinstance(console.screen, DetailScreen), 5, "detail view", pilot=pilot)
+        await until(lambda: isinstance(console.screen, DetailScreen), 15, "detail view", pilot=pilot)
         detail = console.screen
         fields = {label: value.plain for label, value in detail.fields}
         texts = dict(detail.texts)
