@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/gatewatch demo
 
-test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+# The whole suite, on 4 workers (pytest-xdist): most tests wait on sockets and child processes,
+# not on the CPU, so 4 overlap well even on 2 cores. Lint and types first: they take seconds.
+test: check
+	$(VENV)/bin/python -m pytest -n 4
+
+# Minus the tests marked slow or process (real child processes): a quick loop while editing.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -n 4 -m "not slow and not process"
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check gateway_core tui launchd tests bench
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/throughput.py

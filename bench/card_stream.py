@@ -43,7 +43,7 @@ async def one_answer(client: CardKitClient, feishu, tokens: int, rate: float) ->
         if n == 0:
             first = text
             await in_own_thread(feishu.wait_for,
-                                lambda: feishu.card(stream.card_id).texts.get("answer") == first, 10)
+                                lambda first=first: feishu.card(stream.card_id).texts.get("answer") == first, 10)
             first_visible = time.perf_counter() - started
         await asyncio.sleep(1 / rate)  # the model's pace
     await stream.finish(text)

@@ -30,7 +30,7 @@ from gateway_core.sim import Simulators  # noqa: E402
 from gateway_core.threads import in_own_thread  # noqa: E402
 from launchd.agents import AgentSettings, install, uninstall  # noqa: E402
 from launchd.handover import hand_back, take_over  # noqa: E402
-from launchd.sim.harness import LaunchctlSim, write_launchd_sim_profile  # noqa: E402
+from tests.sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile  # noqa: E402
 
 PROFILE = "bench"
 

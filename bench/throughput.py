@@ -48,15 +48,16 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without installing
 
 import httpx  # noqa: E402
-# Imported here, on the main thread with no running loop: lark binds its module-global loop at
-# first import (see /work/shared/lark-ws-protocol.md, section 3).
+# Imported here, on the main thread with no running loop: lark binds its module-global loop
+# (`lark_oapi.ws.client.loop`) at first import, and a client whose loop was bound inside a running
+# loop fails in start() with "This event loop is already running".
 import lark_oapi as lark  # noqa: E402
 from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody  # noqa: E402
 
 from gateway_core.config import Home, load_profile  # noqa: E402
 from gateway_core.gateway import Gateway  # noqa: E402
 from gateway_core.sim import BackgroundLoop, Simulators  # noqa: E402
-from gateway_core.sim.bare_sdk import BareSdkClient  # noqa: E402
+from tests.sim.bare_sdk import BareSdkClient  # noqa: E402
 from gateway_core.sim.profile import write_sim_profile  # noqa: E402
 
 FEISHU_SECRET_ENV = "GW_BENCH_FEISHU_SECRET"

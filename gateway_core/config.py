@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import tomllib
+from typing import NoReturn
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +174,7 @@ class _Section:
             self.fail("", "a table")
         self.table: dict = table
 
-    def fail(self, key: str, expected: str, got: object = None) -> None:
+    def fail(self, key: str, expected: str, got: object = None) -> NoReturn:
         where = f"{self.name}.{key}" if key else f"[{self.name}]"
         tail = "" if got is None else f", got {type(got).__name__}"
         raise ConfigError(f"{self.path}: {where}: expected {expected}{tail}")
@@ -413,7 +414,7 @@ def _read_secret(section: _Section, key: str) -> str:
             raise SecretMissing(section, file_key, f"{secret_path} cannot be read ({type(exc).__name__})",
                                 f"check it is a text file you own, chmod 600 {secret_path}") from None
         if not value:
-            raise SecretMissing(section, file_key, f"{secret_path} is empty", f"write the secret into it, chmod 600")
+            raise SecretMissing(section, file_key, f"{secret_path} is empty", "write the secret into it, chmod 600")
         return value
     section.fail(env_key, f"{env_key} (environment variable name) or {file_key} (path to a 0600 file)")
     raise AssertionError("unreachable")

@@ -20,19 +20,19 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 from .executor import ExecutorSnapshot
 from .feishu import FeishuSnapshot
 from .health import Health
 from .llm import ModelHealth, ModelsSnapshot, UnknownModel
-from .logs import LogLine
+from .logs import GatewayLogging, LogLine
 from .ownership import OwnerInfo
 from .pipeline import Activity, Answering, PipelineSnapshot
 from .replies import ReplyStats
 
 if TYPE_CHECKING:
-    from .gateway import Gateway, GatewaySnapshot
+    from .gateway import GatewaySnapshot
 
 log = logging.getLogger("gatewatch.control")
 
@@ -113,6 +113,26 @@ def encode(message: dict[str, Any]) -> bytes:
 # -- server -------------------------------------------------------------------------------------
 
 
+class Controllable(Protocol):
+    """What the control server needs from a gateway — all of it, and nothing of how it is built.
+
+    `Gateway` is one; the server depends on this, not on `Gateway` (which builds the server).
+    """
+
+    @property
+    def logging(self) -> GatewayLogging | None: ...  # its ring buffer feeds `subscribe`
+
+    def snapshot(self) -> GatewaySnapshot: ...
+
+    def switch_model(self, name: str) -> str: ...
+
+    async def restart_feishu(self, cause: str = ...) -> bool: ...
+
+    def rebuild_executor(self, cause: str = ...) -> None: ...
+
+    def request_stop(self, cause: str) -> None: ...
+
+
 @dataclasses.dataclass(eq=False)
 class _Subscriber:
     writer: asyncio.StreamWriter
@@ -123,9 +143,10 @@ class _Subscriber:
 class ControlServer:
     """Serves one gateway's socket on the gateway's own loop."""
 
-    def __init__(self, gateway: "Gateway", path: Path):
+    def __init__(self, gateway: Controllable, path: Path, allowed_uid: int | None = None):
         self.gateway = gateway
         self.path = path
+        self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid  # the only user let in
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: list[_Subscriber] = []
         self._broadcaster: asyncio.Task | None = None
@@ -174,7 +195,7 @@ class ControlServer:
             self._handlers.add(task)
         try:
             sock = writer.get_extra_info("socket")
-            if not is_allowed_peer(peer_uid(sock) if sock is not None else None):
+            if not is_allowed_peer(peer_uid(sock) if sock is not None else None, self.allowed_uid):
                 self.refused_peers += 1
                 writer.write(encode({"ok": False, "error": "refused: not the gateway's user"}))
                 return
@@ -329,13 +350,18 @@ def request(path: Path, op: str, timeout: float = 3.0, **arguments: Any) -> dict
             raise ControlError(f"no control socket at {path} (is the gateway running?)") from None
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        sock.sendall(encode({"op": op, **arguments}))
+        try:
+            sock.sendall(encode({"op": op, **arguments}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a refusal is written and the socket closed before our request is read: read the refusal
         buffer = b""
         while not buffer.endswith(b"\n"):
             chunk = sock.recv(65536)
             if not chunk:
                 raise ControlError("the gateway closed the connection without answering")
             buffer += chunk
+    except ConnectionResetError:
+        raise ControlError("the gateway closed the connection without answering") from None
     except socket.timeout:
         raise ControlError(f"no answer from the gateway within {timeout:g}s") from None
     finally:

@@ -584,6 +584,9 @@ def _observed_client_class(ws_client_module: Any) -> type:
     sdk = ws_client_module
 
     class ObservedClient(sdk.Client):  # type: ignore[misc, name-defined]
+        _conn: Any  # the SDK's own attributes (set in its connect), declared for the type checker
+        _service_id: Any
+
         def __init__(
             self, owner: FeishuConnection, generation: int, deadlines: PhaseDeadlines, max_interval: float,
             **kwargs: Any,

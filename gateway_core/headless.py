@@ -81,6 +81,7 @@ async def serve(profile: Profile, home: Home) -> int:
         if announced:
             # Whoever reads launchd's log sees each change of the verdict, with the reasons.
             health = gateway.snapshot().health
+            assert health is not None  # a snapshot judges itself when it is made
             if health.verdict != verdict:
                 say(f"health: {health.one_line()}")
                 verdict = health.verdict

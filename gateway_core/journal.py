@@ -277,7 +277,7 @@ class Journal:
         pending = []
         for row in rows:
             message = InboundMessage(
-                *row[:8], raw_content=row[11] or _raw_content_v1(row[5], row[6]), mentions=_mentions(row[12]))
+                *row[:8], raw_content=row[11] or _raw_content_v1(row[5], row[6]), mentions=_mentions(row[12]))  # type: ignore[misc]  # row[:8]: exactly the first eight fields
             pending.append(PendingMessage(
                 message, state=row[8], answer=row[9], model=row[10], reply_mode=row[13], checkpoint=row[14]))
         return pending

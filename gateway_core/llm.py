@@ -163,7 +163,7 @@ class LlmClient:
         and otherwise ignored. `model` (a chat's `/model` choice) is tried first when given.
         """
         errors: list[tuple[str, str]] = []
-        for attempt, model in enumerate(self.failover_order(model), start=1):
+        for attempt, model in enumerate(self.failover_order(model), start=1):  # noqa: B020 (the choice only orders)
             started = time.monotonic()
             try:
                 text = await self._attempt(model, list(messages), on_text)

@@ -20,7 +20,7 @@ BACKLOG_BYTES = 64 * 1024
 
 async def follow_log(path: Path, backlog_bytes: int = BACKLOG_BYTES, poll: float = POLL_INTERVAL) -> AsyncIterator[str]:
     """Yield the last lines of `path` (about `backlog_bytes`), then every new line, forever."""
-    start_at_end_minus = backlog_bytes
+    start_at_end_minus: int | None = backlog_bytes
     while True:
         try:
             inode = os.stat(path).st_ino

@@ -9,6 +9,7 @@ Nothing here prints a secret: answers are summarised by their code and escaped m
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import httpx
@@ -27,14 +28,14 @@ def check_profile(profile: Profile, say: Callable[[str], None], deadline: float 
     """Run every check, print one line each; 0 when all passed, 1 otherwise."""
     failures = 0
     with httpx.Client(timeout=deadline, trust_env=False) as client:
-        checks = [
+        checks: list[tuple[str, Callable[[], str]]] = [
             ("Feishu tenant token", lambda: _feishu_token(client, profile)),
             ("Feishu long-connection endpoint", lambda: _feishu_endpoint(client, profile)),
         ]
         offered: list[str] = []
         checks.append(("LLM API", lambda: _llm_models(client, profile, offered)))
         for model in profile.llm.models:
-            checks.append((f"model {model}", lambda model=model: _model_offered(model, offered, profile)))
+            checks.append((f"model {model}", functools.partial(_model_offered, model, offered, profile)))
         for name, check in checks:
             try:
                 detail = check()

@@ -15,16 +15,17 @@ others. Must be used on one event loop (the gateway's).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 log = logging.getLogger("gatewatch.scheduler")
 
 DEFAULT_MAX_IN_FLIGHT = 256
 
-Job = Callable[..., Awaitable[Any]]
+Job = Callable[..., Coroutine[Any, Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ class AnswerScheduler:
             key = self._ready.popleft()
             job, args = self._pending[key].popleft()
             self._running_keys.add(key)
-            task = loop.create_task(job(*args))
+            task: asyncio.Task[Any] = loop.create_task(job(*args))
             self._tasks.add(task)
-            task.add_done_callback(lambda done, key=key: self._finished(key, done))
+            task.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: str, task: asyncio.Task) -> None:
         self._tasks.discard(task)

@@ -50,13 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     doctor.add_argument("--fix", action="store_true", help="back up, rewrite and reload what can be fixed")
 
 
-def run(args: argparse.Namespace, home: Home) -> int:
+OpenConsole = Callable[[Home, str], int]
+
+
+def run(args: argparse.Namespace, home: Home, open_console: OpenConsole | None = None) -> int:
+    """Run one launchd action. `open_console` is what `takeover` runs afterwards without --headless:
+    the caller (the `gatewatch` command in `tui`) passes the console in; launchd never imports the UI."""
     settings = AgentSettings(
         agents_dir=(args.agents_dir or agents_dir_default()).expanduser().absolute(),
         prefix=args.prefix,
         throttle_interval=getattr(args, "throttle_interval", DEFAULT_THROTTLE_INTERVAL),
     )
     try:
+        if args.launchd_command == "takeover":
+            return _takeover(args, home, settings, open_console)
         return ACTIONS[args.launchd_command](args, home, settings)
     except (AgentError, HandoverError, LaunchctlError, PlistError) as error:
         print(f"gatewatch: {error}", file=sys.stderr)
@@ -104,16 +111,13 @@ def _handback(args, home: Home, settings: AgentSettings) -> int:
     return 0
 
 
-def _takeover(args, home: Home, settings: AgentSettings) -> int:
+def _takeover(args, home: Home, settings: AgentSettings, open_console: OpenConsole | None) -> int:
     profile = load_profile(home, args.profile)  # a broken profile fails here, before launchd's job stops
     take_over(home, args.profile, say, timeout=args.timeout, settings=settings)
     if not args.headless:
-        try:
-            from tui.app import run_console  # lazy: gateway_core and this module never import textual
-        except ImportError:
-            say("the console is not installed; running the gateway here without it")
-        else:
-            return run_console(home, args.profile)
+        if open_console is not None:
+            return open_console(home, args.profile)
+        say("no console here; running the gateway without it")
     say(f"running profile '{args.profile}' here; stop with Ctrl-C, then: gatewatch launchd handback --profile {args.profile}")
     from gateway_core.headless import run_headless
 
@@ -129,6 +133,5 @@ ACTIONS = {
     "uninstall": _uninstall,
     "status": _status,
     "handback": _handback,
-    "takeover": _takeover,
     "doctor": _doctor,
 }

@@ -3,7 +3,7 @@ import pytest
 from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
-from launchd.sim.harness import simulated_launchctl
+from .sim.launchctl_harness import simulated_launchctl
 
 from .support import FEISHU_SECRET, FEISHU_SECRET_ENV, LLM_KEY, LLM_KEY_ENV, unique_app_id, write_profile
 

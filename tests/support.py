@@ -1,4 +1,5 @@
-"""Shared test support: profiles pointing at the simulators, and headless gateways as processes."""
+"""Shared test support: waiting with deadlines, asking the gateway through the simulator,
+profiles pointing at the simulators, and headless gateways as processes. One way to do each."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from gateway_core.config import Home
 from gateway_core.sim.profile import write_sim_profile
-from gateway_core.threads import in_own_thread  # noqa: F401  (re-exported for the tests)
+from gateway_core.threads import in_own_thread  # also re-exported for the tests
 
 FEISHU_SECRET_ENV = "GW_TEST_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_TEST_LLM_KEY"
@@ -23,17 +25,62 @@ FEISHU_SECRET = "sim-secret-" + uuid.uuid4().hex[:12]
 LLM_KEY = "sim-key-" + uuid.uuid4().hex[:12]
 
 
-async def eventually(predicate, timeout: float, what: str) -> None:
-    """Wait on the running loop until `predicate()` is true; fail naming `what` at the deadline.
+T = TypeVar("T")
 
-    For state a gateway changes on its own schedule (a supervisor's probe, a connection thread)
-    and announces to no one: checked every 20 ms, never longer than `timeout`.
+
+async def until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, pilot=None) -> T:
+    """Wait on the running loop until `predicate()` is truthy and return it; fail naming `what` at the deadline.
+
+    For state that changes on its own schedule (a supervisor's probe, a connection thread, a
+    panel's refresh) and is announced to no one: checked every 20 ms, never longer than `timeout`.
+    In a console test pass the `pilot`, so the app's screen updates between the checks.
     """
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {timeout:g}s: {what}")
-        await asyncio.sleep(0.02)
+        if pilot is not None:
+            await pilot.pause(0.02)
+        else:
+            await asyncio.sleep(0.02)
+    return value
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    """`until` for synchronous tests and threads: another process's observable state, polled to a deadline."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        time.sleep(0.05)
+    return value
+
+
+class Exchange(NamedTuple):
+    """A message injected into the Feishu simulator and the replies it got."""
+
+    event: Any
+    replies: list
+
+    @property
+    def text(self) -> str:
+        """The one reply's text (there must be exactly one)."""
+        (reply,) = self.replies
+        return reply.text
+
+
+async def ask(sims, text: str, *, gateway=None, timeout: float = 20, **inject: Any) -> Exchange:
+    """Send a user message through the Feishu simulator and wait (to `timeout`) for its reply.
+
+    `inject` goes to `inject_text` (chat_id=, message_type=, ...). With an in-process `gateway`,
+    also wait until it finished with the message: the simulator records a reply before its HTTP
+    answer reaches the gateway.
+    """
+    event = sims.feishu.inject_text(text, **inject)
+    replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, timeout)
+    if gateway is not None:
+        assert await gateway.pipeline.drain(10) == 0
+    return Exchange(event, replies)
 
 
 def unique_app_id() -> str:
@@ -89,7 +136,11 @@ class HeadlessProcess:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for_line(self, fragment: str, timeout: float = 20) -> str:
+    # A child gateway imports the SDK and connects before it says so: on a shared 2-core machine
+    # running tests in parallel that can take many seconds. A deadline, not a speed target.
+    STARTUP_DEADLINE = 45.0
+
+    def wait_for_line(self, fragment: str, timeout: float = STARTUP_DEADLINE) -> str:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:

@@ -5,13 +5,15 @@ import contextlib
 import json
 import signal
 
+import pytest
+
 from gateway_core.commands import help_text
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
 
-from .support import HeadlessProcess, eventually, in_own_thread, write_profile
+from .support import HeadlessProcess, in_own_thread, until, write_profile
 
 
 @contextlib.asynccontextmanager
@@ -35,7 +37,7 @@ async def reply_to(gateway, sims, event):
 
 async def settled_as(gateway, event, state):
     """Wait until the journal finished `event` in `state` (how "no reply" is observed)."""
-    await eventually(lambda: gateway.journal.state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
+    await until(lambda: gateway.journal.state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
     assert await gateway.pipeline.drain(10) == 0
 
 
@@ -176,6 +178,7 @@ async def test_recalled_or_empty_messages_are_not_answered(home, sims):
 # ----------------------------------------------------------------------------- crash mid-stream
 
 
+@pytest.mark.process
 def test_kill_9_mid_stream_the_next_owner_completes_the_same_card(home, sims):
     write_profile(home, "p", sims, reply_mode="stream")
     words = " ".join(f"w{n}" for n in range(1, 12))
@@ -212,7 +215,7 @@ async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_ne
     sims.feishu.limit_card_operations(1, 3600)  # the first update goes through, then 429s for an hour
     async with running(home, sims, reply_mode="stream") as gateway:
         event = sims.feishu.inject_text("finish me later")
-        await eventually(
+        await until(
             lambda: gateway.snapshot().pipeline.reply_failures == 1, 20, "the card's finish given up")
         assert gateway.journal.unfinished()[0].answer == "[alpha] finish me later"  # answer stored
     (stuck,) = sims.feishu.cards_replied_to(event)
@@ -235,7 +238,7 @@ async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(
     async with running(home, sims) as gateway:
         gateway.pipeline.rules = dataclasses.replace(gateway.pipeline.rules, identity_wait=0.3)
         asked = sims.feishu.inject_group_text("@_user_1 are you there?", mentions=[sims.feishu.bot_mention()])
-        await eventually(lambda: gateway.snapshot().pipeline.held == 1, 10, "the mention held")
+        await until(lambda: gateway.snapshot().pipeline.held == 1, 10, "the mention held")
         assert gateway.journal.state_of(asked.message_id) == "answering"  # kept, not guessed at
         chatter = sims.feishu.inject_group_text("no mention at all")  # needs no identity to judge
         await settled_as(gateway, chatter, "dropped")

@@ -7,6 +7,8 @@ chat's turns in order, and stay within Feishu's rate limits — backing off when
 
 import contextlib
 
+import pytest
+
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.pipeline import APOLOGY
@@ -58,6 +60,7 @@ def assert_each_answered_once(sims, events):
         assert [r.text for r in replies] == [f"[alpha] {event.text}"], (event.message_id, replies)
 
 
+@pytest.mark.slow
 async def test_200_chats_with_a_3s_model_are_answered_together_without_an_executor_rebuild(gateway, sims):
     sims.llm.set_behaviour("alpha", "echo", latency=3.0)
     events = [sims.feishu.inject_text(f"question {i}", chat_id=f"oc_many_{i}") for i in range(200)]
@@ -89,6 +92,7 @@ async def test_turns_of_one_chat_are_answered_in_order_with_their_history(gatewa
         assert len(request.messages) == 2 + 2 * turn
 
 
+@pytest.mark.slow
 async def test_30_messages_into_one_chat_at_once_all_answered_once_within_feishus_limit(gateway, sims):
     events = [sims.feishu.inject_text(f"burst {i}", chat_id="oc_burst") for i in range(30)]
     await wait_for_answers(gateway, sims, events, 60)
@@ -97,6 +101,7 @@ async def test_30_messages_into_one_chat_at_once_all_answered_once_within_feishu
     assert gateway.snapshot().pipeline.reply_failures == 0
 
 
+@pytest.mark.slow
 async def test_over_the_chat_limit_feishu_refuses_and_every_reply_is_retried_not_dropped(home, sims):
     # A gateway that does not hold itself back (as when other bots share the group): Feishu's
     # 230020 answers are backed off and retried.

@@ -137,13 +137,14 @@ def test_every_key_the_template_mentions_is_known(home):
     assert load_profile(home, "full").executor.max_workers == 8
 
 
+@pytest.mark.process
 def test_cli_profile_show_works_before_the_secrets_exist(home):
     write_profile_template(home, "fresh")
     (home.secrets / "fresh.llm").write_text("s3cret\n")
     (home.secrets / "fresh.llm").chmod(0o644)
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway_core", "profile", "show", "fresh"],
+        [sys.executable, "-m", "tui", "profile", "show", "fresh"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -154,6 +155,7 @@ def test_cli_profile_show_works_before_the_secrets_exist(home):
     assert "s3cret" not in result.stdout + result.stderr
 
 
+@pytest.mark.process
 def test_cli_bad_config_exits_2_with_one_line(home):
     write(home, GOOD.replace('models = ["alpha", "beta"]', "models = 3"))
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
@@ -166,11 +168,12 @@ def test_cli_bad_config_exits_2_with_one_line(home):
     assert len(lines) == 1 and "llm.models" in lines[0] and "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_cli_profile_show_masks_secrets(home):
     write(home, GOOD)
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway_core", "profile", "show", "p"],
+        [sys.executable, "-m", "tui", "profile", "show", "p"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr

@@ -13,6 +13,7 @@ import pytest
 
 from gateway_core.control import (
     ControlError,
+    ControlServer,
     arequest,
     is_allowed_peer,
     peer_uid,
@@ -23,22 +24,14 @@ from gateway_core.control import (
 )
 from gateway_core.gateway import Gateway
 
-from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
-
-
-async def ask(gateway, sims, text, **kwargs):
-    event = sims.feishu.inject_text(text, **kwargs)
-    (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
-    # The simulator records the reply before its answer reaches the gateway: let it finish.
-    assert await gateway.pipeline.drain(10) == 0
-    return reply.text
+from .support import HeadlessProcess, ask, gateway_env, in_own_thread, write_profile
 
 
 async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
     path = home.socket_file("p")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    await ask(gateway, sims, "hi")
+    await ask(sims, "hi", gateway=gateway)
     # The activity is recorded once the reply's HTTP answer is back, just after the simulator saw it.
     deadline = time.monotonic() + 5
     while not (status := (await in_own_thread(request, path, "status"))["status"])["pipeline"]["activity"]:
@@ -75,7 +68,7 @@ async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, ho
     path = home.socket_file("p")
     response = await arequest(path, "switch_model", model="beta")
     assert response["previous"] == "alpha"
-    assert await ask(gateway, sims, "which model?") == "[beta] which model?"
+    assert (await ask(sims, "which model?", gateway=gateway)).text == "[beta] which model?"
     with pytest.raises(ControlError, match="unknown model 'nope'"):
         await arequest(path, "switch_model", model="nope")
 
@@ -85,7 +78,7 @@ async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, ho
 
     await arequest(path, "rebuild_executor")
     assert gateway.snapshot().executor.restarts == 1
-    assert await ask(gateway, sims, "still fine") == "[beta] still fine"
+    assert (await ask(sims, "still fine", gateway=gateway)).text == "[beta] still fine"
 
 
 async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(gateway, home, sims):
@@ -109,7 +102,7 @@ async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(gatewa
     writer.write(b'{"v":1,"op":"sta')
     await writer.drain()
     writer.close()
-    assert await ask(gateway, sims, "unbothered") == "[alpha] unbothered"
+    assert (await ask(sims, "unbothered", gateway=gateway)).text == "[alpha] unbothered"
     assert gateway.control.bad_requests >= 5
     assert (await arequest(home.socket_file("p"), "status"))["status"]["healthy"]
 
@@ -126,7 +119,7 @@ async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(gatew
     stream = subscribe(home.socket_file("p"))
     first = await asyncio.wait_for(stream.__anext__(), 10)
     assert first["ok"] and first["status"]["state"] == "running" and isinstance(first["log"], list)
-    assert await ask(gateway, sims, "busy socket") == "[alpha] busy socket"
+    assert (await ask(sims, "busy socket", gateway=gateway)).text == "[alpha] busy socket"
     seen_log = seen_snapshot = False
     while not (seen_log and seen_snapshot):
         event = await asyncio.wait_for(stream.__anext__(), 10)
@@ -141,14 +134,35 @@ async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(gatew
 def test_peer_check_refuses_another_uid():
     left, right = socket.socketpair(socket.AF_UNIX)
     try:
-        assert peer_uid(left) == os.getuid()
+        assert peer_uid(left) == os.getuid() and peer_uid(right) == os.getuid()
+        assert is_allowed_peer(peer_uid(left), own_uid=os.getuid())
+        assert not is_allowed_peer(peer_uid(left), own_uid=os.getuid() + 1)  # the same peer, to another user's gateway
     finally:
         left.close()
         right.close()
-    assert is_allowed_peer(os.getuid())
-    assert not is_allowed_peer(os.getuid() + 1)
-    assert not is_allowed_peer(None)
-    assert not is_allowed_peer(1000, own_uid=0)
+    assert not is_allowed_peer(None)  # a peer whose uid cannot be told is refused too
+
+
+async def test_a_connection_from_another_user_is_refused_and_counted(gateway, home):
+    """A real connection down the refused path: a server that lets in only another uid than ours.
+
+    (Connecting as another user needs root; the server's side of the check is the same either way.)
+    """
+    path = home.root / "run" / "other-user.sock"
+    foreign = ControlServer(gateway, path, allowed_uid=os.getuid() + 1)
+    await foreign.start()
+    try:
+        with pytest.raises(ControlError, match="refused: not the gateway's user"):
+            await in_own_thread(request, path, "status")
+        with pytest.raises(ControlError, match="refused"):
+            await in_own_thread(request, path, "stop")  # nothing gets through, not even a stop
+        assert foreign.refused_peers == 2
+        assert gateway.state == "running"
+        # The gateway's own socket lets its own user in, and refused no one.
+        assert (await in_own_thread(request, home.socket_file("p"), "status"))["ok"]
+        assert gateway.control.refused_peers == 0
+    finally:
+        await foreign.stop()
 
 
 async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, sims):
@@ -167,6 +181,7 @@ async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, si
     assert not path.exists()
 
 
+@pytest.mark.process
 def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
     write_profile(home, "p", sims)
     write_profile(home, "idle", sims)
@@ -174,7 +189,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
         result = subprocess.run(
-            [sys.executable, "-m", "gateway_core", "status", "--json"],
+            [sys.executable, "-m", "tui", "status", "--json"],
             env=gateway_env(home), capture_output=True, text=True, timeout=30,
         )
         assert result.returncode == 0, result.stderr
@@ -184,7 +199,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         assert rows["typo"]["state"] == "invalid"
         assert rows["typo"]["problem"].startswith("unknown key gateway.max_wrokers")
         table = subprocess.run(
-            [sys.executable, "-m", "gateway_core", "status"],
+            [sys.executable, "-m", "tui", "status"],
             env=gateway_env(home), capture_output=True, text=True, timeout=30,
         ).stdout.splitlines()
         line_of = {line.split()[0]: line for line in table[1:]}
@@ -198,6 +213,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         assert gateway.process.wait(20) == 0
 
 
+@pytest.mark.process
 def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -205,7 +221,7 @@ def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
         sims.feishu.refuse_reconnects(60)
         sims.feishu.drop_connection()  # the WebSocket is gone; the process lives on
         result = subprocess.run(
-            [sys.executable, "-m", "gateway_core", "status"],
+            [sys.executable, "-m", "tui", "status"],
             env=gateway_env(home), capture_output=True, text=True, timeout=30,
         )
         assert result.returncode == 1

@@ -12,6 +12,7 @@ swallow as a repeated uuid.
 
 import signal
 import sqlite3
+import pytest
 
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
@@ -23,7 +24,7 @@ from launchd.handover import hand_back, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label
 
-from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, in_own_thread, write_profile
+from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, ask, in_own_thread, write_profile
 from .test_launchd_handover import launchd_pid_serving
 
 
@@ -53,6 +54,7 @@ def kill_9(gateway):
     assert gateway.process.wait(10) == -signal.SIGKILL
 
 
+@pytest.mark.process
 def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -72,6 +74,7 @@ def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home, sims):
     assert sims.feishu.deliveries(event) == 2
 
 
+@pytest.mark.process
 def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -87,6 +90,7 @@ def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(ho
     assert all(sims.feishu.deliveries(e) == 1 for e in events)  # acked once: no redelivery needed
 
 
+@pytest.mark.process
 def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_once(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -103,6 +107,7 @@ def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_o
     assert len(sims.llm.requests) == 1  # the stored answer was re-sent, the model not asked again
 
 
+@pytest.mark.process
 def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on(home, sims):
     # A model request may take 60 s; the drain allows 1 s. Waiting for the model would take ~60 s.
     write_profile(home, "p", sims, drain_timeout=1, request_timeout=60)
@@ -122,6 +127,7 @@ def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on
     answered_by_successor(home, sims, events)
 
 
+@pytest.mark.process
 def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit_4(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -155,14 +161,14 @@ async def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home, 
     write_profile(home, "p", sims)
     first = await start_owner(home)
     try:
-        event = await ask(sims, "answer me once", "oc_1")
+        event = (await ask(sims, "answer me once", chat_id="oc_1")).event
     finally:
         await first.stop()
     second = await start_owner(home)
     try:
         sims.feishu.redeliver(event)  # Feishu retries hours later, with the same ids
         await in_own_thread(sims.feishu.wait_for, lambda: sims.feishu.ack_codes(event) == [200, 200], 10)
-        await ask(sims, "and this one", "oc_1")  # the new owner works: a fence for the checks below
+        await ask(sims, "and this one", chat_id="oc_1")  # the new owner works: a fence for the checks below
         assert second.snapshot().pipeline.duplicates == 1
     finally:
         await second.stop()
@@ -174,12 +180,12 @@ async def test_chat_history_survives_a_restart(home, sims):
     write_profile(home, "p", sims)
     first = await start_owner(home)
     try:
-        await ask(sims, "my name is Ada", "oc_hist")
+        await ask(sims, "my name is Ada", chat_id="oc_hist")
     finally:
         await first.stop()
     second = await start_owner(home)
     try:
-        await ask(sims, "what is my name?", "oc_hist")
+        await ask(sims, "what is my name?", chat_id="oc_hist")
     finally:
         await second.stop()
     prompt = contents(sims.llm.requests[-1].messages)
@@ -207,6 +213,7 @@ async def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_s
     assert len(sims.llm.requests) == 1  # only the first owner's abandoned request
 
 
+@pytest.mark.process
 async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_keep_history(
     home, sims, launchctl_sim, tmp_path
 ):
@@ -215,7 +222,7 @@ async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_k
     label = job_label("p")
     install(home, "p", settings, print)
     launchd_pid_serving(home, Launchctl(), label)
-    events = [await ask(sims, "my name is Ada", "oc_hist")]
+    events = [(await ask(sims, "my name is Ada", chat_id="oc_hist")).event]
 
     # Take over while three answers are in flight at launchd's gateway: it drains for 1 s, hands
     # them on, and the console's gateway answers them.
@@ -231,7 +238,7 @@ async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_k
         for event in in_flight:
             await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
         events += in_flight
-        events.append(await ask(sims, "what is my name?", "oc_hist"))
+        events.append((await ask(sims, "what is my name?", chat_id="oc_hist")).event)
         assert "my name is Ada" in contents(sims.llm.requests[-1].messages)  # history came along
 
         # Hand back while two answers are in flight here: the console hands them on to launchd's.
@@ -246,19 +253,13 @@ async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_k
     for event in more:
         await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
     events += more
-    events.append(await ask(sims, "and now?", "oc_hist"))
+    events.append((await ask(sims, "and now?", chat_id="oc_hist")).event)
     history = contents(sims.llm.requests[-1].messages)
     assert "my name is Ada" in history and "what is my name?" in history
 
     for event in events:
         assert [r.text for r in shown_replies(sims, event)] == [f"[alpha] {event.text}"], event.text
     uninstall(home, "p", settings, print)
-
-
-async def ask(sims, text, chat_id):
-    event = sims.feishu.inject_text(text, chat_id=chat_id)
-    await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
-    return event
 
 
 def contents(messages):

@@ -13,26 +13,17 @@ import threading
 import time
 import traceback
 
+import pytest
+
 from gateway_core.config import FeishuConfig, load_profile
 from gateway_core.feishu import FeishuConnection, PhaseDeadlines, derived_liveness_timeout
 from gateway_core.gateway import Gateway
 
 from tui.panels.feishu import render_feishu
 
-from .support import FEISHU_SECRET, in_own_thread, write_profile
+from .support import FEISHU_SECRET, in_own_thread, until, write_profile
 
 PING = 1  # the simulator's ping interval for these tests (Feishu's is 120 s)
-
-
-async def until(predicate, timeout: float, what: str):
-    """Poll a thread-owned state until `predicate()` is truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def started_gateway(home, sims, name: str = "p", deadlines: PhaseDeadlines | None = None, **options) -> Gateway:
@@ -49,6 +40,7 @@ def log_lines(gateway: Gateway, fragment: str) -> list[str]:
     return [line.message for line in gateway.logging.ring.since(0) if fragment in line.message]
 
 
+@pytest.mark.slow
 async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
     sims.feishu.ping_interval = PING
     gateway = await started_gateway(home, sims)
@@ -79,6 +71,7 @@ async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
+@pytest.mark.slow
 async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
     quick = PhaseDeadlines(endpoint=1.0, handshake=2.0)
     gateway = await started_gateway(home, sims, deadlines=quick)
@@ -187,6 +180,7 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
     assert connection.state == "stopped"
 
 
+@pytest.mark.slow
 async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home, sims):
     sims.feishu.ping_interval = PING
     # A configured timeout below two pings is raised to the derived one, with one warning.

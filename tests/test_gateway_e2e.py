@@ -3,21 +3,15 @@
 import asyncio
 import time
 
+import pytest
+
 from gateway_core.pipeline import APOLOGY
 
-from .support import eventually, in_own_thread
-
-
-async def ask(gateway, sims, text, **kwargs):
-    """Inject a Feishu message, wait for its reply and for the gateway to finish with it."""
-    event = sims.feishu.inject_text(text, **kwargs)
-    replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
-    assert await gateway.pipeline.drain(10) == 0
-    return event, replies
+from .support import ask, in_own_thread, until
 
 
 async def test_message_in_gets_exactly_one_reply_with_the_models_text(gateway, sims):
-    event, replies = await ask(gateway, sims, "hello there")
+    event, replies = await ask(sims, "hello there", gateway=gateway)
     assert [r.text for r in replies] == ["[alpha] hello there"]
     assert sims.feishu.is_acked(event)
     snap = gateway.snapshot()
@@ -27,7 +21,7 @@ async def test_message_in_gets_exactly_one_reply_with_the_models_text(gateway, s
 
 
 async def test_redelivered_event_still_gets_one_reply(gateway, sims):
-    event, _ = await ask(gateway, sims, "once only")
+    event, _ = await ask(sims, "once only", gateway=gateway)
     sims.feishu.redeliver(event)
     # The SDK acks only after handing the event over, so once the second delivery is acked the
     # gateway's loop has the duplicate queued; one drain lets it run.
@@ -41,9 +35,9 @@ async def test_held_executor_shut_down_behind_the_gateways_back(gateway, sims):
     gateway.executor.pool.shutdown()  # the seed bug
     # Answers no longer need the pool (model and replies are asyncio), and the supervisor's next
     # probe (every 0.2 s here) finds the dead pool and rebuilds it.
-    _, replies = await ask(gateway, sims, "still there?")
+    _, replies = await ask(sims, "still there?", gateway=gateway)
     assert replies[0].text == "[alpha] still there?"
-    await eventually(lambda: gateway.snapshot().executor.restarts == 1, 5, "the dead pool rebuilt")
+    await until(lambda: gateway.snapshot().executor.restarts == 1, 5, "the dead pool rebuilt")
     assert await gateway.executor.run(lambda: "works") == "works"
     assert gateway.snapshot().executor.restarts == 1
 
@@ -51,9 +45,9 @@ async def test_held_executor_shut_down_behind_the_gateways_back(gateway, sims):
 async def test_loop_default_executor_shut_down_behind_the_gateways_back(gateway, sims):
     loop = asyncio.get_running_loop()
     await loop.shutdown_default_executor()  # what set the incident off
-    _, replies = await ask(gateway, sims, "and now?")
+    _, replies = await ask(sims, "and now?", gateway=gateway)
     assert replies[0].text == "[alpha] and now?"
-    await eventually(lambda: gateway.snapshot().executor.restarts == 1, 5, "the loop healed")
+    await until(lambda: gateway.snapshot().executor.restarts == 1, 5, "the loop healed")
     snap = gateway.snapshot().executor
     assert snap.restarts == 1 and snap.state == "replaced"
     assert await loop.run_in_executor(None, lambda: "healed") == "healed"
@@ -64,7 +58,7 @@ async def test_dropped_websocket_reconnects_and_the_next_message_is_answered(gat
     sims.feishu.drop_connection()
     await in_own_thread(sims.feishu.wait_for_connection, 2, 15)
     assert await gateway.wait_connected(15)
-    _, replies = await ask(gateway, sims, "after the drop")
+    _, replies = await ask(sims, "after the drop", gateway=gateway)
     assert replies[0].text == "[alpha] after the drop"
     snap = gateway.snapshot().feishu
     assert snap.reconnects == 1 and snap.conn_id != first
@@ -83,18 +77,18 @@ async def test_restart_reconnects_promptly(gateway, sims):
     # Closing the old SDK loop must not take the held pool down with it.
     await gateway.executor.probe()
     assert gateway.snapshot().executor.restarts == 0
-    _, replies = await ask(gateway, sims, "after restart")
+    _, replies = await ask(sims, "after restart", gateway=gateway)
     assert replies[0].text == "[alpha] after restart"
 
 
 async def test_primary_model_failing_is_answered_by_the_next(gateway, sims):
     sims.llm.set_behaviour("alpha", "error")
-    _, replies = await ask(gateway, sims, "failover please")
+    _, replies = await ask(sims, "failover please", gateway=gateway)
     assert replies[0].text == "[beta] failover please"
     models = {m.name: m for m in gateway.snapshot().models.models}
     assert models["alpha"].errors == 1 and models["alpha"].breaker == "open"
     # The breaker keeps the dead model from being tried first on the next message.
-    _, replies = await ask(gateway, sims, "again")
+    _, replies = await ask(sims, "again", gateway=gateway)
     assert replies[0].text == "[beta] again"
     assert len(sims.llm.requests_for("alpha")) == 1
 
@@ -102,7 +96,7 @@ async def test_primary_model_failing_is_answered_by_the_next(gateway, sims):
 async def test_every_model_down_gets_an_apology_never_silence(gateway, sims):
     sims.llm.set_behaviour("alpha", "error")
     sims.llm.set_behaviour("beta", "error")
-    event, replies = await ask(gateway, sims, "anyone?")
+    event, replies = await ask(sims, "anyone?", gateway=gateway)
     assert [r.text for r in replies] == [APOLOGY]
     assert gateway.snapshot().pipeline.activity[-1].outcome == "apology"
 
@@ -110,7 +104,7 @@ async def test_every_model_down_gets_an_apology_never_silence(gateway, sims):
 async def test_non_text_message_gets_a_polite_reply(gateway, sims):
     from gateway_core.messages import unreadable_reply
 
-    _, replies = await ask(gateway, sims, "", message_type="image", content='{"image_key": "img_x"}')
+    _, replies = await ask(sims, "", message_type="image", content='{"image_key": "img_x"}', gateway=gateway)
     assert [r.text for r in replies] == [unreadable_reply("image")]
 
 
@@ -139,12 +133,13 @@ async def test_switch_to_an_unknown_model_is_a_clear_error(gateway):
 
 
 async def test_untrusted_text_stays_one_log_line(gateway, sims):
-    await ask(gateway, sims, "line one\nFAKE 2026 ERROR forged record\x1b[31m")
+    await ask(sims, "line one\nFAKE 2026 ERROR forged record\x1b[31m", gateway=gateway)
     lines = [l.message for l in gateway.logging.ring.since(0) if "line one" in l.message]
     assert lines and all("\n" not in l and "\x1b" not in l for l in lines)
     assert any("line one\\nFAKE" in l for l in lines)
 
 
+@pytest.mark.slow
 async def test_liveness_watchdog_restarts_a_silent_connection(home, sims):
     """A link that stays open but carries nothing (no pongs) is restarted by the watchdog."""
     from gateway_core.config import load_profile

@@ -110,6 +110,7 @@ def test_a_journal_write_that_fails_raises_rather_than_pretending(tmp_path):
     journal.close()
 
 
+@pytest.mark.process
 def test_headless_refuses_to_run_on_a_damaged_journal_with_exit_4(home, sims):
     write_profile(home, "p", sims)
     home.state.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,15 @@ import os
 import plistlib
 import sys
 
+import psutil
 import pytest
 
-from gateway_core.cli import main
 from launchd.agents import pid_alive, poll
 from launchd.launchctl import Launchctl
 from launchd.plist import render_agent, write_plist
+from tui.cli import main
+
+pytestmark = pytest.mark.process  # the launchctl simulator runs real child processes
 
 HERMES = "ai.hermes.gateway-default"
 
@@ -76,7 +79,7 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(age
     # Reloaded: launchd now runs what the file says, in a new process; the old one is gone.
     new_pid = lc.print_job(HERMES).pid if poll(lambda: lc.print_job(HERMES) and lc.print_job(HERMES).running, 10) else None
     assert new_pid and new_pid != old_pid and not pid_alive(old_pid)
-    assert "--replace" not in open(f"/proc/{new_pid}/cmdline").read()
+    assert not any("--replace" in arg for arg in psutil.Process(new_pid).cmdline())  # psutil: Linux and macOS alike
 
     before = path.read_bytes()
     code, out = doctor(capsys, "--fix")

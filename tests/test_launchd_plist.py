@@ -3,8 +3,6 @@
 import os
 import plistlib
 import stat
-import subprocess
-import sys
 
 import pytest
 
@@ -101,11 +99,6 @@ def test_domain_is_gui_at_the_screen_and_user_over_ssh_or_sudo():
     assert resolve_domain({"GATEWATCH_LAUNCHD_DOMAIN": "gui/502"}, uid=501) == "gui/502"
     with pytest.raises(LaunchctlError, match="not a launchd domain"):
         resolve_domain({"GATEWATCH_LAUNCHD_DOMAIN": "gui/../x"}, uid=501)
-
-
-def test_launchd_package_and_its_cli_never_import_textual():
-    code = "import sys, launchd.cli, launchd.sim.launchctl_sim, gateway_core.cli; sys.exit('textual' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
 def test_plists_are_plain_xml_readable_by_plistlib(tmp_path):

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import psutil
+
 import pytest
 
 from launchd.agents import pid_alive, poll
 from launchd.launchctl import Launchctl, LaunchctlError, explain, parse_list
-from launchd.sim.harness import simulated_launchctl
+from .sim.launchctl_harness import simulated_launchctl
 
 # A job program: `serve` exits 0 on SIGTERM, `stubborn` ignores SIGTERM, `exit N` exits at once.
 # Each start appends "<pid> <time>" to starts.log next to this script, and its environment to env.log.
@@ -36,6 +37,8 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else (lambda 
 while True:
     signal.pause()
 """
+
+pytestmark = pytest.mark.process  # the launchctl simulator runs real child processes
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def test_second_owner_is_refused_and_told_who_owns(tmp_path):
     second.release()
 
 
+@pytest.mark.process
 def test_dead_owner_frees_the_profile_by_itself(tmp_path):
     path = tmp_path / "p.lock"
     holder = subprocess.Popen(

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from gateway_core.config import load_profile
 from gateway_core.profile_check import check_profile
 from gateway_core.sim import Simulators
@@ -53,12 +55,13 @@ def test_refused_credentials_and_unreachable_llm_fail_without_showing_secrets(ho
     assert code == 1 and len([line for line in lines if line.startswith("FAIL")]) == len(lines) == 5
 
 
+@pytest.mark.process
 def test_cli_profile_check_exit_codes(home, sims):
     write_profile(home, "p", sims)
-    ok = subprocess.run([sys.executable, "-m", "gateway_core", "profile", "check", "p"],
+    ok = subprocess.run([sys.executable, "-m", "tui", "profile", "check", "p"],
                         env=gateway_env(home), capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.count("\n") == 5, ok.stdout + ok.stderr
     write_profile(home, "q", sims, models=("alpha", "nope"))
-    bad = subprocess.run([sys.executable, "-m", "gateway_core", "profile", "check", "q"],
+    bad = subprocess.run([sys.executable, "-m", "tui", "profile", "check", "q"],
                          env=gateway_env(home), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "FAIL  model nope" in bad.stdout and "Traceback" not in bad.stderr

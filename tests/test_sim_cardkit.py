@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import queue
-import uuid
 
 import lark_oapi as lark
 import pytest
@@ -24,7 +23,8 @@ from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
 from gateway_core.messages import incoming_from_event, should_answer
 from gateway_core.sim import Simulators
-from gateway_core.sim.bare_sdk import BareSdkClient
+from .sim.bare_sdk import BareSdkClient
+from .support import unique_app_id
 from gateway_core.sim.cardkit_sim import (
     CARD_NOT_FOUND,
     CARD_SEND_FAILED,
@@ -39,7 +39,7 @@ SECRET = "sim-secret"
 
 @pytest.fixture
 def app_id() -> str:
-    return f"cli_{uuid.uuid4().hex[:8]}"  # lark caches tenant tokens process-wide by app id
+    return unique_app_id()  # lark caches tenant tokens process-wide by app id
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import json
 import queue
 import threading
 import time
-import uuid
 
 import httpx
 import lark_oapi as lark
@@ -27,7 +26,8 @@ from lark_oapi.core.exception import ObtainAccessTokenException
 from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
-from gateway_core.sim.bare_sdk import BareSdkClient
+from .sim.bare_sdk import BareSdkClient
+from .support import unique_app_id, wait_until
 
 SECRET = "sim-secret"
 
@@ -45,8 +45,7 @@ def no_proxy_no_leaks(monkeypatch):
 
 @pytest.fixture
 def app_id() -> str:
-    """A fresh app id per test: lark caches tenant tokens process-wide by app id."""
-    return f"cli_{uuid.uuid4().hex[:8]}"
+    return unique_app_id()  # lark caches tenant tokens process-wide by app id
 
 
 @pytest.fixture
@@ -215,6 +214,12 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_cli
     received: queue.Queue = queue.Queue()
     client = sdk_client(lambda data: received.put(data.event.message.message_id))
     first = feishu.wait_for_connection(1, timeout=5)
+
+    async def holds_its_connection(sdk) -> bool:
+        return sdk._conn is not None
+
+    # The server sees the connection a moment before the SDK stores it (slow on a busy machine).
+    wait_until(lambda: client.call(holds_its_connection), 5, "the SDK holds its connection")
     assert feishu.deafen_connection() == first
     lost = feishu.inject_text("into the void")  # sent to the deaf link: lost on the way
 
@@ -259,6 +264,7 @@ def test_hanging_endpoint_holds_discovery_until_released(sims, sdk_client):
     assert feishu.endpoint_requests == 1 and feishu.endpoints_hanging == 0
 
 
+@pytest.mark.slow
 def test_pongs_carry_the_client_config_and_set_the_ping_interval(sims, sdk_client):
     feishu = sims.feishu
     feishu.ping_interval = 1  # told at discovery: the client pings every second

@@ -1,4 +1,8 @@
-"""The gateway core never imports the UI: headless (launchd) must not pay for or depend on Textual."""
+"""The gateway core never imports the UI: headless (launchd) must not pay for or depend on Textual.
+
+The runtime half of the import contract (test_import_contract.py reads the source): importing
+the modules really loads no Textual.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,29 @@ def test_importing_every_gateway_core_module_does_not_import_textual():
     modules = sorted(
         info.name
         for info in pkgutil.walk_packages(gateway_core.__path__, prefix="gateway_core.")
-        if info.name != "gateway_core.__main__"  # running it would run the CLI
     )
-    assert "gateway_core.gateway" in modules and "gateway_core.demo" in modules
+    assert {"gateway_core.gateway", "gateway_core.demo", "gateway_core.__main__"} <= set(modules)
     probe = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'tui')))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_launchd_and_the_command_line_load_no_textual_until_a_console_opens():
+    """`gatewatch status`, `run --headless`, `profile` and every launchd action stay fast."""
+    import launchd
+
+    modules = sorted(info.name for info in pkgutil.walk_packages(launchd.__path__, prefix="launchd."))
+    probe = (
+        "import importlib, json, sys\n"
+        f"for name in {[*modules, 'tui.cli']!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'tui.app')))))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -22,19 +21,10 @@ from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, Model
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import in_own_thread
+from .support import ask, until
 
 SIZE = (120, 36)
 INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
-
-
-async def until(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
-    """Let the app run until `condition()` holds; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def notices(app) -> list[str]:
@@ -60,35 +50,27 @@ def console(home, profile, sims):
 
 async def connected(pilot) -> Gateway:
     source = pilot.app.source
-    await until(pilot, lambda: source.gateway is not None and source.gateway.feishu.state == "connected", 20,
-                "Feishu connected")
+    await until(lambda: source.gateway is not None and source.gateway.feishu.state == "connected", 20,
+                "Feishu connected", pilot=pilot)
     gateway = source.gateway
-    await until(pilot, lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED")
+    await until(lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED", pilot=pilot)
     return gateway
-
-
-async def ask(sims, text: str, **kwargs) -> str:
-    """Send a user message through the simulator and return the one reply's text."""
-    event = sims.feishu.inject_text(text, **kwargs)
-    replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 10)
-    assert len(replies) == 1
-    return replies[0].text
 
 
 async def test_model_key_switches_the_model_used_for_the_next_reply(console, sims):
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
-        assert (await ask(sims, "before")).startswith("[alpha]")
+        assert (await ask(sims, "before")).text.startswith("[alpha]")
         await pilot.press("m")
         assert isinstance(console.screen, ChoiceModal)
         await pilot.press("down", "enter")
-        await until(pilot, lambda: not isinstance(console.screen, ChoiceModal), 5, "picker closed")
-        await until(pilot, lambda: "model switched: alpha → beta" in notices(console), 5, "switch notice")
+        await until(lambda: not isinstance(console.screen, ChoiceModal), 5, "picker closed", pilot=pilot)
+        await until(lambda: "model switched: alpha → beta" in notices(console), 5, "switch notice", pilot=pilot)
         assert "active beta" in shown(console.query_one(ModelsPanel))
-        assert (await ask(sims, "after")).startswith("[beta]")
+        assert (await ask(sims, "after")).text.startswith("[beta]")
         pane = console.query_one(LogPane)
-        await until(pilot, lambda: any("model switched: alpha -> beta" in l for l in pane.visible_lines()), 5,
-                    "the switch in the log pane")
+        await until(lambda: any("model switched: alpha -> beta" in l for l in pane.visible_lines()), 5,
+                    "the switch in the log pane", pilot=pilot)
 
 
 async def test_r_restarts_the_feishu_connection(console, sims):
@@ -99,14 +81,14 @@ async def test_r_restarts_the_feishu_connection(console, sims):
         # Hold the new connection at endpoint discovery, so the in-between state is there to see.
         sims.feishu.refuse_reconnects(60)
         await pilot.press("r")
-        await until(pilot, lambda: gateway.feishu.snapshot().restarts == 1, 10, "the restart")
-        await until(pilot, lambda: "CONNECTING" in shown(panel).split("\n")[0], 10, "panel shows (RE)CONNECTING")
-        await until(pilot, lambda: "restarting the Feishu connection…" in notices(console), 5, "restart notice")
+        await until(lambda: gateway.feishu.snapshot().restarts == 1, 10, "the restart", pilot=pilot)
+        await until(lambda: "CONNECTING" in shown(panel).split("\n")[0], 10, "panel shows (RE)CONNECTING", pilot=pilot)
+        await until(lambda: "restarting the Feishu connection…" in notices(console), 5, "restart notice", pilot=pilot)
         sims.feishu.refuse_reconnects(0)
-        await until(pilot, lambda: shown(panel).startswith("● CONNECTED"), 20, "panel CONNECTED again")
+        await until(lambda: shown(panel).startswith("● CONNECTED"), 20, "panel CONNECTED again", pilot=pilot)
         assert gateway.feishu.snapshot().conn_id != first
         assert "restarts 1" in shown(panel)
-        assert (await ask(sims, "still there?")).startswith("[alpha]")
+        assert (await ask(sims, "still there?")).text.startswith("[alpha]")
 
 
 async def test_e_rebuilds_the_executor(console, sims):
@@ -117,9 +99,10 @@ async def test_e_rebuilds_the_executor(console, sims):
         assert snap.restarts == 1 and "operator request" in (snap.last_restart_cause or "")
         panel = console.query_one(ExecutorPanel).query_one("#executor-body")
         assert "REPLACED" in shown(panel) and "restarts 1" in shown(panel)
-        assert (await ask(sims, "after rebuild")).startswith("[alpha]")
+        assert (await ask(sims, "after rebuild")).text.startswith("[alpha]")
 
 
+@pytest.mark.slow
 async def test_demo_faults_appear_and_heal_on_screen(console, sims):
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
@@ -127,43 +110,43 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
 
         # 1: the incident itself — the executor shut down behind the gateway's back.
         await pilot.press("f", "1")
-        await until(pilot, lambda: gateway.executor.snapshot().restarts >= 1, 10, "executor replaced")
-        await until(pilot, lambda: "REPLACED" in shown(body), 5, "panel shows REPLACED")
+        await until(lambda: gateway.executor.snapshot().restarts >= 1, 10, "executor replaced", pilot=pilot)
+        await until(lambda: "REPLACED" in shown(body), 5, "panel shows REPLACED", pilot=pilot)
         assert "Executor shutdown" in (gateway.executor.snapshot().last_restart_cause or "") or \
             "refused" in (gateway.executor.snapshot().last_restart_cause or "")
-        assert (await ask(sims, "after executor fault")).startswith("[alpha]")
+        assert (await ask(sims, "after executor fault")).text.startswith("[alpha]")
 
         # 2: the WebSocket dropped — reconnects by itself.
         total = sims.feishu.connections_total
         await pilot.press("f", "2")
-        await until(pilot, lambda: sims.feishu.connections_total > total and gateway.feishu.state == "connected",
-                    20, "Feishu reconnected")
-        await until(pilot, lambda: "reconnects 1" in shown(console.query_one(FeishuPanel)), 5, "reconnects 1")
+        await until(lambda: sims.feishu.connections_total > total and gateway.feishu.state == "connected",
+                    20, "Feishu reconnected", pilot=pilot)
+        await until(lambda: "reconnects 1" in shown(console.query_one(FeishuPanel)), 5, "reconnects 1", pilot=pilot)
 
         # 3: the current model fails — failover answers, the breaker shows it.
         await pilot.press("f", "3")
-        await until(pilot, lambda: "model alpha now fails" in " ".join(notices(console)), 5, "fault notice")
-        assert (await ask(sims, "who answers?")).startswith("[beta]")
-        await until(pilot, lambda: "OPEN" in shown(console.query_one(ModelsPanel)), 5, "breaker OPEN")
+        await until(lambda: "model alpha now fails" in " ".join(notices(console)), 5, "fault notice", pilot=pilot)
+        assert (await ask(sims, "who answers?")).text.startswith("[beta]")
+        await until(lambda: "OPEN" in shown(console.query_one(ModelsPanel)), 5, "breaker OPEN", pilot=pilot)
         header = console.query_one("#header")
         # (the first reason may still be the executor's rebuild: reasons come worst first, then in order)
-        await until(pilot, lambda: "● DEGRADED" in shown(header) and any(
+        await until(lambda: "● DEGRADED" in shown(header) and any(
             r.startswith("model alpha failing") for r in console.source.snapshot().health.reasons), 5,
-            "the header's verdict: degraded, and why")
+            "the header's verdict: degraded, and why", pilot=pilot)
 
         # 7: Feishu refuses the tenant token — connected, yet nobody gets a reply: never green.
         await pilot.press("f", "7")
         sims.feishu.inject_text("anyone?")
-        await until(pilot, lambda: "● UNHEALTHY" in shown(header) and "tenant token refused" in shown(header), 10,
-                    "the header's verdict: unhealthy, and why")
+        await until(lambda: "● UNHEALTHY" in shown(header) and "tenant token refused" in shown(header), 10,
+                    "the header's verdict: unhealthy, and why", pilot=pilot)
         assert "HEALTHY" not in shown(header).replace("UNHEALTHY", "")
 
         # 4: heal.
         await pilot.press("f", "4")
-        await until(pilot, lambda: "all models answer again, and Feishu issues tenant tokens again" in notices(console),
-                    5, "heal notice")
-        assert (await ask(sims, "healed?")).startswith("[")
-        await until(pilot, lambda: "tenant token" not in shown(header), 5, "the token reason gone")
+        await until(lambda: "all models answer again, and Feishu issues tenant tokens again" in notices(console),
+                    5, "heal notice", pilot=pilot)
+        assert (await ask(sims, "healed?")).text.startswith("[")
+        await until(lambda: "tenant token" not in shown(header), 5, "the token reason gone", pilot=pilot)
 
 
 async def test_refused_reconnects_show_until_healed(console, sims):
@@ -171,11 +154,11 @@ async def test_refused_reconnects_show_until_healed(console, sims):
         gateway = await connected(pilot)
         panel = console.query_one(FeishuPanel)
         await pilot.press("f", "5")
-        await until(pilot, lambda: gateway.feishu.state != "connected", 10, "connection down")
-        await until(pilot, lambda: "CONNECTED" not in shown(panel).split("\n")[0], 5, "panel shows it down")
+        await until(lambda: gateway.feishu.state != "connected", 10, "connection down", pilot=pilot)
+        await until(lambda: "CONNECTED" not in shown(panel).split("\n")[0], 5, "panel shows it down", pilot=pilot)
         sims.feishu.refuse_reconnects(0)  # end the 30 s refusal early; the gateway must heal by itself
-        await until(pilot, lambda: gateway.feishu.state == "connected", 20, "reconnected")
-        await until(pilot, lambda: shown(panel).startswith("● CONNECTED"), 5, "panel CONNECTED again")
+        await until(lambda: gateway.feishu.state == "connected", 20, "reconnected", pilot=pilot)
+        await until(lambda: shown(panel).startswith("● CONNECTED"), 5, "panel CONNECTED again", pilot=pilot)
 
 
 async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, tmp_path, monkeypatch):
@@ -191,14 +174,14 @@ async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, 
         assert gateway.state == "running"
         # hand back without a LaunchAgent: refused before anything is stopped
         await pilot.press("q", "h")
-        await until(pilot, lambda: any(n.startswith(no_agent) for n in notices(console)), 5, "no-agent notice")
+        await until(lambda: any(n.startswith(no_agent) for n in notices(console)), 5, "no-agent notice", pilot=pilot)
         assert gateway.state == "running"
         await pilot.press("h")
-        await until(pilot, lambda: sum(n.startswith(no_agent) for n in notices(console)) == 2, 5, "second notice")
+        await until(lambda: sum(n.startswith(no_agent) for n in notices(console)) == 2, 5, "second notice", pilot=pilot)
         assert gateway.state == "running" and not isinstance(console.screen, ChoiceModal)
         await pilot.press("q", "s")  # stop: drains, releases the profile, exits
-        await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
-        await until(pilot, lambda: console.return_code is not None, 5, "app exited")
+        await until(lambda: gateway.state == "stopped", 15, "gateway stopped", pilot=pilot)
+        await until(lambda: console.return_code is not None, 5, "app exited", pilot=pilot)
         assert read_owner(home.lock_file(profile.name)) is None
 
 
@@ -206,19 +189,19 @@ async def test_log_level_filter_and_search(console, sims):
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
-        await until(pilot, lambda: any(" INFO " in l for l in pane.visible_lines()), 5, "INFO lines")
+        await until(lambda: any(" INFO " in l for l in pane.visible_lines()), 5, "INFO lines", pilot=pilot)
         await pilot.press("l", "l")  # DEBUG -> INFO -> WARNING
         assert pane.min_level == "WARNING" and "≥ WARNING" in str(pane.border_title)
         assert not any(" INFO " in l for l in pane.visible_lines())
         await pilot.press("e")  # logs a WARNING: "executor rebuilt"
-        await until(pilot, lambda: any("executor rebuilt" in l for l in pane.visible_lines()), 5, "warning shown")
+        await until(lambda: any("executor rebuilt" in l for l in pane.visible_lines()), 5, "warning shown", pilot=pilot)
         await pilot.press("l")  # -> ERROR
         assert not any("executor rebuilt" in l for l in pane.visible_lines())
         await pilot.press("l")  # -> DEBUG: everything again
         assert any(" INFO " in l for l in pane.visible_lines())
 
         await pilot.press("slash", *"REBUILT", "enter")  # case-insensitive
-        await until(pilot, lambda: pane.search == "REBUILT", 5, "the search applied")
+        await until(lambda: pane.search == "REBUILT", 5, "the search applied", pilot=pilot)
         assert "/REBUILT" in str(pane.border_title)
         visible = pane.visible_lines()
         assert visible and all("rebuilt" in l.lower() for l in visible)
@@ -228,28 +211,28 @@ async def test_log_level_filter_and_search(console, sims):
         await pilot.press("p")  # pause: the view freezes, the collection goes on
         frozen = pane.visible_lines()
         await ask(sims, "while paused")
-        await until(pilot, lambda: pane.pending > 0, 5, "pending lines counted")
+        await until(lambda: pane.pending > 0, 5, "pending lines counted", pilot=pilot)
         assert pane.visible_lines() == frozen and "PAUSED" in str(pane.border_title)
         await pilot.press("p")
         # Following again: the line is shown as soon as it is pulled (it may still be on its way).
-        await until(pilot, lambda: any("while paused" in l for l in pane.lines_in_view()), 5,
-                    "the line sent while paused, in view")
+        await until(lambda: any("while paused" in l for l in pane.lines_in_view()), 5,
+                    "the line sent while paused, in view", pilot=pilot)
 
 
 async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
     async with console.run_test(size=(160, 40)) as pilot:
         await connected(pilot)
-        reply = await ask(sims, INJECTION)
+        reply = (await ask(sims, INJECTION)).text
         assert reply == "[alpha] " + INJECTION  # the gateway passes it on untouched
         table = console.query_one(MessagesPanel)
-        await until(pilot, lambda: table.row_count == 1, 5, "the message in the table")
+        await until(lambda: table.row_count == 1, 5, "the message in the table", pilot=pilot)
         preview = table.get_row_at(0)[-1]
         escaped = INJECTION.replace("\x1b", "\\x1b")  # the escape is made visible, not executed
         assert isinstance(preview, Text) and preview.plain == escaped and not preview.spans
-        await until(pilot, lambda: escaped[:40] in "".join(table.render_line(y).text for y in range(table.size.height)),
-                    5, "the literal text on screen")
+        await until(lambda: escaped[:40] in "".join(table.render_line(y).text for y in range(table.size.height)),
+                    5, "the literal text on screen", pilot=pilot)
         pane = console.query_one(LogPane)
-        await until(pilot, lambda: any(escaped[:40] in l for l in pane.visible_lines()), 5, "literal log line")
+        await until(lambda: any(escaped[:40] in l for l in pane.visible_lines()), 5, "literal log line", pilot=pilot)
         assert not any("\x1b" in l for l in pane.visible_lines())
 
 
@@ -258,7 +241,7 @@ async def test_console_answers_while_a_modal_is_open(console, sims):
         await connected(pilot)
         await pilot.press("q")  # the quit confirmation waits for the operator…
         assert isinstance(console.screen, ChoiceModal)
-        replies = await asyncio.gather(*(ask(sims, f"during modal {n}", chat_id=f"oc_{n}") for n in range(3)))
+        replies = [e.text for e in await asyncio.gather(*(ask(sims, f"during modal {n}", chat_id=f"oc_{n}") for n in range(3)))]
         assert sorted(replies) == [f"[alpha] during modal {n}" for n in range(3)]
         assert isinstance(console.screen, ChoiceModal)  # …and the gateway kept answering meanwhile
         await pilot.press("c")
@@ -272,11 +255,11 @@ async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(con
             raise ValueError("simulated gateway bug")
 
         asyncio.get_running_loop().call_soon(broken_handover)
-        await until(pilot, lambda: any("simulated gateway bug" in n for n in notices(console)), 5, "notification")
+        await until(lambda: any("simulated gateway bug" in n for n in notices(console)), 5, "notification", pilot=pilot)
         pane = console.query_one(LogPane)
-        await until(pilot, lambda: any("simulated gateway bug" in l for l in pane.visible_lines()), 5, "log line")
+        await until(lambda: any("simulated gateway bug" in l for l in pane.visible_lines()), 5, "log line", pilot=pilot)
         assert console.is_running
-        assert (await ask(sims, "still answering")).startswith("[alpha]")
+        assert (await ask(sims, "still answering")).text.startswith("[alpha]")
 
 
 @pytest.fixture
@@ -294,16 +277,16 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         # The modal is pushed before it is composed: wait for its body, not just the screen.
-        await until(pilot, lambda: isinstance(app.screen, ChoiceModal) and app.screen.query(".choice-body"), 10,
-                    "the owned-by-another screen")
+        await until(lambda: isinstance(app.screen, ChoiceModal) and app.screen.query(".choice-body"), 10,
+                    "the owned-by-another screen", pilot=pilot)
         body = str(app.screen.query_one(".choice-body").render())
         assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
         await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
         failed = "taking the profile over from launchd failed: HandoverError"
-        await until(pilot, lambda: any(n.startswith(failed) for n in notices(app)), 10, "take-over refused")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "the same choices again")
+        await until(lambda: any(n.startswith(failed) for n in notices(app)), 10, "take-over refused", pilot=pilot)
+        await until(lambda: isinstance(app.screen, ChoiceModal), 5, "the same choices again", pilot=pilot)
         await pilot.press("q")
-        await until(pilot, lambda: app.return_code is not None, 5, "app exited")
+        await until(lambda: app.return_code is not None, 5, "app exited", pilot=pilot)
     assert app.return_code == 3
     assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
 
@@ -314,28 +297,28 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home,
     log_file.write_text("2026-11-25 10:00:00,000 INFO gatewatch.gateway written before the console\n")
     app = ConsoleApp(LocalSource(profile.name, lambda: Gateway(profile, home, owner="console")), home=home)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen")
+        await until(lambda: isinstance(app.screen, ChoiceModal), 10, "the owned-by-another screen", pilot=pilot)
         await pilot.press("a")
-        await until(pilot, lambda: app.phase == "attached", 10, "attached")
+        await until(lambda: app.phase == "attached", 10, "attached", pilot=pilot)
         pane = app.query_one(LogPane)
-        await until(pilot, lambda: any("written before the console" in l for l in pane.visible_lines()),
-                    10, "the log file's backlog")
+        await until(lambda: any("written before the console" in l for l in pane.visible_lines()),
+                    10, "the log file's backlog", pilot=pilot)
         with log_file.open("a") as handle:
             handle.write("2026-11-25 10:00:01,000 WARNING gatewatch.feishu [bold]written while attached\n")
-        await until(pilot, lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
-                    10, "a new line from the file, literally")
+        await until(lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
+                    10, "a new line from the file, literally", pilot=pilot)
         # Each line once, with its own time, level and logger — not under a second prefix.
         (line,) = [l for l in pane.visible_lines() if "written while attached" in l]
         assert line.count("WARNING") == 1 and "log file" not in line and "2026-11-25" not in line
         # The header follows on its own refresh timer: wait for it, as the operator would.
-        await until(pilot, lambda: "UNREACHABLE" in shown(app.query_one("#header")), 5,
-                    "the header saying the gateway is unreachable")
+        await until(lambda: "UNREACHABLE" in shown(app.query_one("#header")), 5,
+                    "the header saying the gateway is unreachable", pilot=pilot)
         header = shown(app.query_one("#header"))
         assert f"attached to PID {os.getpid()} (headless)" in header
         assert f"no answer from PID {os.getpid()}" in header and "cannot connect" in header
         assert app.has_class("-stale")
         await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
-        await until(pilot, lambda: app.return_code is not None, 5, "app exited")
+        await until(lambda: app.return_code is not None, 5, "app exited", pilot=pilot)
     assert app.return_code == 0
     assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
 
@@ -347,10 +330,10 @@ async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console,
         gateway = await connected(pilot)
         answer = await arequest(home.socket_file(profile.name), "stop")
         assert answer["ok"] is True and answer["stopping"] is True
-        await until(pilot, lambda: "stop requested over the control socket: stopping" in notices(console), 5,
-                    "the console saying why it stops")
-        await until(pilot, lambda: gateway.state == "stopped", 15, "gateway stopped")
-        await until(pilot, lambda: console.return_code is not None, 5, "console exited")
+        await until(lambda: "stop requested over the control socket: stopping" in notices(console), 5,
+                    "the console saying why it stops", pilot=pilot)
+        await until(lambda: gateway.state == "stopped", 15, "gateway stopped", pilot=pilot)
+        await until(lambda: console.return_code is not None, 5, "console exited", pilot=pilot)
 
 
 async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile):
@@ -359,10 +342,10 @@ async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         console.report("talking to Feishu", RuntimeError(f"refused app_secret={FEISHU_SECRET}"))
-        await until(pilot, lambda: any("talking to Feishu" in n for n in notices(console)), 5, "the notification")
+        await until(lambda: any("talking to Feishu" in n for n in notices(console)), 5, "the notification", pilot=pilot)
         shown_errors = [n for n in notices(console) if "talking to Feishu" in n]
         assert shown_errors == ["talking to Feishu failed: RuntimeError: refused app_secret=***"]
         assert all(FEISHU_SECRET not in n for n in notices(console))
         pane = console.query_one(LogPane)
-        await until(pilot, lambda: any("app_secret=***" in l for l in pane.visible_lines()), 5, "redacted log line")
+        await until(lambda: any("app_secret=***" in l for l in pane.visible_lines()), 5, "redacted log line", pilot=pilot)
         assert not any(FEISHU_SECRET in l for l in pane.visible_lines())

@@ -12,11 +12,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+
+import pytest
 
 from gateway_core.ownership import read_owner
 
-from .support import gateway_env
+from .support import gateway_env, wait_until
+
+pytestmark = pytest.mark.process  # a console on a pty, as a child process
 
 
 def drain(fd: int) -> None:
@@ -28,34 +31,26 @@ def drain(fd: int) -> None:
         pass  # the terminal was closed: done
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)  # polling another process's observable state, bounded by the deadline
-
-
 def test_hangup_drains_the_gateway_releases_the_profile_and_exits(home, profile, sims):
     master, slave = pty.openpty()
     env = gateway_env(home) | {"TERM": "xterm-256color"}
     console = subprocess.Popen(
-        [sys.executable, "-m", "gateway_core", "console", "--profile", profile.name],
+        [sys.executable, "-m", "tui", "console", "--profile", profile.name],
         stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
     )
     os.close(slave)
     threading.Thread(target=drain, args=(master,), daemon=True).start()
     try:
         lock = home.lock_file(profile.name)
-        wait_for(lambda: (owner := read_owner(lock)) is not None and owner.pid == console.pid, 30, "console owns")
+        wait_until(lambda: (owner := read_owner(lock)) is not None and owner.pid == console.pid, 30, "console owns")
         assert read_owner(lock).owner == "console"
-        wait_for(lambda: sims.feishu.live_connections == 1, 30, "Feishu connected")
+        wait_until(lambda: sims.feishu.live_connections == 1, 30, "Feishu connected")
 
         os.close(master)  # the terminal goes away…
         console.send_signal(signal.SIGHUP)  # …and the session leader's hang-up reaches the console
         assert console.wait(timeout=20) == 0
         assert read_owner(lock) is None
-        wait_for(lambda: sims.feishu.live_connections == 0, 5, "the WebSocket closed")
+        wait_until(lambda: sims.feishu.live_connections == 0, 5, "the WebSocket closed")
     finally:
         if console.poll() is None:
             console.kill()

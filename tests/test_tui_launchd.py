@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 from launchd.agents import AgentSettings, install, pid_alive, poll, uninstall
 from launchd.plist import job_label
-from launchd.sim.harness import simulated_launchctl, write_launchd_sim_profile
+from .sim.launchctl_harness import simulated_launchctl, write_launchd_sim_profile
 from tui.app import ConsoleApp
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import FEISHU_SECRET, LLM_KEY
-from .test_tui_console import ask, connected, notices, until
+from .support import FEISHU_SECRET, LLM_KEY, ask, until
+from .test_tui_console import connected, notices
+
+pytestmark = pytest.mark.process  # launchd jobs are real child processes under the launchctl simulator
 
 PROFILE = "p"
 
@@ -36,7 +40,7 @@ async def test_take_over_from_launchd_then_hand_back(home, sims, tmp_path, monke
         try:
             assert poll(lambda: (o := read_owner(lock)) is not None and o.launchd_label == label, 30)
             first = read_owner(lock).pid
-            assert (await ask(sims, "to launchd")).startswith("[alpha]")
+            assert (await ask(sims, "to launchd")).text.startswith("[alpha]")
 
             gateway_made: list[Gateway] = []
 
@@ -46,23 +50,23 @@ async def test_take_over_from_launchd_then_hand_back(home, sims, tmp_path, monke
 
             app = ConsoleApp(LocalSource(PROFILE, make_gateway), home=home)
             async with app.run_test(size=(120, 36), notifications=True) as pilot:
-                await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 10, "owned by launchd's gateway")
+                await until(lambda: isinstance(app.screen, ChoiceModal), 10, "owned by launchd's gateway", pilot=pilot)
                 await pilot.press("t")
                 # Each step is a notification; they expire after a few seconds, so look right away.
-                await until(pilot, lambda: any(n.startswith("booting out") for n in notices(app)), 10,
-                            "the take-over reporting its first step")
+                await until(lambda: any(n.startswith("booting out") for n in notices(app)), 10,
+                            "the take-over reporting its first step", pilot=pilot)
                 await connected(pilot)
                 assert not pid_alive(first) and read_owner(lock).pid == os.getpid()
-                assert (await ask(sims, "to the console")).startswith("[alpha]")
+                assert (await ask(sims, "to the console")).text.startswith("[alpha]")
 
                 await pilot.press("h")
                 assert isinstance(app.screen, ChoiceModal)
                 await pilot.press("y")
-                await until(pilot, lambda: app.return_code is not None, 40, "handed back and exited")
+                await until(lambda: app.return_code is not None, 40, "handed back and exited", pilot=pilot)
             assert app.return_code == 0 and gateway_made[-1].state == "stopped"
             owner = read_owner(lock)
             assert owner is not None and owner.launchd_label == label and owner.pid not in (first, os.getpid())
-            assert (await ask(sims, "to launchd again")).startswith("[alpha]")
+            assert (await ask(sims, "to launchd again")).text.startswith("[alpha]")
             assert launchctl_sim.spawned("job")[-1] == owner.pid
         finally:
             uninstall(home, PROFILE, settings, steps.append)

@@ -11,7 +11,8 @@ from tui.panels import LogPane, MessagesPanel
 from tui.screens import ChoiceModal, DetailScreen
 from tui.screens.quit_confirm import HAND_BACK
 
-from .test_tui_console import INJECTION, ask, connected, console, until  # noqa: F401  (fixture)
+from .support import ask, until
+from .test_tui_console import INJECTION, connected, console  # noqa: F401  (fixture)
 
 SIZE = (80, 24)
 
@@ -22,7 +23,7 @@ async def fill(pilot, sims, n: int = 4) -> None:
     for i in range(n):
         await ask(sims, f"filler {i}")
     # The reply was sent after both its lines were logged: once one is in the pane, both are.
-    await until(pilot, lambda: any(f"filler {n - 1}" in line for line in pane.visible_lines()), 5, "the fill")
+    await until(lambda: any(f"filler {n - 1}" in line for line in pane.visible_lines()), 5, "the fill", pilot=pilot)
 
 
 def pane_of(app) -> LogPane:
@@ -30,8 +31,8 @@ def pane_of(app) -> LogPane:
 
 
 async def newest_in_view(pilot, pane: LogPane, text: str) -> None:
-    await until(pilot, lambda: any(text in line for line in pane.lines_in_view()), 5,
-                f"{text!r} in view, following")
+    await until(lambda: any(text in line for line in pane.lines_in_view()), 5,
+                f"{text!r} in view, following", pilot=pilot)
     assert "following" in str(pane.border_title)
 
 
@@ -42,7 +43,7 @@ async def test_resume_really_follows_after_p_l_and_esc(console, sims):
         await fill(pilot, sims)
         await pilot.press("p")
         await ask(sims, "sent while paused")
-        await until(pilot, lambda: pane.pending > 0, 5, "pending counted")
+        await until(lambda: pane.pending > 0, 5, "pending counted", pilot=pilot)
         await pilot.press("p")
         await newest_in_view(pilot, pane, "sent while paused")
         await ask(sims, "after p p")
@@ -66,11 +67,11 @@ async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims):
         await fill(pilot, sims)
         pane.log.focus()
         await pilot.press("pageup")
-        await until(pilot, lambda: pane.paused, 5, "paused by scrolling up")
+        await until(lambda: pane.paused, 5, "paused by scrolling up", pilot=pilot)
         assert "PAUSED · +0 new" in str(pane.border_title)
         frozen = pane.lines_in_view()
         await ask(sims, "while scrolled up")
-        await until(pilot, lambda: pane.pending > 0, 5, "new lines counted")
+        await until(lambda: pane.pending > 0, 5, "new lines counted", pilot=pilot)
         assert f"+{pane.pending} new" in str(pane.border_title)
         assert pane.lines_in_view() == frozen  # the view stays where the operator put it
         await pilot.press("end")
@@ -81,7 +82,7 @@ async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims):
         await pilot.press("p")
         assert pane.paused
         await pilot.press("end")
-        await until(pilot, lambda: not pane.paused, 5, "End follows with the table focused")
+        await until(lambda: not pane.paused, 5, "End follows with the table focused", pilot=pilot)
 
 
 async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sims):
@@ -89,18 +90,18 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
         await connected(pilot)
         pane = console.query_one(LogPane)
         await pilot.press("e")  # logs a WARNING: "executor rebuilt"
-        await until(pilot, lambda: any("executor rebuilt" in l for l in pane.visible_lines()), 5, "warning")
+        await until(lambda: any("executor rebuilt" in l for l in pane.visible_lines()), 5, "warning", pilot=pilot)
         await fill(pilot, sims, 5)  # the warning scrolls out of view
         assert not any("executor rebuilt" in line for line in pane.lines_in_view())
         pane.log.scroll_home(animate=False, immediate=True)
         await pilot.press("w")
-        await until(pilot, lambda: pane.log.marked is not None, 5, "a line marked")
+        await until(lambda: pane.log.marked is not None, 5, "a line marked", pilot=pilot)
         assert pane.paused
         marked = pane.visible_lines()[pane.log.marked]
         assert " WARNING " in marked or " ERROR " in marked
         assert marked in pane.lines_in_view()
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(console.screen, DetailScreen), 5, "detail view")
+        await until(lambda: isinstance(console.screen, DetailScreen), 5, "detail view", pilot=pilot)
         detail = console.screen
         assert detail.title_text == "Log line"
         message = dict(detail.texts)["message"].plain
@@ -108,7 +109,7 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
         await pilot.press("escape")
         assert not isinstance(console.screen, DetailScreen)
         await pilot.press("end")
-        await until(pilot, lambda: not pane.paused, 5, "following again")
+        await until(lambda: not pane.paused, 5, "following again", pilot=pilot)
         assert pane.log.marked is None
 
 
@@ -117,7 +118,7 @@ async def test_w_without_warnings_says_so(console, sims):
         await connected(pilot)
         # A search nothing matches: no line in view at all (a slow probe may have warned already).
         await pilot.press("slash", *"no-such-text", "enter")
-        await until(pilot, lambda: pane_of(console).search == "no-such-text", 5, "search applied")
+        await until(lambda: pane_of(console).search == "no-such-text", 5, "search applied", pilot=pilot)
         assert not pane_of(console).visible_lines()
         await pilot.press("w")
         assert any("no WARNING or ERROR" in n.message for n in console._notifications)
@@ -130,13 +131,13 @@ async def test_search_highlights_and_counts_matches(console, sims):
         await fill(pilot, sims, 3)
         # A word early in the line, so the matches are within the 80 columns.
         await pilot.press("slash", *"PIPELINE", "enter")
-        await until(pilot, lambda: pane.search == "PIPELINE", 5, "search applied")
+        await until(lambda: pane.search == "PIPELINE", 5, "search applied", pilot=pilot)
         lines = pane.visible_lines()
         assert lines and all("pipeline" in line.lower() for line in lines)
         assert f"/PIPELINE · {len(lines)} matching" in str(pane.border_title)
         await ask(sims, "one more filler")
         # Two more pipeline lines: the message and its answer.
-        await until(pilot, lambda: f"· {len(lines) + 2} matching" in str(pane.border_title), 5, "count grows")
+        await until(lambda: f"· {len(lines) + 2} matching" in str(pane.border_title), 5, "count grows", pilot=pilot)
         await pilot.pause()
         highlighted = []
         for y in range(pane.log.scrollable_content_region.height):
@@ -150,12 +151,14 @@ async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         long_text = INJECTION + " " + " ".join(["word"] * 60)  # longer than any preview
-        reply = await ask(sims, long_text)
+        reply = (await ask(sims, long_text)).text
         table = console.query_one(MessagesPanel)
-        await until(pilot, lambda: table.row_count == 1, 5, "row")
+        # The row is finished ("answered"), not still "writing": a row being redrawn can lose the key.
+        await until(lambda: table.row_count == 1 and any("answered" in cell.plain for cell in table.get_row_at(0)),
+                    15, "the answered row", pilot=pilot)
         table.focus()
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(console.screen, DetailScreen), 5, "detail view")
+        await until(lambda: isinstance(console.screen, DetailScreen), 15, "detail view", pilot=pilot)
         detail = console.screen
         fields = {label: value.plain for label, value in detail.fields}
         texts = dict(detail.texts)
@@ -210,7 +213,7 @@ async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
         shown = {binding.key for binding in app.screen.keys}
         assert "h" not in shown
         await pilot.press("escape", "q")  # the quit question offers no hand-back either
-        await until(pilot, lambda: isinstance(app.screen, ChoiceModal), 5, "quit question")
+        await until(lambda: isinstance(app.screen, ChoiceModal), 5, "quit question", pilot=pilot)
         assert HAND_BACK not in [choice.id for choice in app.screen.choices]
         await pilot.press("c")
 
@@ -225,8 +228,8 @@ async def test_the_mouse_wheel_up_pauses_and_scrolls_one_step(console, sims):
         await pilot.pause()
         bottom = pane.log.scroll_y
         pane.log.post_message(events.MouseScrollUp(pane.log, 1, 1, 0, -1, 0, False, False, False))
-        await until(pilot, lambda: pane.paused, 5, "paused by the wheel")
-        await until(pilot, lambda: pane.log.scroll_y < bottom, 5, "scrolled up")
+        await until(lambda: pane.paused, 5, "paused by the wheel", pilot=pilot)
+        await until(lambda: pane.log.scroll_y < bottom, 5, "scrolled up", pilot=pilot)
         # One wheel step is one step of Textual's own handler, not two.
         await pilot.pause(0.3)
         assert bottom - pane.log.scroll_y <= 3, (bottom, pane.log.scroll_y)

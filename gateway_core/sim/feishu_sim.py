@@ -16,7 +16,8 @@ would only test our assumptions. This simulator serves, on one aiohttp server on
 
 Event text is untrusted input: it is only ever JSON-encoded, recorded and compared, never
 evaluated. Secrets (app secret, tokens) are never logged. All controls are thread-safe; see
-`ThreadSafeState`. Protocol reference: /work/shared/lark-ws-protocol.md.
+`ThreadSafeState`. Protocol reference: the SDK itself, `lark_oapi/ws/client.py` and
+`lark_oapi/ws/pb/pbbp2_pb2.py` in the lark-oapi version pyproject.toml pins.
 """
 
 from __future__ import annotations

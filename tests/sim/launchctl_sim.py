@@ -1,6 +1,6 @@
 """A `launchctl` for Linux tests: launchd's job semantics on real child processes.
 
-Run as `python -m launchd.sim.launchctl_sim VERB ...` through an executable shim first on PATH.
+Run as `python -m tests.sim.launchctl_sim VERB ...` through an executable shim first on PATH.
 State lives in `$LAUNCHCTL_SIM_STATE/state.json`, read and written under an flock; every call is
 appended to `calls.log`. `bootstrap` starts one detached monitor process per job; the monitor
 spawns ProgramArguments (new session, clean environment + EnvironmentVariables + XPC_SERVICE_NAME,
@@ -390,7 +390,7 @@ def cmd_bootstrap(root: Path, args: list[str]) -> int:
                 raise Failure(119, "Bootstrap failed: 119: Service is disabled")
             state["jobs"][key] = job
         monitor = subprocess.Popen(
-            [sys.executable, "-m", "launchd.sim.launchctl_sim", "__monitor", str(root), key],
+            [sys.executable, "-m", "tests.sim.launchctl_sim", "__monitor", str(root), key],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(root / "monitor.err", "ab"),

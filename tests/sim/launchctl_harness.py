@@ -17,14 +17,17 @@ import psutil
 from gateway_core.config import Home
 from gateway_core.sim.profile import write_sim_profile
 
-from ..agents import poll
+from launchd.agents import poll
 from .launchctl_sim import read_state
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 SHIM = """#!/bin/sh
 # launchctl simulator shim (gatewatch tests): state in $LAUNCHCTL_SIM_STATE.
 LAUNCHCTL_SIM_STATE="${{LAUNCHCTL_SIM_STATE:-{state}}}"
-export LAUNCHCTL_SIM_STATE
-exec "{python}" -m launchd.sim.launchctl_sim "$@"
+PYTHONPATH="{repository}${{PYTHONPATH:+:$PYTHONPATH}}"  # the simulator lives in tests/, not installed
+export LAUNCHCTL_SIM_STATE PYTHONPATH
+exec "{python}" -m tests.sim.launchctl_sim "$@"
 """
 
 
@@ -44,7 +47,7 @@ class LaunchctlSim:
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         shim = self.bin_dir / "launchctl"
-        shim.write_text(SHIM.format(state=self.state_dir, python=os.path.abspath(sys.executable)))
+        shim.write_text(SHIM.format(state=self.state_dir, python=os.path.abspath(sys.executable), repository=REPOSITORY))
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         self.started_at = time.time()
 

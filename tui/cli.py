@@ -1,11 +1,18 @@
-"""The `gatewatch` command. Bad input ends in one line and a documented exit code, never a traceback."""
+"""The `gatewatch` command. Bad input ends in one line and a documented exit code, never a traceback.
+
+It lives in `tui`, the top layer, because it is the only place that knows every layer: the gateway
+(`gateway_core`), LaunchAgents (`launchd`) and the console. Only `console`, `demo` and a take-over
+that opens the console import Textual, and only when they run: `status`, `run --headless` and
+`profile` stay as fast as the gateway itself. (`python -m gateway_core run --headless` is the
+gateway's own entry, without this module, for launchd's plists.)
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .config import ConfigError, Home, describe_profile, load_profile, write_profile_template
+from gateway_core.config import ConfigError, Home, describe_profile, load_profile, write_profile_template
 
 EXIT_CONFIG = 2
 
@@ -68,13 +75,13 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
         return _profile(args, home)
     if command == "run":
         if not args.headless:
-            return _console(home, args.profile)
+            return open_console(home, args.profile)
         profile = load_profile(home, args.profile)  # fail fast on bad config, before heavy imports
-        from .headless import run_headless
+        from gateway_core.headless import run_headless
 
         return run_headless(profile, home)
     if command == "status":
-        from .status import collect_status, render_status, status_exit_code
+        from gateway_core.status import collect_status, render_status, status_exit_code
 
         statuses = collect_status(home)
         print(render_status(statuses, args.json))
@@ -82,24 +89,18 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
     if command == "launchd":
         from launchd.cli import run as run_launchd
 
-        return run_launchd(args, home)
+        return run_launchd(args, home, open_console=open_console)
     if command == "demo":
-        from .demo import run_demo
+        from gateway_core.demo import run_demo
 
         return run_demo(headless=args.headless, extra_messages=args.messages)
-    return _console(home, getattr(args, "profile", "default"))
+    return open_console(home, getattr(args, "profile", "default"))
 
 
-def _console(home: Home, profile_name: str) -> int:
-    try:
-        from tui.app import run_console
-    except ImportError:
-        print(
-            "gatewatch: the console is not installed yet; run the gateway with: "
-            f"gatewatch run --headless --profile {profile_name}",
-            file=sys.stderr,
-        )
-        return 1
+def open_console(home: Home, profile_name: str) -> int:
+    """The console on one profile (also what `launchd takeover` opens: launchd never imports the UI)."""
+    from .app import run_console  # lazy: Textual is loaded only when a console opens
+
     return run_console(home, profile_name)
 
 
@@ -116,7 +117,7 @@ def _profile(args: argparse.Namespace, home: Home) -> int:
             print(name)
         return 0
     if args.profile_command == "check":
-        from .profile_check import check_profile
+        from gateway_core.profile_check import check_profile
 
         return check_profile(load_profile(home, args.name), print)
     # Shown even when its secrets are not in place yet (a fresh template): that is when it is read.

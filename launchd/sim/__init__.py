@@ -1,1 +1,0 @@
-"""The launchctl simulator (launchctl_sim) and the harness (harness) tests put first on PATH."""
