@@ -229,6 +229,10 @@ class ControlServer:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+                # Collect how the socket closed (a BrokenPipeError when the client left first):
+                # left unread, it is printed as "Future exception was never retrieved" at exit.
+                async with asyncio.timeout(1):
+                    await writer.wait_closed()
             if task:
                 self._handlers.discard(task)
 

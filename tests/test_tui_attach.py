@@ -105,7 +105,7 @@ def serve_here_factory(home, name):
 async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
-        await in_own_thread(headless.wait_for_line, "Feishu connected", 20)
+        await in_own_thread(headless.wait_for_line, "Feishu connected")
         app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             header = app.query_one("#header")
@@ -134,7 +134,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
     write_profile(home, "p", sims)
     first = HeadlessProcess.start(home, "p")
     try:
-        await in_own_thread(first.wait_for_line, "Feishu connected", 20)
+        await in_own_thread(first.wait_for_line, "Feishu connected")
         app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home,
                          make_local=serve_here_factory(home, "p"))
         async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -146,7 +146,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
             await until(lambda: any("press s to serve the profile here" in n for n in notices(app)), 2, "offer", pilot=pilot)
             assert app.check_action("serve_here", ()) and app.has_class("-stale")
             with HeadlessProcess.start(home, "p") as second:
-                await in_own_thread(second.wait_for_line, "Feishu connected", 20)
+                await in_own_thread(second.wait_for_line, "Feishu connected")
                 # The notice is checked with the header: a toast lives 5 s, a loaded machine is slow.
                 await until(lambda: f"attached to PID {second.process.pid}" in shown(header)
                             and f"re-attached to PID {second.process.pid} (headless)" in notices(app), 10,
@@ -163,7 +163,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
 async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
-        await in_own_thread(headless.wait_for_line, "Feishu connected", 20)
+        await in_own_thread(headless.wait_for_line, "Feishu connected")
         app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home,
                          make_local=serve_here_factory(home, "p"))
         async with app.run_test(size=SIZE, notifications=True) as pilot:

@@ -28,7 +28,7 @@ INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
 
 
 def notices(app) -> list[str]:
-    return [n.message for n in app._notifications]
+    return list(app.told)
 
 
 def shown(widget) -> str:
@@ -225,7 +225,9 @@ async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
         reply = (await ask(sims, INJECTION)).text
         assert reply == "[alpha] " + INJECTION  # the gateway passes it on untouched
         table = console.query_one(MessagesPanel)
-        await until(lambda: table.row_count == 1, 5, "the message in the table", pilot=pilot)
+        # Its row is first a "writing" one, then the finished answer: wait for the answer's.
+        await until(lambda: table.row_count == 1 and "answered" in str(table.get_row_at(0)[-2]), 5,
+                    "the answered message in the table", pilot=pilot)
         preview = table.get_row_at(0)[-1]
         escaped = INJECTION.replace("\x1b", "\\x1b")  # the escape is made visible, not executed
         assert isinstance(preview, Text) and preview.plain == escaped and not preview.spans

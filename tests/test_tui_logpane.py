@@ -121,7 +121,7 @@ async def test_w_without_warnings_says_so(console, sims):
         await until(lambda: pane_of(console).search == "no-such-text", 5, "search applied", pilot=pilot)
         assert not pane_of(console).visible_lines()
         await pilot.press("w")
-        assert any("no WARNING or ERROR" in n.message for n in console._notifications)
+        assert any("no WARNING or ERROR" in n for n in console.told)
 
 
 async def test_search_highlights_and_counts_matches(console, sims):
@@ -208,7 +208,7 @@ async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
         assert "h" not in keys and "t" not in keys and {"m", "question_mark", "q"} <= keys
         await pilot.press("h")
         await pilot.pause()
-        assert not app._notifications  # not offered, so nothing happens
+        assert not app.told  # not offered, so nothing happens
         await pilot.press("question_mark")
         shown = {binding.key for binding in app.screen.keys}
         assert "h" not in shown

@@ -111,6 +111,9 @@ class ConsoleApp(App[None]):
         self.phase = "starting"  # starting | serving | attached | owned | failed | stopping
         self._restarting = False
         self._reported: deque[str] = deque(maxlen=32)  # recent errors, so a refresh does not repeat them
+        # Every notice shown, newest last: a toast expires after seconds, this record does not
+        # (the tests read it; nothing else of Textual's notification internals).
+        self.told: deque[str] = deque(maxlen=200)
         self._previous_exception_handler: Any = None
         self._busy: ProfileBusy | None = None
         self.terminal_lost = False  # SIGHUP: the SSH session (and with it the terminal) went away
@@ -167,6 +170,10 @@ class ConsoleApp(App[None]):
         if self.handle_signals:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
+
+    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self.told.append(message)
+        super().notify(message, *args, **kwargs)
 
     # -- refreshing ---------------------------------------------------------------------------
 
