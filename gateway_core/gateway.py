@@ -14,55 +14,26 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 
 from .config import Home, Profile
 from .control import ControlServer
-from .executor import ExecutorSnapshot, HeldExecutor
-from .feishu import FeishuConnection, FeishuSnapshot, InboundMessage
-from .health import Health, assess
+from .executor import HeldExecutor
+from .feishu import FeishuConnection, InboundMessage
 from .journal import Journal, JournalError
-from .llm import LlmClient, ModelsSnapshot
+from .llm import LlmClient
 from .logs import GatewayLogging, escape_untrusted, setup_logging
-from .ownership import OwnerInfo, ProfileLock
+from .ownership import ProfileLock
 from .cardkit import CardKitClient
 from .openapi import OpenApi, OpenApiRefused
 from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
-from .replies import ReplySender, ReplyStats
+from .replies import ReplySender
+from .snapshots import GatewaySnapshot
 from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
 
 PRUNE_INTERVAL = 3600.0  # seconds between prunes of finished journal rows
 IDENTITY_RETRY_FIRST, IDENTITY_RETRY_MAX = 1.0, 60.0  # seconds between bot-info attempts (doubling)
-
-
-@dataclass(frozen=True)
-class GatewaySnapshot:
-    """Everything an operator needs to judge whether the gateway is really alive."""
-
-    profile: str
-    state: str  # starting | running | draining | stopped
-    owner: OwnerInfo | None
-    uptime: float
-    executor: ExecutorSnapshot
-    feishu: FeishuSnapshot
-    models: ModelsSnapshot
-    pipeline: PipelineSnapshot
-    replies: ReplyStats | None = None
-    # The one verdict (health.py). Judged when the snapshot is taken, by the process that owns the
-    # gateway; a snapshot rebuilt from the control socket carries the owner's verdict unchanged.
-    health: Health | None = field(default=None)
-
-    def __post_init__(self) -> None:
-        if self.health is None:
-            verdict = assess(self.state, self.executor, self.feishu, self.models, self.pipeline, self.replies)
-            object.__setattr__(self, "health", verdict)
-
-    @property
-    def healthy(self) -> bool:
-        """Users get answers (healthy or degraded): the health model's verdict, nothing else."""
-        return self.health is not None and self.health.ok
 
 
 class GatewayDraining(RuntimeError):

@@ -18,11 +18,10 @@ from gateway_core.control import (
     is_allowed_peer,
     peer_uid,
     request,
-    snapshot_from_dict,
-    snapshot_to_dict,
     subscribe,
 )
 from gateway_core.gateway import Gateway
+from gateway_core.snapshots import snapshot_from_dict, snapshot_to_dict
 
 from .support import HeadlessProcess, ask, gateway_env, in_own_thread, write_profile
 
@@ -49,7 +48,7 @@ async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
 def test_snapshot_codec_round_trips_exactly():
     from gateway_core.executor import ExecutorSnapshot
     from gateway_core.feishu import FeishuSnapshot
-    from gateway_core.gateway import GatewaySnapshot
+    from gateway_core.snapshots import GatewaySnapshot
     from gateway_core.llm import ModelHealth, ModelsSnapshot
     from gateway_core.ownership import OwnerInfo
     from gateway_core.pipeline import Activity, PipelineSnapshot

@@ -13,7 +13,8 @@ from typing import Callable, Protocol, runtime_checkable
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
-from gateway_core.gateway import Gateway, GatewaySnapshot
+from gateway_core.gateway import Gateway
+from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
 from gateway_core.pipeline import PipelineSnapshot

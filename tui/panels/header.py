@@ -13,7 +13,7 @@ import psutil
 from rich.text import Text
 from textual.widgets import Static
 
-from gateway_core.gateway import GatewaySnapshot
+from gateway_core.snapshots import GatewaySnapshot
 
 from ..text import STATE_STYLES, duration, size, state_word
 
