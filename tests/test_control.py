@@ -63,6 +63,39 @@ def test_snapshot_codec_round_trips_exactly():
     assert snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(snap)))) == snap
 
 
+def test_named_states_travel_as_their_plain_words():
+    """States are StrEnums in the code and plain words on the wire; a rebuilt snapshot equals the sent one."""
+    from gateway_core.executor import ExecutorSnapshot
+    from gateway_core.feishu import FeishuSnapshot
+    from gateway_core.llm import ModelsSnapshot
+    from gateway_core.pipeline import PipelineSnapshot
+    from gateway_core.snapshots import GatewaySnapshot
+    from gateway_core.states import ExecutorState, FeishuState, GatewayState, Verdict
+
+    snap = GatewaySnapshot(
+        profile="p", state=GatewayState.RUNNING, owner=None, uptime=1.0,
+        executor=ExecutorSnapshot(
+            state=ExecutorState.HEALTHY, max_workers=4, live_threads=4, busy=0, queued=0, completed=1, failed=0,
+            restarts=0, last_probe_latency=0.001, probe_p50=0.001, probe_p95=0.001, last_restart_at=None,
+            last_restart_cause=None,
+        ),
+        feishu=FeishuSnapshot(
+            state=FeishuState.CONNECTED, since=1.0, detail="", conn_id="c1", last_frame_at=2.0, connects=1,
+            reconnects=0, restarts=0, last_error=None,
+        ),
+        models=ModelsSnapshot(active="a", models=()),
+        pipeline=PipelineSnapshot.empty(),
+    )
+    assert snap.health is not None and snap.health.verdict is Verdict.HEALTHY
+    text = json.dumps(snapshot_to_dict(snap))
+    wire = json.loads(text)
+    assert '"state": "running"' in text and '"verdict": "healthy"' in text
+    assert (wire["state"], wire["executor"]["state"], wire["feishu"]["state"]) == ("running", "healthy", "connected")
+    rebuilt = snapshot_from_dict(wire)
+    assert rebuilt == snap
+    assert rebuilt.feishu.state == FeishuState.CONNECTED and type(rebuilt.feishu.state) is str
+
+
 async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, home, sims):
     path = home.socket_file("p")
     response = await arequest(path, "switch_model", model="beta")
