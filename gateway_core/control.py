@@ -20,19 +20,11 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Protocol
 
-from .executor import ExecutorSnapshot
-from .feishu import FeishuSnapshot
-from .health import Health
-from .llm import ModelHealth, ModelsSnapshot, UnknownModel
+from .llm import UnknownModel
 from .logs import GatewayLogging, LogLine
-from .ownership import OwnerInfo
-from .pipeline import Activity, Answering, PipelineSnapshot
-from .replies import ReplyStats
-
-if TYPE_CHECKING:
-    from .gateway import GatewaySnapshot
+from .snapshots import GatewaySnapshot, snapshot_to_dict
 
 log = logging.getLogger("gatewatch.control")
 
@@ -66,40 +58,7 @@ def is_allowed_peer(uid: int | None, own_uid: int | None = None) -> bool:
     return uid is not None and uid == (os.getuid() if own_uid is None else own_uid)
 
 
-# -- snapshot codec -----------------------------------------------------------------------------
-
-
-def snapshot_to_dict(snapshot: "GatewaySnapshot") -> dict[str, Any]:
-    data = dataclasses.asdict(snapshot)
-    data["healthy"] = snapshot.healthy
-    return data
-
-
-def snapshot_from_dict(data: dict[str, Any]) -> "GatewaySnapshot":
-    """Rebuild the dataclasses a console renders, from a status response."""
-    from .gateway import GatewaySnapshot
-
-    def build(cls: type, values: dict[str, Any]) -> Any:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
-
-    models = data["models"]
-    pipeline = dict(data["pipeline"])
-    pipeline["activity"] = [build(Activity, a) for a in pipeline.get("activity", [])]
-    pipeline["answering"] = [build(Answering, a) for a in pipeline.get("answering", [])]
-    return GatewaySnapshot(
-        profile=data["profile"],
-        state=data["state"],
-        owner=build(OwnerInfo, data["owner"]) if data.get("owner") else None,
-        uptime=data["uptime"],
-        executor=build(ExecutorSnapshot, data["executor"]),
-        feishu=build(FeishuSnapshot, data["feishu"]),
-        models=ModelsSnapshot(active=models["active"], models=tuple(build(ModelHealth, m) for m in models["models"])),
-        pipeline=build(PipelineSnapshot, pipeline),
-        replies=build(ReplyStats, data["replies"]) if data.get("replies") else None,
-        # An older owner sends no verdict: then it is judged here from the parts it did send.
-        health=build(Health, data["health"]) if data.get("health") else None,
-    )
+# -- wire codec (snapshots: see snapshots.py) -----------------------------------------------
 
 
 def log_line_from_dict(data: dict[str, Any]) -> LogLine:

@@ -28,6 +28,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+from .states import ExecutorState
+
 log = logging.getLogger("gatewatch.executor")
 T = TypeVar("T")
 
@@ -305,14 +307,14 @@ class HeldExecutor:
 
     def _state(self, probes: tuple[float, ...]) -> str:
         if self._closed:
-            return "dead"
+            return ExecutorState.DEAD
         if self._last_restart_at is not None and time.time() - self._last_restart_at < REPLACED_SHOWS_FOR:
-            return "replaced"
+            return ExecutorState.REPLACED
         if self._last_probe_missed:
-            return "degraded"  # the queue moves, but slower than the probe deadline
+            return ExecutorState.DEGRADED  # the queue moves, but slower than the probe deadline
         if probes and probes[-1] > BUSY_LATENCY:
-            return "busy"
-        return "healthy"
+            return ExecutorState.BUSY
+        return ExecutorState.HEALTHY
 
 
 def _percentile(values: tuple[float, ...], fraction: float) -> float | None:

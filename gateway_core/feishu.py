@@ -38,10 +38,10 @@ from .config import FeishuConfig
 from .executor import HeldExecutor
 from .logs import adopt_sdk_logger, escape_untrusted
 from .messages import Mention, incoming_from_event
+from .states import FeishuState
 
 log = logging.getLogger("gatewatch.feishu")
 
-STATES = ("idle", "connecting", "connected", "reconnecting", "stopped", "failed")
 DEFAULT_PING_INTERVAL = 120.0  # the SDK's and Feishu's default, until the server says otherwise
 
 
@@ -133,7 +133,7 @@ class FeishuConnection:
         self._on_message = on_message
         self._executor = executor
         self._guard = threading.RLock()
-        self._state, self._since, self._detail = "idle", time.time(), ""
+        self._state, self._since, self._detail = FeishuState.IDLE, time.time(), ""
         self._phase_started = time.monotonic()
         self._phase_budget: float | None = None  # None: no deadline (connected, stopped, idle)
         self._conn_id = ""
@@ -179,8 +179,8 @@ class FeishuConnection:
             if thread.is_alive():
                 log.warning("the Feishu attempt did not close within %.0fs; abandoned (it cannot deliver)", timeout)
         with self._guard:
-            if self._state != "failed" or attempt is None:
-                self._set_state("stopped")
+            if self._state != FeishuState.FAILED or attempt is None:
+                self._set_state(FeishuState.STOPPED)
 
     def restart(self, cause: str) -> None:
         """Abandon the current attempt (whatever it is blocked in) and start a fresh one now."""
@@ -203,18 +203,18 @@ class FeishuConnection:
             if self._stopping or self._attempt is None:
                 return None
             state, thread = self._state, self._attempt.thread
-            if state == "connected":
+            if state == FeishuState.CONNECTED:
                 silent, timeout = self._silence(now), self._effective_liveness_timeout()
                 if silent is not None and silent > timeout:
                     return (f"no frame for {silent:.0f}s ({self._pings_unanswered} pings unanswered; "
                             f"liveness timeout {timeout:g}s from the {self._ping_interval:g}s ping interval)")
-            if state in ("connecting", "connected", "reconnecting") and thread is not None and not thread.is_alive():
+            if state in (FeishuState.CONNECTING, FeishuState.CONNECTED, FeishuState.RECONNECTING) and thread is not None and not thread.is_alive():
                 return "the SDK thread ended unexpectedly"
-            if state in ("connecting", "reconnecting") and self._phase_budget is not None:
+            if state in (FeishuState.CONNECTING, FeishuState.RECONNECTING) and self._phase_budget is not None:
                 stuck = mono - self._phase_started
                 if stuck > self._phase_budget + self.deadlines.slack:
                     return f"attempt stuck in '{self._detail}' for {stuck:.0f}s"
-            if state == "failed" and self._retryable and self._next_attempt_at is not None and now >= self._next_attempt_at:
+            if state == FeishuState.FAILED and self._retryable and self._next_attempt_at is not None and now >= self._next_attempt_at:
                 return f"retrying after: {self._last_error}"
         return None
 
@@ -250,7 +250,7 @@ class FeishuConnection:
     def failed_for_good(self) -> bool:
         """True when the connection failed in a way only a person can fix (credentials refused)."""
         with self._guard:
-            return self._state == "failed" and not self._retryable
+            return self._state == FeishuState.FAILED and not self._retryable
 
     # -- generations ----------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class FeishuConnection:
         self._next_attempt_at = None
         self._connected_at = None
         self._pings_unanswered = 0
-        self._enter_phase("connecting", "loading SDK", self.deadlines.sdk_import)
+        self._enter_phase(FeishuState.CONNECTING, "loading SDK", self.deadlines.sdk_import)
         attempt.thread = threading.Thread(
             target=self._run, args=(attempt,), name=f"gw-feishu-ws-{attempt.generation}", daemon=True)
         attempt.thread.start()
@@ -378,7 +378,7 @@ class FeishuConnection:
         with self._guard:
             if not self._current(generation) or self._stopping:
                 return
-            state = "connecting" if self._state == "connecting" else "reconnecting"
+            state = FeishuState.CONNECTING if self._state == FeishuState.CONNECTING else FeishuState.RECONNECTING
             self._next_attempt_at = None
             self._enter_phase(state, detail, budget)
 
@@ -395,7 +395,7 @@ class FeishuConnection:
             self._retryable = False
             self._watchdog_backoff = 1.0
             self._next_attempt_at = None
-            self._enter_phase("connected", "", None)
+            self._enter_phase(FeishuState.CONNECTED, "", None)
             self._conn_id = conn_id
         log.info("Feishu connected (conn_id %s)", conn_id)
         return True
@@ -404,7 +404,7 @@ class FeishuConnection:
         with self._guard:
             if not self._current(generation) or self._stopping:
                 return
-            self._enter_phase("reconnecting", "connection lost", self._wait_budget())
+            self._enter_phase(FeishuState.RECONNECTING, "connection lost", self._wait_budget())
         log.warning("Feishu connection lost; reconnecting")
 
     def _on_frame(self, generation: int, is_pong: bool) -> None:
@@ -419,7 +419,7 @@ class FeishuConnection:
 
     def _on_ping_sent(self, generation: int) -> None:
         with self._guard:
-            if self._current(generation) and self._state == "connected":
+            if self._current(generation) and self._state == FeishuState.CONNECTED:
                 self._pings_unanswered += 1
 
     def _on_configured(self, generation: int, ping_interval: Any) -> None:
@@ -445,13 +445,13 @@ class FeishuConnection:
             self._last_error, self._last_error_at = text, time.time()
             if retry_in is not None:
                 self._next_attempt_at = time.time() + retry_in
-                state = "connecting" if self._state == "connecting" else "reconnecting"
+                state = FeishuState.CONNECTING if self._state == FeishuState.CONNECTING else FeishuState.RECONNECTING
                 self._enter_phase(state, "waiting to retry", retry_in + self._wait_budget())
 
     def _on_reconnecting(self, generation: int) -> None:
         with self._guard:
             if self._current(generation) and not self._stopping:
-                self._enter_phase("reconnecting", "SDK reconnecting", self._wait_budget())
+                self._enter_phase(FeishuState.RECONNECTING, "SDK reconnecting", self._wait_budget())
 
     def _on_gave_up(self, generation: int, exc: BaseException) -> None:
         if not self._current(generation) or self._stopping:
@@ -476,20 +476,20 @@ class FeishuConnection:
                 self._watchdog_backoff = min(60.0, self._watchdog_backoff * 2)
             else:
                 self._next_attempt_at = None
-            self._enter_phase("failed", reason, None)
+            self._enter_phase(FeishuState.FAILED, reason, None)
         log.error("Feishu connection failed: %s%s", reason, "" if retryable else " (not retried: fix and restart)")
 
-    def _enter_phase(self, state: str, detail: str, budget: float | None) -> None:
+    def _enter_phase(self, state: FeishuState, detail: str, budget: float | None) -> None:
         """Record the state and how long it may last before the watchdog steps in (guard held)."""
         with self._guard:
             if state != self._state:
                 self._since = time.time()
             self._state, self._detail = state, detail
             self._phase_started, self._phase_budget = time.monotonic(), budget
-            if state != "connected":
+            if state != FeishuState.CONNECTED:
                 self._conn_id = ""
 
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def _set_state(self, state: FeishuState, detail: str = "") -> None:
         self._enter_phase(state, detail, None)
 
     def _wait_budget(self) -> float:
@@ -508,7 +508,7 @@ class FeishuConnection:
 
     def _suspect_reason(self, now: float) -> str | None:
         """Why a `connected` link is doubtful right now: a ping went unanswered (guard held)."""
-        if self._state != "connected" or self._stopping:
+        if self._state != FeishuState.CONNECTED or self._stopping:
             return None
         silent = self._silence(now)
         if silent is None or silent <= self._ping_interval + liveness_grace(self._ping_interval):

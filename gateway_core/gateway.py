@@ -14,55 +14,27 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 
 from .config import Home, Profile
 from .control import ControlServer
-from .executor import ExecutorSnapshot, HeldExecutor
-from .feishu import FeishuConnection, FeishuSnapshot, InboundMessage
-from .health import Health, assess
+from .executor import HeldExecutor
+from .feishu import FeishuConnection, InboundMessage
 from .journal import Journal, JournalError
-from .llm import LlmClient, ModelsSnapshot
+from .llm import LlmClient
 from .logs import GatewayLogging, escape_untrusted, setup_logging
-from .ownership import OwnerInfo, ProfileLock
+from .ownership import ProfileLock
 from .cardkit import CardKitClient
 from .openapi import OpenApi, OpenApiRefused
 from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
-from .replies import ReplySender, ReplyStats
+from .replies import ReplySender
+from .snapshots import GatewaySnapshot
+from .states import FeishuState, GatewayState
 from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
 
 PRUNE_INTERVAL = 3600.0  # seconds between prunes of finished journal rows
 IDENTITY_RETRY_FIRST, IDENTITY_RETRY_MAX = 1.0, 60.0  # seconds between bot-info attempts (doubling)
-
-
-@dataclass(frozen=True)
-class GatewaySnapshot:
-    """Everything an operator needs to judge whether the gateway is really alive."""
-
-    profile: str
-    state: str  # starting | running | draining | stopped
-    owner: OwnerInfo | None
-    uptime: float
-    executor: ExecutorSnapshot
-    feishu: FeishuSnapshot
-    models: ModelsSnapshot
-    pipeline: PipelineSnapshot
-    replies: ReplyStats | None = None
-    # The one verdict (health.py). Judged when the snapshot is taken, by the process that owns the
-    # gateway; a snapshot rebuilt from the control socket carries the owner's verdict unchanged.
-    health: Health | None = field(default=None)
-
-    def __post_init__(self) -> None:
-        if self.health is None:
-            verdict = assess(self.state, self.executor, self.feishu, self.models, self.pipeline, self.replies)
-            object.__setattr__(self, "health", verdict)
-
-    @property
-    def healthy(self) -> bool:
-        """Users get answers (healthy or degraded): the health model's verdict, nothing else."""
-        return self.health is not None and self.health.ok
 
 
 class GatewayDraining(RuntimeError):
@@ -94,7 +66,7 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task | None = None
         self._restart_lock = asyncio.Lock()
-        self._state = "stopped"
+        self._state = GatewayState.STOPPED
         self._started_at = time.time()
         self._accepting = False
         self.control: ControlServer | None = None
@@ -137,7 +109,7 @@ class Gateway:
                 status_line=self.status_line,
             )
             self._started_at = time.time()
-            self._state, self._accepting = "running", True
+            self._state, self._accepting = GatewayState.RUNNING, True
             log.info(
                 "gateway starting: profile %s, pid %d, owner %s, models %s",
                 self.profile.name, os.getpid(), self.owner_kind, ", ".join(self.profile.llm.models),
@@ -164,9 +136,9 @@ class Gateway:
         drain deadline. Answers still unfinished then are cancelled and stay in the journal: the
         next owner answers them.
         """
-        if self._state in ("stopped", "draining"):
+        if self._state in (GatewayState.STOPPED, GatewayState.DRAINING):
             return 0
-        self._state, self._accepting = "draining", False
+        self._state, self._accepting = GatewayState.DRAINING, False
         timeout = self.profile.drain_timeout if drain_timeout is None else drain_timeout
         log.info("gateway stopping: draining up to %.0fs", timeout)
         try:
@@ -196,7 +168,7 @@ class Gateway:
         return unfinished
 
     def _release(self) -> None:
-        self._state = "stopped"
+        self._state = GatewayState.STOPPED
         if self.journal is not None:
             self.journal.close()  # before the lock: the next owner must find it closed
         self.lock.release()
@@ -231,9 +203,9 @@ class Gateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.feishu.state
-            if state == "connected":
+            if state == FeishuState.CONNECTED:
                 return True
-            if state == "failed":
+            if state == FeishuState.FAILED:
                 return False
             await asyncio.sleep(0.05)  # polling a thread-owned state; bounded by the deadline
         return False
@@ -257,11 +229,11 @@ class Gateway:
             profile=self.profile.name,
             state=self._state,
             owner=self.lock.info,
-            uptime=time.time() - self._started_at if self._state != "stopped" else 0.0,
+            uptime=time.time() - self._started_at if self._state != GatewayState.STOPPED else 0.0,
             executor=self.executor.snapshot(),
             feishu=self.feishu.snapshot(),
             models=self.llm.snapshot(),
-            pipeline=self.pipeline.snapshot() if self.pipeline else _EMPTY_PIPELINE,
+            pipeline=self.pipeline.snapshot() if self.pipeline else PipelineSnapshot.empty(),
             replies=self.replier.stats(),
         )
 
@@ -351,9 +323,6 @@ class Gateway:
 
 
 FEISHU_CHECK_PERIOD = 1.0
-
-
-_EMPTY_PIPELINE = PipelineSnapshot(0, 0, 0, 0, 0, 0, None, ())
 
 
 def chat_rules(profile: Profile) -> ChatRules:

@@ -20,6 +20,7 @@ from .config import Home, Profile
 from .gateway import Gateway
 from .journal import JournalError
 from .ownership import ProfileBusy
+from .states import FeishuState
 
 log = logging.getLogger("gatewatch.headless")
 
@@ -71,7 +72,7 @@ async def serve(profile: Profile, home: Home) -> int:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(gateway.stop_requested.wait(), FATAL_CHECK_INTERVAL)  # also a check period
         feishu = gateway.feishu.snapshot()
-        if feishu.state == "connected" and not announced:
+        if feishu.state == FeishuState.CONNECTED and not announced:
             say(f"Feishu connected (conn_id {feishu.conn_id})")
             announced = True
         elif not announced and loop.time() >= next_report:

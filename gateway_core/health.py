@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .states import ExecutorState, FeishuState, GatewayState, Verdict
+
 if TYPE_CHECKING:
     from .executor import ExecutorSnapshot
     from .feishu import FeishuSnapshot
@@ -29,8 +31,9 @@ if TYPE_CHECKING:
     from .pipeline import PipelineSnapshot
     from .replies import ReplyStats
 
-HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
-VERDICTS = (HEALTHY, DEGRADED, UNHEALTHY)
+# The verdicts under their old short names, which the callers and tests use.
+HEALTHY, DEGRADED, UNHEALTHY = Verdict.HEALTHY, Verdict.DEGRADED, Verdict.UNHEALTHY
+VERDICTS = tuple(Verdict)
 
 REPLY_FAILURES_UNHEALTHY = 3  # reply attempts failed in a row (not "too fast"): nobody gets answers
 APOLOGIES_UNHEALTHY = 3  # apologies in a row: the models answer nobody
@@ -66,7 +69,7 @@ def assess(
     now = time.time() if now is None else now
     bad: list[str] = []
     meh: list[str] = []
-    if state != "running":
+    if state != GatewayState.RUNNING:
         bad.append(f"gateway {state}")
     _judge_executor(executor, bad, meh)
     _judge_feishu(feishu, now, bad)
@@ -79,24 +82,24 @@ def assess(
 
 
 def _judge_executor(executor: "ExecutorSnapshot", bad: list[str], meh: list[str]) -> None:
-    if executor.state == "dead":
+    if executor.state == ExecutorState.DEAD:
         bad.append(f"executor dead: {executor.last_restart_cause or 'its probe never finishes'}")
-    elif executor.state == "replaced":
+    elif executor.state == ExecutorState.REPLACED:
         meh.append(f"executor rebuilt: {executor.last_restart_cause or 'operator request'}")
-    elif executor.state in ("busy", "degraded"):
+    elif executor.state in (ExecutorState.BUSY, ExecutorState.DEGRADED):
         meh.append(f"executor {executor.state}: {executor.busy}/{executor.max_workers} threads busy, "
                    f"{executor.queued} queued")
-    elif executor.state not in ("healthy", "starting"):
+    elif executor.state not in (ExecutorState.HEALTHY, ExecutorState.STARTING):
         bad.append(f"executor {executor.state}")
 
 
 def _judge_feishu(feishu: "FeishuSnapshot", now: float, bad: list[str]) -> None:
-    if feishu.state == "connected":
+    if feishu.state == FeishuState.CONNECTED:
         if feishu.suspect:
             silent = f" for {_dur(now - feishu.last_frame_at)}" if feishu.last_frame_at else ""
             bad.append(f"Feishu connected but silent{silent}: {feishu.suspect_reason or 'pings unanswered'}")
         return
-    if feishu.state == "failed":
+    if feishu.state == FeishuState.FAILED:
         bad.append(f"Feishu refused the app: {feishu.last_error or feishu.detail or 'credentials rejected'}")
         return
     sentence = f"Feishu {feishu.state} for {_dur(now - feishu.since)}"

@@ -119,6 +119,12 @@ class PipelineSnapshot:
     answering: tuple[Answering, ...] = ()  # answers in progress (streaming rows)
     reply_mode: str = "text"  # the profile's: "stream" | "text"
     cardkit_unavailable: str | None = None  # why streaming fell back to text (remembered), or None
+
+    @classmethod
+    def empty(cls) -> PipelineSnapshot:
+        """Before there is a pipeline: nothing received, nothing pending."""
+        return cls(received=0, duplicates=0, answered=0, apologies=0, reply_failures=0, in_flight=0,
+                   last_message_at=None, activity=())
     ignored: int = 0  # messages dropped unanswered (not addressed to the bot, empty, recalled)
     commands: int = 0  # in-chat commands answered
     held: int = 0  # group messages waiting for the bot's identity

@@ -15,26 +15,27 @@ from dataclasses import asdict, dataclass
 
 from .config import ConfigError, Home, load_profile
 from .control import ControlError, request
-from .health import DEGRADED, UNHEALTHY
+from .health import DEGRADED, HEALTHY, UNHEALTHY
 from .journal import peek_pending
 from .ownership import read_owner
+from .states import GatewayState
 
 
 @dataclass(frozen=True)
 class ProfileStatus:
     profile: str
     owner: str  # console | headless | launchd-managed headless | none
-    pid: int | None
-    uptime: float | None
-    feishu: str | None
-    executor: str | None
-    model: str | None
-    last_message_age: float | None
-    healthy: bool | None  # None when nothing runs
+    pid: int | None = None  # the rest is None when nothing runs
+    uptime: float | None = None
+    feishu: str | None = None
+    executor: str | None = None
+    model: str | None = None
+    last_message_age: float | None = None
+    healthy: bool | None = None
     problem: str | None = None
     pending: int | None = None  # journaled messages not yet answered (None: no journal yet)
     oldest_pending_age: float | None = None
-    state: str = "running"  # running | stopped | invalid (not running, and could not start as it is)
+    state: str = GatewayState.RUNNING  # running | stopped | invalid (not running, and could not start as it is)
     verdict: str | None = None  # healthy | degraded | unhealthy (health.py); None when nothing runs
     reasons: tuple[str, ...] = ()  # the verdict's reasons, worst first
 
@@ -56,13 +57,13 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
     except ControlError as exc:
         reason = f"control socket: {exc}"
         return ProfileStatus(
-            name, kind, owner.pid, time.time() - owner.started_at, None, None, None, None, False,
+            profile=name, owner=kind, pid=owner.pid, uptime=time.time() - owner.started_at, healthy=False,
             problem=reason, verdict=UNHEALTHY, reasons=(reason,),
         )
     last = status["pipeline"].get("last_message_at")
     oldest = status["pipeline"].get("oldest_pending_at")
     health = status.get("health") or {}
-    verdict = health.get("verdict") or (UNHEALTHY if not status["healthy"] else "healthy")
+    verdict = health.get("verdict") or (UNHEALTHY if not status["healthy"] else HEALTHY)
     reasons = tuple(health.get("reasons") or ())
     return ProfileStatus(
         profile=name,
@@ -97,11 +98,11 @@ def _not_running(home: Home, name: str) -> ProfileStatus:
     except ConfigError as error:
         why = str(error).removeprefix(f"{home.profiles / name}.toml: ")
         return ProfileStatus(
-            name, "none", None, None, None, None, None, None, None, problem=why, state="invalid",
+            profile=name, owner="none", problem=why, state="invalid",
             pending=pending, oldest_pending_age=oldest,
         )
     return ProfileStatus(
-        name, "none", None, None, None, None, None, None, None, state="stopped",
+        profile=name, owner="none", state=GatewayState.STOPPED,
         pending=pending, oldest_pending_age=oldest,
     )
 
@@ -134,7 +135,7 @@ def status_exit_code(statuses: list[ProfileStatus]) -> int:
 
 def _verdict(status: ProfileStatus) -> str:
     """The health model's word, upper case when it needs a look, and its reasons."""
-    word = status.verdict or ("healthy" if status.healthy else UNHEALTHY)
+    word = status.verdict or (HEALTHY if status.healthy else UNHEALTHY)
     if word in (DEGRADED, UNHEALTHY):
         word = word.upper()
     return f"{word}: {'; '.join(status.reasons)}" if status.reasons else word

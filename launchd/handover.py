@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway_core.config import Home
 from gateway_core.ownership import read_owner
+from gateway_core.states import FeishuState
 
 from .agents import POLL_INTERVAL, AgentSettings, Report, pid_alive, poll, unload_timeout, wait_until_unloaded
 from .launchctl import IN_PROGRESS, IO_ERROR, NOT_FOUND, Launchctl, LaunchctlError, find_job
@@ -223,4 +224,4 @@ def headless_feishu_connected(home: Home, profile: str, pid: int) -> bool:
     except ControlError:
         return False
     owner = status.get("owner") or {}
-    return owner.get("pid") == pid and (status.get("feishu") or {}).get("state") == "connected"
+    return owner.get("pid") == pid and (status.get("feishu") or {}).get("state") == FeishuState.CONNECTED

@@ -18,11 +18,10 @@ from gateway_core.control import (
     is_allowed_peer,
     peer_uid,
     request,
-    snapshot_from_dict,
-    snapshot_to_dict,
     subscribe,
 )
 from gateway_core.gateway import Gateway
+from gateway_core.snapshots import snapshot_from_dict, snapshot_to_dict
 
 from .support import HeadlessProcess, ask, gateway_env, in_own_thread, write_profile
 
@@ -49,7 +48,7 @@ async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
 def test_snapshot_codec_round_trips_exactly():
     from gateway_core.executor import ExecutorSnapshot
     from gateway_core.feishu import FeishuSnapshot
-    from gateway_core.gateway import GatewaySnapshot
+    from gateway_core.snapshots import GatewaySnapshot
     from gateway_core.llm import ModelHealth, ModelsSnapshot
     from gateway_core.ownership import OwnerInfo
     from gateway_core.pipeline import Activity, PipelineSnapshot
@@ -62,6 +61,39 @@ def test_snapshot_codec_round_trips_exactly():
         pipeline=PipelineSnapshot(1, 0, 1, 0, 0, 0, 5.0, (Activity(5.0, "c", "s", "[b]x[/b]", "a", 0.2, "answered"),)),
     )
     assert snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(snap)))) == snap
+
+
+def test_named_states_travel_as_their_plain_words():
+    """States are StrEnums in the code and plain words on the wire; a rebuilt snapshot equals the sent one."""
+    from gateway_core.executor import ExecutorSnapshot
+    from gateway_core.feishu import FeishuSnapshot
+    from gateway_core.llm import ModelsSnapshot
+    from gateway_core.pipeline import PipelineSnapshot
+    from gateway_core.snapshots import GatewaySnapshot
+    from gateway_core.states import ExecutorState, FeishuState, GatewayState, Verdict
+
+    snap = GatewaySnapshot(
+        profile="p", state=GatewayState.RUNNING, owner=None, uptime=1.0,
+        executor=ExecutorSnapshot(
+            state=ExecutorState.HEALTHY, max_workers=4, live_threads=4, busy=0, queued=0, completed=1, failed=0,
+            restarts=0, last_probe_latency=0.001, probe_p50=0.001, probe_p95=0.001, last_restart_at=None,
+            last_restart_cause=None,
+        ),
+        feishu=FeishuSnapshot(
+            state=FeishuState.CONNECTED, since=1.0, detail="", conn_id="c1", last_frame_at=2.0, connects=1,
+            reconnects=0, restarts=0, last_error=None,
+        ),
+        models=ModelsSnapshot(active="a", models=()),
+        pipeline=PipelineSnapshot.empty(),
+    )
+    assert snap.health is not None and snap.health.verdict is Verdict.HEALTHY
+    text = json.dumps(snapshot_to_dict(snap))
+    wire = json.loads(text)
+    assert '"state": "running"' in text and '"verdict": "healthy"' in text
+    assert (wire["state"], wire["executor"]["state"], wire["feishu"]["state"]) == ("running", "healthy", "connected")
+    rebuilt = snapshot_from_dict(wire)
+    assert rebuilt == snap
+    assert rebuilt.feishu.state == FeishuState.CONNECTED and type(rebuilt.feishu.state) is str
 
 
 async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, home, sims):

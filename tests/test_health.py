@@ -7,14 +7,13 @@ import subprocess
 import sys
 from dataclasses import replace
 
-from gateway_core.control import snapshot_from_dict, snapshot_to_dict
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
-from gateway_core.gateway import GatewaySnapshot
 from gateway_core.health import DEGRADED, HEALTHY, UNHEALTHY, Health, assess
 from gateway_core.llm import ModelHealth, ModelsSnapshot
 from gateway_core.pipeline import PipelineSnapshot
 from gateway_core.replies import ReplyStats
+from gateway_core.snapshots import GatewaySnapshot, snapshot_from_dict, snapshot_to_dict
 
 from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
 

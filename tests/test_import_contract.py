@@ -148,3 +148,15 @@ def test_the_contract_allows_downward_and_sibling_imports():
     assert upward_imports("tui.cli", "from gateway_core.config import Home\nfrom launchd.cli import run\n") == []
     assert upward_imports("launchd.cli", "from gateway_core.config import Home\nfrom .agents import install\n") == []
     assert upward_imports("gateway_core.sim.profile", "from ..config import Home\nfrom .background import x\n") == []
+
+
+def test_the_control_server_does_not_know_the_gateway():
+    """control.py serves any `Controllable`; snapshots and their codec come from snapshots.py.
+
+    Were it to import gateway.py (even lazily or for types), the two would depend on each other
+    again: Gateway builds the control server.
+    """
+    path = REPOSITORY / "gateway_core" / "control.py"
+    names = [name for name, _ in imported_names("gateway_core.control", path.read_text())]
+    assert "gateway_core.snapshots" in names  # the scan resolves its relative imports
+    assert not [name for name in names if name == "gateway_core.gateway" or name.startswith("gateway_core.gateway.")]

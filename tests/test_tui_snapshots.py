@@ -13,7 +13,7 @@ import pytest
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
-from gateway_core.gateway import GatewaySnapshot
+from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.llm import ModelHealth, ModelsSnapshot
 from gateway_core.logs import LogLine
 from gateway_core.ownership import OwnerInfo

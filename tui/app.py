@@ -14,6 +14,7 @@ from collections import deque
 import os
 import signal
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -28,6 +29,7 @@ from textual.widgets import DataTable, Footer, Input
 from gateway_core.config import Home, check_profile_name, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileBusy, read_owner
+from gateway_core.states import GatewayState
 
 from .panels import ExecutorPanel, FeishuPanel, HeaderBar, LogPane, MessagesPanel, ModelsPanel, ProcessStats
 from .panels.header import ProcessSampler
@@ -56,6 +58,22 @@ EXIT_FAILED = 1  # the gateway could not start (the error is on screen and in th
 EXIT_OWNED = 3  # as `run --headless`: the profile is served by someone else
 # SIGTERM: asked to stop. SIGHUP: the SSH session went away. Either way: drain, release, exit.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class ConsolePhase(StrEnum):
+    """What the console is doing with its profile's gateway."""
+
+    STARTING = "starting"  # starting (or restarting) the gateway, or attaching to it
+    SERVING = "serving"  # the gateway runs in this process
+    ATTACHED = "attached"  # another process serves it; this console watches over the socket
+    OWNED = "owned"  # another process serves it and this console did not attach
+    FAILED = "failed"  # the gateway could not start
+    STOPPING = "stopping"
+
+
+# The gateway state the header shows while the console has no gateway of its own to ask.
+PHASE_STATE = {ConsolePhase.STARTING: GatewayState.STARTING, ConsolePhase.OWNED: GatewayState.STOPPED,
+               ConsolePhase.FAILED: GatewayState.STOPPED}
 
 
 class ConsoleApp(App[None]):
@@ -108,7 +126,7 @@ class ConsoleApp(App[None]):
         self.clock = clock
         self.process_stats = process_stats or ProcessSampler()
         self.handle_signals = handle_signals
-        self.phase = "starting"  # starting | serving | attached | owned | failed | stopping
+        self.phase = ConsolePhase.STARTING
         self._restarting = False
         self._reported: deque[str] = deque(maxlen=32)  # recent errors, so a refresh does not repeat them
         # Every notice shown, newest last: a toast expires after seconds, this record does not
@@ -151,15 +169,15 @@ class ConsoleApp(App[None]):
         try:
             await self.source.start()
         except ProfileBusy as busy:
-            self.phase = "owned"
+            self.phase = ConsolePhase.OWNED
             self._busy = busy
             self._ask_owned()
             return
         except Exception as exc:
-            self.phase = "failed"
+            self.phase = ConsolePhase.FAILED
             self.report("starting the gateway", exc)
             return
-        self.phase = "attached" if isinstance(self.source, RemoteSource) else "serving"
+        self.phase = ConsolePhase.ATTACHED if isinstance(self.source, RemoteSource) else ConsolePhase.SERVING
         self.refresh_panels()
 
     async def on_unmount(self) -> None:
@@ -182,7 +200,7 @@ class ConsoleApp(App[None]):
             snap = self.source.snapshot()
             now = self.clock()
             # Words for what the console is doing; while serving or stopping, the gateway's own state.
-            state = {"starting": "starting", "owned": "stopped", "failed": "stopped"}.get(self.phase, snap.state)
+            state = PHASE_STATE.get(self.phase, snap.state)
             stats = self.process_stats(snap.owner.pid if snap.owner else None)
             self.query_one(HeaderBar).show(snap, state, self.source.describe(), stats)
             self.query_one(ExecutorPanel).show(snap.executor, now)
@@ -194,10 +212,10 @@ class ConsoleApp(App[None]):
             messages.show_reply_mode(snap.pipeline.reply_mode, snap.pipeline.cardkit_unavailable)
             messages.show_pending(snap.pipeline.pending, snap.pipeline.oldest_pending_at, now)
             self._show_staleness()
-            if self.phase == "serving" and self.source.stop_requested:
+            if self.phase == ConsolePhase.SERVING and self.source.stop_requested:
                 # The console owns this gateway, so it is the one that acts on a stop request.
                 self.notify("stop requested over the control socket: stopping", severity="warning")
-                self.phase = "stopping"
+                self.phase = ConsolePhase.STOPPING
                 self.run_worker(self._stop_and_exit(), group="gateway", exit_on_error=False)
         except Exception as exc:
             self.report("refreshing the panels", exc)
@@ -266,7 +284,7 @@ class ConsoleApp(App[None]):
         if isinstance(self.source, RemoteSource) and self.source.stale:
             self.notify(self.source.gone_sentence(), severity="warning", markup=False)
             return False
-        if self.phase not in ("serving", "attached") or not self.source.running:
+        if self.phase not in (ConsolePhase.SERVING, ConsolePhase.ATTACHED) or not self.source.running:
             self.notify("the gateway is not running", severity="warning")
             return False
         return True
@@ -363,23 +381,23 @@ class ConsoleApp(App[None]):
         return True
 
     def action_hand_back(self) -> None:
-        if self.phase == "attached":
+        if self.phase == ConsolePhase.ATTACHED:
             self.notify("nothing to hand back: this console is attached to a gateway it does not own",
                         severity="warning")
         elif self._serving() and self._can_hand_over() and self._agent_installed():
             self.push_screen(hand_back_confirm(self._profile_name(), self.source.describe()), self._on_quit_choice)
 
     def action_take_over(self) -> None:
-        if self.phase == "serving":
+        if self.phase == ConsolePhase.SERVING:
             self.notify("this console already serves the profile")
-        elif self.phase in ("owned", "attached") and self._can_hand_over():
+        elif self.phase in (ConsolePhase.OWNED, ConsolePhase.ATTACHED) and self._can_hand_over():
             self.run_worker(self._take_over(), group="gateway", exit_on_error=False)
 
     async def _take_over(self) -> None:
         from launchd.handover import take_over
 
         profile = self._profile_name()
-        attached = self.phase == "attached"
+        attached = self.phase == ConsolePhase.ATTACHED
         try:
             await in_own_thread(take_over, self.home, profile, self._say_from_thread)
         except Exception as exc:
@@ -390,7 +408,7 @@ class ConsoleApp(App[None]):
         if self._make_local is not None and isinstance(self.source, RemoteSource):
             await self.source.stop()  # detach from the gateway that just went away
             self._switch_source(self._make_local())
-        self.phase = "starting"
+        self.phase = ConsolePhase.STARTING
         await self._serve()
 
     def action_serve_here(self) -> None:
@@ -402,7 +420,7 @@ class ConsoleApp(App[None]):
         await self.source.stop()
         self._switch_source(self._make_local())
         self._source_word = ""
-        self.phase = "starting"
+        self.phase = ConsolePhase.STARTING
         await self._serve()  # ProfileBusy if someone was quicker: the usual choices then
         self.refresh_bindings()
 
@@ -414,7 +432,7 @@ class ConsoleApp(App[None]):
             await in_own_thread(hand_back, self.home, self._profile_name(), self._say_from_thread)
         except Exception as exc:
             self.report("handing the profile back to launchd", exc)
-            self.phase = "starting"  # launchd did not take it: serve it here again rather than nobody
+            self.phase = ConsolePhase.STARTING  # launchd did not take it: serve it here again rather than nobody
             await self._serve()
             return
         self.exit()
@@ -427,14 +445,14 @@ class ConsoleApp(App[None]):
     # -- leaving --------------------------------------------------------------------------------
 
     async def action_quit(self) -> None:
-        if self.phase == "stopping":
+        if self.phase == ConsolePhase.STOPPING:
             return
-        if self.phase == "attached":
+        if self.phase == ConsolePhase.ATTACHED:
             await self.source.stop()  # detach only: the gateway keeps serving
             self.exit(return_code=0)
             return
-        if self.phase != "serving" or not self.source.running:
-            self.exit(return_code={"owned": EXIT_OWNED, "failed": EXIT_FAILED}.get(self.phase, 0))
+        if self.phase != ConsolePhase.SERVING or not self.source.running:
+            self.exit(return_code={ConsolePhase.OWNED: EXIT_OWNED, ConsolePhase.FAILED: EXIT_FAILED}.get(self.phase, 0))
             return
         self.push_screen(quit_confirm(self._profile_name(), self.source.describe(), launchd=self.home is not None),
                          self._on_quit_choice)
@@ -482,7 +500,7 @@ class ConsoleApp(App[None]):
     async def _stop_source(self) -> None:
         if not self.source.running:
             return
-        self.phase = "stopping"
+        self.phase = ConsolePhase.STOPPING
         self.notify("stopping the gateway: in-flight answers finish first…")
         try:
             unfinished = await self.source.stop()

@@ -13,6 +13,7 @@ import threading
 from gateway_core.demo import DEMO_PROFILE, DemoEnvironment
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
+from gateway_core.states import FeishuState
 
 from .app import ConsoleApp, leave
 from .screens import Fault
@@ -69,7 +70,7 @@ class DemoRun:
     def _send_traffic(self) -> None:
         """A couple of user messages every few seconds while Feishu is connected."""
         while not self._stop.wait(MESSAGE_PERIOD):  # the pause between bursts doubles as the stop check
-            if self.gateway.feishu.state != "connected":
+            if self.gateway.feishu.state != FeishuState.CONNECTED:
                 continue  # no piling up while the connection is down; the demo is about watching
             for _ in range(2):
                 chat_id, sender = next(self._chats)

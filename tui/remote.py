@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 from gateway_core.config import Home
-from gateway_core.control import ControlError, arequest, log_line_from_dict, snapshot_from_dict, subscribe
-from gateway_core.gateway import GatewaySnapshot
+from gateway_core.control import ControlError, arequest, log_line_from_dict, subscribe
+from gateway_core.snapshots import GatewaySnapshot, snapshot_from_dict
 from gateway_core.health import UNHEALTHY, Health
 from gateway_core.logs import LogLine
 from gateway_core.logtail import follow_log

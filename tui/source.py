@@ -13,7 +13,9 @@ from typing import Callable, Protocol, runtime_checkable
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
-from gateway_core.gateway import Gateway, GatewaySnapshot
+from gateway_core.gateway import Gateway
+from gateway_core.snapshots import GatewaySnapshot
+from gateway_core.states import ExecutorState, FeishuState, GatewayState
 from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
 from gateway_core.pipeline import PipelineSnapshot
@@ -62,13 +64,20 @@ def starting_snapshot(profile: str, since: float) -> GatewaySnapshot:
     """What there is to show before the gateway exists: nothing running yet, said in words."""
     return GatewaySnapshot(
         profile=profile,
-        state="starting",
+        state=GatewayState.STARTING,
         owner=None,
         uptime=0.0,
-        executor=ExecutorSnapshot("starting", 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None),
-        feishu=FeishuSnapshot("connecting", since, "loading SDK", "", None, 0, 0, 0, None),
-        models=ModelsSnapshot("—", ()),
-        pipeline=PipelineSnapshot(0, 0, 0, 0, 0, 0, None, ()),
+        executor=ExecutorSnapshot(
+            state=ExecutorState.STARTING, max_workers=0, live_threads=0, busy=0, queued=0, completed=0, failed=0,
+            restarts=0, last_probe_latency=None, probe_p50=None, probe_p95=None, last_restart_at=None,
+            last_restart_cause=None,
+        ),
+        feishu=FeishuSnapshot(
+            state=FeishuState.CONNECTING, since=since, detail="loading SDK", conn_id="", last_frame_at=None,
+            connects=0, reconnects=0, restarts=0, last_error=None,
+        ),
+        models=ModelsSnapshot(active="—", models=()),
+        pipeline=PipelineSnapshot.empty(),
     )
 
 
@@ -127,7 +136,7 @@ class LocalSource:
 
     @property
     def running(self) -> bool:
-        return self.gateway is not None and self.gateway.state in ("starting", "running")
+        return self.gateway is not None and self.gateway.state in (GatewayState.STARTING, GatewayState.RUNNING)
 
     @property
     def stop_requested(self) -> bool:

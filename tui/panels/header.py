@@ -13,7 +13,8 @@ import psutil
 from rich.text import Text
 from textual.widgets import Static
 
-from gateway_core.gateway import GatewaySnapshot
+from gateway_core.snapshots import GatewaySnapshot
+from gateway_core.states import GatewayState, Verdict
 
 from ..text import STATE_STYLES, duration, size, state_word
 
@@ -50,7 +51,7 @@ class ProcessSampler:
 
 def header_word(snapshot: GatewaySnapshot, state: str) -> str:
     """The one word: while the gateway runs, its verdict; otherwise what it is doing."""
-    if state == "running" and snapshot.health is not None:
+    if state == GatewayState.RUNNING and snapshot.health is not None:
         return snapshot.health.verdict
     return state
 
@@ -72,11 +73,11 @@ def render_header(
         out.append(size(stats.rss))
     out.append("\n")
     reasons = snapshot.health.reasons if snapshot.health is not None else ()
-    if reasons and word not in ("healthy", "starting", "stopped"):
+    if reasons and word not in (Verdict.HEALTHY, GatewayState.STARTING, GatewayState.STOPPED):
         more = f"  (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
         out.append(reasons[0], style=STATE_STYLES.get(word, "dim"))  # literal: reasons quote errors
         out.append(more, style="dim")
-    elif word == "healthy":
+    elif word == Verdict.HEALTHY:
         out.append("executor, Feishu, replies, models and backlog all well", style="dim")
     out.no_wrap, out.overflow = True, "ellipsis"
     return out

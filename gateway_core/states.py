@@ -1,0 +1,49 @@
+"""The named states of the gateway's parts, and the health verdict judged from them.
+
+They are `StrEnum`s: a member equals its word ("connected" == FeishuState.CONNECTED), formats as
+that word and is written by `json.dumps` as that word, so the control socket's JSON and every
+snapshot rebuilt from it stay plain strings while the code names each state once, here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FeishuState(StrEnum):
+    """The Feishu long connection (feishu.py)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class ExecutorState(StrEnum):
+    """The held thread pool (executor.py), as its probes see it."""
+
+    STARTING = "starting"  # no pool yet: what the console shows before the gateway exists
+    HEALTHY = "healthy"
+    BUSY = "busy"
+    DEGRADED = "degraded"  # the queue moves, but slower than the probe deadline
+    REPLACED = "replaced"  # rebuilt recently
+    DEAD = "dead"
+
+
+class GatewayState(StrEnum):
+    """The gateway as a whole (gateway.py)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Verdict(StrEnum):
+    """The health model's one verdict (health.py): do users get answers?"""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
