@@ -1,3 +1,4 @@
+import lark_oapi  # noqa: F401  (3.7 s to import: paid once per worker here, never inside a test's deadline)
 import pytest
 
 from gateway_core.config import Home, load_profile

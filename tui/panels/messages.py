@@ -25,7 +25,12 @@ MAX_ROWS = 100
 # The preview goes last: it takes whatever width is left and is cut at the edge, so the short,
 # decisive columns stay visible even at 80 columns.
 COLUMNS = ("time", "chat", "sender", "model", "latency", "outcome", "preview")
-WIDTHS = (8, 9, 9, 10, 7, 11, None)
+# Every width is fixed, the preview's too: wide enough for any preview (60 characters, each escaped
+# to at most 6). A width measured from the content would be measured only when the table next idles,
+# and a row painted before that stays cut at the old width (Textual caches painted lines by
+# update count, not by column width) until another row arrives.
+PREVIEW_WIDTH = 6 * 60 + 1
+WIDTHS = (8, 9, 9, 10, 7, 11, PREVIEW_WIDTH)
 
 
 def activity_cells(activity: Activity) -> tuple[Text, ...]:
