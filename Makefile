@@ -25,6 +25,7 @@ test-fast: $(STAMP)
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check gateway_core tui launchd tests bench
+	$(VENV)/bin/ruff format --check gateway_core tui launchd tests bench
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

@@ -42,8 +42,9 @@ async def one_answer(client: CardKitClient, feishu, tokens: int, rate: float) ->
         await stream.push(text)
         if n == 0:
             first = text
-            await in_own_thread(feishu.wait_for,
-                                lambda first=first: feishu.card(stream.card_id).texts.get("answer") == first, 10)
+            await in_own_thread(
+                feishu.wait_for, lambda first=first: feishu.card(stream.card_id).texts.get("answer") == first, 10
+            )
             first_visible = time.perf_counter() - started
         await asyncio.sleep(1 / rate)  # the model's pace
     await stream.finish(text)
@@ -64,10 +65,14 @@ async def run(answers: int, tokens: int, rate: float) -> None:
     updates = sum(r[2] for r in results)
     p95 = firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))]
     print(f"answers: {answers} x {tokens} tokens at {rate:g} tokens/s")
-    print(f"first token visible: p50 {statistics.median(firsts) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
-          f"({p95:.2f}x of the 1 s target)")
-    print(f"content updates/s per card: median {statistics.median(per_second):.2f} "
-          f"({statistics.median(per_second) / FEISHU_CARD_LIMIT:.2f}x of Feishu's 10/s)")
+    print(
+        f"first token visible: p50 {statistics.median(firsts) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
+        f"({p95:.2f}x of the 1 s target)"
+    )
+    print(
+        f"content updates/s per card: median {statistics.median(per_second):.2f} "
+        f"({statistics.median(per_second) / FEISHU_CARD_LIMIT:.2f}x of Feishu's 10/s)"
+    )
     print(f"tokens coalesced away: {1 - updates / (answers * tokens):.0%}; refused operations: {rejected}")
 
 

@@ -94,7 +94,10 @@ def start_gateway(home: Home, secret: str, key: str) -> subprocess.Popen:
     env[FEISHU_SECRET_ENV], env[LLM_KEY_ENV] = secret, key
     return subprocess.Popen(
         [sys.executable, "-m", "gateway_core", "run", "--headless", "--profile", PROFILE],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -122,8 +125,15 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     home = Home(scratch / "home")
     with Simulators(feishu={"app_id": app_id, "app_secret": secret}, llm={"api_key": key}) as sims:
         write_sim_profile(
-            home, PROFILE, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=(MODEL,),
-            probe_interval=2.0, max_workers=8, request_timeout=args.latency + 60,
+            home,
+            PROFILE,
+            sims,
+            FEISHU_SECRET_ENV,
+            LLM_KEY_ENV,
+            models=(MODEL,),
+            probe_interval=2.0,
+            max_workers=8,
+            request_timeout=args.latency + 60,
             max_in_flight=args.max_in_flight,
         )
         process = start_gateway(home, secret, key)
@@ -171,20 +181,30 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     print(f"limit           {limit:.2f} s = max(L*ceil(N/max_in_flight), N/50 s)   ratio {wall / limit:.2f}x")
     print(f"floor           {floor:.2f} s = also L + ceil(N/50) - 1 s, L*ceil(N/M)      ratio {wall / floor:.2f}x")
     if latencies:
-        print(f"reply after     p50 {latencies[len(latencies) // 2]:.2f} s, last {latencies[-1]:.2f} s "
-              f"(from the first inject)")
-    print(f"gateway RSS     peak {sampler.peak_rss / 2**20:.0f} MB, threads peak {sampler.peak_threads} "
-          f"({sampler.samples} samples); CPU {sampler.cpu_seconds:.1f} s in {wall:.1f} s")
+        print(
+            f"reply after     p50 {latencies[len(latencies) // 2]:.2f} s, last {latencies[-1]:.2f} s "
+            f"(from the first inject)"
+        )
+    print(
+        f"gateway RSS     peak {sampler.peak_rss / 2**20:.0f} MB, threads peak {sampler.peak_threads} "
+        f"({sampler.samples} samples); CPU {sampler.cpu_seconds:.1f} s in {wall:.1f} s"
+    )
     print(f"Feishu refused  {refused} sends as too fast (230020), each retried by the gateway")
     if asked:
-        print(f"LLM requests    {len(asked)}, arriving from {asked[0]:.2f} s to {asked[-1]:.2f} s "
-              f"(p50 {asked[len(asked) // 2]:.2f} s) after the first inject; {unacked} events unacked")
+        print(
+            f"LLM requests    {len(asked)}, arriving from {asked[0]:.2f} s to {asked[-1]:.2f} s "
+            f"(p50 {asked[len(asked) // 2]:.2f} s) after the first inject; {unacked} events unacked"
+        )
     if status is not None:
         executor, pipeline = status["executor"], status["pipeline"]
-        print(f"executor        {executor['state']}, {executor['restarts']} rebuilds, "
-              f"{executor['completed']} pool jobs done")
-        print(f"pipeline        {pipeline['answered']} answered, {pipeline['apologies']} apologies, "
-              f"{pipeline['reply_failures']} reply failures")
+        print(
+            f"executor        {executor['state']}, {executor['restarts']} rebuilds, "
+            f"{executor['completed']} pool jobs done"
+        )
+        print(
+            f"pipeline        {pipeline['answered']} answered, {pipeline['apologies']} apologies, "
+            f"{pipeline['reply_failures']} reply failures"
+        )
     print(f"gateway exit    {code}")
     complete = len(answered) == n and len(replies) == n
     if not complete:
@@ -203,15 +223,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.messages < 1 or args.latency < 0 or args.max_in_flight < 1:
         parser.error("--messages and --max-in-flight must be >= 1, --latency >= 0")
     args.chats = args.chats or args.messages
-    args.timeout = args.timeout or 60 + 3 * (args.latency * math.ceil(args.messages / args.max_in_flight)
-                                            + args.messages / APP_RATE)
+    args.timeout = args.timeout or 60 + 3 * (
+        args.latency * math.ceil(args.messages / args.max_in_flight) + args.messages / APP_RATE
+    )
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"gatewatch concurrency: machine {platform.platform()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}; everything over 127.0.0.1")
+    print(
+        f"gatewatch concurrency: machine {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}; everything over 127.0.0.1"
+    )
     scratch = Path(tempfile.mkdtemp(prefix="gw-bench-conc-"))
     try:
         return run(args, scratch)

@@ -43,8 +43,10 @@ async def idle(seconds: float) -> None:
     on_loop = spent.get(loop_thread, 0.0)
     others = sum(v for tid, v in spent.items() if tid != loop_thread)
     print(f"connected after {connect_time:.2f}s; idle for {wall:.1f}s")
-    print(f"idle CPU: {100 * (on_loop + others) / wall:.1f}% of one core in total — "
-          f"console loop thread {100 * on_loop / wall:.1f}%, other threads {100 * others / wall:.1f}%")
+    print(
+        f"idle CPU: {100 * (on_loop + others) / wall:.1f}% of one core in total — "
+        f"console loop thread {100 * on_loop / wall:.1f}%, other threads {100 * others / wall:.1f}%"
+    )
 
 
 def main() -> int:

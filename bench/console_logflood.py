@@ -100,15 +100,24 @@ async def flood(seconds: float, rate: int) -> None:
             await pilot.pause(0.5)
             shown = pane.last_seq
     mb = 1024 * 1024
-    print(f"flood: {flooding.sent} records in {seconds:.0f}s ({actual:.0f}/s; target {rate}/s); "
-          f"log pane read up to record #{shown}")
-    print(f"key-to-screen before flood: median {percentile(idle, 0.5) * 1000:.1f} ms, "
-          f"max {max(idle) * 1000:.1f} ms ({len(idle)} keys)")
-    print(f"key-to-screen during flood: median {percentile(latencies, 0.5) * 1000:.1f} ms, "
-          f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies)} keys)")
+    print(
+        f"flood: {flooding.sent} records in {seconds:.0f}s ({actual:.0f}/s; target {rate}/s); "
+        f"log pane read up to record #{shown}"
+    )
+    print(
+        f"key-to-screen before flood: median {percentile(idle, 0.5) * 1000:.1f} ms, "
+        f"max {max(idle) * 1000:.1f} ms ({len(idle)} keys)"
+    )
+    print(
+        f"key-to-screen during flood: median {percentile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms ({len(latencies)} keys)"
+    )
     quarters = [rss[min(len(rss) - 1, round(q * (len(rss) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1)]
-    print("RSS over the flood: " + ", ".join(f"{t:.0f}s {r / mb:.1f} MB" for t, r in quarters)
-          + f"; max {max(r for _, r in rss) / mb:.1f} MB")
+    print(
+        "RSS over the flood: "
+        + ", ".join(f"{t:.0f}s {r / mb:.1f} MB" for t, r in quarters)
+        + f"; max {max(r for _, r in rss) / mb:.1f} MB"
+    )
 
 
 def main() -> int:

@@ -70,11 +70,15 @@ def main() -> int:
         paint.append(marks["painted"] - started)
         connected.append(marks["connected"] - started)
         sdk_flags.append(marks["sdk_loaded_at_paint"])
-        print(f"round {round_no}: first paint {paint[-1]:.3f}s · CONNECTED on screen {connected[-1]:.3f}s"
-              f" · lark_oapi imported at first paint: {marks['sdk_loaded_at_paint']}")
-    print(f"median over {args.rounds}: first paint {statistics.median(paint):.3f}s, "
-          f"CONNECTED on screen {statistics.median(connected):.3f}s, "
-          f"SDK loaded before first paint in {sum(sdk_flags)}/{args.rounds} rounds")
+        print(
+            f"round {round_no}: first paint {paint[-1]:.3f}s · CONNECTED on screen {connected[-1]:.3f}s"
+            f" · lark_oapi imported at first paint: {marks['sdk_loaded_at_paint']}"
+        )
+    print(
+        f"median over {args.rounds}: first paint {statistics.median(paint):.3f}s, "
+        f"CONNECTED on screen {statistics.median(connected):.3f}s, "
+        f"SDK loaded before first paint in {sum(sdk_flags)}/{args.rounds} rounds"
+    )
     return 0
 
 

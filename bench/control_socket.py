@@ -111,13 +111,17 @@ def main() -> int:
             started = time.perf_counter()
             request(path, "status")
             timings.append(time.perf_counter() - started)
-        print(f"status over the socket, {args.requests} sequential requests: "
-              f"p50 {statistics.median(timings) * 1000:.2f} ms, p99 {percentile(timings, 0.99) * 1000:.2f} ms")
+        print(
+            f"status over the socket, {args.requests} sequential requests: "
+            f"p50 {statistics.median(timings) * 1000:.2f} ms, p99 {percentile(timings, 0.99) * 1000:.2f} ms"
+        )
 
         base_before = rate(sims.feishu, args.messages, "none-a")
         subscribers = subprocess.Popen(
             [sys.executable, "-c", SUBSCRIBERS_SCRIPT, str(path), str(args.subscribers)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         if subscribers.stdout.readline().strip() != "ready":
             print("subscribers did not start", file=sys.stderr)
@@ -129,10 +133,14 @@ def main() -> int:
         subscribers.wait(10)
         base_after = rate(sims.feishu, args.messages, "none-b")
         baseline = (base_before + base_after) / 2
-        print(f"throughput, {args.messages} messages, 20 in flight: no subscribers {base_before:.0f} and "
-              f"{base_after:.0f} msgs/s; {args.subscribers} subscribers {with_subs:.0f} msgs/s ({events} received)")
-        print(f"ratio with/without {args.subscribers} subscribers: {with_subs / baseline:.2f}x "
-              f"(dropped batches are counted per subscriber, never waited for)")
+        print(
+            f"throughput, {args.messages} messages, 20 in flight: no subscribers {base_before:.0f} and "
+            f"{base_after:.0f} msgs/s; {args.subscribers} subscribers {with_subs:.0f} msgs/s ({events} received)"
+        )
+        print(
+            f"ratio with/without {args.subscribers} subscribers: {with_subs / baseline:.2f}x "
+            f"(dropped batches are counted per subscriber, never waited for)"
+        )
         loop.run(gateway.stop(drain_timeout=5), timeout=STOP_TIMEOUT)
         return 0
     finally:

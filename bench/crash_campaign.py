@@ -48,7 +48,9 @@ class Gateway:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway_core", "run", "--headless", "--profile", PROFILE],
             env={**os.environ, "GATEWATCH_HOME": str(home.root)},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.seen_writes = 0
 
@@ -147,16 +149,22 @@ def run(kills: int, rate: float, llm_latency: float, seed: int) -> int:
             llm_calls = len(sims.llm.requests)
 
     lost, doubled = shown.count(0), sum(1 for n in shown if n > 1)
-    print(f"crash campaign: {kills} kill -9 during {len(events)} messages at {rate:g}/s "
-          f"(model latency {llm_latency:g}s, seed {seed}); last owner exited {code}")
+    print(
+        f"crash campaign: {kills} kill -9 during {len(events)} messages at {rate:g}/s "
+        f"(model latency {llm_latency:g}s, seed {seed}); last owner exited {code}"
+    )
     print(f"  lost: {lost}   duplicated (shown twice): {doubled}")
-    print(f"  repeats Feishu swallowed by reply uuid: {swallowed}; LLM calls: {llm_calls} "
-          f"for {len(events)} messages ({llm_calls - len(events)} re-asked after a crash)")
+    print(
+        f"  repeats Feishu swallowed by reply uuid: {swallowed}; LLM calls: {llm_calls} "
+        f"for {len(events)} messages ({llm_calls - len(events)} re-asked after a crash)"
+    )
     if write_times:
         p50, p99 = percentile(write_times, 0.50), percentile(write_times, 0.99)
-        print(f"  journal arrival write over {len(write_times)} writes: p50 {p50 * 1000:.2f} ms, "
-              f"p99 {p99 * 1000:.2f} ms, max {max(write_times) * 1000:.2f} ms, mean "
-              f"{statistics.fmean(write_times) * 1000:.2f} ms; p99 = {p99 / ACK_BUDGET:.2%} of the 3 s ack budget")
+        print(
+            f"  journal arrival write over {len(write_times)} writes: p50 {p50 * 1000:.2f} ms, "
+            f"p99 {p99 * 1000:.2f} ms, max {max(write_times) * 1000:.2f} ms, mean "
+            f"{statistics.fmean(write_times) * 1000:.2f} ms; p99 = {p99 / ACK_BUDGET:.2%} of the 3 s ack budget"
+        )
     return 0 if lost == 0 and doubled == 0 else 1
 
 

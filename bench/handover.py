@@ -58,7 +58,9 @@ async def run(cycles: int) -> None:
         settings = AgentSettings(agents_dir=root / "LaunchAgents", throttle_interval=1)
         takes, backs, take_calls, back_calls = [], [], [], []
         try:
-            with Simulators(feishu={"app_id": f"cli_{uuid.uuid4().hex[:12]}", "app_secret": secret}, llm={"api_key": key}) as sims:
+            with Simulators(
+                feishu={"app_id": f"cli_{uuid.uuid4().hex[:12]}", "app_secret": secret}, llm={"api_key": key}
+            ) as sims:
                 write_launchd_sim_profile(home, PROFILE, sims, secret, key)
                 install(home, PROFILE, settings, quiet)
                 hand_back(home, PROFILE, quiet, settings=settings)  # wait until launchd's gateway serves

@@ -38,9 +38,13 @@ TARGET = 1.0  # seconds from the first token to visible content (issue 13)
 
 async def run(answers: int, words: int, pace: float) -> None:
     os.environ[SECRET_ENV], os.environ[KEY_ENV] = SECRET, KEY
-    with tempfile.TemporaryDirectory(prefix="gatewatch-bench-") as tmp, Simulators(
-        feishu={"app_id": f"cli_{uuid.uuid4().hex[:8]}", "app_secret": SECRET}, llm={"api_key": KEY},
-    ) as sims:
+    with (
+        tempfile.TemporaryDirectory(prefix="gatewatch-bench-") as tmp,
+        Simulators(
+            feishu={"app_id": f"cli_{uuid.uuid4().hex[:8]}", "app_secret": SECRET},
+            llm={"api_key": KEY},
+        ) as sims,
+    ):
         home = Home(Path(tmp))
         write_sim_profile(home, "bench", sims, SECRET_ENV, KEY_ENV, reply_mode="stream")
         sims.llm.pace("alpha", pace)
@@ -63,10 +67,14 @@ async def run(answers: int, words: int, pace: float) -> None:
     firsts.sort()
     p95 = firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))]
     print(f"answers: {answers} x {words} words, one every {pace * 1000:.0f} ms")
-    print(f"first token visible on the card: p50 {statistics.median(firsts) * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms ({p95 / TARGET:.2f}x of the 1 s target)")
-    print(f"content updates per card: median {statistics.median(updates):.0f} "
-          f"({1 - statistics.median(updates) / words:.0%} of tokens coalesced)")
+    print(
+        f"first token visible on the card: p50 {statistics.median(firsts) * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms ({p95 / TARGET:.2f}x of the 1 s target)"
+    )
+    print(
+        f"content updates per card: median {statistics.median(updates):.0f} "
+        f"({1 - statistics.median(updates) / words:.0%} of tokens coalesced)"
+    )
 
 
 def main() -> None:

@@ -48,6 +48,7 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without installing
 
 import httpx  # noqa: E402
+
 # Imported here, on the main thread with no running loop: lark binds its module-global loop
 # (`lark_oapi.ws.client.loop`) at first import, and a client whose loop was bound inside a running
 # loop fails in start() with "This event loop is already running".
@@ -121,9 +122,7 @@ def merge(rounds: list[RunResult]) -> RunResult:
     return merged
 
 
-def drive(
-    feishu, n: int, concurrency: int, chats: int, tag: str, timeout: float
-) -> tuple[list[float], float]:
+def drive(feishu, n: int, concurrency: int, chats: int, tag: str, timeout: float) -> tuple[list[float], float]:
     """Inject `n` text messages keeping `concurrency` unanswered; return (latencies, seconds).
 
     A collector thread follows the simulator's send log and frees a slot per first reply; the
@@ -166,8 +165,9 @@ def drive(
                 break  # out of time: report what was answered
             chat = i % chats
             at = time.time()
-            event = feishu.inject_text(f"{tag} message {i}", chat_id=f"oc_{tag}_{chat}",
-                                       sender_open_id=f"ou_{tag}_{chat}")
+            event = feishu.inject_text(
+                f"{tag} message {i}", chat_id=f"oc_{tag}_{chat}", sender_open_id=f"ou_{tag}_{chat}"
+            )
             injected[event.message_id] = at
         all_in.wait(max(0.0, deadline - time.monotonic()))
     finally:
@@ -217,17 +217,20 @@ def measure(result: RunResult, feishu, args: argparse.Namespace) -> None:
     gc.collect()  # every path starts from the same heap state; later collections are its own
     with FullCollections() as collections:
         result.latencies, result.seconds = drive(
-            feishu, args.messages, args.concurrency, args.chats, "bench", args.timeout)
+            feishu, args.messages, args.concurrency, args.chats, "bench", args.timeout
+        )
     result.gc_pauses = collections.pauses
     if result.answered < args.messages:
-        result.failed = (f"only {result.answered} of {args.messages} messages answered "
-                         f"within {args.timeout:g}s")
+        result.failed = f"only {result.answered} of {args.messages} messages answered within {args.timeout:g}s"
 
 
 def secrets_for_run() -> tuple[str, str, str]:
     """A unique app_id (lark caches tenant tokens per app_id per process) and fresh secrets."""
-    return (f"cli_bench{uuid.uuid4().hex[:10]}", "bench-secret-" + uuid.uuid4().hex[:12],
-            "bench-key-" + uuid.uuid4().hex[:12])
+    return (
+        f"cli_bench{uuid.uuid4().hex[:10]}",
+        "bench-secret-" + uuid.uuid4().hex[:12],
+        "bench-key-" + uuid.uuid4().hex[:12],
+    )
 
 
 def start_simulators(app_id: str, secret: str, key: str) -> Simulators:
@@ -244,9 +247,18 @@ def start_simulators(app_id: str, secret: str, key: str) -> Simulators:
 
 def write_bench_profile(home: Home, name: str, sims: Simulators, workers: int) -> None:
     """Production-like timings (probe every 2 s, INFO to a rotating file), pointed at the sims."""
-    write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=(MODEL,),
-                      probe_interval=2.0, max_workers=workers,
-                      chat_replies_per_second=UNLIMITED, app_replies_per_second=UNLIMITED)
+    write_sim_profile(
+        home,
+        name,
+        sims,
+        FEISHU_SECRET_ENV,
+        LLM_KEY_ENV,
+        models=(MODEL,),
+        probe_interval=2.0,
+        max_workers=workers,
+        chat_replies_per_second=UNLIMITED,
+        app_replies_per_second=UNLIMITED,
+    )
 
 
 async def _new_gateway(profile, home: Home) -> Gateway:
@@ -283,7 +295,8 @@ def run_gateway(args: argparse.Namespace, scratch: Path) -> RunResult:
                 f"pipeline: {pipeline.received} received, {pipeline.answered} answered, "
                 f"{pipeline.apologies} apologies, {pipeline.reply_failures} reply failures, "
                 f"{pipeline.duplicates} duplicates; executor {executor_state} while measuring; "
-                f"{len(sims.llm.requests)} LLM requests")
+                f"{len(sims.llm.requests)} LLM requests"
+            )
         finally:
             loop.stop(timeout=STOP_TIMEOUT)
         log_file = home.log_file("bench")
@@ -305,27 +318,47 @@ def run_bare_sdk(args: argparse.Namespace, with_llm: bool) -> RunResult:
     app_id, secret, key = secrets_for_run()
     sims = start_simulators(app_id, secret, key)
     pool = concurrent.futures.ThreadPoolExecutor(args.workers, thread_name_prefix=f"bench-{result.path}")
-    api = (lark.Client.builder().app_id(app_id).app_secret(secret).domain(sims.feishu.domain)
-           .log_level(lark.LogLevel.ERROR).build())
+    api = (
+        lark.Client.builder()
+        .app_id(app_id)
+        .app_secret(secret)
+        .domain(sims.feishu.domain)
+        .log_level(lark.LogLevel.ERROR)
+        .build()
+    )
     http = None
     if with_llm:
-        http = httpx.Client(base_url=sims.llm.base_url, headers={"Authorization": f"Bearer {key}"},
-                            timeout=httpx.Timeout(10.0), trust_env=False)
+        http = httpx.Client(
+            base_url=sims.llm.base_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=httpx.Timeout(10.0),
+            trust_env=False,
+        )
     errors: list[str] = []
 
     def answer(message_id: str, text: str) -> None:
         """Blocking work, on the pool: (optionally) ask the LLM, then reply with the same uuid rule."""
         try:
             if http is not None:
-                response = http.post("/chat/completions", json={"model": MODEL, "messages": [
-                    {"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]})
+                response = http.post(
+                    "/chat/completions",
+                    json={
+                        "model": MODEL,
+                        "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
+                    },
+                )
                 response.raise_for_status()
                 text = response.json()["choices"][0]["message"]["content"]
-            body = (ReplyMessageRequestBody.builder()
-                    .content(json.dumps({"text": text}, ensure_ascii=False)).msg_type("text")
-                    .uuid(f"bench-{message_id}").build())
+            body = (
+                ReplyMessageRequestBody.builder()
+                .content(json.dumps({"text": text}, ensure_ascii=False))
+                .msg_type("text")
+                .uuid(f"bench-{message_id}")
+                .build()
+            )
             reply = api.im.v1.message.reply(
-                ReplyMessageRequest.builder().message_id(message_id).request_body(body).build())
+                ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
+            )
             if not reply.success():
                 errors.append(f"reply code {reply.code}")
         except Exception as exc:
@@ -377,18 +410,21 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def report(results: list[RunResult], args: argparse.Namespace) -> None:
     print()
-    header = (f"{'path':<9} {'what':<38} {'answered':>11} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-              f"   msgs/s by round")
+    header = f"{'path':<9} {'what':<38} {'answered':>11} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8}   msgs/s by round"
     print(header)
     print("-" * len(header))
     for r in results:
         answered = f"{r.answered}/{r.messages}"
         by_round = " ".join(f"{rate:.0f}" for rate in r.round_rates)
-        print(f"{r.path:<9} {r.description:<38} {answered:>11} {fmt(r.rate):>8} "
-              f"{fmt(r.percentile(0.50), 1000, 2):>8} {fmt(r.percentile(0.99), 1000, 2):>8}   {by_round}")
+        print(
+            f"{r.path:<9} {r.description:<38} {answered:>11} {fmt(r.rate):>8} "
+            f"{fmt(r.percentile(0.50), 1000, 2):>8} {fmt(r.percentile(0.99), 1000, 2):>8}   {by_round}"
+        )
     if args.rounds > 1:
-        print(f"(each path ran {args.rounds} times, interleaved; msgs/s is all answered over all "
-              f"measured seconds, percentiles over all latencies)")
+        print(
+            f"(each path ran {args.rounds} times, interleaved; msgs/s is all answered over all "
+            f"measured seconds, percentiles over all latencies)"
+        )
     by_path = {r.path: r for r in results}
     gateway = by_path.get("gateway")
     if gateway is not None:
@@ -398,17 +434,19 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
             base = by_path.get(name)
             if base is None:
                 continue
-            print(f"  vs {label:<22} {ratio(gateway.rate, base.rate):>8}   "
-                  f"{ratio(gateway.percentile(0.5), base.percentile(0.5)):>10}   "
-                  f"{ratio(gateway.percentile(0.99), base.percentile(0.99)):>10}")
-        print("  (throughput < 1x and latency > 1x mean the gateway is slower; 'vs sdk' also counts "
-              "the LLM round trip)")
+            print(
+                f"  vs {label:<22} {ratio(gateway.rate, base.rate):>8}   "
+                f"{ratio(gateway.percentile(0.5), base.percentile(0.5)):>10}   "
+                f"{ratio(gateway.percentile(0.99), base.percentile(0.99)):>10}"
+            )
+        print(
+            "  (throughput < 1x and latency > 1x mean the gateway is slower; 'vs sdk' also counts the LLM round trip)"
+        )
     print()
     for r in results:
         if r.gc_pauses:
             pauses = ", ".join(f"{p * 1000:.0f}" for p in r.gc_pauses)
-            print(f"{r.path}: {len(r.gc_pauses)} full GC(s) while measuring, stopping every thread for "
-                  f"{pauses} ms")
+            print(f"{r.path}: {len(r.gc_pauses)} full GC(s) while measuring, stopping every thread for {pauses} ms")
         else:
             print(f"{r.path}: no full GC while measuring")
         for note in r.notes:
@@ -422,16 +460,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=500, help="messages per path (default 500)")
     parser.add_argument("--concurrency", type=int, default=20, help="messages in flight (default 20)")
     parser.add_argument("--quick", action="store_true", help="100 messages per path, one round")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="times each path runs, interleaved, pooled (default 3; 1 with --quick)")
-    parser.add_argument("--chats", type=int, default=None,
-                        help="distinct chats the messages rotate over (default: = concurrency)")
-    parser.add_argument("--workers", type=int, default=WORKERS,
-                        help=f"gateway executor / baseline pool threads (default {WORKERS})")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="messages per path before measuring, not counted (default: = concurrency)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds allowed per measured run (default 30 + 0.1 s per message)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="times each path runs, interleaved, pooled (default 3; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--chats", type=int, default=None, help="distinct chats the messages rotate over (default: = concurrency)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=WORKERS, help=f"gateway executor / baseline pool threads (default {WORKERS})"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="messages per path before measuring, not counted (default: = concurrency)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds allowed per measured run (default 30 + 0.1 s per message)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.messages = 100
@@ -448,6 +494,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def arm_watchdog(seconds: float) -> threading.Timer:
     """Last resort for "exits by itself": every wait has a timeout, but a stuck thread must not
     keep the process alive."""
+
     def fire() -> None:
         print(f"\nbench: still running after {seconds:.0f}s; exiting", file=sys.stderr, flush=True)
         os._exit(3)
@@ -467,17 +514,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     per_run = 2 * args.timeout + START_TIMEOUT + 2 * STOP_TIMEOUT  # warm-up, measured, start, stop
     watchdog = arm_watchdog(args.rounds * len(runs) * per_run)
-    print(f"gatewatch throughput: {args.messages} messages per path per round, {args.rounds} round(s), "
-          f"{args.concurrency} in flight, {args.chats} chats, {args.workers} worker threads, "
-          f"warm-up {args.warmup} per run (not counted)")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; Python {platform.python_version()} "
-          f"({platform.python_implementation()}); lark-oapi {importlib.metadata.version('lark-oapi')}")
+    print(
+        f"gatewatch throughput: {args.messages} messages per path per round, {args.rounds} round(s), "
+        f"{args.concurrency} in flight, {args.chats} chats, {args.workers} worker threads, "
+        f"warm-up {args.warmup} per run (not counted)"
+    )
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs; Python {platform.python_version()} "
+        f"({platform.python_implementation()}); lark-oapi {importlib.metadata.version('lark-oapi')}"
+    )
     print("LLM simulator: echo, 0 ms added latency; everything over 127.0.0.1")
     rounds: dict[str, list[RunResult]] = {name: [] for name, _ in runs}
     scratch = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     try:
         for n in range(args.rounds):
-            order = runs[n % len(runs):] + runs[:n % len(runs)]  # rotate: no path always goes first
+            order = runs[n % len(runs) :] + runs[: n % len(runs)]  # rotate: no path always goes first
             for name, run in order:
                 print(f"round {n + 1}/{args.rounds}: {name} ...", flush=True)
                 try:

@@ -163,8 +163,12 @@ class CardKitClient:
         def send(client: Any) -> Any:
             from lark_oapi.api.cardkit.v1 import CreateCardRequest, CreateCardRequestBody
 
-            body = CreateCardRequestBody.builder().type("card_json").data(
-                json.dumps(streaming_card(), ensure_ascii=False)).build()
+            body = (
+                CreateCardRequestBody.builder()
+                .type("card_json")
+                .data(json.dumps(streaming_card(), ensure_ascii=False))
+                .build()
+            )
             return client.cardkit.v1.card.create(CreateCardRequest.builder().request_body(body).build())
 
         return (await self._call("card create", send)).data.card_id
@@ -191,11 +195,16 @@ class CardKitClient:
         def send(client: Any) -> Any:
             from lark_oapi.api.cardkit.v1 import ContentCardElementRequest, ContentCardElementRequestBody
 
-            body = ContentCardElementRequestBody.builder().content(text).sequence(sequence) \
-                .uuid(f"c-{card_id}-{sequence}").build()
+            body = (
+                ContentCardElementRequestBody.builder()
+                .content(text)
+                .sequence(sequence)
+                .uuid(f"c-{card_id}-{sequence}")
+                .build()
+            )
             return client.cardkit.v1.card_element.content(
-                ContentCardElementRequest.builder().card_id(card_id).element_id(element_id)
-                .request_body(body).build())
+                ContentCardElementRequest.builder().card_id(card_id).element_id(element_id).request_body(body).build()
+            )
 
         await self._call("card content", send)
 
@@ -204,10 +213,16 @@ class CardKitClient:
             from lark_oapi.api.cardkit.v1 import SettingsCardRequest, SettingsCardRequestBody
 
             settings = {"config": {"streaming_mode": False, "summary": {"content": summary}}}
-            body = SettingsCardRequestBody.builder().settings(json.dumps(settings, ensure_ascii=False)) \
-                .sequence(sequence).uuid(f"s-{card_id}-{sequence}").build()
+            body = (
+                SettingsCardRequestBody.builder()
+                .settings(json.dumps(settings, ensure_ascii=False))
+                .sequence(sequence)
+                .uuid(f"s-{card_id}-{sequence}")
+                .build()
+            )
             return client.cardkit.v1.card.settings(
-                SettingsCardRequest.builder().card_id(card_id).request_body(body).build())
+                SettingsCardRequest.builder().card_id(card_id).request_body(body).build()
+            )
 
         await self._call("card settings", send)
 

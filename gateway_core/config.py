@@ -89,9 +89,7 @@ class Home:
 def check_profile_name(name: str) -> str:
     """A profile name becomes a file name: refuse anything that could walk out of the home."""
     if not PROFILE_NAME.match(name or ""):
-        raise ConfigError(
-            f"profile name {name!r} is not valid: use letters, digits, '.', '_' or '-' (at most 64)"
-        )
+        raise ConfigError(f"profile name {name!r} is not valid: use letters, digits, '.', '_' or '-' (at most 64)")
     return name
 
 
@@ -260,9 +258,7 @@ class _Document:
         for name, section in self.sections.items():
             for key in section.table:
                 if key not in section.read:
-                    raise ConfigError(
-                        f"{self.path}: unknown key {name}.{key}{_nearest(key, section.read)}"
-                    )
+                    raise ConfigError(f"{self.path}: unknown key {name}.{key}{_nearest(key, section.read)}")
 
 
 def _nearest(word: str, valid: object) -> str:
@@ -329,7 +325,8 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
             app_secret=secret(feishu, "app_secret"),
             domain=domain,
             liveness_timeout=(
-                feishu.number("liveness_timeout", 0.0, 1.0) if "liveness_timeout" in feishu.table else None),
+                feishu.number("liveness_timeout", 0.0, 1.0) if "liveness_timeout" in feishu.table else None
+            ),
             max_reconnect_interval=feishu.number("max_reconnect_interval", 10.0, 0.0),
             chat_replies_per_second=feishu.integer("chat_replies_per_second", 5, 1),
             app_replies_per_second=feishu.integer("app_replies_per_second", 50, 1),
@@ -385,13 +382,17 @@ def _read_secret(section: _Section, key: str) -> str:
     env_key, file_key = f"{key}_env", f"{key}_file"
     has_env, has_file = section.has(env_key), section.has(file_key)  # both are valid keys
     if section.has(key):
-        section.fail(key, f"no inline secret: use {env_key} = \"VAR\" or {file_key} = \"path\"")
+        section.fail(key, f'no inline secret: use {env_key} = "VAR" or {file_key} = "path"')
     if has_env:
         var = section.text(env_key)
         value = os.environ.get(var, "")
         if not value:
-            raise SecretMissing(section, env_key, f"environment variable {var} is not set or empty",
-                                f"export {var}=… (or use {file_key})")
+            raise SecretMissing(
+                section,
+                env_key,
+                f"environment variable {var} is not set or empty",
+                f"export {var}=… (or use {file_key})",
+            )
         return value
     if has_file:
         secret_path = Path(section.text(file_key)).expanduser()
@@ -401,18 +402,25 @@ def _read_secret(section: _Section, key: str) -> str:
         try:
             info = secret_path.stat()
         except OSError:
-            raise SecretMissing(section, file_key, f"secret file missing: {secret_path} does not exist", create) from None
+            raise SecretMissing(
+                section, file_key, f"secret file missing: {secret_path} does not exist", create
+            ) from None
         if stat.S_IMODE(info.st_mode) & 0o077:
             raise SecretMissing(
-                section, file_key,
+                section,
+                file_key,
                 f"{secret_path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o})",
                 f"run: chmod 600 {secret_path}",
             )
         try:
             value = secret_path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise SecretMissing(section, file_key, f"{secret_path} cannot be read ({type(exc).__name__})",
-                                f"check it is a text file you own, chmod 600 {secret_path}") from None
+            raise SecretMissing(
+                section,
+                file_key,
+                f"{secret_path} cannot be read ({type(exc).__name__})",
+                f"check it is a text file you own, chmod 600 {secret_path}",
+            ) from None
         if not value:
             raise SecretMissing(section, file_key, f"{secret_path} is empty", "write the secret into it, chmod 600")
         return value
@@ -500,11 +508,13 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "feishu.app_secret": "***" if profile.feishu.app_secret else "(not available, see below)",
         "feishu.domain": profile.feishu.domain,
         "feishu.liveness_timeout": (
-            "2 pings (derived)" if profile.feishu.liveness_timeout is None else profile.feishu.liveness_timeout),
+            "2 pings (derived)" if profile.feishu.liveness_timeout is None else profile.feishu.liveness_timeout
+        ),
         "feishu.reply_mode": profile.feishu.reply_mode,
         "feishu.group_policy": profile.feishu.group_policy,
         "feishu.chat_policies": (
-            ", ".join(f"{chat}={policy}" for chat, policy in profile.feishu.chat_policies) or "(none)"),
+            ", ".join(f"{chat}={policy}" for chat, policy in profile.feishu.chat_policies) or "(none)"
+        ),
         "llm.base_url": profile.llm.base_url,
         "llm.api_key": "***" if profile.llm.api_key else "(not available, see below)",
         "llm.models": ", ".join(profile.llm.models),

@@ -207,7 +207,10 @@ class ControlServer:
             return {"ok": False, "error": "a request is a JSON object"}, False
         if request.get("v") != PROTOCOL_VERSION:
             self.bad_requests += 1
-            return {"ok": False, "error": f"unsupported protocol version; this gateway speaks v{PROTOCOL_VERSION}"}, False
+            return {
+                "ok": False,
+                "error": f"unsupported protocol version; this gateway speaks v{PROTOCOL_VERSION}",
+            }, False
         op = request.get("op")
         if op not in OPS:
             self.bad_requests += 1

@@ -54,8 +54,16 @@ class DemoEnvironment:
         for model in DEMO_MODELS:
             self.sims.llm.set_behaviour(model, "echo", latency=self.llm_latency)
             self.sims.llm.pace(model, self.word_pace)
-        write_sim_profile(self.home, DEMO_PROFILE, self.sims, SECRET_ENV, KEY_ENV, models=DEMO_MODELS,
-                          probe_interval=1.0, reply_mode="stream")
+        write_sim_profile(
+            self.home,
+            DEMO_PROFILE,
+            self.sims,
+            SECRET_ENV,
+            KEY_ENV,
+            models=DEMO_MODELS,
+            probe_interval=1.0,
+            reply_mode="stream",
+        )
         return self
 
     def profile(self):  # -> Profile
@@ -152,8 +160,12 @@ async def _group_conversation(gateway: Gateway, sims: Simulators, out: "_Printer
     await _wait_settled(gateway, everyone)
     out.say("(no reply: @all does not address the bot)")
     bob = feishu.user_mention("@_user_2", "ou_bob", "Bob")
-    asked = feishu.inject_group_text("@_user_1 what did @_user_2 just announce?", chat_id=group,
-                                     sender_open_id="ou_alice", mentions=[feishu.bot_mention(), bob])
+    asked = feishu.inject_group_text(
+        "@_user_1 what did @_user_2 just announce?",
+        chat_id=group,
+        sender_open_id="ou_alice",
+        mentions=[feishu.bot_mention(), bob],
+    )
     out.say(f"alice> @{feishu.bot_name} what did @Bob just announce?")
     await _show_answer(gateway, sims, asked, out)
     for command in ("/model", f"/model {DEMO_MODELS[1]}", "/status"):

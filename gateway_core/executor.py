@@ -248,8 +248,9 @@ class HeldExecutor:
                 stalled_for = time.monotonic() - self._last_finished_at
                 queued = max(0, self._submitted - self._started)
             if stalled_for < self.probe_deadline:
-                log.info("executor busy: probe waited %gs, %d queued, work still finishing",
-                         self.probe_deadline, queued)
+                log.info(
+                    "executor busy: probe waited %gs, %d queued, work still finishing", self.probe_deadline, queued
+                )
                 return  # the canary stays queued; it runs when its turn comes
             self.rebuild(
                 f"probe not started within {self.probe_deadline:g}s and no work finished for "

@@ -206,15 +206,26 @@ class FeishuConnection:
             if state == FeishuState.CONNECTED:
                 silent, timeout = self._silence(now), self._effective_liveness_timeout()
                 if silent is not None and silent > timeout:
-                    return (f"no frame for {silent:.0f}s ({self._pings_unanswered} pings unanswered; "
-                            f"liveness timeout {timeout:g}s from the {self._ping_interval:g}s ping interval)")
-            if state in (FeishuState.CONNECTING, FeishuState.CONNECTED, FeishuState.RECONNECTING) and thread is not None and not thread.is_alive():
+                    return (
+                        f"no frame for {silent:.0f}s ({self._pings_unanswered} pings unanswered; "
+                        f"liveness timeout {timeout:g}s from the {self._ping_interval:g}s ping interval)"
+                    )
+            if (
+                state in (FeishuState.CONNECTING, FeishuState.CONNECTED, FeishuState.RECONNECTING)
+                and thread is not None
+                and not thread.is_alive()
+            ):
                 return "the SDK thread ended unexpectedly"
             if state in (FeishuState.CONNECTING, FeishuState.RECONNECTING) and self._phase_budget is not None:
                 stuck = mono - self._phase_started
                 if stuck > self._phase_budget + self.deadlines.slack:
                     return f"attempt stuck in '{self._detail}' for {stuck:.0f}s"
-            if state == FeishuState.FAILED and self._retryable and self._next_attempt_at is not None and now >= self._next_attempt_at:
+            if (
+                state == FeishuState.FAILED
+                and self._retryable
+                and self._next_attempt_at is not None
+                and now >= self._next_attempt_at
+            ):
                 return f"retrying after: {self._last_error}"
         return None
 
@@ -264,7 +275,8 @@ class FeishuConnection:
         self._pings_unanswered = 0
         self._enter_phase(FeishuState.CONNECTING, "loading SDK", self.deadlines.sdk_import)
         attempt.thread = threading.Thread(
-            target=self._run, args=(attempt,), name=f"gw-feishu-ws-{attempt.generation}", daemon=True)
+            target=self._run, args=(attempt,), name=f"gw-feishu-ws-{attempt.generation}", daemon=True
+        )
         attempt.thread.start()
 
     def _abandon(self, attempt: _Attempt | None) -> None:
@@ -367,8 +379,10 @@ class FeishuConnection:
         message = inbound_from_event(data)
         if not message.message_id:
             # Nothing to reply to (Feishu sends such events, e.g. for recalled messages): ack and drop.
-            log.warning("Feishu event %s has no message id; dropped unanswered",
-                        escape_untrusted(message.event_id or "(no event id)", limit=80))
+            log.warning(
+                "Feishu event %s has no message id; dropped unanswered",
+                escape_untrusted(message.event_id or "(no event id)", limit=80),
+            )
             return
         self._on_message(message)
 
@@ -435,7 +449,10 @@ class FeishuConnection:
                 self._clamp_warned = (configured, derived)
                 log.warning(
                     "feishu.liveness_timeout %gs is below 2 pings (server ping interval %gs); using %gs",
-                    configured, self._ping_interval, derived)
+                    configured,
+                    self._ping_interval,
+                    derived,
+                )
 
     def _on_attempt_failed(self, generation: int, exc: BaseException, retry_in: float | None) -> None:
         text = escape_untrusted(f"{type(exc).__name__}: {_sdk_error_text(exc)}", limit=200)
@@ -588,7 +605,11 @@ def _observed_client_class(ws_client_module: Any) -> type:
         _service_id: Any
 
         def __init__(
-            self, owner: FeishuConnection, generation: int, deadlines: PhaseDeadlines, max_interval: float,
+            self,
+            owner: FeishuConnection,
+            generation: int,
+            deadlines: PhaseDeadlines,
+            max_interval: float,
             **kwargs: Any,
         ):
             self._owner, self._generation = owner, generation
@@ -661,8 +682,7 @@ def _observed_client_class(ws_client_module: Any) -> type:
                 try:
                     owner._on_phase(generation, "discovering endpoint", deadlines.endpoint + 1)
                     loop = asyncio.get_running_loop()
-                    url = await asyncio.wait_for(
-                        loop.run_in_executor(None, self._get_conn_url), deadlines.endpoint + 1)
+                    url = await asyncio.wait_for(loop.run_in_executor(None, self._get_conn_url), deadlines.endpoint + 1)
                     conn_url = sdk.build_connection_url(url, self._connection_host)
                     query = sdk.parse_qs(sdk.urlparse(conn_url).query)
                     conn_id, service_id = query[sdk.DEVICE_ID][0], query[sdk.SERVICE_ID][0]

@@ -55,7 +55,8 @@ class Gateway:
         # CardKit and bot info go through the SDK's blocking client on the held executor
         # (each call under a deadline); plain replies through `replier`.
         self.openapi = OpenApi(
-            profile.feishu.app_id, profile.feishu.app_secret, profile.feishu.domain, run_blocking=self.run_blocking)
+            profile.feishu.app_id, profile.feishu.app_secret, profile.feishu.domain, run_blocking=self.run_blocking
+        )
         self.cardkit = CardKitClient(self.openapi)
         self._identity: asyncio.Task | None = None
         self.pipeline: MessagePipeline | None = None
@@ -112,7 +113,10 @@ class Gateway:
             self._state, self._accepting = GatewayState.RUNNING, True
             log.info(
                 "gateway starting: profile %s, pid %d, owner %s, models %s",
-                self.profile.name, os.getpid(), self.owner_kind, ", ".join(self.profile.llm.models),
+                self.profile.name,
+                os.getpid(),
+                self.owner_kind,
+                ", ".join(self.profile.llm.models),
             )
             self.control = ControlServer(self, self.home.socket_file(self.profile.name))
             await self.control.start()
@@ -150,7 +154,8 @@ class Gateway:
         if unfinished:
             log.warning(
                 "%d answers unfinished at the %.0fs drain deadline: handed on to the next owner (kept in the journal)",
-                unfinished, timeout,
+                unfinished,
+                timeout,
             )
         for task in (self._supervisor, self._identity):
             if task:

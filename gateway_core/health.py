@@ -87,8 +87,9 @@ def _judge_executor(executor: "ExecutorSnapshot", bad: list[str], meh: list[str]
     elif executor.state == ExecutorState.REPLACED:
         meh.append(f"executor rebuilt: {executor.last_restart_cause or 'operator request'}")
     elif executor.state in (ExecutorState.BUSY, ExecutorState.DEGRADED):
-        meh.append(f"executor {executor.state}: {executor.busy}/{executor.max_workers} threads busy, "
-                   f"{executor.queued} queued")
+        meh.append(
+            f"executor {executor.state}: {executor.busy}/{executor.max_workers} threads busy, {executor.queued} queued"
+        )
     elif executor.state not in (ExecutorState.HEALTHY, ExecutorState.STARTING):
         bad.append(f"executor {executor.state}")
 
@@ -135,8 +136,9 @@ def _judge_models(models: "ModelsSnapshot", pipeline: "PipelineSnapshot", bad: l
         bad.append("every model failing: " + ", ".join(f"{m.name} ({m.last_error or 'error'})" for m in open_))
     else:
         for model in open_:
-            meh.append(f"model {model.name} failing, tried last for {_dur(model.open_for)}: "
-                       f"{model.last_error or 'error'}")
+            meh.append(
+                f"model {model.name} failing, tried last for {_dur(model.open_for)}: {model.last_error or 'error'}"
+            )
     if pipeline.apologies_in_a_row >= APOLOGIES_UNHEALTHY:
         bad.append(f"{pipeline.apologies_in_a_row} apologies in a row: no model answers")
 

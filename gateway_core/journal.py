@@ -200,9 +200,17 @@ class Journal:
                     " text, received_at, state, updated_at, raw_content, mentions)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?)",
                     (
-                        message.message_id, message.event_id, message.chat_id, message.chat_type,
-                        message.sender_id, message.message_type, message.text, message.received_at, time.time(),
-                        message.raw_content, _mentions_json(message.mentions),
+                        message.message_id,
+                        message.event_id,
+                        message.chat_id,
+                        message.chat_type,
+                        message.sender_id,
+                        message.message_type,
+                        message.text,
+                        message.received_at,
+                        time.time(),
+                        message.raw_content,
+                        _mentions_json(message.mentions),
                     ),
                 )
                 self._write_times.append(time.perf_counter() - started)
@@ -217,7 +225,12 @@ class Journal:
         self._update(message_id, "answering", "attempts = attempts + 1")
 
     def save_answer(
-        self, message_id: str, chat_id: str, answer: str, model: str | None, latency: float | None,
+        self,
+        message_id: str,
+        chat_id: str,
+        answer: str,
+        model: str | None,
+        latency: float | None,
         history: list[dict[str, str]] | None,
     ) -> None:
         """Store the answer (and the chat's new history) before it is sent, in one transaction."""
@@ -277,9 +290,13 @@ class Journal:
         pending = []
         for row in rows:
             message = InboundMessage(
-                *row[:8], raw_content=row[11] or _raw_content_v1(row[5], row[6]), mentions=_mentions(row[12]))  # type: ignore[misc]  # row[:8]: exactly the first eight fields
-            pending.append(PendingMessage(
-                message, state=row[8], answer=row[9], model=row[10], reply_mode=row[13], checkpoint=row[14]))
+                *row[:8], raw_content=row[11] or _raw_content_v1(row[5], row[6]), mentions=_mentions(row[12])
+            )  # type: ignore[misc]  # row[:8]: exactly the first eight fields
+            pending.append(
+                PendingMessage(
+                    message, state=row[8], answer=row[9], model=row[10], reply_mode=row[13], checkpoint=row[14]
+                )
+            )
         return pending
 
     def load_history(self, chat_id: str) -> list[dict[str, str]]:

@@ -87,7 +87,9 @@ def mentions_from_event(raw: Any) -> tuple[Mention, ...]:
         key, name, ident = _field(item, "key"), _field(item, "name"), _field(item, "id")
         open_id = _field(ident, "open_id") if ident is not None else None
         if isinstance(key, str) and key:
-            result.append(Mention(key, open_id if isinstance(open_id, str) else "", name if isinstance(name, str) else ""))
+            result.append(
+                Mention(key, open_id if isinstance(open_id, str) else "", name if isinstance(name, str) else "")
+            )
     return tuple(result)
 
 
@@ -129,8 +131,9 @@ def _tidy(text: str) -> str:
 # ---------------------------------------------------------------------------- post (rich text)
 
 
-def flatten_post(content: Mapping[str, Any], mentions: tuple[Mention, ...] = (),
-                 bot_open_id: str | None = None) -> tuple[str, bool]:
+def flatten_post(
+    content: Mapping[str, Any], mentions: tuple[Mention, ...] = (), bot_open_id: str | None = None
+) -> tuple[str, bool]:
     """Flatten a `post` message to Markdown-ish text; return (text, the bot was @-mentioned).
 
     Accepts both shapes Feishu uses: flat `{"title", "content"}` (what receive events carry) and
@@ -169,8 +172,9 @@ def _post_body(content: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def _flatten_element(element: Mapping[str, Any], mentions: tuple[Mention, ...],
-                     bot_open_id: str | None) -> tuple[str, bool]:
+def _flatten_element(
+    element: Mapping[str, Any], mentions: tuple[Mention, ...], bot_open_id: str | None
+) -> tuple[str, bool]:
     tag = element.get("tag")
     text = _str(element.get("text"))
     if tag == "text":
@@ -208,8 +212,9 @@ def _flatten_element(element: Mapping[str, Any], mentions: tuple[Mention, ...],
 # ---------------------------------------------------------------------------- the whole event
 
 
-def interpret(message_type: str, raw_content: str | None, mentions: tuple[Mention, ...],
-              bot_open_id: str | None) -> tuple[str | None, bool, bool, str | None, bool]:
+def interpret(
+    message_type: str, raw_content: str | None, mentions: tuple[Mention, ...], bot_open_id: str | None
+) -> tuple[str | None, bool, bool, str | None, bool]:
     """What one message says: (text, mentions bot, mentions all, unreadable reply, ignorable)."""
     try:
         content = json.loads(raw_content) if raw_content else None
@@ -232,7 +237,11 @@ def interpret(message_type: str, raw_content: str | None, mentions: tuple[Mentio
 def _post_mentions_all(content: Mapping[str, Any]) -> bool:
     for paragraph in _post_body(content).get("content") or ():
         for element in paragraph if isinstance(paragraph, list) else ():
-            if isinstance(element, Mapping) and element.get("tag") == "at" and element.get("user_id") in ("all", ALL_KEY):
+            if (
+                isinstance(element, Mapping)
+                and element.get("tag") == "at"
+                and element.get("user_id") in ("all", ALL_KEY)
+            ):
                 return True
     return False
 
@@ -296,8 +305,9 @@ def group_policy_for(chat_id: str, default: str, per_chat: Mapping[str, str] | N
     return policy
 
 
-def should_answer(message: IncomingMessage, default_policy: str = "mention",
-                  per_chat: Mapping[str, str] | None = None) -> tuple[bool, str]:
+def should_answer(
+    message: IncomingMessage, default_policy: str = "mention", per_chat: Mapping[str, str] | None = None
+) -> tuple[bool, str]:
     """Decide whether to answer; return (answer?, why) — the reason is for the log and console.
 
     p2p chats are always answered. In groups: `always` answers every message, `mention` only

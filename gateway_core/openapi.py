@@ -39,8 +39,16 @@ class BotIdentity:
 class OpenApi:
     """One lark-oapi client (built lazily: importing the SDK takes seconds) and a way to call it."""
 
-    def __init__(self, app_id: str, app_secret: str, domain: str, *, run_blocking: RunBlocking,
-                 request_timeout: float = 10.0, lark_client: Any = None):
+    def __init__(
+        self,
+        app_id: str,
+        app_secret: str,
+        domain: str,
+        *,
+        run_blocking: RunBlocking,
+        request_timeout: float = 10.0,
+        lark_client: Any = None,
+    ):
         self._app_id, self._app_secret, self._domain = app_id, app_secret, domain
         self._run_blocking = run_blocking
         self.request_timeout = request_timeout
@@ -55,9 +63,13 @@ class OpenApi:
 
                 adopt_sdk_logger()
                 self._client = (
-                    lark.Client.builder().app_id(self._app_id).app_secret(self._app_secret)
-                    .domain(self._domain).timeout(self.request_timeout)
-                    .log_level(lark.LogLevel.WARNING).build()
+                    lark.Client.builder()
+                    .app_id(self._app_id)
+                    .app_secret(self._app_secret)
+                    .domain(self._domain)
+                    .timeout(self.request_timeout)
+                    .log_level(lark.LogLevel.WARNING)
+                    .build()
                 )
                 adopt_sdk_logger()
             return self._client
@@ -68,6 +80,7 @@ class OpenApi:
         `send` builds its request there too: the SDK's first import takes seconds and must
         never run on the caller's loop.
         """
+
         def blocking() -> Any:
             return send(self.lark())
 
@@ -84,12 +97,17 @@ class OpenApi:
 
     async def bot_identity(self) -> BotIdentity:
         """GET /open-apis/bot/v3/info: the bot's open_id and app name (answered under "bot")."""
+
         def send(client: Any) -> Any:
             from lark_oapi import AccessTokenType, BaseRequest, HttpMethod
 
             return client.request(
-                BaseRequest.builder().http_method(HttpMethod.GET).uri("/open-apis/bot/v3/info")
-                .token_types({AccessTokenType.TENANT}).build())
+                BaseRequest.builder()
+                .http_method(HttpMethod.GET)
+                .uri("/open-apis/bot/v3/info")
+                .token_types({AccessTokenType.TENANT})
+                .build()
+            )
 
         response = await self.call("bot info", send)
         try:

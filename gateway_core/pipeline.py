@@ -123,8 +123,17 @@ class PipelineSnapshot:
     @classmethod
     def empty(cls) -> PipelineSnapshot:
         """Before there is a pipeline: nothing received, nothing pending."""
-        return cls(received=0, duplicates=0, answered=0, apologies=0, reply_failures=0, in_flight=0,
-                   last_message_at=None, activity=())
+        return cls(
+            received=0,
+            duplicates=0,
+            answered=0,
+            apologies=0,
+            reply_failures=0,
+            in_flight=0,
+            last_message_at=None,
+            activity=(),
+        )
+
     ignored: int = 0  # messages dropped unanswered (not addressed to the bot, empty, recalled)
     commands: int = 0  # in-chat commands answered
     held: int = 0  # group messages waiting for the bot's identity
@@ -222,7 +231,10 @@ class MessagePipeline:
                 self._text_replies.add(item.message.message_id)
             log.info(
                 "re-driving %s from %s (%s, %.0fs old)",
-                item.message.message_id, item.message.chat_id, item.state, time.time() - item.message.received_at,
+                item.message.message_id,
+                item.message.chat_id,
+                item.state,
+                time.time() - item.message.received_at,
             )
             self._start(item.message, item)
             started += 1
@@ -308,8 +320,9 @@ class MessagePipeline:
             outcome = "reply failed"  # stays unfinished in the journal: the next owner re-sends it
         self._remember(message, shown, text, model, time.monotonic() - started, outcome)
 
-    def _remember(self, message: InboundMessage, shown: str, reply: str, model: str | None,
-                  latency: float | None, outcome: str) -> None:
+    def _remember(
+        self, message: InboundMessage, shown: str, reply: str, model: str | None, latency: float | None, outcome: str
+    ) -> None:
         mode = "card" if message.message_id in self._checkpoints else ("text" if reply else "")
         self._checkpoints.pop(message.message_id, None)
         self._text_replies.discard(message.message_id)
@@ -343,17 +356,30 @@ class MessagePipeline:
                     self._held[message.message_id] = message
                     log.warning(
                         "group message %s held: the bot's own open_id is not known yet, so whether it was"
-                        " @-mentioned cannot be told (answered once it is)", message.message_id,
+                        " @-mentioned cannot be told (answered once it is)",
+                        message.message_id,
                     )
                     return None
         text, bot, everyone, unreadable, ignorable = interpret(
-            message.message_type, message.raw_content, message.mentions, self._bot_open_id)
+            message.message_type, message.raw_content, message.mentions, self._bot_open_id
+        )
         return IncomingMessage(
-            event_id=message.event_id, message_id=message.message_id, chat_id=message.chat_id,
-            chat_type=message.chat_type, sender_id=message.sender_id, message_type=message.message_type,
-            raw_content=message.raw_content, mentions=message.mentions, text=text, mentions_bot=bot,
-            mentions_all=everyone, unreadable_reply=unreadable, ignorable=ignorable or not message.message_id,
-            root_id="", thread_id="", received_at=message.received_at,
+            event_id=message.event_id,
+            message_id=message.message_id,
+            chat_id=message.chat_id,
+            chat_type=message.chat_type,
+            sender_id=message.sender_id,
+            message_type=message.message_type,
+            raw_content=message.raw_content,
+            mentions=message.mentions,
+            text=text,
+            mentions_bot=bot,
+            mentions_all=everyone,
+            unreadable_reply=unreadable,
+            ignorable=ignorable or not message.message_id,
+            root_id="",
+            thread_id="",
+            received_at=message.received_at,
         )
 
     def _ignore(self, message: InboundMessage, incoming: IncomingMessage, why: str) -> None:
@@ -432,7 +458,7 @@ class MessagePipeline:
     async def _ask_llm(self, message: InboundMessage, incoming: IncomingMessage) -> tuple[str, str | None, str, str]:
         key = history_key(incoming, self.rules.per_user_history)
         # The scheduler runs one answer per chat at a time, so this history is the latest.
-        history = self._journal.load_history(key)[-self._history_len:] if self._history_len else []
+        history = self._journal.load_history(key)[-self._history_len :] if self._history_len else []
         user_turn = {"role": "user", "content": incoming.text or ""}
         prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
         stream = await self._open_card(message)
@@ -448,8 +474,12 @@ class MessagePipeline:
         # The answer and the chat's new history are stored before the reply is sent: a crash
         # after this point re-sends this answer rather than asking the model a second time.
         self._journal.save_answer(
-            message.message_id, key, answer.text, answer.model, answer.latency,
-            turns[-self._history_len:] if self._history_len else [],
+            message.message_id,
+            key,
+            answer.text,
+            answer.model,
+            answer.latency,
+            turns[-self._history_len :] if self._history_len else [],
         )
         log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
         return answer.text, answer.model, "answered", ""
@@ -470,7 +500,8 @@ class MessagePipeline:
             return None
         try:
             stream = await self._cardkit.open_stream(
-                mid, resume=self._resume_point(mid), on_checkpoint=self._save_checkpoint)
+                mid, resume=self._resume_point(mid), on_checkpoint=self._save_checkpoint
+            )
         except CardKitUnavailable as exc:
             log.warning("streaming off for %s: %s; answering in text", mid, exc)
             return None
@@ -513,7 +544,9 @@ class MessagePipeline:
                 await asyncio.sleep(delay)  # backoff between retries of a failed send
                 delay *= 2
         self._reply_failures += 1
-        log.error("reply to %s not delivered after %d attempts; left for the next owner", message.message_id, REPLY_ATTEMPTS)
+        log.error(
+            "reply to %s not delivered after %d attempts; left for the next owner", message.message_id, REPLY_ATTEMPTS
+        )
         return None
 
     async def _finish_card(self, message: InboundMessage, text: str) -> str:
@@ -521,8 +554,8 @@ class MessagePipeline:
         stream = self._streams.get(message.message_id)
         if stream is None:
             stream = await self._cardkit.open_stream(
-                message.message_id, resume=self._resume_point(message.message_id),
-                on_checkpoint=self._save_checkpoint)
+                message.message_id, resume=self._resume_point(message.message_id), on_checkpoint=self._save_checkpoint
+            )
             self._streams[message.message_id] = stream
         checkpoint = await stream.finish(text)
         return checkpoint.reply_message_id or checkpoint.card_id
@@ -564,15 +597,20 @@ class _Progress:
     leaves the rest to `finish`, which pushes the final text itself.
     """
 
-    def __init__(self, pipeline: MessagePipeline, message: InboundMessage, incoming: IncomingMessage,
-                 stream: CardStream | None):
+    def __init__(
+        self, pipeline: MessagePipeline, message: InboundMessage, incoming: IncomingMessage, stream: CardStream | None
+    ):
         self._pipeline, self._message, self._stream = pipeline, message, stream
         self._latest: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed = False
         self._row = Answering(
-            message.message_id, message.chat_id, message.sender_id,
-            escape_untrusted(incoming.text or "", 60), time.time(), "card" if stream is not None else "text",
+            message.message_id,
+            message.chat_id,
+            message.sender_id,
+            escape_untrusted(incoming.text or "", 60),
+            time.time(),
+            "card" if stream is not None else "text",
         )
         pipeline._answering[message.message_id] = self._row
 
@@ -593,8 +631,11 @@ class _Progress:
                 await self._stream.push(text)
             except (CardKitFailed, CardKitUnavailable) as exc:
                 self._failed = True
-                log.warning("card for %s stopped updating (%s); the final answer goes in at the end",
-                            self._message.message_id, exc)
+                log.warning(
+                    "card for %s stopped updating (%s); the final answer goes in at the end",
+                    self._message.message_id,
+                    exc,
+                )
                 return
 
     async def settle(self) -> None:

@@ -88,8 +88,7 @@ def _feishu_endpoint(client: httpx.Client, profile: Profile) -> str:
 
 
 def _llm_models(client: httpx.Client, profile: Profile, offered: list[str]) -> str:
-    response = client.get(f"{profile.llm.base_url}/models",
-                          headers={"Authorization": f"Bearer {profile.llm.api_key}"})
+    response = client.get(f"{profile.llm.base_url}/models", headers={"Authorization": f"Bearer {profile.llm.api_key}"})
     if response.status_code in (401, 403):
         raise CheckFailed(f"HTTP {response.status_code}: the API key is refused; check llm.api_key in {profile.path}")
     if response.status_code != 200:
@@ -106,5 +105,7 @@ def _model_offered(model: str, offered: list[str], profile: Profile) -> str:
         raise CheckFailed("not checked: the LLM API did not list its models")
     if model not in offered:
         shown = ", ".join(escape_untrusted(m, 40) for m in offered[:8]) + (" …" if len(offered) > 8 else "")
-        raise CheckFailed(f"not offered by {profile.llm.base_url} (it offers: {shown}); fix llm.models in {profile.path}")
+        raise CheckFailed(
+            f"not offered by {profile.llm.base_url} (it offers: {shown}); fix llm.models in {profile.path}"
+        )
     return "offered"

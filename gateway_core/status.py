@@ -57,8 +57,14 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
     except ControlError as exc:
         reason = f"control socket: {exc}"
         return ProfileStatus(
-            profile=name, owner=kind, pid=owner.pid, uptime=time.time() - owner.started_at, healthy=False,
-            problem=reason, verdict=UNHEALTHY, reasons=(reason,),
+            profile=name,
+            owner=kind,
+            pid=owner.pid,
+            uptime=time.time() - owner.started_at,
+            healthy=False,
+            problem=reason,
+            verdict=UNHEALTHY,
+            reasons=(reason,),
         )
     last = status["pipeline"].get("last_message_at")
     oldest = status["pipeline"].get("oldest_pending_at")
@@ -98,12 +104,19 @@ def _not_running(home: Home, name: str) -> ProfileStatus:
     except ConfigError as error:
         why = str(error).removeprefix(f"{home.profiles / name}.toml: ")
         return ProfileStatus(
-            profile=name, owner="none", problem=why, state="invalid",
-            pending=pending, oldest_pending_age=oldest,
+            profile=name,
+            owner="none",
+            problem=why,
+            state="invalid",
+            pending=pending,
+            oldest_pending_age=oldest,
         )
     return ProfileStatus(
-        profile=name, owner="none", state=GatewayState.STOPPED,
-        pending=pending, oldest_pending_age=oldest,
+        profile=name,
+        owner="none",
+        state=GatewayState.STOPPED,
+        pending=pending,
+        oldest_pending_age=oldest,
     )
 
 
@@ -120,10 +133,20 @@ def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
             health = "stopped"
         else:
             health = _verdict(s)
-        rows.append((
-            s.profile, s.owner, str(s.pid or "-"), _age(s.uptime), s.feishu or "-", s.executor or "-",
-            s.model or "-", _age(s.last_message_age), _pending(s), health,
-        ))
+        rows.append(
+            (
+                s.profile,
+                s.owner,
+                str(s.pid or "-"),
+                _age(s.uptime),
+                s.feishu or "-",
+                s.executor or "-",
+                s.model or "-",
+                _age(s.last_message_age),
+                _pending(s),
+                health,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 

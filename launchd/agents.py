@@ -100,10 +100,7 @@ def secrets_from_environment(home: Home, profile: str) -> list[str]:
     except (OSError, tomllib.TOMLDecodeError):
         return []
     return [
-        f"{section}.{key}"
-        for section in ("feishu", "llm")
-        for key in (data.get(section) or {})
-        if key.endswith("_env")
+        f"{section}.{key}" for section in ("feishu", "llm") for key in (data.get(section) or {}) if key.endswith("_env")
     ]
 
 
@@ -202,7 +199,10 @@ class AgentStatus:
         return bool(self.job and self.job.running and self.owner and self.owner.pid != self.job.pid)
 
     def lines(self) -> list[str]:
-        out = [f"profile '{self.profile}': {self.label} — " + (f"plist {self.plist}" if self.installed else "not installed")]
+        out = [
+            f"profile '{self.profile}': {self.label} — "
+            + (f"plist {self.plist}" if self.installed else "not installed")
+        ]
         out.append(self.job.describe() if self.job else "launchd: not loaded")
         out.append(f"served by {self.owner.describe()}" if self.owner else "no gateway holds the profile")
         if self.job and self.job.looping:
@@ -248,5 +248,4 @@ def installed_profiles(settings: AgentSettings) -> list[str]:
     prefix = settings.prefix + "."
     if not settings.agents_dir.is_dir():
         return []
-    return sorted(p.stem[len(prefix):] for p in settings.agents_dir.glob(f"{prefix}*.plist"))
-
+    return sorted(p.stem[len(prefix) :] for p in settings.agents_dir.glob(f"{prefix}*.plist"))

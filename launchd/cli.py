@@ -30,13 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--profile", default="default")
         if all_help:
             sub.add_argument("--all", action="store_true", help=all_help)
-        sub.add_argument("--agents-dir", type=Path, default=None, help="LaunchAgents directory (default ~/Library/LaunchAgents)")
+        sub.add_argument(
+            "--agents-dir", type=Path, default=None, help="LaunchAgents directory (default ~/Library/LaunchAgents)"
+        )
         sub.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"job label prefix (default {DEFAULT_PREFIX})")
         return sub
 
     inst = action("install", "write the profile's LaunchAgent and load it", "every profile in GATEWATCH_HOME")
     inst.add_argument(
-        "--throttle-interval", type=int, default=DEFAULT_THROTTLE_INTERVAL,
+        "--throttle-interval",
+        type=int,
+        default=DEFAULT_THROTTLE_INTERVAL,
         help="seconds launchd waits before restarting a failed gateway",
     )
     action("uninstall", "unload the profile's LaunchAgent and remove its plist", "every installed profile")
@@ -118,7 +122,9 @@ def _takeover(args, home: Home, settings: AgentSettings, open_console: OpenConso
         if open_console is not None:
             return open_console(home, args.profile)
         say("no console here; running the gateway without it")
-    say(f"running profile '{args.profile}' here; stop with Ctrl-C, then: gatewatch launchd handback --profile {args.profile}")
+    say(
+        f"running profile '{args.profile}' here; stop with Ctrl-C, then: gatewatch launchd handback --profile {args.profile}"
+    )
     from gateway_core.headless import run_headless
 
     return run_headless(profile, home)

@@ -100,35 +100,54 @@ def examine_rules(data: dict, ours: bool) -> list[Finding]:
     findings: list[Finding] = []
     args = program_arguments(data)
     if "--replace" in args:
-        findings.append(Finding(
-            "ProgramArguments carries --replace: a manual restart kills launchd's process, launchd respawns "
-            "its own, and two gateways fight over one Feishu app", True))
+        findings.append(
+            Finding(
+                "ProgramArguments carries --replace: a manual restart kills launchd's process, launchd respawns "
+                "its own, and two gateways fight over one Feishu app",
+                True,
+            )
+        )
     if data.get("KeepAlive") is True:
-        findings.append(Finding(
-            "KeepAlive is unconditionally true: launchd restarts even a clean stop, forever; "
-            "use KeepAlive {SuccessfulExit: false}", True))
+        findings.append(
+            Finding(
+                "KeepAlive is unconditionally true: launchd restarts even a clean stop, forever; "
+                "use KeepAlive {SuccessfulExit: false}",
+                True,
+            )
+        )
     if data.get("RunAtLoad") is not True:
         findings.append(Finding("RunAtLoad is missing: the gateway does not start at login", True))
     if not args:
         findings.append(Finding("no ProgramArguments or Program: launchd has nothing to run", False))
     elif not os.path.isabs(args[0]) or not os.access(args[0], os.X_OK):
-        findings.append(Finding(f"program {args[0]} does not exist or is not executable (launchd needs an absolute path)", ours))
+        findings.append(
+            Finding(f"program {args[0]} does not exist or is not executable (launchd needs an absolute path)", ours)
+        )
     if args and os.path.basename(args[0]) in SHELLS:
-        findings.append(Finding(
-            "runs a shell wrapper: launchd's PID is the shell's, not the gateway's; run the gateway itself", False))
+        findings.append(
+            Finding(
+                "runs a shell wrapper: launchd's PID is the shell's, not the gateway's; run the gateway itself", False
+            )
+        )
     for key in ("StandardOutPath", "StandardErrorPath"):
         value = data.get(key)
         if not isinstance(value, str) or not value:
             findings.append(Finding(f"{key} is missing: the gateway's output is lost", True))
         elif not Path(value).parent.is_dir():
-            findings.append(Finding(f"{key} directory {Path(value).parent} does not exist: launchd cannot start the job", True))
+            findings.append(
+                Finding(f"{key} directory {Path(value).parent} does not exist: launchd cannot start the job", True)
+            )
     environment = data.get("EnvironmentVariables") or {}
     if isinstance(environment, dict):
         for name in sorted(environment):
             if SECRET_NAME.search(str(name)):
-                findings.append(Finding(
-                    f"EnvironmentVariables carries {name}: secrets never belong in a plist (it is world-readable); "
-                    "use a *_file secret readable only by you", ours))
+                findings.append(
+                    Finding(
+                        f"EnvironmentVariables carries {name}: secrets never belong in a plist (it is world-readable); "
+                        "use a *_file secret readable only by you",
+                        ours,
+                    )
+                )
     return findings
 
 
@@ -152,9 +171,13 @@ def scan(agents_dir: Path, probe_launchd: bool = True) -> list[AgentFile]:
         if len(group) > 1:
             for agent in group:
                 others = ", ".join(o.path.name for o in group if o is not agent)
-                agent.findings.append(Finding(
-                    f"two jobs for {family} profile '{profile}' (also {others}): they would fight over one Feishu app; "
-                    "remove all but one", False))
+                agent.findings.append(
+                    Finding(
+                        f"two jobs for {family} profile '{profile}' (also {others}): they would fight over one Feishu app; "
+                        "remove all but one",
+                        False,
+                    )
+                )
     if probe_launchd:
         for agent in agents:
             if agent.data is not None:
@@ -173,9 +196,13 @@ def loop_findings(agent: AgentFile) -> list[Finding]:
     if job is None or not job.looping:
         return []
     meaning = GATEWAY_EXIT_MEANINGS.get(job.last_exit_code or -1, "see its log")
-    return [Finding(
-        f"launchd keeps restarting it: {job.runs} runs, last {job.describe_last_exit()} — {meaning}; "
-        "see 'gatewatch launchd status'", False)]
+    return [
+        Finding(
+            f"launchd keeps restarting it: {job.runs} runs, last {job.describe_last_exit()} — {meaning}; "
+            "see 'gatewatch launchd status'",
+            False,
+        )
+    ]
 
 
 def apply_rules(agent: AgentFile, home: Home) -> dict:
@@ -241,7 +268,9 @@ def reload_job(label: str, path: Path, report: Report) -> None:
         return
     launchctl.bootout(label)
     if not wait_until_unloaded(launchctl, label, job.pid, unload_timeout(job)):
-        raise LaunchctlError(0, f"{label}: booted out for the reload but PID {job.pid} has not exited; bootstrap it later")
+        raise LaunchctlError(
+            0, f"{label}: booted out for the reload but PID {job.pid} has not exited; bootstrap it later"
+        )
     launchctl.bootstrap(path)
     report(f"{label}: reloaded in {launchctl.domain}")
 

@@ -60,7 +60,9 @@ def take_over(
     try:
         launchctl.bootout(label)
     except LaunchctlError as error:
-        raise HandoverError(f"could not boot out {label}: {error}; nothing was changed, launchd still runs it") from None
+        raise HandoverError(
+            f"could not boot out {label}: {error}; nothing was changed, launchd still runs it"
+        ) from None
     if old_pid:
         report(f"waiting for PID {old_pid} to exit (up to {timeout:.0f}s)…")
     if not wait_until_unloaded(launchctl, label, old_pid, timeout):

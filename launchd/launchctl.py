@@ -95,7 +95,9 @@ class ListEntry:
     label: str
 
 
-def resolve_domain(environ: dict[str, str] | None = None, uid: int | None = None, console_uid: int | None = None) -> str:
+def resolve_domain(
+    environ: dict[str, str] | None = None, uid: int | None = None, console_uid: int | None = None
+) -> str:
     """`gui/<uid>` with a GUI login session, `user/<uid>` otherwise (Homebrew's rule).
 
     `gui/` exists only while the user is logged in at the screen; over SSH with nobody at the
@@ -238,9 +240,13 @@ class Launchctl:
                 timeout=CALL_TIMEOUT,
             )
         except subprocess.TimeoutExpired:
-            raise LaunchctlError(124, f"launchctl {' '.join(args[:2])} did not answer within {CALL_TIMEOUT:.0f}s") from None
+            raise LaunchctlError(
+                124, f"launchctl {' '.join(args[:2])} did not answer within {CALL_TIMEOUT:.0f}s"
+            ) from None
 
-    def _check(self, result: subprocess.CompletedProcess[str], verb: str, target: str, ok: tuple[int, ...] = (0,)) -> int:
+    def _check(
+        self, result: subprocess.CompletedProcess[str], verb: str, target: str, ok: tuple[int, ...] = (0,)
+    ) -> int:
         if result.returncode not in ok:
             raise LaunchctlError(result.returncode, explain(result.returncode, verb, target, result.stderr))
         return result.returncode

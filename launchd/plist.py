@@ -108,8 +108,16 @@ def read_plist(path: Path) -> dict:
             data = plistlib.load(fp)
     except FileNotFoundError:
         raise PlistError(f"{path}: no such file") from None
-    except (plistlib.InvalidFileException, xml.parsers.expat.ExpatError, ValueError, TypeError,
-            KeyError, IndexError, OverflowError, OSError) as exc:  # a hand-edited file can fail anywhere
+    except (
+        plistlib.InvalidFileException,
+        xml.parsers.expat.ExpatError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        OSError,
+    ) as exc:  # a hand-edited file can fail anywhere
         raise PlistError(f"{path}: does not parse as a property list ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise PlistError(f"{path}: top level is not a dictionary")

@@ -183,4 +183,3 @@ class HeadlessProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
-

@@ -24,8 +24,7 @@ from .support import FEISHU_SECRET, unique_app_id
 
 def cardkit_client(sims, updates_per_second=5.0) -> CardKitClient:
     """A fresh client, as a fresh gateway process would build it (no in-process memo)."""
-    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread,
-                  request_timeout=5)
+    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
     return CardKitClient(api, updates_per_second=updates_per_second)
 
 
@@ -45,8 +44,12 @@ class Journal:
 
 async def shown(feishu, card_id: str, text: str) -> None:
     """Wait until Feishu shows `text` in the card."""
-    await in_own_thread(feishu.wait_for, lambda: feishu.card(card_id).texts.get("answer") == text, 5,
-                        lambda: f"card shows {feishu.card(card_id).texts!r}, wanted {text!r}")
+    await in_own_thread(
+        feishu.wait_for,
+        lambda: feishu.card(card_id).texts.get("answer") == text,
+        5,
+        lambda: f"card shows {feishu.card(card_id).texts!r}, wanted {text!r}",
+    )
 
 
 async def test_a_20_chunk_stream_updates_in_order_and_ends_with_the_full_text(sims):
@@ -116,8 +119,7 @@ async def test_redrive_after_a_crash_mid_stream_finishes_the_same_card(sims):
     await shown(feishu, first.card_id, "The first half, and more")
     await first.abandon()  # the process dies here: only the journal survives
 
-    again = await cardkit_client(sims).open_stream(question.message_id, resume=journal.last,
-                                                   on_checkpoint=journal)
+    again = await cardkit_client(sims).open_stream(question.message_id, resume=journal.last, on_checkpoint=journal)
     assert again.card_id == first.card_id
     await again.push("The whole answer")
     await again.finish("The whole answer, done.")
@@ -161,13 +163,11 @@ async def test_a_retry_in_the_same_process_reuses_the_card(sims):
 
 
 async def test_bot_identity(sims):
-    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread,
-                  request_timeout=5)
+    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
     identity = await api.bot_identity()
     assert (identity.open_id, identity.app_name) == (sims.feishu.bot_open_id, sims.feishu.bot_name)
     # lark caches tokens per app id: an app id of its own makes the SDK ask for a token again
-    wrong = OpenApi(unique_app_id(), "wrong-secret", sims.feishu.domain, run_blocking=in_own_thread,
-                    request_timeout=5)
+    wrong = OpenApi(unique_app_id(), "wrong-secret", sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
     with pytest.raises(OpenApiRefused) as refused:
         await wrong.bot_identity()
     assert "wrong-secret" not in str(refused.value)

@@ -86,7 +86,8 @@ async def test_group_answers_only_its_own_mention(home, sims):
         await settled_as(gateway, everyone, "dropped")
         alice = sims.feishu.user_mention("@_user_2", "ou_alice", "Alice")
         asked = sims.feishu.inject_group_text(
-            "@_user_1 what did @_user_2 say?", mentions=[sims.feishu.bot_mention(), alice])
+            "@_user_1 what did @_user_2 say?", mentions=[sims.feishu.bot_mention(), alice]
+        )
         assert (await reply_to(gateway, sims, asked)).text == "[alpha] what did @Alice say?"
         assert sims.feishu.replies_to(plain) == [] and sims.feishu.replies_to(everyone) == []
         assert len(sims.llm.requests) == 1
@@ -154,10 +155,13 @@ async def test_a_bare_mention_in_a_group_gets_help(home, sims):
 
 
 async def test_a_post_with_a_code_block_is_answered_from_its_flattened_text(home, sims):
-    post = {"title": "Why?", "content": [
-        [{"tag": "text", "text": "this fails: "}, {"tag": "a", "text": "docs", "href": "https://example.com"}],
-        [{"tag": "code_block", "language": "PYTHON", "text": "print(1 / 0)\n"}],
-    ]}
+    post = {
+        "title": "Why?",
+        "content": [
+            [{"tag": "text", "text": "this fails: "}, {"tag": "a", "text": "docs", "href": "https://example.com"}],
+            [{"tag": "code_block", "language": "PYTHON", "text": "print(1 / 0)\n"}],
+        ],
+    }
     flattened, _ = flatten_post(post)
     assert "```python\nprint(1 / 0)\n```" in flattened
     async with running(home, sims) as gateway:
@@ -215,8 +219,7 @@ async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_ne
     sims.feishu.limit_card_operations(1, 3600)  # the first update goes through, then 429s for an hour
     async with running(home, sims, reply_mode="stream") as gateway:
         event = sims.feishu.inject_text("finish me later")
-        await until(
-            lambda: gateway.snapshot().pipeline.reply_failures == 1, 20, "the card's finish given up")
+        await until(lambda: gateway.snapshot().pipeline.reply_failures == 1, 20, "the card's finish given up")
         assert gateway.journal.unfinished()[0].answer == "[alpha] finish me later"  # answer stored
     (stuck,) = sims.feishu.cards_replied_to(event)
     assert stuck.streaming_mode
@@ -256,7 +259,9 @@ async def test_per_user_history_in_groups(home, sims):
         for sender in ("ou_ann", "ou_ben"):
             await reply_to(gateway, sims, sims.feishu.inject_group_text(f"I am {sender}", sender_open_id=sender))
         assert [t["content"] for t in gateway.journal.load_history("oc_group1/ou_ann")] == [
-            "I am ou_ann", "[alpha] I am ou_ann"]
+            "I am ou_ann",
+            "[alpha] I am ou_ann",
+        ]
         assert gateway.journal.load_history("oc_group1") == []
         await reply_to(gateway, sims, sims.feishu.inject_group_text("again", sender_open_id="ou_ben"))
         context = [m["content"] for m in sims.llm.requests[-1].messages[1:]]

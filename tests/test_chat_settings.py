@@ -27,10 +27,14 @@ def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(
     path = tmp_path / "p.db"
     db = sqlite3.connect(path)
     db.executescript(V1_INBOX)
-    db.execute("INSERT INTO inbox VALUES ('om_1', 'ev_1', 'oc_1', 'p2p', 'ou_1', 'text', 'hello', 1.0,"
-               " 'answering', 1.0, NULL, NULL, NULL, NULL, NULL, 1)")
-    db.execute("INSERT INTO inbox VALUES ('om_2', 'ev_2', 'oc_1', 'p2p', 'ou_1', 'image', NULL, 2.0,"
-               " 'received', 2.0, NULL, NULL, NULL, NULL, NULL, 0)")
+    db.execute(
+        "INSERT INTO inbox VALUES ('om_1', 'ev_1', 'oc_1', 'p2p', 'ou_1', 'text', 'hello', 1.0,"
+        " 'answering', 1.0, NULL, NULL, NULL, NULL, NULL, 1)"
+    )
+    db.execute(
+        "INSERT INTO inbox VALUES ('om_2', 'ev_2', 'oc_1', 'p2p', 'ou_1', 'image', NULL, 2.0,"
+        " 'received', 2.0, NULL, NULL, NULL, NULL, NULL, 0)"
+    )
     db.commit()
     db.close()
     journal = Journal(path)
@@ -73,13 +77,16 @@ def test_chat_settings_are_read_checked_and_shown(home, sims):
     assert shown["feishu.chat_policies"] == "oc_a=always, oc_b=never" and shown["gateway.admins"] == "ou_admin"
 
 
-@pytest.mark.parametrize("options, expected", [
-    ({"reply_mode": "cards"}, 'feishu.reply_mode: expected one of "stream", "text"'),
-    ({"group_policy": "sometimes"}, 'feishu.group_policy: expected one of "always", "mention", "never"'),
-    ({"extra": '[feishu.chat_policies]\n"oc_a" = "loud"\n'}, "feishu.chat_policies.oc_a: expected one of"),
-    ({"extra": "admins = \"ou_1\""}, "gateway.admins: expected a list of non-empty strings"),
-    ({"extra": "admin = [\"ou_1\"]"}, "unknown key gateway.admin: did you mean admins?"),
-])
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ({"reply_mode": "cards"}, 'feishu.reply_mode: expected one of "stream", "text"'),
+        ({"group_policy": "sometimes"}, 'feishu.group_policy: expected one of "always", "mention", "never"'),
+        ({"extra": '[feishu.chat_policies]\n"oc_a" = "loud"\n'}, "feishu.chat_policies.oc_a: expected one of"),
+        ({"extra": 'admins = "ou_1"'}, "gateway.admins: expected a list of non-empty strings"),
+        ({"extra": 'admin = ["ou_1"]'}, "unknown key gateway.admin: did you mean admins?"),
+    ],
+)
 def test_bad_chat_settings_are_one_clear_line(home, sims, options, expected):
     write_profile(home, "p", sims, **options)
     with pytest.raises(ConfigError) as error:

@@ -77,9 +77,7 @@ async def test_200_chats_with_a_3s_model_are_answered_together_without_an_execut
 async def test_turns_of_one_chat_are_answered_in_order_with_their_history(gateway, sims):
     sims.llm.set_behaviour("alpha", "echo", latency=0.2)
     events = [
-        sims.feishu.inject_text(f"chat {c} turn {t}", chat_id=f"oc_order_{c}")
-        for t in range(5)
-        for c in range(20)
+        sims.feishu.inject_text(f"chat {c} turn {t}", chat_id=f"oc_order_{c}") for t in range(5) for c in range(20)
     ]
     await wait_for_answers(gateway, sims, events, 60)
     assert_each_answered_once(sims, events)

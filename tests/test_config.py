@@ -62,8 +62,10 @@ def test_good_profile_loads_with_secrets_resolved(home):
         (lambda t: t.replace("http://127.0.0.1:9/v1", "ftp://x"), "llm.base_url: expected an http(s):// URL"),
         (lambda t: t + "[gateway]\nmax_in_flight = 0\n", "gateway.max_in_flight: expected an integer >= 1"),
         (lambda t: t.replace("[llm]\n", "[llm]\nidle_timeout = -1\n"), "llm.idle_timeout: expected a number >= 0.1"),
-        (lambda t: t.replace("[feishu]\n", "[feishu]\napp_replies_per_second = 2.5\n"),
-         "feishu.app_replies_per_second: expected an integer >= 1"),
+        (
+            lambda t: t.replace("[feishu]\n", "[feishu]\napp_replies_per_second = 2.5\n"),
+            "feishu.app_replies_per_second: expected an integer >= 1",
+        ),
     ],
 )
 def test_bad_profile_names_file_key_and_expectation(home, mutation, expected):
@@ -145,7 +147,10 @@ def test_cli_profile_show_works_before_the_secrets_exist(home):
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
         [sys.executable, "-m", "tui", "profile", "show", "fresh"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "llm.models" in result.stdout and "gpt-4o-mini" in result.stdout
@@ -161,7 +166,10 @@ def test_cli_bad_config_exits_2_with_one_line(home):
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
         [sys.executable, "-m", "gateway_core", "run", "--headless", "--profile", "p"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -174,7 +182,10 @@ def test_cli_profile_show_masks_secrets(home):
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
         [sys.executable, "-m", "tui", "profile", "show", "p"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "***" in result.stdout and "secret-value" not in result.stdout

@@ -54,7 +54,10 @@ def test_snapshot_codec_round_trips_exactly():
     from gateway_core.pipeline import Activity, PipelineSnapshot
 
     snap = GatewaySnapshot(
-        profile="p", state="running", owner=OwnerInfo(1, "headless", 2.0, "p", "ai.x"), uptime=3.0,
+        profile="p",
+        state="running",
+        owner=OwnerInfo(1, "headless", 2.0, "p", "ai.x"),
+        uptime=3.0,
         executor=ExecutorSnapshot("healthy", 4, 2, 0, 0, 5, 0, 1, 0.001, 0.001, 0.002, 9.0, "why", (0.001, 0.002)),
         feishu=FeishuSnapshot("connected", 1.0, "", "d1", 2.0, 1, 0, 0, None),
         models=ModelsSnapshot("a", (ModelHealth("a", "closed", 0.0, 1, 0, 0.1, 0.1, None),)),
@@ -73,15 +76,35 @@ def test_named_states_travel_as_their_plain_words():
     from gateway_core.states import ExecutorState, FeishuState, GatewayState, Verdict
 
     snap = GatewaySnapshot(
-        profile="p", state=GatewayState.RUNNING, owner=None, uptime=1.0,
+        profile="p",
+        state=GatewayState.RUNNING,
+        owner=None,
+        uptime=1.0,
         executor=ExecutorSnapshot(
-            state=ExecutorState.HEALTHY, max_workers=4, live_threads=4, busy=0, queued=0, completed=1, failed=0,
-            restarts=0, last_probe_latency=0.001, probe_p50=0.001, probe_p95=0.001, last_restart_at=None,
+            state=ExecutorState.HEALTHY,
+            max_workers=4,
+            live_threads=4,
+            busy=0,
+            queued=0,
+            completed=1,
+            failed=0,
+            restarts=0,
+            last_probe_latency=0.001,
+            probe_p50=0.001,
+            probe_p95=0.001,
+            last_restart_at=None,
             last_restart_cause=None,
         ),
         feishu=FeishuSnapshot(
-            state=FeishuState.CONNECTED, since=1.0, detail="", conn_id="c1", last_frame_at=2.0, connects=1,
-            reconnects=0, restarts=0, last_error=None,
+            state=FeishuState.CONNECTED,
+            since=1.0,
+            detail="",
+            conn_id="c1",
+            last_frame_at=2.0,
+            connects=1,
+            reconnects=0,
+            restarts=0,
+            last_error=None,
         ),
         models=ModelsSnapshot(active="a", models=()),
         pipeline=PipelineSnapshot.empty(),
@@ -222,7 +245,10 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         gateway.wait_for_line("Feishu connected")
         result = subprocess.run(
             [sys.executable, "-m", "tui", "status", "--json"],
-            env=gateway_env(home), capture_output=True, text=True, timeout=30,
+            env=gateway_env(home),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert result.returncode == 0, result.stderr
         rows = {row["profile"]: row for row in json.loads(result.stdout)}
@@ -232,7 +258,10 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
         assert rows["typo"]["problem"].startswith("unknown key gateway.max_wrokers")
         table = subprocess.run(
             [sys.executable, "-m", "tui", "status"],
-            env=gateway_env(home), capture_output=True, text=True, timeout=30,
+            env=gateway_env(home),
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout.splitlines()
         line_of = {line.split()[0]: line for line in table[1:]}
         assert line_of["idle"].rstrip().endswith("stopped")
@@ -254,7 +283,10 @@ def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
         sims.feishu.drop_connection()  # the WebSocket is gone; the process lives on
         result = subprocess.run(
             [sys.executable, "-m", "tui", "status"],
-            env=gateway_env(home), capture_output=True, text=True, timeout=30,
+            env=gateway_env(home),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert result.returncode == 1
         assert "UNHEALTHY" in result.stdout and "Feishu reconnecting" in result.stdout

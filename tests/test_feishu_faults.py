@@ -52,7 +52,8 @@ async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
 
         # Unhealthy from the moment it is suspected, while still "connected".
         suspected = await until(
-            lambda: (snap := gateway.snapshot()).feishu.suspect and snap, 10, "the link to be suspected")
+            lambda: (snap := gateway.snapshot()).feishu.suspect and snap, 10, "the link to be suspected"
+        )
         assert suspected.feishu.state == "connected" and not suspected.healthy
         assert "no pong" in suspected.feishu.suspect_reason
 
@@ -82,8 +83,10 @@ async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
         # Each held POST is given up at its deadline and retried: the attempt never sits in one.
         await in_own_thread(sims.feishu.wait_for, lambda: sims.feishu.endpoint_requests >= before + 3, 15)
         snap = await until(
-            lambda: (s := gateway.feishu.snapshot()).last_error and s.next_attempt_at and s, 5,
-            "the timeout and the next attempt to be shown")
+            lambda: (s := gateway.feishu.snapshot()).last_error and s.next_attempt_at and s,
+            5,
+            "the timeout and the next attempt to be shown",
+        )
         assert snap.state == "reconnecting" and "Timeout" in snap.last_error
         panel = render_feishu(snap, time.time()).plain  # what the console's Feishu panel shows
         assert snap.last_error in panel and "next attempt" in panel
@@ -147,7 +150,8 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
             release.wait(30)
 
     config = FeishuConfig(
-        app_id=sims.feishu.app_id, app_secret=FEISHU_SECRET, domain=sims.feishu.domain, max_reconnect_interval=1)
+        app_id=sims.feishu.app_id, app_secret=FEISHU_SECRET, domain=sims.feishu.domain, max_reconnect_interval=1
+    )
     connection = FeishuConnection(config, on_message)
     connection.start()
     try:
@@ -172,7 +176,11 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
         assert from_old == ["block"], deliveries  # only what it handed over before it was replaced
         after = connection.snapshot()
         assert (after.state, after.conn_id, after.connects, after.generation) == (
-            "connected", replaced.conn_id, replaced.connects, 2)
+            "connected",
+            replaced.conn_id,
+            replaced.connects,
+            2,
+        )
         assert sims.feishu.is_acked(queued)
     finally:
         release.set()

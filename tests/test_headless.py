@@ -78,8 +78,11 @@ async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home,
     await gateway.start()
     try:
         # Refused, not retried: the attempt ends in `failed` (it may take a while on a busy machine).
-        snap = await until(lambda: (s := gateway.feishu.snapshot()).state in ("failed", "connected") and s, 30,
-                           "the refused connect attempt to end")
+        snap = await until(
+            lambda: (s := gateway.feishu.snapshot()).state in ("failed", "connected") and s,
+            30,
+            "the refused connect attempt to end",
+        )
         assert snap.state == "failed" and "invalid app_id or app_secret" in snap.last_error
         # Several supervisor rounds later, still one attempt: no hot retry loop.
         for _ in range(5):

@@ -26,10 +26,13 @@ def well() -> dict:
         state="running",
         executor=ExecutorSnapshot("healthy", 8, 2, 0, 0, 10, 0, 0, 0.001, 0.001, 0.002, None, None),
         feishu=FeishuSnapshot("connected", NOW - 300, "", "c1", NOW - 1, 1, 0, 0, None, ping_interval=120),
-        models=ModelsSnapshot("alpha", (
-            ModelHealth("alpha", "closed", 0, 10, 0, 0.4, 0.4, None),
-            ModelHealth("beta", "closed", 0, 0, 0, None, None, None),
-        )),
+        models=ModelsSnapshot(
+            "alpha",
+            (
+                ModelHealth("alpha", "closed", 0, 10, 0, 0.4, 0.4, None),
+                ModelHealth("beta", "closed", 0, 0, 0, None, None, None),
+            ),
+        ),
         pipeline=PipelineSnapshot(10, 0, 10, 0, 0, 0, NOW - 5, ()),
         replies=ReplyStats(10, 0, 0),
     )
@@ -47,8 +50,14 @@ def test_a_gateway_answering_everyone_is_healthy():
 
 
 def test_feishu_reconnecting_says_for_how_long_why_and_when_next():
-    feishu = replace(well()["feishu"], state="reconnecting", since=NOW - 80, last_error="NameResolutionError",
-                     last_error_at=NOW - 3, next_attempt_at=NOW + 4)
+    feishu = replace(
+        well()["feishu"],
+        state="reconnecting",
+        since=NOW - 80,
+        last_error="NameResolutionError",
+        last_error_at=NOW - 3,
+        next_attempt_at=NOW + 4,
+    )
     health = judge(feishu=feishu)
     assert health.verdict == UNHEALTHY and not health.ok
     assert health.reasons == ("Feishu reconnecting for 80s: NameResolutionError; next attempt in 4s",)
@@ -115,8 +124,13 @@ def test_worst_first_and_a_stopped_gateway_is_unhealthy():
 
 
 def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
-    snapshot = GatewaySnapshot(profile="p", owner=None, uptime=1.0, **{
-        k: v for k, v in well().items() if k != "replies"}, replies=ReplyStats(1, 0, 1, 1, "code 10014", True))
+    snapshot = GatewaySnapshot(
+        profile="p",
+        owner=None,
+        uptime=1.0,
+        **{k: v for k, v in well().items() if k != "replies"},
+        replies=ReplyStats(1, 0, 1, 1, "code 10014", True),
+    )
     assert snapshot.health.verdict == UNHEALTHY and snapshot.healthy is False
     wire = json.loads(json.dumps(snapshot_to_dict(snapshot)))
     assert wire["healthy"] is False and wire["health"]["verdict"] == UNHEALTHY
@@ -128,8 +142,13 @@ def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
 
 
 def run_status(home, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui", "status", *args],
-                          env=gateway_env(home), capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "tui", "status", *args],
+        env=gateway_env(home),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home, sims):

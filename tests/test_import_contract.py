@@ -114,16 +114,26 @@ def is_known(violation: Violation) -> bool:
 def test_no_layer_imports_upwards():
     modules = [name for name, _ in every_module()]
     # The scan really covers every layer, entry points and subpackages included.
-    assert {"gateway_core.__main__", "gateway_core.control", "gateway_core.sim.feishu_sim", "launchd.cli",
-            "tui.cli", "tui.app"} <= set(modules)
+    assert {
+        "gateway_core.__main__",
+        "gateway_core.control",
+        "gateway_core.sim.feishu_sim",
+        "launchd.cli",
+        "tui.cli",
+        "tui.app",
+    } <= set(modules)
     unexpected = [str(v) for v in all_violations() if not is_known(v)]
     assert unexpected == [], "upward imports (the layers are gateway_core ← launchd ← tui):\n" + "\n".join(unexpected)
 
 
 def test_every_known_exception_still_exists():
     """A removed upward import must leave KNOWN_EXCEPTIONS too, so the list only ever shrinks."""
-    present = {(v.module, imported) for v in all_violations() for (module, imported) in KNOWN_EXCEPTIONS
-               if v.module == module and (v.imported == imported or v.imported.startswith(imported + "."))}
+    present = {
+        (v.module, imported)
+        for v in all_violations()
+        for (module, imported) in KNOWN_EXCEPTIONS
+        if v.module == module and (v.imported == imported or v.imported.startswith(imported + "."))
+    }
     assert present == set(KNOWN_EXCEPTIONS)
 
 

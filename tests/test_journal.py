@@ -13,8 +13,13 @@ from .support import HeadlessProcess, write_profile
 
 def message(n: int, chat: str = "oc_a", at: float | None = None, text: str | None = "hi") -> InboundMessage:
     return InboundMessage(
-        event_id=f"ev_{n}", message_id=f"om_{n}", chat_id=chat, chat_type="p2p", sender_id="ou_1",
-        message_type="text" if text is not None else "image", text=text,
+        event_id=f"ev_{n}",
+        message_id=f"om_{n}",
+        chat_id=chat,
+        chat_type="p2p",
+        sender_id="ou_1",
+        message_type="text" if text is not None else "image",
+        text=text,
         received_at=time.time() if at is None else at,
     )
 
@@ -53,7 +58,8 @@ def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept
     journal = Journal(path)
     pending = journal.unfinished()
     assert [(p.message.message_id, p.state, p.answer) for p in pending] == [
-        ("om_1", "answering", "hello"), ("om_2", "received", None),
+        ("om_1", "answering", "hello"),
+        ("om_2", "received", None),
     ]
     assert pending[0].message.text == "hi" and pending[0].model == "alpha"
     assert journal.load_history("oc_a") == turns and journal.load_history("oc_b") == []

@@ -38,13 +38,16 @@ def hermes_plist(agents, tmp_path):
     program.chmod(0o755)
     path = agents / f"{HERMES}.plist"
     with open(path, "wb") as fp:
-        plistlib.dump({
-            "Label": HERMES,
-            "ProgramArguments": [str(program), "gateway", "start", "--replace"],
-            "RunAtLoad": True,
-            "KeepAlive": {"SuccessfulExit": False},
-            "ThrottleInterval": 1,
-        }, fp)
+        plistlib.dump(
+            {
+                "Label": HERMES,
+                "ProgramArguments": [str(program), "gateway", "start", "--replace"],
+                "RunAtLoad": True,
+                "KeepAlive": {"SuccessfulExit": False},
+                "ThrottleInterval": 1,
+            },
+            fp,
+        )
     return path
 
 
@@ -77,7 +80,9 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(age
     assert fixed["KeepAlive"] == {"SuccessfulExit": False} and fixed["RunAtLoad"] is True
     assert os.path.isabs(fixed["StandardErrorPath"]) and os.path.isdir(os.path.dirname(fixed["StandardErrorPath"]))
     # Reloaded: launchd now runs what the file says, in a new process; the old one is gone.
-    new_pid = lc.print_job(HERMES).pid if poll(lambda: lc.print_job(HERMES) and lc.print_job(HERMES).running, 10) else None
+    new_pid = (
+        lc.print_job(HERMES).pid if poll(lambda: lc.print_job(HERMES) and lc.print_job(HERMES).running, 10) else None
+    )
     assert new_pid and new_pid != old_pid and not pid_alive(old_pid)
     assert not any("--replace" in arg for arg in psutil.Process(new_pid).cmdline())  # psutil: Linux and macOS alike
 
@@ -98,14 +103,17 @@ def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
     twin = agents / "com.example.gateway.work.plist"  # a second job for the same profile
     write_plist(twin, render_agent(Home(home_root), "work", drain_timeout=20, prefix="com.example.gateway"))
     forever = agents / "ai.other.gateway-x.plist"
-    write_plist(forever, {
-        "Label": "ai.other.gateway-x",
-        "ProgramArguments": ["/nonexistent/bin/other", "serve"],
-        "KeepAlive": True,
-        "EnvironmentVariables": {"OTHER_API_KEY": "sk-should-not-be-here"},
-        "StandardOutPath": "/nonexistent/dir/out.log",
-        "StandardErrorPath": "/nonexistent/dir/err.log",
-    })
+    write_plist(
+        forever,
+        {
+            "Label": "ai.other.gateway-x",
+            "ProgramArguments": ["/nonexistent/bin/other", "serve"],
+            "KeepAlive": True,
+            "EnvironmentVariables": {"OTHER_API_KEY": "sk-should-not-be-here"},
+            "StandardOutPath": "/nonexistent/dir/out.log",
+            "StandardErrorPath": "/nonexistent/dir/err.log",
+        },
+    )
     broken = agents / "ai.broken.gateway-y.plist"
     broken.write_text("<plist><dict><key>Label</key>")
     (agents / "com.apple.unrelated.plist").write_text("not ours to judge")
@@ -123,8 +131,13 @@ def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
     assert any("two jobs for gatewatch profile 'work'" in ln for ln in sections[str(ours)])
     assert any("two jobs for gatewatch profile 'work'" in ln for ln in sections[str(twin)])
     other = "\n".join(sections[str(forever)])
-    for fragment in ("KeepAlive is unconditionally true", "RunAtLoad is missing", "/nonexistent/bin/other does not exist",
-                     "directory /nonexistent/dir does not exist", "EnvironmentVariables carries OTHER_API_KEY"):
+    for fragment in (
+        "KeepAlive is unconditionally true",
+        "RunAtLoad is missing",
+        "/nonexistent/bin/other does not exist",
+        "directory /nonexistent/dir does not exist",
+        "EnvironmentVariables carries OTHER_API_KEY",
+    ):
         assert fragment in other
     assert "sk-should-not-be-here" not in out  # a secret found is named, never shown
     assert "does not parse" in "\n".join(sections[str(broken)])
@@ -138,7 +151,9 @@ def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
     assert not os.path.exists("/nonexistent")  # logs move to our directory; nothing is created elsewhere
 
 
-def test_a_fresh_install_is_healthy_and_secrets_from_env_are_refused(agents, tmp_path, launchctl_sim, capsys, monkeypatch):
+def test_a_fresh_install_is_healthy_and_secrets_from_env_are_refused(
+    agents, tmp_path, launchctl_sim, capsys, monkeypatch
+):
     home = tmp_path / "home"
     (home / "profiles").mkdir(parents=True)
     monkeypatch.setenv("GW_DOCTOR_SECRET", "s3cret-value")

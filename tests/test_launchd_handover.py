@@ -190,7 +190,7 @@ def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims,
         path = settings.plist(PROFILE)
         write_plist(path, render_agent(home, PROFILE, drain_timeout=5, throttle_interval=1))
         lc.bootstrap(path)
-        assert poll(lambda: (lc.print_job(label).runs >= 2 and lc.print_job(label).looping), 20)
+        assert poll(lambda: lc.print_job(label).runs >= 2 and lc.print_job(label).looping, 20)
         # A status taken while a run is starting reports that run's PID not holding the profile
         # (trouble too); on a busy machine the runs are long, so look until one lands between runs.
         reports: list = []
@@ -219,7 +219,10 @@ def gatewatch(*args, timeout=60):
     """The real command line, as a user runs it (the simulator first on PATH via the environment)."""
     return subprocess.run(
         [sys.executable, "-m", "tui", "launchd", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -234,7 +237,10 @@ def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(h
 
     here = subprocess.Popen(
         [sys.executable, "-m", "tui", "launchd", "takeover", "--headless", *where],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert poll(lambda: headless_feishu_connected(home, PROFILE, here.pid), 30), here.poll()
@@ -260,6 +266,10 @@ def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(h
     assert back.returncode == 0, back.stderr
     assert "handed back: launchd's gateway PID" in back.stdout
     shown = gatewatch("status", *where)
-    assert shown.returncode == 0 and "running, PID" in shown.stdout and "launchd job ai.gatewatch.gateway.p" in shown.stdout
+    assert (
+        shown.returncode == 0
+        and "running, PID" in shown.stdout
+        and "launchd job ai.gatewatch.gateway.p" in shown.stdout
+    )
     event = sims.feishu.inject_text("back to launchd")
     assert sims.feishu.wait_for_replies(event, 1, 20)[0].text == "[alpha] back to launchd"

@@ -79,14 +79,20 @@ def test_print_is_parsed_from_top_level_lines_only():
     assert (job.runs, job.last_exit_code, job.last_signal) == (14, 78, 9)
     assert job.path.endswith("ai.gatewatch.gateway.work.plist")
     assert job.looping and "killed by signal 9" in job.describe()
-    running = parse_print("x = {\n\tstate = running\n\tpid = 42\n\truns = 1\n\tlast exit code = (never exited)\n}\n", "x", "user/5")
+    running = parse_print(
+        "x = {\n\tstate = running\n\tpid = 42\n\truns = 1\n\tlast exit code = (never exited)\n}\n", "x", "user/5"
+    )
     assert running.running and running.pid == 42 and running.last_exit_code is None and not running.looping
     assert parse_print("garbage", "x", "user/5").state == "unknown"
 
 
 def test_list_rows_are_parsed():
     entries = parse_list("PID\tStatus\tLabel\n123\t0\ta.running\n-\t-9\ta.killed\n-\t3\ta.refused\nnoise\n")
-    assert [(e.pid, e.status, e.label) for e in entries] == [(123, 0, "a.running"), (None, -9, "a.killed"), (None, 3, "a.refused")]
+    assert [(e.pid, e.status, e.label) for e in entries] == [
+        (123, 0, "a.running"),
+        (None, -9, "a.killed"),
+        (None, 3, "a.refused"),
+    ]
 
 
 def test_domain_is_gui_at_the_screen_and_user_over_ssh_or_sudo():

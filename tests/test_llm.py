@@ -9,10 +9,16 @@ PROMPT = [{"role": "system", "content": "be brief"}, {"role": "user", "content":
 
 
 def client_for(sims, request_timeout=2.0, idle_timeout=30.0) -> LlmClient:
-    return LlmClient(LlmConfig(
-        base_url=sims.llm.base_url, api_key=LLM_KEY, models=("alpha", "beta"),
-        request_timeout=request_timeout, idle_timeout=idle_timeout, breaker_cooldown=30,
-    ))
+    return LlmClient(
+        LlmConfig(
+            base_url=sims.llm.base_url,
+            api_key=LLM_KEY,
+            models=("alpha", "beta"),
+            request_timeout=request_timeout,
+            idle_timeout=idle_timeout,
+            breaker_cooldown=30,
+        )
+    )
 
 
 async def test_answer_streams_and_reports_the_text_so_far(sims):
@@ -27,7 +33,8 @@ async def test_answer_streams_and_reports_the_text_so_far(sims):
     # The simulator records its status once the handler returns, just after the client has read
     # the last byte: wait for that instead of racing it.
     (request,) = sims.llm.wait_for(
-        lambda: sims.llm.requests if sims.llm.in_flight() == 0 else None, 5, lambda: "request still in flight")
+        lambda: sims.llm.requests if sims.llm.in_flight() == 0 else None, 5, lambda: "request still in flight"
+    )
     assert request.stream and request.answered_status == 200
 
 

@@ -29,8 +29,11 @@ def event(message_type="text", content=None, chat_type="group", mentions=(), cha
         "event": {
             "sender": {"sender_id": {"open_id": "ou_sender"}},
             "message": {
-                "message_id": message_id, "chat_id": chat_id, "chat_type": chat_type,
-                "message_type": message_type, "content": content,
+                "message_id": message_id,
+                "chat_id": chat_id,
+                "chat_type": chat_type,
+                "message_type": message_type,
+                "content": content,
                 "mentions": [{"key": m.key, "id": {"open_id": m.open_id}, "name": m.name} for m in mentions],
             },
         },
@@ -84,12 +87,19 @@ def test_someone_else_mentioned_does_not_wake_the_bot():
 POST = {
     "title": "Bug report",
     "content": [
-        [{"tag": "at", "user_id": "@_user_1", "user_name": "gatewatch"}, {"tag": "text", "text": " why does this fail? "},
-         {"tag": "a", "text": "the log", "href": "https://example.com/log"}],
+        [
+            {"tag": "at", "user_id": "@_user_1", "user_name": "gatewatch"},
+            {"tag": "text", "text": " why does this fail? "},
+            {"tag": "a", "text": "the log", "href": "https://example.com/log"},
+        ],
         [{"tag": "code_block", "language": "PYTHON", "text": "def f():\n    return 1/0\n"}],
         [{"tag": "hr"}],
-        [{"tag": "text", "text": "cc "}, {"tag": "at", "user_id": "@_user_2", "user_name": "Alice"},
-         {"tag": "emotion", "emoji_type": "SMILE"}, {"tag": "img", "image_key": "img_1"}],
+        [
+            {"tag": "text", "text": "cc "},
+            {"tag": "at", "user_id": "@_user_2", "user_name": "Alice"},
+            {"tag": "emotion", "emoji_type": "SMILE"},
+            {"tag": "img", "image_key": "img_1"},
+        ],
         [{"tag": "md", "text": "**bold** move\n- a\n  - b"}],
     ],
 }
@@ -112,7 +122,9 @@ def test_post_is_flattened_to_markdown_in_both_shapes():
 
 
 def test_post_without_bot_mention_and_with_at_all():
-    post = {"content": [[{"tag": "at", "user_id": "all", "user_name": "所有人"}, {"tag": "text", "text": "deploy at 5"}]]}
+    post = {
+        "content": [[{"tag": "at", "user_id": "all", "user_name": "所有人"}, {"tag": "text", "text": "deploy at 5"}]]
+    }
     message = incoming_from_event(event("post", json.dumps(post)), BOT)
     assert (message.text, message.mentions_bot, message.mentions_all) == ("deploy at 5", False, True)
 
@@ -145,14 +157,17 @@ def test_the_sdk_event_object_is_read_like_the_dict():
     assert (message.text, message.mentions_bot, message.mentions) == ("hi @Alice", True, (BOT_MENTION, ALICE))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("/help", ("help", None)),
-    ("  /MODEL  ", ("model", None)),
-    ("/model gpt-4o-mini", ("model", "gpt-4o-mini")),
-    ("/reset", ("reset", None)),
-    ("/status", ("status", None)),
-    ("/frobnicate now", ("unknown", "now")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("/help", ("help", None)),
+        ("  /MODEL  ", ("model", None)),
+        ("/model gpt-4o-mini", ("model", "gpt-4o-mini")),
+        ("/reset", ("reset", None)),
+        ("/status", ("status", None)),
+        ("/frobnicate now", ("unknown", "now")),
+    ],
+)
 def test_commands_parse(text, expected):
     command = parse_command(text)
     assert (command.name, command.argument) == expected

@@ -30,14 +30,20 @@ def test_second_owner_is_refused_and_told_who_owns(tmp_path):
 def test_dead_owner_frees_the_profile_by_itself(tmp_path):
     path = tmp_path / "p.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys
             from gateway_core.ownership import ProfileLock
             ProfileLock(__import__('pathlib').Path({str(path)!r}), 'p').acquire('headless')
             print('locked', flush=True)
             sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

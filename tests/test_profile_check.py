@@ -23,8 +23,11 @@ def test_a_good_profile_passes_every_check_with_one_line_each(home, sims):
     code, lines = run_check(home)
     assert code == 0, lines
     assert [line.split(":")[0] for line in lines] == [
-        "ok    Feishu tenant token", "ok    Feishu long-connection endpoint", "ok    LLM API",
-        "ok    model alpha", "ok    model beta",
+        "ok    Feishu tenant token",
+        "ok    Feishu long-connection endpoint",
+        "ok    LLM API",
+        "ok    model alpha",
+        "ok    model beta",
     ]
 
 
@@ -40,8 +43,9 @@ def test_a_model_the_provider_does_not_offer_fails_and_names_the_fix(home, sims)
 
 
 def test_refused_credentials_and_unreachable_llm_fail_without_showing_secrets(home):
-    with Simulators(feishu={"app_id": unique_app_id(), "app_secret": "another-secret"},
-                    llm={"api_key": "another-key"}) as sims:
+    with Simulators(
+        feishu={"app_id": unique_app_id(), "app_secret": "another-secret"}, llm={"api_key": "another-key"}
+    ) as sims:
         write_profile(home, "p", sims)
         code, lines = run_check(home)
     assert code == 1
@@ -58,10 +62,20 @@ def test_refused_credentials_and_unreachable_llm_fail_without_showing_secrets(ho
 @pytest.mark.process
 def test_cli_profile_check_exit_codes(home, sims):
     write_profile(home, "p", sims)
-    ok = subprocess.run([sys.executable, "-m", "tui", "profile", "check", "p"],
-                        env=gateway_env(home), capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "tui", "profile", "check", "p"],
+        env=gateway_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and ok.stdout.count("\n") == 5, ok.stdout + ok.stderr
     write_profile(home, "q", sims, models=("alpha", "nope"))
-    bad = subprocess.run([sys.executable, "-m", "tui", "profile", "check", "q"],
-                         env=gateway_env(home), capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tui", "profile", "check", "q"],
+        env=gateway_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "FAIL  model nope" in bad.stdout and "Traceback" not in bad.stderr

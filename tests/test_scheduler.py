@@ -100,4 +100,3 @@ async def test_a_failing_job_frees_its_slot_and_its_chat():
 def test_max_in_flight_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         AnswerScheduler(0)
-

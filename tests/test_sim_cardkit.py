@@ -50,16 +50,25 @@ def sims(app_id):
 
 @pytest.fixture
 def client(sims, app_id):
-    return lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(sims.feishu.domain) \
-        .timeout(5).log_level(lark.LogLevel.ERROR).build()
+    return (
+        lark.Client.builder()
+        .app_id(app_id)
+        .app_secret(SECRET)
+        .domain(sims.feishu.domain)
+        .timeout(5)
+        .log_level(lark.LogLevel.ERROR)
+        .build()
+    )
 
 
 def streaming_card_json(text="…"):
-    return json.dumps({
-        "schema": "2.0",
-        "config": {"streaming_mode": True, "update_multi": True},
-        "body": {"elements": [{"tag": "markdown", "element_id": "md_1", "content": text}]},
-    })
+    return json.dumps(
+        {
+            "schema": "2.0",
+            "config": {"streaming_mode": True, "update_multi": True},
+            "body": {"elements": [{"tag": "markdown", "element_id": "md_1", "content": text}]},
+        }
+    )
 
 
 def create_card(client, data=None):
@@ -71,20 +80,34 @@ def put_content(client, card_id, text, sequence, op_uuid=None, element_id="md_1"
     builder = ContentCardElementRequestBody.builder().content(text).sequence(sequence)
     if op_uuid:
         builder = builder.uuid(op_uuid)
-    request = ContentCardElementRequest.builder().card_id(card_id).element_id(element_id) \
-        .request_body(builder.build()).build()
+    request = (
+        ContentCardElementRequest.builder()
+        .card_id(card_id)
+        .element_id(element_id)
+        .request_body(builder.build())
+        .build()
+    )
     return client.cardkit.v1.card_element.content(request)
 
 
 def set_streaming(client, card_id, on, sequence):
-    body = SettingsCardRequestBody.builder().settings(json.dumps({"config": {"streaming_mode": on}})) \
-        .sequence(sequence).build()
+    body = (
+        SettingsCardRequestBody.builder()
+        .settings(json.dumps({"config": {"streaming_mode": on}}))
+        .sequence(sequence)
+        .build()
+    )
     return client.cardkit.v1.card.settings(SettingsCardRequest.builder().card_id(card_id).request_body(body).build())
 
 
 def reply_card(client, message_id, card_id, send_uuid):
-    body = ReplyMessageRequestBody.builder().msg_type("interactive").uuid(send_uuid) \
-        .content(json.dumps({"type": "card", "data": {"card_id": card_id}})).build()
+    body = (
+        ReplyMessageRequestBody.builder()
+        .msg_type("interactive")
+        .uuid(send_uuid)
+        .content(json.dumps({"type": "card", "data": {"card_id": card_id}}))
+        .build()
+    )
     return client.im.v1.message.reply(ReplyMessageRequest.builder().message_id(message_id).request_body(body).build())
 
 
@@ -148,8 +171,11 @@ def test_missing_cardkit_scope_is_refused_like_feishu(sims, client):
     feishu = sims.feishu
     card_id = create_card(client).data.card_id
     feishu.deny_scope()
-    for response in (create_card(client), put_content(client, card_id, "x", 1),
-                     set_streaming(client, card_id, False, 2)):
+    for response in (
+        create_card(client),
+        put_content(client, card_id, "x", 1),
+        set_streaming(client, card_id, False, 2),
+    ):
         assert (response.success(), response.code, response.raw.status_code) == (False, MISSING_SCOPE_CODE, 400)
         assert "cardkit:card:write" in response.msg
     feishu.deny_scope(denied=False)
@@ -159,8 +185,13 @@ def test_missing_cardkit_scope_is_refused_like_feishu(sims, client):
 def test_bot_info_through_the_sdk_generic_request(sims, client):
     from lark_oapi import AccessTokenType, BaseRequest, HttpMethod
 
-    request = BaseRequest.builder().http_method(HttpMethod.GET).uri("/open-apis/bot/v3/info") \
-        .token_types({AccessTokenType.TENANT}).build()
+    request = (
+        BaseRequest.builder()
+        .http_method(HttpMethod.GET)
+        .uri("/open-apis/bot/v3/info")
+        .token_types({AccessTokenType.TENANT})
+        .build()
+    )
     response = client.request(request)
     assert response.success(), response.msg
     bot = json.loads(response.raw.content)["bot"]
@@ -179,11 +210,21 @@ def test_group_mentions_posts_and_images_reach_the_sdk_as_feishu_sends_them(sims
             feishu.inject_group_text("@_user_1 what is up @_user_2", [feishu.bot_mention(), alice]),
             feishu.inject_group_text("@_all standup in 5"),
             feishu.inject_group_text("chatter"),
-            feishu.inject_post({"title": "", "content": [
-                [{"tag": "at", "user_id": "@_user_1", "user_name": feishu.bot_name},
-                 {"tag": "text", "text": " fix this"}],
-                [{"tag": "code_block", "language": "Python", "text": "print(1)"}],
-            ]}, chat_type="group", chat_id="oc_group1", mentions=[feishu.bot_mention()]),
+            feishu.inject_post(
+                {
+                    "title": "",
+                    "content": [
+                        [
+                            {"tag": "at", "user_id": "@_user_1", "user_name": feishu.bot_name},
+                            {"tag": "text", "text": " fix this"},
+                        ],
+                        [{"tag": "code_block", "language": "Python", "text": "print(1)"}],
+                    ],
+                },
+                chat_type="group",
+                chat_id="oc_group1",
+                mentions=[feishu.bot_mention()],
+            ),
             feishu.inject_image(),
             feishu.inject_file("plan.pdf"),
         ]
@@ -197,7 +238,13 @@ def test_group_mentions_posts_and_images_reach_the_sdk_as_feishu_sends_them(sims
         sdk.stop()
     seen = [incoming_from_event(events[e.message_id], feishu.bot_open_id) for e in injected]
     assert [(m.message_type, m.chat_type) for m in seen] == [
-        ("text", "group"), ("text", "group"), ("text", "group"), ("post", "group"), ("image", "p2p"), ("file", "p2p")]
+        ("text", "group"),
+        ("text", "group"),
+        ("text", "group"),
+        ("post", "group"),
+        ("image", "p2p"),
+        ("file", "p2p"),
+    ]
     assert (seen[0].text, seen[0].mentions_bot) == ("what is up @Alice", True)
     assert (seen[1].mentions_all, seen[1].mentions_bot) == (True, False)
     assert [should_answer(m)[0] for m in seen] == [True, False, False, True, True, True]

@@ -77,10 +77,10 @@ def test_sdk_receives_event_acks_and_pings(sims, sdk_client):
     sdk_client(lambda data: received.put(data.event.message))
     feishu.wait_for_connection(1, timeout=5)
 
-    event = feishu.inject_text("hello 世界 \"quoted\"", chat_id="oc_x")
+    event = feishu.inject_text('hello 世界 "quoted"', chat_id="oc_x")
     message = received.get(timeout=5)
     assert (message.message_id, message.chat_id, message.message_type) == (event.message_id, "oc_x", "text")
-    assert json.loads(message.content) == {"text": "hello 世界 \"quoted\""}
+    assert json.loads(message.content) == {"text": 'hello 世界 "quoted"'}
     feishu.wait_acked(event, timeout=5)
     assert feishu.ack_codes(event) == [200] and feishu.deliveries(event) == 1
     feishu.wait_for(lambda: feishu.pings >= 1, timeout=5)  # the SDK pings right after connecting
@@ -93,21 +93,35 @@ def test_sdk_receives_event_acks_and_pings(sims, sdk_client):
 
 def test_sdk_reply_create_uuid_idempotency_and_failures(sims, app_id):
     feishu = sims.feishu
-    client = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
-        .log_level(lark.LogLevel.ERROR).build()
+    client = (
+        lark.Client.builder()
+        .app_id(app_id)
+        .app_secret(SECRET)
+        .domain(feishu.domain)
+        .log_level(lark.LogLevel.ERROR)
+        .build()
+    )
     event = feishu.inject_text("question")
 
     def reply(send_uuid: str):
-        body = ReplyMessageRequestBody.builder().content(json.dumps({"text": "hi"})).msg_type("text") \
-            .uuid(send_uuid).build()
+        body = (
+            ReplyMessageRequestBody.builder()
+            .content(json.dumps({"text": "hi"}))
+            .msg_type("text")
+            .uuid(send_uuid)
+            .build()
+        )
         return client.im.v1.message.reply(
-            ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build())
+            ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build()
+        )
 
     first, again = reply("u1"), reply("u1")
     assert first.success() and again.success(), (first.msg, again.msg)
     sent = feishu.replies_to(event)
     assert [(m.kind, m.text, m.uuid, m.duplicate) for m in sent] == [
-        ("reply", "hi", "u1", False), ("reply", "hi", "u1", True)]
+        ("reply", "hi", "u1", False),
+        ("reply", "hi", "u1", True),
+    ]
     assert first.data.message_id == again.data.message_id == sent[0].message_id
     assert feishu.token_requests == 1  # the SDK fetched one token and reused it
 
@@ -117,10 +131,17 @@ def test_sdk_reply_create_uuid_idempotency_and_failures(sims, app_id):
     assert [m.duplicate for m in feishu.wait_for_replies(event, count=3, timeout=1)] == [False, True, False]
     assert feishu.failed_posts == 1
 
-    body = CreateMessageRequestBody.builder().receive_id("oc_chat9").msg_type("text") \
-        .content(json.dumps({"text": "news"})).uuid("u3").build()
+    body = (
+        CreateMessageRequestBody.builder()
+        .receive_id("oc_chat9")
+        .msg_type("text")
+        .content(json.dumps({"text": "news"}))
+        .uuid("u3")
+        .build()
+    )
     created = client.im.v1.message.create(
-        CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build())
+        CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build()
+    )
     assert created.success(), created.msg
     last = feishu.sent[-1]
     assert (last.kind, last.in_reply_to, last.text, last.duplicate) == ("create", "oc_chat9", "news", False)
@@ -130,8 +151,14 @@ def test_refused_tokens_fail_the_sdks_sends_the_way_feishu_does(sims, app_id):
     """The reply-token fault, proven with the real SDK: its token goes invalid (99991663) and a new
     one is refused (10014), while the long connection is left alone."""
     feishu = sims.feishu
-    client = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
-        .log_level(lark.LogLevel.ERROR).build()
+    client = (
+        lark.Client.builder()
+        .app_id(app_id)
+        .app_secret(SECRET)
+        .domain(feishu.domain)
+        .log_level(lark.LogLevel.ERROR)
+        .build()
+    )
     event = feishu.inject_text("question")
     body = ReplyMessageRequestBody.builder().content(json.dumps({"text": "hi"})).msg_type("text").build()
     request = ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build()
@@ -140,8 +167,14 @@ def test_refused_tokens_fail_the_sdks_sends_the_way_feishu_does(sims, app_id):
     feishu.refuse_tokens()
     stale = client.im.v1.message.reply(request)  # the SDK's cached token is no longer accepted
     assert (stale.success(), stale.code) == (False, 99991663)
-    fresh = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
-        .log_level(lark.LogLevel.ERROR).build()
+    fresh = (
+        lark.Client.builder()
+        .app_id(app_id)
+        .app_secret(SECRET)
+        .domain(feishu.domain)
+        .log_level(lark.LogLevel.ERROR)
+        .build()
+    )
     lark_oapi_token_cache_clear(app_id)
     with pytest.raises(ObtainAccessTokenException) as refused:  # a new token is asked for and refused
         fresh.im.v1.message.reply(request)
@@ -281,17 +314,24 @@ def test_llm_echo_auth_errors_and_unknown_model(sims):
     llm.set_behaviour("broken", "error")
     llm.set_behaviour("ghost", "unknown")
     with httpx.Client(base_url=llm.base_url, headers={"Authorization": "Bearer sim-key"}, timeout=5) as http:
+
         def ask(model: str) -> httpx.Response:
-            return http.post("/chat/completions", json={"model": model, "messages": [
-                {"role": "system", "content": "be brief"}, {"role": "user", "content": "ping"}]})
+            return http.post(
+                "/chat/completions",
+                json={
+                    "model": model,
+                    "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "ping"}],
+                },
+            )
 
         answer = ask("m1")
         assert answer.status_code == 200
         assert answer.json()["choices"][0]["message"] == {"role": "assistant", "content": "[m1] ping"}
         assert ask("broken").status_code == 500
         assert ask("ghost").json()["error"]["code"] == "model_not_found"
-        unauthorised = http.post("/chat/completions", headers={"Authorization": "Bearer wrong"},
-                                 json={"model": "m1", "messages": []})
+        unauthorised = http.post(
+            "/chat/completions", headers={"Authorization": "Bearer wrong"}, json={"model": "m1", "messages": []}
+        )
         assert unauthorised.status_code == 401
     answered = [(r.model, r.answered_status) for r in llm.requests]
     assert answered == [("m1", 200), ("broken", 500), ("ghost", 404)]
@@ -304,8 +344,12 @@ def test_llm_hold_in_flight_release_and_hang(sims):
     url = f"{llm.base_url}/chat/completions"
 
     def ask(model: str) -> httpx.Response:
-        return httpx.post(url, headers={"Authorization": "Bearer sim-key"}, timeout=5,
-                          json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        return httpx.post(
+            url,
+            headers={"Authorization": "Bearer sim-key"},
+            timeout=5,
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        )
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         slow, stuck = pool.submit(ask, "slow"), pool.submit(ask, "stuck")
@@ -329,7 +373,7 @@ def test_llm_streams_one_chunk_per_word_and_drips_when_told(sims):
     with httpx.Client(base_url=llm.base_url, headers=headers, timeout=5) as http:
         with http.stream("POST", "/chat/completions", json=body) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
-            data = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+            data = [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
         assert data[-1] == "[DONE]"
         chunks = [json.loads(d)["choices"][0] for d in data[:-1]]
         assert chunks[0]["delta"] == {"role": "assistant", "content": ""}
@@ -354,21 +398,39 @@ def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
     HTTP 400 with code 230020 and nothing sent; after the window the same request goes out."""
     with Simulators(feishu={"app_id": app_id, "app_secret": SECRET, "app_rate_limit": 8}) as sims:
         feishu = sims.feishu
-        client = lark.Client.builder().app_id(app_id).app_secret(SECRET).domain(feishu.domain) \
-            .log_level(lark.LogLevel.ERROR).build()
+        client = (
+            lark.Client.builder()
+            .app_id(app_id)
+            .app_secret(SECRET)
+            .domain(feishu.domain)
+            .log_level(lark.LogLevel.ERROR)
+            .build()
+        )
         event = feishu.inject_text("question", chat_id="oc_busy")
 
         def reply(n: int):
-            body = ReplyMessageRequestBody.builder().content(json.dumps({"text": f"r{n}"})) \
-                .msg_type("text").uuid(f"r{n}").build()
+            body = (
+                ReplyMessageRequestBody.builder()
+                .content(json.dumps({"text": f"r{n}"}))
+                .msg_type("text")
+                .uuid(f"r{n}")
+                .build()
+            )
             return client.im.v1.message.reply(
-                ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build())
+                ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build()
+            )
 
         def create(chat: str):
-            body = CreateMessageRequestBody.builder().receive_id(chat).msg_type("text") \
-                .content(json.dumps({"text": "news"})).build()
+            body = (
+                CreateMessageRequestBody.builder()
+                .receive_id(chat)
+                .msg_type("text")
+                .content(json.dumps({"text": "news"}))
+                .build()
+            )
             return client.im.v1.message.create(
-                CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build())
+                CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build()
+            )
 
         answers = [reply(n) for n in range(6)]  # well within one second
         refused = [a for a in answers if not a.success()]

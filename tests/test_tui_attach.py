@@ -33,8 +33,12 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(lambda: app.phase == "attached", 10, "attached", pilot=pilot)
             header = app.query_one("#header")
-            await until(lambda: f"attached to PID {headless.process.pid} (headless)" in shown(header), 5,
-                        "the attach marker", pilot=pilot)
+            await until(
+                lambda: f"attached to PID {headless.process.pid} (headless)" in shown(header),
+                5,
+                "the attach marker",
+                pilot=pilot,
+            )
             feishu = app.query_one(FeishuPanel)
             await until(lambda: shown(feishu).startswith("● CONNECTED"), 10, "remote Feishu state", pilot=pilot)
 
@@ -55,7 +59,9 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims
             # e: the remote executor is rebuilt, and the panel says so.
             await pilot.press("e")
             body = app.query_one(ExecutorPanel).query_one("#executor-body")
-            await until(lambda: "REPLACED" in shown(body) and "restarts 1" in shown(body), 10, "rebuild shown", pilot=pilot)
+            await until(
+                lambda: "REPLACED" in shown(body) and "restarts 1" in shown(body), 10, "rebuild shown", pilot=pilot
+            )
             assert (await ask(sims, "still answering")).text == "[beta] still answering"
 
             # The live log streams over the socket, shown literally.
@@ -116,11 +122,19 @@ async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, s
                 assert "HEALTHY" not in shown(header) and f"no answer from PID {headless.process.pid}" in shown(header)
                 assert app.has_class("-stale")
                 assert app.query_one(FeishuPanel).border_subtitle == "stale"
-                await until(lambda: any("its control socket is silent" in n for n in notices(app)), 2, "said", pilot=pilot)
+                await until(
+                    lambda: any("its control socket is silent" in n for n in notices(app)), 2, "said", pilot=pilot
+                )
                 assert not app.check_action("serve_here", ())  # the frozen owner still holds the lock
-            await until(lambda: "● HEALTHY" in shown(header)
-                        and f"re-attached to PID {headless.process.pid} (headless)" in notices(app), 10,
-                        "re-attached after SIGCONT, and said so", pilot=pilot)
+            await until(
+                lambda: (
+                    "● HEALTHY" in shown(header)
+                    and f"re-attached to PID {headless.process.pid} (headless)" in notices(app)
+                ),
+                10,
+                "re-attached after SIGCONT, and said so",
+                pilot=pilot,
+            )
             assert not app.has_class("-stale") and app.query_one(FeishuPanel).border_subtitle is None
             # Lines are shown once, though the re-attach sent the gateway's recent log again.
             pane = app.query_one(LogPane)
@@ -135,22 +149,33 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
     first = HeadlessProcess.start(home, "p")
     try:
         await in_own_thread(first.wait_for_line, "Feishu connected")
-        app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home,
-                         make_local=serve_here_factory(home, "p"))
+        app = ConsoleApp(
+            RemoteSource(home, "p", read_owner(home.lock_file("p"))),
+            home=home,
+            make_local=serve_here_factory(home, "p"),
+        )
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             header = app.query_one("#header")
             await until(lambda: "● HEALTHY" in shown(header), 10, "attached", pilot=pilot)
             assert await in_own_thread(first.terminate_and_wait) == 0
             await until(lambda: "● EXITED" in shown(header), 5, "the exit said", pilot=pilot)
             assert f"gateway exited: PID {first.process.pid} no longer owns the profile" in shown(header)
-            await until(lambda: any("press s to serve the profile here" in n for n in notices(app)), 2, "offer", pilot=pilot)
+            await until(
+                lambda: any("press s to serve the profile here" in n for n in notices(app)), 2, "offer", pilot=pilot
+            )
             assert app.check_action("serve_here", ()) and app.has_class("-stale")
             with HeadlessProcess.start(home, "p") as second:
                 await in_own_thread(second.wait_for_line, "Feishu connected")
                 # The notice is checked with the header: a toast lives 5 s, a loaded machine is slow.
-                await until(lambda: f"attached to PID {second.process.pid}" in shown(header)
-                            and f"re-attached to PID {second.process.pid} (headless)" in notices(app), 10,
-                            "the new owner re-attached, and said so", pilot=pilot)
+                await until(
+                    lambda: (
+                        f"attached to PID {second.process.pid}" in shown(header)
+                        and f"re-attached to PID {second.process.pid} (headless)" in notices(app)
+                    ),
+                    10,
+                    "the new owner re-attached, and said so",
+                    pilot=pilot,
+                )
                 await until(lambda: "● HEALTHY" in shown(header), 10, "its verdict", pilot=pilot)
                 assert not app.has_class("-stale") and not app.check_action("serve_here", ())
                 assert (await ask(sims, "new owner?")).text == "[alpha] new owner?"
@@ -164,8 +189,11 @@ async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
-        app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home,
-                         make_local=serve_here_factory(home, "p"))
+        app = ConsoleApp(
+            RemoteSource(home, "p", read_owner(home.lock_file("p"))),
+            home=home,
+            make_local=serve_here_factory(home, "p"),
+        )
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             header = app.query_one("#header")
             await until(lambda: "● HEALTHY" in shown(header), 10, "attached", pilot=pilot)
@@ -173,8 +201,12 @@ async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
             await until(lambda: app.check_action("serve_here", ()), 5, "serve here offered", pilot=pilot)
             await pilot.press("s")
             await until(lambda: app.phase == "serving", 15, "serving here", pilot=pilot)
-            await until(lambda: "● HEALTHY" in shown(header) and "console, PID" in shown(header), 15,
-                        "this console's own verdict", pilot=pilot)
+            await until(
+                lambda: "● HEALTHY" in shown(header) and "console, PID" in shown(header),
+                15,
+                "this console's own verdict",
+                pilot=pilot,
+            )
             assert read_owner(home.lock_file("p")).pid == os.getpid()
             assert (await ask(sims, "served here?")).text == "[alpha] served here?"
             await pilot.press("q")

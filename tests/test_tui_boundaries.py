@@ -15,10 +15,7 @@ import gateway_core
 
 
 def test_importing_every_gateway_core_module_does_not_import_textual():
-    modules = sorted(
-        info.name
-        for info in pkgutil.walk_packages(gateway_core.__path__, prefix="gateway_core.")
-    )
+    modules = sorted(info.name for info in pkgutil.walk_packages(gateway_core.__path__, prefix="gateway_core."))
     assert {"gateway_core.gateway", "gateway_core.demo", "gateway_core.__main__"} <= set(modules)
     probe = (
         "import importlib, json, sys\n"

@@ -50,8 +50,12 @@ def console(home, profile, sims):
 
 async def connected(pilot) -> Gateway:
     source = pilot.app.source
-    await until(lambda: source.gateway is not None and source.gateway.feishu.state == "connected", 20,
-                "Feishu connected", pilot=pilot)
+    await until(
+        lambda: source.gateway is not None and source.gateway.feishu.state == "connected",
+        20,
+        "Feishu connected",
+        pilot=pilot,
+    )
     gateway = source.gateway
     await until(lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED", pilot=pilot)
     return gateway
@@ -69,8 +73,12 @@ async def test_model_key_switches_the_model_used_for_the_next_reply(console, sim
         assert "active beta" in shown(console.query_one(ModelsPanel))
         assert (await ask(sims, "after")).text.startswith("[beta]")
         pane = console.query_one(LogPane)
-        await until(lambda: any("model switched: alpha -> beta" in l for l in pane.visible_lines()), 5,
-                    "the switch in the log pane", pilot=pilot)
+        await until(
+            lambda: any("model switched: alpha -> beta" in l for l in pane.visible_lines()),
+            5,
+            "the switch in the log pane",
+            pilot=pilot,
+        )
 
 
 async def test_r_restarts_the_feishu_connection(console, sims):
@@ -112,15 +120,20 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
         await pilot.press("f", "1")
         await until(lambda: gateway.executor.snapshot().restarts >= 1, 10, "executor replaced", pilot=pilot)
         await until(lambda: "REPLACED" in shown(body), 5, "panel shows REPLACED", pilot=pilot)
-        assert "Executor shutdown" in (gateway.executor.snapshot().last_restart_cause or "") or \
-            "refused" in (gateway.executor.snapshot().last_restart_cause or "")
+        assert "Executor shutdown" in (gateway.executor.snapshot().last_restart_cause or "") or "refused" in (
+            gateway.executor.snapshot().last_restart_cause or ""
+        )
         assert (await ask(sims, "after executor fault")).text.startswith("[alpha]")
 
         # 2: the WebSocket dropped — reconnects by itself.
         total = sims.feishu.connections_total
         await pilot.press("f", "2")
-        await until(lambda: sims.feishu.connections_total > total and gateway.feishu.state == "connected",
-                    20, "Feishu reconnected", pilot=pilot)
+        await until(
+            lambda: sims.feishu.connections_total > total and gateway.feishu.state == "connected",
+            20,
+            "Feishu reconnected",
+            pilot=pilot,
+        )
         await until(lambda: "reconnects 1" in shown(console.query_one(FeishuPanel)), 5, "reconnects 1", pilot=pilot)
 
         # 3: the current model fails — failover answers, the breaker shows it.
@@ -130,21 +143,35 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
         await until(lambda: "OPEN" in shown(console.query_one(ModelsPanel)), 5, "breaker OPEN", pilot=pilot)
         header = console.query_one("#header")
         # (the first reason may still be the executor's rebuild: reasons come worst first, then in order)
-        await until(lambda: "● DEGRADED" in shown(header) and any(
-            r.startswith("model alpha failing") for r in console.source.snapshot().health.reasons), 5,
-            "the header's verdict: degraded, and why", pilot=pilot)
+        await until(
+            lambda: (
+                "● DEGRADED" in shown(header)
+                and any(r.startswith("model alpha failing") for r in console.source.snapshot().health.reasons)
+            ),
+            5,
+            "the header's verdict: degraded, and why",
+            pilot=pilot,
+        )
 
         # 7: Feishu refuses the tenant token — connected, yet nobody gets a reply: never green.
         await pilot.press("f", "7")
         sims.feishu.inject_text("anyone?")
-        await until(lambda: "● UNHEALTHY" in shown(header) and "tenant token refused" in shown(header), 10,
-                    "the header's verdict: unhealthy, and why", pilot=pilot)
+        await until(
+            lambda: "● UNHEALTHY" in shown(header) and "tenant token refused" in shown(header),
+            10,
+            "the header's verdict: unhealthy, and why",
+            pilot=pilot,
+        )
         assert "HEALTHY" not in shown(header).replace("UNHEALTHY", "")
 
         # 4: heal.
         await pilot.press("f", "4")
-        await until(lambda: "all models answer again, and Feishu issues tenant tokens again" in notices(console),
-                    5, "heal notice", pilot=pilot)
+        await until(
+            lambda: "all models answer again, and Feishu issues tenant tokens again" in notices(console),
+            5,
+            "heal notice",
+            pilot=pilot,
+        )
         assert (await ask(sims, "healed?")).text.startswith("[")
         await until(lambda: "tenant token" not in shown(header), 5, "the token reason gone", pilot=pilot)
 
@@ -215,8 +242,12 @@ async def test_log_level_filter_and_search(console, sims):
         assert pane.visible_lines() == frozen and "PAUSED" in str(pane.border_title)
         await pilot.press("p")
         # Following again: the line is shown as soon as it is pulled (it may still be on its way).
-        await until(lambda: any("while paused" in l for l in pane.lines_in_view()), 5,
-                    "the line sent while paused, in view", pilot=pilot)
+        await until(
+            lambda: any("while paused" in l for l in pane.lines_in_view()),
+            5,
+            "the line sent while paused, in view",
+            pilot=pilot,
+        )
 
 
 async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
@@ -226,13 +257,21 @@ async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
         assert reply == "[alpha] " + INJECTION  # the gateway passes it on untouched
         table = console.query_one(MessagesPanel)
         # Its row is first a "writing" one, then the finished answer: wait for the answer's.
-        await until(lambda: table.row_count == 1 and "answered" in str(table.get_row_at(0)[-2]), 5,
-                    "the answered message in the table", pilot=pilot)
+        await until(
+            lambda: table.row_count == 1 and "answered" in str(table.get_row_at(0)[-2]),
+            5,
+            "the answered message in the table",
+            pilot=pilot,
+        )
         preview = table.get_row_at(0)[-1]
         escaped = INJECTION.replace("\x1b", "\\x1b")  # the escape is made visible, not executed
         assert isinstance(preview, Text) and preview.plain == escaped and not preview.spans
-        await until(lambda: escaped[:40] in "".join(table.render_line(y).text for y in range(table.size.height)),
-                    5, "the literal text on screen", pilot=pilot)
+        await until(
+            lambda: escaped[:40] in "".join(table.render_line(y).text for y in range(table.size.height)),
+            5,
+            "the literal text on screen",
+            pilot=pilot,
+        )
         pane = console.query_one(LogPane)
         await until(lambda: any(escaped[:40] in l for l in pane.visible_lines()), 5, "literal log line", pilot=pilot)
         assert not any("\x1b" in l for l in pane.visible_lines())
@@ -243,7 +282,9 @@ async def test_console_answers_while_a_modal_is_open(console, sims):
         await connected(pilot)
         await pilot.press("q")  # the quit confirmation waits for the operator…
         assert isinstance(console.screen, ChoiceModal)
-        replies = [e.text for e in await asyncio.gather(*(ask(sims, f"during modal {n}", chat_id=f"oc_{n}") for n in range(3)))]
+        replies = [
+            e.text for e in await asyncio.gather(*(ask(sims, f"during modal {n}", chat_id=f"oc_{n}") for n in range(3)))
+        ]
         assert sorted(replies) == [f"[alpha] during modal {n}" for n in range(3)]
         assert isinstance(console.screen, ChoiceModal)  # …and the gateway kept answering meanwhile
         await pilot.press("c")
@@ -279,8 +320,12 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         # The modal is pushed before it is composed: wait for its body, not just the screen.
-        await until(lambda: isinstance(app.screen, ChoiceModal) and app.screen.query(".choice-body"), 10,
-                    "the owned-by-another screen", pilot=pilot)
+        await until(
+            lambda: isinstance(app.screen, ChoiceModal) and app.screen.query(".choice-body"),
+            10,
+            "the owned-by-another screen",
+            pilot=pilot,
+        )
         body = str(app.screen.query_one(".choice-body").render())
         assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
         await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
@@ -303,18 +348,30 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home,
         await pilot.press("a")
         await until(lambda: app.phase == "attached", 10, "attached", pilot=pilot)
         pane = app.query_one(LogPane)
-        await until(lambda: any("written before the console" in l for l in pane.visible_lines()),
-                    10, "the log file's backlog", pilot=pilot)
+        await until(
+            lambda: any("written before the console" in l for l in pane.visible_lines()),
+            10,
+            "the log file's backlog",
+            pilot=pilot,
+        )
         with log_file.open("a") as handle:
             handle.write("2026-11-25 10:00:01,000 WARNING gatewatch.feishu [bold]written while attached\n")
-        await until(lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
-                    10, "a new line from the file, literally", pilot=pilot)
+        await until(
+            lambda: any("[bold]written while attached" in l for l in pane.visible_lines()),
+            10,
+            "a new line from the file, literally",
+            pilot=pilot,
+        )
         # Each line once, with its own time, level and logger — not under a second prefix.
         (line,) = [l for l in pane.visible_lines() if "written while attached" in l]
         assert line.count("WARNING") == 1 and "log file" not in line and "2026-11-25" not in line
         # The header follows on its own refresh timer: wait for it, as the operator would.
-        await until(lambda: "UNREACHABLE" in shown(app.query_one("#header")), 5,
-                    "the header saying the gateway is unreachable", pilot=pilot)
+        await until(
+            lambda: "UNREACHABLE" in shown(app.query_one("#header")),
+            5,
+            "the header saying the gateway is unreachable",
+            pilot=pilot,
+        )
         header = shown(app.query_one("#header"))
         assert f"attached to PID {os.getpid()} (headless)" in header
         assert f"no answer from PID {os.getpid()}" in header and "cannot connect" in header
@@ -332,8 +389,12 @@ async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console,
         gateway = await connected(pilot)
         answer = await arequest(home.socket_file(profile.name), "stop")
         assert answer["ok"] is True and answer["stopping"] is True
-        await until(lambda: "stop requested over the control socket: stopping" in notices(console), 5,
-                    "the console saying why it stops", pilot=pilot)
+        await until(
+            lambda: "stop requested over the control socket: stopping" in notices(console),
+            5,
+            "the console saying why it stops",
+            pilot=pilot,
+        )
         await until(lambda: gateway.state == "stopped", 15, "gateway stopped", pilot=pilot)
         await until(lambda: console.return_code is not None, 5, "console exited", pilot=pilot)
 
@@ -349,5 +410,7 @@ async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile
         assert shown_errors == ["talking to Feishu failed: RuntimeError: refused app_secret=***"]
         assert all(FEISHU_SECRET not in n for n in notices(console))
         pane = console.query_one(LogPane)
-        await until(lambda: any("app_secret=***" in l for l in pane.visible_lines()), 5, "redacted log line", pilot=pilot)
+        await until(
+            lambda: any("app_secret=***" in l for l in pane.visible_lines()), 5, "redacted log line", pilot=pilot
+        )
         assert not any(FEISHU_SECRET in l for l in pane.visible_lines())

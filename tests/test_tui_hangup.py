@@ -36,7 +36,11 @@ def test_hangup_drains_the_gateway_releases_the_profile_and_exits(home, profile,
     env = gateway_env(home) | {"TERM": "xterm-256color"}
     console = subprocess.Popen(
         [sys.executable, "-m", "tui", "console", "--profile", profile.name],
-        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
     )
     os.close(slave)
     threading.Thread(target=drain, args=(master,), daemon=True).start()

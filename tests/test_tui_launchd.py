@@ -53,8 +53,12 @@ async def test_take_over_from_launchd_then_hand_back(home, sims, tmp_path, monke
                 await until(lambda: isinstance(app.screen, ChoiceModal), 10, "owned by launchd's gateway", pilot=pilot)
                 await pilot.press("t")
                 # Each step is a notification; they expire after a few seconds, so look right away.
-                await until(lambda: any(n.startswith("booting out") for n in notices(app)), 10,
-                            "the take-over reporting its first step", pilot=pilot)
+                await until(
+                    lambda: any(n.startswith("booting out") for n in notices(app)),
+                    10,
+                    "the take-over reporting its first step",
+                    pilot=pilot,
+                )
                 await connected(pilot)
                 assert not pid_alive(first) and read_owner(lock).pid == os.getpid()
                 assert (await ask(sims, "to the console")).text.startswith("[alpha]")

@@ -31,8 +31,9 @@ def pane_of(app) -> LogPane:
 
 
 async def newest_in_view(pilot, pane: LogPane, text: str) -> None:
-    await until(lambda: any(text in line for line in pane.lines_in_view()), 5,
-                f"{text!r} in view, following", pilot=pilot)
+    await until(
+        lambda: any(text in line for line in pane.lines_in_view()), 5, f"{text!r} in view, following", pilot=pilot
+    )
     assert "following" in str(pane.border_title)
 
 
@@ -154,8 +155,12 @@ async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console
         reply = (await ask(sims, long_text)).text
         table = console.query_one(MessagesPanel)
         # The row is finished ("answered"), not still "writing": a row being redrawn can lose the key.
-        await until(lambda: table.row_count == 1 and any("answered" in cell.plain for cell in table.get_row_at(0)),
-                    15, "the answered row", pilot=pilot)
+        await until(
+            lambda: table.row_count == 1 and any("answered" in cell.plain for cell in table.get_row_at(0)),
+            15,
+            "the answered row",
+            pilot=pilot,
+        )
         table.focus()
         await pilot.press("enter")
         await until(lambda: isinstance(console.screen, DetailScreen), 15, "detail view", pilot=pilot)
@@ -180,8 +185,7 @@ async def test_help_and_quit_are_in_the_footer_at_80_and_60_columns(console, sim
             await pilot.resize_terminal(width, height)
             await pilot.pause()
             footer = console.query_one(Footer)
-            visible = {key.key for key in footer.query("FooterKey")
-                       if key.region.width and key.region.right <= width}
+            visible = {key.key for key in footer.query("FooterKey") if key.region.width and key.region.right <= width}
             assert {"question_mark", "q"} <= visible, (width, visible)
 
 

@@ -29,16 +29,28 @@ PID = 4242
 
 def frozen_snapshot() -> GatewaySnapshot:
     activity = tuple(
-        Activity(NOW - 60 + 7 * n, f"oc_chat{n % 2}", f"ou_user{n % 3}", text, model, latency, outcome,
-                 message_id=f"om_{n}", event_id=f"ev_{n}", text=text,
-                 reply=f"[{model}] {text}" if model else "Sorry — the language model is unavailable right now.")
-        for n, (text, model, latency, outcome) in enumerate([
-            ("Hello! Are you there?", "alpha", 0.412, "answered"),
-            ("[bold red]x[/] [link=http://e]y[/link] \\x1b[31mz", "alpha", 0.398, "answered"),
-            ("Summarise yesterday's incident in one line", "beta", 1.204, "answered"),
-            ("ping", None, 5.002, "apology"),
-            ("<image>", None, 0.011, "unsupported"),
-        ])
+        Activity(
+            NOW - 60 + 7 * n,
+            f"oc_chat{n % 2}",
+            f"ou_user{n % 3}",
+            text,
+            model,
+            latency,
+            outcome,
+            message_id=f"om_{n}",
+            event_id=f"ev_{n}",
+            text=text,
+            reply=f"[{model}] {text}" if model else "Sorry — the language model is unavailable right now.",
+        )
+        for n, (text, model, latency, outcome) in enumerate(
+            [
+                ("Hello! Are you there?", "alpha", 0.412, "answered"),
+                ("[bold red]x[/] [link=http://e]y[/link] \\x1b[31mz", "alpha", 0.398, "answered"),
+                ("Summarise yesterday's incident in one line", "beta", 1.204, "answered"),
+                ("ping", None, 5.002, "apology"),
+                ("<image>", None, 0.011, "unsupported"),
+            ]
+        )
     )
     return GatewaySnapshot(
         profile="default",
@@ -46,14 +58,31 @@ def frozen_snapshot() -> GatewaySnapshot:
         owner=OwnerInfo(pid=PID, owner="console", started_at=NOW - 3725, profile="default"),
         uptime=3725.0,
         executor=ExecutorSnapshot(
-            state="replaced", max_workers=8, live_threads=3, busy=1, queued=0, completed=1234, failed=2,
-            restarts=1, last_probe_latency=0.0012, probe_p50=0.0009, probe_p95=0.0031,
-            last_restart_at=NOW - 12, last_restart_cause="probe refused: Executor shutdown has been called",
+            state="replaced",
+            max_workers=8,
+            live_threads=3,
+            busy=1,
+            queued=0,
+            completed=1234,
+            failed=2,
+            restarts=1,
+            last_probe_latency=0.0012,
+            probe_p50=0.0009,
+            probe_p95=0.0031,
+            last_restart_at=NOW - 12,
+            last_restart_cause="probe refused: Executor shutdown has been called",
             probe_history=tuple(0.0005 + 0.0001 * (n % 7) for n in range(60)),
         ),
         feishu=FeishuSnapshot(
-            state="connected", since=NOW - 95, detail="", conn_id="7f3a9c2e51d0", last_frame_at=NOW - 2,
-            connects=3, reconnects=2, restarts=1, last_error="connection reset by peer",
+            state="connected",
+            since=NOW - 95,
+            detail="",
+            conn_id="7f3a9c2e51d0",
+            last_frame_at=NOW - 2,
+            connects=3,
+            reconnects=2,
+            restarts=1,
+            last_error="connection reset by peer",
         ),
         models=ModelsSnapshot(
             active="alpha",
@@ -222,8 +251,9 @@ class FrozenRemote(RemoteSource):
 
 
 def remote_app(tmp_path, mode: str) -> ConsoleApp:
-    return ConsoleApp(FrozenRemote(tmp_path, mode), clock=lambda: NOW,
-                      process_stats=lambda pid: ProcessStats(1.5, 87_654_321))
+    return ConsoleApp(
+        FrozenRemote(tmp_path, mode), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321)
+    )
 
 
 async def attached(pilot) -> None:

@@ -24,17 +24,32 @@ async def test_a_streaming_answer_shows_as_a_writing_row_then_as_a_card(home, si
         sims.llm.pause_stream("alpha", 3)
         event = sims.feishu.inject_text("one two three four five")
         await in_own_thread(sims.llm.wait_stream_paused, 1, 10)
-        await until(lambda: any("writing · card" in r and "3 tok" in r for r in row_texts(table)), 5,
-                    "a writing row with its token count", pilot=pilot)
+        await until(
+            lambda: any("writing · card" in r and "3 tok" in r for r in row_texts(table)),
+            5,
+            "a writing row with its token count",
+            pilot=pilot,
+        )
         assert "replies: stream" in str(table.border_subtitle)
         sims.llm.resume_stream("alpha")
         await in_own_thread(sims.feishu.wait_card_finished, event, 10)
-        await until(lambda: [r for r in row_texts(table) if "answered · card" in r]
-                    and not [r for r in row_texts(table) if "writing" in r], 5, "the final row, the writing row gone", pilot=pilot)
+        await until(
+            lambda: (
+                [r for r in row_texts(table) if "answered · card" in r]
+                and not [r for r in row_texts(table) if "writing" in r]
+            ),
+            5,
+            "the final row, the writing row gone",
+            pilot=pilot,
+        )
         command = sims.feishu.inject_text("/help")
         await in_own_thread(sims.feishu.wait_for_replies, command, 1, 10)
-        await until(lambda: any("command · text" in r and "/help" in r for r in row_texts(table)), 5,
-                    "the command shown as a command", pilot=pilot)
+        await until(
+            lambda: any("command · text" in r and "/help" in r for r in row_texts(table)),
+            5,
+            "the command shown as a command",
+            pilot=pilot,
+        )
         sims.feishu.deny_scope()  # learnt on the next card tried, then remembered
         fallback = sims.feishu.inject_text("no scope now")
         await in_own_thread(sims.feishu.wait_for_replies, fallback, 1, 10)

@@ -72,8 +72,11 @@ class ConsolePhase(StrEnum):
 
 
 # The gateway state the header shows while the console has no gateway of its own to ask.
-PHASE_STATE = {ConsolePhase.STARTING: GatewayState.STARTING, ConsolePhase.OWNED: GatewayState.STOPPED,
-               ConsolePhase.FAILED: GatewayState.STOPPED}
+PHASE_STATE = {
+    ConsolePhase.STARTING: GatewayState.STARTING,
+    ConsolePhase.OWNED: GatewayState.STOPPED,
+    ConsolePhase.FAILED: GatewayState.STOPPED,
+}
 
 
 class ConsoleApp(App[None]):
@@ -93,17 +96,37 @@ class ConsoleApp(App[None]):
         Binding("f", "faults", "Faults", tooltip="inject a fault (demo only)"),
         Binding("s", "serve_here", "Serve here", tooltip="the attached gateway exited: serve the profile here"),
         Binding("p", "toggle_pause", "Pause", tooltip="freeze / follow the log view"),
-        Binding("end", "follow_log", "Follow", key_display="End", show=False, priority=True,
-                tooltip="follow the log again (after scrolling up)"),
+        Binding(
+            "end",
+            "follow_log",
+            "Follow",
+            key_display="End",
+            show=False,
+            priority=True,
+            tooltip="follow the log again (after scrolling up)",
+        ),
         Binding("l", "cycle_level", "Level", show=False, tooltip="minimum log level shown (cycles)"),
         Binding("slash", "search", "Search", key_display="/", tooltip="search the log (highlights, counts)"),
         Binding("w", "next_warning", "Warn", tooltip="jump to the next WARNING/ERROR in the log"),
-        Binding("enter", "details", "Details", key_display="Enter", show=False,
-                tooltip="the selected message or log line in full"),
-        Binding("escape", "clear_search", "Clear search", key_display="Esc", show=False,
-                tooltip="close the search and follow the whole log"),
-        Binding("colon", "command_palette", "Palette", key_display=":", show=False,
-                tooltip="search every operation by name"),
+        Binding(
+            "enter",
+            "details",
+            "Details",
+            key_display="Enter",
+            show=False,
+            tooltip="the selected message or log line in full",
+        ),
+        Binding(
+            "escape",
+            "clear_search",
+            "Clear search",
+            key_display="Esc",
+            show=False,
+            tooltip="close the search and follow the whole log",
+        ),
+        Binding(
+            "colon", "command_palette", "Palette", key_display=":", show=False, tooltip="search every operation by name"
+        ),
     ]
 
     def __init__(
@@ -240,8 +263,9 @@ class ConsoleApp(App[None]):
             self.notify(source.gone_sentence(), title="UNREACHABLE", severity="error", markup=False)
         elif source.mode == "exited":
             offer = "; press s to serve the profile here" if self._make_local is not None else ""
-            self.notify(source.gone_sentence() + offer, title="gateway exited", severity="error", markup=False,
-                        timeout=15)
+            self.notify(
+                source.gone_sentence() + offer, title="gateway exited", severity="error", markup=False, timeout=15
+            )
             self.refresh_bindings()
 
     def pull_logs(self) -> None:
@@ -363,8 +387,7 @@ class ConsoleApp(App[None]):
 
     def _can_hand_over(self) -> bool:
         if self.home is None:
-            self.notify("no launchd hand-over here: this console has no gatewatch home (the demo)",
-                        severity="warning")
+            self.notify("no launchd hand-over here: this console has no gatewatch home (the demo)", severity="warning")
             return False
         return True
 
@@ -375,15 +398,20 @@ class ConsoleApp(App[None]):
         profile = self._profile_name()
         path = AgentSettings.default().plist(profile)
         if not path.exists():
-            self.notify(f"no LaunchAgent for profile '{profile}' at {path}; install it with: "
-                        f"gatewatch launchd install --profile {profile}", severity="warning", markup=False)
+            self.notify(
+                f"no LaunchAgent for profile '{profile}' at {path}; install it with: "
+                f"gatewatch launchd install --profile {profile}",
+                severity="warning",
+                markup=False,
+            )
             return False
         return True
 
     def action_hand_back(self) -> None:
         if self.phase == ConsolePhase.ATTACHED:
-            self.notify("nothing to hand back: this console is attached to a gateway it does not own",
-                        severity="warning")
+            self.notify(
+                "nothing to hand back: this console is attached to a gateway it does not own", severity="warning"
+            )
         elif self._serving() and self._can_hand_over() and self._agent_installed():
             self.push_screen(hand_back_confirm(self._profile_name(), self.source.describe()), self._on_quit_choice)
 
@@ -454,8 +482,10 @@ class ConsoleApp(App[None]):
         if self.phase != ConsolePhase.SERVING or not self.source.running:
             self.exit(return_code={ConsolePhase.OWNED: EXIT_OWNED, ConsolePhase.FAILED: EXIT_FAILED}.get(self.phase, 0))
             return
-        self.push_screen(quit_confirm(self._profile_name(), self.source.describe(), launchd=self.home is not None),
-                         self._on_quit_choice)
+        self.push_screen(
+            quit_confirm(self._profile_name(), self.source.describe(), launchd=self.home is not None),
+            self._on_quit_choice,
+        )
 
     def _on_quit_choice(self, choice: str | None) -> None:
         if choice == STOP:

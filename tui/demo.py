@@ -82,8 +82,9 @@ class DemoRun:
         feishu = self.sims.feishu
         self._group_lines += 1
         if self._group_lines % 2:
-            feishu.inject_group_text("@_user_1 any news?", chat_id=GROUP_CHAT, sender_open_id="ou_dave",
-                                     mentions=[feishu.bot_mention()])
+            feishu.inject_group_text(
+                "@_user_1 any news?", chat_id=GROUP_CHAT, sender_open_id="ou_dave", mentions=[feishu.bot_mention()]
+            )
         else:
             feishu.inject_group_text("coffee anyone?", chat_id=GROUP_CHAT, sender_open_id="ou_erin")
 

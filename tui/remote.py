@@ -89,7 +89,9 @@ class RemoteSource:
             if not self.stale:
                 return snap
             # never heard from the gateway: say that, not "starting"
-            snap = dataclasses.replace(snap, feishu=dataclasses.replace(snap.feishu, state="unknown", detail="no answer"))
+            snap = dataclasses.replace(
+                snap, feishu=dataclasses.replace(snap.feishu, state="unknown", detail="no answer")
+            )
         if not self.stale:
             return snap
         return dataclasses.replace(snap, state=self.mode, health=Health(UNHEALTHY, (self.gone_sentence(),)))

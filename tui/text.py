@@ -92,9 +92,9 @@ def size(nbytes: int | None) -> str:
         return "—"
     if nbytes < 1024 * 1024:
         return f"{nbytes / 1024:.0f}KB"
-    if nbytes < 1024 ** 3:
-        return f"{nbytes / 1024 ** 2:.1f}MB"
-    return f"{nbytes / 1024 ** 3:.1f}GB"
+    if nbytes < 1024**3:
+        return f"{nbytes / 1024**2:.1f}MB"
+    return f"{nbytes / 1024**3:.1f}GB"
 
 
 def lines(*rows: Text | str) -> Text:

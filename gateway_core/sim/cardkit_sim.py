@@ -119,7 +119,8 @@ class CardKitSimulation:
     def _add_cardkit_routes(self, app: web.Application) -> None:
         app.router.add_post("/open-apis/cardkit/v1/cards", self._handle_card_create)
         app.router.add_put(
-            "/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content", self._handle_card_content)
+            "/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content", self._handle_card_content
+        )
         app.router.add_patch("/open-apis/cardkit/v1/cards/{card_id}/settings", self._handle_card_settings)
         app.router.add_get("/open-apis/bot/v3/info", self._handle_bot_info)
 
@@ -127,7 +128,7 @@ class CardKitSimulation:
 
     def _authorised(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization", "")
-        return auth.startswith("Bearer ") and auth[len("Bearer "):] in self._tokens
+        return auth.startswith("Bearer ") and auth[len("Bearer ") :] in self._tokens
 
     def _refusal(self, request: web.Request, scope: str | None) -> web.Response | None:
         """Bad token or missing scope, answered as Feishu does (lock held); None when allowed."""
@@ -138,11 +139,14 @@ class CardKitSimulation:
             return web.json_response(INVALID_TOKEN, status=400)
         if scope is not None and scope in self._denied_scopes:
             self._failed_posts += 1
-            return web.json_response({
-                "code": MISSING_SCOPE_CODE,
-                "msg": f"Access denied. One of the following scopes is required: [{scope}].",
-                "error": {"permission_violations": [{"type": "action_scope_required", "subject": scope}]},
-            }, status=400)
+            return web.json_response(
+                {
+                    "code": MISSING_SCOPE_CODE,
+                    "msg": f"Access denied. One of the following scopes is required: [{scope}].",
+                    "error": {"permission_violations": [{"type": "action_scope_required", "subject": scope}]},
+                },
+                status=400,
+            )
         return None
 
     async def _handle_card_create(self, request: web.Request) -> web.Response:
@@ -166,7 +170,8 @@ class CardKitSimulation:
             _card_text_elements(card.get("body", {}), texts)
             card_id = f"7{next(self._ids):018d}"  # Feishu's card ids are ≤20 digits
             self._cards[card_id] = CardRecord(
-                card_id, card, bool(config.get("streaming_mode")), texts, created_at=time.time())
+                card_id, card, bool(config.get("streaming_mode")), texts, created_at=time.time()
+            )
             self._notify()
         return web.json_response({"code": 0, "msg": "success", "data": {"card_id": card_id}})
 
@@ -187,7 +192,8 @@ class CardKitSimulation:
                 return self._card_error(STREAMING_CLOSED, "Card streaming closed", card_id, sequence)
             operation = CardOperation("content", sequence, element_id, content, time.time())
             self._cards[card_id] = replace(
-                card, texts={**card.texts, element_id: content}, operations=card.operations + (operation,))
+                card, texts={**card.texts, element_id: content}, operations=card.operations + (operation,)
+            )
             return self._card_ok(card_id, body)
 
     async def _handle_card_settings(self, request: web.Request) -> web.Response:
@@ -204,7 +210,9 @@ class CardKitSimulation:
                 if not isinstance(config, dict):
                     raise ValueError
             except (ValueError, AttributeError):
-                return self._card_error(INVALID_PARAMETER, "settings must be a JSON object", card_id, body.get("sequence"))
+                return self._card_error(
+                    INVALID_PARAMETER, "settings must be a JSON object", card_id, body.get("sequence")
+                )
             streaming = bool(config["streaming_mode"]) if "streaming_mode" in config else card.streaming_mode
             operation = CardOperation("settings", body["sequence"], None, body["settings"], time.time())
             self._cards[card_id] = replace(card, streaming_mode=streaming, operations=card.operations + (operation,))
@@ -227,7 +235,10 @@ class CardKitSimulation:
         if card.operations and sequence <= card.operations[-1].sequence:
             return self._card_error(
                 SEQUENCE_NOT_INCREASING,
-                "The sequence number for operating on the card did not increment consecutively", card_id, sequence)
+                "The sequence number for operating on the card did not increment consecutively",
+                card_id,
+                sequence,
+            )
         count, window = self._card_limit
         now = time.monotonic()
         recent = self._card_ops_at.setdefault(card_id, deque())
@@ -266,17 +277,19 @@ class CardKitSimulation:
                 return refused
             if self._bot_info_down:
                 return web.json_response({"code": 1, "msg": "system busy (simulated)"}, status=500)
-        return web.json_response({
-            "code": 0,
-            "msg": "ok",
-            "bot": {
-                "activate_status": 2,
-                "app_name": self.bot_name,
-                "avatar_url": "",
-                "ip_white_list": [],
-                "open_id": self.bot_open_id,
-            },
-        })
+        return web.json_response(
+            {
+                "code": 0,
+                "msg": "ok",
+                "bot": {
+                    "activate_status": 2,
+                    "app_name": self.bot_name,
+                    "avatar_url": "",
+                    "ip_white_list": [],
+                    "open_id": self.bot_open_id,
+                },
+            }
+        )
 
     # ------------------------------------------------------------------ hooks for message sends
 
@@ -327,35 +340,75 @@ class CardKitSimulation:
         """A `message.mentions[]` entry for a user, shaped as Feishu sends it."""
         from .feishu_sim import TENANT_KEY
 
-        return {"key": key, "id": {"open_id": open_id, "union_id": f"on_{open_id}", "user_id": ""},
-                "name": name, "tenant_key": TENANT_KEY}
+        return {
+            "key": key,
+            "id": {"open_id": open_id, "union_id": f"on_{open_id}", "user_id": ""},
+            "name": name,
+            "tenant_key": TENANT_KEY,
+        }
 
-    def inject_group_text(self, text: str, mentions: list[dict[str, Any]] | None = None,
-                          chat_id: str = "oc_group1", sender_open_id: str = "ou_user1"):
+    def inject_group_text(
+        self,
+        text: str,
+        mentions: list[dict[str, Any]] | None = None,
+        chat_id: str = "oc_group1",
+        sender_open_id: str = "ou_user1",
+    ):
         """A group text message; put `@_user_N` / `@_all` keys in `text` and their entries in `mentions`."""
-        return self.inject_text(text, chat_id=chat_id, sender_open_id=sender_open_id, chat_type="group",
-                                mentions=mentions)
+        return self.inject_text(
+            text, chat_id=chat_id, sender_open_id=sender_open_id, chat_type="group", mentions=mentions
+        )
 
-    def inject_post(self, post: dict[str, Any], chat_type: str = "p2p", chat_id: str = "oc_chat1",
-                    mentions: list[dict[str, Any]] | None = None, sender_open_id: str = "ou_user1"):
+    def inject_post(
+        self,
+        post: dict[str, Any],
+        chat_type: str = "p2p",
+        chat_id: str = "oc_chat1",
+        mentions: list[dict[str, Any]] | None = None,
+        sender_open_id: str = "ou_user1",
+    ):
         """A rich-text message; `post` is `{"title", "content": [[elements...]]}` as events carry it."""
-        return self.inject_text("", chat_id=chat_id, sender_open_id=sender_open_id, chat_type=chat_type,
-                                message_type="post", content=json.dumps(post, ensure_ascii=False),
-                                mentions=mentions)
+        return self.inject_text(
+            "",
+            chat_id=chat_id,
+            sender_open_id=sender_open_id,
+            chat_type=chat_type,
+            message_type="post",
+            content=json.dumps(post, ensure_ascii=False),
+            mentions=mentions,
+        )
 
     def inject_image(self, chat_type: str = "p2p", chat_id: str = "oc_chat1", sender_open_id: str = "ou_user1"):
         """An image message (content carries only the image key)."""
         content = json.dumps({"image_key": f"img_v3_{self._tag}_{next(self._ids)}"})
-        return self.inject_text("", chat_id=chat_id, sender_open_id=sender_open_id, chat_type=chat_type,
-                                message_type="image", content=content)
+        return self.inject_text(
+            "",
+            chat_id=chat_id,
+            sender_open_id=sender_open_id,
+            chat_type=chat_type,
+            message_type="image",
+            content=content,
+        )
 
-    def inject_file(self, name: str = "report.pdf", chat_type: str = "p2p", chat_id: str = "oc_chat1",
-                    sender_open_id: str = "ou_user1"):
+    def inject_file(
+        self,
+        name: str = "report.pdf",
+        chat_type: str = "p2p",
+        chat_id: str = "oc_chat1",
+        sender_open_id: str = "ou_user1",
+    ):
         """A file message (content carries the file key and name)."""
-        content = json.dumps({"file_key": f"file_v3_{self._tag}_{next(self._ids)}", "file_name": name},
-                             ensure_ascii=False)
-        return self.inject_text("", chat_id=chat_id, sender_open_id=sender_open_id, chat_type=chat_type,
-                                message_type="file", content=content)
+        content = json.dumps(
+            {"file_key": f"file_v3_{self._tag}_{next(self._ids)}", "file_name": name}, ensure_ascii=False
+        )
+        return self.inject_text(
+            "",
+            chat_id=chat_id,
+            sender_open_id=sender_open_id,
+            chat_type=chat_type,
+            message_type="file",
+            content=content,
+        )
 
     # ------------------------------------------------------------------ observations
 
@@ -380,12 +433,15 @@ class CardKitSimulation:
 
     def wait_card_finished(self, message: Any, timeout: float = 10) -> CardRecord:
         """Wait until a card replied to `message` has streaming turned off; return it."""
+
         def finished() -> CardRecord | None:
             done = [c for c in self.cards_replied_to(message) if not c.streaming_mode and c.operations]
             return done[-1] if done else None
 
         def seen() -> str:
-            return f"cards replied: {[(c.card_id, c.streaming_mode, c.sequences) for c in self.cards_replied_to(message)]}"
+            return (
+                f"cards replied: {[(c.card_id, c.streaming_mode, c.sequences) for c in self.cards_replied_to(message)]}"
+            )
 
         return self.wait_for(finished, timeout, seen)
 

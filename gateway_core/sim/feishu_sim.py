@@ -448,7 +448,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             if request.query.get("receive_id_type") is None:
                 target = None
         with self._cond:
-            if not auth.startswith("Bearer ") or auth[len("Bearer "):] not in self._tokens:
+            if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self._tokens:
                 self._failed_posts += 1
                 return web.json_response(INVALID_TOKEN, status=400)
             try:
@@ -480,8 +480,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             self._card_sent(msg_type, parsed, message_id)
             if send_uuid and not duplicate:
                 self._uuids[send_uuid] = (message_id, now)
-            self._sent.append(
-                SentMessage(kind, target, msg_type, text, content, send_uuid, message_id, duplicate, now))
+            self._sent.append(SentMessage(kind, target, msg_type, text, content, send_uuid, message_id, duplicate, now))
             self._notify()
             if self._fail_sends:  # after_send: the message went out but the answer is lost
                 self._fail_sends -= 1
@@ -503,7 +502,10 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             "updated": False,
             "chat_id": chat_id,
             "sender": {
-                "id": self.app_id, "id_type": "app_id", "sender_type": "app", "tenant_key": TENANT_KEY,
+                "id": self.app_id,
+                "id_type": "app_id",
+                "sender_type": "app",
+                "tenant_key": TENANT_KEY,
             },
             "body": {"content": content},
         }
@@ -531,6 +533,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         if self._responses_released is not None:
             self._responses_released.set()
             self._responses_released = asyncio.Event()
+
     def _over_rate_limit(self, chat: str) -> bool:
         """Lock held: True if one more send now would exceed a limit; else count it as sent."""
         now = time.monotonic()
@@ -597,7 +600,9 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             "event": {
                 "sender": {
                     "sender_id": {
-                        "open_id": sender_open_id, "union_id": f"on_{sender_open_id}", "user_id": None,
+                        "open_id": sender_open_id,
+                        "union_id": f"on_{sender_open_id}",
+                        "user_id": None,
                     },
                     "sender_type": "user",
                     "tenant_key": TENANT_KEY,
@@ -731,7 +736,8 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
     def wait_held_responses(self, count: int = 1, timeout: float = 10) -> None:
         """Wait until at least `count` send responses are being withheld."""
         self.wait_for(
-            lambda: self.held_responses >= count or None, timeout,
+            lambda: self.held_responses >= count or None,
+            timeout,
             lambda: f"wanted {count} withheld send responses, have {self.held_responses}",
         )
 
@@ -760,9 +766,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         with self._cond:
             return [m for m in self._sent if m.kind == "reply" and m.in_reply_to == mid]
 
-    def wait_for_replies(
-        self, message: InjectedEvent | str, count: int = 1, timeout: float = 10
-    ) -> list[SentMessage]:
+    def wait_for_replies(self, message: InjectedEvent | str, count: int = 1, timeout: float = 10) -> list[SentMessage]:
         """Wait until `count` replies to the message were recorded and return them all."""
         mid = _message_id(message)
 
@@ -802,12 +806,14 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         """Wait for a 200 ack of the event."""
         eid = _event_id(event)
         self.wait_for(
-            lambda: self.is_acked(eid), timeout,
+            lambda: self.is_acked(eid),
+            timeout,
             lambda: f"{eid} not acked; acks {self.ack_codes(eid)}, deliveries {self.deliveries(eid)}",
         )
 
     def wait_for_connection(self, count: int = 1, timeout: float = 10) -> str:
         """Wait until `count` connections were accepted in total and one is live; return its device id."""
+
         def ready() -> str | None:
             with self._cond:
                 if self._connections_total >= count and self._current is not None:
@@ -815,8 +821,10 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
                 return None
 
         def seen() -> str:
-            return (f"wanted {count} connections, saw {self.connections_total} "
-                    f"({self.live_connections} live, {self.endpoint_requests} endpoint requests)")
+            return (
+                f"wanted {count} connections, saw {self.connections_total} "
+                f"({self.live_connections} live, {self.endpoint_requests} endpoint requests)"
+            )
 
         return self.wait_for(ready, timeout, seen)
 

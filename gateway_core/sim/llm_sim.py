@@ -146,10 +146,10 @@ class LlmSimulator(ThreadSafeState):
             body = json.loads(await request.read())
         except ValueError:
             body = None
-        if not (isinstance(body, dict) and isinstance(body.get("model"), str)
-                and isinstance(body.get("messages"), list)):
-            return _error(400, "'model' (string) and 'messages' (list) are required",
-                          "invalid_request_error", None)
+        if not (
+            isinstance(body, dict) and isinstance(body.get("model"), str) and isinstance(body.get("messages"), list)
+        ):
+            return _error(400, "'model' (string) and 'messages' (list) are required", "invalid_request_error", None)
         record = LlmRequest(body["model"], body["messages"], time.time(), bool(body.get("stream")))
         with self._cond:
             self._requests.append(record)
@@ -167,11 +167,15 @@ class LlmSimulator(ThreadSafeState):
     async def _handle_models(self, request: web.Request) -> web.Response:
         if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
-        return web.json_response({
-            "object": "list",
-            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "simulator"}
-                     for name in self.listed_models()],
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "simulator"}
+                    for name in self.listed_models()
+                ],
+            }
+        )
 
     def listed_models(self) -> list[str]:
         """What `GET /v1/models` lists: the catalogue and every model with a behaviour, minus `unknown`."""
@@ -201,15 +205,14 @@ class LlmSimulator(ThreadSafeState):
         if behaviour.kind == "drip":
             return await self._drip(request, record)
         if behaviour.kind == "error":
-            return _error(500, "The server had an error processing your request (simulated).",
-                          "server_error", None)
+            return _error(500, "The server had an error processing your request (simulated).", "server_error", None)
         if behaviour.kind == "unknown":
-            return _error(404, f"The model `{model}` does not exist.",
-                          "invalid_request_error", "model_not_found")
+            return _error(404, f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
         return await self._complete(request, record)
 
-    async def _complete(self, request: web.Request, record: LlmRequest,
-                        response: web.StreamResponse | None = None) -> web.StreamResponse:
+    async def _complete(
+        self, request: web.Request, record: LlmRequest, response: web.StreamResponse | None = None
+    ) -> web.StreamResponse:
         """The echo answer, as SSE or one JSON body (written to `response` if already started)."""
         model = record.model
         content = f"[{model}] {_last_user_text(record.messages)}"
@@ -217,19 +220,20 @@ class LlmSimulator(ThreadSafeState):
         created = int(time.time())
         if record.stream:
             return await self._stream(request, completion_id, created, model, content, response)
-        prompt_tokens = sum(
-            len(_text_of(m.get("content")).split()) for m in record.messages if isinstance(m, dict))
+        prompt_tokens = sum(len(_text_of(m.get("content")).split()) for m in record.messages if isinstance(m, dict))
         completion_tokens = len(content.split())
         body = {
             "id": completion_id,
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -271,7 +275,12 @@ class LlmSimulator(ThreadSafeState):
         return response
 
     async def _stream(
-        self, request: web.Request, cid: str, created: int, model: str, content: str,
+        self,
+        request: web.Request,
+        cid: str,
+        created: int,
+        model: str,
+        content: str,
         response: web.StreamResponse | None = None,
     ) -> web.StreamResponse:
         """Server-sent events like OpenAI's: the role, one content delta per word, a finish chunk,
@@ -337,9 +346,9 @@ class LlmSimulator(ThreadSafeState):
 
     def wait_stream_paused(self, count: int = 1, timeout: float = 10) -> int:
         """Wait until `count` streams are parked by `pause_stream`."""
-        return self.wait_for(lambda: self._paused if self._paused >= count else None, timeout,
-                             lambda: f"{self._paused} streams paused")
-
+        return self.wait_for(
+            lambda: self._paused if self._paused >= count else None, timeout, lambda: f"{self._paused} streams paused"
+        )
 
     def set_behaviour(self, model: str, behaviour: str, latency: float = 0.0) -> None:
         """Set how `model` answers from now on ("echo", "error", "hang", "unknown", "drip"), after
@@ -379,26 +388,30 @@ class LlmSimulator(ThreadSafeState):
         with self._cond:
             return sum(1 for r in self._requests if r.answered_status is None and model in (None, r.model))
 
-    def wait_for_requests(
-        self, count: int, model: str | None = None, timeout: float = 10
-    ) -> list[LlmRequest]:
+    def wait_for_requests(self, count: int, model: str | None = None, timeout: float = 10) -> list[LlmRequest]:
         """Wait until `count` requests (for `model`, or any) arrived; return them."""
+
         def enough() -> list[LlmRequest] | None:
             found = self.requests if model is None else self.requests_for(model)
             return found if len(found) >= count else None
 
         def seen() -> str:
-            return f"wanted {count} requests for {model or 'any model'}, saw " \
-                   f"{[(r.model, r.answered_status) for r in self.requests]}"
+            return (
+                f"wanted {count} requests for {model or 'any model'}, saw "
+                f"{[(r.model, r.answered_status) for r in self.requests]}"
+            )
 
         return self.wait_for(enough, timeout, seen)
 
     def wait_in_flight(self, model: str | None = None, count: int = 1, timeout: float = 10) -> int:
         """Wait until at least `count` requests (for `model`, or any) are in flight; return how many."""
+
         def enough() -> int | None:
             n = self.in_flight(model)
             return n if n >= count else None
 
-        return self.wait_for(enough, timeout,
-                             lambda: f"wanted {count} in flight for {model or 'any model'}, "
-                                     f"have {self.in_flight(model)}")
+        return self.wait_for(
+            enough,
+            timeout,
+            lambda: f"wanted {count} in flight for {model or 'any model'}, have {self.in_flight(model)}",
+        )

@@ -46,10 +46,10 @@ class BareSdkClient:
         lark_ws_client.loop = loop
         client = None
         try:
-            dispatcher = (lark.EventDispatcherHandler.builder("", "")
-                          .register_p2_im_message_receive_v1(handler).build())
+            dispatcher = lark.EventDispatcherHandler.builder("", "").register_p2_im_message_receive_v1(handler).build()
             client = self._client = lark.ws.Client(
-                app_id, app_secret, event_handler=dispatcher, domain=domain, log_level=lark.LogLevel.ERROR)
+                app_id, app_secret, event_handler=dispatcher, domain=domain, log_level=lark.LogLevel.ERROR
+            )
             self._ready.set()
             client.start()
         except RuntimeError:

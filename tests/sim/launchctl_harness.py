@@ -47,7 +47,9 @@ class LaunchctlSim:
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         shim = self.bin_dir / "launchctl"
-        shim.write_text(SHIM.format(state=self.state_dir, python=os.path.abspath(sys.executable), repository=REPOSITORY))
+        shim.write_text(
+            SHIM.format(state=self.state_dir, python=os.path.abspath(sys.executable), repository=REPOSITORY)
+        )
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         self.started_at = time.time()
 

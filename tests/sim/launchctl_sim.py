@@ -100,7 +100,9 @@ def check_domain(domain: str) -> None:
 
 def not_found(label: str, domain: str) -> Failure:
     kind, _, uid = domain.partition("/")
-    return Failure(113, f'Could not find service "{label}" in domain for {"user gui" if kind == "gui" else "uid"}: {uid}')
+    return Failure(
+        113, f'Could not find service "{label}" in domain for {"user gui" if kind == "gui" else "uid"}: {uid}'
+    )
 
 
 # ---------------------------------------------------------------- the job definition
@@ -112,7 +114,15 @@ def job_from_plist(path: Path, domain: str) -> dict:
             data = plistlib.load(fp)
         label = data["Label"]
         args = data.get("ProgramArguments") or [data["Program"]]
-    except (OSError, plistlib.InvalidFileException, xml.parsers.expat.ExpatError, ValueError, KeyError, TypeError, IndexError):
+    except (
+        OSError,
+        plistlib.InvalidFileException,
+        xml.parsers.expat.ExpatError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+    ):
         raise Failure(5, "Bootstrap failed: 5: Input/output error") from None
     keep_alive = data.get("KeepAlive", False)
     return {
@@ -559,7 +569,9 @@ def render_print(job: dict) -> str:
         lines.append(f"\tpid = {job['pid']}")
     lines.append("\timmediate reason = speculative")
     code = job["last_exit_code"]
-    lines.append(f"\tlast exit code = {'(never exited)' if code is None else (f'{code}: EX_CONFIG' if code == EX_CONFIG else code)}")
+    lines.append(
+        f"\tlast exit code = {'(never exited)' if code is None else (f'{code}: EX_CONFIG' if code == EX_CONFIG else code)}"
+    )
     if job["last_signal"]:
         try:
             name = signal.Signals(job["last_signal"]).name
@@ -572,7 +584,13 @@ def render_print(job: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-SIGNAL_DESCRIPTIONS = {"SIGKILL": "Killed", "SIGTERM": "Terminated", "SIGINT": "Interrupt", "SIGABRT": "Abort trap", "SIGSEGV": "Segmentation fault"}
+SIGNAL_DESCRIPTIONS = {
+    "SIGKILL": "Killed",
+    "SIGTERM": "Terminated",
+    "SIGINT": "Interrupt",
+    "SIGABRT": "Abort trap",
+    "SIGSEGV": "Segmentation fault",
+}
 
 
 def wait_status(job: dict) -> int:

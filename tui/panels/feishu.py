@@ -24,7 +24,11 @@ def render_feishu(snap: FeishuSnapshot, now: float) -> Text:
         wait = max(0.0, snap.next_attempt_at - now)
         state.append(f" · next attempt {clock_time(snap.next_attempt_at)} (in {duration(wait)})", style="yellow")
     frame_age = Text(age(snap.last_frame_at, now))
-    if snap.state == FeishuState.CONNECTED and snap.last_frame_at is not None and now - snap.last_frame_at > STALE_FRAME:
+    if (
+        snap.state == FeishuState.CONNECTED
+        and snap.last_frame_at is not None
+        and now - snap.last_frame_at > STALE_FRAME
+    ):
         frame_age.stylize("bold yellow")
     error = Text(snap.last_error or "—", style="red" if snap.last_error else "")
     if snap.last_error and snap.last_error_at is not None:

@@ -56,9 +56,7 @@ def header_word(snapshot: GatewaySnapshot, state: str) -> str:
     return state
 
 
-def render_header(
-    snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None
-) -> Text:
+def render_header(snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None) -> Text:
     word = header_word(snapshot, state)
     out = Text.assemble(("profile ", "dim"), (snapshot.profile, "bold"), (" · ", "dim"))
     out.append_text(state_word(word))

@@ -199,8 +199,13 @@ class LogPane(Vertical):
             if record.seq > self.last_seq + 1 and self.last_seq:
                 # The ring buffer moved on faster than we read: say so instead of hiding the gap.
                 skipped = record.seq - self.last_seq - 1
-                gap = LogLine(record.seq, record.created, "WARNING", "gatewatch.console",
-                              f"… {skipped} records not shown (the log outran the console)")
+                gap = LogLine(
+                    record.seq,
+                    record.created,
+                    "WARNING",
+                    "gatewatch.console",
+                    f"… {skipped} records not shown (the log outran the console)",
+                )
                 fresh.append((gap, format_line(gap)))
             fresh.append((record, format_line(record)))
             self.last_seq = record.seq
@@ -297,8 +302,9 @@ class LogPane(Vertical):
                 self.pause()
                 log.mark(index)
                 log.focus()  # the operator reads the log now: Enter opens this line
-                log.scroll_to(y=max(0, index - log.scrollable_content_region.height // 2),
-                              animate=False, immediate=True)
+                log.scroll_to(
+                    y=max(0, index - log.scrollable_content_region.height // 2), animate=False, immediate=True
+                )
                 return records[index]
         return None
 
@@ -361,7 +367,7 @@ class LogPane(Vertical):
         """The lines the operator can see right now."""
         log = self.log
         top = int(log.scroll_y)
-        return list(log.lines[top:top + log.scrollable_content_region.height])
+        return list(log.lines[top : top + log.scrollable_content_region.height])
 
     def _update_title(self) -> None:
         parts = ["Log", f"PAUSED · +{self.pending} new (End/p follows)" if self.paused else "following"]

@@ -122,6 +122,7 @@ class MessagesPanel(DataTable):
         subtitle = " · ".join(parts)
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
+
     def activity_for(self, key: str | None) -> Activity | None:
         return self._by_key.get(key) if key is not None else None
 

@@ -11,7 +11,8 @@ def quit_confirm(profile: str, described: str, launchd: bool = True) -> ChoiceMo
     """`launchd=False` (the demo: no gatewatch home) leaves out the hand-back it could not do."""
     body = f"Profile '{profile}' is served by this console ({described}).\n" + (
         "Quitting stops answering messages unless launchd takes it over."
-        if launchd else "Quitting stops answering messages."
+        if launchd
+        else "Quitting stops answering messages."
     )
     choices = [Choice(STOP, "stop the gateway and quit (in-flight answers finish first)", "s")]
     if launchd:
