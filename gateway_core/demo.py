@@ -4,7 +4,7 @@ The headless demo prints a scripted conversation as it flows, including the faul
 exists for (the executor shut down behind the gateway's back, the WebSocket dropped, the primary
 model failing) and how each heals, then a group conversation (the bot answers only when it is
 @-mentioned) and in-chat commands. Answers stream into CardKit cards (the simulated model writes
-a word at a time). Without --headless, the console opens on the same setup.
+a word at a time). The console's demo (tui/demo.py) opens the console on the same setup.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,14 +75,8 @@ class DemoEnvironment:
             self._tmp.cleanup()
 
 
-def run_demo(headless: bool, extra_messages: int = 0) -> int:
-    if not headless:
-        try:
-            from tui.demo import run_console_demo
-        except ImportError:
-            print("gatewatch: the console is not available; showing the headless demo", file=sys.stderr)
-        else:
-            return run_console_demo()
+def run_headless_demo(extra_messages: int = 0) -> int:
+    """`gatewatch demo --headless`: the scripted conversation, printed as it flows."""
     with DemoEnvironment() as env:
         return asyncio.run(_scripted_demo(env, extra_messages))
 

@@ -23,15 +23,6 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "tui": (),
 }
 
-# Upward imports still present, each with the round that removes it. An entry that no longer
-# occurs fails test_every_known_exception_still_exists, so this list can only shrink.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # The demo's console half: gateway_core/demo.py opens tui/demo.py, which imports it back.
-    # Being rewired in parallel (streaming cards, commands); the next round moves the console
-    # demo's entry into tui so gateway_core.demo is headless only.
-    ("gateway_core.demo", "tui.demo"): "issue 11, next round",
-}
-
 
 @dataclass(frozen=True)
 class Violation:
@@ -104,13 +95,6 @@ def all_violations() -> list[Violation]:
     return violations
 
 
-def is_known(violation: Violation) -> bool:
-    return any(
-        violation.module == module and (violation.imported == imported or violation.imported.startswith(imported + "."))
-        for module, imported in KNOWN_EXCEPTIONS
-    )
-
-
 def test_no_layer_imports_upwards():
     modules = [name for name, _ in every_module()]
     # The scan really covers every layer, entry points and subpackages included.
@@ -122,19 +106,8 @@ def test_no_layer_imports_upwards():
         "tui.cli",
         "tui.app",
     } <= set(modules)
-    unexpected = [str(v) for v in all_violations() if not is_known(v)]
+    unexpected = [str(v) for v in all_violations()]
     assert unexpected == [], "upward imports (the layers are gateway_core ← launchd ← tui):\n" + "\n".join(unexpected)
-
-
-def test_every_known_exception_still_exists():
-    """A removed upward import must leave KNOWN_EXCEPTIONS too, so the list only ever shrinks."""
-    present = {
-        (v.module, imported)
-        for v in all_violations()
-        for (module, imported) in KNOWN_EXCEPTIONS
-        if v.module == module and (v.imported == imported or v.imported.startswith(imported + "."))
-    }
-    assert present == set(KNOWN_EXCEPTIONS)
 
 
 @pytest.mark.parametrize(

@@ -91,9 +91,13 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
 
         return run_launchd(args, home, open_console=open_console)
     if command == "demo":
-        from gateway_core.demo import run_demo
+        if args.headless:
+            from gateway_core.demo import run_headless_demo
 
-        return run_demo(headless=args.headless, extra_messages=args.messages)
+            return run_headless_demo(extra_messages=args.messages)
+        from .demo import run_console_demo
+
+        return run_console_demo()
     return open_console(home, getattr(args, "profile", "default"))
 
 
