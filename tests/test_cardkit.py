@@ -16,7 +16,9 @@ from gateway_core.cardkit import (
     StreamCheckpoint,
     card_reply_uuid,
 )
-from gateway_core.openapi import OpenApi, OpenApiRefused
+from gateway_core.config import FeishuConfig
+from gateway_core.feishu_http import FeishuHttp, FeishuRefused
+from gateway_core.replies import ReplySender
 from gateway_core.threads import in_own_thread
 
 from .support import FEISHU_SECRET, unique_app_id
@@ -24,8 +26,25 @@ from .support import FEISHU_SECRET, unique_app_id
 
 def cardkit_client(sims, updates_per_second=5.0) -> CardKitClient:
     """A fresh client, as a fresh gateway process would build it (no in-process memo)."""
-    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
-    return CardKitClient(api, updates_per_second=updates_per_second)
+    http = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
+    return CardKitClient(http, ReplySender(http), updates_per_second=updates_per_second)
+
+
+_clients: list[FeishuHttp] = []
+
+
+def feishu_http(app_id: str, secret: str, domain: str) -> FeishuHttp:
+    client = FeishuHttp(FeishuConfig(app_id=app_id, app_secret=secret, domain=domain), request_timeout=5)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def close_clients():
+    """Each test's HTTP clients are closed on its own loop, as a gateway closes its one at stop."""
+    yield
+    while _clients:
+        await _clients.pop().aclose()
 
 
 class Journal:
@@ -163,12 +182,12 @@ async def test_a_retry_in_the_same_process_reuses_the_card(sims):
 
 
 async def test_bot_identity(sims):
-    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
+    api = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
     identity = await api.bot_identity()
     assert (identity.open_id, identity.app_name) == (sims.feishu.bot_open_id, sims.feishu.bot_name)
     # lark caches tokens per app id: an app id of its own makes the SDK ask for a token again
-    wrong = OpenApi(unique_app_id(), "wrong-secret", sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
-    with pytest.raises(OpenApiRefused) as refused:
+    wrong = feishu_http(unique_app_id(), "wrong-secret", sims.feishu.domain)
+    with pytest.raises(FeishuRefused) as refused:
         await wrong.bot_identity()
     assert "wrong-secret" not in str(refused.value)
 
