@@ -6,6 +6,8 @@ test's loop and must keep running while the test waits for what Feishu recorded.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway_core.cardkit import (
@@ -24,10 +26,10 @@ from gateway_core.threads import in_own_thread
 from .support import FEISHU_SECRET, unique_app_id
 
 
-def cardkit_client(sims, updates_per_second=5.0) -> CardKitClient:
+def cardkit_client(sims, updates_per_second=5.0, replies: ReplySender | None = None, **limits) -> CardKitClient:
     """A fresh client, as a fresh gateway process would build it (no in-process memo)."""
     http = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
-    return CardKitClient(http, ReplySender(http), updates_per_second=updates_per_second)
+    return CardKitClient(http, replies or ReplySender(http), updates_per_second=updates_per_second, **limits)
 
 
 _clients: list[FeishuHttp] = []
@@ -212,3 +214,34 @@ async def test_a_rate_limited_finish_gives_up_after_retries_and_a_redrive_comple
     assert card.text() == "partial answer" and len(feishu.cards) == 1
     accepted = card.sequences
     assert accepted == sorted(set(accepted)) and {code for code, _ in card.rejected} == {RATE_LIMITED}
+
+
+async def test_card_replies_share_the_reply_limits_and_wait_out_a_230020(sims):
+    feishu = sims.feishu
+    feishu.chat_rate_limit = 1  # stricter than our per-chat pace: Feishu will answer 230020
+    http = feishu_http(feishu.app_id, FEISHU_SECRET, feishu.domain)
+    replies = ReplySender(http)
+    client = cardkit_client(sims, replies=replies)
+    questions = [feishu.inject_text(f"q{n}") for n in range(2)]
+    streams = [await client.open_stream(q.message_id, chat_id=q.chat_id) for q in questions]
+    for stream in streams:
+        await stream.finish("done")
+    stats = replies.stats()
+    assert stats.sent == 2 and stats.failed_attempts == 0
+    assert stats.rate_limited == len(feishu.rate_limited) >= 1  # backed off and retried, not failed
+    for question in questions:
+        assert [m.msg_type for m in feishu.replies_to(question) if not m.duplicate] == ["interactive"]
+
+
+async def test_cardkit_calls_keep_within_each_apis_per_app_limit(sims):
+    feishu = sims.feishu
+    feishu.limit_cardkit_apis((2, 1.0))  # as if Feishu allowed 2 calls a second per API
+    client = cardkit_client(sims, api_per_second=2)
+    questions = [feishu.inject_text(f"q{n}") for n in range(4)]
+    streams = await asyncio.gather(
+        *(client.open_stream(q.message_id, chat_id=f"oc_{n}") for n, q in enumerate(questions))
+    )
+    await asyncio.gather(*(stream.finish(f"answer {n}") for n, stream in enumerate(streams)))
+    cards = [await in_own_thread(feishu.wait_card_finished, q, 10) for q in questions]
+    assert len(feishu.cards) == 4 and all(card.rejected == () for card in cards)  # waited, never refused
+    assert feishu.failed_posts == 0
