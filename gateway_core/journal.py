@@ -288,6 +288,8 @@ class Journal:
         )
         pending = []
         for row in rows:
+            # The record as the SDK handler made it: its reading (the stored `text` among it) follows
+            # from the raw content and mentions, for a bot whose open_id is not known yet.
             message = IncomingMessage(
                 event_id=row[0],
                 message_id=row[1],
@@ -298,7 +300,7 @@ class Journal:
                 raw_content=row[11] or _raw_content_v1(row[5], row[6]),
                 received_at=row[7],
                 mentions=_mentions(row[12]),
-            )  # read as at arrival (bot unknown): `text` is the stored text, re-derived
+            )
             pending.append(
                 PendingMessage(
                     message, state=row[8], answer=row[9], model=row[10], reply_mode=row[13], checkpoint=row[14]

@@ -1,4 +1,4 @@
-"""The CardKit streaming client against the Feishu simulator, through the real lark-oapi client.
+"""The CardKit streaming client against the Feishu simulator, through the gateway's Feishu HTTP client.
 
 Waits on the simulator run in their own thread (`in_own_thread`): the card's pump runs on the
 test's loop and must keep running while the test waits for what Feishu recorded.
