@@ -16,8 +16,8 @@ before the card is sent and whenever the ceiling is raised, so a re-drive resume
 with sequences above anything used before. A card created but never checkpointed was never sent:
 an invisible orphan, harmless.
 
-Feishu's own limits, kept here: 10 operations/s per card (we pace each card at
-`updates_per_second`), and per app 50/s and 1000/min for each CardKit API (`ApiPace`). The card's
+Besides the per-card pace, each CardKit API (create, content, settings) keeps Feishu's per-app
+limit of 50 calls/s and 1000/min (`ApiPace`): a call waits for its turn rather than be refused. The card's
 message is a reply like any other: it goes through `replies.ReplySender`, within the per-chat and
 per-app reply limits. Every request goes through the gateway's one Feishu HTTP client
 (feishu_http.py), on the loop, each under its deadline.
