@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/card_stream.py [--answers N] [--tokens T] [--token-rate R]
 
-On the local Feishu simulator, through the real lark-oapi client: N answers, each T tokens pushed
+On the local Feishu simulator, through the gateway's Feishu HTTP client: N answers, each T tokens pushed
 at R tokens/s into a streaming card by `gateway_core.cardkit`. Prints the time from the first push
 to the simulator recording that text (p50/p95; the target is under 1 s), content updates per
 second per card as a ratio to Feishu's 10 operations/s per card, and the share of tokens
@@ -23,7 +23,9 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 
 from gateway_core.cardkit import CardKitClient  # noqa: E402
-from gateway_core.openapi import OpenApi  # noqa: E402
+from gateway_core.config import FeishuConfig  # noqa: E402
+from gateway_core.feishu_http import FeishuHttp  # noqa: E402
+from gateway_core.replies import ReplySender  # noqa: E402
 from gateway_core.sim import Simulators  # noqa: E402
 from gateway_core.threads import in_own_thread  # noqa: E402
 
@@ -55,10 +57,13 @@ async def one_answer(client: CardKitClient, feishu, tokens: int, rate: float) ->
 
 async def run(answers: int, tokens: int, rate: float) -> None:
     with Simulators(feishu={"app_id": f"cli_{uuid.uuid4().hex[:8]}", "app_secret": SECRET}) as sims:
-        api = OpenApi(sims.feishu.app_id, SECRET, sims.feishu.domain, run_blocking=in_own_thread)
-        client = CardKitClient(api)
-        await api.bot_identity()  # warm: SDK import and token, as a connected gateway would be
-        results = [await one_answer(client, sims.feishu, tokens, rate) for _ in range(answers)]
+        http = FeishuHttp(FeishuConfig(sims.feishu.app_id, SECRET, sims.feishu.domain))
+        client = CardKitClient(http, ReplySender(http))
+        await http.bot_identity()  # warm: token and connection, as a connected gateway's would be
+        try:
+            results = [await one_answer(client, sims.feishu, tokens, rate) for _ in range(answers)]
+        finally:
+            await http.aclose()
         rejected = sum(len(card.rejected) for card in sims.feishu.cards)
     firsts = sorted(r[0] for r in results)
     per_second = [r[1] for r in results]

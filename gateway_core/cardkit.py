@@ -16,20 +16,26 @@ before the card is sent and whenever the ceiling is raised, so a re-drive resume
 with sequences above anything used before. A card created but never checkpointed was never sent:
 an invisible orphan, harmless.
 
-The SDK's calls go through `openapi.OpenApi` (blocking SDK methods on the held executor, each
-under a deadline).
+Besides the per-card pace, each CardKit API (create, content, settings) keeps Feishu's per-app
+limit of 50 calls/s and 1000/min (`ApiPace`): a call waits for its turn rather than be refused. The card's
+message is a reply like any other: it goes through `replies.ReplySender`, within the per-chat and
+per-app reply limits. Every request goes through the gateway's one Feishu HTTP client
+(feishu_http.py), on the loop, each under its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import quote
 
-from .openapi import OpenApi, OpenApiRefused
+from .feishu_http import FeishuHttp, FeishuRefused
+from .replies import ReplySender, RequestWindow
 
 log = logging.getLogger("gatewatch.cardkit")
 
@@ -43,6 +49,8 @@ RETRYABLE = {None, 1, RATE_LIMITED, 300120}  # no answer, busy, rate limited, Ca
 ELEMENT_ID = "answer"
 SEQUENCE_BLOCK = 20  # sequences reserved per checkpoint: few journal writes, safe resumes
 PLACEHOLDER = "…"  # what the card shows before the first token (content may not be empty)
+API_PER_SECOND, API_PER_MINUTE = 50, 1000  # Feishu's per-app limits of each CardKit API
+CARDS = "/open-apis/cardkit/v1/cards"
 
 
 class CardKitUnavailable(Exception):
@@ -52,7 +60,7 @@ class CardKitUnavailable(Exception):
 class CardKitFailed(Exception):
     """Feishu refused or did not answer a CardKit call; `code` is Feishu's (None: no answer)."""
 
-    def __init__(self, refusal: OpenApiRefused):
+    def __init__(self, refusal: FeishuRefused):
         super().__init__(str(refusal))
         self.code = refusal.code
 
@@ -103,25 +111,54 @@ def streaming_card(initial_text: str = PLACEHOLDER, element_id: str = ELEMENT_ID
     }
 
 
-class CardKitClient:
-    """Creates, sends, grows and finishes streaming cards through lark-oapi's request builders."""
+class ApiPace:
+    """One API's per-app limits: at most `per_second` calls in any second, `per_minute` in any minute."""
 
-    def __init__(self, api: OpenApi, *, updates_per_second: float = 5.0):
-        self._api = api
+    def __init__(self, per_second: int = API_PER_SECOND, per_minute: int = API_PER_MINUTE):
+        self._second = RequestWindow(per_second, 1.0)
+        self._minute = RequestWindow(per_minute, 60.0)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self._minute.turn():
+            async with self._second.turn():
+                yield
+
+
+class CardKitClient:
+    """Creates, sends, grows and finishes streaming cards through the gateway's Feishu HTTP client."""
+
+    def __init__(
+        self,
+        http: FeishuHttp,
+        replies: ReplySender,
+        *,
+        updates_per_second: float = 5.0,
+        api_per_second: int = API_PER_SECOND,
+        api_per_minute: int = API_PER_MINUTE,
+    ):
+        self._http = http
+        self._replies = replies
         self.updates_per_second = updates_per_second
+        self._pace = {what: ApiPace(api_per_second, api_per_minute) for what in ("create", "content", "settings")}
         self._open: dict[str, StreamCheckpoint] = {}  # in-process memo: a retry reuses the card
         self.unavailable: str | None = None  # why CardKit is off for this app (remembered)
 
-    async def _call(self, what: str, send: Callable[[Any], Any]) -> Any:
-        """One SDK call; a missing scope turns CardKit off for good, any other refusal raises."""
+    async def _call(self, send: Awaitable[Any]) -> Any:
+        """One request; a missing scope turns CardKit off for good, any other refusal raises."""
         try:
-            return await self._api.call(what, send)
-        except OpenApiRefused as refusal:
+            return await send
+        except FeishuRefused as refusal:
             if refusal.code == MISSING_SCOPE:
                 self.unavailable = f"the app lacks the {CARDKIT_SCOPE} scope (Feishu code {MISSING_SCOPE})"
                 log.warning("CardKit disabled: %s; replies fall back to plain text", self.unavailable)
                 raise CardKitUnavailable(self.unavailable) from None
             raise CardKitFailed(refusal) from None
+
+    async def _card_api(self, api: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A request to one CardKit API (create, content, settings), in that API's per-app turn."""
+        async with self._pace[api].turn():
+            return await self._http.call(f"card {api}", method, path, body)
 
     # -- a stream ----------------------------------------------------------------------------
 
@@ -132,6 +169,7 @@ class CardKitClient:
         resume: StreamCheckpoint | None = None,
         on_checkpoint: CheckpointSink | None = None,
         reply_in_thread: bool = False,
+        chat_id: str = "",
     ) -> "CardStream":
         """Create (or resume) the card for one inbound message and make sure it was sent.
 
@@ -148,7 +186,7 @@ class CardKitClient:
         self._open[inbound_message_id] = checkpoint
         stream = CardStream(self, checkpoint, sink)
         if checkpoint.reply_message_id is None and not checkpoint.finished:
-            reply_id = await self._reply_with_card(inbound_message_id, checkpoint.card_id, reply_in_thread)
+            reply_id = await self._reply_with_card(inbound_message_id, checkpoint.card_id, chat_id, reply_in_thread)
             await stream._save(replace(stream.checkpoint, reply_message_id=reply_id))
         return stream
 
@@ -156,75 +194,36 @@ class CardKitClient:
         """Drop the in-process memo (done by `finish`; call it when giving an answer up)."""
         self._open.pop(inbound_message_id, None)
 
-    # Each request is built inside the worker thread: the SDK's first import takes seconds and
-    # must never run on the gateway's loop.
-
     async def _create_card(self) -> str:
-        def send(client: Any) -> Any:
-            from lark_oapi.api.cardkit.v1 import CreateCardRequest, CreateCardRequestBody
+        body = {"type": "card_json", "data": json.dumps(streaming_card(), ensure_ascii=False)}
+        answer = await self._call(self._card_api("create", "POST", CARDS, body))
+        data = answer.get("data")
+        card_id = data.get("card_id") if isinstance(data, dict) else None
+        if not isinstance(card_id, str) or not card_id:
+            raise CardKitFailed(FeishuRefused("card create", None, "the answer has no card_id"))
+        return card_id
 
-            body = (
-                CreateCardRequestBody.builder()
-                .type("card_json")
-                .data(json.dumps(streaming_card(), ensure_ascii=False))
-                .build()
-            )
-            return client.cardkit.v1.card.create(CreateCardRequest.builder().request_body(body).build())
-
-        return (await self._call("card create", send)).data.card_id
-
-    async def _reply_with_card(self, inbound_message_id: str, card_id: str, in_thread: bool) -> str:
-        def send(client: Any) -> Any:
-            from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
-
-            body = (
-                ReplyMessageRequestBody.builder()
-                .msg_type("interactive")
-                .content(json.dumps({"type": "card", "data": {"card_id": card_id}}))
-                .reply_in_thread(in_thread)
-                .uuid(card_reply_uuid(inbound_message_id))
-                .build()
-            )
-            request = ReplyMessageRequest.builder().message_id(inbound_message_id).request_body(body).build()
-            return client.im.v1.message.reply(request)
-
-        response = await self._call("card reply", send)
-        return response.data.message_id if response.data else ""
+    async def _reply_with_card(self, inbound_message_id: str, card_id: str, chat_id: str, in_thread: bool) -> str:
+        content = json.dumps({"type": "card", "data": {"card_id": card_id}})
+        send = self._replies.reply(
+            inbound_message_id, "interactive", content, card_reply_uuid(inbound_message_id), chat_id, in_thread
+        )
+        return str(await self._call(send))
 
     async def _put_content(self, card_id: str, element_id: str, text: str, sequence: int) -> None:
-        def send(client: Any) -> Any:
-            from lark_oapi.api.cardkit.v1 import ContentCardElementRequest, ContentCardElementRequestBody
-
-            body = (
-                ContentCardElementRequestBody.builder()
-                .content(text)
-                .sequence(sequence)
-                .uuid(f"c-{card_id}-{sequence}")
-                .build()
-            )
-            return client.cardkit.v1.card_element.content(
-                ContentCardElementRequest.builder().card_id(card_id).element_id(element_id).request_body(body).build()
-            )
-
-        await self._call("card content", send)
+        path = f"{CARDS}/{quote(card_id, safe='')}/elements/{quote(element_id, safe='')}/content"
+        body = {"content": text, "sequence": sequence, "uuid": f"c-{card_id}-{sequence}"}
+        await self._call(self._card_api("content", "PUT", path, body))
 
     async def _stop_streaming(self, card_id: str, summary: str, sequence: int) -> None:
-        def send(client: Any) -> Any:
-            from lark_oapi.api.cardkit.v1 import SettingsCardRequest, SettingsCardRequestBody
-
-            settings = {"config": {"streaming_mode": False, "summary": {"content": summary}}}
-            body = (
-                SettingsCardRequestBody.builder()
-                .settings(json.dumps(settings, ensure_ascii=False))
-                .sequence(sequence)
-                .uuid(f"s-{card_id}-{sequence}")
-                .build()
-            )
-            return client.cardkit.v1.card.settings(
-                SettingsCardRequest.builder().card_id(card_id).request_body(body).build()
-            )
-
-        await self._call("card settings", send)
+        settings = {"config": {"streaming_mode": False, "summary": {"content": summary}}}
+        body = {
+            "settings": json.dumps(settings, ensure_ascii=False),
+            "sequence": sequence,
+            "uuid": f"s-{card_id}-{sequence}",
+        }
+        path = f"{CARDS}/{quote(card_id, safe='')}/settings"
+        await self._call(self._card_api("settings", "PATCH", path, body))
 
 
 class CardStream:

@@ -1,4 +1,4 @@
-"""The Feishu side: the SDK's WebSocket long connection, owned and watched (replies: replies.py).
+"""The Feishu side: the SDK's WebSocket long connection, owned and watched (HTTP: feishu_http.py).
 
 What lark-oapi 1.7.5's `ws.Client` does that shapes this class (read from its source):
 - it schedules its tasks on a *module-level* event loop, `start()` blocks forever and there is
@@ -20,13 +20,13 @@ Feishu answers each ping with a pong. One unanswered ping makes the connection *
 (reported unhealthy at once); two make it *deaf* and it is replaced.
 
 The SDK calls our event handler synchronously on its loop thread and acks when it returns: the
-handler only converts the event and hands it to the gateway.
+handler only parses the event into the gateway's record of it (`messages.IncomingMessage`) and
+hands that over.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import threading
@@ -37,7 +37,7 @@ from typing import Any, Callable
 from .config import FeishuConfig
 from .executor import HeldExecutor
 from .logs import adopt_sdk_logger, escape_untrusted
-from .messages import Mention, incoming_from_event
+from .messages import IncomingMessage, incoming_from_event
 from .states import FeishuState
 
 log = logging.getLogger("gatewatch.feishu")
@@ -65,24 +65,6 @@ def liveness_grace(ping_interval: float) -> float:
 def derived_liveness_timeout(ping_interval: float) -> float:
     """Silence after which a connection is deaf: two pings in a row went unanswered."""
     return 2 * ping_interval + liveness_grace(ping_interval)
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """One `im.message.receive_v1` event, reduced to what the gateway needs."""
-
-    event_id: str
-    message_id: str
-    chat_id: str
-    chat_type: str
-    sender_id: str
-    message_type: str
-    text: str | None  # what a reader sees (mentions as @Name, post flattened); None: not readable
-    received_at: float
-    # What the pipeline interprets once the bot's own open_id is known (so a message that arrived
-    # before it was learnt is still judged right); journaled with the message for re-drives.
-    raw_content: str = ""  # the event's message.content, a JSON string
-    mentions: tuple[Mention, ...] = ()  # message.mentions[], mapping @_user_N keys to people
 
 
 @dataclass(frozen=True)
@@ -124,7 +106,7 @@ class FeishuConnection:
     def __init__(
         self,
         config: FeishuConfig,
-        on_message: Callable[[InboundMessage], None],
+        on_message: Callable[[IncomingMessage], None],
         executor: HeldExecutor | None = None,
         deadlines: PhaseDeadlines | None = None,
     ):
@@ -376,7 +358,8 @@ class FeishuConnection:
         """
         if not self._current(generation):
             raise StaleAttempt(f"attempt {generation} was abandoned; Feishu will redeliver")
-        message = inbound_from_event(data)
+        # Only parsed here: the bot's own mention is told apart by the pipeline, once it knows its open_id.
+        message = incoming_from_event(data, bot_open_id=None)
         if not message.message_id:
             # Nothing to reply to (Feishu sends such events, e.g. for recalled messages): ack and drop.
             log.warning(
@@ -535,36 +518,6 @@ class FeishuConnection:
 
 class StaleAttempt(RuntimeError):
     """An abandoned attempt got an event: the SDK acks it as failed so Feishu redelivers it."""
-
-
-class ReplyFailed(Exception):
-    """Feishu did not accept a reply."""
-
-
-def reply_uuid(message_id: str) -> str:
-    return "gw-" + hashlib.sha256(message_id.encode()).hexdigest()[:40]
-
-
-def inbound_from_event(data: Any) -> InboundMessage:
-    """Turn the SDK's P2ImMessageReceiveV1 into our plain record; text is left untrusted.
-
-    Runs on the SDK's thread before the ack, so it only parses: whether the bot itself was
-    mentioned is decided later by the pipeline (`messages.interpret`), when the bot's open_id is
-    known; `text` here shows every mention by name.
-    """
-    incoming = incoming_from_event(data, bot_open_id=None)
-    return InboundMessage(
-        event_id=incoming.event_id,
-        message_id=incoming.message_id,
-        chat_id=incoming.chat_id,
-        chat_type=incoming.chat_type,
-        sender_id=incoming.sender_id,
-        message_type=incoming.message_type,
-        text=incoming.text,
-        received_at=incoming.received_at,
-        raw_content=incoming.raw_content,
-        mentions=incoming.mentions,
-    )
 
 
 def _import_ws_sdk() -> Any:

@@ -18,13 +18,14 @@ import time
 from .config import Home, Profile
 from .control import ControlServer
 from .executor import HeldExecutor
-from .feishu import FeishuConnection, InboundMessage
+from .feishu import FeishuConnection
+from .feishu_http import FeishuHttp, FeishuRefused
 from .journal import Journal, JournalError
 from .llm import LlmClient
+from .messages import IncomingMessage
 from .logs import GatewayLogging, escape_untrusted, setup_logging
 from .ownership import ProfileLock
 from .cardkit import CardKitClient
-from .openapi import OpenApi, OpenApiRefused
 from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
 from .replies import ReplySender
 from .snapshots import GatewaySnapshot
@@ -51,13 +52,13 @@ class Gateway:
         self._log_to_file = log_to_file
         self.executor = HeldExecutor(profile.executor.max_workers, profile.executor.probe_deadline)
         self.llm = LlmClient(profile.llm)
-        self.replier = ReplySender(profile.feishu)
-        # CardKit and bot info go through the SDK's blocking client on the held executor
-        # (each call under a deadline); plain replies through `replier`.
-        self.openapi = OpenApi(
-            profile.feishu.app_id, profile.feishu.app_secret, profile.feishu.domain, run_blocking=self.run_blocking
+        # One HTTP client for Feishu (one token, one deadline policy) on the gateway's loop: replies,
+        # CardKit cards and the bot's identity all go through it. The SDK is for the WebSocket only.
+        self.feishu_http = FeishuHttp(profile.feishu)
+        self.replier = ReplySender(
+            self.feishu_http, profile.feishu.chat_replies_per_second, profile.feishu.app_replies_per_second
         )
-        self.cardkit = CardKitClient(self.openapi)
+        self.cardkit = CardKitClient(self.feishu_http, self.replier)
         self._identity: asyncio.Task | None = None
         self.pipeline: MessagePipeline | None = None
         self.journal: Journal | None = None
@@ -72,12 +73,6 @@ class Gateway:
         self._accepting = False
         self.control: ControlServer | None = None
         self.stop_requested = asyncio.Event()  # set by a control-socket `stop`; the owner acts on it
-
-    # -- the one way blocking work runs --------------------------------------------------------
-
-    async def run_blocking(self, fn, *args):  # type: ignore[no-untyped-def]
-        """Run blocking work (the SDK's connection calls) on the held, supervised executor."""
-        return await self.executor.run(fn, *args)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -164,7 +159,7 @@ class Gateway:
         if self.control:
             await self.control.stop()
         await self.llm.aclose()
-        await self.replier.aclose()
+        await self.feishu_http.aclose()
         self.executor.shutdown(wait=False)
         if self._loop is not None:
             self.executor.forget(self._loop)
@@ -248,7 +243,7 @@ class Gateway:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _on_feishu_message(self, message: InboundMessage) -> None:
+    def _on_feishu_message(self, message: IncomingMessage) -> None:
         """Called on the SDK's thread: journal the message durably, hand it to our loop, return.
 
         The SDK acks when this returns, so the journal write comes first; if it fails this raises,
@@ -274,14 +269,14 @@ class Gateway:
     async def _learn_bot_identity(self) -> None:
         """Ask Feishu who the bot is (its open_id tells its own @-mention) until it answers.
 
-        Each attempt has the OpenApi deadline; between failures the wait doubles up to a minute.
+        Each attempt has the Feishu HTTP client's deadline; between failures the wait doubles up to a minute.
         Until it is known, group messages with mentions wait (then are held, never guessed).
         """
         delay = IDENTITY_RETRY_FIRST
         while True:
             try:
-                identity = await self.openapi.bot_identity()
-            except OpenApiRefused as exc:
+                identity = await self.feishu_http.bot_identity()
+            except FeishuRefused as exc:
                 log.warning("bot identity not known yet (%s); retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)  # back-off between attempts, each under its own deadline
                 delay = min(delay * 2, IDENTITY_RETRY_MAX)

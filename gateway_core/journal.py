@@ -38,8 +38,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from .feishu import InboundMessage
-from .messages import Mention
+from .messages import IncomingMessage, Mention
 
 log = logging.getLogger("gatewatch.journal")
 
@@ -97,7 +96,7 @@ class JournalError(Exception):
 class PendingMessage:
     """An unfinished message a new owner must answer; `answer` is set if the LLM already did."""
 
-    message: InboundMessage
+    message: IncomingMessage
     state: str
     answer: str | None
     model: str | None
@@ -181,7 +180,7 @@ class Journal:
 
     # -- arrivals (SDK thread) -----------------------------------------------------------------
 
-    def record_inbound(self, message: InboundMessage) -> bool:
+    def record_inbound(self, message: IncomingMessage) -> bool:
         """Write an arrival durably; False if it was seen before (same message id or event id).
 
         Raises JournalError if the write fails: the caller must not let the SDK ack the event.
@@ -289,9 +288,19 @@ class Journal:
         )
         pending = []
         for row in rows:
-            message = InboundMessage(
-                *row[:8], raw_content=row[11] or _raw_content_v1(row[5], row[6]), mentions=_mentions(row[12])
-            )  # type: ignore[misc]  # row[:8]: exactly the first eight fields
+            # The record as the SDK handler made it: its reading (the stored `text` among it) follows
+            # from the raw content and mentions, for a bot whose open_id is not known yet.
+            message = IncomingMessage(
+                event_id=row[0],
+                message_id=row[1],
+                chat_id=row[2],
+                chat_type=row[3],
+                sender_id=row[4],
+                message_type=row[5],
+                raw_content=row[11] or _raw_content_v1(row[5], row[6]),
+                received_at=row[7],
+                mentions=_mentions(row[12]),
+            )
             pending.append(
                 PendingMessage(
                     message, state=row[8], answer=row[9], model=row[10], reply_mode=row[13], checkpoint=row[14]

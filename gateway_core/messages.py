@@ -11,10 +11,11 @@ parsed as JSON and copied, never interpreted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 GROUP_POLICIES = ("always", "mention", "never")
@@ -48,11 +49,15 @@ class Mention:
 
 @dataclass(frozen=True)
 class IncomingMessage:
-    """One user message as the gateway needs it, richer than `feishu.InboundMessage`.
+    """One user message: what Feishu delivered, and how the bot reads it. The gateway's one record
+    of an inbound message: the SDK handler makes it, the journal stores it, the pipeline answers it.
 
-    `text` is what the model should read (mentions resolved, post flattened), `None` when the
-    message type is not readable; `unreadable_reply` is then the friendly answer to send.
-    `ignorable` marks recalled/empty messages and events without a message id: no answer at all.
+    The facts (ids, chat, sender, type, `raw_content`, `mentions`, arrival time) are fixed at
+    arrival. The reading is derived from them for `bot_open_id`, the bot's own open_id when it was
+    known (None: every mention reads as a name, none as the bot's); `read_by` re-reads a message
+    once the bot knows who it is. `text` is what the model should read (mentions resolved, post
+    flattened), None when the type is not readable — `unreadable_reply` is then the friendly
+    answer. `ignorable` marks recalled/empty messages and events without a message id: no answer.
     """
 
     event_id: str
@@ -61,20 +66,38 @@ class IncomingMessage:
     chat_type: str  # "p2p" | "group" (Feishu also says "topic_group" for topic groups)
     sender_id: str
     message_type: str
-    raw_content: str
-    mentions: tuple[Mention, ...]
-    text: str | None
-    mentions_bot: bool
-    mentions_all: bool
-    unreadable_reply: str | None
-    ignorable: bool
-    root_id: str
-    thread_id: str
+    raw_content: str  # the event's message.content, a JSON string
     received_at: float
+    mentions: tuple[Mention, ...] = ()  # message.mentions[], mapping @_user_N keys to people
+    root_id: str = ""
+    thread_id: str = ""
+    bot_open_id: str | None = None
+    text: str | None = field(init=False)
+    mentions_bot: bool = field(init=False)
+    mentions_all: bool = field(init=False)
+    unreadable_reply: str | None = field(init=False)
+    ignorable: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        text, bot, everyone, unreadable, ignorable = interpret(
+            self.message_type, self.raw_content, self.mentions, self.bot_open_id
+        )
+        for name, value in (
+            ("text", text),
+            ("mentions_bot", bot),
+            ("mentions_all", everyone),
+            ("unreadable_reply", unreadable),
+            ("ignorable", ignorable or not self.message_id),  # never answer an event without a message id
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def is_group(self) -> bool:
         return self.chat_type != "p2p"
+
+    def read_by(self, bot_open_id: str | None) -> IncomingMessage:
+        """This message as the bot with `bot_open_id` reads it (its own mention told apart)."""
+        return self if bot_open_id == self.bot_open_id else dataclasses.replace(self, bot_open_id=bot_open_id)
 
 
 # ---------------------------------------------------------------------------- mentions
@@ -253,32 +276,23 @@ def unreadable_reply(message_type: str) -> str:
 
 
 def incoming_from_event(data: Any, bot_open_id: str | None, received_at: float | None = None) -> IncomingMessage:
-    """Build an IncomingMessage from the SDK's P2ImMessageReceiveV1 (or the same shape as dicts)."""
+    """The record of the SDK's P2ImMessageReceiveV1 (or the same shape as dicts); only parses."""
     header, event = _field(data, "header"), _field(data, "event")
     message, sender = _field(event, "message"), _field(event, "sender")
     sender_ids = _field(sender, "sender_id")
-    message_type = _str(_field(message, "message_type"))
-    raw_content = _str(_field(message, "content"))
-    mentions = mentions_from_event(_field(message, "mentions"))
-    message_id = _str(_field(message, "message_id"))
-    text, bot, everyone, unreadable, ignorable = interpret(message_type, raw_content, mentions, bot_open_id)
     return IncomingMessage(
         event_id=_str(_field(header, "event_id")),
-        message_id=message_id,
+        message_id=_str(_field(message, "message_id")),
         chat_id=_str(_field(message, "chat_id")),
         chat_type=_str(_field(message, "chat_type")),
         sender_id=_str(_field(sender_ids, "open_id")) or _str(_field(sender_ids, "user_id")),
-        message_type=message_type,
-        raw_content=raw_content,
-        mentions=mentions,
-        text=text,
-        mentions_bot=bot,
-        mentions_all=everyone,
-        unreadable_reply=unreadable,
-        ignorable=ignorable or not message_id,  # never answer an event without a message id
+        message_type=_str(_field(message, "message_type")),
+        raw_content=_str(_field(message, "content")),
+        received_at=time.time() if received_at is None else received_at,
+        mentions=mentions_from_event(_field(message, "mentions")),
         root_id=_str(_field(message, "root_id")),
         thread_id=_str(_field(message, "thread_id")),
-        received_at=time.time() if received_at is None else received_at,
+        bot_open_id=bot_open_id,
     )
 
 

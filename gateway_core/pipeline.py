@@ -34,11 +34,10 @@ from typing import Awaitable, Callable, Mapping
 
 from .cardkit import CardKitClient, CardKitFailed, CardKitUnavailable, CardStream, StreamCheckpoint
 from .commands import Command, help_text, parse_command, unknown_command_text
-from .feishu import InboundMessage
 from .journal import Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
-from .messages import IncomingMessage, history_key, interpret, should_answer, group_policy_for
+from .messages import IncomingMessage, group_policy_for, history_key, should_answer
 from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
 
 log = logging.getLogger("gatewatch.pipeline")
@@ -183,14 +182,14 @@ class MessagePipeline:
         self._status_line = status_line or (lambda: "status unknown")
         self._bot_open_id: str | None = None
         self._identity_known = asyncio.Event()
-        self._held: dict[str, InboundMessage] = {}  # waiting for the bot's identity
+        self._held: dict[str, IncomingMessage] = {}  # waiting for the bot's identity
         self._checkpoints: dict[str, str] = {}  # message id -> the card's last checkpoint (JSON)
         self._streams: dict[str, CardStream] = {}  # cards open in this process
         self._text_replies: set[str] = set()  # message ids a text reply was (maybe) sent for
         self._answering: dict[str, Answering] = {}
         self._ignored = self._commands = 0
 
-    def accept(self, message: InboundMessage) -> None:
+    def accept(self, message: IncomingMessage) -> None:
         """Start answering a message the journal just recorded as new. Must run on the gateway's loop."""
         self._received += 1
         self._last_message_at = message.received_at
@@ -203,7 +202,7 @@ class MessagePipeline:
         )
         self._start(message, None)
 
-    def note_duplicate(self, message: InboundMessage) -> None:
+    def note_duplicate(self, message: IncomingMessage) -> None:
         """A redelivery the journal recognised: it is (being) answered already, so nothing is sent."""
         self._duplicates += 1
         log.info("duplicate delivery of %s ignored", message.message_id)
@@ -240,7 +239,7 @@ class MessagePipeline:
             started += 1
         return started
 
-    def _start(self, message: InboundMessage, pending: PendingMessage | None) -> None:
+    def _start(self, message: IncomingMessage, pending: PendingMessage | None) -> None:
         # Arrivals and re-drives go through the one scheduler: the same in-flight limit, and each
         # chat's turns in the order they were submitted.
         self._in_progress.add(message.message_id)
@@ -256,7 +255,7 @@ class MessagePipeline:
             return await self.scheduler.cancel_all()
         return 0
 
-    async def _answer(self, message: InboundMessage, pending: PendingMessage | None) -> None:
+    async def _answer(self, message: IncomingMessage, pending: PendingMessage | None) -> None:
         try:
             await self._answer_and_record(message, pending)
         finally:
@@ -265,7 +264,7 @@ class MessagePipeline:
             if stream is not None and not stream.finished:
                 await stream.abandon()  # cancelled or failed: the journal's checkpoint resumes it
 
-    async def _answer_and_record(self, message: InboundMessage, pending: PendingMessage | None) -> None:
+    async def _answer_and_record(self, message: IncomingMessage, pending: PendingMessage | None) -> None:
         started = time.monotonic()
         model: str | None = None
         reason = ""
@@ -275,15 +274,15 @@ class MessagePipeline:
             if pending is not None and pending.answer is not None:
                 text, model, outcome = pending.answer, pending.model, "answered"  # the LLM answered already
             else:
-                incoming = await self._interpret(message)
-                if incoming is None:
+                read = await self._read(message)
+                if read is None:
                     return  # held until the bot's identity is known; still unfinished in the journal
-                shown = incoming.text if incoming.text is not None else shown
-                answer, why = should_answer(incoming, self.rules.group_policy, self.rules.chat_policies)
+                shown = read.text if read.text is not None else shown
+                answer, why = should_answer(read, self.rules.group_policy, self.rules.chat_policies)
                 if not answer:
-                    self._ignore(message, incoming, why)
+                    self._ignore(read, why)
                     return
-                text, model, outcome, reason = await self._respond(message, incoming)
+                text, model, outcome, reason = await self._respond(read)
         except asyncio.CancelledError:
             raise
         except JournalError as exc:
@@ -321,7 +320,7 @@ class MessagePipeline:
         self._remember(message, shown, text, model, time.monotonic() - started, outcome)
 
     def _remember(
-        self, message: InboundMessage, shown: str, reply: str, model: str | None, latency: float | None, outcome: str
+        self, message: IncomingMessage, shown: str, reply: str, model: str | None, latency: float | None, outcome: str
     ) -> None:
         mode = "card" if message.message_id in self._checkpoints else ("text" if reply else "")
         self._checkpoints.pop(message.message_id, None)
@@ -345,8 +344,8 @@ class MessagePipeline:
 
     # -- judging a message -----------------------------------------------------------------------
 
-    async def _interpret(self, message: InboundMessage) -> IncomingMessage | None:
-        """What the message says, with the bot's own mention told apart; None when it must be held."""
+    async def _read(self, message: IncomingMessage) -> IncomingMessage | None:
+        """The message read with the bot's own mention told apart; None when it must be held."""
         if self._bot_open_id is None and message.chat_type != "p2p" and message.mentions:
             policy = group_policy_for(message.chat_id, self.rules.group_policy, self.rules.chat_policies)
             if policy != "never":
@@ -360,86 +359,66 @@ class MessagePipeline:
                         message.message_id,
                     )
                     return None
-        text, bot, everyone, unreadable, ignorable = interpret(
-            message.message_type, message.raw_content, message.mentions, self._bot_open_id
-        )
-        return IncomingMessage(
-            event_id=message.event_id,
-            message_id=message.message_id,
-            chat_id=message.chat_id,
-            chat_type=message.chat_type,
-            sender_id=message.sender_id,
-            message_type=message.message_type,
-            raw_content=message.raw_content,
-            mentions=message.mentions,
-            text=text,
-            mentions_bot=bot,
-            mentions_all=everyone,
-            unreadable_reply=unreadable,
-            ignorable=ignorable or not message.message_id,
-            root_id="",
-            thread_id="",
-            received_at=message.received_at,
-        )
+        return message.read_by(self._bot_open_id)
 
-    def _ignore(self, message: InboundMessage, incoming: IncomingMessage, why: str) -> None:
+    def _ignore(self, message: IncomingMessage, why: str) -> None:
         """Not for the bot: journaled as dropped with the reason, never answered nor re-driven."""
         self._journal.mark_dropped(message.message_id, why)
         self._ignored += 1
         log.info("message %s not answered: %s", message.message_id, why)
-        shown = incoming.text if incoming.text is not None else f"<{message.message_type}>"
+        shown = message.text if message.text is not None else f"<{message.message_type}>"
         self._remember(message, shown, "", None, None, "ignored")
 
-    async def _respond(self, message: InboundMessage, incoming: IncomingMessage) -> tuple[str, str | None, str, str]:
+    async def _respond(self, message: IncomingMessage) -> tuple[str, str | None, str, str]:
         """(reply text, model, outcome, reason) for a message the bot should answer."""
-        if incoming.text is None:
+        if message.text is None:
             reason = f"unsupported message type {message.message_type}"
-            return incoming.unreadable_reply or UNSUPPORTED, None, "unsupported", reason
-        if not incoming.text:
-            if incoming.mentions_bot:
+            return message.unreadable_reply or UNSUPPORTED, None, "unsupported", reason
+        if not message.text:
+            if message.mentions_bot:
                 return JUST_A_MENTION, None, "command", "only a mention"
             return EMPTY, None, "unsupported", "empty text"
-        command = parse_command(incoming.text)
+        command = parse_command(message.text)
         if command is not None:
-            return self._run_command(incoming, command), None, "command", f"/{command.word}"
+            return self._run_command(message, command), None, "command", f"/{command.word}"
         if time.time() - message.received_at > self._stale_after:
             return STALE, None, "apology", "stale: came in while the gateway was down"
-        return await self._ask_llm(message, incoming)
+        return await self._ask_llm(message)
 
     # -- in-chat commands ------------------------------------------------------------------------
 
-    def _run_command(self, incoming: IncomingMessage, command: Command) -> str:
+    def _run_command(self, message: IncomingMessage, command: Command) -> str:
         models = list(self._llm.config.models)
-        log.info("command /%s in %s from %s", command.word, incoming.chat_id, incoming.sender_id)
+        log.info("command /%s in %s from %s", command.word, message.chat_id, message.sender_id)
         if command.name == "help":
             return help_text(models)
         if command.name == "status":
             return self._status_line()
         if command.name == "reset":
-            forgotten = self._journal.forget_history(incoming.chat_id)
+            forgotten = self._journal.forget_history(message.chat_id)
             return "Done: I forgot this chat's history." if forgotten else "This chat has no history to forget."
         if command.name == "model":
-            return self._model_command(incoming, command.argument, models)
+            return self._model_command(message, command.argument, models)
         return unknown_command_text(command)
 
-    def _model_command(self, incoming: IncomingMessage, name: str | None, models: list[str]) -> str:
-        chosen = self._journal.chat_model(incoming.chat_id)
+    def _model_command(self, message: IncomingMessage, name: str | None, models: list[str]) -> str:
+        chosen = self._journal.chat_model(message.chat_id)
         if name is None:
             current = chosen or self._llm.active_model
             scope = "chosen for this chat" if chosen else "the gateway's default"
             return f"Model here: {current} ({scope}). Models: {', '.join(models)}"
         if name not in models:
             return f"There is no model {name!r} here. Models: {', '.join(models)}"
-        if incoming.sender_id in self.rules.admins:
+        if message.sender_id in self.rules.admins:
             self._llm.switch_model(name)
             self._journal.clear_chat_models()
-            log.info("admin %s switched every chat to %s", incoming.sender_id, name)
+            log.info("admin %s switched every chat to %s", message.sender_id, name)
             return f"Every chat now uses {name} (you are an admin)."
-        self._journal.set_chat_model(incoming.chat_id, name)
+        self._journal.set_chat_model(message.chat_id, name)
         return f"This chat now uses {name}."
 
     def _record_done(
-        self, message: InboundMessage, outcome: str, reply_id: str, model: str | None, latency: float, reason: str
+        self, message: IncomingMessage, outcome: str, reply_id: str, model: str | None, latency: float, reason: str
     ) -> None:
         if outcome == "answered":
             self._journal.mark_answered(message.message_id, reply_id, model, latency)
@@ -455,14 +434,14 @@ class MessagePipeline:
 
     # -- the model -------------------------------------------------------------------------------
 
-    async def _ask_llm(self, message: InboundMessage, incoming: IncomingMessage) -> tuple[str, str | None, str, str]:
-        key = history_key(incoming, self.rules.per_user_history)
+    async def _ask_llm(self, message: IncomingMessage) -> tuple[str, str | None, str, str]:
+        key = history_key(message, self.rules.per_user_history)
         # The scheduler runs one answer per chat at a time, so this history is the latest.
         history = self._journal.load_history(key)[-self._history_len :] if self._history_len else []
-        user_turn = {"role": "user", "content": incoming.text or ""}
+        user_turn = {"role": "user", "content": message.text or ""}
         prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
         stream = await self._open_card(message)
-        progress = _Progress(self, message, incoming, stream)
+        progress = _Progress(self, message, stream)
         try:
             answer = await self._llm.complete(prompt, progress.on_text, model=self._journal.chat_model(message.chat_id))
         except AllModelsFailed as exc:
@@ -486,7 +465,7 @@ class MessagePipeline:
 
     # -- replies: a streaming card or one text ---------------------------------------------------
 
-    async def _open_card(self, message: InboundMessage) -> CardStream | None:
+    async def _open_card(self, message: IncomingMessage) -> CardStream | None:
         """The card this answer streams into, or None for a text reply.
 
         A message that already has a card (a re-drive) resumes it; one that may already have a
@@ -500,7 +479,7 @@ class MessagePipeline:
             return None
         try:
             stream = await self._cardkit.open_stream(
-                mid, resume=self._resume_point(mid), on_checkpoint=self._save_checkpoint
+                mid, resume=self._resume_point(mid), on_checkpoint=self._save_checkpoint, chat_id=message.chat_id
             )
         except CardKitUnavailable as exc:
             log.warning("streaming off for %s: %s; answering in text", mid, exc)
@@ -520,7 +499,7 @@ class MessagePipeline:
         self._journal.save_checkpoint(checkpoint.inbound_message_id, stored)
         self._checkpoints[checkpoint.inbound_message_id] = stored
 
-    async def _deliver(self, message: InboundMessage, text: str) -> str | None:
+    async def _deliver(self, message: IncomingMessage, text: str) -> str | None:
         """Send the reply, retrying transient failures; idempotency keys make retries safe.
 
         A message with a card is answered by finishing that card (never by a text that would
@@ -538,7 +517,7 @@ class MessagePipeline:
                 return await self._send_reply(message.message_id, text, message.chat_id)
             except JournalError:
                 raise
-            except Exception as exc:  # ReplyFailed, CardKitFailed, or the network failing under it
+            except Exception as exc:  # FeishuRefused, CardKitFailed, or the network failing under it
                 log.warning("reply to %s failed (attempt %d/%d): %s", message.message_id, attempt, REPLY_ATTEMPTS, exc)
             if attempt < REPLY_ATTEMPTS:
                 await asyncio.sleep(delay)  # backoff between retries of a failed send
@@ -549,12 +528,15 @@ class MessagePipeline:
         )
         return None
 
-    async def _finish_card(self, message: InboundMessage, text: str) -> str:
+    async def _finish_card(self, message: IncomingMessage, text: str) -> str:
         assert self._cardkit is not None
         stream = self._streams.get(message.message_id)
         if stream is None:
             stream = await self._cardkit.open_stream(
-                message.message_id, resume=self._resume_point(message.message_id), on_checkpoint=self._save_checkpoint
+                message.message_id,
+                resume=self._resume_point(message.message_id),
+                on_checkpoint=self._save_checkpoint,
+                chat_id=message.chat_id,
             )
             self._streams[message.message_id] = stream
         checkpoint = await stream.finish(text)
@@ -597,9 +579,7 @@ class _Progress:
     leaves the rest to `finish`, which pushes the final text itself.
     """
 
-    def __init__(
-        self, pipeline: MessagePipeline, message: InboundMessage, incoming: IncomingMessage, stream: CardStream | None
-    ):
+    def __init__(self, pipeline: MessagePipeline, message: IncomingMessage, stream: CardStream | None):
         self._pipeline, self._message, self._stream = pipeline, message, stream
         self._latest: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -608,7 +588,7 @@ class _Progress:
             message.message_id,
             message.chat_id,
             message.sender_id,
-            escape_untrusted(incoming.text or "", 60),
+            escape_untrusted(message.text or "", 60),
             time.time(),
             "card" if stream is not None else "text",
         )

@@ -1,10 +1,12 @@
-"""The CardKit streaming client against the Feishu simulator, through the real lark-oapi client.
+"""The CardKit streaming client against the Feishu simulator, through the gateway's Feishu HTTP client.
 
 Waits on the simulator run in their own thread (`in_own_thread`): the card's pump runs on the
 test's loop and must keep running while the test waits for what Feishu recorded.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -16,16 +18,35 @@ from gateway_core.cardkit import (
     StreamCheckpoint,
     card_reply_uuid,
 )
-from gateway_core.openapi import OpenApi, OpenApiRefused
+from gateway_core.config import FeishuConfig
+from gateway_core.feishu_http import FeishuHttp, FeishuRefused
+from gateway_core.replies import ReplySender
 from gateway_core.threads import in_own_thread
 
 from .support import FEISHU_SECRET, unique_app_id
 
 
-def cardkit_client(sims, updates_per_second=5.0) -> CardKitClient:
+def cardkit_client(sims, updates_per_second=5.0, replies: ReplySender | None = None, **limits) -> CardKitClient:
     """A fresh client, as a fresh gateway process would build it (no in-process memo)."""
-    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
-    return CardKitClient(api, updates_per_second=updates_per_second)
+    http = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
+    return CardKitClient(http, replies or ReplySender(http), updates_per_second=updates_per_second, **limits)
+
+
+_clients: list[FeishuHttp] = []
+
+
+def feishu_http(app_id: str, secret: str, domain: str) -> FeishuHttp:
+    client = FeishuHttp(FeishuConfig(app_id=app_id, app_secret=secret, domain=domain), request_timeout=5)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def close_clients():
+    """Each test's HTTP clients are closed on its own loop, as a gateway closes its one at stop."""
+    yield
+    while _clients:
+        await _clients.pop().aclose()
 
 
 class Journal:
@@ -163,12 +184,12 @@ async def test_a_retry_in_the_same_process_reuses_the_card(sims):
 
 
 async def test_bot_identity(sims):
-    api = OpenApi(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
+    api = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
     identity = await api.bot_identity()
     assert (identity.open_id, identity.app_name) == (sims.feishu.bot_open_id, sims.feishu.bot_name)
     # lark caches tokens per app id: an app id of its own makes the SDK ask for a token again
-    wrong = OpenApi(unique_app_id(), "wrong-secret", sims.feishu.domain, run_blocking=in_own_thread, request_timeout=5)
-    with pytest.raises(OpenApiRefused) as refused:
+    wrong = feishu_http(unique_app_id(), "wrong-secret", sims.feishu.domain)
+    with pytest.raises(FeishuRefused) as refused:
         await wrong.bot_identity()
     assert "wrong-secret" not in str(refused.value)
 
@@ -193,3 +214,34 @@ async def test_a_rate_limited_finish_gives_up_after_retries_and_a_redrive_comple
     assert card.text() == "partial answer" and len(feishu.cards) == 1
     accepted = card.sequences
     assert accepted == sorted(set(accepted)) and {code for code, _ in card.rejected} == {RATE_LIMITED}
+
+
+async def test_card_replies_share_the_reply_limits_and_wait_out_a_230020(sims):
+    feishu = sims.feishu
+    feishu.chat_rate_limit = 1  # stricter than our per-chat pace: Feishu will answer 230020
+    http = feishu_http(feishu.app_id, FEISHU_SECRET, feishu.domain)
+    replies = ReplySender(http)
+    client = cardkit_client(sims, replies=replies)
+    questions = [feishu.inject_text(f"q{n}") for n in range(2)]
+    streams = [await client.open_stream(q.message_id, chat_id=q.chat_id) for q in questions]
+    for stream in streams:
+        await stream.finish("done")
+    stats = replies.stats()
+    assert stats.sent == 2 and stats.failed_attempts == 0
+    assert stats.rate_limited == len(feishu.rate_limited) >= 1  # backed off and retried, not failed
+    for question in questions:
+        assert [m.msg_type for m in feishu.replies_to(question) if not m.duplicate] == ["interactive"]
+
+
+async def test_cardkit_calls_keep_within_each_apis_per_app_limit(sims):
+    feishu = sims.feishu
+    feishu.limit_cardkit_apis((2, 1.0))  # as if Feishu allowed 2 calls a second per API
+    client = cardkit_client(sims, api_per_second=2)
+    questions = [feishu.inject_text(f"q{n}") for n in range(4)]
+    streams = await asyncio.gather(
+        *(client.open_stream(q.message_id, chat_id=f"oc_{n}") for n, q in enumerate(questions))
+    )
+    await asyncio.gather(*(stream.finish(f"answer {n}") for n, stream in enumerate(streams)))
+    cards = [await in_own_thread(feishu.wait_card_finished, q, 10) for q in questions]
+    assert len(feishu.cards) == 4 and all(card.rejected == () for card in cards)  # waited, never refused
+    assert feishu.failed_posts == 0

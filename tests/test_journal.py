@@ -1,25 +1,27 @@
 """The inbox journal on a real SQLite file: dedup, unfinished work, history, pruning, damage."""
 
+import dataclasses
+import json
 import sqlite3
 import time
 
 import pytest
 
-from gateway_core.feishu import InboundMessage
 from gateway_core.journal import RETENTION, Journal, JournalError, peek_pending
+from gateway_core.messages import IncomingMessage
 
 from .support import HeadlessProcess, write_profile
 
 
-def message(n: int, chat: str = "oc_a", at: float | None = None, text: str | None = "hi") -> InboundMessage:
-    return InboundMessage(
+def message(n: int, chat: str = "oc_a", at: float | None = None, text: str | None = "hi") -> IncomingMessage:
+    return IncomingMessage(
         event_id=f"ev_{n}",
         message_id=f"om_{n}",
         chat_id=chat,
         chat_type="p2p",
         sender_id="ou_1",
         message_type="text" if text is not None else "image",
-        text=text,
+        raw_content=json.dumps({"text": text} if text is not None else {"image_key": f"img_{n}"}),
         received_at=time.time() if at is None else at,
     )
 
@@ -29,7 +31,7 @@ def test_a_message_is_recorded_once_by_message_id_or_event_id_and_that_survives_
     journal = Journal(path)
     assert journal.record_inbound(message(1))
     assert not journal.record_inbound(message(1))
-    same_event = InboundMessage(**{**message(1).__dict__, "message_id": "om_other"})
+    same_event = dataclasses.replace(message(1), message_id="om_other")
     assert not journal.record_inbound(same_event)
     journal.close()
 

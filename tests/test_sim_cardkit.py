@@ -167,6 +167,19 @@ def test_card_operations_are_rate_limited_per_card(sims, client):
     assert feishu.card(busy).sequences == [1, 2, 3]
 
 
+def test_each_cardkit_api_has_a_per_app_limit(sims, client):
+    feishu = sims.feishu
+    feishu.limit_cardkit_apis((3, 60.0))  # Feishu: (50, 1 s) and (1000, 60 s); a long window keeps it exact
+    created = [create_card(client) for _ in range(4)]
+    assert [c.code for c in created] == [0, 0, 0, RATE_LIMITED_CODE]
+    assert created[3].raw.status_code == 429 and len(feishu.cards) == 3
+    one, two, three = (c.data.card_id for c in created[:3])
+    answers = [put_content(client, card, "x", seq) for card, seq in ((one, 1), (two, 1), (three, 1), (one, 2))]
+    assert [a.code for a in answers] == [0, 0, 0, RATE_LIMITED_CODE]  # content has its own budget
+    assert set_streaming(client, one, False, 3).success()  # and so do settings
+    assert feishu.card(one).sequences == [1, 3]
+
+
 def test_missing_cardkit_scope_is_refused_like_feishu(sims, client):
     feishu = sims.feishu
     card_id = create_card(client).data.card_id

@@ -11,7 +11,9 @@ settings", "Streaming updates OpenAPI overview", "Obtain bot info"):
   far; ``sequence`` must exceed every earlier operation's on the card (else 300317); streaming
   must be on (else 300309); an optional ``uuid`` makes a repeat a no-op;
 * ``PATCH /open-apis/cardkit/v1/cards/{card_id}/settings`` - e.g. ``{"config":{"streaming_mode":false}}``;
-* every card operation counts against 10 operations/s per card (HTTP 429, code 99991400);
+* every card operation counts against 10 operations/s per card, and each CardKit API (create,
+  content, settings) against its per-app limit of 50 calls/s and 1000/min (over either: HTTP 429,
+  code 99991400, nothing done);
 * without the ``cardkit:card:write`` scope (`deny_scope`) every CardKit call answers Feishu's
   missing-scope error, HTTP 400 code 99991672;
 * ``GET /open-apis/bot/v3/info`` - the bot's open_id and app name (answered at top level, "bot");
@@ -113,6 +115,8 @@ class CardKitSimulation:
         self._card_uuids: dict[tuple[str, str], dict[str, Any]] = {}  # (card_id, uuid) -> first answer
         self._denied_scopes: set[str] = set()
         self._card_limit = (10, 1.0)  # operations per window (s) per card
+        self._api_limits: tuple[tuple[int, float], ...] = ((50, 1.0), (1000, 60.0))  # per API, per app
+        self._api_calls_at: dict[str, deque[float]] = {}  # CardKit API -> times of its accepted calls
         self._bot_info_requests = 0
         self._bot_info_down = False
 
@@ -166,6 +170,11 @@ class CardKitSimulation:
             config = card.get("config") if isinstance(card.get("config"), dict) else {}
             if config.get("update_multi") is False:
                 return self._card_error(UPDATE_MULTI_FALSE, "update_multi property is false")
+            if self._over_api_limit("create"):
+                self._failed_posts += 1
+                return web.json_response(
+                    {"code": RATE_LIMITED_CODE, "msg": "request trigger frequency limit"}, status=429
+                )
             texts: dict[str, str] = {}
             _card_text_elements(card.get("body", {}), texts)
             card_id = f"7{next(self._ids):018d}"  # Feishu's card ids are ≤20 digits
@@ -180,7 +189,7 @@ class CardKitSimulation:
         body = await _json_body(request)
         content, sequence = body.get("content"), body.get("sequence")
         with self._cond:
-            refused = self._operation_refusal(request, card_id, body)
+            refused = self._operation_refusal(request, card_id, body, "content")
             if refused is not None:
                 return refused
             card = self._cards[card_id]
@@ -200,7 +209,7 @@ class CardKitSimulation:
         card_id = request.match_info["card_id"]
         body = await _json_body(request)
         with self._cond:
-            refused = self._operation_refusal(request, card_id, body)
+            refused = self._operation_refusal(request, card_id, body, "settings")
             if refused is not None:
                 return refused
             card = self._cards[card_id]
@@ -218,8 +227,10 @@ class CardKitSimulation:
             self._cards[card_id] = replace(card, streaming_mode=streaming, operations=card.operations + (operation,))
             return self._card_ok(card_id, body)
 
-    def _operation_refusal(self, request: web.Request, card_id: str, body: dict[str, Any]) -> web.Response | None:
-        """Checks shared by every card operation (lock held): auth, scope, card, uuid, sequence, rate."""
+    def _operation_refusal(
+        self, request: web.Request, card_id: str, body: dict[str, Any], api: str
+    ) -> web.Response | None:
+        """Checks shared by every card operation (lock held): auth, scope, card, uuid, sequence, rates."""
         refused = self._refusal(request, CARDKIT_SCOPE)
         if refused is not None:
             return refused
@@ -244,11 +255,24 @@ class CardKitSimulation:
         recent = self._card_ops_at.setdefault(card_id, deque())
         while recent and now - recent[0] >= window:
             recent.popleft()
-        if len(recent) >= count:
+        if len(recent) >= count or self._over_api_limit(api):
             self._reject(card_id, RATE_LIMITED_CODE, sequence)
             return web.json_response({"code": RATE_LIMITED_CODE, "msg": "request trigger frequency limit"}, status=429)
         recent.append(now)
         return None
+
+    def _over_api_limit(self, api: str) -> bool:
+        """Lock held: True if one more call to CardKit's `api` now exceeds a per-app limit; else count it."""
+        now = time.monotonic()
+        calls = self._api_calls_at.setdefault(api, deque())
+        longest = max((window for _, window in self._api_limits), default=0.0)
+        while calls and now - calls[0] >= longest:
+            calls.popleft()
+        for count, window in self._api_limits:
+            if sum(1 for at in calls if now - at < window) >= count:
+                return True
+        calls.append(now)
+        return False
 
     def _card_ok(self, card_id: str, body: dict[str, Any]) -> web.Response:
         answer = {"code": 0, "msg": "success", "data": {}}
@@ -330,6 +354,13 @@ class CardKitSimulation:
         """Change the per-card rate limit (Feishu: 10 per 1 s); a long window makes tests exact."""
         with self._cond:
             self._card_limit = (count, per_seconds)
+
+    def limit_cardkit_apis(self, *limits: tuple[int, float]) -> None:
+        """Change each CardKit API's per-app limits, (count, window seconds) pairs (Feishu: (50, 1),
+        (1000, 60)); none at all: unlimited, for benchmarks that measure our overhead."""
+        with self._cond:
+            self._api_limits = tuple(limits)
+            self._api_calls_at.clear()
 
     def bot_mention(self, key: str = "@_user_1") -> dict[str, Any]:
         """A `message.mentions[]` entry for the bot itself, to pass to `inject_text(mentions=...)`."""
