@@ -1,9 +1,9 @@
 """Threads outside the gateway's held pool: a blocking call awaited, and an event loop of its own.
 
 On a loop the gateway runs on, the default executor *is* the held pool: the thing a fault shuts
-down and the supervisor replaces. `asyncio.to_thread`, `run_in_executor(None, …)` and Textual's
-thread workers all borrow it, so the console, the demo and the tests never do: a waiter must
-neither take a worker from the gateway nor fail while the pool is being healed.
+down and the supervisor replaces. `asyncio.to_thread` and `run_in_executor(None, …)` borrow it, so
+waiters on that loop (the demo, the tests, the gateway's own stop) use `in_own_thread` instead: a
+waiter must neither take a worker from the gateway nor fail while the pool is being healed.
 
 `BackgroundLoop` is an asyncio loop on a thread of its own. The simulators run on one (tests and
 the demo drive them from plain code), and so does the console's gateway: Textual keeps its own
