@@ -130,14 +130,26 @@ class BackgroundLoop:
     async def arun(self, coro: Awaitable[T], timeout: float, *, cancel_on_timeout: bool = True) -> T:
         """Await `coro` run on this loop, from another running loop; TimeoutError after `timeout`.
 
-        The caller's loop stays free meanwhile. At the deadline the work is cancelled, unless
-        `cancel_on_timeout` is False (a stop half-way through is worse than one that finishes late):
-        then it goes on there and only the waiting ends.
+        The caller's loop stays free meanwhile. At the deadline the work is cancelled — work this
+        loop had not even begun (it was busy) never begins, rather than happening late behind the
+        caller's back — unless `cancel_on_timeout` is False (a stop half-way through is worse than
+        one that finishes late): then it goes on there and only the waiting ends.
         """
-        future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_as_coroutine(coro), self.loop))
+        given_up = threading.Event()
+        work = _as_coroutine(coro)
+
+        async def unless_given_up() -> T:
+            if given_up.is_set():
+                work.close()  # never begun, so never awaited: closed, not left to a warning
+                raise asyncio.CancelledError("the caller gave up before this began")
+            return await work
+
+        future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(unless_given_up(), self.loop))
         try:
             return await asyncio.wait_for(future if cancel_on_timeout else asyncio.shield(future), timeout)
         except TimeoutError:
+            if cancel_on_timeout:
+                given_up.set()
             raise TimeoutError(f"did not finish within {timeout:g}s") from None
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:

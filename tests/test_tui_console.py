@@ -16,6 +16,7 @@ from rich.text import Text
 
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
+import tui.source
 from tui.app import ConsoleApp
 from tui.demo import demo_faults
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
@@ -44,9 +45,11 @@ def console(home, profile, sims):
     faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home, faults=faults)
     yield app
-    # The app's unmount stops the gateway: after the test nothing may still own the profile.
+    # The app's unmount stops the gateway: after the test nothing may still own the profile,
+    # and the gateway's loop thread has ended.
     assert gateway.state == "stopped"
     assert read_owner(home.lock_file(profile.name)) is None
+    assert gateway.loop is not None and gateway.loop.is_closed()
 
 
 async def connected(pilot) -> Gateway:
@@ -310,6 +313,36 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
         (reply,) = await talker
         assert reply.text == "[alpha] while the console is frozen"
         assert thawed_by_deadline == [False]  # the answer came while the app's loop was still blocked
+
+
+async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive(console, sims, monkeypatch):
+    monkeypatch.setattr(tui.source, "OPERATION_TIMEOUT", 0.5)  # the deadline, shortened for the test
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        pane = console.query_one(LogPane)
+        stuck, released = threading.Event(), threading.Event()
+
+        def hog_the_gateways_loop() -> None:  # something on the gateway's loop that never yields
+            stuck.set()
+            released.wait(30)
+
+        gateway.loop.call_soon_threadsafe(hog_the_gateways_loop)
+        try:
+            assert await in_own_thread(stuck.wait, 5)
+            await pilot.press("e")
+            await until(
+                lambda: any(n.startswith("rebuilding the executor failed: TimeoutError") for n in notices(console)),
+                5,
+                "the stuck rebuild reported",
+                pilot=pilot,
+            )
+            await pilot.press("l")  # the console's own keys work meanwhile
+            assert pane.min_level == "INFO"
+        finally:
+            released.set()
+        assert (await ask(sims, "unstuck")).text == "[alpha] unstuck"
+        # Abandoned at its deadline, not done late behind the operator's back.
+        assert gateway.executor.snapshot().restarts == 0
 
 
 async def current_thread() -> threading.Thread:

@@ -190,12 +190,12 @@ class LocalSource:
         try:
             # Not cancelled at the deadline: a stop cut off half-way would leave the journal open
             # and the profile locked. It finishes there (or ends with the process); we stop waiting.
-            unfinished = await self._on_gateway_loop(gateway.stop(), budget, "stopping", cancel_on_timeout=False)
+            return await self._on_gateway_loop(gateway.stop(), budget, "stopping", cancel_on_timeout=False)
         except TimeoutError:
-            self._gateway_loop = None  # still stopping: leave its thread (a daemon) to it
+            self._gateway_loop = None  # still stopping: its thread (a daemon) is left to it
             raise
-        await self._close_gateway_loop()
-        return unfinished
+        finally:
+            await self._close_gateway_loop()
 
     @property
     def running(self) -> bool:
