@@ -149,16 +149,16 @@ class LocalSource:
 
     async def switch_model(self, name: str) -> str:
         gateway = self._started()
-        return await self._on_gateway_loop(_called(gateway.switch_model, name), OPERATION_TIMEOUT, "switching")
+        return await self._on_gateway_loop(_called(gateway.switch_model, name), OPERATION_TIMEOUT, "switch the model")
 
     async def restart_feishu(self) -> bool:
         restart = self._started().restart_feishu("operator request from the console")
-        return await self._on_gateway_loop(restart, RESTART_TIMEOUT, "restarting")
+        return await self._on_gateway_loop(restart, RESTART_TIMEOUT, "restart the Feishu connection")
 
     async def rebuild_executor(self) -> None:
         gateway = self._started()
         cause = "operator request from the console"
-        await self._on_gateway_loop(_called(gateway.rebuild_executor, cause), OPERATION_TIMEOUT, "rebuilding")
+        await self._on_gateway_loop(_called(gateway.rebuild_executor, cause), OPERATION_TIMEOUT, "rebuild the executor")
 
     def describe(self) -> str:
         return f"console, PID {os.getpid()}"
@@ -173,10 +173,10 @@ class LocalSource:
                 # A gateway that has served and stopped is not restarted (its executor is shut
                 # down): serving again, e.g. after a failed hand-back, takes a fresh one.
                 made = _called(self._make_gateway)
-                self.gateway = await self._on_gateway_loop(made, MAKE_TIMEOUT, "making the gateway")
+                self.gateway = await self._on_gateway_loop(made, MAKE_TIMEOUT, "load")
                 self._redactor = Redactor(self.gateway.profile.secrets)
                 self._served = False
-            await self._on_gateway_loop(self.gateway.start(), START_TIMEOUT, "starting")
+            await self._on_gateway_loop(self.gateway.start(), START_TIMEOUT, "start")
         except BaseException:
             await self._close_gateway_loop()  # e.g. ProfileBusy: a later start() opens a new one
             raise
@@ -190,7 +190,7 @@ class LocalSource:
         try:
             # Not cancelled at the deadline: a stop cut off half-way would leave the journal open
             # and the profile locked. It finishes there (or ends with the process); we stop waiting.
-            return await self._on_gateway_loop(gateway.stop(), budget, "stopping", cancel_on_timeout=False)
+            return await self._on_gateway_loop(gateway.stop(), budget, "stop", cancel_on_timeout=False)
         except TimeoutError:
             self._gateway_loop = None  # still stopping: its thread (a daemon) is left to it
             raise
@@ -211,16 +211,16 @@ class LocalSource:
         return self.gateway
 
     async def _on_gateway_loop(
-        self, work: Coroutine[Any, Any, T], timeout: float, doing: str, *, cancel_on_timeout: bool = True
+        self, work: Coroutine[Any, Any, T], timeout: float, what: str, *, cancel_on_timeout: bool = True
     ) -> T:
-        """Await `work` run on the gateway's loop, up to `timeout`; TimeoutError says what was stuck."""
+        """Await `work` run on the gateway's loop, up to `timeout`; TimeoutError says what it did not do."""
         if self._gateway_loop is None:
             work.close()  # never started: no "coroutine was never awaited" warning
             raise RuntimeError("the gateway is not running")
         try:
             return await self._gateway_loop.arun(work, timeout, cancel_on_timeout=cancel_on_timeout)
         except TimeoutError:
-            raise TimeoutError(f"{doing}: the gateway did not answer within {timeout:g}s") from None
+            raise TimeoutError(f"the gateway did not {what} within {timeout:g}s") from None
 
     def _open_gateway_loop(self) -> None:
         if self._gateway_loop is None:
