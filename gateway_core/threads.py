@@ -62,11 +62,6 @@ class BackgroundLoop:
             raise RuntimeError("BackgroundLoop is not started")
         return self._loop
 
-    @property
-    def alive(self) -> bool:
-        """The loop's thread is running (started, and not stopped or stopped in time)."""
-        return self._thread is not None and self._thread.is_alive()
-
     def in_loop_thread(self) -> bool:
         """True when the caller runs on this loop's thread (where blocking would deadlock)."""
         return self._thread is not None and threading.current_thread() is self._thread
