@@ -1,8 +1,8 @@
 """Shared set-up of the console benchmarks: the demo environment, a gateway, a console app.
 
 Everything runs in this process over real 127.0.0.1 sockets (the simulators on their own loop
-thread, the gateway on the app's loop), without the demo's message stream: each benchmark makes
-the load it measures. Benchmarks print figures; nothing here asserts timings.
+thread, the gateway on another, as in the console), without the demo's message stream: each
+benchmark makes the load it measures. Benchmarks print figures; nothing here asserts timings.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@
 
 The console runs headless at 80x24 on the simulators (same process, their own loop thread).
 After connecting and a short settle, process CPU time is sampled over --seconds and shown as a
-percentage of one core, split into the console's loop thread (UI refresh, log polling, the
-gateway's supervisor and probes) and all other threads (the Feishu SDK thread, the simulators,
-the executor). Prints figures; asserts nothing.
+percentage of one core, split into the console's loop thread (UI refresh, log polling), the
+gateway's loop thread (its supervisor and probes, the control socket) and all other threads (the
+Feishu SDK thread, the simulators, the executor). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,17 +35,19 @@ async def idle(seconds: float) -> None:
         app = console_on_simulators(env)
         async with app.run_test(size=(80, 24)) as pilot:
             connect_time = await wait_connected(pilot)
+            gateway_thread = next(t.native_id for t in threading.enumerate() if t.name == "gateway-demo")
             await asyncio.sleep(2.0)  # settle: the first probes and the first refreshes are done
             before, wall_before = cpu_by_thread(process), time.monotonic()
             await asyncio.sleep(seconds)  # the measurement itself: the console left alone
             after, wall = cpu_by_thread(process), time.monotonic() - wall_before
     spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
-    on_loop = spent.get(loop_thread, 0.0)
-    others = sum(v for tid, v in spent.items() if tid != loop_thread)
+    on_loop, on_gateway = spent.get(loop_thread, 0.0), spent.get(gateway_thread, 0.0)
+    others = sum(v for tid, v in spent.items() if tid not in (loop_thread, gateway_thread))
     print(f"connected after {connect_time:.2f}s; idle for {wall:.1f}s")
     print(
-        f"idle CPU: {100 * (on_loop + others) / wall:.1f}% of one core in total — "
-        f"console loop thread {100 * on_loop / wall:.1f}%, other threads {100 * others / wall:.1f}%"
+        f"idle CPU: {100 * (on_loop + on_gateway + others) / wall:.1f}% of one core in total — "
+        f"console loop thread {100 * on_loop / wall:.1f}%, gateway loop thread {100 * on_gateway / wall:.1f}%, "
+        f"other threads {100 * others / wall:.1f}%"
     )
 
 

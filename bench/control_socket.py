@@ -39,7 +39,7 @@ from throughput import (  # noqa: E402  (bench/ is the script's directory, so on
 from gateway_core.config import Home, load_profile  # noqa: E402
 from gateway_core.control import request  # noqa: E402
 from gateway_core.gateway import Gateway  # noqa: E402
-from gateway_core.sim import BackgroundLoop  # noqa: E402
+from gateway_core.threads import BackgroundLoop  # noqa: E402
 
 SUBSCRIBERS_SCRIPT = textwrap.dedent(
     """

@@ -57,7 +57,8 @@ from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody  # 
 
 from gateway_core.config import Home, load_profile  # noqa: E402
 from gateway_core.gateway import Gateway  # noqa: E402
-from gateway_core.sim import BackgroundLoop, Simulators  # noqa: E402
+from gateway_core.sim import Simulators  # noqa: E402
+from gateway_core.threads import BackgroundLoop  # noqa: E402
 from tests.sim.bare_sdk import BareSdkClient  # noqa: E402
 from gateway_core.sim.profile import write_sim_profile  # noqa: E402
 

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import time
+from typing import Any, Callable
 
 from .config import Home, Profile
 from .control import ControlServer
@@ -33,6 +34,8 @@ from .states import FeishuState, GatewayState
 from .threads import in_own_thread
 
 log = logging.getLogger("gatewatch.gateway")
+
+LoopExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
 PRUNE_INTERVAL = 3600.0  # seconds between prunes of finished journal rows
 IDENTITY_RETRY_FIRST, IDENTITY_RETRY_MAX = 1.0, 60.0  # seconds between bot-info attempts (doubling)
@@ -66,6 +69,7 @@ class Gateway:
         self._next_prune = 0.0
         self.feishu = FeishuConnection(profile.feishu, self._on_feishu_message, self.executor)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous_exception_handler: LoopExceptionHandler | None = None
         self._supervisor: asyncio.Task | None = None
         self._restart_lock = asyncio.Lock()
         self._state = GatewayState.STOPPED
@@ -92,6 +96,7 @@ class Gateway:
             self.journal = Journal(self.home.state_file(self.profile.name))
             self._loop = asyncio.get_running_loop()
             self.executor.install_on(self._loop)
+            self._report_task_errors_on(self._loop)
             self.pipeline = MessagePipeline(
                 self.llm,
                 self._send_reply,
@@ -169,6 +174,7 @@ class Gateway:
 
     def _release(self) -> None:
         self._state = GatewayState.STOPPED
+        self._stop_reporting_task_errors()
         if self.journal is not None:
             self.journal.close()  # before the lock: the next owner must find it closed
         self.lock.release()
@@ -225,6 +231,11 @@ class Gateway:
         return self._journal_failure or (self.pipeline.journal_failure if self.pipeline else None)
 
     def snapshot(self) -> GatewaySnapshot:
+        """A copy of every part's state; safe from any thread (the console reads it from its own).
+
+        Each part copies under its own lock (executor, Feishu, models, the pipeline's shown rows,
+        the journal); the rest are single counters and references, read as they are.
+        """
         return GatewaySnapshot(
             profile=self.profile.name,
             state=self._state,
@@ -240,6 +251,15 @@ class Gateway:
     @property
     def state(self) -> str:
         return self._state
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the gateway serves on (None before start): its coroutines run there only.
+
+        Snapshots, `log_since` and plain attributes may be read from any thread; everything else
+        (operations, `stop()`, the pipeline) belongs to this loop.
+        """
+        return self._loop
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -262,6 +282,30 @@ class Gateway:
             log.error("%s; not acking, Feishu will redeliver", exc)
             raise
         loop.call_soon_threadsafe(pipeline.accept if new else pipeline.note_duplicate, message)
+
+    def _report_task_errors_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Log the errors nobody awaits on this loop: a task we created, a callback the SDK thread scheduled.
+
+        asyncio's default handler prints them to stderr: under the console nobody sees that, under
+        launchd it lands outside the gateway's log, and either way unredacted. Here they become one
+        ERROR record with the traceback, through the redacting handlers (the console's log pane, the
+        log file, the control socket's stream). Installed for as long as the gateway serves.
+        """
+        self._previous_exception_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._on_loop_exception)
+
+    def _stop_reporting_task_errors(self) -> None:
+        if self._loop is not None and self._loop.get_exception_handler() == self._on_loop_exception:
+            self._loop.set_exception_handler(self._previous_exception_handler)
+        self._previous_exception_handler = None
+
+    def _on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        what = context.get("message") or "unhandled error"
+        error = context.get("exception")
+        if isinstance(error, BaseException):
+            log.error("error in a gateway task (%s): %s: %s", what, type(error).__name__, error, exc_info=error)
+        else:
+            log.error("error in a gateway task: %s", what)
 
     async def _send_reply(self, message_id: str, text: str, chat_id: str) -> str:
         return await self.replier.reply_text(message_id, text, chat_id)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -187,6 +188,10 @@ class MessagePipeline:
         self._streams: dict[str, CardStream] = {}  # cards open in this process
         self._text_replies: set[str] = set()  # message ids a text reply was (maybe) sent for
         self._answering: dict[str, Answering] = {}
+        # `snapshot()` is read from other threads (the console runs the gateway on a loop thread
+        # of its own): the two collections it copies are changed under this lock, since copying a
+        # deque or a dict while the loop changes it raises. Counters are read as they are.
+        self._shown_guard = threading.Lock()
         self._ignored = self._commands = 0
 
     def accept(self, message: IncomingMessage) -> None:
@@ -293,7 +298,7 @@ class MessagePipeline:
             log.exception("unexpected error while answering %s", message.message_id)
             text, outcome, reason = APOLOGY, "apology", "unexpected error"
         finally:
-            self._answering.pop(message.message_id, None)
+            self._show_answering(message.message_id, None)
         if outcome == "apology":
             self._apologies += 1
             if not reason.startswith("stale"):  # a too-old message says nothing about the models
@@ -325,7 +330,7 @@ class MessagePipeline:
         mode = "card" if message.message_id in self._checkpoints else ("text" if reply else "")
         self._checkpoints.pop(message.message_id, None)
         self._text_replies.discard(message.message_id)
-        self._activity.append(
+        self._show_activity(
             Activity(
                 at=message.received_at,
                 chat_id=message.chat_id,
@@ -542,11 +547,25 @@ class MessagePipeline:
         checkpoint = await stream.finish(text)
         return checkpoint.reply_message_id or checkpoint.card_id
 
+    def _show_activity(self, activity: Activity) -> None:
+        with self._shown_guard:
+            self._activity.append(activity)
+
+    def _show_answering(self, message_id: str, row: Answering | None) -> None:
+        """The answer in progress for `message_id` as the console shows it; None once it is done."""
+        with self._shown_guard:
+            if row is None:
+                self._answering.pop(message_id, None)
+            else:
+                self._answering[message_id] = row
+
     def snapshot(self) -> PipelineSnapshot:
         try:
             journal = self._journal.snapshot()
         except JournalError:
             journal = JournalSnapshot(self.scheduler.unfinished, None, "")
+        with self._shown_guard:
+            activity, answering = tuple(self._activity), tuple(self._answering.values())
         return PipelineSnapshot(
             received=self._received,
             duplicates=self._duplicates,
@@ -555,12 +574,12 @@ class MessagePipeline:
             reply_failures=self._reply_failures,
             in_flight=self.scheduler.unfinished,
             last_message_at=self._last_message_at,
-            activity=tuple(self._activity),
+            activity=activity,
             pending=journal.pending,
             oldest_pending_at=journal.oldest_pending_at,
             journal_writes=journal.writes,
             journal_write_times=journal.write_times,
-            answering=tuple(self._answering.values()),
+            answering=answering,
             reply_mode=self.rules.reply_mode,
             cardkit_unavailable=self._cardkit.unavailable if self._cardkit is not None else None,
             ignored=self._ignored,
@@ -592,11 +611,11 @@ class _Progress:
             time.time(),
             "card" if stream is not None else "text",
         )
-        pipeline._answering[message.message_id] = self._row
+        pipeline._show_answering(message.message_id, self._row)
 
     def on_text(self, text: str) -> None:
         self._row = Answering(**{**self._row.__dict__, "chunks": self._row.chunks + 1, "chars": len(text)})
-        self._pipeline._answering[self._message.message_id] = self._row
+        self._pipeline._show_answering(self._message.message_id, self._row)
         if self._stream is None or self._failed:
             return
         self._latest = text

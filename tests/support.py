@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, TypeVar
+from typing import Any, Callable, Coroutine, NamedTuple, TypeVar
 
 from gateway_core.config import Home
 from gateway_core.sim.profile import write_sim_profile
@@ -69,6 +69,18 @@ class Exchange(NamedTuple):
         return reply.text
 
 
+async def on_gateway_loop(gateway, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+    """Await a gateway coroutine on the gateway's own loop, to a deadline, from any running loop.
+
+    The console serves its gateway on a loop thread of its own: the gateway's coroutines must run
+    there, not on the test's (the app's) loop. A gateway started on the test's loop runs here.
+    """
+    loop = gateway.loop
+    if loop is None or loop is asyncio.get_running_loop():
+        return await asyncio.wait_for(work, timeout)
+    return await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop)), timeout)
+
+
 async def ask(sims, text: str, *, gateway=None, timeout: float = 20, **inject: Any) -> Exchange:
     """Send a user message through the Feishu simulator and wait (to `timeout`) for its reply.
 
@@ -79,7 +91,7 @@ async def ask(sims, text: str, *, gateway=None, timeout: float = 20, **inject: A
     event = sims.feishu.inject_text(text, **inject)
     replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, timeout)
     if gateway is not None:
-        assert await gateway.pipeline.drain(10) == 0
+        assert await on_gateway_loop(gateway, gateway.pipeline.drain(10), 15) == 0
     return Exchange(event, replies)
 
 

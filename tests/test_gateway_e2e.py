@@ -7,7 +7,7 @@ import pytest
 
 from gateway_core.pipeline import APOLOGY
 
-from .support import ask, in_own_thread, until
+from .support import FEISHU_SECRET, ask, in_own_thread, until
 
 
 async def test_message_in_gets_exactly_one_reply_with_the_models_text(gateway, sims):
@@ -29,6 +29,20 @@ async def test_redelivered_event_still_gets_one_reply(gateway, sims):
     await gateway.pipeline.drain(5)
     assert gateway.snapshot().pipeline.duplicates == 1
     assert len(sims.feishu.replies_to(event)) == 1
+
+
+async def test_an_error_nobody_awaits_on_the_gateways_loop_is_logged_redacted_with_its_traceback(gateway, sims):
+    def broken_handover() -> None:  # a callback the SDK thread schedules, a task nobody awaits
+        raise ValueError(f"bad frame for app_secret={FEISHU_SECRET}")
+
+    gateway.loop.call_soon(broken_handover)
+    ring = gateway.logging.ring
+    (line,) = await until(lambda: [l for l in ring.since(0) if "bad frame" in l.message], 5, "the error logged")
+    assert (line.level, line.logger) == ("ERROR", "gatewatch.gateway")
+    assert "error in a gateway task" in line.message and "Traceback" in line.message
+    assert "app_secret=***" in line.message and FEISHU_SECRET not in line.message
+    assert "\n" not in line.message  # one line: the traceback folded
+    assert (await ask(sims, "still serving?", gateway=gateway)).text == "[alpha] still serving?"
 
 
 async def test_held_executor_shut_down_behind_the_gateways_back(gateway, sims):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -15,13 +16,14 @@ from rich.text import Text
 
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
+import tui.source
 from tui.app import ConsoleApp
 from tui.demo import demo_faults
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import ask, until
+from .support import ask, in_own_thread, on_gateway_loop, until
 
 SIZE = (120, 36)
 INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
@@ -43,9 +45,11 @@ def console(home, profile, sims):
     faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home, faults=faults)
     yield app
-    # The app's unmount stops the gateway: after the test nothing may still own the profile.
+    # The app's unmount stops the gateway: after the test nothing may still own the profile,
+    # and the gateway's loop thread has ended.
     assert gateway.state == "stopped"
     assert read_owner(home.lock_file(profile.name)) is None
+    assert gateway.loop is not None and gateway.loop.is_closed()
 
 
 async def connected(pilot) -> Gateway:
@@ -103,6 +107,8 @@ async def test_e_rebuilds_the_executor(console, sims):
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         await pilot.press("e")
+        # The rebuild runs on the gateway's own loop: the key returns before it is done.
+        await until(lambda: "executor rebuilt" in notices(console), 5, "the rebuild done", pilot=pilot)
         snap = gateway.executor.snapshot()
         assert snap.restarts == 1 and "operator request" in (snap.last_restart_cause or "")
         panel = console.query_one(ExecutorPanel).query_one("#executor-body")
@@ -277,6 +283,75 @@ async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
         assert not any("\x1b" in l for l in pane.visible_lines())
 
 
+async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_is_frozen(console, sims):
+    async with console.run_test(size=SIZE) as pilot:
+        gateway = await connected(pilot)
+        app_loop = asyncio.get_running_loop()  # run_test runs the app on the test's loop
+        assert gateway.loop is not None and gateway.loop is not app_loop
+        assert await on_gateway_loop(gateway, current_thread()) is not threading.current_thread()
+        # Textual keeps its own default executor (its thread workers run on it), not the held pool.
+        assert getattr(app_loop, "_default_executor", None) is not gateway.executor.pool
+        assert getattr(gateway.loop, "_default_executor", None) is gateway.executor.pool
+
+        frozen, released = threading.Event(), threading.Event()
+        thawed_by_deadline: list[bool] = []
+
+        def freeze_the_console() -> None:  # a handler hogging the app's loop, as a stalled terminal would
+            frozen.set()
+            thawed_by_deadline.append(not released.wait(30))
+
+        def talk_while_frozen() -> list:
+            try:
+                assert frozen.wait(10), "the console's loop was never frozen"
+                event = sims.feishu.inject_text("while the console is frozen")
+                return sims.feishu.wait_for_replies(event, 1, 20)
+            finally:
+                released.set()  # only now may the console's loop go on
+
+        talker = asyncio.ensure_future(in_own_thread(talk_while_frozen))
+        console.call_later(freeze_the_console)
+        (reply,) = await talker
+        assert reply.text == "[alpha] while the console is frozen"
+        assert thawed_by_deadline == [False]  # the answer came while the app's loop was still blocked
+
+
+async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive(console, sims, monkeypatch):
+    monkeypatch.setattr(tui.source, "OPERATION_TIMEOUT", 0.5)  # the deadline, shortened for the test
+    async with console.run_test(size=SIZE, notifications=True) as pilot:
+        gateway = await connected(pilot)
+        pane = console.query_one(LogPane)
+        stuck, released = threading.Event(), threading.Event()
+
+        def hog_the_gateways_loop() -> None:  # something on the gateway's loop that never yields
+            stuck.set()
+            released.wait(30)
+
+        stuck_notice = (
+            "rebuilding the executor failed: TimeoutError: the gateway did not rebuild the executor within 0.5s"
+        )
+        gateway.loop.call_soon_threadsafe(hog_the_gateways_loop)
+        try:
+            assert await in_own_thread(stuck.wait, 5)
+            await pilot.press("e")
+            await until(
+                lambda: stuck_notice in notices(console),
+                5,
+                "the stuck rebuild reported",
+                pilot=pilot,
+            )
+            await pilot.press("l")  # the console's own keys work meanwhile
+            assert pane.min_level == "INFO"
+        finally:
+            released.set()
+        assert (await ask(sims, "unstuck")).text == "[alpha] unstuck"
+        # Abandoned at its deadline, not done late behind the operator's back.
+        assert gateway.executor.snapshot().restarts == 0
+
+
+async def current_thread() -> threading.Thread:
+    return threading.current_thread()
+
+
 async def test_console_answers_while_a_modal_is_open(console, sims):
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
@@ -292,15 +367,18 @@ async def test_console_answers_while_a_modal_is_open(console, sims):
 
 async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(console, sims):
     async with console.run_test(size=SIZE, notifications=True) as pilot:
-        await connected(pilot)
+        gateway = await connected(pilot)
 
         def broken_handover() -> None:  # the way the SDK thread hands messages to the loop
             raise ValueError("simulated gateway bug")
 
-        asyncio.get_running_loop().call_soon(broken_handover)
-        await until(lambda: any("simulated gateway bug" in n for n in notices(console)), 5, "notification", pilot=pilot)
+        gateway.loop.call_soon_threadsafe(broken_handover)
         pane = console.query_one(LogPane)
-        await until(lambda: any("simulated gateway bug" in l for l in pane.visible_lines()), 5, "log line", pilot=pilot)
+        # The gateway's own loop handler logs it: one ERROR line, traceback included, in the pane.
+        (line,) = await until(
+            lambda: [l for l in pane.visible_lines() if "simulated gateway bug" in l], 5, "log line", pilot=pilot
+        )
+        assert " ERROR " in line and "error in a gateway task" in line and "Traceback" in line
         assert console.is_running
         assert (await ask(sims, "still answering")).text.startswith("[alpha]")
 

@@ -1,9 +1,10 @@
 """The operations console: one profile's gateway, in this process, with its vital signs on screen.
 
-The gateway runs on the App's own event loop. The UI only ever reads snapshots (cheap, lock-
-guarded copies) on a timer and calls the few operations of `GatewaySource`; anything that could
-block (a Feishu restart, a fault injection, stopping) runs in a worker with `exit_on_error=False`,
-because with an embedded gateway an exception that exits the app would also kill the gateway.
+The gateway runs on a loop thread of its own (`LocalSource`), never on the App's loop. The UI only
+ever reads snapshots (cheap, lock-guarded copies) on a timer and calls the few operations of
+`GatewaySource`; anything that could block (a Feishu restart, a fault injection, stopping) runs in
+a worker with `exit_on_error=False`, because an exception that exits the app would also stop the
+gateway. Errors of the gateway's own tasks reach the log pane through its log (gateway_core).
 """
 
 from __future__ import annotations
@@ -155,7 +156,6 @@ class ConsoleApp(App[None]):
         # Every notice shown, newest last: a toast expires after seconds, this record does not
         # (the tests read it; nothing else of Textual's notification internals).
         self.told: deque[str] = deque(maxlen=200)
-        self._previous_exception_handler: Any = None
         self._busy: ProfileBusy | None = None
         self.terminal_lost = False  # SIGHUP: the SSH session (and with it the terminal) went away
         self._source_word = ""  # attached: the source's last mode, to say each change once
@@ -174,8 +174,6 @@ class ConsoleApp(App[None]):
 
     def on_mount(self) -> None:
         loop = asyncio.get_running_loop()
-        self._previous_exception_handler = loop.get_exception_handler()
-        loop.set_exception_handler(self._on_loop_exception)
         if self.handle_signals:
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, self._on_stop_signal, signum)
@@ -207,7 +205,6 @@ class ConsoleApp(App[None]):
         # A safety net for any way out that skipped the quit flow: never leave the gateway half-run.
         await self._stop_source()
         loop = asyncio.get_running_loop()
-        loop.set_exception_handler(self._previous_exception_handler)
         if self.handle_signals:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
@@ -285,13 +282,6 @@ class ConsoleApp(App[None]):
         if text not in self._reported:
             self._reported.append(text)
             self.notify(text, title="gatewatch error", severity="error", markup=False, timeout=10)
-
-    def _on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        # Tasks the gateway starts with create_task are invisible to Textual; their errors land here.
-        exc = context.get("exception")
-        if exc is None:
-            exc = RuntimeError(context.get("message", "unknown error"))
-        self.report(f"gateway task ({context.get('message', 'no detail')})", exc)
 
     # -- operations ---------------------------------------------------------------------------
 

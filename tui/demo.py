@@ -39,7 +39,8 @@ class DemoRun:
     """The demo's moving parts, made in the background once the console has painted.
 
     Starting the simulators makes the Feishu simulator import the SDK's frame class (seconds);
-    `make_gateway` runs on the console's start-up thread, so the first frame does not wait.
+    `make_gateway` runs on the gateway's own loop thread (`LocalSource`), so the first frame does
+    not wait.
     """
 
     def __init__(self) -> None:

@@ -35,11 +35,9 @@ from gateway_core.logtail import follow_log
 from gateway_core.ownership import OwnerInfo, read_owner
 from gateway_core.threads import in_own_thread
 
-from .source import starting_snapshot
+from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, starting_snapshot
 
 LOG_KEEP = 5000
-OPERATION_TIMEOUT = 5.0
-RESTART_TIMEOUT = 20.0
 SILENCE_LIMIT = 3.0  # seconds without a streamed line before the gateway counts as unreachable
 RETRY_INTERVAL = 1.0  # seconds between attempts to reach the owner (or find a new one) again
 STOP_TIMEOUT = 2.0  # seconds detaching may wait for the follower to end

@@ -1,15 +1,16 @@
 """Where the console's data comes from: a small protocol, and the in-process implementation.
 
 Panels and screens depend only on `GatewaySource` and the snapshot dataclasses of gateway_core,
-never on a `Gateway` object, so the same console can later drive a gateway in another process
-(attach mode, over the control socket) and tests can render frozen snapshots.
+never on a `Gateway` object, so the same console drives a gateway in this process (`LocalSource`,
+on a loop thread of its own) or in another one (`RemoteSource`, over the control socket), and
+tests can render frozen snapshots.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Coroutine, Protocol, TypeVar, runtime_checkable
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
@@ -19,8 +20,20 @@ from gateway_core.states import ExecutorState, FeishuState, GatewayState
 from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
 from gateway_core.pipeline import PipelineSnapshot
+from gateway_core.threads import BackgroundLoop, in_own_thread
 
-from gateway_core.threads import in_own_thread
+T = TypeVar("T")
+
+# Deadlines for what the console asks of a gateway, in this process or another (tui/remote.py).
+OPERATION_TIMEOUT = 5.0  # switch the model, rebuild the executor
+RESTART_TIMEOUT = 20.0  # restart the Feishu connection
+# In this process: making the gateway (the demo starts its simulators, importing the SDK: seconds,
+# more on a loaded machine), starting it (lock, journal, control socket), and what a stop may take
+# beyond the profile's drain budget; the loop thread's join after that.
+MAKE_TIMEOUT = 60.0
+START_TIMEOUT = 30.0
+STOP_MARGIN = 10.0
+LOOP_JOIN_TIMEOUT = 5.0
 
 
 @runtime_checkable
@@ -99,11 +112,17 @@ def starting_snapshot(profile: str, since: float) -> GatewaySnapshot:
 
 
 class LocalSource:
-    """A gateway running in this process, on the console's own event loop.
+    """A gateway in this process, serving on an event loop of its own (a `BackgroundLoop` thread).
 
-    The gateway is made by `make_gateway` inside `start()`, on a thread of its own: making it may
-    be slow (the demo starts simulators, which import the Feishu SDK), and the console paints and
-    says "loading SDK" meanwhile instead of waiting for it.
+    The console's loop only awaits: making the gateway, starting it, each operation and stopping
+    it run on the gateway's loop, each waited for with a deadline — a stuck one is reported, never
+    waited on forever. So Textual keeps its own default executor (the held pool is the gateway
+    loop's), and a stalled terminal or a busy screen cannot hold up message handling. Reading
+    (`snapshot`, `log_since`) needs no crossing: both are safe from any thread.
+
+    Making the gateway may be slow (the demo starts simulators, which import the Feishu SDK); the
+    console paints and says "loading SDK" meanwhile. The loop thread ends after `stop()` (or a
+    failed start); serving again makes a fresh one.
     """
 
     def __init__(self, profile: str, make_gateway: Callable[[], Gateway]):
@@ -113,25 +132,33 @@ class LocalSource:
         self._redactor = Redactor()  # no secrets known until the gateway (and its profile) exists
         self._created = time.time()
         self._served = False
+        self._gateway_loop: BackgroundLoop | None = None
 
     def snapshot(self) -> GatewaySnapshot:
-        if self.gateway is None:
+        gateway = self.gateway
+        if gateway is None:
             return starting_snapshot(self.profile, self._created)
-        return self.gateway.snapshot()
+        return gateway.snapshot()
 
     def log_since(self, seq: int) -> list[LogLine]:
-        # Before start() (and after stop()) there are no handlers and so no records.
-        ring = self.gateway.logging.ring if self.gateway and self.gateway.logging else None
-        return ring.since(seq) if ring else []
+        # Before start() (and after stop()) there are no handlers and so no records. Read once:
+        # stop() clears it on the gateway's thread. The ring itself is locked.
+        gateway = self.gateway
+        handlers = gateway.logging if gateway is not None else None
+        return handlers.ring.since(seq) if handlers is not None else []
 
     async def switch_model(self, name: str) -> str:
-        return self._started().switch_model(name)
+        gateway = self._started()
+        return await self._on_gateway_loop(_called(gateway.switch_model, name), OPERATION_TIMEOUT, "switch the model")
 
     async def restart_feishu(self) -> bool:
-        return await self._started().restart_feishu("operator request from the console")
+        restart = self._started().restart_feishu("operator request from the console")
+        return await self._on_gateway_loop(restart, RESTART_TIMEOUT, "restart the Feishu connection")
 
     async def rebuild_executor(self) -> None:
-        self._started().rebuild_executor("operator request from the console")
+        gateway = self._started()
+        cause = "operator request from the console"
+        await self._on_gateway_loop(_called(gateway.rebuild_executor, cause), OPERATION_TIMEOUT, "rebuild the executor")
 
     def describe(self) -> str:
         return f"console, PID {os.getpid()}"
@@ -140,16 +167,35 @@ class LocalSource:
         return self._redactor.redact(text)
 
     async def start(self) -> None:
-        if self.gateway is None or self._served:
-            # A gateway that has served and stopped is not restarted (its executor is shut down):
-            # serving again, e.g. after a failed hand-back, takes a fresh one.
-            self.gateway = await in_own_thread(self._make_gateway)
-            self._redactor = Redactor(self.gateway.profile.secrets)
-        await self.gateway.start()
+        self._open_gateway_loop()
+        try:
+            if self.gateway is None or self._served:
+                # A gateway that has served and stopped is not restarted (its executor is shut
+                # down): serving again, e.g. after a failed hand-back, takes a fresh one.
+                made = _called(self._make_gateway)
+                self.gateway = await self._on_gateway_loop(made, MAKE_TIMEOUT, "load")
+                self._redactor = Redactor(self.gateway.profile.secrets)
+                self._served = False
+            await self._on_gateway_loop(self.gateway.start(), START_TIMEOUT, "start")
+        except BaseException:
+            await self._close_gateway_loop()  # e.g. ProfileBusy: a later start() opens a new one
+            raise
         self._served = True
 
     async def stop(self) -> int:
-        return await self.gateway.stop() if self.gateway else 0
+        gateway = self.gateway
+        if gateway is None or self._gateway_loop is None:
+            return 0
+        budget = gateway.profile.drain_timeout + STOP_MARGIN
+        try:
+            # Not cancelled at the deadline: a stop cut off half-way would leave the journal open
+            # and the profile locked. It finishes there (or ends with the process); we stop waiting.
+            return await self._on_gateway_loop(gateway.stop(), budget, "stop", cancel_on_timeout=False)
+        except TimeoutError:
+            self._gateway_loop = None  # still stopping: its thread (a daemon) is left to it
+            raise
+        finally:
+            await self._close_gateway_loop()
 
     @property
     def running(self) -> bool:
@@ -163,3 +209,30 @@ class LocalSource:
         if self.gateway is None:
             raise RuntimeError("the gateway has not started yet")
         return self.gateway
+
+    async def _on_gateway_loop(
+        self, work: Coroutine[Any, Any, T], timeout: float, what: str, *, cancel_on_timeout: bool = True
+    ) -> T:
+        """Await `work` run on the gateway's loop, up to `timeout`; TimeoutError says what it did not do."""
+        if self._gateway_loop is None:
+            work.close()  # never started: no "coroutine was never awaited" warning
+            raise RuntimeError("the gateway is not running")
+        try:
+            return await self._gateway_loop.arun(work, timeout, cancel_on_timeout=cancel_on_timeout)
+        except TimeoutError:
+            raise TimeoutError(f"the gateway did not {what} within {timeout:g}s") from None
+
+    def _open_gateway_loop(self) -> None:
+        if self._gateway_loop is None:
+            self._gateway_loop = BackgroundLoop(name=f"gateway-{self.profile}").start()
+
+    async def _close_gateway_loop(self) -> None:
+        """End the loop thread; the join is bounded (and off the console's loop)."""
+        gateway_loop, self._gateway_loop = self._gateway_loop, None
+        if gateway_loop is not None:
+            await in_own_thread(gateway_loop.stop, LOOP_JOIN_TIMEOUT)
+
+
+async def _called(fn: Callable[..., T], *args: object) -> T:
+    """A plain call as a coroutine, so that it runs on the loop it is sent to."""
+    return fn(*args)

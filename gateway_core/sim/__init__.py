@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .background import BackgroundLoop
+from ..threads import BackgroundLoop
 from .cardkit_sim import CardOperation, CardRecord
 from .feishu_sim import FeishuSimulator, InjectedEvent, SentMessage
 from .llm_sim import LlmRequest, LlmSimulator
 
 __all__ = [
-    "BackgroundLoop",
     "CardOperation",
     "CardRecord",
     "FeishuSimulator",

@@ -1,9 +1,10 @@
-"""An asyncio event loop on a daemon thread, for driving asyncio-native simulators from plain code.
+"""Helpers for driving asyncio-native simulators from plain code, on their own event loop.
 
 The simulators are aiohttp servers and must live on a running loop, but tests, the demo and the
 SDK clients under test are synchronous and block their own threads. Running the simulators on
-a loop of their own keeps both sides honest: every interaction crosses a real socket, and no
-test can accidentally share (or starve) the loop of the code under test.
+a loop of their own (a `gateway_core.threads.BackgroundLoop`, as the console's gateway has) keeps
+both sides honest: every interaction crosses a real socket, and no test can accidentally share
+(or starve) the loop of the code under test.
 """
 
 from __future__ import annotations
@@ -11,100 +12,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 T = TypeVar("T")
-
-
-class BackgroundLoop:
-    """Owns one event loop running forever on a daemon thread until `stop()`."""
-
-    def __init__(self, name: str = "sim-loop") -> None:
-        self._name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop; raises if `start()` was not called."""
-        if self._loop is None:
-            raise RuntimeError("BackgroundLoop is not started")
-        return self._loop
-
-    def in_loop_thread(self) -> bool:
-        """True when the caller runs on this loop's thread (where blocking would deadlock)."""
-        return self._thread is not None and threading.current_thread() is self._thread
-
-    def start(self) -> "BackgroundLoop":
-        """Start the thread and return once the loop is running."""
-        if self._thread is not None:
-            raise RuntimeError("BackgroundLoop already started")
-        loop = asyncio.new_event_loop()
-        running = threading.Event()
-        loop.call_soon(running.set)
-        self._loop = loop
-        self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
-        self._thread.start()
-        if not running.wait(10):
-            raise RuntimeError("background loop did not start")
-        return self
-
-    def _main(self) -> None:
-        """Thread body: run until stopped, then cancel what is left and close the loop."""
-        loop = self.loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            leftovers = asyncio.all_tasks(loop)
-            for task in leftovers:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    def stop(self, timeout: float = 10) -> None:
-        """Stop the loop, cancel leftover tasks, close the loop and join the thread (idempotent)."""
-        if self._thread is None:
-            return
-        if self.in_loop_thread():
-            raise RuntimeError("BackgroundLoop.stop() called from its own thread")
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(f"background loop thread {self._name!r} did not stop in {timeout}s")
-        self._thread = None
-
-    def run(self, coro: Awaitable[T], timeout: float | None = 10) -> T:
-        """Run `coro` on the loop and return its result; cancels it and raises TimeoutError on timeout."""
-        if self.in_loop_thread():
-            raise RuntimeError("BackgroundLoop.run() would deadlock on its own thread")
-        if not asyncio.iscoroutine(coro):  # any awaitable, e.g. websockets.connect(...)
-            coro = _awaited(coro)
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"coroutine did not finish within {timeout}s") from None
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Schedule `fn(*args)` on the loop from any thread; does not wait."""
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def __enter__(self) -> "BackgroundLoop":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T], timeout: float = 10) -> T:
