@@ -18,20 +18,18 @@ import re
 from collections import deque
 from typing import Iterable
 
-from rich.cells import cell_len
 from rich.highlighter import Highlighter
-from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.strip import Strip
-from textual.widgets import Input, Log
+from textual.widgets import Input
 
 from gateway_core.logs import LogLine, escape_untrusted
 
+from .._textual_compat import MarkableLog
 from ..text import clock_time
 
 KEEP = 5000  # records kept for redraws; the Log widget holds at most as many lines
@@ -39,7 +37,6 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOUD = ("WARNING", "ERROR", "CRITICAL")  # what `w` jumps to
 LEVEL_STYLES = {"WARNING": "bold yellow", "ERROR": "bold red", "CRITICAL": "bold red reverse"}
 MATCH_STYLE = "black on yellow"
-MARK_STYLE = Style(reverse=True)
 
 
 class LineHighlighter(Highlighter):
@@ -60,14 +57,10 @@ class LineHighlighter(Highlighter):
                 text.stylize(MATCH_STYLE, found.start(), found.end())
 
 
-class ConsoleLog(Log):
+class ConsoleLog(MarkableLog):
     """A Log that tells its pane when the operator scrolls away or asks to follow again.
 
-    It also measures new lines on the loop instead of in a thread worker: Textual's Log measures
-    line widths in a thread worker, i.e. on the loop's default executor, which here is the
-    gateway's held pool (see gateway_core/threads.py): while a fault has that pool shut down, the
-    worker would fail and exit the app, gateway included. Measuring a batch of a thousand lines
-    on the loop takes about a millisecond.
+    Measuring on the loop and the marked line come from `MarkableLog` (tui/_textual_compat.py).
     """
 
     class ScrolledUp(Message):
@@ -81,32 +74,23 @@ class ConsoleLog(Log):
 
     BINDINGS = [Binding("enter", "open_line", "Details", show=False)]  # the footer keeps its room
 
+    DEFAULT_CSS = """
+    ConsoleLog {
+        height: 1fr;
+        /* No horizontal scrollbar: it would take a line from a short pane. Long lines are cut;
+           Enter shows the whole line, and left/right still scroll. */
+        scrollbar-size-horizontal: 0;
+    }
+    """
+
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self.highlighter = LineHighlighter()
         self.marked: int | None = None  # a line picked by `w` or a click, shown reversed
 
-    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
-        if lines:
-            widest = max(cell_len(self._process_line(line)) for line in lines)
-            self._update_maximum_width(updates, widest)
-
-    def restyle(self) -> None:
-        """The search or the mark changed: render every line anew."""
-        self._render_line_cache.clear()
-        self.refresh()
-
     def mark(self, index: int | None) -> None:
         self.marked = index
         self.restyle()
-
-    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
-        if y == self.marked:
-            self._render_line_cache.discard(y)
-            strip = super()._render_line_strip(y, rich_style + MARK_STYLE)
-            self._render_line_cache.discard(y)  # not cached: the mark moves
-            return strip
-        return super()._render_line_strip(y, rich_style)
 
     def _scrolled_up(self) -> None:
         if self.max_scroll_y > 0:
@@ -150,6 +134,20 @@ def level_rank(level: str) -> int:
 
 
 class LogPane(Vertical):
+    DEFAULT_CSS = """
+    LogPane {
+        height: 1fr;
+        min-height: 5;
+        border: round $primary;
+    }
+    LogPane #log-search {
+        dock: bottom;
+        height: 1;
+        border: none;
+        padding: 0 1;
+    }
+    """
+
     class LineOpened(Message):
         """Show this record in full (the app pushes the detail view)."""
 
@@ -219,11 +217,11 @@ class LogPane(Vertical):
             self.pending += len(shown)
             self._update_title()
         elif shown:
-            self._write(shown)
+            self._show_lines(shown)
             if self.search:
                 self._update_title()
 
-    def _write(self, shown: list[tuple[LogLine, str]]) -> None:
+    def _show_lines(self, shown: list[tuple[LogLine, str]]) -> None:
         log = self.log
         before = len(log.lines)
         log.write_lines([text for _, text in shown], scroll_end=False)
@@ -260,7 +258,7 @@ class LogPane(Vertical):
         self.matches = len(shown) if self.search else 0
         self.pending = 0
         self.paused = False
-        self._write(shown)
+        self._show_lines(shown)
         self._update_title()
 
     # -- operator controls ---------------------------------------------------------------------
