@@ -65,6 +65,7 @@ class Leaving(App[None]):
         elif choice == TAKE_OVER and self.home is not None:
             self.take_over()
         elif choice == TAKE_OVER:
+            self.notify("no launchd hand-over here: this console has no gatewatch home", severity="warning")
             self.ask_owned()
         else:
             self.exit(return_code=EXIT_OWNED)
