@@ -4,8 +4,8 @@ The gateway runs on the App's own event loop. The UI only reads snapshots (cheap
 copies) on a timer and sets them on the main screen, whose panels are bound to them. Anything that
 could block (a Feishu restart, a fault injection, stopping) runs in a worker with
 `exit_on_error=False`, because with an embedded gateway an exception that exits the app would also
-kill the gateway; one `Worker.StateChanged` handler reports every failure. The operations live in
-tui/operations.py, the launchd hand-over in tui/handover.py, the keys and palette in tui/keys.py.
+kill the gateway; one `Worker.StateChanged` handler reports every failure. Operations live in
+tui/operations.py, the launchd hand-over in handover.py, leaving in leaving.py, keys in keys.py.
 """
 
 from __future__ import annotations

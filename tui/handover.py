@@ -101,9 +101,10 @@ class Handover(App[None]):
     async def hand_back(self) -> None:
         from launchd.handover import hand_back
 
-        await self.stop_source()
+        profile = self.profile_name()
         try:
-            await in_own_thread(hand_back, self.home, self.profile_name(), self.say_progress)
+            await self.stop_source()
+            await in_own_thread(hand_back, self.home, profile, self.say_progress)
         except Exception:
             self.phase = ConsolePhase.STARTING  # launchd did not take it: serve it here again, not nobody
             self.serve()
