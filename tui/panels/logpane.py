@@ -25,6 +25,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
+from textual.reactive import var
 from textual.widgets import Input
 
 from gateway_core.logs import LogLine, escape_untrusted
@@ -134,6 +135,9 @@ def level_rank(level: str) -> int:
 
 
 class LogPane(Vertical):
+    """The pane's state is reactive: its title (following or PAUSED · +N new, level, search and
+    its count) follows whichever of them changes."""
+
     DEFAULT_CSS = """
     LogPane {
         height: 1fr;
@@ -155,16 +159,17 @@ class LogPane(Vertical):
             super().__init__()
             self.record = record
 
+    paused = var(False)  # the view is frozen; new records are counted, not shown
+    pending = var(0)  # records that arrived (and pass the filter) while paused
+    min_level = var("DEBUG")
+    search = var("")
+    matches = var(0)  # lines matching the search (all of them pass the filter)
+
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self._records: deque[tuple[LogLine, str]] = deque(maxlen=KEEP)
         self._shown: deque[LogLine] = deque(maxlen=KEEP)  # the records behind the Log's lines, 1:1
         self.last_seq = 0
-        self.min_level = "DEBUG"
-        self.search = ""
-        self.matches = 0  # lines matching the search (all of them pass the filter)
-        self.paused = False
-        self.pending = 0
 
     def compose(self) -> ComposeResult:
         yield ConsoleLog(max_lines=KEEP, highlight=True, auto_scroll=False, id="log")
@@ -215,11 +220,8 @@ class LogPane(Vertical):
             self.matches += len(shown)
         if self.paused:
             self.pending += len(shown)
-            self._update_title()
         elif shown:
             self._show_lines(shown)
-            if self.search:
-                self._update_title()
 
     def _show_lines(self, shown: list[tuple[LogLine, str]]) -> None:
         log = self.log
@@ -259,7 +261,6 @@ class LogPane(Vertical):
         self.pending = 0
         self.paused = False
         self._show_lines(shown)
-        self._update_title()
 
     # -- operator controls ---------------------------------------------------------------------
 
@@ -268,7 +269,6 @@ class LogPane(Vertical):
         if not self.paused:
             self.paused = True
             self.pending = 0
-            self._update_title()
 
     def resume(self) -> None:
         """Follow again: everything collected meanwhile is shown and the last line is in view."""
@@ -368,9 +368,12 @@ class LogPane(Vertical):
         return list(log.lines[top : top + log.scrollable_content_region.height])
 
     def _update_title(self) -> None:
+        """The border title says the pane's state; every change of it redraws the title."""
         parts = ["Log", f"PAUSED · +{self.pending} new (End/p follows)" if self.paused else "following"]
         if self.min_level != "DEBUG":
             parts.append(f"≥ {self.min_level}")
         if self.search:
             parts.append(f"/{escape_untrusted(self.search, limit=30)} · {self.matches} matching")
         self.border_title = Text(" · ".join(parts))  # a Text: the search string is never markup
+
+    watch_paused = watch_pending = watch_min_level = watch_search = watch_matches = _update_title
