@@ -120,7 +120,7 @@ async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, s
                 # 5 s is the promise: the stream's silence limit plus a refresh, with room to spare.
                 await until(lambda: "● UNREACHABLE" in shown(header), 5, "UNREACHABLE after SIGSTOP", pilot=pilot)
                 assert "HEALTHY" not in shown(header) and f"no answer from PID {headless.process.pid}" in shown(header)
-                assert app.has_class("-stale")
+                assert app.screen.has_class("-stale")
                 assert app.query_one(FeishuPanel).border_subtitle == "stale"
                 await until(
                     lambda: any("its control socket is silent" in n for n in notices(app)), 2, "said", pilot=pilot
@@ -135,7 +135,7 @@ async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, s
                 "re-attached after SIGCONT, and said so",
                 pilot=pilot,
             )
-            assert not app.has_class("-stale") and app.query_one(FeishuPanel).border_subtitle is None
+            assert not app.screen.has_class("-stale") and app.query_one(FeishuPanel).border_subtitle is None
             # Lines are shown once, though the re-attach sent the gateway's recent log again.
             pane = app.query_one(LogPane)
             starts = [line for line in pane.visible_lines() if "gateway starting" in line]
@@ -163,7 +163,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
             await until(
                 lambda: any("press s to serve the profile here" in n for n in notices(app)), 2, "offer", pilot=pilot
             )
-            assert app.check_action("serve_here", ()) and app.has_class("-stale")
+            assert app.check_action("serve_here", ()) and app.screen.has_class("-stale")
             with HeadlessProcess.start(home, "p") as second:
                 await in_own_thread(second.wait_for_line, "Feishu connected")
                 # The notice is checked with the header: a toast lives 5 s, a loaded machine is slow.
@@ -177,7 +177,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
                     pilot=pilot,
                 )
                 await until(lambda: "● HEALTHY" in shown(header), 10, "its verdict", pilot=pilot)
-                assert not app.has_class("-stale") and not app.check_action("serve_here", ())
+                assert not app.screen.has_class("-stale") and not app.check_action("serve_here", ())
                 assert (await ask(sims, "new owner?")).text == "[alpha] new owner?"
                 await pilot.press("q")
                 assert second.terminate_and_wait() == 0

@@ -453,7 +453,7 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home,
         header = shown(app.query_one("#header"))
         assert f"attached to PID {os.getpid()} (headless)" in header
         assert f"no answer from PID {os.getpid()}" in header and "cannot connect" in header
-        assert app.has_class("-stale")
+        assert app.screen.has_class("-stale")
         await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
         await until(lambda: app.return_code is not None, 5, "app exited", pilot=pilot)
     assert app.return_code == 0

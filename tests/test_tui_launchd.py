@@ -18,6 +18,7 @@ from launchd.agents import AgentSettings, install, pid_alive, poll, uninstall
 from launchd.plist import job_label
 from .sim.launchctl_harness import simulated_launchctl, write_launchd_sim_profile
 from tui.app import ConsoleApp
+from tui.handover import HandoverProgress
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
@@ -49,7 +50,14 @@ async def test_take_over_from_launchd_then_hand_back(home, sims, tmp_path, monke
                 return gateway_made[-1]
 
             app = ConsoleApp(LocalSource(PROFILE, make_gateway), home=home)
-            async with app.run_test(size=(120, 36), notifications=True) as pilot:
+            # launchd.handover reports each step from its own thread; each reaches the app as a message.
+            progress: list[str] = []
+
+            def hook(message) -> None:
+                if isinstance(message, HandoverProgress):
+                    progress.append(message.line)
+
+            async with app.run_test(size=(120, 36), notifications=True, message_hook=hook) as pilot:
                 await until(lambda: isinstance(app.screen, ChoiceModal), 10, "owned by launchd's gateway", pilot=pilot)
                 await pilot.press("t")
                 # Each step is a notification; they expire after a few seconds, so look right away.
@@ -60,6 +68,9 @@ async def test_take_over_from_launchd_then_hand_back(home, sims, tmp_path, monke
                     pilot=pilot,
                 )
                 await connected(pilot)
+                assert progress[0].startswith("booting out") and progress[-1].startswith("lock free"), progress
+                assert all(line in notices(app) for line in progress)  # every step was shown
+                taken = len(progress)
                 assert not pid_alive(first) and read_owner(lock).pid == os.getpid()
                 assert (await ask(sims, "to the console")).text.startswith("[alpha]")
 
@@ -67,6 +78,7 @@ async def test_take_over_from_launchd_then_hand_back(home, sims, tmp_path, monke
                 assert isinstance(app.screen, ChoiceModal)
                 await pilot.press("y")
                 await until(lambda: app.return_code is not None, 40, "handed back and exited", pilot=pilot)
+                assert progress[taken].startswith("enabling"), progress  # the hand-back's steps, as messages too
             assert app.return_code == 0 and gateway_made[-1].state == "stopped"
             owner = read_owner(lock)
             assert owner is not None and owner.launchd_label == label and owner.pid not in (first, os.getpid())

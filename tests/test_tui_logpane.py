@@ -193,7 +193,7 @@ async def test_below_80_columns_the_log_stays_visible(console, sims):
     async with console.run_test(size=(60, 20)) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
-        assert console.has_class("cramped")
+        assert console.screen.has_class("-cramped")
         await ask(sims, "narrow screen")
         await newest_in_view(pilot, pane, "narrow screen")
         assert pane.log.scrollable_content_region.height >= 3
@@ -208,7 +208,7 @@ async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=None)  # as the demo makes it
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
-        keys = {binding.key for binding in app._operator_bindings()}
+        keys = {binding.key for binding in app.operator_bindings()}
         assert "h" not in keys and "t" not in keys and {"m", "question_mark", "q"} <= keys
         await pilot.press("h")
         await pilot.pause()

@@ -5,14 +5,20 @@ This is the incident's panel: a shut-down executor looked exactly like a healthy
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
 from gateway_core.executor import ExecutorSnapshot
 
 from ..text import age, labelled, lines, millis, state_word
+
+if TYPE_CHECKING:
+    from ..reading import Reading
 
 
 def render_executor(snap: ExecutorSnapshot, now: float) -> Text:
@@ -29,12 +35,31 @@ def render_executor(snap: ExecutorSnapshot, now: float) -> Text:
 
 
 class ExecutorPanel(Vertical):
+    DEFAULT_CSS = """
+    ExecutorPanel #executor-body {
+        height: 5;
+        text-wrap: nowrap;  /* a long value is cut with an ellipsis, the full text is in the log */
+        text-overflow: ellipsis;
+    }
+    ExecutorPanel #executor-spark {
+        height: 1;
+        margin-top: 0;
+    }
+    """
+
+    reading: reactive[Reading | None] = reactive(None)
+
     def compose(self) -> ComposeResult:
         yield Static(id="executor-body")
         yield Sparkline([], id="executor-spark")
 
     def on_mount(self) -> None:
         self.border_title = "Executor"
+
+    def watch_reading(self, reading: Reading | None) -> None:
+        if reading is not None:
+            self.show(reading.snapshot.executor, reading.now)
+            self.border_subtitle = "stale" if reading.stale else None  # a gone gateway's last word
 
     def show(self, snap: ExecutorSnapshot, now: float) -> None:
         self.query_one("#executor-body", Static).update(render_executor(snap, now))

@@ -3,13 +3,19 @@ is the next attempt?"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from gateway_core.feishu import FeishuSnapshot
 from gateway_core.states import FeishuState
 
 from ..text import age, clock_time, duration, labelled, lines, state_word
+
+if TYPE_CHECKING:
+    from ..reading import Reading
 
 STALE_FRAME = 120.0  # no frame for this long on a "connected" socket deserves a colour
 
@@ -44,8 +50,22 @@ def render_feishu(snap: FeishuSnapshot, now: float) -> Text:
 
 
 class FeishuPanel(Static):
+    DEFAULT_CSS = """
+    FeishuPanel {
+        text-wrap: nowrap;  /* a long value is cut with an ellipsis, the full text is in the log */
+        text-overflow: ellipsis;
+    }
+    """
+
+    reading: reactive[Reading | None] = reactive(None)
+
     def on_mount(self) -> None:
         self.border_title = "Feishu"
+
+    def watch_reading(self, reading: Reading | None) -> None:
+        if reading is not None:
+            self.show(reading.snapshot.feishu, reading.now)
+            self.border_subtitle = "stale" if reading.stale else None  # a gone gateway's last word
 
     def show(self, snap: FeishuSnapshot, now: float) -> None:
         self.update(render_feishu(snap, now))

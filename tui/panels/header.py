@@ -8,15 +8,21 @@ unreachable, exited). The second line says why, whenever the verdict is not `hea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.states import GatewayState, Verdict
 
+from ..phase import ConsolePhase, header_state
 from ..text import STATE_STYLES, duration, size, state_word
+
+if TYPE_CHECKING:
+    from ..reading import Reading
 
 
 @dataclass(frozen=True)
@@ -82,5 +88,30 @@ def render_header(snapshot: GatewaySnapshot, state: str, described: str, stats: 
 
 
 class HeaderBar(Static):
+    DEFAULT_CSS = """
+    HeaderBar {
+        height: 2;  /* the verdict, then why: fixed, so a change of verdict never moves the panels */
+        padding: 0 1;
+        background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
+    reading: reactive[Reading | None] = reactive(None)
+    phase: reactive[str] = reactive(ConsolePhase.STARTING)
+
+    def watch_reading(self) -> None:
+        self._show_reading()
+
+    def watch_phase(self) -> None:
+        self._show_reading()
+
+    def _show_reading(self) -> None:
+        reading = self.reading
+        if reading is not None:
+            state = header_state(self.phase, reading.snapshot.state)
+            self.show(reading.snapshot, state, reading.described, reading.stats)
+
     def show(self, snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None) -> None:
         self.update(render_header(snapshot, state, described, stats))

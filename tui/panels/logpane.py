@@ -18,20 +18,19 @@ import re
 from collections import deque
 from typing import Iterable
 
-from rich.cells import cell_len
 from rich.highlighter import Highlighter
-from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.strip import Strip
-from textual.widgets import Input, Log
+from textual.reactive import var
+from textual.widgets import Input
 
 from gateway_core.logs import LogLine, escape_untrusted
 
+from .._textual_compat import MarkableLog
 from ..text import clock_time
 
 KEEP = 5000  # records kept for redraws; the Log widget holds at most as many lines
@@ -39,7 +38,6 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOUD = ("WARNING", "ERROR", "CRITICAL")  # what `w` jumps to
 LEVEL_STYLES = {"WARNING": "bold yellow", "ERROR": "bold red", "CRITICAL": "bold red reverse"}
 MATCH_STYLE = "black on yellow"
-MARK_STYLE = Style(reverse=True)
 
 
 class LineHighlighter(Highlighter):
@@ -60,14 +58,10 @@ class LineHighlighter(Highlighter):
                 text.stylize(MATCH_STYLE, found.start(), found.end())
 
 
-class ConsoleLog(Log):
+class ConsoleLog(MarkableLog):
     """A Log that tells its pane when the operator scrolls away or asks to follow again.
 
-    It also measures new lines on the loop instead of in a thread worker: Textual's Log measures
-    line widths in a thread worker, i.e. on the loop's default executor, which here is the
-    gateway's held pool (see gateway_core/threads.py): while a fault has that pool shut down, the
-    worker would fail and exit the app, gateway included. Measuring a batch of a thousand lines
-    on the loop takes about a millisecond.
+    Measuring on the loop and the marked line come from `MarkableLog` (tui/_textual_compat.py).
     """
 
     class ScrolledUp(Message):
@@ -81,32 +75,23 @@ class ConsoleLog(Log):
 
     BINDINGS = [Binding("enter", "open_line", "Details", show=False)]  # the footer keeps its room
 
+    DEFAULT_CSS = """
+    ConsoleLog {
+        height: 1fr;
+        /* No horizontal scrollbar: it would take a line from a short pane. Long lines are cut;
+           Enter shows the whole line, and left/right still scroll. */
+        scrollbar-size-horizontal: 0;
+    }
+    """
+
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self.highlighter = LineHighlighter()
         self.marked: int | None = None  # a line picked by `w` or a click, shown reversed
 
-    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
-        if lines:
-            widest = max(cell_len(self._process_line(line)) for line in lines)
-            self._update_maximum_width(updates, widest)
-
-    def restyle(self) -> None:
-        """The search or the mark changed: render every line anew."""
-        self._render_line_cache.clear()
-        self.refresh()
-
     def mark(self, index: int | None) -> None:
         self.marked = index
         self.restyle()
-
-    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
-        if y == self.marked:
-            self._render_line_cache.discard(y)
-            strip = super()._render_line_strip(y, rich_style + MARK_STYLE)
-            self._render_line_cache.discard(y)  # not cached: the mark moves
-            return strip
-        return super()._render_line_strip(y, rich_style)
 
     def _scrolled_up(self) -> None:
         if self.max_scroll_y > 0:
@@ -150,6 +135,23 @@ def level_rank(level: str) -> int:
 
 
 class LogPane(Vertical):
+    """The pane's state is reactive: its title (following or PAUSED · +N new, level, search and
+    its count) follows whichever of them changes."""
+
+    DEFAULT_CSS = """
+    LogPane {
+        height: 1fr;
+        min-height: 5;
+        border: round $primary;
+    }
+    LogPane #log-search {
+        dock: bottom;
+        height: 1;
+        border: none;
+        padding: 0 1;
+    }
+    """
+
     class LineOpened(Message):
         """Show this record in full (the app pushes the detail view)."""
 
@@ -157,16 +159,17 @@ class LogPane(Vertical):
             super().__init__()
             self.record = record
 
+    paused = var(False)  # the view is frozen; new records are counted, not shown
+    pending = var(0)  # records that arrived (and pass the filter) while paused
+    min_level = var("DEBUG")
+    search = var("")
+    matches = var(0)  # lines matching the search (all of them pass the filter)
+
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self._records: deque[tuple[LogLine, str]] = deque(maxlen=KEEP)
         self._shown: deque[LogLine] = deque(maxlen=KEEP)  # the records behind the Log's lines, 1:1
         self.last_seq = 0
-        self.min_level = "DEBUG"
-        self.search = ""
-        self.matches = 0  # lines matching the search (all of them pass the filter)
-        self.paused = False
-        self.pending = 0
 
     def compose(self) -> ComposeResult:
         yield ConsoleLog(max_lines=KEEP, highlight=True, auto_scroll=False, id="log")
@@ -217,13 +220,10 @@ class LogPane(Vertical):
             self.matches += len(shown)
         if self.paused:
             self.pending += len(shown)
-            self._update_title()
         elif shown:
-            self._write(shown)
-            if self.search:
-                self._update_title()
+            self._show_lines(shown)
 
-    def _write(self, shown: list[tuple[LogLine, str]]) -> None:
+    def _show_lines(self, shown: list[tuple[LogLine, str]]) -> None:
         log = self.log
         before = len(log.lines)
         log.write_lines([text for _, text in shown], scroll_end=False)
@@ -260,8 +260,7 @@ class LogPane(Vertical):
         self.matches = len(shown) if self.search else 0
         self.pending = 0
         self.paused = False
-        self._write(shown)
-        self._update_title()
+        self._show_lines(shown)
 
     # -- operator controls ---------------------------------------------------------------------
 
@@ -270,7 +269,6 @@ class LogPane(Vertical):
         if not self.paused:
             self.paused = True
             self.pending = 0
-            self._update_title()
 
     def resume(self) -> None:
         """Follow again: everything collected meanwhile is shown and the last line is in view."""
@@ -370,9 +368,12 @@ class LogPane(Vertical):
         return list(log.lines[top : top + log.scrollable_content_region.height])
 
     def _update_title(self) -> None:
+        """The border title says the pane's state; every change of it redraws the title."""
         parts = ["Log", f"PAUSED · +{self.pending} new (End/p follows)" if self.paused else "following"]
         if self.min_level != "DEBUG":
             parts.append(f"≥ {self.min_level}")
         if self.search:
             parts.append(f"/{escape_untrusted(self.search, limit=30)} · {self.matches} matching")
         self.border_title = Text(" · ".join(parts))  # a Text: the search string is never markup
+
+    watch_paused = watch_pending = watch_min_level = watch_search = watch_matches = _update_title

@@ -14,12 +14,18 @@ never markup.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from gateway_core.pipeline import Activity, Answering
 
 from ..text import STATE_STYLES, age, clock_time, millis
+
+if TYPE_CHECKING:
+    from ..reading import Reading
 
 MAX_ROWS = 100
 # The preview goes last: it takes whatever width is left and is cut at the edge, so the short,
@@ -61,6 +67,17 @@ def answering_cells(answer: Answering, now: float) -> tuple[Text, ...]:
 
 
 class MessagesPanel(DataTable):
+    DEFAULT_CSS = """
+    MessagesPanel {
+        overflow-x: hidden;
+        height: 1fr;
+        min-height: 5;
+        border: round $primary;
+    }
+    """
+
+    reading: reactive[Reading | None] = reactive(None)
+
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._keys: dict[Activity, str] = {}
@@ -73,6 +90,15 @@ class MessagesPanel(DataTable):
         self.border_title = "Messages"
         for name, width in zip(COLUMNS, WIDTHS):
             self.add_column(name, key=name, width=width)
+
+    def watch_reading(self, reading: Reading | None) -> None:
+        if reading is None:
+            return
+        pipeline = reading.snapshot.pipeline
+        self.show(pipeline.activity)
+        self.show_answering(pipeline.answering, reading.now)
+        self.show_reply_mode(pipeline.reply_mode, pipeline.cardkit_unavailable)
+        self.show_pending(pipeline.pending, pipeline.oldest_pending_at, reading.now)
 
     def show(self, activity: tuple[Activity, ...]) -> None:
         new = [a for a in activity[-MAX_ROWS:] if a not in self._keys]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from gateway_core.llm import ModelHealth, ModelsSnapshot
 
 from ..text import STATE_STYLES, duration, labelled, lines, millis
+
+if TYPE_CHECKING:
+    from ..reading import Reading
 
 
 def model_health(model: ModelHealth, active: bool) -> Text:
@@ -31,8 +37,22 @@ def render_models(snap: ModelsSnapshot) -> Text:
 
 
 class ModelsPanel(Static):
+    DEFAULT_CSS = """
+    ModelsPanel {
+        text-wrap: nowrap;  /* a long value is cut with an ellipsis, the full text is in the log */
+        text-overflow: ellipsis;
+    }
+    """
+
+    reading: reactive[Reading | None] = reactive(None)
+
     def on_mount(self) -> None:
         self.border_title = "Models"
+
+    def watch_reading(self, reading: Reading | None) -> None:
+        if reading is not None:
+            self.show(reading.snapshot.models)
+            self.border_subtitle = "stale" if reading.stale else None  # a gone gateway's last word
 
     def show(self, snap: ModelsSnapshot) -> None:
         self.update(render_models(snap))

@@ -35,12 +35,12 @@ class ChoiceModal(ModalScreen[str | None]):
         with Vertical(classes="choice-box") as box:
             box.border_title = Text(self.title_text)
             yield Static(Text(self.body) if isinstance(self.body, str) else self.body, classes="choice-body")
-            yield OptionList(*(Option(self._label(c), id=c.id) for c in self.choices))
+            yield OptionList(*(Option(self._option_label(c), id=c.id) for c in self.choices))
             hint = "↑↓ Enter choose · Esc cancel"
             yield Static(Text(hint, style="dim"), classes="choice-hint")
 
     @staticmethod
-    def _label(choice: Choice) -> Text:
+    def _option_label(choice: Choice) -> Text:
         label = Text(f"{choice.key}  ", style="bold") if choice.key else Text()
         label.append_text(choice.label if isinstance(choice.label, Text) else Text(choice.label))
         return label

@@ -1,0 +1,77 @@
+"""Every use of a private Textual API in gatewatch, in one place (checked on Textual 8.2.8).
+
+Each one is a workaround with a reason; when Textual changes, this file is the one to look at
+(tests/test_textual_compat.py fails on any private Textual attribute used anywhere else). The
+rest of the console uses the public names defined here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rich.cells import cell_len
+from rich.style import Style
+from textual.app import App
+from textual.strip import Strip
+from textual.widgets import Log
+
+
+class MarkableLog(Log):
+    """Textual's `Log` with two things it cannot do publicly: measure on the loop, and mark a line.
+
+    Private API used (Textual 8.2.8): `Log._update_size`, `Log._process_line`,
+    `Log._update_maximum_width`, `Log._render_line_cache`, `Log._render_line_strip`.
+    """
+
+    marked: int | None = None  # the index of the line shown reversed, if any
+    MARK_STYLE = Style(reverse=True)
+
+    # Why: Textual's Log measures new lines' widths in a thread worker, i.e. on the loop's default
+    # executor, which in the console is the embedded gateway's held pool (gateway_core/threads.py):
+    # while a fault has that pool shut down, the worker fails and exits the app, gateway included.
+    # Measuring a batch of a thousand lines on the loop takes about a millisecond.
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        if lines:
+            widest = max(cell_len(self._process_line(line)) for line in lines)
+            self._update_maximum_width(updates, widest)
+
+    def restyle(self) -> None:
+        """The highlighting or the mark changed: render every line anew.
+
+        Why private: Log caches rendered lines and has no public way to drop the cache.
+        """
+        self._render_line_cache.clear()
+        self.refresh()
+
+    # Why: the marked line is drawn reversed; Log has no per-line style hook, and a marked line
+    # must not stay in the cache (the mark moves).
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        if y == self.marked:
+            self._render_line_cache.discard(y)
+            strip = super()._render_line_strip(y, rich_style + self.MARK_STYLE)
+            self._render_line_cache.discard(y)
+            return strip
+        return super()._render_line_strip(y, rich_style)
+
+
+def draw_nowhere(app: App) -> None:
+    """The terminal is gone (an SSH session dropped): the app draws to /dev/null from now on.
+
+    Why private (Textual 8.2.8: `textual.drivers._writer_thread.WriterThread`, `App._driver`,
+    `driver._writer_thread`): Textual writes the screen through an output thread that dies on the
+    first write to a hung-up terminal; every later write (the exit's terminal restore included)
+    would then block the event loop forever — and an embedded gateway with it. The driver's
+    writes go to a fresh output thread writing to /dev/null instead, so stopping and exiting
+    proceed as usual.
+    """
+    from textual.drivers._writer_thread import WriterThread
+
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    driver = app._driver
+    if driver is not None and hasattr(driver, "_writer_thread"):
+        sink = WriterThread(open(os.devnull, "w"))
+        sink.start()
+        driver._writer_thread = sink
