@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-from rich.cells import cell_len
 from rich.style import Style
 from textual.app import App
 from textual.strip import Strip
@@ -17,23 +16,16 @@ from textual.widgets import Log
 
 
 class MarkableLog(Log):
-    """Textual's `Log` with two things it cannot do publicly: measure on the loop, and mark a line.
+    """Textual's `Log` with one thing it cannot do publicly: mark a line.
 
-    Private API used (Textual 8.2.8): `Log._update_size`, `Log._process_line`,
-    `Log._update_maximum_width`, `Log._render_line_cache`, `Log._render_line_strip`.
+    Private API used (Textual 8.2.8): `Log._render_line_cache`, `Log._render_line_strip`.
+    (Textual's Log measures new lines in a thread worker on the app loop's default executor. That
+    executor is Textual's own now that the gateway runs on a loop of its own, so a fault that shuts
+    the gateway's held pool down no longer reaches it, and Log needs no workaround for it.)
     """
 
     marked: int | None = None  # the index of the line shown reversed, if any
     MARK_STYLE = Style(reverse=True)
-
-    # Why: Textual's Log measures new lines' widths in a thread worker, i.e. on the loop's default
-    # executor, which in the console is the embedded gateway's held pool (gateway_core/threads.py):
-    # while a fault has that pool shut down, the worker fails and exits the app, gateway included.
-    # Measuring a batch of a thousand lines on the loop takes about a millisecond.
-    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
-        if lines:
-            widest = max(cell_len(self._process_line(line)) for line in lines)
-            self._update_maximum_width(updates, widest)
 
     def restyle(self) -> None:
         """The highlighting or the mark changed: render every line anew.
@@ -60,7 +52,7 @@ def draw_nowhere(app: App) -> None:
     Why private (Textual 8.2.8: `textual.drivers._writer_thread.WriterThread`, `App._driver`,
     `driver._writer_thread`): Textual writes the screen through an output thread that dies on the
     first write to a hung-up terminal; every later write (the exit's terminal restore included)
-    would then block the event loop forever — and an embedded gateway with it. The driver's
+    would then block the app's loop forever — and with it the stop that drains the gateway. The driver's
     writes go to a fresh output thread writing to /dev/null instead, so stopping and exiting
     proceed as usual.
     """
