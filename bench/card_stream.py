@@ -11,23 +11,21 @@ coalesced away. Figures only; nothing is asserted.
 
 from __future__ import annotations
 
-import os
+import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
 
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["no_proxy"] = "127.0.0.1,localhost"
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
 
-from gateway_core.cardkit import CardKitClient  # noqa: E402
-from gateway_core.config import FeishuConfig  # noqa: E402
-from gateway_core.feishu_http import FeishuHttp  # noqa: E402
-from gateway_core.replies import ReplySender  # noqa: E402
-from gateway_core.sim import Simulators  # noqa: E402
-from gateway_core.threads import in_own_thread  # noqa: E402
+from gateway_core.cardkit import CardKitClient
+from gateway_core.config import FeishuConfig
+from gateway_core.feishu_http import FeishuHttp
+from gateway_core.replies import ReplySender
+from gateway_core.sim import Simulators
+from gateway_core.threads import in_own_thread
 
 SECRET = "bench-secret"
 FEISHU_CARD_LIMIT = 10.0  # operations per second per card

@@ -18,32 +18,29 @@ every message was answered exactly once, 1 otherwise. One warm-up message goes f
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
+
 import os
 
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["no_proxy"] = "127.0.0.1,localhost"
+import argparse
+import math
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
+import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without installing
-
-import psutil  # noqa: E402
-
-from gateway_core.config import Home  # noqa: E402
-from gateway_core.control import ControlError, request  # noqa: E402
-from gateway_core.sim import Simulators  # noqa: E402
-from gateway_core.sim.profile import write_sim_profile  # noqa: E402
+from gateway_core.config import Home
+from gateway_core.control import ControlError, request
+from gateway_core.sim import Simulators
+from gateway_core.sim.profile import write_sim_profile
 
 FEISHU_SECRET_ENV = "GW_BENCH_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_BENCH_LLM_KEY"

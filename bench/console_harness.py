@@ -7,21 +7,14 @@ benchmark makes the load it measures. Benchmarks print figures; nothing here ass
 
 from __future__ import annotations
 
-import os
+from _common import percentile  # noqa: F401  (first: loopback only, the repo on sys.path; re-exported)
 
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["no_proxy"] = "127.0.0.1,localhost"
+import time
 
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from gateway_core.demo import DemoEnvironment  # noqa: E402
-from gateway_core.gateway import Gateway  # noqa: E402
-from tui.app import ConsoleApp  # noqa: E402
-from tui.source import LocalSource  # noqa: E402
+from gateway_core.demo import DemoEnvironment
+from gateway_core.gateway import Gateway
+from tui.app import ConsoleApp
+from tui.source import LocalSource
 
 
 def console_on_simulators(env: DemoEnvironment, app_class: type[ConsoleApp] = ConsoleApp) -> ConsoleApp:
@@ -37,8 +30,3 @@ async def wait_connected(pilot, timeout: float = 30.0) -> float:
             raise SystemExit(f"not connected after {timeout}s: {source.snapshot().feishu}")
         await pilot.pause(0.02)
     return time.monotonic() - started
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]

@@ -11,17 +11,16 @@ Feishu SDK thread, the simulators, the executor). Prints figures; asserts nothin
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
+
 import argparse
 import asyncio
-import sys
 import threading
 import time
-from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from console_harness import DemoEnvironment, console_on_simulators, wait_connected  # noqa: E402
+from console_harness import DemoEnvironment, console_on_simulators, wait_connected
 
 
 def cpu_by_thread(process: psutil.Process) -> dict[int, float]:

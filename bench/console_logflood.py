@@ -14,21 +14,20 @@ Prints figures; asserts nothing.
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
+
 import argparse
 import asyncio
 import logging
-import sys
 import threading
 import time
-from pathlib import Path
 
 import psutil
 from textual import events
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from console_harness import DemoEnvironment, console_on_simulators, percentile, wait_connected  # noqa: E402
+from console_harness import DemoEnvironment, console_on_simulators, percentile, wait_connected
 
-from tui.panels import LogPane  # noqa: E402
+from tui.panels import LogPane
 
 
 KEY_CHARACTERS = {"p": "p"}

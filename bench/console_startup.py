@@ -12,6 +12,8 @@ the first frame may not wait for the 2 s SDK import. Prints figures; asserts not
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
+
 import argparse
 import json
 import statistics
@@ -23,10 +25,9 @@ from pathlib import Path
 
 
 def child(result_path: str) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from console_harness import ConsoleApp  # noqa: E402  (also sets NO_PROXY and sys.path)
+    from console_harness import ConsoleApp
 
-    from tui.demo import console_demo  # noqa: E402
+    from tui.demo import console_demo
 
     marks: dict[str, object] = {}
 

@@ -11,21 +11,20 @@ One in-process gateway on the local simulators (like bench/throughput.py's gatew
 
 from __future__ import annotations
 
+from _common import percentile  # first: loopback only, the repository on sys.path
+
 import os
 
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["no_proxy"] = "127.0.0.1,localhost"
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from throughput import (  # noqa: E402  (bench/ is the script's directory, so on sys.path)
+from throughput import (
     FEISHU_SECRET_ENV,
     LLM_KEY_ENV,
     START_TIMEOUT,
@@ -36,10 +35,10 @@ from throughput import (  # noqa: E402  (bench/ is the script's directory, so on
     write_bench_profile,
 )
 
-from gateway_core.config import Home, load_profile  # noqa: E402
-from gateway_core.control import request  # noqa: E402
-from gateway_core.gateway import Gateway  # noqa: E402
-from gateway_core.threads import BackgroundLoop  # noqa: E402
+from gateway_core.config import Home, load_profile
+from gateway_core.control import request
+from gateway_core.gateway import Gateway
+from gateway_core.threads import BackgroundLoop
 
 SUBSCRIBERS_SCRIPT = textwrap.dedent(
     """
@@ -67,11 +66,6 @@ SUBSCRIBERS_SCRIPT = textwrap.dedent(
     asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
     """
 )
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def rate(feishu, messages: int, tag: str) -> float:

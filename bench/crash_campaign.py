@@ -15,6 +15,8 @@ sampled from each gateway's status over the control socket, as a ratio of Feishu
 
 from __future__ import annotations
 
+from _common import percentile  # first: loopback only, the repository on sys.path
+
 import argparse
 import os
 import random
@@ -28,12 +30,10 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from gateway_core.config import Home  # noqa: E402
-from gateway_core.control import ControlError, request  # noqa: E402
-from gateway_core.sim import Simulators  # noqa: E402
-from gateway_core.sim.profile import write_sim_profile  # noqa: E402
+from gateway_core.config import Home
+from gateway_core.control import ControlError, request
+from gateway_core.sim import Simulators
+from gateway_core.sim.profile import write_sim_profile
 
 PROFILE = "crash"
 ACK_BUDGET = 3.0  # seconds Feishu gives the handler before it counts an event as not handled
@@ -99,14 +99,8 @@ def traffic(sims: Simulators, rate: float, stop: threading.Event, sent: list) ->
         sent.append(sims.feishu.inject_text(f"message {n}", chat_id=f"oc_chat{n % CHATS}"))
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def run(kills: int, rate: float, llm_latency: float, seed: int) -> int:
     rng = random.Random(seed)
-    os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     with tempfile.TemporaryDirectory(prefix="gatewatch-crash-") as tmp:
         home = Home(Path(tmp) / "home")
         secret, key = "crash-secret-" + uuid.uuid4().hex[:8], "crash-key-" + uuid.uuid4().hex[:8]

@@ -12,25 +12,24 @@ Each cycle also sends one message to each owner and checks it is answered exactl
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
+
 import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from gateway_core.config import Home, load_profile  # noqa: E402
-from gateway_core.gateway import Gateway  # noqa: E402
-from gateway_core.sim import Simulators  # noqa: E402
-from gateway_core.threads import in_own_thread  # noqa: E402
-from launchd.agents import AgentSettings, install, uninstall  # noqa: E402
-from launchd.handover import hand_back, take_over  # noqa: E402
-from tests.sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile  # noqa: E402
+from gateway_core.config import Home, load_profile
+from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
+from gateway_core.threads import in_own_thread
+from launchd.agents import AgentSettings, install, uninstall
+from launchd.handover import hand_back, take_over
+from tests.sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
 
 PROFILE = "bench"
 
@@ -47,7 +46,6 @@ async def answered_once(sims: Simulators, text: str) -> None:
 
 
 async def run(cycles: int) -> None:
-    os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     with tempfile.TemporaryDirectory(prefix="gatewatch-bench-") as tmp:
         root = Path(tmp)
         simulator = LaunchctlSim(root / "launchctl")

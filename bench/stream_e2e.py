@@ -13,23 +13,22 @@ of tokens coalesced. Figures only; nothing is asserted.
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
+
 import os
 
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["no_proxy"] = "127.0.0.1,localhost"
+import argparse
+import asyncio
+import statistics
+import tempfile
+import uuid
+from pathlib import Path
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from gateway_core.config import Home, load_profile  # noqa: E402
-from gateway_core.gateway import Gateway  # noqa: E402
-from gateway_core.sim import Simulators  # noqa: E402
-from gateway_core.sim.profile import write_sim_profile  # noqa: E402
-from gateway_core.threads import in_own_thread  # noqa: E402
+from gateway_core.config import Home, load_profile
+from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
+from gateway_core.sim.profile import write_sim_profile
+from gateway_core.threads import in_own_thread
 
 SECRET, KEY = "bench-secret", "bench-key"
 SECRET_ENV, KEY_ENV = "GATEWATCH_BENCH_FEISHU_SECRET", "GATEWATCH_BENCH_LLM_KEY"

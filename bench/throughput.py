@@ -23,44 +23,39 @@ Exit status: 0 when every message of every path was answered, 1 otherwise.
 
 from __future__ import annotations
 
+import _common  # first: loopback only, the repository on sys.path
+
 import os
 
-# Before anything that may open an HTTP client: requests honours proxies, loopback must not.
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["no_proxy"] = "127.0.0.1,localhost"
+import argparse
+import concurrent.futures
+import gc
+import importlib.metadata
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import argparse  # noqa: E402
-import concurrent.futures  # noqa: E402
-import gc  # noqa: E402
-import importlib.metadata  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without installing
-
-import httpx  # noqa: E402
+import httpx
 
 # Imported here, on the main thread with no running loop: lark binds its module-global loop
 # (`lark_oapi.ws.client.loop`) at first import, and a client whose loop was bound inside a running
 # loop fails in start() with "This event loop is already running".
-import lark_oapi as lark  # noqa: E402
-from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody  # noqa: E402
+import lark_oapi as lark
+from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
-from gateway_core.config import Home, load_profile  # noqa: E402
-from gateway_core.gateway import Gateway  # noqa: E402
-from gateway_core.sim import Simulators  # noqa: E402
-from gateway_core.threads import BackgroundLoop  # noqa: E402
-from tests.sim.bare_sdk import BareSdkClient  # noqa: E402
-from gateway_core.sim.profile import write_sim_profile  # noqa: E402
+from gateway_core.config import Home, load_profile
+from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
+from gateway_core.threads import BackgroundLoop
+from tests.sim.bare_sdk import BareSdkClient
+from gateway_core.sim.profile import write_sim_profile
 
 FEISHU_SECRET_ENV = "GW_BENCH_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_BENCH_LLM_KEY"
@@ -97,10 +92,7 @@ class RunResult:
 
     def percentile(self, fraction: float) -> float | None:
         """Nearest-rank percentile of the latencies, in seconds."""
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+        return _common.percentile(self.latencies, fraction) if self.latencies else None
 
     @property
     def complete(self) -> bool:

@@ -16,9 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import Home, load_profile
+from .config import Home, Profile, load_profile
 from .gateway import Gateway
-from .sim import Simulators
+from .journal import Journal
+from .pipeline import MessagePipeline
+from .sim import InjectedEvent, Simulators
 from .sim.profile import write_sim_profile
 from .threads import in_own_thread
 
@@ -34,29 +36,29 @@ class DemoEnvironment:
     def __init__(self, llm_latency: float = 0.3, word_pace: float = WORD_PACE):
         self.llm_latency = llm_latency
         self.word_pace = word_pace
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        self.sims: Simulators | None = None
-        self.home: Home | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._sims: Simulators | None = None
+        self._home: Home | None = None
 
     def __enter__(self) -> "DemoEnvironment":
         self._tmp = tempfile.TemporaryDirectory(prefix="gatewatch-demo-")
-        self.home = Home(Path(self._tmp.name))
-        os.environ["GATEWATCH_HOME"] = str(self.home.root)
+        home = self._home = Home(Path(self._tmp.name))
+        os.environ["GATEWATCH_HOME"] = str(home.root)
         os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
         # Fresh random secrets each run: the demo needs none of yours, and shows they never leak.
         os.environ[SECRET_ENV] = "demo-" + secrets.token_hex(8)
         os.environ[KEY_ENV] = "demo-" + secrets.token_hex(8)
-        self.sims = Simulators(
+        sims = self._sims = Simulators(
             feishu={"app_id": f"cli_demo{secrets.token_hex(4)}", "app_secret": os.environ[SECRET_ENV]},
             llm={"api_key": os.environ[KEY_ENV]},
         ).start()
         for model in DEMO_MODELS:
-            self.sims.llm.set_behaviour(model, "echo", latency=self.llm_latency)
-            self.sims.llm.pace(model, self.word_pace)
+            sims.llm.set_behaviour(model, "echo", latency=self.llm_latency)
+            sims.llm.pace(model, self.word_pace)
         write_sim_profile(
-            self.home,
+            home,
             DEMO_PROFILE,
-            self.sims,
+            sims,
             SECRET_ENV,
             KEY_ENV,
             models=DEMO_MODELS,
@@ -65,12 +67,26 @@ class DemoEnvironment:
         )
         return self
 
-    def profile(self):  # -> Profile
+    @property
+    def sims(self) -> Simulators:
+        """The running simulators (inside the `with` only)."""
+        if self._sims is None:
+            raise RuntimeError("the demo environment is not set up: use it in a `with` block")
+        return self._sims
+
+    @property
+    def home(self) -> Home:
+        """The temporary GATEWATCH_HOME (inside the `with` only)."""
+        if self._home is None:
+            raise RuntimeError("the demo environment is not set up: use it in a `with` block")
+        return self._home
+
+    def profile(self) -> Profile:
         return load_profile(self.home, DEMO_PROFILE)
 
     def __exit__(self, *exc: object) -> None:
-        if self.sims:
-            self.sims.stop()
+        if self._sims:
+            self._sims.stop()
         if self._tmp:
             self._tmp.cleanup()
 
@@ -125,7 +141,7 @@ async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
         await gateway.stop(drain_timeout=5)
 
 
-async def _show_answer(gateway: Gateway, sims: Simulators, event, out: "_Printer") -> None:
+async def _show_answer(gateway: Gateway, sims: Simulators, event: InjectedEvent, out: "_Printer") -> None:
     """Wait for the reply to `event` and print it: a card (with its updates) or a text."""
     started = time.monotonic()
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 30)
@@ -133,8 +149,8 @@ async def _show_answer(gateway: Gateway, sims: Simulators, event, out: "_Printer
         card = await in_own_thread(sims.feishu.wait_card_finished, event, 30)
         shown = f"(card, {len(card.content_updates)} updates) {card.text()}"
     else:
-        shown = reply.text
-    await gateway.pipeline.drain(10)
+        shown = reply.content if reply.text is None else reply.text
+    await _pipeline(gateway).drain(10)
     activity = gateway.snapshot().pipeline.activity[-1]
     out.say(f"bot [{activity.model or '-'}, {time.monotonic() - started:.2f}s]> {shown}")
 
@@ -167,13 +183,25 @@ async def _group_conversation(gateway: Gateway, sims: Simulators, out: "_Printer
         await _show_answer(gateway, sims, event, out)
 
 
-async def _wait_settled(gateway: Gateway, event) -> None:
+async def _wait_settled(gateway: Gateway, event: InjectedEvent) -> None:
     deadline = time.monotonic() + 15
-    while gateway.journal.state_of(event.message_id) not in ("dropped", "answered", "apologised"):
+    while _journal(gateway).state_of(event.message_id) not in ("dropped", "answered", "apologised"):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{event.message_id} not settled")
         await asyncio.sleep(0.05)  # polling the journal, bounded by the deadline
-    await gateway.pipeline.drain(10)
+    await _pipeline(gateway).drain(10)
+
+
+def _pipeline(gateway: Gateway) -> MessagePipeline:
+    if gateway.pipeline is None:
+        raise RuntimeError("the gateway has not started")
+    return gateway.pipeline
+
+
+def _journal(gateway: Gateway) -> Journal:
+    if gateway.journal is None:
+        raise RuntimeError("the gateway has not started")
+    return gateway.journal
 
 
 async def _inject_fault(fault: str, gateway: Gateway, sims: Simulators, out: "_Printer") -> None:

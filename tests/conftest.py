@@ -1,3 +1,7 @@
+import shutil
+import tempfile
+from pathlib import Path
+
 import lark_oapi  # noqa: F401  (3.7 s to import: paid once per worker here, never inside a test's deadline)
 import pytest
 
@@ -16,11 +20,23 @@ def _loopback_only(monkeypatch):
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GATEWATCH_HOME", str(tmp_path / "home"))
+def short_tmp():
+    """A fresh directory with a short path, for anything that holds a control socket.
+
+    A Unix socket's path must fit in 104 bytes on macOS (108 on Linux), and pytest's tmp_path
+    under macOS's per-user temporary directory is longer than that before the socket's own name.
+    """
+    path = Path(tempfile.mkdtemp(prefix="gw-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def home(short_tmp, monkeypatch):
+    monkeypatch.setenv("GATEWATCH_HOME", str(short_tmp / "home"))
     monkeypatch.setenv(FEISHU_SECRET_ENV, FEISHU_SECRET)
     monkeypatch.setenv(LLM_KEY_ENV, LLM_KEY)
-    home = Home(tmp_path / "home")
+    home = Home(short_tmp / "home")
     home.ensure_dirs()
     return home
 

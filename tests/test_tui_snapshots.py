@@ -1,27 +1,41 @@
-"""SVG snapshots of the main screen at 80x24 and 160x48, from frozen data.
+"""SVG snapshots of every screen the console has: serving, paused, attached (live, UNREACHABLE,
+exited) and every modal, from frozen data.
 
 The source here is a test double of the *data source* only (the panels' input): a hand-built
 GatewaySnapshot, fixed log lines, a frozen clock and fixed process figures, so every run draws
-the same screen. Update with `pytest tests/test_tui_snapshots.py --snapshot-update` and look.
+the same screen. The app is built and driven only as an operator or a caller would: the
+constructor, key presses, and waiting until it has read its source. Each picture is also read
+back as text and checked to say what its test claims. Update with
+`pytest tests/test_tui_snapshots.py --snapshot-update`, then look:
+`python -m tests.snapshot_text tests/__snapshots__/test_tui_snapshots/*.svg`.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.screen import ModalScreen
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
 from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.llm import ModelHealth, ModelsSnapshot
 from gateway_core.logs import LogLine
-from gateway_core.ownership import OwnerInfo
+from gateway_core.ownership import OwnerInfo, ProfileBusy
 from gateway_core.pipeline import Activity, PipelineSnapshot
 from gateway_core.config import Home
+from launchd.agents import AgentSettings
 from tui.app import ConsoleApp
-from tui.panels import MessagesPanel, ProcessStats
+from tui.demo import DemoRun, demo_faults
+from tui.panels import ProcessStats
 from tui.remote import RemoteSource
+from tui.source import GatewaySource, starting_snapshot
+
+from .snapshot_text import screen_lines
+from .support import until
 
 NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 PID = 4242
@@ -91,7 +105,16 @@ def frozen_snapshot() -> GatewaySnapshot:
                 ModelHealth("beta", "open", 22.0, 12, 3, 5.0, 1.9, "HTTP 500 from the provider"),
             ),
         ),
-        pipeline=PipelineSnapshot(5, 0, 3, 1, 0, 0, NOW - 32, activity),
+        pipeline=PipelineSnapshot(
+            received=5,
+            duplicates=0,
+            answered=3,
+            apologies=1,
+            reply_failures=0,
+            in_flight=0,
+            last_message_at=NOW - 32,
+            activity=activity,
+        ),
     )
 
 
@@ -104,19 +127,61 @@ FROZEN_LOG = [
 ]
 
 
-class FrozenSource:
+FROZEN_LOG = [
+    LogLine(1, NOW - 70, "INFO", "gatewatch.gateway", "gateway starting: profile default, pid 4242, owner console"),
+    LogLine(2, NOW - 65, "INFO", "gatewatch.feishu", "Feishu connected (conn_id 7f3a9c2e51d0)"),
+    LogLine(3, NOW - 53, "INFO", "gatewatch.pipeline", "message om_2 from ou_user1: [bold red]x[/] \\x1b[31mz"),
+    LogLine(4, NOW - 12, "WARNING", "gatewatch.executor", "executor rebuilt (restart 1): probe refused"),
+    LogLine(5, NOW - 5, "ERROR", "gatewatch.llm", "model beta failed: HTTP 500 from the provider"),
+]
+LATER_LOG = [
+    LogLine(6, NOW - 3, "INFO", "gatewatch.pipeline", "message om_5 from ou_user2: later"),
+    LogLine(7, NOW - 2, "INFO", "gatewatch.pipeline", "answered om_5 with alpha in 0.40s"),
+]
+OWNER = OwnerInfo(pid=PID, owner="headless", started_at=NOW - 3725, profile="default")
+
+
+class Watched:
+    """What the console has read from its source: the tests wait on it instead of on time.
+
+    The console reads its source on timers of its own; a picture is taken once it has read the
+    snapshot after `start()` returned and asked for the log past its last line — the same data,
+    whatever the app's internals look like.
+    """
+
+    def watch(self, log: list[LogLine]) -> None:
+        self.log = log  # the test may append to it: lines that arrive later
+        self.started = False
+        self.reads_since_start = 0
+        self.log_asked_after = -1
+
+    def read_snapshot(self) -> None:
+        self.reads_since_start += self.started
+
+    def read_log(self, seq: int) -> None:
+        self.log_asked_after = seq
+
+    def caught_up(self) -> bool:
+        last = self.log[-1].seq if self.log else 0
+        return self.reads_since_start > 0 and self.log_asked_after >= last
+
+
+class FrozenSource(Watched):
     """The GatewaySource protocol over fixed data; operations are not used by these tests."""
 
     def __init__(self) -> None:
+        self.watch(list(FROZEN_LOG))
         self._snapshot = frozen_snapshot()
         self.running = True
         self.stop_requested = False
 
     def snapshot(self) -> GatewaySnapshot:
+        self.read_snapshot()
         return self._snapshot
 
     def log_since(self, seq: int) -> list[LogLine]:
-        return [line for line in FROZEN_LOG if line.seq > seq]
+        self.read_log(seq)
+        return [line for line in self.log if line.seq > seq]
 
     async def switch_model(self, name: str) -> str:
         raise NotImplementedError
@@ -134,11 +199,57 @@ class FrozenSource:
         return text
 
     async def start(self) -> None:
-        pass
+        self.started = True
 
     async def stop(self) -> int:
         self.running = False
         return 0
+
+
+class OwnedSource(FrozenSource):
+    """Another gateway holds the profile: start() is refused, as a LocalSource's would be."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watch([])  # no gateway here, so no log of its own
+
+    def snapshot(self) -> GatewaySnapshot:
+        self.read_snapshot()
+        return starting_snapshot("default", NOW)  # no gateway of its own to ask
+
+    async def start(self) -> None:
+        self.started = True  # attempted: what the console reads from now on follows the refusal
+        raise ProfileBusy("default", OWNER)
+
+
+class FrozenRemote(Watched, RemoteSource):
+    """Attach mode over fixed data: the last snapshot the owner streamed, its log, a frozen clock.
+
+    Only the connection is left out (start does not subscribe); what the console draws from —
+    the mode, the stale snapshot, the sentences — is RemoteSource's own.
+    """
+
+    def __init__(self, tmp_path: Path, mode: str):
+        super().__init__(Home(tmp_path / "home"), "default", OWNER, clock=lambda: NOW)
+        self.watch(list(FROZEN_LOG))
+        self._snapshot = frozen_snapshot()
+        self.mode, self.heard_at, self.attaches = mode, NOW - 4, 1
+        self.why = "its control socket is silent (stopped or hung?)"
+        if mode == "exited":
+            self.exit_code = 1
+        for line in FROZEN_LOG:
+            self._show(line)
+
+    def snapshot(self) -> GatewaySnapshot:
+        self.read_snapshot()
+        return super().snapshot()
+
+    def log_since(self, seq: int) -> list[LogLine]:
+        self.read_log(seq)
+        return super().log_since(seq)
+
+    async def start(self) -> None:
+        self.started = True
 
 
 @pytest.fixture(autouse=True)
@@ -150,122 +261,170 @@ def utc(monkeypatch):
     time.tzset()
 
 
-def frozen_app() -> ConsoleApp:
-    return ConsoleApp(FrozenSource(), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321))
+def console(source: GatewaySource, **options: Any) -> ConsoleApp:
+    return ConsoleApp(source, clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321), **options)
 
 
-async def settle(pilot) -> None:
-    await pilot.pause()
-    pilot.app.pull_logs()
-    pilot.app.refresh_panels()
-    await pilot.pause()
+def screen_text(app: ConsoleApp) -> str:
+    """What the screenshot shows, as text: the same export the snapshot is made of."""
+    return "\n".join(screen_lines(app.export_screenshot()))
+
+
+def picture(source: Watched, *keys: str, modal: bool = False, shows: tuple[str, ...] = (), hides: tuple[str, ...] = ()):
+    """The steps before the picture: the console has drawn its source, then `keys` were pressed.
+
+    With `modal`, the keys must have opened a modal screen. Then the picture is checked to say
+    what the test claims (`shows`), and not what it must not (`hides`): an updated snapshot
+    that shows something else fails here, not only in a reviewer's eye.
+    """
+
+    async def run_before(pilot) -> None:
+        await until(source.caught_up, 15, "the console read its source", pilot=pilot)
+        await pilot.pause()
+        if keys:
+            await pilot.press(*keys)
+        if modal:
+            await until(lambda: isinstance(pilot.app.screen, ModalScreen), 15, f"a modal after {keys}", pilot=pilot)
+        # A toast expires on the wall clock, so under load it may or may not be left by the time
+        # the picture is taken: none is in a picture (what they say is in the header and footer).
+        pilot.app.clear_notifications()
+        await pilot.pause()
+        text = screen_text(pilot.app)
+        for phrase in shows:
+            assert phrase in text, f"{phrase!r} is not in the picture:\n{text}"
+        for phrase in hides:
+            assert phrase not in text, f"{phrase!r} is in the picture:\n{text}"
+
+    return run_before
+
+
+SIZES = pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+
+# -- the main screen, serving ----------------------------------------------------------------------
 
 
 def test_main_screen_80x24(snap_compare):
-    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=settle)
+    source = FrozenSource()
+    assert snap_compare(console(source), terminal_size=(80, 24), run_before=picture(source, shows=("REPLACED",)))
 
 
 def test_main_screen_160x48(snap_compare):
-    assert snap_compare(frozen_app(), terminal_size=(160, 48), run_before=settle)
-
-
-async def open_first_message(pilot) -> None:
-    await settle(pilot)
-    table = pilot.app.query_one(MessagesPanel)
-    table.focus()
-    table.move_cursor(row=1)  # the one with markup and an escape in it: shown literally
-    await pilot.press("enter")
-    await pilot.pause()
-
-
-async def open_log_warning(pilot) -> None:
-    await settle(pilot)
-    await pilot.press("w", "enter")
-    await pilot.pause()
-
-
-async def pause_with_new_lines(pilot) -> None:
-    await settle(pilot)
-    await pilot.press("p")
-    FROZEN_SOURCE_LATER.extend(LATER_LOG)  # arrive while paused: counted, not shown
-    pilot.app.pull_logs()
-    await pilot.pause()
-
-
-LATER_LOG = [
-    LogLine(6, NOW - 3, "INFO", "gatewatch.pipeline", "message om_5 from ou_user2: later"),
-    LogLine(7, NOW - 2, "INFO", "gatewatch.pipeline", "answered om_5 with alpha in 0.40s"),
-]
-FROZEN_SOURCE_LATER: list[LogLine] = []
-
-
-class GrowingSource(FrozenSource):
-    def log_since(self, seq: int) -> list[LogLine]:
-        return [line for line in [*FROZEN_LOG, *FROZEN_SOURCE_LATER] if line.seq > seq]
-
-
-@pytest.fixture
-def growing_app():
-    FROZEN_SOURCE_LATER.clear()
-    yield ConsoleApp(GrowingSource(), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321))
-    FROZEN_SOURCE_LATER.clear()
-
-
-@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
-def test_message_detail(snap_compare, size):
-    assert snap_compare(frozen_app(), terminal_size=size, run_before=open_first_message)
-
-
-@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
-def test_log_line_detail(snap_compare, size):
-    assert snap_compare(frozen_app(), terminal_size=size, run_before=open_log_warning)
-
-
-@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
-def test_paused_log_with_new_lines(snap_compare, growing_app, size):
-    assert snap_compare(growing_app, terminal_size=size, run_before=pause_with_new_lines)
+    source = FrozenSource()
+    shows = ("REPLACED", "CONNECTED", "HTTP 500 from the provider")
+    assert snap_compare(console(source), terminal_size=(160, 48), run_before=picture(source, shows=shows))
 
 
 def test_main_screen_60x20(snap_compare):
-    assert snap_compare(frozen_app(), terminal_size=(60, 20), run_before=settle)
+    source = FrozenSource()
+    assert snap_compare(console(source), terminal_size=(60, 20), run_before=picture(source, shows=("REPLACED",)))
 
 
-class FrozenRemote(RemoteSource):
-    """Attach mode over fixed data: the last snapshot the owner streamed, its log, a frozen clock.
+@SIZES
+def test_paused_log_with_new_lines(snap_compare, size):
+    source = FrozenSource()
 
-    Only the connection is left out (start does not subscribe); what the console draws from —
-    the mode, the stale snapshot, the sentences — is RemoteSource's own.
-    """
+    async def run_before(pilot) -> None:
+        await picture(source, "p", shows=("PAUSED",))(pilot)
+        source.log.extend(LATER_LOG)  # they arrive while paused: counted, not shown
+        await picture(source, shows=("+2 new",), hides=("later",))(pilot)
 
-    def __init__(self, tmp_path, mode: str):
-        owner = OwnerInfo(pid=PID, owner="headless", started_at=NOW - 3725, profile="default")
-        super().__init__(Home(tmp_path / "home"), "default", owner, clock=lambda: NOW)
-        self._snapshot = frozen_snapshot()
-        self.mode, self.heard_at, self.attaches = mode, NOW - 4, 1
-        self.why = "its control socket is silent (stopped or hung?)"
-        for line in FROZEN_LOG:
-            self._show(line)
-
-    async def start(self) -> None:
-        pass
+    assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 
-def remote_app(tmp_path, mode: str) -> ConsoleApp:
-    return ConsoleApp(
-        FrozenRemote(tmp_path, mode), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321)
-    )
+# -- every modal ---------------------------------------------------------------------------------
 
 
-async def attached(pilot) -> None:
-    pilot.app.phase = "attached"  # as after a successful attach
-    await settle(pilot)
+@SIZES
+def test_message_detail(snap_compare, size):
+    # The cursor follows the newest row; three up is the one with markup and an escape in it: shown literally.
+    source = FrozenSource()
+    run_before = picture(source, "up", "up", "up", "enter", modal=True, shows=("Message", "[bold red]x[/]"))
+    assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+@SIZES
+def test_log_line_detail(snap_compare, size):
+    source = FrozenSource()
+    run_before = picture(source, "w", "enter", modal=True, shows=("Log line", "WARNING", "#4"))
+    assert snap_compare(console(source), terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_quit_confirm(snap_compare, tmp_path, size):
+    source = FrozenSource()
+    shows = ("Quit the console?", "hand the profile back to launchd")
+    run_before = picture(source, "q", modal=True, shows=shows)
+    assert snap_compare(console(source, home=Home(tmp_path / "home")), terminal_size=size, run_before=run_before)
+
+
+def test_quit_confirm_in_the_demo(snap_compare):
+    # No gatewatch home (the demo): no launchd, so no hand-back choice.
+    source = FrozenSource()
+    run_before = picture(source, "q", modal=True, shows=("Quit the console?",), hides=("hand the profile back",))
+    assert snap_compare(console(source), terminal_size=(80, 24), run_before=run_before)
+
+
+@SIZES
+def test_hand_back_confirm(snap_compare, tmp_path, monkeypatch, size):
+    monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "agents"))
+    plist = AgentSettings.default().plist("default")  # installed: a hand-back has someone to go to
+    plist.parent.mkdir()
+    plist.touch()
+    source = FrozenSource()
+    run_before = picture(source, "h", modal=True, shows=("Hand the profile back to launchd?", "hand back and quit"))
+    assert snap_compare(console(source, home=Home(tmp_path / "home")), terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_owned_by_another(snap_compare, tmp_path, size):
+    source = OwnedSource()
+    shows = ("STOPPED", "Profile owned by another gateway", "already served by PID 4242", "take it over from launchd")
+    run_before = picture(source, modal=True, shows=shows)
+    assert snap_compare(console(source, home=Home(tmp_path / "home")), terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_model_picker(snap_compare, size):
+    source = FrozenSource()
+    run_before = picture(source, "m", modal=True, shows=("Switch model", "alpha", "beta"))
+    assert snap_compare(console(source), terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_fault_menu(snap_compare, size):
+    # The demo's own faults (made, never injected here).
+    source = FrozenSource()
+    run_before = picture(source, "f", modal=True, shows=("Inject a fault (demo only)", "drop the Feishu WebSocket"))
+    assert snap_compare(console(source, faults=demo_faults(DemoRun())), terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_help(snap_compare, tmp_path, size):
+    source = FrozenSource()
+    run_before = picture(source, "question_mark", modal=True, shows=("Keys", "Hand back", "Follow"))
+    assert snap_compare(console(source, home=Home(tmp_path / "home")), terminal_size=size, run_before=run_before)
+
+
+# -- attached to a gateway in another process -----------------------------------------------------
+
+
+@SIZES
 def test_attached(snap_compare, tmp_path, size):
-    assert snap_compare(remote_app(tmp_path, "socket"), terminal_size=size, run_before=attached)
+    source = FrozenRemote(tmp_path, "socket")
+    run_before = picture(source, shows=("attached to PID 4242",), hides=("stale", "UNREACHABLE"))
+    assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+@SIZES
 def test_attached_unreachable(snap_compare, tmp_path, size):
-    assert snap_compare(remote_app(tmp_path, "unreachable"), terminal_size=size, run_before=attached)
+    source = FrozenRemote(tmp_path, "unreachable")
+    run_before = picture(source, shows=("UNREACHABLE", "stale", "no answer from PID 4242 for 4s"))
+    assert snap_compare(console(source), terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_attached_exited(snap_compare, tmp_path, size):
+    source = FrozenRemote(tmp_path, "exited")
+    shows = ("EXITED", "stale", "gateway exited (code 1)", "Serve here")
+    run_before = picture(source, shows=shows)
+    assert snap_compare(console(source, make_local=FrozenSource), terminal_size=size, run_before=run_before)

@@ -55,6 +55,13 @@ class ThreadSafeState:
         self._cond = threading.Condition(threading.RLock())
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the simulator serves on; a control used before `start()` is a test's mistake."""
+        if self._loop is None:
+            raise RuntimeError(f"{type(self).__name__} is not running: start it first")
+        return self._loop
+
     def _notify(self) -> None:
         """Wake every waiter after a state change (callers may or may not hold the lock)."""
         with self._cond:
@@ -62,11 +69,14 @@ class ThreadSafeState:
 
     def wait_for(
         self,
-        predicate: Callable[[], T],
+        predicate: Callable[[], T | None],
         timeout: float = 10,
         describe: Callable[[], str] | None = None,
     ) -> T:
-        """Block until `predicate()` is truthy and return its value; TimeoutError says what was seen."""
+        """Block until `predicate()` is truthy and return its value; TimeoutError says what was seen.
+
+        A predicate may answer None for "not yet": what is returned is then never None.
+        """
         try:
             on_loop = self._loop is not None and asyncio.get_running_loop() is self._loop
         except RuntimeError:

@@ -29,9 +29,14 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from aiohttp import web
+
+from .background import ThreadSafeState
+
+if TYPE_CHECKING:  # the host simulator's types; feishu_sim imports this module
+    from .feishu_sim import InjectedEvent, SentMessage
 
 CARDKIT_SCOPE = "cardkit:card:write"
 MISSING_SCOPE_CODE = 99991672
@@ -100,12 +105,20 @@ def _card_text_elements(node: Any, found: dict[str, str]) -> None:
             _card_text_elements(value, found)
 
 
-class CardKitSimulation:
+class CardKitSimulation(ThreadSafeState):
     """Mixin for FeishuSimulator: CardKit routes, bot info, scopes and event helpers.
 
     Uses the host's lock (`_cond`), token set, id counter and tag; all state is read and changed
     under that lock, so controls and observations are thread-safe like the rest of the simulator.
     """
+
+    # What the host simulator (FeishuSimulator) provides, declared so each use here is checked.
+    _tag: str  # per-instance id tag
+    _ids: Iterator[int]  # id counter shared with the host's messages
+    _tokens: set[str]  # tenant tokens issued
+    _sent: list[SentMessage]  # every message sent through the API
+    _failed_posts: int  # API calls refused
+    inject_text: Callable[..., InjectedEvent]  # the host's one way to queue a user message
 
     def _init_cardkit(self, bot_name: str = "gatewatch-sim") -> None:
         self.bot_name = bot_name
@@ -167,7 +180,7 @@ class CardKitSimulation:
                     raise ValueError
             except ValueError:
                 return self._card_error(INVALID_PARAMETER, "card_json data must be a JSON 2.0 card")
-            config = card.get("config") if isinstance(card.get("config"), dict) else {}
+            config: dict[str, Any] = card["config"] if isinstance(card.get("config"), dict) else {}
             if config.get("update_multi") is False:
                 return self._card_error(UPDATE_MULTI_FALSE, "update_multi property is false")
             if self._over_api_limit("create"):
@@ -187,11 +200,12 @@ class CardKitSimulation:
     async def _handle_card_content(self, request: web.Request) -> web.Response:
         card_id, element_id = request.match_info["card_id"], request.match_info["element_id"]
         body = await _json_body(request)
-        content, sequence = body.get("content"), body.get("sequence")
+        content = body.get("content")
         with self._cond:
             refused = self._operation_refusal(request, card_id, body, "content")
             if refused is not None:
                 return refused
+            sequence: int = body["sequence"]  # an int32 above 0: _operation_refusal checked it
             card = self._cards[card_id]
             if not isinstance(content, str) or not 1 <= len(content) <= 100_000:
                 return self._card_error(INVALID_PARAMETER, "content must be 1..100000 characters", card_id, sequence)
@@ -384,7 +398,7 @@ class CardKitSimulation:
         mentions: list[dict[str, Any]] | None = None,
         chat_id: str = "oc_group1",
         sender_open_id: str = "ou_user1",
-    ):
+    ) -> InjectedEvent:
         """A group text message; put `@_user_N` / `@_all` keys in `text` and their entries in `mentions`."""
         return self.inject_text(
             text, chat_id=chat_id, sender_open_id=sender_open_id, chat_type="group", mentions=mentions
@@ -397,7 +411,7 @@ class CardKitSimulation:
         chat_id: str = "oc_chat1",
         mentions: list[dict[str, Any]] | None = None,
         sender_open_id: str = "ou_user1",
-    ):
+    ) -> InjectedEvent:
         """A rich-text message; `post` is `{"title", "content": [[elements...]]}` as events carry it."""
         return self.inject_text(
             "",
@@ -409,7 +423,9 @@ class CardKitSimulation:
             mentions=mentions,
         )
 
-    def inject_image(self, chat_type: str = "p2p", chat_id: str = "oc_chat1", sender_open_id: str = "ou_user1"):
+    def inject_image(
+        self, chat_type: str = "p2p", chat_id: str = "oc_chat1", sender_open_id: str = "ou_user1"
+    ) -> InjectedEvent:
         """An image message (content carries only the image key)."""
         content = json.dumps({"image_key": f"img_v3_{self._tag}_{next(self._ids)}"})
         return self.inject_text(
@@ -427,7 +443,7 @@ class CardKitSimulation:
         chat_type: str = "p2p",
         chat_id: str = "oc_chat1",
         sender_open_id: str = "ou_user1",
-    ):
+    ) -> InjectedEvent:
         """A file message (content carries the file key and name)."""
         content = json.dumps(
             {"file_key": f"file_v3_{self._tag}_{next(self._ids)}", "file_name": name}, ensure_ascii=False

@@ -93,7 +93,7 @@ class _Connection:
     device_id: str
     service_id: int
     ws: web.WebSocketResponse
-    transport: asyncio.BaseTransport | None
+    transport: asyncio.Transport | None
     connected_at: float
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     closed: bool = False  # no longer live (dropped, or the peer went away)
@@ -189,7 +189,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         self._failed_posts = 0
         self._hold_responses = False  # sends are recorded, their HTTP responses withheld
         self._held_responses = 0
-        self._responses_released: asyncio.Event | None = None
+        self._responses_released = asyncio.Event()  # made anew on each start (its loop's)
         self.chat_rate_limit, self.app_rate_limit = chat_rate_limit, app_rate_limit
         self._chat_sends: dict[str, deque[float]] = {}  # chat -> times of its recent sends
         self._app_sends: deque[float] = deque()
@@ -376,7 +376,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             self._notify()
         log.debug("event %s sent on %s", event.event_id, conn.device_id)
         if self.redeliver_after is not None:
-            self._loop.call_later(self.redeliver_after, self._redeliver_if_unacked, conn, event, serial)
+            self.loop.call_later(self.redeliver_after, self._redeliver_if_unacked, conn, event, serial)
 
     def _redeliver_if_unacked(self, conn: _Connection, event: InjectedEvent, serial: int) -> None:
         """Timer for `redeliver_after`: resend on the same current connection if still un-acked."""
@@ -471,12 +471,14 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
                 return web.json_response({"code": 1, "msg": "internal error (simulated)"}, status=500)
             now = time.time()
             first = self._uuids.get(send_uuid) if send_uuid else None
-            duplicate = first is not None and now - first[1] < IDEMPOTENCY_WINDOW
+            # a repeat of a send within the window: the first send's message, not a new one
+            duplicate_of = first[0] if first is not None and now - first[1] < IDEMPOTENCY_WINDOW else None
+            duplicate = duplicate_of is not None
             card_refusal = None if duplicate else self._card_send_error(msg_type, parsed)
             if card_refusal is not None:
                 self._failed_posts += 1
                 return web.json_response(card_refusal, status=400)
-            message_id = first[0] if duplicate else f"om_r{self._tag}_{next(self._ids)}"
+            message_id = duplicate_of or f"om_r{self._tag}_{next(self._ids)}"
             self._card_sent(msg_type, parsed, message_id)
             if send_uuid and not duplicate:
                 self._uuids[send_uuid] = (message_id, now)
@@ -530,9 +532,8 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
 
     def _release_held_responses(self) -> None:
         """Loop thread: wake parked sends so they re-read the hold flag."""
-        if self._responses_released is not None:
-            self._responses_released.set()
-            self._responses_released = asyncio.Event()
+        self._responses_released.set()
+        self._responses_released = asyncio.Event()
 
     def _over_rate_limit(self, chat: str) -> bool:
         """Lock held: True if one more send now would exceed a limit; else count it as sent."""
@@ -627,7 +628,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             conn = self._current
             self._notify()
         if conn is not None:
-            self._loop.call_soon_threadsafe(self._send_event, conn, event)
+            self.loop.call_soon_threadsafe(self._send_event, conn, event)
         return event
 
     def redeliver(self, event: InjectedEvent | str) -> None:
@@ -638,7 +639,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             if conn is None:
                 self._forced.append(event)
         if conn is not None:
-            self._loop.call_soon_threadsafe(self._send_event, conn, event)
+            self.loop.call_soon_threadsafe(self._send_event, conn, event)
 
     def drop_connection(self, timeout: float = 5) -> bool:
         """Abort the current WebSocket (TCP reset, no close frame); False if none was live."""
@@ -652,7 +653,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             if conn.transport is not None:
                 conn.transport.abort()
 
-        call_on_loop(self._loop, abort, timeout)
+        call_on_loop(self.loop, abort, timeout)
         try:
             on_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:
@@ -679,7 +680,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             if conn.transport is not None:
                 conn.transport.pause_reading()
 
-        call_on_loop(self._loop, deafen, timeout)
+        call_on_loop(self.loop, deafen, timeout)
         log.info("deafened connection %s", conn.device_id)
         return conn.device_id
 
@@ -693,7 +694,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             self._hang_endpoint = (-1 if count is None else count) if on else 0
             release = None if on else self._endpoint_release
         if release is not None:
-            self._loop.call_soon_threadsafe(release.set)
+            self.loop.call_soon_threadsafe(release.set)
 
     def refuse_reconnects(self, seconds: float) -> None:
         """Answer endpoint discovery with 503 "system busy" for `seconds` (0 stops refusing)."""

@@ -94,7 +94,7 @@ class LlmSimulator(ThreadSafeState):
         self._requests: list[LlmRequest] = []
         self._ids = itertools.count(1)
         self._stopping = False
-        self._changed: asyncio.Event | None = None  # replaced on every wake; loop thread only
+        self._changed = asyncio.Event()  # replaced on every wake (and on start); loop thread only
 
     async def start(self) -> None:
         """Bind the server on a free 127.0.0.1 port."""
@@ -129,9 +129,8 @@ class LlmSimulator(ThreadSafeState):
 
     def _wake(self) -> None:
         """Loop thread: release every parked request so it re-reads the controls."""
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _poke(self) -> None:
         """Any thread: schedule `_wake` after a control change."""
@@ -291,7 +290,7 @@ class LlmSimulator(ThreadSafeState):
             await response.prepare(request)
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
         words = re.findall(r"\S+\s*|\s+", content) or [""]
-        deltas = [({"role": "assistant", "content": ""}, None)]
+        deltas: list[tuple[dict[str, str], str | None]] = [({"role": "assistant", "content": ""}, None)]
         deltas += [({"content": word}, None) for word in words]
         deltas.append(({}, "stop"))
         with self._cond:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..config import Home
+
+if TYPE_CHECKING:  # the package imports this module
+    from . import Simulators
 
 
 def write_sim_profile(
     home: Home,
     name: str,
-    sims,  # gateway_core.sim.Simulators
+    sims: Simulators,
     secret_env: str | None = None,
     key_env: str | None = None,
     *,

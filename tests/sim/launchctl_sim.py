@@ -30,6 +30,8 @@ import time
 import xml.parsers.expat
 from pathlib import Path
 
+import psutil
+
 DEFAULT_THROTTLE = 10
 DEFAULT_EXIT_TIMEOUT = 5  # launchd's stock value is small; the plist should raise it
 DEFAULT_TEARDOWN_DELAY = 0.2
@@ -460,18 +462,14 @@ def cmd_bootout(root: Path, args: list[str]) -> int:
 
 
 def process_alive(pid: int | None) -> bool:
+    """Running, and not a zombie (exited, not yet reaped by its parent): launchd counts it gone."""
     if not pid:
         return False
     try:
-        with open(f"/proc/{pid}/stat") as fp:
-            return fp.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
 
 
