@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import tomllib
-from typing import NoReturn
+from typing import Any, NoReturn
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,7 +170,7 @@ class _Section:
         self.read: set[str] = set()
         if not isinstance(table, dict):
             self.fail("", "a table")
-        self.table: dict = table
+        self.table: dict[str, Any] = table
 
     def fail(self, key: str, expected: str, got: object = None) -> NoReturn:
         where = f"{self.name}.{key}" if key else f"[{self.name}]"
@@ -241,7 +241,7 @@ class _Section:
 class _Document:
     """The whole TOML file: hands out sections and, once loading is done, rejects what was never read."""
 
-    def __init__(self, path: Path, data: dict):
+    def __init__(self, path: Path, data: dict[str, Any]):
         self.path, self.data = path, data
         self.sections: dict[str, _Section] = {}
 

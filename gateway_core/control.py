@@ -45,10 +45,10 @@ def peer_uid(sock: socket.socket) -> int | None:
     try:
         if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
             raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            return struct.unpack("3i", raw)[1]
+            return int(struct.unpack("3i", raw)[1])
         # macOS: LOCAL_PEERCRED (1) at SOL_LOCAL (0) gives struct xucred {version, uid, ...}
         raw = sock.getsockopt(0, 1, struct.calcsize("IIh16I") + 8)
-        return struct.unpack_from("II", raw)[1]
+        return int(struct.unpack_from("II", raw)[1])
     except (OSError, struct.error):
         return None
 
@@ -108,8 +108,8 @@ class ControlServer:
         self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid  # the only user let in
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: list[_Subscriber] = []
-        self._broadcaster: asyncio.Task | None = None
-        self._handlers: set[asyncio.Task] = set()
+        self._broadcaster: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
         self.refused_peers = 0
         self.bad_requests = 0
 
@@ -332,7 +332,7 @@ def request(path: Path, op: str, timeout: float = 3.0, **arguments: Any) -> dict
         raise ControlError(f"no answer from the gateway within {timeout:g}s") from None
     finally:
         sock.close()
-    response = json.loads(buffer.split(b"\n", 1)[0])
+    response: dict[str, Any] = json.loads(buffer.split(b"\n", 1)[0])
     if not response.get("ok"):
         raise ControlError(str(response.get("error", "request failed")))
     return response
@@ -383,7 +383,7 @@ async def arequest(path: Path, op: str, timeout: float = 5.0, **arguments: Any) 
         writer.close()
     if not line:
         raise ControlError("the gateway closed the connection without answering")
-    response = json.loads(line)
+    response: dict[str, Any] = json.loads(line)
     if not response.get("ok"):
         raise ControlError(str(response.get("error", "request failed")))
     return response

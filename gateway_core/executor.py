@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .states import ExecutorState
 
@@ -69,7 +69,7 @@ class _CountedPool(concurrent.futures.ThreadPoolExecutor):
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
         self._owner = owner
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         if getattr(fn, "is_canary", False):  # the probe's own measurement is not work
             return super().submit(fn, *args, **kwargs)
         future = super().submit(self._owner._counted, fn, *args, **kwargs)

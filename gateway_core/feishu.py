@@ -681,7 +681,7 @@ def _observed_client_class(ws_client_module: Any) -> type:
                 raise sdk.ClientException(resp.code, resp.msg)
             if resp.data.ClientConfig is not None:
                 self._configure(resp.data.ClientConfig)
-            return resp.data.URL
+            return str(resp.data.URL)
 
         async def _try_connect(self, cnt: int) -> bool:
             sdk.logger.info(self._fmt_log("trying to reconnect for the {} time", sdk._ordinal(cnt + 1)))

@@ -62,7 +62,7 @@ class Gateway:
             self.feishu_http, profile.feishu.chat_replies_per_second, profile.feishu.app_replies_per_second
         )
         self.cardkit = CardKitClient(self.feishu_http, self.replier)
-        self._identity: asyncio.Task | None = None
+        self._identity: asyncio.Task[None] | None = None
         self.pipeline: MessagePipeline | None = None
         self.journal: Journal | None = None
         self._journal_failure: str | None = None
@@ -70,7 +70,7 @@ class Gateway:
         self.feishu = FeishuConnection(profile.feishu, self._on_feishu_message, self.executor)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_exception_handler: LoopExceptionHandler | None = None
-        self._supervisor: asyncio.Task | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._restart_lock = asyncio.Lock()
         self._state = GatewayState.STOPPED
         self._started_at = time.time()

@@ -35,6 +35,7 @@ import logging
 import sqlite3
 import threading
 import time
+from typing import Any
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,7 +255,7 @@ class Journal:
         """This message is answered with a plain text reply (before it is sent)."""
         self._update_columns(message_id, "reply_mode = 'text'", ())
 
-    def _update_columns(self, message_id: str, assignments: str, args: tuple) -> None:
+    def _update_columns(self, message_id: str, assignments: str, args: tuple[Any, ...]) -> None:
         with self._transaction() as db:
             db.execute(
                 f"UPDATE inbox SET updated_at = ?, {assignments} WHERE message_id = ?",
@@ -270,7 +271,7 @@ class Journal:
     def mark_dropped(self, message_id: str, reason: str, reply_id: str | None = None) -> None:
         self._update(message_id, "dropped", "reply_id = ?, reason = ?", (reply_id, reason))
 
-    def _update(self, message_id: str, state: str, assignments: str, args: tuple = ()) -> None:
+    def _update(self, message_id: str, state: str, assignments: str, args: tuple[Any, ...] = ()) -> None:
         with self._transaction() as db:
             db.execute(
                 f"UPDATE inbox SET state = ?, updated_at = ?, {assignments} WHERE message_id = ?",
@@ -366,7 +367,7 @@ class Journal:
             writes, times = self._writes, tuple(self._write_times)
         return JournalSnapshot(count, oldest, str(self.path), writes, times)
 
-    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             with self._guard:
                 return self._db.execute(sql, args).fetchall()

@@ -10,7 +10,7 @@ Nothing here prints a secret: answers are summarised by their code and escaped m
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 
@@ -53,7 +53,7 @@ def check_profile(profile: Profile, say: Callable[[str], None], deadline: float 
     return 1 if failures else 0
 
 
-def _json(response: httpx.Response) -> dict:
+def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:

@@ -46,7 +46,7 @@ class AnswerScheduler:
         self._pending: dict[str, deque[tuple[Job, tuple[Any, ...]]]] = {}  # per key, FIFO
         self._running_keys: set[str] = set()
         self._ready: deque[str] = deque()  # keys with a job waiting and none running, FIFO
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._unfinished = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -74,7 +74,7 @@ class AnswerScheduler:
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._finished, key))
 
-    def _finished(self, key: str, task: asyncio.Task) -> None:
+    def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         self._running_keys.discard(key)
         self._unfinished -= 1

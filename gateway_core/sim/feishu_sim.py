@@ -32,7 +32,7 @@ import time
 import uuid as uuid_lib
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -68,7 +68,8 @@ class InjectedEvent:
     @property
     def event(self) -> dict[str, Any]:
         """The event as a dict (a fresh copy)."""
-        return json.loads(self.payload)
+        event: dict[str, Any] = json.loads(self.payload)
+        return event
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class _Connection:
     ws: web.WebSocketResponse
     transport: asyncio.Transport | None
     connected_at: float
-    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     closed: bool = False  # no longer live (dropped, or the peer went away)
     deaf: bool = False  # a half-open link: reads nothing, answers nothing, sends nothing, stays open
     finished: bool = False  # the handler has exited: the socket is gone
@@ -107,7 +108,7 @@ def _frame_class() -> type:
     and the console demo must paint before it does."""
     from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 
-    return Frame
+    return cast(type, Frame)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -356,7 +357,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             header = frame.headers.add()
             header.key, header.value = key, value
         frame.payload = payload
-        return frame.SerializeToString()
+        return bytes(frame.SerializeToString())
 
     def _send_event(self, conn: _Connection, event: InjectedEvent) -> None:
         """Queue one delivery of `event` on `conn` (loop thread only)."""
