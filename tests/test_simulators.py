@@ -71,6 +71,18 @@ def sdk_client(sims, app_id):
         client.stop()
 
 
+def http_client(feishu, app_id: str):
+    """The SDK's HTTP client (replies, tokens) pointed at the simulator."""
+    return (
+        lark.Client.builder()
+        .app_id(app_id)
+        .app_secret(SECRET)
+        .domain(feishu.domain)
+        .log_level(lark.LogLevel.ERROR)
+        .build()
+    )
+
+
 def test_sdk_receives_event_acks_and_pings(sims, sdk_client):
     feishu = sims.feishu
     received: queue.Queue = queue.Queue()
@@ -93,14 +105,7 @@ def test_sdk_receives_event_acks_and_pings(sims, sdk_client):
 
 def test_sdk_reply_create_uuid_idempotency_and_failures(sims, app_id):
     feishu = sims.feishu
-    client = (
-        lark.Client.builder()
-        .app_id(app_id)
-        .app_secret(SECRET)
-        .domain(feishu.domain)
-        .log_level(lark.LogLevel.ERROR)
-        .build()
-    )
+    client = http_client(feishu, app_id)
     event = feishu.inject_text("question")
 
     def reply(send_uuid: str):
@@ -151,14 +156,7 @@ def test_refused_tokens_fail_the_sdks_sends_the_way_feishu_does(sims, app_id):
     """The reply-token fault, proven with the real SDK: its token goes invalid (99991663) and a new
     one is refused (10014), while the long connection is left alone."""
     feishu = sims.feishu
-    client = (
-        lark.Client.builder()
-        .app_id(app_id)
-        .app_secret(SECRET)
-        .domain(feishu.domain)
-        .log_level(lark.LogLevel.ERROR)
-        .build()
-    )
+    client = http_client(feishu, app_id)
     event = feishu.inject_text("question")
     body = ReplyMessageRequestBody.builder().content(json.dumps({"text": "hi"})).msg_type("text").build()
     request = ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build()
@@ -167,14 +165,7 @@ def test_refused_tokens_fail_the_sdks_sends_the_way_feishu_does(sims, app_id):
     feishu.refuse_tokens()
     stale = client.im.v1.message.reply(request)  # the SDK's cached token is no longer accepted
     assert (stale.success(), stale.code) == (False, 99991663)
-    fresh = (
-        lark.Client.builder()
-        .app_id(app_id)
-        .app_secret(SECRET)
-        .domain(feishu.domain)
-        .log_level(lark.LogLevel.ERROR)
-        .build()
-    )
+    fresh = http_client(feishu, app_id)
     lark_oapi_token_cache_clear(app_id)
     with pytest.raises(ObtainAccessTokenException) as refused:  # a new token is asked for and refused
         fresh.im.v1.message.reply(request)
@@ -398,14 +389,7 @@ def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
     HTTP 400 with code 230020 and nothing sent; after the window the same request goes out."""
     with Simulators(feishu={"app_id": app_id, "app_secret": SECRET, "app_rate_limit": 8}) as sims:
         feishu = sims.feishu
-        client = (
-            lark.Client.builder()
-            .app_id(app_id)
-            .app_secret(SECRET)
-            .domain(feishu.domain)
-            .log_level(lark.LogLevel.ERROR)
-            .build()
-        )
+        client = http_client(feishu, app_id)
         event = feishu.inject_text("question", chat_id="oc_busy")
 
         def reply(n: int):

@@ -293,7 +293,7 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
         assert getattr(app_loop, "_default_executor", None) is not gateway.executor.pool
         assert getattr(gateway.loop, "_default_executor", None) is gateway.executor.pool
 
-        frozen, released = threading.Event(), threading.Event()
+        talking, frozen, released = threading.Event(), threading.Event(), threading.Event()
         thawed_by_deadline: list[bool] = []
 
         def freeze_the_console() -> None:  # a handler hogging the app's loop, as a stalled terminal would
@@ -301,6 +301,7 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
             thawed_by_deadline.append(not released.wait(30))
 
         def talk_while_frozen() -> list:
+            talking.set()
             try:
                 assert frozen.wait(10), "the console's loop was never frozen"
                 event = sims.feishu.inject_text("while the console is frozen")
@@ -309,6 +310,8 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
                 released.set()  # only now may the console's loop go on
 
         talker = asyncio.ensure_future(in_own_thread(talk_while_frozen))
+        # Its thread must run before the freeze: a freeze first would block the very loop that starts it.
+        assert await in_own_thread(talking.wait, 10), "the talking thread never started"
         console.call_later(freeze_the_console)
         (reply,) = await talker
         assert reply.text == "[alpha] while the console is frozen"

@@ -125,15 +125,6 @@ FROZEN_LOG = [
     LogLine(4, NOW - 12, "WARNING", "gatewatch.executor", "executor rebuilt (restart 1): probe refused"),
     LogLine(5, NOW - 5, "ERROR", "gatewatch.llm", "model beta failed: HTTP 500 from the provider"),
 ]
-
-
-FROZEN_LOG = [
-    LogLine(1, NOW - 70, "INFO", "gatewatch.gateway", "gateway starting: profile default, pid 4242, owner console"),
-    LogLine(2, NOW - 65, "INFO", "gatewatch.feishu", "Feishu connected (conn_id 7f3a9c2e51d0)"),
-    LogLine(3, NOW - 53, "INFO", "gatewatch.pipeline", "message om_2 from ou_user1: [bold red]x[/] \\x1b[31mz"),
-    LogLine(4, NOW - 12, "WARNING", "gatewatch.executor", "executor rebuilt (restart 1): probe refused"),
-    LogLine(5, NOW - 5, "ERROR", "gatewatch.llm", "model beta failed: HTTP 500 from the provider"),
-]
 LATER_LOG = [
     LogLine(6, NOW - 3, "INFO", "gatewatch.pipeline", "message om_5 from ou_user2: later"),
     LogLine(7, NOW - 2, "INFO", "gatewatch.pipeline", "answered om_5 with alpha in 0.40s"),
