@@ -343,6 +343,8 @@ class Gateway:
                 if self.journal_failure and not self.stop_requested.is_set():
                     # Never serve without durability: the owner (headless or console) stops us.
                     self.request_stop(f"the journal cannot be written: {self.journal_failure}")
+                if self.journal is not None and self.pipeline is not None:
+                    self.pipeline.redeliver_due(self.journal.unfinished)
                 if self.journal is not None and time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + PRUNE_INTERVAL
                     self.journal.prune()

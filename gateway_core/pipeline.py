@@ -54,6 +54,9 @@ STALE = (
 ACTIVITY_SIZE = 200
 DETAIL_CHARS = 2000  # per text in an Activity: the console's detail view, bounded (snapshots carry them)
 REPLY_ATTEMPTS = 3
+# A reply that failed every attempt (Feishu down, the tenant token refused) is tried again this long
+# after, by this owner, for as long as it runs: its answer is already in the journal.
+REDELIVERY_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ class MessagePipeline:
         # One answer at a time per chat (its history stays coherent, its replies in order).
         self.scheduler = AnswerScheduler(max_in_flight)
         self._in_progress: set[str] = set()  # message ids submitted and not finished
+        # Messages whose reply failed every attempt, with when each may be tried again (monotonic).
+        self._undelivered: dict[str, float] = {}
+        self.redelivery_interval = REDELIVERY_INTERVAL
         self._activity: deque[Activity] = deque(maxlen=ACTIVITY_SIZE)
         self._received = self._duplicates = self._answered = self._apologies = self._reply_failures = 0
         self._last_message_at: float | None = None
@@ -243,6 +249,20 @@ class MessagePipeline:
             self._start(item.message, item)
             started += 1
         return started
+
+    def redeliver_due(self, unfinished: Callable[[], list[PendingMessage]]) -> int:
+        """Send again the replies that failed every attempt and have waited their interval.
+
+        Their answers are in the journal (`unfinished` reads it, only when one is due), so this
+        is a re-drive of those messages: no second LLM call, the same reply uuid or card.
+        """
+        now = time.monotonic()
+        due = {message_id for message_id, at in self._undelivered.items() if at <= now}
+        if not due:
+            return 0
+        for message_id in due:
+            del self._undelivered[message_id]
+        return self.redrive([item for item in unfinished() if item.message.message_id in due])
 
     def _start(self, message: IncomingMessage, pending: PendingMessage | None) -> None:
         # Arrivals and re-drives go through the one scheduler: the same in-flight limit, and each
@@ -321,7 +341,10 @@ class MessagePipeline:
             elif outcome == "command":
                 self._commands += 1
         else:
-            outcome = "reply failed"  # stays unfinished in the journal: the next owner re-sends it
+            # Stays unfinished in the journal, answer stored: retried here after a while
+            # (redeliver_due), and by the next owner if this one stops first.
+            outcome = "reply failed"
+            self._undelivered[message.message_id] = time.monotonic() + self.redelivery_interval
         self._remember(message, shown, text, model, time.monotonic() - started, outcome)
 
     def _remember(
@@ -529,7 +552,10 @@ class MessagePipeline:
                 delay *= 2
         self._reply_failures += 1
         log.error(
-            "reply to %s not delivered after %d attempts; left for the next owner", message.message_id, REPLY_ATTEMPTS
+            "reply to %s not delivered after %d attempts; trying again in %.0fs",
+            message.message_id,
+            REPLY_ATTEMPTS,
+            self.redelivery_interval,
         )
         return None
 

@@ -31,6 +31,23 @@ async def test_redelivered_event_still_gets_one_reply(gateway, sims):
     assert len(sims.feishu.replies_to(event)) == 1
 
 
+async def test_a_reply_that_failed_every_attempt_is_sent_again_by_the_same_owner(gateway, sims):
+    """Feishu refused the tenant token for a while: the stored answer goes out once it is back,
+    without a restart, a second LLM call or a second reply."""
+    gateway.pipeline.redelivery_interval = 0.5  # 30 s in service; short here
+    sims.feishu.refuse_tokens()  # the app secret was reset: replies fail, the connection stays
+    event = sims.feishu.inject_text("are you there?")
+    await until(lambda: gateway.snapshot().pipeline.reply_failures == 1, 20, "the reply given up on")
+    assert sims.feishu.replies_to(event) == []
+    sims.feishu.refuse_tokens(False)  # fixed, and nobody restarts the gateway
+    (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
+    assert reply.text == "[alpha] are you there?"
+    await until(lambda: gateway.snapshot().pipeline.answered == 1, 5, "recorded as answered")
+    assert gateway.journal.unfinished() == []
+    assert len([r for r in sims.llm.requests if "are you there?" in str(r.messages)]) == 1  # answered once
+    assert len(sims.feishu.replies_to(event)) == 1
+
+
 async def test_an_error_nobody_awaits_on_the_gateways_loop_is_logged_redacted_with_its_traceback(gateway, sims):
     def broken_handover() -> None:  # a callback the SDK thread schedules, a task nobody awaits
         raise ValueError(f"bad frame for app_secret={FEISHU_SECRET}")
