@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import queue
 
-import lark_oapi as lark
 import pytest
 from lark_oapi.api.cardkit.v1 import (
     ContentCardElementRequest,
@@ -22,9 +21,8 @@ from lark_oapi.api.cardkit.v1 import (
 from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
 from gateway_core.messages import incoming_from_event, should_answer
-from gateway_core.sim import Simulators
 from .sim.bare_sdk import BareSdkClient
-from .support import unique_app_id
+from .test_simulators import SECRET, app_id, http_client, sims  # noqa: F401  (fixtures: one Feishu-only setup)
 from gateway_core.sim.cardkit_sim import (
     CARD_NOT_FOUND,
     CARD_SEND_FAILED,
@@ -34,31 +32,10 @@ from gateway_core.sim.cardkit_sim import (
     STREAMING_CLOSED,
 )
 
-SECRET = "sim-secret"
-
-
-@pytest.fixture
-def app_id() -> str:
-    return unique_app_id()  # lark caches tenant tokens process-wide by app id
-
-
-@pytest.fixture
-def sims(app_id):
-    with Simulators(feishu={"app_id": app_id, "app_secret": SECRET}) as started:
-        yield started
-
 
 @pytest.fixture
 def client(sims, app_id):
-    return (
-        lark.Client.builder()
-        .app_id(app_id)
-        .app_secret(SECRET)
-        .domain(sims.feishu.domain)
-        .timeout(5)
-        .log_level(lark.LogLevel.ERROR)
-        .build()
-    )
+    return http_client(sims.feishu, app_id)
 
 
 def streaming_card_json(text="…"):

@@ -78,6 +78,7 @@ def http_client(feishu, app_id: str):
         .app_id(app_id)
         .app_secret(SECRET)
         .domain(feishu.domain)
+        .timeout(5)
         .log_level(lark.LogLevel.ERROR)
         .build()
     )
