@@ -6,11 +6,18 @@ import lark_oapi  # noqa: F401  (3.7 s to import: paid once per worker here, nev
 import pytest
 
 from gateway_core.config import Home, load_profile
-from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
 from .sim.launchctl_harness import simulated_launchctl
 
-from .support import FEISHU_SECRET, FEISHU_SECRET_ENV, LLM_KEY, LLM_KEY_ENV, unique_app_id, write_profile
+from .support import (
+    FEISHU_SECRET,
+    FEISHU_SECRET_ENV,
+    LLM_KEY,
+    LLM_KEY_ENV,
+    connected_gateway,
+    unique_app_id,
+    write_profile,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,13 +66,8 @@ def profile(home, sims):
 @pytest.fixture
 async def gateway(home, profile, sims):
     """An in-process gateway (owner: console) connected to the simulators."""
-    gw = Gateway(profile, home, owner="console")
-    await gw.start()
-    try:
-        assert await gw.wait_connected(15), gw.feishu.snapshot()
+    async with connected_gateway(home, profile) as gw:
         yield gw
-    finally:
-        await gw.stop(drain_timeout=5)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ profiles pointing at the simulators, and headless gateways as processes. One way
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,9 +14,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine, NamedTuple, TypeVar
+from typing import Any, AsyncIterator, Callable, Coroutine, NamedTuple, TypeVar
 
-from gateway_core.config import Home
+from gateway_core.config import Home, Profile, load_profile
+from gateway_core.gateway import Gateway
 from gateway_core.sim.profile import write_sim_profile
 from gateway_core.threads import in_own_thread  # also re-exported for the tests
 
@@ -195,3 +197,23 @@ class HeadlessProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def connected_gateway(home: Home, profile: Profile) -> AsyncIterator[Gateway]:
+    """An in-process gateway (owner: console) on `profile`, connected; stopped after (5 s drain)."""
+    gateway = Gateway(profile, home, owner="console")
+    await gateway.start()
+    try:
+        assert await gateway.wait_connected(15), gateway.feishu.snapshot()
+        yield gateway
+    finally:
+        await gateway.stop(drain_timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def gateway_on_profile(home: Home, sims: Any, name: str = "p", **options: Any) -> AsyncIterator[Gateway]:
+    """`connected_gateway` on a profile written with `options` (see write_sim_profile)."""
+    write_profile(home, name, sims, **options)
+    async with connected_gateway(home, load_profile(home, name)) as gateway:
+        yield gateway

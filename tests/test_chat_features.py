@@ -1,32 +1,16 @@
 """Issue 13 end to end: streaming cards, group policy, in-chat commands, rich text — real SDK,
 real WebSocket, real HTTP to the simulators, real processes for the crash."""
 
-import contextlib
 import json
 import signal
 
 import pytest
 
 from gateway_core.commands import help_text
-from gateway_core.config import load_profile
-from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
 
-from .support import HeadlessProcess, in_own_thread, until, write_profile
-
-
-@contextlib.asynccontextmanager
-async def running(home, sims, **options):
-    """A gateway on a profile written with `options` (see write_sim_profile), connected."""
-    write_profile(home, "p", sims, **options)
-    gateway = Gateway(load_profile(home, "p"), home, owner="console")
-    await gateway.start()
-    try:
-        assert await gateway.wait_connected(15), gateway.feishu.snapshot()
-        yield gateway
-    finally:
-        await gateway.stop(drain_timeout=5)
+from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
 
 
 async def reply_to(gateway, sims, event):
@@ -47,7 +31,7 @@ async def settled_as(gateway, event, state):
 async def test_a_20_chunk_answer_streams_into_one_card_and_ends_with_the_models_text(home, sims):
     sims.llm.pace("alpha", 0.1)  # a model writing one word every 100 ms: about 2 s in all
     words = " ".join(f"w{n}" for n in range(1, 20))  # "[alpha]" + 19 words: 20 chunks
-    async with running(home, sims, reply_mode="stream") as gateway:
+    async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
         event = sims.feishu.inject_text(words)
         card = await in_own_thread(sims.feishu.wait_card_finished, event, 15)
         assert await gateway.pipeline.drain(10) == 0
@@ -64,7 +48,7 @@ async def test_a_20_chunk_answer_streams_into_one_card_and_ends_with_the_models_
 
 async def test_without_the_cardkit_scope_the_answer_falls_back_to_one_text_reply(home, sims):
     sims.feishu.deny_scope()
-    async with running(home, sims, reply_mode="stream") as gateway:
+    async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
         first = sims.feishu.inject_text("no cards here")
         assert (await reply_to(gateway, sims, first)).text == "[alpha] no cards here"
         unavailable = gateway.snapshot().pipeline.cardkit_unavailable
@@ -79,7 +63,7 @@ async def test_without_the_cardkit_scope_the_answer_falls_back_to_one_text_reply
 
 
 async def test_group_answers_only_its_own_mention(home, sims):
-    async with running(home, sims) as gateway:
+    async with gateway_on_profile(home, sims) as gateway:
         plain = sims.feishu.inject_group_text("just chatting")
         await settled_as(gateway, plain, "dropped")
         everyone = sims.feishu.inject_group_text("@_all lunch?")
@@ -98,7 +82,7 @@ async def test_group_answers_only_its_own_mention(home, sims):
 
 async def test_chat_policy_table_overrides_the_profile_and_p2p_is_always_answered(home, sims):
     table = '[feishu.chat_policies]\n"oc_open" = "always"\n'
-    async with running(home, sims, group_policy="never", extra=table) as gateway:
+    async with gateway_on_profile(home, sims, group_policy="never", extra=table) as gateway:
         muted = sims.feishu.inject_group_text("@_user_1 hi", mentions=[sims.feishu.bot_mention()])
         await settled_as(gateway, muted, "dropped")
         open_chat = sims.feishu.inject_group_text("no mention needed", chat_id="oc_open")
@@ -111,7 +95,7 @@ async def test_chat_policy_table_overrides_the_profile_and_p2p_is_always_answere
 
 
 async def test_commands_are_answered_without_the_model(home, sims):
-    async with running(home, sims) as gateway:
+    async with gateway_on_profile(home, sims) as gateway:
         helped = await reply_to(gateway, sims, sims.feishu.inject_text("/help"))
         assert helped.text == help_text(["alpha", "beta"])
         shown = await reply_to(gateway, sims, sims.feishu.inject_text("/model"))
@@ -136,7 +120,7 @@ async def test_commands_are_answered_without_the_model(home, sims):
 
 
 async def test_an_admins_model_switch_applies_to_every_chat(home, sims):
-    async with running(home, sims, extra='admins = ["ou_admin"]') as gateway:
+    async with gateway_on_profile(home, sims, extra='admins = ["ou_admin"]') as gateway:
         switched = await reply_to(gateway, sims, sims.feishu.inject_text("/model beta", sender_open_id="ou_admin"))
         assert switched.text == "Every chat now uses beta (you are an admin)."
         assert gateway.llm.active_model == "beta"
@@ -145,7 +129,7 @@ async def test_an_admins_model_switch_applies_to_every_chat(home, sims):
 
 
 async def test_a_bare_mention_in_a_group_gets_help(home, sims):
-    async with running(home, sims) as gateway:
+    async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_group_text("@_user_1", mentions=[sims.feishu.bot_mention()])
         assert (await reply_to(gateway, sims, event)).text.startswith("You mentioned me without a question.")
         assert sims.llm.requests == []
@@ -164,14 +148,14 @@ async def test_a_post_with_a_code_block_is_answered_from_its_flattened_text(home
     }
     flattened, _ = flatten_post(post)
     assert "```python\nprint(1 / 0)\n```" in flattened
-    async with running(home, sims) as gateway:
+    async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_post(post)
         assert (await reply_to(gateway, sims, event)).text == f"[alpha] {flattened}"
         assert sims.llm.requests[0].messages[-1]["content"] == flattened
 
 
 async def test_recalled_or_empty_messages_are_not_answered(home, sims):
-    async with running(home, sims) as gateway:
+    async with gateway_on_profile(home, sims) as gateway:
         recalled = sims.feishu.inject_text("", content="{}")
         await settled_as(gateway, recalled, "dropped")
         file = sims.feishu.inject_file()
@@ -217,14 +201,14 @@ def test_kill_9_mid_stream_the_next_owner_completes_the_same_card(home, sims):
 
 async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_next_owner(home, sims):
     sims.feishu.limit_card_operations(1, 3600)  # the first update goes through, then 429s for an hour
-    async with running(home, sims, reply_mode="stream") as gateway:
+    async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
         event = sims.feishu.inject_text("finish me later")
         await until(lambda: gateway.snapshot().pipeline.reply_failures == 1, 20, "the card's finish given up")
         assert gateway.journal.unfinished()[0].answer == "[alpha] finish me later"  # answer stored
     (stuck,) = sims.feishu.cards_replied_to(event)
     assert stuck.streaming_mode
     sims.feishu.limit_card_operations(10, 1.0)  # Feishu's own limit again
-    async with running(home, sims, reply_mode="text") as successor:  # even in text mode now
+    async with gateway_on_profile(home, sims, reply_mode="text") as successor:  # even in text mode now
         card = await in_own_thread(sims.feishu.wait_card_finished, event, 15)
         assert await successor.pipeline.drain(10) == 0
         assert successor.journal.state_of(event.message_id) == "answered"
@@ -238,7 +222,7 @@ async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(
     import dataclasses
 
     sims.feishu.fail_bot_info()
-    async with running(home, sims) as gateway:
+    async with gateway_on_profile(home, sims) as gateway:
         gateway.pipeline.rules = dataclasses.replace(gateway.pipeline.rules, identity_wait=0.3)
         asked = sims.feishu.inject_group_text("@_user_1 are you there?", mentions=[sims.feishu.bot_mention()])
         await until(lambda: gateway.snapshot().pipeline.held == 1, 10, "the mention held")
@@ -255,7 +239,7 @@ async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(
 
 async def test_per_user_history_in_groups(home, sims):
     table = '[feishu.chat_policies]\n"oc_group1" = "always"\n'
-    async with running(home, sims, history_per_user_in_groups=True, extra=table) as gateway:
+    async with gateway_on_profile(home, sims, history_per_user_in_groups=True, extra=table) as gateway:
         for sender in ("ou_ann", "ou_ben"):
             await reply_to(gateway, sims, sims.feishu.inject_group_text(f"I am {sender}", sender_open_id=sender))
         assert [t["content"] for t in gateway.journal.load_history("oc_group1/ou_ann")] == [

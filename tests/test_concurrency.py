@@ -5,27 +5,11 @@ chat's turns in order, and stay within Feishu's rate limits — backing off when
 "too fast" (230020), never dropping or apologising for it.
 """
 
-import contextlib
-
 import pytest
 
-from gateway_core.config import load_profile
-from gateway_core.gateway import Gateway
 from gateway_core.pipeline import APOLOGY
 
-from .support import in_own_thread, write_profile
-
-
-@contextlib.asynccontextmanager
-async def gateway_with(home, sims, name, **options):
-    write_profile(home, name, sims, **options)
-    gateway = Gateway(load_profile(home, name), home, owner="console")
-    await gateway.start()
-    try:
-        assert await gateway.wait_connected(15), gateway.feishu.snapshot()
-        yield gateway
-    finally:
-        await gateway.stop(drain_timeout=5)
+from .support import gateway_on_profile, in_own_thread
 
 
 async def wait_for_answers(gateway, sims, events, timeout):
@@ -103,7 +87,7 @@ async def test_30_messages_into_one_chat_at_once_all_answered_once_within_feishu
 async def test_over_the_chat_limit_feishu_refuses_and_every_reply_is_retried_not_dropped(home, sims):
     # A gateway that does not hold itself back (as when other bots share the group): Feishu's
     # 230020 answers are backed off and retried.
-    async with gateway_with(home, sims, "eager", chat_replies_per_second=1000) as gateway:
+    async with gateway_on_profile(home, sims, "eager", chat_replies_per_second=1000) as gateway:
         events = [sims.feishu.inject_text(f"eager {i}", chat_id="oc_eager") for i in range(30)]
         await wait_for_answers(gateway, sims, events, 60)
         assert_each_answered_once(sims, events)
@@ -116,7 +100,7 @@ async def test_over_the_chat_limit_feishu_refuses_and_every_reply_is_retried_not
 
 
 async def test_over_the_app_limit_feishu_refuses_and_every_reply_is_retried_not_dropped(home, sims):
-    async with gateway_with(home, sims, "eager_app", app_replies_per_second=1000) as gateway:
+    async with gateway_on_profile(home, sims, "eager_app", app_replies_per_second=1000) as gateway:
         events = [sims.feishu.inject_text(f"app {i}", chat_id=f"oc_app_{i}") for i in range(80)]
         await wait_for_answers(gateway, sims, events, 60)
         assert_each_answered_once(sims, events)
