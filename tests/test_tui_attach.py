@@ -8,11 +8,8 @@ import signal
 
 import pytest
 
-from gateway_core.config import load_profile
-from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
-from tui.app import ConsoleApp, console_source
-from tui.source import LocalSource
+from tui.app import ConsoleApp, console_source, local_source_maker
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, ModelsPanel
 from tui.remote import RemoteSource
 from tui.screens import ChoiceModal
@@ -104,8 +101,10 @@ def frozen(process) -> "contextlib.AbstractContextManager[None]":
     return stopped()
 
 
-def serve_here_factory(home, name):
-    return lambda: LocalSource(name, lambda: Gateway(load_profile(home, name), home, owner="console"))
+def attached_console(home, name: str) -> ConsoleApp:
+    """A console attached to the profile's live owner, able to serve the profile itself once it is gone."""
+    owner = read_owner(home.lock_file(name))
+    return ConsoleApp(RemoteSource(home, name, owner), home=home, make_local=local_source_maker(home, name))
 
 
 async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, sims):
@@ -149,11 +148,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
     first = HeadlessProcess.start(home, "p")
     try:
         await in_own_thread(first.wait_for_line, "Feishu connected")
-        app = ConsoleApp(
-            RemoteSource(home, "p", read_owner(home.lock_file("p"))),
-            home=home,
-            make_local=serve_here_factory(home, "p"),
-        )
+        app = attached_console(home, "p")
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             header = app.query_one("#header")
             await until(lambda: "● HEALTHY" in shown(header), 10, "attached", pilot=pilot)
@@ -189,11 +184,7 @@ async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
-        app = ConsoleApp(
-            RemoteSource(home, "p", read_owner(home.lock_file("p"))),
-            home=home,
-            make_local=serve_here_factory(home, "p"),
-        )
+        app = attached_console(home, "p")
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             header = app.query_one("#header")
             await until(lambda: "● HEALTHY" in shown(header), 10, "attached", pilot=pilot)

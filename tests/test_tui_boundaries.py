@@ -14,18 +14,24 @@ import sys
 import gateway_core
 
 
-def test_importing_every_gateway_core_module_does_not_import_textual():
-    modules = sorted(info.name for info in pkgutil.walk_packages(gateway_core.__path__, prefix="gateway_core."))
-    assert {"gateway_core.gateway", "gateway_core.demo", "gateway_core.__main__"} <= set(modules)
+def loaded_after_importing(modules: list[str], watched: tuple[str, ...]) -> list[str]:
+    """The modules named in `watched` (or below them) that importing `modules` loads, in a fresh interpreter."""
     probe = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'tui')))))\n"
+        f"watched = {watched!r}\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m in watched or m.startswith(tuple(w + '.' for w in watched)))))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    return json.loads(result.stdout)
+
+
+def test_importing_every_gateway_core_module_does_not_import_textual():
+    modules = sorted(info.name for info in pkgutil.walk_packages(gateway_core.__path__, prefix="gateway_core."))
+    assert {"gateway_core.gateway", "gateway_core.demo", "gateway_core.__main__"} <= set(modules)
+    assert loaded_after_importing(modules, ("textual", "tui")) == []
 
 
 def test_launchd_and_the_command_line_load_no_textual_until_a_console_opens():
@@ -33,12 +39,4 @@ def test_launchd_and_the_command_line_load_no_textual_until_a_console_opens():
     import launchd
 
     modules = sorted(info.name for info in pkgutil.walk_packages(launchd.__path__, prefix="launchd."))
-    probe = (
-        "import importlib, json, sys\n"
-        f"for name in {[*modules, 'tui.cli']!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'tui.app')))))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    assert loaded_after_importing([*modules, "tui.cli"], ("textual", "tui.app")) == []

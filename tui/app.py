@@ -210,17 +210,23 @@ def run_console(home: Home, profile_name: str) -> int:
     another owns the profile and the operator quit.
     """
     check_profile_name(profile_name)
-
-    def make_local() -> GatewaySource:
-        # Loaded when the gateway is made (on its own thread): a take-over reads the profile anew.
-        return LocalSource(profile_name, lambda: Gateway(load_profile(home, profile_name), home, owner="console"))
-
+    make_local = local_source_maker(home, profile_name)
     source = console_source(home, profile_name, make_local)
     if not isinstance(source, RemoteSource):
         load_profile(home, profile_name)  # fail fast: a bad profile is one line, before the first frame
     app = ConsoleApp(source, home=home, handle_signals=True, make_local=make_local)
     app.run()
     return leave(app)
+
+
+def local_source_maker(home: Home, profile_name: str) -> Callable[[], GatewaySource]:
+    """How this console serves the profile itself (at start, or after a take-over or "serve here")."""
+
+    def make_local() -> GatewaySource:
+        # Loaded when the gateway is made (on its own thread): a take-over reads the profile anew.
+        return LocalSource(profile_name, lambda: Gateway(load_profile(home, profile_name), home, owner="console"))
+
+    return make_local
 
 
 def console_source(home: Home, profile: str, make_local: Callable[[], GatewaySource]) -> GatewaySource:
