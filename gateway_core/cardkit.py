@@ -35,6 +35,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
 from .feishu_http import FeishuHttp, FeishuRefused
+from .parts import CARD_JSON_LIMIT, Budget, request_bytes
 from .replies import ReplySender, RequestWindow
 
 log = logging.getLogger("gatewatch.cardkit")
@@ -46,7 +47,12 @@ MISSING_SCOPE = 99991672  # Feishu: "Access denied. One of the following scopes 
 RATE_LIMITED = 99991400
 SEQUENCE_NOT_INCREASING = 300317
 RETRYABLE = {None, 1, RATE_LIMITED, 300120}  # no answer, busy, rate limited, CardKit internal error
+# Refusals that end a card for good: retrying them only storms Feishu (OpenClaw #139443, #150634).
+STREAM_CLOSED = {200850, 300309}  # streaming timed out (window or idle gap); streaming mode is closed
+TOO_LARGE = {230025, 230099, 300305}  # content too long, card content refused, too many elements
+CARD_GONE = {200740}  # the card entity does not exist (deleted)
 ELEMENT_ID = "answer"
+SUMMARY_CHARS = 60  # the finished card's summary: the answer's first line, this short
 SEQUENCE_BLOCK = 20  # sequences reserved per checkpoint: few journal writes, safe resumes
 PLACEHOLDER = "…"  # what the card shows before the first token (content may not be empty)
 API_PER_SECOND, API_PER_MINUTE = 50, 1000  # Feishu's per-app limits of each CardKit API
@@ -68,6 +74,15 @@ class CardKitFailed(Exception):
     def retryable(self) -> bool:
         return self.code in RETRYABLE
 
+    @property
+    def ends_card(self) -> bool:
+        """Feishu will take nothing more on this card: the answer must go on another way."""
+        return self.code in STREAM_CLOSED or self.code in TOO_LARGE or self.code in CARD_GONE
+
+    @property
+    def card_gone(self) -> bool:
+        return self.code in CARD_GONE
+
 
 @dataclass(frozen=True)
 class StreamCheckpoint:
@@ -79,6 +94,7 @@ class StreamCheckpoint:
     sequence_reserved: int = 0  # every sequence used so far is ≤ this
     reply_message_id: str | None = None  # set once Feishu accepted the card reply
     finished: bool = False  # streaming was turned off with the final text
+    part: int = 0  # which card of the answer (a long answer continues in further cards)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -88,27 +104,39 @@ class StreamCheckpoint:
         return cls(**json.loads(text))
 
 
-def card_reply_uuid(inbound_message_id: str) -> str:
-    """The reply's idempotency key: one card reply per inbound message, whatever retries happen.
+def card_reply_uuid(inbound_message_id: str, part: int = 0) -> str:
+    """A card reply's idempotency key: one reply per card of an answer, whatever retries happen.
 
     Distinct from the plain-text reply's uuid (`feishu.reply_uuid`), because Feishu asks for a new
     uuid when the content differs; the journal, not the uuid, decides text versus card.
     """
-    return "gw-card-" + hashlib.sha256(inbound_message_id.encode()).hexdigest()[:40]
+    key = inbound_message_id if part == 0 else f"{inbound_message_id}#card{part}"
+    return "gw-card-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def streaming_card(initial_text: str = PLACEHOLDER, element_id: str = ELEMENT_ID) -> dict[str, Any]:
+def streaming_card(
+    initial_text: str = PLACEHOLDER, element_id: str = ELEMENT_ID, summary: str = "[answering…]"
+) -> dict[str, Any]:
     """A JSON 2.0 card in streaming mode with one markdown element the answer grows in."""
     return {
         "schema": "2.0",
         "config": {
             "update_multi": True,
             "streaming_mode": True,
-            "summary": {"content": "[answering…]"},
+            "summary": {"content": summary},
             "streaming_config": {"print_strategy": "fast"},
         },
         "body": {"elements": [{"tag": "markdown", "element_id": element_id, "content": initial_text}]},
     }
+
+
+def card_budget(limit: int = CARD_JSON_LIMIT) -> Budget:
+    """How much answer one card holds: its whole JSON within Feishu's card limit.
+
+    Measured with the longest summary `finish` may set (60 characters of 3 bytes), so the card
+    that fits while streaming still fits once finished.
+    """
+    return Budget(limit, lambda text: request_bytes(streaming_card(text, summary="字" * SUMMARY_CHARS)))
 
 
 class ApiPace:
@@ -141,7 +169,7 @@ class CardKitClient:
         self._replies = replies
         self.updates_per_second = updates_per_second
         self._pace = {what: ApiPace(api_per_second, api_per_minute) for what in ("create", "content", "settings")}
-        self._open: dict[str, StreamCheckpoint] = {}  # in-process memo: a retry reuses the card
+        self._open: dict[tuple[str, int], StreamCheckpoint] = {}  # in-process memo: a retry reuses the card
         self.unavailable: str | None = None  # why CardKit is off for this app (remembered)
 
     async def _call(self, send: Awaitable[Any]) -> Any:
@@ -170,29 +198,32 @@ class CardKitClient:
         on_checkpoint: CheckpointSink | None = None,
         reply_in_thread: bool = False,
         chat_id: str = "",
+        part: int = 0,
     ) -> "CardStream":
-        """Create (or resume) the card for one inbound message and make sure it was sent.
+        """Create (or resume) card `part` of the answer to one inbound message, and make sure it was sent.
 
         Raises CardKitUnavailable when the app cannot use CardKit (then at once on every later
         call, without asking Feishu again), CardKitFailed when Feishu refused or did not answer.
         """
         if self.unavailable is not None:
             raise CardKitUnavailable(self.unavailable)
-        checkpoint = resume or self._open.get(inbound_message_id)
+        checkpoint = resume or self._open.get((inbound_message_id, part))
         sink = on_checkpoint or _no_sink
         if checkpoint is None:
-            checkpoint = StreamCheckpoint(inbound_message_id, await self._create_card())
+            checkpoint = StreamCheckpoint(inbound_message_id, await self._create_card(), part=part)
             await sink(checkpoint)  # durable before the card can become visible
-        self._open[inbound_message_id] = checkpoint
+        self._open[(inbound_message_id, part)] = checkpoint
         stream = CardStream(self, checkpoint, sink)
         if checkpoint.reply_message_id is None and not checkpoint.finished:
-            reply_id = await self._reply_with_card(inbound_message_id, checkpoint.card_id, chat_id, reply_in_thread)
+            reply_id = await self._reply_with_card(
+                inbound_message_id, checkpoint.card_id, chat_id, reply_in_thread, checkpoint.part
+            )
             await stream._save(replace(stream.checkpoint, reply_message_id=reply_id))
         return stream
 
-    def forget(self, inbound_message_id: str) -> None:
+    def forget(self, inbound_message_id: str, part: int = 0) -> None:
         """Drop the in-process memo (done by `finish`; call it when giving an answer up)."""
-        self._open.pop(inbound_message_id, None)
+        self._open.pop((inbound_message_id, part), None)
 
     async def _create_card(self) -> str:
         body = {"type": "card_json", "data": json.dumps(streaming_card(), ensure_ascii=False)}
@@ -203,10 +234,12 @@ class CardKitClient:
             raise CardKitFailed(FeishuRefused("card create", None, "the answer has no card_id"))
         return card_id
 
-    async def _reply_with_card(self, inbound_message_id: str, card_id: str, chat_id: str, in_thread: bool) -> str:
+    async def _reply_with_card(
+        self, inbound_message_id: str, card_id: str, chat_id: str, in_thread: bool, part: int
+    ) -> str:
         content = json.dumps({"type": "card", "data": {"card_id": card_id}})
         send = self._replies.reply(
-            inbound_message_id, "interactive", content, card_reply_uuid(inbound_message_id), chat_id, in_thread
+            inbound_message_id, "interactive", content, card_reply_uuid(inbound_message_id, part), chat_id, in_thread
         )
         return str(await self._call(send))
 
@@ -242,6 +275,10 @@ class CardStream:
         self._sequence = checkpoint.sequence_reserved  # resume strictly above anything reserved
         self._latest: str | None = None
         self._shown: str | None = None
+        # What the caller says each text stands for (delivery: the answer's offset it reaches), so
+        # a card Feishu closes tells how much of the answer it shows.
+        self._latest_mark: int | None = None
+        self.shown_mark: int | None = None
         self._next_at = 0.0
         self._pump: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -255,37 +292,70 @@ class CardStream:
     def finished(self) -> bool:
         return self.checkpoint.finished
 
-    async def push(self, text: str) -> None:
+    @property
+    def ended(self) -> CardKitFailed | None:
+        """The refusal that ended this card for good (streaming closed, too large, gone), or None."""
+        error = self._error
+        return error if isinstance(error, CardKitFailed) and error.ends_card else None
+
+    async def push(self, text: str, mark: int | None = None) -> None:
         """Show `text` (the whole answer so far) soon; returns at once. Raises an earlier failure."""
         self._raise_failure()
         if self.finished or not text:
             return
-        self._latest = text
+        self._latest, self._latest_mark = text, mark
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._drain(), name=f"card-{self.card_id}")
 
-    async def finish(self, text: str) -> StreamCheckpoint:
-        """Show the final `text`, turn streaming off, checkpoint `finished`; retried a few times."""
+    async def finish(self, text: str, mark: int | None = None) -> StreamCheckpoint:
+        """Show the final `text`, turn streaming off, checkpoint `finished`; retried a few times.
+
+        A card Feishu has ended (`ended`) is not asked again: its refusal is raised at once.
+        """
         if self.finished:
             return self.checkpoint
         final = text or PLACEHOLDER
-        self._latest = final
+        self._latest, self._latest_mark = final, mark
         if self._pump is not None:
             await asyncio.gather(self._pump, return_exceptions=True)
+        if self.ended is not None:
+            raise self.ended
         self._error = None  # the final push below supersedes whatever a progress update hit
         for attempt in range(self.FINISH_ATTEMPTS):
             try:
                 if self._shown != final:
-                    await self._send(final)
+                    await self._send(final, mark)
                 await self._client._stop_streaming(self.card_id, _summary(final), await self._next_sequence())
                 break
             except CardKitFailed as exc:
+                if exc.ends_card:
+                    self._error = exc
+                    raise
                 if not exc.retryable or attempt == self.FINISH_ATTEMPTS - 1:
                     raise
                 log.info("finishing card %s: %s; retrying", self.card_id, exc)
                 await asyncio.sleep(self._interval() * (attempt + 1))
         await self._save(replace(self.checkpoint, finished=True))
-        self._client.forget(self.checkpoint.inbound_message_id)  # done: the journal has the rest
+        self._client.forget(self.checkpoint.inbound_message_id, self.checkpoint.part)  # the journal has the rest
+        return self.checkpoint
+
+    async def close_as_shown(self) -> StreamCheckpoint:
+        """A card Feishu ended: turn streaming off with what it shows, if Feishu still allows (once).
+
+        Whatever Feishu answers, the card is done here: it is checkpointed finished and never
+        written again.
+        """
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        if not self.finished and self.ended is not None and not self.ended.card_gone:
+            try:
+                summary = _summary(self._shown or "")
+                await self._client._stop_streaming(self.card_id, summary, await self._next_sequence())
+            except CardKitFailed as exc:
+                log.info("card %s ended by Feishu stays as it is (%s)", self.card_id, exc)
+        await self._save(replace(self.checkpoint, finished=True))
+        self._client.forget(self.checkpoint.inbound_message_id, self.checkpoint.part)
         return self.checkpoint
 
     async def abandon(self) -> None:
@@ -308,7 +378,7 @@ class CardStream:
                 if delay > 0:
                     await asyncio.sleep(delay)  # the rate limit: later pushes merge meanwhile
                 try:
-                    await self._send(self._latest)
+                    await self._send(self._latest, self._latest_mark)
                 except CardKitFailed as exc:
                     if not exc.retryable:
                         raise
@@ -317,12 +387,12 @@ class CardStream:
         except (CardKitFailed, CardKitUnavailable) as exc:
             self._error = exc
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str, mark: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         sequence = await self._next_sequence()
         self._next_at = loop.time() + self._interval()
         await self._client._put_content(self.card_id, self.checkpoint.element_id, text, sequence)
-        self._shown = text
+        self._shown, self.shown_mark = text, mark
         self.updates_sent += 1
 
     async def _next_sequence(self) -> int:
@@ -334,7 +404,7 @@ class CardStream:
 
     async def _save(self, checkpoint: StreamCheckpoint) -> None:
         self.checkpoint = checkpoint
-        self._client._open[checkpoint.inbound_message_id] = checkpoint
+        self._client._open[(checkpoint.inbound_message_id, checkpoint.part)] = checkpoint
         await self._sink(checkpoint)
 
     def _raise_failure(self) -> None:
@@ -345,7 +415,7 @@ class CardStream:
 def _summary(text: str) -> str:
     """What the chat list shows for the card: the answer's first line, short."""
     first = text.strip().splitlines()[0] if text.strip() else ""
-    return first[:60]
+    return first[:SUMMARY_CHARS]
 
 
 async def _no_sink(checkpoint: StreamCheckpoint) -> None:

@@ -19,6 +19,8 @@ The rules:
 - the tenant token (`/open-apis/auth/v3/tenant_access_token/internal`) is fetched once for all the
   calls waiting on it and renewed 10 minutes before it expires, like the SDK; a token Feishu calls
   missing, invalid or expired is renewed once, and refused again means `TokenRefused`;
+- a refused token is backed off app-wide (1 s doubling to 60 s): meanwhile calls wait within their
+  deadline, or share the last refusal, rather than each ask Feishu for a token again;
 - a proxy set for Feishu's domain (HTTPS_PROXY/HTTP_PROXY, minus NO_PROXY) is used, looked up once;
 - an answer with a non-zero `code` raises `FeishuRefused` carrying that code; no answer (timeout,
   connection refused, not JSON) raises it with `code` None. Texts are escaped and hold no secret.
@@ -39,11 +41,13 @@ import aiohttp
 
 from .config import FeishuConfig
 from .logs import escape_untrusted
+from .parts import request_bytes
 
 REQUEST_TIMEOUT = 10.0  # total seconds per call: token if needed, connect, send, the whole answer
 TOKEN_EARLY_REFRESH = 600.0  # like the SDK: a token is renewed 10 min before it expires
 TOKEN_REJECTED = {99991661, 99991663, 99991668}  # missing, invalid, expired tenant token
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+TOKEN_BACKOFF_FIRST, TOKEN_BACKOFF_MAX = 1.0, 60.0  # after a refused token, seconds before asking again
 BOT_INFO_PATH = "/open-apis/bot/v3/info"
 
 
@@ -80,6 +84,14 @@ class FeishuHttp:
         self._http: aiohttp.ClientSession | None = None
         self._token: tuple[str, float] | None = None  # (token, monotonic time to renew it)
         self._token_lock: asyncio.Lock | None = None
+        # The app-wide back-off after Feishu refused a token: nothing asks again before
+        # `_token_retry_at` (monotonic), and a call that waited while a fetch was refused shares
+        # that refusal (`_token_fetches` tells it one happened) instead of asking once more.
+        self._token_refusal: TokenRefused | None = None
+        self._token_retry_at = 0.0
+        self._token_backoff = TOKEN_BACKOFF_FIRST
+        self._token_fetches = 0
+        self.token_requests = 0  # tenant-token requests sent (the back-off's figure)
         # Like the SDK's requests, a proxy set for Feishu's domain is used; looked up once here,
         # not per request (aiohttp's trust_env would ask the executor on every call).
         self._proxy = proxy_for(config.domain)
@@ -90,9 +102,9 @@ class FeishuHttp:
         Raises FeishuRefused (TokenRefused when no token is to be had), all within one deadline.
         """
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(self.request_timeout) as deadline:
                 for fresh_token in (False, True):
-                    token = await self._tenant_token(what, renew=fresh_token)
+                    token = await self._tenant_token(what, deadline.when(), renew=fresh_token)
                     answer = await self._exchange(what, method, path, body, token)
                     code = answer.get("code")
                     if code == 0:
@@ -113,26 +125,56 @@ class FeishuHttp:
             raise FeishuRefused("bot info", None, "the answer has no bot.open_id")
         return BotIdentity(bot["open_id"], str(bot.get("app_name") or ""))
 
-    async def _tenant_token(self, what: str, renew: bool = False) -> str:
-        """The app's tenant access token, fetched once and renewed before it expires."""
+    async def _tenant_token(self, what: str, deadline: float | None, renew: bool = False) -> str:
+        """The app's tenant access token, fetched once for every caller and renewed before it expires.
+
+        After a refusal the whole app backs off (1 s, doubling to a minute): a call waits out the
+        back-off when its deadline allows, else it is refused at once with the last reason, and
+        calls that waited while a fetch was refused share that refusal. So a refused token costs
+        Feishu's auth endpoint a handful of requests, however many replies are waiting.
+        """
         if self._token_lock is None:
             self._token_lock = asyncio.Lock()
+        fetches_seen = self._token_fetches
         async with self._token_lock:  # one fetch for all the calls waiting on it
-            now = time.monotonic()
-            if self._token is not None and not renew and now < self._token[1]:
+            loop = asyncio.get_running_loop()
+            if self._token is not None and not renew and time.monotonic() < self._token[1]:
                 return self._token[0]
-            answer = await self._exchange(
-                what, "POST", TOKEN_PATH, {"app_id": self.config.app_id, "app_secret": self.config.app_secret}, None
+            refusal = self._token_refusal
+            if refusal is not None:
+                wait = self._token_retry_at - time.monotonic()
+                if self._token_fetches != fetches_seen or (
+                    wait > 0 and deadline is not None and loop.time() + wait >= deadline
+                ):
+                    raise TokenRefused(what, refusal.code, refusal.detail)
+                if wait > 0:
+                    await asyncio.sleep(wait)  # the app-wide back-off, within this call's deadline
+            return await self._fetch_token(what)
+
+    async def _fetch_token(self, what: str) -> str:
+        """Ask Feishu for a tenant token (the lock held); a refusal starts or lengthens the back-off."""
+        self.token_requests += 1
+        self._token_fetches += 1
+        answer = await self._exchange(  # no answer at all raises as any call's would: no back-off
+            what, "POST", TOKEN_PATH, {"app_id": self.config.app_id, "app_secret": self.config.app_secret}, None
+        )
+        token, code = answer.get("tenant_access_token"), answer.get("code")
+        if code != 0 or not isinstance(token, str) or not token:
+            refusal = TokenRefused(
+                what, code if isinstance(code, int) else None, f"tenant token refused: {_code_and_msg(answer)}"
             )
-            token, code = answer.get("tenant_access_token"), answer.get("code")
-            if code != 0 or not isinstance(token, str) or not token:
-                raise TokenRefused(
-                    what, code if isinstance(code, int) else None, f"tenant token refused: {_code_and_msg(answer)}"
-                )
-            expire = answer.get("expire")
-            lifetime = float(expire) if isinstance(expire, (int, float)) else 7200.0
-            self._token = (token, now + max(60.0, lifetime - TOKEN_EARLY_REFRESH))
-            return token
+            self._back_off(refusal)
+            raise refusal
+        self._token_refusal, self._token_backoff = None, TOKEN_BACKOFF_FIRST
+        expire = answer.get("expire")
+        lifetime = float(expire) if isinstance(expire, (int, float)) else 7200.0
+        self._token = (token, time.monotonic() + max(60.0, lifetime - TOKEN_EARLY_REFRESH))
+        return token
+
+    def _back_off(self, refusal: TokenRefused) -> None:
+        self._token_refusal = refusal
+        self._token_retry_at = time.monotonic() + self._token_backoff
+        self._token_backoff = min(TOKEN_BACKOFF_MAX, self._token_backoff * 2)
 
     async def _exchange(
         self, what: str, method: str, path: str, body: dict[str, Any] | None, token: str | None
@@ -140,8 +182,12 @@ class FeishuHttp:
         """One HTTP exchange (the caller holds the deadline); Feishu's JSON answer whatever the status."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
+            if body is not None:
+                # Serialised here, as parts.request_bytes measures it against Feishu's size limits.
+                headers["Content-Type"] = "application/json; charset=utf-8"
+            data = request_bytes(body) if body is not None else None
             async with self._client().request(
-                method, self.config.domain + path, json=body, headers=headers, proxy=self._proxy
+                method, self.config.domain + path, data=data, headers=headers, proxy=self._proxy
             ) as response:
                 status, raw = response.status, await response.read()
         except TimeoutError:
@@ -176,9 +222,14 @@ def _code_and_msg(answer: dict[str, Any]) -> str:
     return f"code {answer.get('code')}: {escape_untrusted(str(answer.get('msg')), limit=200)}"
 
 
-def reply_uuid(message_id: str) -> str:
-    """The text reply's idempotency key: Feishu sends one reply per uuid within an hour."""
-    return "gw-" + hashlib.sha256(message_id.encode()).hexdigest()[:40]
+def reply_uuid(message_id: str, part: int = 0) -> str:
+    """A text reply's idempotency key: Feishu sends one reply per uuid within an hour.
+
+    Part N of a long answer has its own, derived from the message id and N (part 0 keeps the key
+    a one-part answer always had).
+    """
+    key = message_id if part == 0 else f"{message_id}#part{part}"
+    return "gw-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def proxy_for(url: str) -> str | None:

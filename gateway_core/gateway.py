@@ -99,7 +99,7 @@ class Gateway:
             self._report_task_errors_on(self._loop)
             self.pipeline = MessagePipeline(
                 self.llm,
-                self._send_reply,
+                self.replier,
                 self.journal,
                 self.profile.llm.history_turns,
                 self.profile.llm.system_prompt,
@@ -306,9 +306,6 @@ class Gateway:
             log.error("error in a gateway task (%s): %s: %s", what, type(error).__name__, error, exc_info=error)
         else:
             log.error("error in a gateway task: %s", what)
-
-    async def _send_reply(self, message_id: str, text: str, chat_id: str) -> str:
-        return await self.replier.reply_text(message_id, text, chat_id)
 
     async def _learn_bot_identity(self) -> None:
         """Ask Feishu who the bot is (its open_id tells its own @-mention) until it answers.

@@ -102,7 +102,7 @@ class PendingMessage:
     answer: str | None
     model: str | None
     reply_mode: str | None = None  # "card" | "text" | None (no reply attempted yet)
-    checkpoint: str | None = None  # the card's last StreamCheckpoint as JSON
+    checkpoint: str | None = None  # how the answer is being delivered: a DeliveryRecord as JSON
 
 
 @dataclass(frozen=True)
@@ -247,13 +247,13 @@ class Journal:
                     (chat_id, json.dumps(history, ensure_ascii=False), now),
                 )
 
-    def save_checkpoint(self, message_id: str, checkpoint_json: str) -> None:
-        """A card exists for this message from now on: re-drives finish it, never reply in text."""
-        self._update_columns(message_id, "reply_mode = 'card', checkpoint = ?", (checkpoint_json,))
+    def save_delivery(self, message_id: str, reply_mode: str, record_json: str) -> None:
+        """How the answer is being delivered (delivery.DeliveryRecord), before what it says is seen.
 
-    def mark_text_reply(self, message_id: str) -> None:
-        """This message is answered with a plain text reply (before it is sent)."""
-        self._update_columns(message_id, "reply_mode = 'text'", ())
+        `reply_mode` "card" once a card exists (re-drives finish the cards before any text), else
+        "text" (a card never follows a text reply).
+        """
+        self._update_columns(message_id, "reply_mode = ?, checkpoint = ?", (reply_mode, record_json))
 
     def _update_columns(self, message_id: str, assignments: str, args: tuple[Any, ...]) -> None:
         with self._transaction() as db:

@@ -17,10 +17,12 @@ a group message with mentions waits for it up to `identity_wait` seconds, and is
 (left unfinished in the journal, re-driven as soon as the identity is known) — never guessed at,
 never lost.
 
-Replies go out as a streaming CardKit card (`reply_mode = "stream"`) or one plain text reply.
-Every card checkpoint is journaled before the card can be seen, so a re-drive (or a retry) resumes
-the same card and a text reply never follows a card; without the CardKit scope the pipeline falls
-back to text once and remembers (`CardKitClient.unavailable`).
+Replies go out as streaming CardKit cards (`reply_mode = "stream"`) or plain text replies, a long
+answer in as many parts as Feishu's size limits need (delivery.py): how it is being delivered is
+journaled before anything it describes can be seen, so a re-drive (or a retry) resumes at the same
+card or part; a card never follows a text reply, and text follows cards only for the rest of an
+answer a card could not take. Without the CardKit scope the pipeline falls back to text once and
+remembers (`CardKitClient.unavailable`).
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Mapping
+from typing import Callable, Mapping
 
-from .cardkit import CardKitClient, CardKitFailed, CardKitUnavailable, CardStream, StreamCheckpoint
+from .cardkit import CardKitClient
 from .commands import Command, help_text, parse_command, unknown_command_text
+from .delivery import AnswerDelivery, DeliveryRecord
 from .journal import Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
 from .messages import IncomingMessage, group_policy_for, history_key, should_answer
+from .replies import ReplySender
 from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
 
 log = logging.getLogger("gatewatch.pipeline")
@@ -76,6 +80,7 @@ class Activity:
     text: str = ""  # what the user wrote
     reply: str = ""  # what the gateway sent back (or tried to)
     reply_mode: str = ""  # "card" | "text" | "" (nothing sent: ignored)
+    delivery: str = ""  # how the reply went out: "1 card", "2 cards + 1 text part", "3 text parts"
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ class MessagePipeline:
     def __init__(
         self,
         llm: LlmClient,
-        send_reply: Callable[[str, str, str], Awaitable[str]],
+        replies: ReplySender,
         journal: Journal,
         history_turns: int,
         system_prompt: str,
@@ -167,7 +172,7 @@ class MessagePipeline:
         status_line: Callable[[], str] | None = None,
     ):
         self._llm = llm
-        self._send_reply = send_reply
+        self._replies = replies
         self._journal = journal
         self._history_len = 2 * history_turns
         self._system_prompt = system_prompt
@@ -190,9 +195,10 @@ class MessagePipeline:
         self._bot_open_id: str | None = None
         self._identity_known = asyncio.Event()
         self._held: dict[str, IncomingMessage] = {}  # waiting for the bot's identity
-        self._checkpoints: dict[str, str] = {}  # message id -> the card's last checkpoint (JSON)
-        self._streams: dict[str, CardStream] = {}  # cards open in this process
-        self._text_replies: set[str] = set()  # message ids a text reply was (maybe) sent for
+        # How each answer in progress is delivered (its cards and text parts), and the records a
+        # re-drive found journaled for messages not started yet.
+        self._deliveries: dict[str, AnswerDelivery] = {}
+        self._journaled_deliveries: dict[str, DeliveryRecord] = {}
         self._answering: dict[str, Answering] = {}
         # `snapshot()` is read from other threads (the console runs the gateway on a loop thread
         # of its own): the two collections it copies are changed under this lock, since copying a
@@ -235,10 +241,9 @@ class MessagePipeline:
         for item in pending:
             if item.message.message_id in self._in_progress:
                 continue
-            if item.checkpoint:
-                self._checkpoints[item.message.message_id] = item.checkpoint
-            if item.reply_mode == "text":
-                self._text_replies.add(item.message.message_id)
+            if item.checkpoint or item.reply_mode:
+                record = DeliveryRecord.from_json(item.checkpoint, item.reply_mode)
+                self._journaled_deliveries[item.message.message_id] = record
             log.info(
                 "re-driving %s from %s (%s, %.0fs old)",
                 item.message.message_id,
@@ -285,9 +290,9 @@ class MessagePipeline:
             await self._answer_and_record(message, pending)
         finally:
             self._in_progress.discard(message.message_id)
-            stream = self._streams.pop(message.message_id, None)
-            if stream is not None and not stream.finished:
-                await stream.abandon()  # cancelled or failed: the journal's checkpoint resumes it
+            delivery = self._deliveries.pop(message.message_id, None)
+            if delivery is not None:
+                await delivery.abandon()  # cancelled or failed: the journaled record resumes it
 
     async def _answer_and_record(self, message: IncomingMessage, pending: PendingMessage | None) -> None:
         started = time.monotonic()
@@ -350,9 +355,8 @@ class MessagePipeline:
     def _remember(
         self, message: IncomingMessage, shown: str, reply: str, model: str | None, latency: float | None, outcome: str
     ) -> None:
-        mode = "card" if message.message_id in self._checkpoints else ("text" if reply else "")
-        self._checkpoints.pop(message.message_id, None)
-        self._text_replies.discard(message.message_id)
+        delivery = self._deliveries.get(message.message_id)
+        record = delivery.record if delivery is not None and reply else None
         self._show_activity(
             Activity(
                 at=message.received_at,
@@ -366,7 +370,8 @@ class MessagePipeline:
                 event_id=message.event_id,
                 text=_bounded(shown),
                 reply=_bounded(reply),
-                reply_mode=mode,
+                reply_mode=record.mode if record is not None else "",
+                delivery=record.describe() if record is not None else "",
             )
         )
 
@@ -491,58 +496,51 @@ class MessagePipeline:
         log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
         return answer.text, answer.model, "answered", ""
 
-    # -- replies: a streaming card or one text ---------------------------------------------------
+    # -- replies: streaming cards or text, in parts -------------------------------------------
 
-    async def _open_card(self, message: IncomingMessage) -> CardStream | None:
-        """The card this answer streams into, or None for a text reply.
+    def _delivery_for(self, message: IncomingMessage) -> AnswerDelivery:
+        """The one object delivering this message's answer (resuming a journaled record, if any)."""
+        mid = message.message_id
+        delivery = self._deliveries.get(mid)
+        if delivery is None:
+            record = self._journaled_deliveries.pop(mid, DeliveryRecord())
+            delivery = self._deliveries[mid] = AnswerDelivery(
+                mid,
+                message.chat_id,
+                record,
+                replies=self._replies,
+                cardkit=self._cardkit,
+                save=lambda record: self._journal.save_delivery(mid, record.mode, record.to_json()),
+            )
+        return delivery
+
+    async def _open_card(self, message: IncomingMessage) -> AnswerDelivery | None:
+        """The delivery to stream this answer into cards, or None for text replies.
 
         A message that already has a card (a re-drive) resumes it; one that may already have a
         text reply never gets a card. Without the CardKit scope: None, remembered by the client.
         A card that failed to open is finished later by `_deliver` if it exists, else text.
         """
-        mid = message.message_id
-        if self._cardkit is None or mid in self._text_replies:
+        delivery = self._delivery_for(message)
+        record = delivery.record
+        if self._cardkit is None or record.text_from is not None:
             return None
-        if mid not in self._checkpoints and (self.rules.reply_mode != "stream" or self._cardkit.unavailable):
+        if not record.cards and (self.rules.reply_mode != "stream" or self._cardkit.unavailable):
             return None
-        try:
-            stream = await self._cardkit.open_stream(
-                mid, resume=self._resume_point(mid), on_checkpoint=self._save_checkpoint, chat_id=message.chat_id
-            )
-        except CardKitUnavailable as exc:
-            log.warning("streaming off for %s: %s; answering in text", mid, exc)
-            return None
-        except CardKitFailed as exc:
-            log.warning("card for %s not opened (%s); the final answer is sent when it can be", mid, exc)
-            return None
-        self._streams[mid] = stream  # the one object that writes this card: its sequences stay in order
-        return stream
-
-    def _resume_point(self, message_id: str) -> StreamCheckpoint | None:
-        stored = self._checkpoints.get(message_id)
-        return StreamCheckpoint.from_json(stored) if stored else None
-
-    async def _save_checkpoint(self, checkpoint: StreamCheckpoint) -> None:
-        stored = checkpoint.to_json()
-        self._journal.save_checkpoint(checkpoint.inbound_message_id, stored)
-        self._checkpoints[checkpoint.inbound_message_id] = stored
+        return delivery if await delivery.start_card() else None
 
     async def _deliver(self, message: IncomingMessage, text: str) -> str | None:
         """Send the reply, retrying transient failures; idempotency keys make retries safe.
 
-        A message with a card is answered by finishing that card (never by a text that would
-        follow it); any other by a plain text reply. Returns Feishu's id of the reply, or None
-        when every attempt failed.
+        A message with cards is answered by finishing them (text follows only for what a card
+        could not take); any other by text replies. Returns Feishu's id of the first reply, or
+        None when every attempt failed.
         """
+        delivery = self._delivery_for(message)
         delay = self._retry_delay
         for attempt in range(1, REPLY_ATTEMPTS + 1):
             try:
-                if message.message_id in self._checkpoints and self._cardkit is not None:
-                    return await self._finish_card(message, text)
-                if message.message_id not in self._text_replies:
-                    self._journal.mark_text_reply(message.message_id)  # from now on: never a card
-                    self._text_replies.add(message.message_id)
-                return await self._send_reply(message.message_id, text, message.chat_id)
+                return await delivery.deliver(text)
             except JournalError:
                 raise
             except Exception as exc:  # FeishuRefused, CardKitFailed, or the network failing under it
@@ -558,20 +556,6 @@ class MessagePipeline:
             self.redelivery_interval,
         )
         return None
-
-    async def _finish_card(self, message: IncomingMessage, text: str) -> str:
-        assert self._cardkit is not None
-        stream = self._streams.get(message.message_id)
-        if stream is None:
-            stream = await self._cardkit.open_stream(
-                message.message_id,
-                resume=self._resume_point(message.message_id),
-                on_checkpoint=self._save_checkpoint,
-                chat_id=message.chat_id,
-            )
-            self._streams[message.message_id] = stream
-        checkpoint = await stream.finish(text)
-        return checkpoint.reply_message_id or checkpoint.card_id
 
     def _show_activity(self, activity: Activity) -> None:
         with self._shown_guard:
@@ -617,54 +601,48 @@ class MessagePipeline:
 
 
 class _Progress:
-    """An answer being written: the model's text so far goes to the card (if any) and the console.
+    """An answer being written: the model's text so far goes to the cards (if any) and the console.
 
-    The LLM client calls `on_text` synchronously on the loop; the card's `push` is a coroutine, so
-    one small task feeds it the newest text (never a backlog). A failed update is logged once and
-    leaves the rest to `finish`, which pushes the final text itself.
+    The LLM client calls `on_text` synchronously on the loop; growing the cards is a coroutine, so
+    one small task feeds it the newest text (never a backlog), at most every GROW_INTERVAL: the
+    cards' own pace is slower still, and measuring a growing card on every token would only burn
+    the loop. A refused update leaves the rest to `deliver`, which sends what is missing.
     """
 
-    def __init__(self, pipeline: MessagePipeline, message: IncomingMessage, stream: CardStream | None):
-        self._pipeline, self._message, self._stream = pipeline, message, stream
+    GROW_INTERVAL = 0.05
+
+    def __init__(self, pipeline: MessagePipeline, message: IncomingMessage, delivery: AnswerDelivery | None):
+        self._pipeline, self._message, self._delivery = pipeline, message, delivery
         self._latest: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self._failed = False
         self._row = Answering(
             message.message_id,
             message.chat_id,
             message.sender_id,
             escape_untrusted(message.text or "", 60),
             time.time(),
-            "card" if stream is not None else "text",
+            "card" if delivery is not None else "text",
         )
         pipeline._show_answering(message.message_id, self._row)
 
     def on_text(self, text: str) -> None:
         self._row = Answering(**{**self._row.__dict__, "chunks": self._row.chunks + 1, "chars": len(text)})
         self._pipeline._show_answering(self._message.message_id, self._row)
-        if self._stream is None or self._failed:
+        if self._delivery is None:
             return
         self._latest = text
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._feed(), name=f"feed-{self._message.message_id}")
 
     async def _feed(self) -> None:
-        assert self._stream is not None
+        assert self._delivery is not None
         while self._latest is not None:
             text, self._latest = self._latest, None
-            try:
-                await self._stream.push(text)
-            except (CardKitFailed, CardKitUnavailable) as exc:
-                self._failed = True
-                log.warning(
-                    "card for %s stopped updating (%s); the final answer goes in at the end",
-                    self._message.message_id,
-                    exc,
-                )
-                return
+            await self._delivery.grow(text)
+            await asyncio.sleep(self.GROW_INTERVAL)  # the pace of measuring; newer text merges meanwhile
 
     async def settle(self) -> None:
-        """Let the last push start; the card's own pump keeps the rate limit."""
+        """Let the last text reach the cards; their own pump keeps Feishu's rate limit."""
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None

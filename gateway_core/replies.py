@@ -117,14 +117,15 @@ class ReplySender:
         self._last_error: str | None = None
         self._token_refused = False
 
-    async def reply_text(self, message_id: str, text: str, chat_id: str = "") -> str:
+    async def reply_text(self, message_id: str, text: str, chat_id: str = "", part: int = 0) -> str:
         """Reply to `message_id` in `chat_id` with plain text; the reply's id, or FeishuRefused.
 
-        The request's uuid is derived from the inbound message id: Feishu sends a given uuid
-        once per hour, so a retried or re-driven reply can never be delivered twice.
+        The request's uuid is derived from the inbound message id (and the part of a long answer):
+        Feishu sends a given uuid once per hour, so a retried or re-driven reply can never be
+        delivered twice.
         """
         content = json.dumps({"text": text}, ensure_ascii=False)
-        return await self.reply(message_id, "text", content, reply_uuid(message_id), chat_id)
+        return await self.reply(message_id, "text", content, reply_uuid(message_id, part), chat_id)
 
     async def reply(
         self, message_id: str, msg_type: str, content: str, uuid: str, chat_id: str = "", in_thread: bool = False

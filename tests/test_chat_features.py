@@ -1,12 +1,12 @@
 """Issue 13 end to end: streaming cards, group policy, in-chat commands, rich text — real SDK,
 real WebSocket, real HTTP to the simulators, real processes for the crash."""
 
-import json
 import signal
 
 import pytest
 
 from gateway_core.commands import help_text
+from gateway_core.delivery import DeliveryRecord
 from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
 
@@ -194,7 +194,8 @@ def test_kill_9_mid_stream_the_next_owner_completes_the_same_card(home, sims):
     try:
         assert journal.state_of(event.message_id) == "answered"
         (row,) = journal._read("SELECT reply_mode, checkpoint FROM inbox WHERE message_id = ?", (event.message_id,))
-        assert row[0] == "card" and json.loads(row[1])["finished"] is True
+        record = DeliveryRecord.from_json(row[1])
+        assert row[0] == "card" and [card.checkpoint.finished for card in record.cards] == [True]
     finally:
         journal.close()
 

@@ -43,7 +43,7 @@ def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(
         assert interpret("text", text.message.raw_content, (), None)[0] == "hello"
         assert interpret("image", image.message.raw_content, (), None)[3] is not None  # still gets its answer
         assert (text.reply_mode, text.checkpoint) == (None, None)
-        journal.save_checkpoint("om_1", json.dumps({"card_id": "c1"}))
+        journal.save_delivery("om_1", "card", json.dumps({"card_id": "c1"}))
         assert journal.unfinished()[0].reply_mode == "card"
         assert journal._read("PRAGMA user_version") == [(SCHEMA_VERSION,)]
     finally:
