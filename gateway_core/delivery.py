@@ -190,7 +190,8 @@ class AnswerDelivery:
                     first = split(text, self._card_budget, card.start)[0]
                     card = await self._next_card(card, first.end, text)
                 elif time.time() - card.opened_at > self.rotate_after:
-                    end = last_boundary(text, card.start, len(text))
+                    # A line end before the text's end: the next card starts with text to show.
+                    end = last_boundary(text, card.start, len(text) - 1)
                     if end is None or end <= card.start:
                         await self._stream.push(shown, len(text))
                         return

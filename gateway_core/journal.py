@@ -35,7 +35,7 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,34 +314,22 @@ class Journal:
         rows = self._read("SELECT turns FROM history WHERE chat_id = ?", (chat_id,))
         return json.loads(rows[0][0]) if rows else []
 
-    def forget_history(self, chat_id: str) -> int:
-        """`/reset`: forget a chat's history, its shared one and every per-user one; how many."""
-        with self._transaction() as db:
-            return db.execute(
-                "DELETE FROM history WHERE chat_id = ? OR substr(chat_id, 1, ?) = ?",
-                (chat_id, len(chat_id) + 1, chat_id + "/"),
-            ).rowcount
-
     def chat_model(self, chat_id: str) -> str | None:
         """The model this chat chose with `/model NAME`, or None (the gateway's active model)."""
-        rows = self._read("SELECT model FROM chat_models WHERE chat_id = ?", (chat_id,))
-        return rows[0][0] if rows else None
+        with self._guard:
+            return ChatSettings(self._db).chat_model(chat_id)
 
-    def set_chat_model(self, chat_id: str, model: str | None) -> None:
+    def answer_locally(self, message_id: str, act: Callable[[ChatSettings], str]) -> str:
+        """Run a command (`act` changes chat settings, returns the reply) and store its reply, in one
+        transaction: a re-drive after a crash finds the reply stored and sends it, never running the
+        command a second time (a `/reset` re-run would forget what was said since)."""
         with self._transaction() as db:
-            if model is None:
-                db.execute("DELETE FROM chat_models WHERE chat_id = ?", (chat_id,))
-            else:
-                db.execute(
-                    "INSERT INTO chat_models (chat_id, model, updated_at) VALUES (?, ?, ?) ON CONFLICT(chat_id)"
-                    " DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
-                    (chat_id, model, time.time()),
-                )
-
-    def clear_chat_models(self) -> None:
-        """An admin switched every chat: per-chat choices give way to the new active model."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM chat_models")
+            reply = act(ChatSettings(db))
+            db.execute(
+                "UPDATE inbox SET answer = ?, model = NULL, updated_at = ? WHERE message_id = ?",
+                (reply, time.time(), message_id),
+            )
+        return reply
 
     def state_of(self, message_id: str) -> str | None:
         rows = self._read("SELECT state FROM inbox WHERE message_id = ?", (message_id,))
@@ -376,6 +364,38 @@ class Journal:
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self)
+
+
+class ChatSettings:
+    """What commands change, read and written on one connection (inside a caller's transaction)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def forget_history(self, chat_id: str) -> int:
+        """`/reset`: forget a chat's history, its shared one and every per-user one; how many."""
+        return self._db.execute(
+            "DELETE FROM history WHERE chat_id = ? OR substr(chat_id, 1, ?) = ?",
+            (chat_id, len(chat_id) + 1, chat_id + "/"),
+        ).rowcount
+
+    def chat_model(self, chat_id: str) -> str | None:
+        row = self._db.execute("SELECT model FROM chat_models WHERE chat_id = ?", (chat_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_chat_model(self, chat_id: str, model: str | None) -> None:
+        if model is None:
+            self._db.execute("DELETE FROM chat_models WHERE chat_id = ?", (chat_id,))
+        else:
+            self._db.execute(
+                "INSERT INTO chat_models (chat_id, model, updated_at) VALUES (?, ?, ?) ON CONFLICT(chat_id)"
+                " DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
+                (chat_id, model, time.time()),
+            )
+
+    def clear_chat_models(self) -> None:
+        """An admin switched every chat: per-chat choices give way to the new active model."""
+        self._db.execute("DELETE FROM chat_models")
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -13,7 +13,9 @@ Where to cut, best first:
 3. at the end of a line inside a fenced code block: the part closes the fence, the next part
    reopens it with the same info string (language), so no part holds an unclosed block;
 4. inside one line longer than a whole part (after a space if there is one).
-A better cut is taken only while it keeps the part at least half full, so parts stay few.
+A paragraph's or line's end is taken while it keeps the part at least half full, so parts stay
+few; short of that any line end outside a code block still comes before a cut inside one, so a
+block that fits a part is never cut: it starts the next part.
 
 A part is a span of the answer (`start`, `end`) plus the fence it reopens and closes: the same
 answer and start always give the same parts, which is what lets a new owner resume part N.
@@ -194,7 +196,7 @@ def _next_part(answer: str, start: int, fence: Fence | None, budget: Budget) -> 
     for cut in (paragraph, line_end):
         if cut is not None and cut[0] > half:
             return Part(start, cut[0], render(answer, start, cut[0], fence)), cut[1]
-    for cut in (in_block, line_end, paragraph):
+    for cut in (line_end, in_block):  # a code block is cut only where nothing outside one is left
         if cut is not None and cut[0] > start:
             return Part(start, cut[0], render(answer, start, cut[0], fence)), cut[1]
     return _cut_inside_line(answer, start, fence, budget)

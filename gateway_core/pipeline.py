@@ -37,8 +37,8 @@ from typing import Callable, Mapping
 
 from .cardkit import CardKitClient
 from .commands import Command, help_text, parse_command, unknown_command_text
-from .delivery import AnswerDelivery, DeliveryRecord
-from .journal import Journal, JournalError, JournalSnapshot, PendingMessage
+from .delivery import ROTATE_AFTER, AnswerDelivery, DeliveryRecord
+from .journal import ChatSettings, Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
 from .messages import IncomingMessage, group_policy_for, history_key, should_answer
@@ -199,6 +199,7 @@ class MessagePipeline:
         # re-drive found journaled for messages not started yet.
         self._deliveries: dict[str, AnswerDelivery] = {}
         self._journaled_deliveries: dict[str, DeliveryRecord] = {}
+        self.card_rotate_after = ROTATE_AFTER  # a card older than this continues in a new one
         self._answering: dict[str, Answering] = {}
         # `snapshot()` is read from other threads (the console runs the gateway on a loop thread
         # of its own): the two collections it copies are changed under this lock, since copying a
@@ -302,7 +303,10 @@ class MessagePipeline:
         try:
             self._journal.mark_answering(message.message_id)
             if pending is not None and pending.answer is not None:
-                text, model, outcome = pending.answer, pending.model, "answered"  # the LLM answered already
+                # Answered already: by the model (it has a model), else by a command whose effect
+                # was stored with this reply (`answer_locally`) and must not happen twice.
+                text, model = pending.answer, pending.model
+                outcome = "answered" if model is not None else "command"
             else:
                 read = await self._read(message)
                 if read is None:
@@ -423,19 +427,30 @@ class MessagePipeline:
     def _run_command(self, message: IncomingMessage, command: Command) -> str:
         models = list(self._llm.config.models)
         log.info("command /%s in %s from %s", command.word, message.chat_id, message.sender_id)
+        if command.name in ("reset", "model"):
+            # They change chat settings: the change and the reply are stored in one transaction,
+            # so a re-drive after a crash sends this reply and never runs the command again.
+            return self._journal.answer_locally(
+                message.message_id, lambda settings: self._change_settings(message, command, models, settings)
+            )
         if command.name == "help":
             return help_text(models)
         if command.name == "status":
             return self._status_line()
-        if command.name == "reset":
-            forgotten = self._journal.forget_history(message.chat_id)
-            return "Done: I forgot this chat's history." if forgotten else "This chat has no history to forget."
-        if command.name == "model":
-            return self._model_command(message, command.argument, models)
         return unknown_command_text(command)
 
-    def _model_command(self, message: IncomingMessage, name: str | None, models: list[str]) -> str:
-        chosen = self._journal.chat_model(message.chat_id)
+    def _change_settings(
+        self, message: IncomingMessage, command: Command, models: list[str], settings: ChatSettings
+    ) -> str:
+        if command.name == "reset":
+            forgotten = settings.forget_history(message.chat_id)
+            return "Done: I forgot this chat's history." if forgotten else "This chat has no history to forget."
+        return self._model_command(message, command.argument, models, settings)
+
+    def _model_command(
+        self, message: IncomingMessage, name: str | None, models: list[str], settings: ChatSettings
+    ) -> str:
+        chosen = settings.chat_model(message.chat_id)
         if name is None:
             current = chosen or self._llm.active_model
             scope = "chosen for this chat" if chosen else "the gateway's default"
@@ -444,10 +459,10 @@ class MessagePipeline:
             return f"There is no model {name!r} here. Models: {', '.join(models)}"
         if message.sender_id in self.rules.admins:
             self._llm.switch_model(name)
-            self._journal.clear_chat_models()
+            settings.clear_chat_models()
             log.info("admin %s switched every chat to %s", message.sender_id, name)
             return f"Every chat now uses {name} (you are an admin)."
-        self._journal.set_chat_model(message.chat_id, name)
+        settings.set_chat_model(message.chat_id, name)
         return f"This chat now uses {name}."
 
     def _record_done(
@@ -511,6 +526,7 @@ class MessagePipeline:
                 replies=self._replies,
                 cardkit=self._cardkit,
                 save=lambda record: self._journal.save_delivery(mid, record.mode, record.to_json()),
+                rotate_after=self.card_rotate_after,
             )
         return delivery
 

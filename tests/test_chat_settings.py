@@ -7,7 +7,7 @@ import pytest
 
 from gateway_core.config import ConfigError, describe_profile, load_profile
 from gateway_core.journal import SCHEMA_VERSION, Journal
-from gateway_core.messages import interpret
+from gateway_core.messages import IncomingMessage, interpret
 
 from .support import write_profile
 
@@ -51,17 +51,28 @@ def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(
     Journal(path).close()  # opening a migrated journal again changes nothing
 
 
-def test_chat_models_and_history_reset_are_per_chat(tmp_path):
+def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands_reply(tmp_path):
     journal = Journal(tmp_path / "p.db")
     try:
-        journal.set_chat_model("oc_1", "beta")
+        for n in (1, 2, 3):
+            journal.record_inbound(
+                IncomingMessage(f"ev_{n}", f"om_cmd{n}", "oc_1", "p2p", "ou_1", "text", "{}", float(n))
+            )
+        journal.answer_locally("om_cmd1", lambda chat: chat.set_chat_model("oc_1", "beta") or "beta here")
         assert (journal.chat_model("oc_1"), journal.chat_model("oc_2")) == ("beta", None)
         for key in ("oc_1", "oc_1/ou_a", "oc_10", "oc_2"):
             journal.save_answer(f"om_{key}", key, "a", None, None, [{"role": "user", "content": key}])
-        assert journal.forget_history("oc_1") == 2
+        assert journal.answer_locally("om_cmd2", lambda chat: f"forgot {chat.forget_history('oc_1')}") == "forgot 2"
         assert journal.load_history("oc_10") != [] and journal.load_history("oc_2") != []
-        journal.clear_chat_models()
+        journal.answer_locally("om_cmd3", lambda chat: chat.clear_chat_models() or "all on the default")
         assert journal.chat_model("oc_1") is None
+        # Each reply is stored with its effect: a re-drive sends it and never runs the command again.
+        stored = {p.message.message_id: (p.answer, p.model) for p in journal.unfinished()}
+        assert stored == {
+            "om_cmd1": ("beta here", None),
+            "om_cmd2": ("forgot 2", None),
+            "om_cmd3": ("all on the default", None),
+        }
     finally:
         journal.close()
 

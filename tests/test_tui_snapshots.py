@@ -55,6 +55,8 @@ def frozen_snapshot() -> GatewaySnapshot:
             event_id=f"ev_{n}",
             text=text,
             reply=f"[{model}] {text}" if model else "Sorry — the language model is unavailable right now.",
+            reply_mode="card" if n == 1 else "text",
+            delivery="2 cards + 1 text part" if n == 1 else "1 text part",
         )
         for n, (text, model, latency, outcome) in enumerate(
             [
@@ -329,7 +331,9 @@ def test_paused_log_with_new_lines(snap_compare, size):
 def test_message_detail(snap_compare, size):
     # The cursor follows the newest row; three up is the one with markup and an escape in it: shown literally.
     source = FrozenSource()
-    run_before = picture(source, "up", "up", "up", "enter", modal=True, shows=("Message", "[bold red]x[/]"))
+    run_before = picture(
+        source, "up", "up", "up", "enter", modal=True, shows=("Message", "[bold red]x[/]", "2 cards + 1 text part")
+    )
     assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 

@@ -47,6 +47,10 @@ CARD_NOT_FOUND = 200740
 UPDATE_MULTI_FALSE = 300302
 INVALID_PARAMETER = 10002
 CARD_SEND_FAILED = 230099  # Feishu's "failed to create card content" for a bad card message
+CARD_TOO_LARGE = 230099  # the same code when the card's JSON is over the limit (OpenClaw #91159)
+STREAMING_TIMEOUT = 200850  # Feishu ended streaming: ~10 min after it was turned on
+CARD_JSON_LIMIT = 30 * 1024  # bytes of a card's JSON ("Card JSON 2.0 structure": 30 KB)
+STREAMING_WINDOW = 600.0  # seconds streaming mode lasts after it was turned on
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class CardRecord:
     rejected: tuple[tuple[int, int | None], ...] = ()  # (error code, sequence) of refused operations
     message_ids: tuple[str, ...] = ()  # messages that carry this card (at most one)
     created_at: float = 0.0
+    streaming_since: float = 0.0  # monotonic time streaming mode was last turned on
+    closed_by_feishu: bool = False  # streaming ended by Feishu (its window, or `end_streaming_after`)
 
     @property
     def sequences(self) -> list[int]:
@@ -132,6 +138,9 @@ class CardKitSimulation(ThreadSafeState):
         self._api_calls_at: dict[str, deque[float]] = {}  # CardKit API -> times of its accepted calls
         self._bot_info_requests = 0
         self._bot_info_down = False
+        self.card_json_limit = CARD_JSON_LIMIT
+        self.streaming_window = STREAMING_WINDOW  # shorten it in tests
+        self._end_streaming_after: int | None = None  # content updates a card takes before Feishu ends it
 
     def _add_cardkit_routes(self, app: web.Application) -> None:
         app.router.add_post("/open-apis/cardkit/v1/cards", self._handle_card_create)
@@ -188,11 +197,18 @@ class CardKitSimulation(ThreadSafeState):
                 return web.json_response(
                     {"code": RATE_LIMITED_CODE, "msg": "request trigger frequency limit"}, status=429
                 )
+            if len(body["data"].encode()) > self.card_json_limit:
+                return self._card_error(CARD_TOO_LARGE, "card content exceeds the size limit")
             texts: dict[str, str] = {}
             _card_text_elements(card.get("body", {}), texts)
             card_id = f"7{next(self._ids):018d}"  # Feishu's card ids are ≤20 digits
             self._cards[card_id] = CardRecord(
-                card_id, card, bool(config.get("streaming_mode")), texts, created_at=time.time()
+                card_id,
+                card,
+                bool(config.get("streaming_mode")),
+                texts,
+                created_at=time.time(),
+                streaming_since=time.monotonic(),
             )
             self._notify()
         return web.json_response({"code": 0, "msg": "success", "data": {"card_id": card_id}})
@@ -213,6 +229,11 @@ class CardKitSimulation(ThreadSafeState):
                 return self._card_error(INVALID_PARAMETER, f"no text element {element_id!r}", card_id, sequence)
             if not card.streaming_mode:
                 return self._card_error(STREAMING_CLOSED, "Card streaming closed", card_id, sequence)
+            if self._streaming_over(card):
+                self._cards[card_id] = replace(card, streaming_mode=False, closed_by_feishu=True)
+                return self._card_error(STREAMING_TIMEOUT, "card streaming timeout", card_id, sequence)
+            if len(_json_with(card.card, element_id, content).encode()) > self.card_json_limit:
+                return self._card_error(CARD_TOO_LARGE, "card content exceeds the size limit", card_id, sequence)
             operation = CardOperation("content", sequence, element_id, content, time.time())
             self._cards[card_id] = replace(
                 card, texts={**card.texts, element_id: content}, operations=card.operations + (operation,)
@@ -237,8 +258,11 @@ class CardKitSimulation(ThreadSafeState):
                     INVALID_PARAMETER, "settings must be a JSON object", card_id, body.get("sequence")
                 )
             streaming = bool(config["streaming_mode"]) if "streaming_mode" in config else card.streaming_mode
+            since = time.monotonic() if streaming and not card.streaming_mode else card.streaming_since
             operation = CardOperation("settings", body["sequence"], None, body["settings"], time.time())
-            self._cards[card_id] = replace(card, streaming_mode=streaming, operations=card.operations + (operation,))
+            self._cards[card_id] = replace(
+                card, streaming_mode=streaming, streaming_since=since, operations=card.operations + (operation,)
+            )
             return self._card_ok(card_id, body)
 
     def _operation_refusal(
@@ -274,6 +298,13 @@ class CardKitSimulation(ThreadSafeState):
             return web.json_response({"code": RATE_LIMITED_CODE, "msg": "request trigger frequency limit"}, status=429)
         recent.append(now)
         return None
+
+    def _streaming_over(self, card: CardRecord) -> bool:
+        """Lock held: Feishu ends streaming when its window has passed (or after N updates, if told)."""
+        if time.monotonic() - card.streaming_since > self.streaming_window:
+            return True
+        limit = self._end_streaming_after
+        return limit is not None and len(card.content_updates) >= limit
 
     def _over_api_limit(self, api: str) -> bool:
         """Lock held: True if one more call to CardKit's `api` now exceeds a per-app limit; else count it."""
@@ -363,6 +394,12 @@ class CardKitSimulation(ThreadSafeState):
         with self._cond:
             self._bot_info_down = on
         self._notify()
+
+    def end_streaming_after(self, updates: int | None) -> None:
+        """Feishu ends a card's streaming (200850, then 300309) at its next content update once it
+        took `updates` of them, as it does when its ~10 minute window runs out (None: only then)."""
+        with self._cond:
+            self._end_streaming_after = updates
 
     def limit_card_operations(self, count: int, per_seconds: float) -> None:
         """Change the per-card rate limit (Feishu: 10 per 1 s); a long window makes tests exact."""
@@ -496,6 +533,21 @@ class CardKitSimulation(ThreadSafeState):
     def bot_info_requests(self) -> int:
         with self._cond:
             return self._bot_info_requests
+
+
+def _json_with(card: dict[str, Any], element_id: str, content: str) -> str:
+    """The card's JSON with one element's content replaced: what Feishu measures against its limit."""
+
+    def replaced(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("element_id") == element_id and "content" in node:
+                return {**node, "content": content}
+            return {key: replaced(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [replaced(value) for value in node]
+        return node
+
+    return json.dumps(replaced(card), ensure_ascii=False, separators=(",", ":"))
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -49,6 +49,9 @@ INVALID_TOKEN = {"code": 99991663, "msg": "Invalid access token for authorizatio
 IDEMPOTENCY_WINDOW = 3600.0  # seconds during which a repeated uuid sends nothing new
 RATE_WINDOW = 1.0  # Feishu's send limits count requests in any one second
 RATE_LIMITED = {"code": 230020, "msg": "request trigger frequency limit"}
+# Feishu: a text or post message's request body may be at most 150 KB ("Send message" limits).
+TEXT_BODY_LIMIT = 150 * 1024
+TOO_LONG = {"code": 230025, "msg": "The message content is too long"}
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         self._chat_sends: dict[str, deque[float]] = {}  # chat -> times of its recent sends
         self._app_sends: deque[float] = deque()
         self._rate_limited: list[tuple[str, str, float]] = []  # (kind, target, at) refused as too fast
+        self.text_body_limit = TEXT_BODY_LIMIT  # bytes of a text/post send's request body
+        self._too_long = 0  # sends refused with 230025
         self._init_cardkit()
 
     # ------------------------------------------------------------------ lifecycle
@@ -442,7 +447,8 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
     async def _handle_send(self, request: web.Request, kind: str, target: str | None) -> web.Response:
         """Shared reply/create logic: auth, validation, injected failures, uuid idempotency."""
         auth = request.headers.get("Authorization", "")
-        body = _json_object(await request.read())
+        raw = await request.read()
+        body = _json_object(raw)
         content, msg_type, send_uuid = body.get("content"), body.get("msg_type"), body.get("uuid") or None
         if kind == "create":
             target = body.get("receive_id")
@@ -460,6 +466,11 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             except (ValueError, AttributeError):
                 self._failed_posts += 1
                 return web.json_response({"code": 230001, "msg": "invalid request body"}, status=400)
+            if msg_type in ("text", "post") and len(raw) > self.text_body_limit:
+                self._failed_posts += 1
+                self._too_long += 1
+                self._notify()
+                return web.json_response(TOO_LONG, status=400)
             chat = self._chat_of.get(target, target) if kind == "reply" else target
             if self._over_rate_limit(chat):
                 self._rate_limited.append((kind, target, time.time()))
@@ -889,6 +900,12 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         """Send POSTs answered with an error (bad token, bad body, injected 500, rate limit)."""
         with self._cond:
             return self._failed_posts
+
+    @property
+    def too_long(self) -> int:
+        """Text/post sends refused with 230025 for a request body over `text_body_limit`."""
+        with self._cond:
+            return self._too_long
 
     @property
     def rate_limited(self) -> list[tuple[str, str, float]]:

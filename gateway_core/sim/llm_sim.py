@@ -89,6 +89,7 @@ class LlmSimulator(ThreadSafeState):
         self._behaviours: dict[str, _Behaviour] = {}
         self._held: set[str] = set()
         self._pace: dict[str, float] = {}  # model -> seconds between streamed word chunks
+        self._scripted: dict[str, str] = {}  # model -> the answer it gives instead of the echo
         self._pause_after: dict[str, int] = {}  # model -> words streamed before a pause
         self._paused: int = 0  # streams parked by pause_stream right now
         self._requests: list[LlmRequest] = []
@@ -214,7 +215,9 @@ class LlmSimulator(ThreadSafeState):
     ) -> web.StreamResponse:
         """The echo answer, as SSE or one JSON body (written to `response` if already started)."""
         model = record.model
-        content = f"[{model}] {_last_user_text(record.messages)}"
+        with self._cond:
+            scripted = self._scripted.get(model)
+        content = scripted if scripted is not None else f"[{model}] {_last_user_text(record.messages)}"
         completion_id = f"chatcmpl-sim{next(self._ids)}"
         created = int(time.time())
         if record.stream:
@@ -330,6 +333,15 @@ class LlmSimulator(ThreadSafeState):
         """Stream `model`'s answers one word every `seconds_per_chunk` (0: all at once)."""
         with self._cond:
             self._pace[model] = seconds_per_chunk
+        self._poke()
+
+    def answer_with(self, model: str, text: str | None) -> None:
+        """`model` answers every request with `text` (a long answer, say) instead of the echo (None: echo)."""
+        with self._cond:
+            if text is None:
+                self._scripted.pop(model, None)
+            else:
+                self._scripted[model] = text
         self._poke()
 
     def pause_stream(self, model: str, after_words: int) -> None:

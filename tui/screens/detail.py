@@ -75,6 +75,8 @@ def activity_detail(activity: Activity) -> DetailScreen:
         ("outcome", Text(activity.outcome, style=STATE_STYLES.get(activity.outcome, ""))),
         ("model", Text(activity.model or "— (no model answered)")),
         ("latency", Text(millis(activity.latency))),
+        # How the reply went out: a long answer in several cards or text parts, a card Feishu ended.
+        ("delivered", Text(activity.delivery or "—")),
         ("chat", _literal(activity.chat_id)),
         ("sender", _literal(activity.sender_id)),
         ("message id", _literal(activity.message_id or "—")),
