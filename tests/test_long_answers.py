@@ -10,34 +10,11 @@ import pytest
 
 from gateway_core.delivery import DeliveryRecord
 from gateway_core.journal import Journal
+from gateway_core.sim.answers import long_answer, words_answer
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
 
 CARD_ENDED = 200850  # Feishu: card streaming timeout (then 300309 for every later call)
-
-
-def long_answer(total: int = 70_000) -> str:
-    """A model's long answer: Chinese paragraphs (3 bytes a character), quotes and backslashes
-    (escaped twice in a text request), and a fenced code block in the middle; `total` characters."""
-
-    def paragraph(n: int) -> str:
-        return f"第{n}段：" + "这是一个很长的回答，" * 10 + f'it says "w{n}" and a back\\slash.\n\n'
-
-    head, n = "", 0
-    while len(head) < total // 2:
-        head, n = head + paragraph(n), n + 1
-    code = "```python\n" + "".join(f"def step_{k}(x):\n    return x + {k}  # 第{k}步\n" for k in range(30)) + "```\n\n"
-    tail = ""
-    while len(head) + len(code) + len(tail) < total:
-        tail, n = tail + paragraph(n), n + 1
-    answer = (head + code + tail)[: total - 1] + "\n"
-    assert len(answer) == total
-    return answer
-
-
-def words_answer(lines: int, words: int = 10) -> str:
-    """A plain answer of many short words (many streamed chunks), a line break every `words`."""
-    return "".join(" ".join(f"w{n}.{k}" for k in range(words)) + "\n" for n in range(lines))
 
 
 def shown(sims, event) -> list[str]:
