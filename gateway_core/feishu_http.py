@@ -136,6 +136,8 @@ class FeishuHttp:
         if self._token_lock is None:
             self._token_lock = asyncio.Lock()
         fetches_seen = self._token_fetches
+        if renew:
+            self._token = None  # Feishu called it invalid: no other call may use it meanwhile
         async with self._token_lock:  # one fetch for all the calls waiting on it
             loop = asyncio.get_running_loop()
             if self._token is not None and not renew and time.monotonic() < self._token[1]:
