@@ -248,7 +248,7 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_cli
     assert feishu.deafen_connection() == first
     lost = feishu.inject_text("into the void")  # sent to the deaf link: lost on the way
 
-    async def ping_then_close(sdk) -> tuple[bool, object, int]:
+    async def ping_then_close(sdk) -> tuple[bool, object, int, bool]:
         # The simulator counts the link once its handshake is done, a moment before the SDK
         # stores the socket: wait (bounded) for the SDK's side too.
         async with asyncio.timeout(5):
@@ -261,15 +261,17 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_cli
             answered = True
         except TimeoutError:
             answered = False
+        # Read before the close: once closed, the SDK reconnects and the redelivery may arrive.
+        nothing_arrived = received.empty()
         conn.close_timeout = 0.5
         await conn.close()  # the SDK's receive loop sees it closed and reconnects
-        return answered, conn.protocol.close_rcvd, feishu.live_connections
+        return answered, conn.protocol.close_rcvd, feishu.live_connections, nothing_arrived
 
-    answered, close_answer, live = client.call(ping_then_close)
+    answered, close_answer, live, nothing_arrived = client.call(ping_then_close)
     assert not answered, "a deaf link answered a WebSocket ping"
     assert close_answer is None, "a deaf link answered the close handshake"
     assert live >= 1 and first in feishu.conn_ids  # the server never noticed: TCP is still open
-    assert received.empty()  # the event went to the deaf link and never arrived
+    assert nothing_arrived  # the event went to the deaf link and never arrived
     # Only that link is deaf: the SDK reconnects and gets the un-acked event redelivered.
     assert feishu.wait_for_connection(2, timeout=5) != first
     assert received.get(timeout=5) == lost.message_id
