@@ -15,6 +15,7 @@ from gateway_core.sim.answers import long_answer, words_answer
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
 
 CARD_ENDED = 200850  # Feishu: card streaming timeout (then 300309 for every later call)
+CARD_GONE = 200740  # Feishu: the card entity does not exist
 
 
 def shown(sims, event) -> list[str]:
@@ -24,7 +25,9 @@ def shown(sims, event) -> list[str]:
         if reply.duplicate:
             continue  # a uuid repeat: Feishu showed nothing new
         if reply.msg_type == "interactive":
-            pieces.append(sims.feishu.card(json.loads(reply.content)["data"]["card_id"]).text())
+            card = sims.feishu.card(json.loads(reply.content)["data"]["card_id"])
+            if not card.deleted:  # a deleted card's message shows nothing
+                pieces.append(card.text())
         else:
             pieces.append(reply.text)
     return pieces
@@ -101,6 +104,24 @@ async def test_a_stream_feishu_ends_after_the_5th_update_is_finished_in_text_onc
         assert record.ended_by_feishu == f"code {CARD_ENDED}"
         (activity,) = gateway.snapshot().pipeline.activity
         assert activity.delivery.startswith(f"1 card + {len(pieces) - 1} text part")
+
+
+async def test_a_card_deleted_while_streaming_is_replaced_by_the_whole_answer_in_text(home, sims):
+    answer = words_answer(30)
+    sims.llm.answer_with("alpha", answer)
+    sims.llm.pause_stream("alpha", 50)  # the model stops writing halfway until told
+    async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
+        event = sims.feishu.inject_text("stream it")
+        await in_own_thread(sims.llm.wait_stream_paused, 1, 20)
+        (card,) = await in_own_thread(
+            sims.feishu.wait_for, lambda: [c for c in sims.feishu.cards_replied_to(event) if c.content_updates], 10
+        )
+        sims.feishu.delete_card(card.card_id)  # the card's message is recalled: what it showed is gone
+        sims.llm.resume_stream("alpha")
+        await answered(gateway, event)
+        assert shown(sims, event) == [answer]  # all of it, as text, once
+        assert [code for code, _ in sims.feishu.card(card.card_id).rejected] == [CARD_GONE]
+        assert delivery_of(gateway, event).ended_by_feishu == f"code {CARD_GONE}"
 
 
 async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home, sims):

@@ -78,6 +78,7 @@ class CardRecord:
     created_at: float = 0.0
     streaming_since: float = 0.0  # monotonic time streaming mode was last turned on
     closed_by_feishu: bool = False  # streaming ended by Feishu (its window, or `end_streaming_after`)
+    deleted: bool = False  # recalled/deleted: every later operation finds no card (200740)
 
     @property
     def sequences(self) -> list[int]:
@@ -274,8 +275,10 @@ class CardKitSimulation(ThreadSafeState):
             return refused
         card = self._cards.get(card_id)
         sequence = body.get("sequence")
-        if card is None:
-            return self._card_error(CARD_NOT_FOUND, "The card entity does not exist", None, sequence)
+        if card is None or card.deleted:
+            return self._card_error(
+                CARD_NOT_FOUND, "The card entity does not exist", card_id if card else None, sequence
+            )
         op_uuid = body.get("uuid")
         if isinstance(op_uuid, str) and (card_id, op_uuid) in self._card_uuids:
             return web.json_response(self._card_uuids[(card_id, op_uuid)])  # done once already
@@ -394,6 +397,12 @@ class CardKitSimulation(ThreadSafeState):
         with self._cond:
             self._bot_info_down = on
         self._notify()
+
+    def delete_card(self, card_id: str) -> None:
+        """The card's message is recalled and the card gone: later operations answer 200740."""
+        with self._cond:
+            self._cards[card_id] = replace(self._cards[card_id], deleted=True)
+            self._notify()
 
     def end_streaming_after(self, updates: int | None) -> None:
         """Feishu ends a card's streaming (200850, then 300309) at its next content update once it
