@@ -31,7 +31,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from .config import AccessConfig
 from .states import DmPolicy
@@ -47,7 +47,6 @@ PAIRING_REPLY_INTERVAL = 600.0  # at most one pairing reply per person this ofte
 REFUSAL_INTERVAL = 3600.0  # at most one "not allowed" per person this often
 SLOWDOWN_INTERVAL = 3600.0  # at most one "slow down" per person this often
 BUDGET_WINDOW = 3600.0  # user_messages_per_hour counts this far back
-SPIKE = 20  # refusals in the last hour that the health reasons mention
 
 
 class RefusalReason(StrEnum):
@@ -275,16 +274,16 @@ class AccessGate:
         return AccessSnapshot(
             policy=self.config.dm_policy,
             declared=self.config.declared,
-            pending=pending_codes(self.book, now),
+            pending=pending_codes(self.book.access_records(), now),
             refused_last_hour=self.book.refused_since(now - 3600.0),
             refused=self.refused,
         )
 
 
-def pending_codes(book: AccessBook, now: float) -> tuple[PendingCode, ...]:
+def pending_codes(records: Iterable[AccessRecord], now: float) -> tuple[PendingCode, ...]:
     return tuple(
         PendingCode(r.open_id, r.code_chat or "", r.code_at or now, mask_code(r.code or ""))
-        for r in book.access_records()
+        for r in records
         if r.pending(now)
     )
 
@@ -377,7 +376,7 @@ def listing(book: AccessBook, config: AccessConfig, now: float) -> dict[str, Any
             for r in records
             if r.approved_at is not None and r.open_id not in config.allow
         ],
-        "pending": [dataclasses.asdict(p) for p in pending_codes(book, now)],
+        "pending": [dataclasses.asdict(p) for p in pending_codes(records, now)],
     }
 
 

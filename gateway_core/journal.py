@@ -147,6 +147,24 @@ def peek_pending(path: Path) -> JournalSnapshot | None:
     return JournalSnapshot(pending=count, oldest_pending_at=oldest, path=str(path))
 
 
+def peek_access(path: Path, since: float) -> tuple[list[AccessRecord], int] | None:
+    """The access rows and the refusals since `since` of a journal nobody may be serving (read-only)."""
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            rows = db.execute(f"SELECT {_ACCESS_COLUMNS} FROM access ORDER BY code_at, open_id").fetchall()
+            [(refused,)] = db.execute(
+                "SELECT COUNT(*) FROM inbox WHERE state = ? AND received_at >= ?", (InboxState.REFUSED, since)
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None  # not there yet (an older journal), or busy: nothing to tell
+    return [AccessRecord(*row) for row in rows], int(refused)
+
+
 class Journal:
     """Thread-safe: the SDK thread records arrivals, the gateway loop records progress."""
 

@@ -5,6 +5,7 @@ simulator; `gatewatch access …` through `tui.cli.main`, over the control socke
 serves the profile and directly on the journal (under the profile's lock) when none does.
 """
 
+import json
 import os
 import re
 import time
@@ -301,3 +302,49 @@ def test_codes_are_8_of_the_unambiguous_alphabet_and_masked():
     codes = {new_code() for _ in range(200)}
     assert len(codes) == 200 and all(re.fullmatch(r"[A-Z2-9]{8}", c) for c in codes)
     assert mask_code("ABCD2345") == "AB******"
+
+
+# ----------------------------------------------------------------------------- status and health
+
+
+async def test_status_json_has_access_while_serving_and_when_stopped(home, sims):
+    from gateway_core.status import profile_status, render_status
+
+    async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
+        event = sims.feishu.inject_text("hi", sender_open_id="ou_new", chat_id="oc_new")
+        (reply,) = await replied(gateway, sims, event)
+        code = CODE.search(reply.text).group(1)
+        serving = await in_own_thread(profile_status, home, "p")
+    stopped = await in_own_thread(profile_status, home, "p")
+    for status in (serving, stopped):
+        access = status.access
+        assert (access["policy"], access["declared"], access["answers_anyone"]) == ("pairing", True, False)
+        assert access["refused_last_hour"] == 1
+        ((pending),) = access["pending"]
+        assert (pending["open_id"], pending["chat_id"], pending["code"]) == ("ou_new", "oc_new", mask_code(code))
+        shown = render_status([status], as_json=True)
+        assert json.loads(shown)[0]["access"] == access and code not in shown
+        assert "p: 1 pairing requests waiting: gatewatch access list --profile p" in render_status([status], False)
+
+
+async def test_status_says_a_profile_without_access_answers_anyone(home, sims):
+    from gateway_core.status import profile_status, render_status
+
+    async with gateway_on_profile(home, sims) as gateway:
+        status = await in_own_thread(profile_status, home, "p")
+        assert status.access["answers_anyone"] is True and status.access["declared"] is False
+        assert "p: answers anyone (no [access] section in the profile)" in render_status([status], False)
+        assert gateway.snapshot().health.verdict == "healthy"
+
+
+async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home, sims):
+    from gateway_core.health import REFUSALS_DEGRADED
+
+    async with gateway_on_profile(home, sims, extra=access_section(chats=["oc_team"])) as gateway:
+        events = [sims.feishu.inject_group_text(f"n{n}", chat_id="oc_elsewhere") for n in range(REFUSALS_DEGRADED)]
+        for event in events:
+            await settled(gateway, event)
+        health = gateway.snapshot().health
+        assert health.verdict == "degraded"
+        assert health.reasons == (f"{REFUSALS_DEGRADED} messages refused at the access gate in the last hour",)
+        assert sims.feishu.sent == [] and sims.llm.requests == []
