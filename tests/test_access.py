@@ -348,3 +348,26 @@ async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home, sims):
         assert health.verdict == "degraded"
         assert health.reasons == (f"{REFUSALS_DEGRADED} messages refused at the access gate in the last hour",)
         assert sims.feishu.sent == [] and sims.llm.requests == []
+
+
+def test_a_schema_2_journal_is_migrated_in_place(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE access")  # as schema 2 left it
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    try:
+        from gateway_core.access import AccessRecord
+
+        journal.save_access(AccessRecord("ou_a", approved_at=1.0))
+        assert journal.access_record("ou_a") == AccessRecord("ou_a", approved_at=1.0)
+        journal.save_access(AccessRecord("ou_a"))  # a row that says nothing any more is gone
+        assert journal.access_records() == []
+    finally:
+        journal.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3

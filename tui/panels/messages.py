@@ -8,8 +8,9 @@ flickers by being cleared and refilled. Answers in progress are shown too, as "w
 the pieces (about one token each) and characters streamed so far, updated in place and replaced by
 the final row when the answer is done. The outcome says how the reply went out: "· card" for a
 streaming card, "· text" for a plain reply; commands read "command". The subtitle names the
-reply mode, and says so when streaming fell back to text. Every cell from a message is a `Text`,
-never markup.
+reply mode, and says so when streaming fell back to text. Messages stopped at the access gate read
+"refused"; the subtitle says how many pairing requests wait (key `a`), or that a profile without
+[access] answers anyone. Every cell from a message is a `Text`, never markup.
 """
 
 from __future__ import annotations
