@@ -388,8 +388,8 @@ class MessagePipeline:
 
     def _refused_at_gate(self, message: IncomingMessage) -> bool:
         """The access gate: True if the message is refused (journaled so, its notice on its way)."""
-        if self.access is None:
-            return False
+        if self.access is None or message.ignorable:
+            return False  # an empty or recalled message is dropped unanswered anyway: no notice for it
         try:
             addressed = message.read_by(self._bot_open_id).mentions_bot if self._bot_open_id else False
             judgement = self.access.judge(

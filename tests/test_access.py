@@ -115,6 +115,13 @@ async def test_pairing_end_to_end_approve_restart_revoke(home, sims, capsys):
         assert gateway.journal.state_of(refused.message_id) == REFUSED and len(sims.llm.requests) == 2
 
 
+async def test_a_strangers_recalled_message_gets_no_code(home, sims):
+    async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
+        recalled = sims.feishu.inject_text("", content="{}", sender_open_id="ou_stranger", chat_id="oc_s")
+        await settled(gateway, recalled, InboxState.DROPPED)
+        assert sims.feishu.replies_to(recalled) == [] and gateway.snapshot().pipeline.access.pending == ()
+
+
 async def test_a_fourth_pending_stranger_is_told_to_try_later(home, sims):
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         for n in range(MAX_PENDING):
