@@ -120,6 +120,13 @@ class Gateway:
                 self.owner_kind,
                 ", ".join(self.profile.llm.models),
             )
+            access = self.profile.access
+            if not access.declared:
+                log.info("access: the profile has no [access] section: answering anyone (dm_policy open)")
+            else:
+                log.info(
+                    "access: dm_policy %s, %d open_ids allowed by the profile", access.dm_policy, len(access.allow)
+                )
             self.control = ControlServer(self, self.home.socket_file(self.profile.name))
             await self.control.start()
             self.journal.prune()

@@ -136,3 +136,17 @@ def test_pairing_requests_modal_80x24(snap_compare):
     shows = ("Pairing requests", "ou_stranger  in oc_dm_stranger  20s ago", "a approve · d deny")
     run_before = picture(source, "a", modal=True, shows=shows, hides=("QX",))
     assert snap_compare(console(source), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_an_attached_console_decides_through_the_control_socket(home, sims):
+    from tui.remote import RemoteSource
+
+    from .support import gateway_on_profile
+
+    async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
+        await code_reply(sims, "ou_far", "oc_far")
+        remote = RemoteSource(home, "p", gateway.lock.info)
+        listed = await remote.access_request("list")
+        assert [p["open_id"] for p in listed["pending"]] == ["ou_far"]
+        assert await remote.access_request("approve", "ou_far") == {"approved": "ou_far"}
+        assert gateway.journal.access_record("ou_far").approved_at is not None
