@@ -378,3 +378,21 @@ def test_a_schema_2_journal_is_migrated_in_place(tmp_path):
     finally:
         journal.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        ('dm_policy = "closed"', 'access.dm_policy: expected one of "pairing", "allowlist", "open"'),
+        ("user_messages_per_hour = -1", "access.user_messages_per_hour: expected an integer >= 0"),
+        ('allow = "ou_a"', "access.allow: expected a list of non-empty strings"),
+        ('alow = ["ou_a"]', "unknown key access.alow: did you mean allow?"),
+    ],
+)
+def test_bad_access_settings_are_one_line_naming_the_key(home, sims, section, expected):
+    from gateway_core.config import ConfigError
+
+    write_profile(home, "p", sims, extra=f"\n[access]\n{section}\n")
+    with pytest.raises(ConfigError) as info:
+        load_profile(home, "p")
+    assert expected in str(info.value) and "\n" not in str(info.value)
