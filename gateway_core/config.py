@@ -17,6 +17,8 @@ from typing import Any, NoReturn
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .states import DmPolicy
+
 FEISHU_DOMAIN = "https://open.feishu.cn"
 REPLY_MODES = ("stream", "text")
 GROUP_POLICIES = ("always", "mention", "never")  # the same as messages.GROUP_POLICIES
@@ -135,6 +137,17 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AccessConfig:
+    """Who may talk to the bot (issue 19); enforced by access.py at the pipeline's gate."""
+
+    dm_policy: DmPolicy = DmPolicy.OPEN  # a profile without [access] answers anyone, as before
+    allow: tuple[str, ...] = ()  # open_ids always allowed
+    chats: tuple[str, ...] = ()  # if not empty, the only group chats answered
+    user_messages_per_hour: int = 0  # per sender; 0: no limit
+    declared: bool = False  # the profile has an [access] section
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     path: Path
@@ -147,6 +160,7 @@ class Profile:
     max_in_flight: int = 256
     not_connected_report: float = 30.0  # headless: seconds between "not connected yet" lines
     admins: tuple[str, ...] = ()  # open_ids whose in-chat `/model NAME` switches every chat
+    access: AccessConfig = AccessConfig()
     # Loaded with require_secrets=False (`profile show`): what is wrong with each secret, one
     # line each with the command that fixes it; the secret itself is then "".
     secret_problems: tuple[str, ...] = ()
@@ -289,6 +303,8 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
     executor = document.section("executor")
     logs = document.section("logging")
     gateway = document.section("gateway")
+    declared = "access" in data
+    access = document.section("access")
     secret_problems: list[str] = []
 
     def secret(section: _Section, key: str) -> str:
@@ -360,6 +376,13 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
         max_in_flight=gateway.integer("max_in_flight", 256, 1),
         not_connected_report=gateway.number("not_connected_report", 30.0, 0.1),
         admins=gateway.text_list("admins"),
+        access=AccessConfig(
+            dm_policy=DmPolicy(access.choice("dm_policy", DmPolicy.OPEN, tuple(DmPolicy))),
+            allow=access.text_list("allow"),
+            chats=access.text_list("chats"),
+            user_messages_per_hour=access.integer("user_messages_per_hour", 0, 0),
+            declared=declared,
+        ),
         secret_problems=tuple(secret_problems),
     )
     document.reject_unknown()  # after every read above, so each key the loader knows is valid
@@ -479,6 +502,15 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
 # max_in_flight = 256                   # answers in progress at once (one per chat at a time)
 # not_connected_report = 30             # headless: until Feishu connects, say why this often (s)
 # admins = ["ou_xxxxxxxx"]              # open_ids whose in-chat "/model NAME" switches every chat
+
+[access]
+dm_policy = "pairing"                   # direct messages: "pairing" (a stranger gets a code that
+                                        # 'gatewatch access approve CODE' accepts), "allowlist"
+                                        # (only the open_ids below and approved ones) or "open" (anyone)
+# allow = ["ou_xxxxxxxx"]               # open_ids always allowed
+# chats = ["oc_xxxxxxxx"]               # if set, the only group chats answered (the group policy
+#                                       # still applies inside them)
+# user_messages_per_hour = 0            # per person; over it, one polite "slow down"; 0: no limit
 """
 
 
@@ -528,4 +560,20 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "gateway.stale_after": profile.stale_after,
         "gateway.max_in_flight": profile.max_in_flight,
         "gateway.admins": ", ".join(profile.admins) or "(none)",
+        "access.dm_policy": (
+            profile.access.dm_policy if profile.access.declared else f"{DmPolicy.OPEN} (no [access] section)"
+        ),
+        "access.allow": ", ".join(profile.access.allow) or "(none)",
+        "access.chats": ", ".join(profile.access.chats) or "(any)",
+        "access.user_messages_per_hour": profile.access.user_messages_per_hour or "no limit",
     }
+
+
+def access_warnings(profile: Profile) -> list[str]:
+    """What `profile show` warns about the profile's [access] (one line each)."""
+    if profile.access.declared:
+        return []
+    return [
+        f"access.dm_policy: the profile has no [access] section, so the bot answers anyone in the tenant"
+        f' and every group it is in; add [access] with dm_policy = "{DmPolicy.PAIRING}" (or "allowlist")'
+    ]

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Protocol
 
+from .access import AccessError
 from .llm import UnknownModel
 from .logs import GatewayLogging, LogLine
 from .snapshots import GatewaySnapshot, snapshot_to_dict
@@ -34,7 +35,8 @@ BROADCAST_INTERVAL = 0.5
 SUBSCRIBER_BUFFER_LIMIT = 1024 * 1024  # bytes waiting in one subscriber's socket before we drop
 SUBSCRIBER_STUCK_AFTER = 30.0  # seconds of dropped batches before a subscriber is disconnected
 SUBSCRIBE_BACKLOG = 500
-OPS = ("status", "subscribe", "switch_model", "restart_feishu", "rebuild_executor", "stop")
+ACCESS_OPS = ("access_list", "access_approve", "access_deny", "access_revoke")  # issue 19
+OPS = ("status", "subscribe", "switch_model", "restart_feishu", "rebuild_executor", "stop", *ACCESS_OPS)
 
 
 # -- peer credentials ---------------------------------------------------------------------------
@@ -90,6 +92,8 @@ class Controllable(Protocol):
     def rebuild_executor(self, cause: str = ...) -> None: ...
 
     def request_stop(self, cause: str) -> None: ...
+
+    def access_request(self, op: str, argument: str | None = ...) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass(eq=False)
@@ -233,12 +237,17 @@ class ControlServer:
             if op == "restart_feishu":
                 restarted = await gateway.restart_feishu("requested over the control socket")
                 return {"ok": True, "restarted": restarted}, False
+            if op in ACCESS_OPS:
+                argument = request.get("argument")
+                if argument is not None and not isinstance(argument, str):
+                    return {"ok": False, "error": f"{op} takes a string 'argument'"}, False
+                return {"ok": True, **gateway.access_request(op.removeprefix("access_"), argument)}, False
             if op == "rebuild_executor":
                 gateway.rebuild_executor("requested over the control socket")
                 return {"ok": True}, False
             gateway.request_stop("requested over the control socket")
             return {"ok": True, "stopping": True}, False
-        except UnknownModel as exc:
+        except (UnknownModel, AccessError) as exc:
             return {"ok": False, "error": str(exc)}, False
 
     async def _stream_to(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:

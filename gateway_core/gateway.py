@@ -16,6 +16,7 @@ import os
 import time
 from typing import Any, Callable
 
+from .access import AccessGate, perform
 from .config import Home, Profile
 from .control import ControlServer
 from .executor import HeldExecutor
@@ -108,6 +109,7 @@ class Gateway:
                 rules=chat_rules(self.profile),
                 cardkit=self.cardkit,
                 status_line=self.status_line,
+                access=AccessGate(self.profile.access, self.journal, self.profile.name),
             )
             self._started_at = time.time()
             self._state, self._accepting = GatewayState.RUNNING, True
@@ -118,6 +120,13 @@ class Gateway:
                 self.owner_kind,
                 ", ".join(self.profile.llm.models),
             )
+            access = self.profile.access
+            if not access.declared:
+                log.info("access: the profile has no [access] section: answering anyone (dm_policy open)")
+            else:
+                log.info(
+                    "access: dm_policy %s, %d open_ids allowed by the profile", access.dm_policy, len(access.allow)
+                )
             self.control = ControlServer(self, self.home.socket_file(self.profile.name))
             await self.control.start()
             self.journal.prune()
@@ -198,6 +207,12 @@ class Gateway:
 
     def rebuild_executor(self, cause: str = "operator request") -> None:
         self.executor.rebuild(cause)
+
+    def access_request(self, op: str, argument: str | None = None) -> dict[str, Any]:
+        """`gatewatch access …` and the console's approve/deny, on the gateway's loop (AccessError if bad)."""
+        if self.journal is None:
+            raise RuntimeError("the gateway is not serving")
+        return perform(self.journal, self.profile.access, op, argument)
 
     def request_stop(self, cause: str) -> None:
         """Ask the gateway's owner (headless runner or console) to stop it cleanly."""

@@ -8,7 +8,8 @@ verdict is about the users' side of things, from everything the gateway knows ab
   refused tenant token fails every one), every model is failing or answers only apologies, or a
   configured model does not exist;
 - `degraded` — answers go out, but something needs a look: a busy or rebuilt executor, one model's
-  breaker open, a reply failure or two, messages waiting longer than they should;
+  breaker open, a reply failure or two, messages waiting longer than they should, a spike of
+  messages refused at the access gate (strangers knocking, or someone over their budget);
 - `healthy` — none of the above.
 
 Each reason is one short sentence an operator can act on ("Feishu reconnecting for 80s:
@@ -38,6 +39,7 @@ VERDICTS = tuple(Verdict)
 REPLY_FAILURES_UNHEALTHY = 3  # reply attempts failed in a row (not "too fast"): nobody gets answers
 APOLOGIES_UNHEALTHY = 3  # apologies in a row: the models answer nobody
 PENDING_DEGRADED_AFTER = 60.0  # seconds the oldest unanswered message may wait before it is news
+REFUSALS_DEGRADED = 20  # messages refused at the access gate in the last hour: a spike worth a look
 REASON_CHARS = 160  # a reason is a sentence, not a dump of an error body
 
 
@@ -77,6 +79,7 @@ def assess(
         _judge_replies(replies, bad, meh)
     _judge_models(models, pipeline, bad, meh)
     _judge_backlog(pipeline, now, meh)
+    _judge_access(pipeline, meh)
     reasons = tuple(_short(r) for r in (*bad, *meh))
     return Health(UNHEALTHY if bad else DEGRADED if meh else HEALTHY, reasons)
 
@@ -148,6 +151,13 @@ def _judge_backlog(pipeline: "PipelineSnapshot", now: float, meh: list[str]) -> 
         waited = now - pipeline.oldest_pending_at
         if waited > PENDING_DEGRADED_AFTER:
             meh.append(f"{pipeline.pending} messages unanswered, the oldest for {_dur(waited)}")
+
+
+def _judge_access(pipeline: "PipelineSnapshot", meh: list[str]) -> None:
+    access = pipeline.access
+    if access is not None and access.refused_last_hour >= REFUSALS_DEGRADED:
+        waiting = f", {len(access.pending)} pairing requests waiting" if access.pending else ""
+        meh.append(f"{access.refused_last_hour} messages refused at the access gate in the last hour{waiting}")
 
 
 def _short(reason: str) -> str:

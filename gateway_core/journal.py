@@ -25,6 +25,11 @@ card entity exists for it, "text" for a plain reply) and `checkpoint` holds the 
 `cardkit.StreamCheckpoint`, so a re-drive finishes the same card and a text reply never follows a
 card. `raw_content` and `mentions` keep what the pipeline interprets (post content, @-mentions).
 `chat_models` holds the model a chat chose with `/model NAME`.
+
+Access (schema 3, issue 19): a message stopped at the access gate is `refused` (final, with the
+reason, never re-driven). `access` holds one row per person the gate knows (access.AccessRecord):
+approved (by a pairing code), a pending pairing code, and when they were last sent a notice, so
+approvals survive restarts and hand-overs and no owner repeats a notice.
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ from typing import Any, Callable
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from .access import AccessRecord
 from .messages import IncomingMessage, Mention
+from .states import InboxState
 
 log = logging.getLogger("gatewatch.journal")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RETENTION = 48 * 3600.0  # finished rows are kept this long: dedup must outlive Feishu's ~7.1 h retries
 WRITE_TIMES_KEPT = 64  # small: every status and subscribe snapshot carries them
 BUSY_TIMEOUT = 2.0  # seconds sqlite waits for a lock: the SDK's 3 s ack budget is the ceiling
@@ -78,6 +85,15 @@ CREATE TABLE IF NOT EXISTS chat_models (
     chat_id    TEXT PRIMARY KEY,
     model      TEXT NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS access (
+    open_id     TEXT PRIMARY KEY,
+    approved_at REAL,
+    code        TEXT,
+    code_at     REAL,
+    code_chat   TEXT,
+    refusal_at  REAL,
+    slowdown_at REAL
 );
 """
 # Schema 1 → 2: columns added to `inbox` (a v1 row reads as a text message answered in text).
@@ -131,6 +147,24 @@ def peek_pending(path: Path) -> JournalSnapshot | None:
     return JournalSnapshot(pending=count, oldest_pending_at=oldest, path=str(path))
 
 
+def peek_access(path: Path, since: float) -> tuple[list[AccessRecord], int] | None:
+    """The access rows and the refusals since `since` of a journal nobody may be serving (read-only)."""
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            rows = db.execute(f"SELECT {_ACCESS_COLUMNS} FROM access ORDER BY code_at, open_id").fetchall()
+            [(refused,)] = db.execute(
+                "SELECT COUNT(*) FROM inbox WHERE state = ? AND received_at >= ?", (InboxState.REFUSED, since)
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None  # not there yet (an older journal), or busy: nothing to tell
+    return [AccessRecord(*row) for row in rows], int(refused)
+
+
 class Journal:
     """Thread-safe: the SDK thread records arrivals, the gateway loop records progress."""
 
@@ -159,7 +193,7 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before Feishu gets the ack
             db.executescript(_SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, SCHEMA_VERSION):
+            if version not in (0, 1, 2, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"schema version {version}, this gatewatch knows {SCHEMA_VERSION}")
             _migrate(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -271,6 +305,10 @@ class Journal:
     def mark_dropped(self, message_id: str, reason: str, reply_id: str | None = None) -> None:
         self._update(message_id, "dropped", "reply_id = ?, reason = ?", (reply_id, reason))
 
+    def mark_refused(self, message_id: str, reason: str, reply_id: str | None = None) -> None:
+        """Stopped at the access gate: final, never re-driven (a notice's reply id may follow)."""
+        self._update(message_id, InboxState.REFUSED, "reply_id = ?, reason = ?", (reply_id, reason))
+
     def _update(self, message_id: str, state: str, assignments: str, args: tuple[Any, ...] = ()) -> None:
         with self._transaction() as db:
             db.execute(
@@ -331,6 +369,50 @@ class Journal:
             )
         return reply
 
+    # -- access (issue 19) -------------------------------------------------------------------
+
+    def access_records(self) -> list[AccessRecord]:
+        rows = self._read(f"SELECT {_ACCESS_COLUMNS} FROM access ORDER BY code_at, open_id")
+        return [AccessRecord(*row) for row in rows]
+
+    def access_record(self, open_id: str) -> AccessRecord | None:
+        rows = self._read(f"SELECT {_ACCESS_COLUMNS} FROM access WHERE open_id = ?", (open_id,))
+        return AccessRecord(*rows[0]) if rows else None
+
+    def save_access(self, record: AccessRecord) -> None:
+        """Write one person's row; a row that says nothing any more is deleted."""
+        with self._transaction() as db:
+            if record.is_empty:
+                db.execute("DELETE FROM access WHERE open_id = ?", (record.open_id,))
+                return
+            db.execute(
+                f"INSERT OR REPLACE INTO access ({_ACCESS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.open_id,
+                    record.approved_at,
+                    record.code,
+                    record.code_at,
+                    record.code_chat,
+                    record.refusal_at,
+                    record.slowdown_at,
+                ),
+            )
+
+    def messages_from(self, sender_id: str, since: float, but: str = "") -> int:
+        """How many messages `sender_id` sent since `since` that were (or are being) answered."""
+        [(count,)] = self._read(
+            "SELECT COUNT(*) FROM inbox WHERE sender_id = ? AND received_at >= ? AND message_id != ?"
+            " AND state NOT IN (?, ?)",
+            (sender_id, since, but, InboxState.REFUSED, InboxState.DROPPED),
+        )
+        return int(count)
+
+    def refused_since(self, since: float) -> int:
+        [(count,)] = self._read(
+            "SELECT COUNT(*) FROM inbox WHERE state = ? AND received_at >= ?", (InboxState.REFUSED, since)
+        )
+        return int(count)
+
     def state_of(self, message_id: str) -> str | None:
         rows = self._read("SELECT state FROM inbox WHERE message_id = ?", (message_id,))
         return rows[0][0] if rows else None
@@ -340,7 +422,7 @@ class Journal:
         cutoff = (time.time() if now is None else now) - older_than
         with self._transaction() as db:
             pruned = db.execute(
-                "DELETE FROM inbox WHERE state IN ('answered', 'apologised', 'dropped') AND received_at < ?",
+                "DELETE FROM inbox WHERE state IN ('answered', 'apologised', 'dropped', 'refused') AND received_at < ?",
                 (cutoff,),
             ).rowcount
         if pruned:
@@ -398,8 +480,14 @@ class ChatSettings:
         self._db.execute("DELETE FROM chat_models")
 
 
+_ACCESS_COLUMNS = "open_id, approved_at, code, code_at, code_chat, refusal_at, slowdown_at"
+
+
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring an older inbox up to SCHEMA_VERSION (idempotent: a column present is kept)."""
+    """Bring an older inbox up to SCHEMA_VERSION (idempotent: a column present is kept).
+
+    Schema 3 adds only the `access` table (created by _SCHEMA) and the `refused` state.
+    """
     present = {row[1] for row in db.execute("PRAGMA table_info(inbox)")}
     for column, kind in _INBOX_COLUMNS_V2:
         if column not in present:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import psutil
 
-OWNER_KINDS = ("console", "headless")
+OWNER_KINDS = ("console", "headless", "cli")  # cli: `gatewatch access` on a profile nobody serves, briefly
 
 
 @dataclass(frozen=True)
 class OwnerInfo:
     pid: int
-    owner: str  # console | headless
+    owner: str  # console | headless | cli
     started_at: float
     profile: str = ""
     launchd_label: str | None = None  # set when launchd started this gateway (XPC_SERVICE_NAME)

@@ -17,6 +17,12 @@ a group message with mentions waits for it up to `identity_wait` seconds, and is
 (left unfinished in the journal, re-driven as soon as the identity is known) — never guessed at,
 never lost.
 
+Before any of that, the access gate (issue 19, access.py) judges who is writing: right after the
+journal recorded a message (and for a re-drive of one never judged) and before the scheduler sees
+it. A refused message is journaled as `refused` with the reason straight away, so it is never
+re-driven; its notice (a pairing code, a polite refusal, "slow down"), if any, is sent once,
+best-effort, and costs no model call.
+
 Replies go out as streaming CardKit cards (`reply_mode = "stream"`) or plain text replies, a long
 answer in as many parts as Feishu's size limits need (delivery.py): how it is being delivered is
 journaled before anything it describes can be seen, so a re-drive (or a retry) resumes at the same
@@ -35,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+from .access import AccessGate, AccessSnapshot, Judgement
 from .cardkit import CardKitClient
 from .commands import Command, help_text, parse_command, unknown_command_text
 from .delivery import ROTATE_AFTER, AnswerDelivery, DeliveryRecord
@@ -44,6 +51,7 @@ from .logs import escape_untrusted
 from .messages import IncomingMessage, group_policy_for, history_key, should_answer
 from .replies import ReplySender
 from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
+from .states import InboxState
 
 log = logging.getLogger("gatewatch.pipeline")
 
@@ -147,6 +155,7 @@ class PipelineSnapshot:
     held: int = 0  # group messages waiting for the bot's identity
     bot_open_id: str | None = None
     apologies_in_a_row: int = 0  # "the model is unavailable" replies since the last real answer
+    access: AccessSnapshot | None = None  # the access gate: policy, pending pairing codes, refusals
 
 
 def _bounded(text: str) -> str:
@@ -170,6 +179,7 @@ class MessagePipeline:
         rules: ChatRules | None = None,
         cardkit: CardKitClient | None = None,
         status_line: Callable[[], str] | None = None,
+        access: AccessGate | None = None,
     ):
         self._llm = llm
         self._replies = replies
@@ -206,6 +216,7 @@ class MessagePipeline:
         # deque or a dict while the loop changes it raises. Counters are read as they are.
         self._shown_guard = threading.Lock()
         self._ignored = self._commands = 0
+        self.access = access
 
     def accept(self, message: IncomingMessage) -> None:
         """Start answering a message the journal just recorded as new. Must run on the gateway's loop."""
@@ -218,7 +229,8 @@ class MessagePipeline:
             message.chat_id,
             escape_untrusted(message.text if message.text is not None else f"<{message.message_type}>"),
         )
-        self._start(message, None)
+        if not self._refused_at_gate(message):
+            self._start(message, None)
 
     def note_duplicate(self, message: IncomingMessage) -> None:
         """A redelivery the journal recognised: it is (being) answered already, so nothing is sent."""
@@ -242,6 +254,8 @@ class MessagePipeline:
         for item in pending:
             if item.message.message_id in self._in_progress:
                 continue
+            if item.state == InboxState.RECEIVED and self._refused_at_gate(item.message):
+                continue  # never judged before the last owner stopped: judged now
             if item.checkpoint or item.reply_mode:
                 record = DeliveryRecord.from_json(item.checkpoint, item.reply_mode)
                 self._journaled_deliveries[item.message.message_id] = record
@@ -374,12 +388,46 @@ class MessagePipeline:
                 event_id=message.event_id,
                 text=_bounded(shown),
                 reply=_bounded(reply),
-                reply_mode=record.mode if record is not None else "",
+                reply_mode=record.mode if record is not None else ("text" if reply else ""),
                 delivery=record.describe() if record is not None else "",
             )
         )
 
     # -- judging a message -----------------------------------------------------------------------
+
+    def _refused_at_gate(self, message: IncomingMessage) -> bool:
+        """The access gate: True if the message is refused (journaled so, its notice on its way)."""
+        if self.access is None or message.ignorable:
+            return False  # an empty or recalled message is dropped unanswered anyway: no notice for it
+        try:
+            addressed = message.read_by(self._bot_open_id).mentions_bot if self._bot_open_id else False
+            judgement = self.access.judge(
+                message.sender_id, message.chat_id, message.is_group, message.message_id, addressed
+            )
+            if judgement.admitted:
+                return False
+            assert judgement.reason is not None
+            self._journal.mark_refused(message.message_id, judgement.reason)
+        except JournalError as exc:
+            self._journal_failed(exc)
+            return True  # not answered by this owner: the next one judges it again
+        log.info("message %s from %s refused: %s", message.message_id, message.sender_id, judgement.reason)
+        shown = message.text if message.text is not None else f"<{message.message_type}>"
+        self._remember(message, shown, judgement.shown_notice, None, None, "refused")
+        if judgement.notice is not None:
+            self.scheduler.submit(message.chat_id, self._send_notice, message, judgement)
+        return True
+
+    async def _send_notice(self, message: IncomingMessage, judgement: Judgement) -> None:
+        """A refused message's one notice: tried once (a courtesy, never re-driven), no model."""
+        assert judgement.notice is not None and judgement.reason is not None
+        try:
+            reply_id = await self._replies.reply_text(message.message_id, judgement.notice, message.chat_id)
+            self._journal.mark_refused(message.message_id, judgement.reason, reply_id)
+        except JournalError as exc:
+            self._journal_failed(exc)
+        except Exception as exc:
+            log.warning("the access notice to %s was not delivered: %s", message.message_id, exc)
 
     async def _read(self, message: IncomingMessage) -> IncomingMessage | None:
         """The message read with the bot's own mention told apart; None when it must be held."""
@@ -613,7 +661,14 @@ class MessagePipeline:
             held=len(self._held),
             bot_open_id=self._bot_open_id,
             apologies_in_a_row=self._apologies_in_a_row,
+            access=self._access_snapshot(),
         )
+
+    def _access_snapshot(self) -> AccessSnapshot | None:
+        try:
+            return self.access.snapshot() if self.access is not None else None
+        except JournalError:
+            return None
 
 
 class _Progress:

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .access import AccessSnapshot, PendingCode
 from .executor import ExecutorSnapshot
 from .feishu import FeishuSnapshot
 from .health import Health, assess
@@ -69,6 +70,10 @@ def snapshot_from_dict(data: dict[str, Any]) -> GatewaySnapshot:
     pipeline = dict(data["pipeline"])
     pipeline["activity"] = [build(Activity, a) for a in pipeline.get("activity", [])]
     pipeline["answering"] = [build(Answering, a) for a in pipeline.get("answering", [])]
+    if pipeline.get("access"):
+        access = dict(pipeline["access"])
+        access["pending"] = [build(PendingCode, p) for p in access.get("pending", [])]
+        pipeline["access"] = build(AccessSnapshot, access)
     return GatewaySnapshot(
         profile=data["profile"],
         state=data["state"],

@@ -47,3 +47,22 @@ class Verdict(StrEnum):
     HEALTHY = "healthy"
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
+
+
+class DmPolicy(StrEnum):
+    """Who may talk to the bot in a direct message (access.py, profile key access.dm_policy)."""
+
+    PAIRING = "pairing"  # a stranger gets a code the owner approves
+    ALLOWLIST = "allowlist"  # only access.allow and approved open_ids; others a polite refusal
+    OPEN = "open"  # anyone in the tenant (also a profile without [access])
+
+
+class InboxState(StrEnum):
+    """A journaled message's state (journal.py). `refused`: stopped at the access gate, final."""
+
+    RECEIVED = "received"
+    ANSWERING = "answering"
+    ANSWERED = "answered"
+    APOLOGISED = "apologised"
+    DROPPED = "dropped"
+    REFUSED = "refused"

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from .config import ConfigError, Home, load_profile
+from .access import AccessSnapshot, pending_codes
+from .config import ConfigError, Home, Profile, load_profile
 from .control import ControlError, request
 from .health import DEGRADED, HEALTHY, UNHEALTHY
-from .journal import peek_pending
+from .journal import peek_access, peek_pending
 from .ownership import read_owner
 from .states import GatewayState
 
@@ -38,6 +40,9 @@ class ProfileStatus:
     state: str = GatewayState.RUNNING  # running | stopped | invalid (not running, and could not start as it is)
     verdict: str | None = None  # healthy | degraded | unhealthy (health.py); None when nothing runs
     reasons: tuple[str, ...] = ()  # the verdict's reasons, worst first
+    # Who may talk to the bot (issue 19): policy, declared (False: no [access], anyone is answered),
+    # answers_anyone, pending (pairing requests, codes masked), refused_last_hour. None: unknown.
+    access: dict[str, Any] | None = None
 
 
 def collect_status(home: Home, timeout: float = 3.0) -> list[ProfileStatus]:
@@ -75,6 +80,7 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
         profile=name,
         owner=kind,
         pid=owner.pid,
+        access=_access(status["pipeline"].get("access")),
         uptime=status["uptime"],
         feishu=status["feishu"]["state"],
         executor=status["executor"]["state"],
@@ -100,7 +106,7 @@ def _not_running(home: Home, name: str) -> ProfileStatus:
     pending = backlog.pending if backlog else None
     oldest = time.time() - backlog.oldest_pending_at if backlog and backlog.oldest_pending_at else None
     try:
-        load_profile(home, name, require_secrets=False)
+        profile = load_profile(home, name, require_secrets=False)
     except ConfigError as error:
         why = str(error).removeprefix(f"{home.profiles / name}.toml: ")
         return ProfileStatus(
@@ -117,7 +123,42 @@ def _not_running(home: Home, name: str) -> ProfileStatus:
         state=GatewayState.STOPPED,
         pending=pending,
         oldest_pending_age=oldest,
+        access=_access(asdict(_stored_access(home, profile))),
     )
+
+
+def _stored_access(home: Home, profile: Profile) -> AccessSnapshot:
+    """What the journal of a profile nobody serves says about access (read-only)."""
+    now = time.time()
+    stored = peek_access(home.state_file(profile.name), now - 3600.0)
+    records, refused = stored if stored is not None else ([], 0)
+    return AccessSnapshot(
+        policy=profile.access.dm_policy,
+        declared=profile.access.declared,
+        pending=pending_codes(records, now),
+        refused_last_hour=refused,
+    )
+
+
+def _access(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `access` object of `status --json`; None when the gateway sent none (an older one)."""
+    if not snapshot:
+        return None
+    return {
+        "policy": snapshot["policy"],
+        "declared": snapshot["declared"],
+        "answers_anyone": not snapshot["declared"] or snapshot["policy"] == "open",
+        "pending": [
+            {
+                "open_id": p["open_id"],
+                "chat_id": p["chat_id"],
+                "requested_at": p["requested_at"],
+                "code": p["masked_code"],
+            }
+            for p in snapshot.get("pending", [])
+        ],
+        "refused_last_hour": snapshot.get("refused_last_hour", 0),
+    }
 
 
 def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
@@ -148,7 +189,24 @@ def render_status(statuses: list[ProfileStatus], as_json: bool) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+    table = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    return "\n".join(table + [note for s in statuses for note in _access_notes(s)])
+
+
+def _access_notes(status: ProfileStatus) -> list[str]:
+    """Lines under the table: a profile that answers anyone, pairing requests waiting."""
+    access = status.access
+    if access is None or status.state == "invalid":
+        return []
+    notes = []
+    if not access["declared"]:
+        notes.append(f"{status.profile}: answers anyone (no [access] section in the profile)")
+    if access["pending"]:
+        notes.append(
+            f"{status.profile}: {len(access['pending'])} pairing requests waiting:"
+            f" gatewatch access list --profile {status.profile}"
+        )
+    return notes
 
 
 def status_exit_code(statuses: list[ProfileStatus]) -> int:

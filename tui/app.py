@@ -81,6 +81,7 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         self._busy: ProfileBusy | None = None
         self.terminal_lost = False  # SIGHUP: the SSH session (and with it the terminal) went away
         self._attach_watch = AttachWatch()
+        self._pairing_requests = 0  # as last shown: when it changes, so does whether `a` is on offer
 
     def get_default_screen(self) -> MainScreen:
         self.main = MainScreen().data_bind(ConsoleApp.phase)
@@ -144,6 +145,10 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
     def refresh_panels(self) -> None:
         try:
             self.main.reading = read_source(self.source, self.clock, self.process_stats)
+            access = self.main.reading.snapshot.pipeline.access
+            if (requests := len(access.pending) if access is not None else 0) != self._pairing_requests:
+                self._pairing_requests = requests
+                self.offer_keys()
             news = self._attach_watch.news(self.source, can_serve_here=self._make_local is not None)
             if news is not None:  # attached, and the owner's state changed: keys may change too
                 self.offer_keys()

@@ -12,7 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway_core.config import ConfigError, Home, describe_profile, load_profile, write_profile_template
+from gateway_core.config import (
+    ConfigError,
+    Home,
+    access_warnings,
+    describe_profile,
+    load_profile,
+    write_profile_template,
+)
 
 EXIT_CONFIG = 2
 
@@ -37,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="is each profile's gateway really alive? (exit 1 if not)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    access = commands.add_parser("access", help="who may talk to the bot: pairing codes, approvals")
+    access_commands = access.add_subparsers(dest="access_command", metavar="ACTION", required=True)
+    approve = access_commands.add_parser("approve", help="approve the person who was given this pairing code")
+    approve.add_argument("code")
+    approve.add_argument("--profile", default="default")
+    listed = access_commands.add_parser("list", help="allowed open_ids and pending pairing codes")
+    listed.add_argument("--profile", default="default")
+    revoke = access_commands.add_parser("revoke", help="take an approval back")
+    revoke.add_argument("open_id")
+    revoke.add_argument("--profile", default="default")
 
     launchd = commands.add_parser("launchd", help="LaunchAgent per profile: install, status, hand over, doctor")
     from launchd.cli import add_arguments as add_launchd_arguments  # no UI imports there
@@ -73,6 +91,8 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
     command = args.command or "console"
     if command == "profile":
         return _profile(args, home)
+    if command == "access":
+        return _access(args, home)
     if command == "run":
         if not args.headless:
             return open_console(home, args.profile)
@@ -128,8 +148,31 @@ def _profile(args: argparse.Namespace, home: Home) -> int:
     profile = load_profile(home, args.name, require_secrets=False)
     for key, value in describe_profile(profile).items():
         print(f"{key:26} {value}")
-    for problem in profile.secret_problems:
+    for problem in [*profile.secret_problems, *access_warnings(profile)]:
         print(f"warning: {problem}")
+    return 0
+
+
+def _access(args: argparse.Namespace, home: Home) -> int:
+    """Unknown or expired code, an open_id not approved, an unreachable gateway: one line, exit 1."""
+    import time
+
+    from gateway_core.access import AccessOp, render_listing
+    from gateway_core.access_admin import AccessError, ControlError, administer
+
+    op = AccessOp(args.access_command)
+    argument = args.code if op == AccessOp.APPROVE else getattr(args, "open_id", None)
+    try:
+        result = administer(home, args.profile, op, argument)
+    except (AccessError, ControlError) as error:
+        print(f"gatewatch: {error}", file=sys.stderr)
+        return 1
+    if op == AccessOp.LIST:
+        print(render_listing(result, time.time()))
+    elif op == AccessOp.APPROVE:
+        print(f"approved {result['approved']}: the bot answers them from now on")
+    else:
+        print(f"revoked {result['revoked']}: the bot no longer answers them")
     return 0
 
 

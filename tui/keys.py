@@ -21,6 +21,7 @@ BINDINGS = [
     Binding("m", "pick_model", "Model", tooltip="switch the model for the next messages"),
     Binding("r", "restart_feishu", "Reconnect", tooltip="restart the Feishu connection now"),
     Binding("e", "rebuild_executor", "Executor", tooltip="rebuild the executor now"),
+    Binding("a", "access", "Access", tooltip="pairing requests: approve or deny who may talk to the bot"),
     Binding("h", "hand_back", "Hand back", show=False, tooltip="hand the profile back to launchd"),
     Binding("t", "take_over", "Take over", show=False, tooltip="take the profile over from launchd"),
     Binding("f", "faults", "Faults", tooltip="inject a fault (demo only)"),

@@ -15,19 +15,26 @@ from gateway_core.threads import in_own_thread
 
 from .phase import ConsolePhase
 from .remote import RemoteSource
-from .screens import Fault, fault_menu, model_picker
+from gateway_core.access import AccessOp, AccessSnapshot
 
-OPERATIONS = ("pick_model", "restart_feishu", "rebuild_executor", "faults")
+from .screens import AccessModal, Fault, fault_menu, model_picker
+
+OPERATIONS = ("pick_model", "restart_feishu", "rebuild_executor", "faults", "access")
 FEISHU_RESTART = "feishu-restart"
 
 
 class Operations(App[None]):
-    """Mixed into ConsoleApp: `m`, `r`, `e` and `f`."""
+    """Mixed into ConsoleApp: `m`, `r`, `e`, `a` and `f`."""
 
     def operation_state(self, action: str) -> bool | None:
         """check_action for the operations: None (shown, disabled) while there is nothing to operate."""
         if action == "faults" and not self.faults:
             return False  # the fault menu exists only in the demo
+        if action == "access":
+            access = self.access_shown()
+            if access is None or access.policy != "pairing":
+                return False  # nobody pairs: nothing to decide
+            return (self.operable() and bool(access.pending)) or None
         if action == "restart_feishu" and any(w.group == FEISHU_RESTART and not w.is_finished for w in self.workers):
             return None  # one restart at a time; a repeated key is not a second restart
         return self.operable() or None
@@ -69,6 +76,27 @@ class Operations(App[None]):
     async def rebuild_executor(self) -> None:
         await self.source.rebuild_executor()
         self.notify("executor rebuilt")
+        self.refresh_panels()
+
+    def access_shown(self) -> AccessSnapshot | None:
+        """The access gate as last read (the key follows what the screen shows)."""
+        reading = self.main.reading
+        return reading.snapshot.pipeline.access if reading is not None else None
+
+    def action_access(self) -> None:
+        access = self.access_shown()
+        if access is not None and access.pending:
+            self.push_screen(AccessModal(access.pending, self.clock(), access.policy), self._on_access_decided)
+
+    def _on_access_decided(self, decision: tuple[AccessOp, str] | None) -> None:
+        if decision is not None:
+            self.decide_access(*decision)
+
+    @work(group="operations", exit_on_error=False, name="deciding a pairing request")
+    async def decide_access(self, op: AccessOp, open_id: str) -> None:
+        await self.source.access_request(op, open_id)
+        done = "approved: the bot answers them now" if op == AccessOp.APPROVE else "denied"
+        self.notify(f"{open_id} {done}", markup=False)
         self.refresh_panels()
 
     def action_faults(self) -> None:

@@ -24,7 +24,7 @@ import itertools
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from gateway_core.config import Home
 from gateway_core.control import ControlError, arequest, log_line_from_dict, subscribe
@@ -129,6 +129,10 @@ class RemoteSource:
 
     async def rebuild_executor(self) -> None:
         await arequest(self.socket_path, "rebuild_executor", OPERATION_TIMEOUT)
+
+    async def access_request(self, op: str, argument: str | None = None) -> dict[str, Any]:
+        response = await arequest(self.socket_path, f"access_{op}", OPERATION_TIMEOUT, argument=argument)
+        return {k: v for k, v in response.items() if k not in ("ok", "v")}
 
     # -- lifecycle: attaching and detaching -----------------------------------------------------
 

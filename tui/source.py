@@ -50,6 +50,10 @@ class GatewaySource(Protocol):
 
     async def rebuild_executor(self) -> None: ...
 
+    async def access_request(self, op: str, argument: str | None = None) -> dict[str, Any]:
+        """An access operation (access.AccessOp) on the gateway's journal; AccessError if refused."""
+        ...
+
     def describe(self) -> str: ...
 
     def redact(self, text: str) -> str:
@@ -159,6 +163,11 @@ class LocalSource:
         gateway = self._started()
         cause = "operator request from the console"
         await self._on_gateway_loop(_called(gateway.rebuild_executor, cause), OPERATION_TIMEOUT, "rebuild the executor")
+
+    async def access_request(self, op: str, argument: str | None = None) -> dict[str, Any]:
+        gateway = self._started()
+        work = _called(gateway.access_request, op, argument)
+        return await self._on_gateway_loop(work, OPERATION_TIMEOUT, f"{op} access")
 
     def describe(self) -> str:
         return f"console, PID {os.getpid()}"

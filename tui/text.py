@@ -41,6 +41,7 @@ STATE_STYLES = {
     "unsupported": "dim",
     "command": "cyan",
     "ignored": "dim",
+    "refused": "magenta",  # stopped at the access gate (issue 19)
     "reply failed": "bold red",
 }
 

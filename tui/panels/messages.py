@@ -8,8 +8,9 @@ flickers by being cleared and refilled. Answers in progress are shown too, as "w
 the pieces (about one token each) and characters streamed so far, updated in place and replaced by
 the final row when the answer is done. The outcome says how the reply went out: "· card" for a
 streaming card, "· text" for a plain reply; commands read "command". The subtitle names the
-reply mode, and says so when streaming fell back to text. Every cell from a message is a `Text`,
-never markup.
+reply mode, and says so when streaming fell back to text. Messages stopped at the access gate read
+"refused"; the subtitle says how many pairing requests wait (key `a`), or that a profile without
+[access] answers anyone. Every cell from a message is a `Text`, never markup.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
+from gateway_core.access import AccessSnapshot
 from gateway_core.pipeline import Activity, Answering
 
 from ..text import STATE_STYLES, age, clock_time, millis
@@ -85,6 +87,7 @@ class MessagesPanel(DataTable):
         self._next_key = 0
         self._answering: dict[str, str] = {}  # message id -> row key of its "writing" row
         self._mode_line = ""
+        self._access_line = ""
 
     def on_mount(self) -> None:
         self.border_title = "Messages"
@@ -98,6 +101,7 @@ class MessagesPanel(DataTable):
         self.show(pipeline.activity)
         self.show_answering(pipeline.answering, reading.now)
         self.show_reply_mode(pipeline.reply_mode, pipeline.cardkit_unavailable)
+        self.show_access(pipeline.access)
         self.show_pending(pipeline.pending, pipeline.oldest_pending_at, reading.now)
 
     def show(self, activity: tuple[Activity, ...]) -> None:
@@ -141,10 +145,23 @@ class MessagesPanel(DataTable):
         line = "replies: text (cards unavailable)" if mode == "stream" and unavailable else f"replies: {mode}"
         self._mode_line = "" if mode == "text" and not unavailable else line
 
+    def show_access(self, access: AccessSnapshot | None) -> None:
+        """Who may talk to the bot: said when anyone may, and when pairing requests wait (key a)."""
+        if access is None:
+            line = ""
+        elif not access.declared:
+            line = "answers anyone: no [access]"
+        elif access.pending:
+            line = f"{len(access.pending)} pairing request{'s' if len(access.pending) > 1 else ''} (a)"
+        else:
+            line = ""
+        self._access_line = line
+
     def show_pending(self, pending: int, oldest_at: float | None, now: float) -> None:
         parts = [f"pending {pending} · oldest {age(oldest_at, now)}"] if pending else []
-        if self._mode_line:
-            parts.append(self._mode_line)
+        for line in (self._access_line, self._mode_line):
+            if line:
+                parts.append(line)
         subtitle = " · ".join(parts)
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle

@@ -1,5 +1,6 @@
 """Modal screens: every choice the operator makes goes through `ChoiceModal`."""
 
+from .access import AccessModal
 from .choice import Choice, ChoiceModal
 from .detail import DetailScreen, activity_detail, log_line_detail
 from .faults import Fault, fault_menu
@@ -9,6 +10,7 @@ from .owned import owned_by_another
 from .quit_confirm import hand_back_confirm, quit_confirm
 
 __all__ = [
+    "AccessModal",
     "Choice",
     "ChoiceModal",
     "DetailScreen",
