@@ -1,6 +1,7 @@
 """The Feishu side: the SDK's WebSocket long connection, owned and watched (HTTP: feishu_http.py).
 
-What lark-oapi 1.7.5's `ws.Client` does that shapes this class (read from its source):
+The SDK is loaded lean and its client subclassed in `_lark_compat.py`, the one module that reaches
+into lark-oapi. What lark-oapi 1.7.5's `ws.Client` does that shapes this class (read from its source):
 - it schedules its tasks on a *module-level* event loop, `start()` blocks forever and there is
   no `stop()`; so each connection attempt runs in a thread of ours with a loop of its own, and
   the subclass below makes the SDK use the loop it runs on, never the global one;
@@ -27,7 +28,6 @@ hands that over.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -36,7 +36,15 @@ from typing import Any, Callable
 
 from .config import FeishuConfig
 from .executor import HeldExecutor
-from .logs import adopt_sdk_logger, escape_untrusted
+from ._lark_compat import (
+    MessageEvents,
+    StaleAttempt,
+    is_client_exception,
+    load_ws_client,
+    observed_client_class,
+    sdk_error_text,
+)
+from .logs import escape_untrusted
 from .messages import IncomingMessage, incoming_from_event
 from .states import FeishuState
 
@@ -53,7 +61,7 @@ class PhaseDeadlines:
     handshake: float = 10.0  # WebSocket opening handshake
     close: float = 5.0  # closing handshake when an attempt is torn down
     stop_wait: float = 3.0  # how long stop() waits for the clean close before abandoning
-    sdk_import: float = 60.0  # first import of lark_oapi (~2 s, far more on a loaded machine)
+    sdk_import: float = 60.0  # first (lean) load of the SDK's WebSocket side (~0.3 s; more on a loaded machine)
     slack: float = 5.0  # added to every phase budget before the watchdog replaces the attempt
 
 
@@ -289,20 +297,20 @@ class FeishuConnection:
         generation = attempt.generation
         client = None
         try:
-            ws_client_module = _import_ws_sdk()
+            ws_client_module = load_ws_client()
             # The SDK's own start() schedules on this module global; ours never reads it, but an
             # SDK path we did not override would, so it points at the newest attempt's loop.
             ws_client_module.loop = loop
             if self._executor is not None:
                 self._executor.install_on(loop)
-            client = _observed_client_class(ws_client_module)(
+            client = observed_client_class(ws_client_module)(
                 owner=self,
                 generation=generation,
                 deadlines=self.deadlines,
                 max_interval=self.config.max_reconnect_interval,
                 app_id=self.config.app_id,
                 app_secret=self.config.app_secret,
-                event_handler=self._build_dispatcher(generation),
+                event_handler=MessageEvents(lambda event: self._on_sdk_event(generation, event)),
                 domain=self.config.domain,
             )
             with self._guard:
@@ -317,10 +325,10 @@ class FeishuConnection:
         except Exception as exc:
             if not self._current(generation):
                 log.debug("abandoned Feishu attempt %d ended: %s", generation, exc)
-            elif _is_client_exception(exc):
-                self._fail(generation, _sdk_error_text(exc), retryable=False)
+            elif is_client_exception(exc):
+                self._fail(generation, sdk_error_text(exc), retryable=False)
             else:
-                self._fail(generation, f"{type(exc).__name__}: {_sdk_error_text(exc)}", retryable=True)
+                self._fail(generation, f"{type(exc).__name__}: {sdk_error_text(exc)}", retryable=True)
         finally:
             self._close_loop(loop, client)
 
@@ -341,14 +349,6 @@ class FeishuConnection:
             if self._executor is not None:
                 self._executor.forget(loop)
             loop.close()
-
-    def _build_dispatcher(self, generation: int) -> Any:
-        import lark_oapi as lark
-
-        def on_event(data: Any) -> None:
-            self._on_sdk_event(generation, data)
-
-        return lark.EventDispatcherHandler.builder("", "").register_p2_im_message_receive_v1(on_event).build()
 
     def _on_sdk_event(self, generation: int, data: Any) -> None:
         """SDK handler, on the SDK's loop thread: convert, hand over, return (the SDK then acks).
@@ -438,7 +438,7 @@ class FeishuConnection:
                 )
 
     def _on_attempt_failed(self, generation: int, exc: BaseException, retry_in: float | None) -> None:
-        text = escape_untrusted(f"{type(exc).__name__}: {_sdk_error_text(exc)}", limit=200)
+        text = escape_untrusted(f"{type(exc).__name__}: {sdk_error_text(exc)}", limit=200)
         with self._guard:
             if not self._current(generation) or self._stopping:
                 return
@@ -456,10 +456,10 @@ class FeishuConnection:
     def _on_gave_up(self, generation: int, exc: BaseException) -> None:
         if not self._current(generation) or self._stopping:
             return
-        if _is_client_exception(exc):
-            self._fail(generation, _sdk_error_text(exc), retryable=False)
+        if is_client_exception(exc):
+            self._fail(generation, sdk_error_text(exc), retryable=False)
         else:
-            self._fail(generation, f"SDK gave up reconnecting: {_sdk_error_text(exc)}", retryable=True)
+            self._fail(generation, f"SDK gave up reconnecting: {sdk_error_text(exc)}", retryable=True)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -514,230 +514,3 @@ class FeishuConnection:
         if silent is None or silent <= self._ping_interval + liveness_grace(self._ping_interval):
             return None
         return f"no pong for {silent:.0f}s (ping interval {self._ping_interval:g}s)"
-
-
-class StaleAttempt(RuntimeError):
-    """An abandoned attempt got an event: the SDK acks it as failed so Feishu redelivers it."""
-
-
-def _import_ws_sdk() -> Any:
-    """Import the SDK (slow: ~2 s) on the connection thread, never on the gateway's loop."""
-    import lark_oapi.ws.client as ws_client_module
-
-    adopt_sdk_logger()
-    return ws_client_module
-
-
-def _is_client_exception(exc: BaseException) -> bool:
-    from lark_oapi.ws.exception import ClientException
-
-    return isinstance(exc, ClientException)
-
-
-def _sdk_error_text(exc: BaseException) -> str:
-    return escape_untrusted(str(getattr(exc, "msg", None) or exc) or type(exc).__name__, limit=200)
-
-
-_OBSERVED: dict[int, type] = {}
-
-
-def _observed_client_class(ws_client_module: Any) -> type:
-    """A subclass of the SDK's ws.Client: deadlines on every phase, its own loop, and a report
-    of its life (phases, frames, pings, failures) to a FeishuConnection, tagged with its
-    generation. The one place that overrides SDK internals.
-
-    Built after the lazy import so this module stays importable without paying for the SDK.
-    """
-    key = id(ws_client_module)
-    if key in _OBSERVED:
-        return _OBSERVED[key]
-    sdk = ws_client_module
-
-    class ObservedClient(sdk.Client):  # type: ignore[misc, name-defined]
-        _conn: Any  # the SDK's own attributes (set in its connect), declared for the type checker
-        _service_id: Any
-
-        def __init__(
-            self,
-            owner: FeishuConnection,
-            generation: int,
-            deadlines: PhaseDeadlines,
-            max_interval: float,
-            **kwargs: Any,
-        ):
-            self._owner, self._generation = owner, generation
-            self._deadlines, self._max_interval = deadlines, max_interval
-            super().__init__(**kwargs)
-            self._cap_waits()
-
-        # -- driving: the loop this attempt runs on, never the SDK's module global ------------
-
-        def start_on(self, loop: asyncio.AbstractEventLoop) -> None:
-            """The SDK's start(), on `loop`; returns when the loop is stopped (stop or restart)."""
-            connecting = loop.create_task(self._connect())
-            # A restart stops this loop mid-connect; the task then ends during teardown, with
-            # nobody awaiting it: mark its outcome as seen so it is not reported as lost.
-            connecting.add_done_callback(lambda task: task.cancelled() or task.exception())
-            try:
-                loop.run_until_complete(connecting)
-            except sdk.ClientException:
-                raise
-            except StaleAttempt:
-                return
-            except Exception as exc:
-                sdk.logger.error(self._fmt_log("connect failed, err: {}", exc))
-                self._owner._on_attempt_failed(self._generation, exc, self._reconnect_nonce)
-                loop.run_until_complete(self._disconnect())
-                loop.run_until_complete(self._reconnect())
-            if not self._owner._current(self._generation):
-                # Abandoned while run_until_complete ran: its own end-of-run stop may have
-                # swallowed ours (both land in one loop iteration), so do not run on forever.
-                return
-            loop.create_task(self._ping_loop())
-            loop.run_forever()
-
-        async def _receive_message_loop(self) -> None:
-            loop = asyncio.get_running_loop()
-            try:
-                while True:
-                    if self._conn is None:
-                        raise sdk.ConnectionClosedException("connection is closed")
-                    msg = await self._conn.recv()
-                    loop.create_task(self._handle_message(msg))
-            except Exception as exc:
-                sdk.logger.error(self._fmt_log("receive message loop exit, err: {}", exc))
-                await self._disconnect()
-                await self._reconnect()
-
-        async def _ping_loop(self) -> None:
-            while True:
-                try:
-                    if self._conn is not None:
-                        frame = sdk._new_ping_frame(int(self._service_id))
-                        await self._write_message(frame.SerializeToString())
-                        self._owner._on_ping_sent(self._generation)
-                except Exception as exc:
-                    sdk.logger.warning(self._fmt_log("ping failed, err: {}", exc))
-                finally:
-                    await asyncio.sleep(self._ping_interval)
-
-        # -- phases with deadlines ---------------------------------------------------------------
-
-        async def _connect(self) -> None:
-            # The SDK's version returns with its lock still held when already connected; and
-            # neither its POST nor its handshake has a deadline.
-            owner, generation, deadlines = self._owner, self._generation, self._deadlines
-            async with self._lock:
-                if self._conn is not None:
-                    return
-                if not owner._current(generation):
-                    raise StaleAttempt(f"attempt {generation} was abandoned; not connecting")
-                try:
-                    owner._on_phase(generation, "discovering endpoint", deadlines.endpoint + 1)
-                    loop = asyncio.get_running_loop()
-                    url = await asyncio.wait_for(loop.run_in_executor(None, self._get_conn_url), deadlines.endpoint + 1)
-                    conn_url = sdk.build_connection_url(url, self._connection_host)
-                    query = sdk.parse_qs(sdk.urlparse(conn_url).query)
-                    conn_id, service_id = query[sdk.DEVICE_ID][0], query[sdk.SERVICE_ID][0]
-                    owner._on_phase(generation, "opening the WebSocket", deadlines.handshake)
-                    conn = await sdk.websockets.connect(
-                        conn_url,
-                        open_timeout=deadlines.handshake,
-                        close_timeout=deadlines.close,
-                        **sdk._ws_connect_kwargs(self._connection_headers),
-                    )
-                    self._conn, self._conn_url = conn, conn_url
-                    self._conn_id, self._service_id = conn_id, service_id
-                    if not owner._on_connected(generation, conn_id):
-                        self._conn = None
-                        await conn.close()  # bounded by close_timeout
-                        raise StaleAttempt(f"attempt {generation} was abandoned while connecting")
-                    sdk.logger.info(self._fmt_log("connected to {}", conn_url))
-                    loop.create_task(self._receive_message_loop())
-                except sdk.InvalidHandshake as exc:
-                    sdk._parse_ws_conn_exception(exc)
-
-        def _get_conn_url(self) -> str:
-            """The SDK's endpoint discovery with a deadline on the POST (runs on an executor thread)."""
-            if not self._app_id or not self._app_secret:
-                raise sdk.ClientException(sdk.NO_CREDENTIAL, "app_id and app_secret are required")
-            headers = {**self._headers, "locale": "zh", sdk.USER_AGENT: self._user_agent}
-            response = sdk.requests.post(
-                self._domain + sdk.GEN_ENDPOINT_URI,
-                headers=headers,
-                json={"AppID": self._app_id, "AppSecret": self._app_secret},
-                timeout=(self._deadlines.endpoint, self._deadlines.endpoint),
-            )
-            if response.status_code != 200:
-                try:
-                    msg = json.loads(response.content).get("msg") or "system busy"
-                except Exception:
-                    msg = "system busy"
-                raise sdk.ServerException(response.status_code, msg)
-            resp = sdk.JSON.unmarshal(str(response.content, sdk.UTF_8), sdk.EndpointResp)
-            if resp.code in (sdk.SYSTEM_BUSY, sdk.INTERNAL_ERROR):
-                raise sdk.ServerException(resp.code, resp.msg or "system busy")
-            if resp.code != sdk.OK:
-                raise sdk.ClientException(resp.code, resp.msg)
-            if resp.data.ClientConfig is not None:
-                self._configure(resp.data.ClientConfig)
-            return str(resp.data.URL)
-
-        async def _try_connect(self, cnt: int) -> bool:
-            sdk.logger.info(self._fmt_log("trying to reconnect for the {} time", sdk._ordinal(cnt + 1)))
-            try:
-                await self._connect()
-                return True
-            except (sdk.ClientException, StaleAttempt):
-                raise  # fatal, or abandoned: either way no more attempts from this client
-            except Exception as exc:
-                sdk.logger.error(self._fmt_log("connect failed, err: {}", exc))
-                self._owner._on_attempt_failed(self._generation, exc, self._reconnect_interval)
-                return False
-
-        async def _disconnect(self) -> None:
-            was_connected = self._conn is not None
-            await super()._disconnect()
-            if was_connected:
-                self._owner._on_disconnected(self._generation)
-
-        async def _reconnect(self) -> None:
-            self._owner._on_reconnecting(self._generation)
-            try:
-                await super()._reconnect()
-            except Exception as exc:
-                # The SDK would let this kill its receive task silently while start() blocks on.
-                self._owner._on_gave_up(self._generation, exc)
-
-        # -- observation -------------------------------------------------------------------------
-
-        async def _handle_message(self, msg: bytes) -> None:
-            self._owner._on_frame(self._generation, _is_pong(msg))
-            await super()._handle_message(msg)
-
-        def _configure(self, conf: Any) -> None:
-            super()._configure(conf)
-            self._cap_waits()
-            self._owner._on_configured(self._generation, self._ping_interval)
-
-        def _cap_waits(self) -> None:
-            # Feishu's defaults (30 s jitter, 120 s between attempts) suit a fleet; one operator's
-            # gateway should be back within seconds.
-            for name in ("_reconnect_interval", "_reconnect_nonce"):
-                value = getattr(self, name, None)
-                if isinstance(value, (int, float)):
-                    setattr(self, name, min(value, self._max_interval))
-
-    _OBSERVED[key] = ObservedClient
-    return ObservedClient
-
-
-def _is_pong(msg: bytes) -> bool:
-    from lark_oapi.ws.pb.pbbp2_pb2 import Frame
-
-    frame = Frame()
-    try:
-        frame.ParseFromString(msg)
-    except Exception:
-        return False
-    return frame.method == 0 and any(h.key == "type" and h.value == "pong" for h in frame.headers)

@@ -32,10 +32,11 @@ import time
 import uuid as uuid_lib
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .._lark_compat import frame_class
 from .background import ThreadSafeState, call_on_loop, serve_on_loopback
 from .cardkit_sim import CardKitSimulation
 
@@ -106,14 +107,6 @@ class _Connection:
 
 
 @functools.lru_cache(maxsize=1)
-def _frame_class() -> type:
-    """The SDK's own protobuf Frame, imported on first use: importing lark_oapi takes seconds,
-    and the console demo must paint before it does."""
-    from lark_oapi.ws.pb.pbbp2_pb2 import Frame
-
-    return cast(type, Frame)
-
-
 def _json_object(raw: bytes) -> dict[str, Any]:
     """Parse a request body as a JSON object whatever its Content-Type ({} if it is not one)."""
     try:
@@ -355,7 +348,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
 
     def _frame(self, conn: _Connection, method: int, headers: dict[str, str], payload: bytes = b"") -> bytes:
         """Encode a frame; SeqID/LogID/service/method are always set, or the SDK cannot ack."""
-        frame = _frame_class()()
+        frame = frame_class()()
         n = next(self._frame_ids)
         frame.SeqID, frame.LogID, frame.service, frame.method = n, n, conn.service_id, method
         for key, value in headers.items():
@@ -398,7 +391,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
 
     def _on_client_frame(self, conn: _Connection, data: bytes) -> None:
         """Handle a client frame: pings get a pong; data frames are acks of our events."""
-        frame = _frame_class()()
+        frame = frame_class()()
         try:
             frame.ParseFromString(data)
         except Exception:
