@@ -340,7 +340,8 @@ class CardStream:
         return self.checkpoint
 
     async def close_as_shown(self) -> StreamCheckpoint:
-        """A card Feishu ended: turn streaming off with what it shows, if Feishu still allows (once).
+        """Turn streaming off with what the card shows, once, if Feishu still allows (a card Feishu
+        ended, or one whose answer changed under it).
 
         Whatever Feishu answers, the card is done here: it is checkpointed finished and never
         written again.
@@ -348,12 +349,12 @@ class CardStream:
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
-        if not self.finished and self.ended is not None and not self.ended.card_gone:
+        if not self.finished and not (self.ended is not None and self.ended.card_gone):
             try:
                 summary = _summary(self._shown or "")
                 await self._client._stop_streaming(self.card_id, summary, await self._next_sequence())
             except CardKitFailed as exc:
-                log.info("card %s ended by Feishu stays as it is (%s)", self.card_id, exc)
+                log.info("card %s stays as it is (%s)", self.card_id, exc)
         await self._save(replace(self.checkpoint, finished=True))
         self._client.forget(self.checkpoint.inbound_message_id, self.checkpoint.part)
         return self.checkpoint

@@ -17,6 +17,7 @@ index, so a part sent just before a crash is not shown twice, and the model is n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -36,6 +37,11 @@ from .parts import Budget, last_boundary, render, split, text_budget
 from .replies import ReplySender
 
 log = logging.getLogger("gatewatch.delivery")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
 
 # Feishu closes streaming about 10 minutes after it was turned on; a card is finished and the
 # answer continued in a new one before that (a peer rotates at 8 min; so do we).
@@ -62,7 +68,12 @@ class DeliveryRecord:
     text_parts: int = 0  # how many text replies that is
     text_sent: int = 0  # how many of them Feishu accepted
     reply_id: str | None = None  # the first text reply's id
-    ended_by_feishu: str | None = None  # why the cards stopped early (Feishu's refusal), if they did
+    cards_stopped: str | None = None  # why the cards stopped before the answer did (a Feishu refusal, a new answer)
+    # The answer's beginning that finished cards show ([0:covered]) and its digest: an answer that
+    # turns out different there (the model failed mid-stream and another one answered) cannot be
+    # finished in cards, and goes whole in text instead.
+    covered: int = 0
+    covered_digest: str = ""
 
     @property
     def mode(self) -> str:
@@ -78,8 +89,8 @@ class DeliveryRecord:
         if texts:
             pieces.append(f"{texts} text part{'s' if texts != 1 else ''}")
         described = " + ".join(pieces) or "nothing sent yet"
-        if self.ended_by_feishu:
-            described += f" (card ended by Feishu: {self.ended_by_feishu})"
+        if self.cards_stopped:
+            described += f" (card ended: {self.cards_stopped})"
         return described
 
     def to_json(self) -> str:
@@ -139,6 +150,13 @@ class AnswerDelivery:
         cards = list(self.record.cards)
         cards[index] = card
         self._save(replace(self.record, cards=tuple(cards)))
+
+    def _end_card_at(self, card: CardPart, end: int, text: str) -> CardPart:
+        """Journal where the open card ends (and what the cards then cover), before it is seen ending."""
+        cards = list(self.record.cards)
+        cards[-1] = ended = replace(card, end=end)
+        self._save(replace(self.record, cards=tuple(cards), covered=end, covered_digest=_digest(text[:end])))
+        return ended
 
     async def _save_checkpoint(self, checkpoint: StreamCheckpoint) -> None:
         """The CardStream's sink: its card's checkpoint (and how far it shows) into the record."""
@@ -209,8 +227,7 @@ class AnswerDelivery:
 
     async def _next_card(self, card: CardPart, end: int, text: str) -> CardPart | None:
         """Finish the open card at `end` of `text` and open the next one there (None if it cannot be)."""
-        index = len(self.record.cards) - 1
-        self._set_card(index, replace(card, end=end))  # where it ends, before it can be seen ending
+        self._end_card_at(card, end, text)
         assert self._stream is not None
         await self._stream.finish(render(text, card.start, end), end)
         await self._open_card(end)
@@ -241,6 +258,8 @@ class AnswerDelivery:
         Raises FeishuRefused or CardKitFailed when Feishu refused or did not answer (call again
         later: it goes on from the record), JournalError when the record cannot be kept.
         """
+        if self.record.cards and self.record.text_from is None and not self._cards_show(answer):
+            await self._restart_in_text()
         if self.record.cards and self.record.text_from is None:
             await self._finish_cards(answer)
         if not self.record.cards or self.record.text_from is not None:
@@ -275,8 +294,7 @@ class AnswerDelivery:
             if card.end is None:
                 end = split(answer, self._card_budget, card.start)[0].end
                 if end < len(answer):
-                    card = replace(card, end=end)
-                    self._set_card(len(self.record.cards) - 1, card)
+                    card = self._end_card_at(card, end, answer)
             end = len(answer) if card.end is None else card.end
             try:
                 await self._stream.finish(render(answer, card.start, end) or PLACEHOLDER, end)
@@ -285,6 +303,28 @@ class AnswerDelivery:
                     raise
                 await self._card_ended(exc)
                 return
+
+    def _cards_show(self, answer: str) -> bool:
+        """Whether the finished cards show the beginning of `answer` (not of an earlier attempt's)."""
+        covered = self.record.covered
+        return covered == 0 or (len(answer) >= covered and _digest(answer[:covered]) == self.record.covered_digest)
+
+    async def _restart_in_text(self) -> None:
+        """The answer is not the one the finished cards began: close the open card as it is and
+        send the whole answer as text (the cards cannot be taken back; nothing is left out)."""
+        log.warning(
+            "the answer to %s changed after %d cards were finished (the model was asked again):"
+            " the whole answer follows in text",
+            self.message_id,
+            sum(1 for card in self.record.cards if card.checkpoint.finished),
+        )
+        card = self.open_card
+        if card is not None:
+            if self._stream is None or self._stream.checkpoint.card_id != card.checkpoint.card_id:
+                await self._open_card(card.start)
+            assert self._stream is not None
+            await self._stream.close_as_shown()
+        self._save(replace(self.record, text_from=0, cards_stopped="the answer changed"))
 
     async def _card_ended(self, refusal: CardKitFailed) -> None:
         """Feishu takes nothing more on this card: close it as it is; the rest goes as text."""
@@ -304,7 +344,7 @@ class AnswerDelivery:
             shows,
         )
         self._set_card(index, replace(card, end=shows, shown_end=shows))
-        self._save(replace(self.record, text_from=shows, ended_by_feishu=f"code {refusal.code}"))
+        self._save(replace(self.record, text_from=shows, cards_stopped=f"code {refusal.code}"))
         await self._stream.close_as_shown()
 
     async def _send_text(self, answer: str) -> None:

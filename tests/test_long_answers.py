@@ -91,7 +91,7 @@ async def test_a_stream_feishu_ends_after_the_5th_update_is_finished_in_text_onc
     sims.llm.answer_with("alpha", answer)
     sims.llm.pace("alpha", 0.005)
     sims.feishu.end_streaming_after(5)
-    async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
+    async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=60) as gateway:
         event = sims.feishu.inject_text("stream it")
         await answered(gateway, event)
         (card,) = sims.feishu.cards_replied_to(event)
@@ -101,7 +101,7 @@ async def test_a_stream_feishu_ends_after_the_5th_update_is_finished_in_text_onc
         assert len(pieces) >= 2 and pieces[0] == card.text()
         assert "".join(pieces) == answer  # the card's part, then the rest as text: whole, once
         record = delivery_of(gateway, event)
-        assert record.ended_by_feishu == f"code {CARD_ENDED}"
+        assert record.cards_stopped == f"code {CARD_ENDED}"
         (activity,) = gateway.snapshot().pipeline.activity
         assert activity.delivery.startswith(f"1 card + {len(pieces) - 1} text part")
 
@@ -121,7 +121,7 @@ async def test_a_card_deleted_while_streaming_is_replaced_by_the_whole_answer_in
         await answered(gateway, event)
         assert shown(sims, event) == [answer]  # all of it, as text, once
         assert [code for code, _ in sims.feishu.card(card.card_id).rejected] == [CARD_GONE]
-        assert delivery_of(gateway, event).ended_by_feishu == f"code {CARD_GONE}"
+        assert delivery_of(gateway, event).cards_stopped == f"code {CARD_GONE}"
 
 
 async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home, sims):
@@ -129,7 +129,7 @@ async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home, 
     sims.llm.answer_with("alpha", answer)
     sims.llm.pace("alpha", 0.005)  # about 3 s of writing
     sims.feishu.streaming_window = 1.5  # Feishu ends streaming 1.5 s after it began (really ~10 min)
-    async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
+    async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=60) as gateway:
         gateway.pipeline.card_rotate_after = 0.6
         event = sims.feishu.inject_text("a slow one")
         await answered(gateway, event)
@@ -138,6 +138,23 @@ async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home, 
         assert all(card.rejected == () and not card.streaming_mode for card in cards)  # none ran out
         assert "".join(shown(sims, event)) == answer
         assert all(not card.text().endswith("w") for card in cards)  # each ends at a line's end
+
+
+async def test_an_answer_that_changes_after_cards_were_finished_goes_whole_in_text(home, sims):
+    sims.llm.answer_with("alpha", words_answer(60))
+    sims.llm.pause_stream("alpha", 300)  # alpha writes 300 words, then nothing until its deadline
+    async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=3) as gateway:
+        gateway.pipeline.card_rotate_after = 0.0  # every card is closed at its last line end at once
+        event = sims.feishu.inject_text("a question beta answers differently")
+        await answered(gateway, event)
+        cards = sims.feishu.cards_replied_to(event)
+        assert len(cards) >= 2 and all(not card.streaming_mode for card in cards)
+        assert [r.model for r in sims.llm.requests] == ["alpha", "beta"]  # alpha timed out mid-answer
+        pieces = shown(sims, event)
+        # The finished cards hold alpha's beginning and cannot be taken back: beta's answer follows
+        # whole, in text, rather than be finished into alpha's cards.
+        assert pieces[-1] == "[beta] a question beta answers differently"
+        assert delivery_of(gateway, event).cards_stopped == "the answer changed"
 
 
 @pytest.mark.process
