@@ -45,7 +45,7 @@ __all__ = ["ConsoleApp", "ConsolePhase", "console_source", "leave", "run_console
 
 log = logging.getLogger("gatewatch.console")
 
-REFRESH_INTERVAL = 0.5  # panels redraw from a fresh snapshot this often (and after each action)
+REFRESH_INTERVAL = 1.0  # panels read a fresh snapshot this often (and after each action): ages are in seconds
 LOG_INTERVAL = 0.2  # the log pane pulls new records this often
 
 

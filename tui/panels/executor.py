@@ -11,11 +11,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import Sparkline, Static
+from textual.widgets import Sparkline
 
 from gateway_core.executor import ExecutorSnapshot
 
 from ..text import age, labelled, lines, millis, state_word
+from .quiet import QuietStatic, set_subtitle
 
 if TYPE_CHECKING:
     from ..reading import Reading
@@ -47,10 +48,10 @@ class ExecutorPanel(Vertical):
     }
     """
 
-    reading: reactive[Reading | None] = reactive(None)
+    reading: reactive[Reading | None] = reactive(None, repaint=False)  # the watcher repaints what changed
 
     def compose(self) -> ComposeResult:
-        yield Static(id="executor-body")
+        yield QuietStatic(id="executor-body")
         yield Sparkline([], id="executor-spark")
 
     def on_mount(self) -> None:
@@ -59,8 +60,8 @@ class ExecutorPanel(Vertical):
     def watch_reading(self, reading: Reading | None) -> None:
         if reading is not None:
             self.show(reading.snapshot.executor, reading.now)
-            self.border_subtitle = "stale" if reading.stale else None  # a gone gateway's last word
+            set_subtitle(self, "stale" if reading.stale else None)  # a gone gateway's last word
 
     def show(self, snap: ExecutorSnapshot, now: float) -> None:
-        self.query_one("#executor-body", Static).update(render_executor(snap, now))
+        self.query_one("#executor-body", QuietStatic).show_text(render_executor(snap, now))
         self.query_one("#executor-spark", Sparkline).data = list(snap.probe_history)

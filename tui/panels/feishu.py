@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import Static
+
+from .quiet import QuietStatic, set_subtitle
 
 from gateway_core.feishu import FeishuSnapshot
 from gateway_core.states import FeishuState
@@ -49,7 +50,7 @@ def render_feishu(snap: FeishuSnapshot, now: float) -> Text:
     )
 
 
-class FeishuPanel(Static):
+class FeishuPanel(QuietStatic):
     DEFAULT_CSS = """
     FeishuPanel {
         text-wrap: nowrap;  /* a long value is cut with an ellipsis, the full text is in the log */
@@ -57,7 +58,7 @@ class FeishuPanel(Static):
     }
     """
 
-    reading: reactive[Reading | None] = reactive(None)
+    reading: reactive[Reading | None] = reactive(None, repaint=False)  # the watcher repaints what changed
 
     def on_mount(self) -> None:
         self.border_title = "Feishu"
@@ -65,7 +66,7 @@ class FeishuPanel(Static):
     def watch_reading(self, reading: Reading | None) -> None:
         if reading is not None:
             self.show(reading.snapshot.feishu, reading.now)
-            self.border_subtitle = "stale" if reading.stale else None  # a gone gateway's last word
+            set_subtitle(self, "stale" if reading.stale else None)  # a gone gateway's last word
 
     def show(self, snap: FeishuSnapshot, now: float) -> None:
-        self.update(render_feishu(snap, now))
+        self.show_text(render_feishu(snap, now))

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import psutil
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import Static
+
+from .quiet import QuietStatic
 
 from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.states import GatewayState, Verdict
@@ -87,7 +88,7 @@ def render_header(snapshot: GatewaySnapshot, state: str, described: str, stats: 
     return out
 
 
-class HeaderBar(Static):
+class HeaderBar(QuietStatic):
     DEFAULT_CSS = """
     HeaderBar {
         height: 2;  /* the verdict, then why: fixed, so a change of verdict never moves the panels */
@@ -98,7 +99,7 @@ class HeaderBar(Static):
     }
     """
 
-    reading: reactive[Reading | None] = reactive(None)
+    reading: reactive[Reading | None] = reactive(None, repaint=False)  # the watcher repaints what changed
     phase: reactive[str] = reactive(ConsolePhase.STARTING)
 
     def watch_reading(self) -> None:
@@ -114,4 +115,4 @@ class HeaderBar(Static):
             self.show(reading.snapshot, state, reading.described, reading.stats)
 
     def show(self, snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None) -> None:
-        self.update(render_header(snapshot, state, described, stats))
+        self.show_text(render_header(snapshot, state, described, stats))

@@ -24,6 +24,7 @@ from textual.widgets import DataTable
 from gateway_core.access import AccessSnapshot
 from gateway_core.pipeline import Activity, Answering
 
+from .quiet import set_subtitle
 from ..text import STATE_STYLES, age, clock_time, millis
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class MessagesPanel(DataTable):
     }
     """
 
-    reading: reactive[Reading | None] = reactive(None)
+    reading: reactive[Reading | None] = reactive(None, repaint=False)  # the watcher repaints what changed
 
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -162,9 +163,7 @@ class MessagesPanel(DataTable):
         for line in (self._access_line, self._mode_line):
             if line:
                 parts.append(line)
-        subtitle = " · ".join(parts)
-        if self.border_subtitle != subtitle:
-            self.border_subtitle = subtitle
+        set_subtitle(self, " · ".join(parts))
 
     def activity_for(self, key: str | None) -> Activity | None:
         return self._by_key.get(key) if key is not None else None

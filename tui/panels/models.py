@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import Static
+
+from .quiet import QuietStatic, set_subtitle
 
 from gateway_core.llm import ModelHealth, ModelsSnapshot
 
@@ -36,7 +37,7 @@ def render_models(snap: ModelsSnapshot) -> Text:
     return lines(*rows)
 
 
-class ModelsPanel(Static):
+class ModelsPanel(QuietStatic):
     DEFAULT_CSS = """
     ModelsPanel {
         text-wrap: nowrap;  /* a long value is cut with an ellipsis, the full text is in the log */
@@ -44,7 +45,7 @@ class ModelsPanel(Static):
     }
     """
 
-    reading: reactive[Reading | None] = reactive(None)
+    reading: reactive[Reading | None] = reactive(None, repaint=False)  # the watcher repaints what changed
 
     def on_mount(self) -> None:
         self.border_title = "Models"
@@ -52,7 +53,7 @@ class ModelsPanel(Static):
     def watch_reading(self, reading: Reading | None) -> None:
         if reading is not None:
             self.show(reading.snapshot.models)
-            self.border_subtitle = "stale" if reading.stale else None  # a gone gateway's last word
+            set_subtitle(self, "stale" if reading.stale else None)  # a gone gateway's last word
 
     def show(self, snap: ModelsSnapshot) -> None:
-        self.update(render_models(snap))
+        self.show_text(render_models(snap))

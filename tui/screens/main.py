@@ -62,7 +62,7 @@ class MainScreen(Screen[None]):
     # Below 80 columns the three panels would be unreadable and squeeze the log out: "-cramped".
     HORIZONTAL_BREAKPOINTS = [(0, "-cramped"), (80, "-narrow"), (100, "-wide")]
 
-    reading: reactive[Reading | None] = reactive(None)
+    reading: reactive[Reading | None] = reactive(None, repaint=False)  # the watcher repaints what changed
     phase: reactive[str] = reactive(ConsolePhase.STARTING)
 
     def compose(self) -> ComposeResult:
