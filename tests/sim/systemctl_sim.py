@@ -467,13 +467,16 @@ def cmd_daemon_reload(root: Path, args: list[str]) -> int:
         for name, record in list(units(state).items()):
             path = unit_dir() / name
             if path.is_file():
-                record["definition"] = parse_file(path)
+                with contextlib.suppress(Failure):
+                    record["definition"] = parse_file(path)
             elif record["monitor_pid"] is None:
                 del units(state)[name]
             else:
                 record["definition"]["path"] = ""  # running from a file that is gone
         for path in unit_dir().glob("*.service") if unit_dir().is_dir() else []:
-            load(state, path.name)
+            # A bad file does not fail the reload: systemd marks that unit bad and goes on.
+            with contextlib.suppress(Failure):
+                load(state, path.name)
     return 0
 
 
