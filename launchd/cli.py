@@ -21,10 +21,12 @@ from .service import ServiceError, ServiceManager
 from .unit import DEFAULT_RESTART_SEC, UnitError, unit_dir_default
 
 EXIT_FAILED = 1
-WHERE = {
-    "launchd": "LaunchAgent",
-    "systemd": "systemd user unit",
+# What install and uninstall do, in each manager's words.
+LOADS = {
+    "launchd": ("write the profile's LaunchAgent and load it", "unload the profile's LaunchAgent and remove its plist"),
+    "systemd": ("write the profile's unit, enable and start it", "stop and disable the profile's unit and remove it"),
 }
+WHERE = {"launchd": "LaunchAgent", "systemd": "systemd user unit"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, manager: str = "launchd") -> None:
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser, manager: str = "launchd") -> 
             )
         return sub
 
-    inst = action("install", f"write the profile's {what} and start it", "every profile in GATEWATCH_HOME")
+    inst = action("install", LOADS[manager][0], "every profile in GATEWATCH_HOME")
     if manager == "launchd":
         inst.add_argument(
             "--throttle-interval",
@@ -62,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser, manager: str = "launchd") -> 
             default=DEFAULT_RESTART_SEC,
             help="seconds systemd waits before restarting a failed gateway",
         )
-    action("uninstall", f"stop the profile's {what} and remove it", "every installed profile")
+    action("uninstall", LOADS[manager][1], "every installed profile")
     action("status", f"what {manager} and the profile lock say", "every installed profile")
     handback = action("handback", f"let {manager} run the profile again and wait until it serves")
     handback.add_argument("--timeout", type=float, default=None, help="seconds to wait for each step")
