@@ -69,7 +69,9 @@ async def test_take_over_from_the_manager_then_hand_back(home, sims, tmp_path, m
                     progress.append(message.line)
 
             async with app.run_test(size=(120, 36), notifications=True, message_hook=hook) as pilot:
-                await until(lambda: isinstance(app.screen, ChoiceModal), 10, "owned by the manager's gateway", pilot=pilot)
+                await until(
+                    lambda: isinstance(app.screen, ChoiceModal), 10, "owned by the manager's gateway", pilot=pilot
+                )
                 await pilot.press("t")
                 # Each step is a notification; they expire after a few seconds, so look right away.
                 await until(
