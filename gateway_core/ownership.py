@@ -44,9 +44,10 @@ class ProfileBusy(Exception):
     def __init__(self, profile: str, holder: OwnerInfo | None):
         self.profile, self.holder = profile, holder
         who = holder.describe() if holder else "another process (owner unknown)"
+        manager = "systemd" if holder and (holder.launchd_label or "").endswith(".service") else "launchd"
         super().__init__(
             f"profile '{profile}' is already served by {who}; "
-            f"see it with 'gatewatch status', or hand it over with 'gatewatch launchd takeover --profile {profile}'"
+            f"see it with 'gatewatch status', or hand it over with 'gatewatch {manager} takeover --profile {profile}'"
             " — gatewatch never kills the running owner"
         )
 

@@ -130,3 +130,16 @@ def test_the_manager_is_launchd_on_a_mac_systemd_elsewhere_unless_told():
     assert default_manager_name({"GATEWATCH_SERVICE_MANAGER": "launchd"}, "linux") == "launchd"
     with pytest.raises(ServiceError, match="use launchd or systemd"):
         default_manager_name({"GATEWATCH_SERVICE_MANAGER": "upstart"}, "linux")
+
+
+def test_a_gateway_run_by_a_unit_is_named_as_such_and_the_way_to_take_it_over_says_systemd():
+    from gateway_core.ownership import OwnerInfo, ProfileBusy
+
+    holder = OwnerInfo(pid=42, owner="headless", started_at=0, profile="p", launchd_label="gatewatch-p.service")
+    assert "systemd unit gatewatch-p.service" in holder.describe()
+    assert "gatewatch systemd takeover --profile p" in str(ProfileBusy("p", holder))
+    launchd_holder = OwnerInfo(
+        pid=42, owner="headless", started_at=0, profile="p", launchd_label="ai.gatewatch.gateway.p"
+    )
+    assert "launchd job ai.gatewatch.gateway.p" in launchd_holder.describe()
+    assert "gatewatch launchd takeover --profile p" in str(ProfileBusy("p", launchd_holder))
