@@ -26,11 +26,15 @@ class OwnerInfo:
     owner: str  # console | headless | cli
     started_at: float
     profile: str = ""
-    launchd_label: str | None = None  # set when launchd started this gateway (XPC_SERVICE_NAME)
+    # The service manager's name for the job that started this gateway: launchd's label
+    # (XPC_SERVICE_NAME, set by launchd) or a systemd unit (GATEWATCH_SYSTEMD_UNIT, set by our unit:
+    # systemd sets no variable naming the unit).
+    launchd_label: str | None = None
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
-        managed = f", launchd job {self.launchd_label}" if self.launchd_label else ""
+        kind = "systemd unit" if (self.launchd_label or "").endswith(".service") else "launchd job"
+        managed = f", {kind} {self.launchd_label}" if self.launchd_label else ""
         return f"PID {self.pid} ({self.owner}{managed}, since {since})"
 
 
@@ -40,9 +44,10 @@ class ProfileBusy(Exception):
     def __init__(self, profile: str, holder: OwnerInfo | None):
         self.profile, self.holder = profile, holder
         who = holder.describe() if holder else "another process (owner unknown)"
+        manager = "systemd" if holder and (holder.launchd_label or "").endswith(".service") else "launchd"
         super().__init__(
             f"profile '{profile}' is already served by {who}; "
-            f"see it with 'gatewatch status', or hand it over with 'gatewatch launchd takeover --profile {profile}'"
+            f"see it with 'gatewatch status', or hand it over with 'gatewatch {manager} takeover --profile {profile}'"
             " — gatewatch never kills the running owner"
         )
 
@@ -71,7 +76,7 @@ class ProfileLock:
             owner=owner,
             started_at=time.time(),
             profile=self.profile,
-            launchd_label=os.environ.get("XPC_SERVICE_NAME") or None,
+            launchd_label=os.environ.get("XPC_SERVICE_NAME") or os.environ.get("GATEWATCH_SYSTEMD_UNIT") or None,
         )
         payload = json.dumps(asdict(info)).encode()
         os.ftruncate(fd, 0)

@@ -26,7 +26,7 @@ from .states import GatewayState
 @dataclass(frozen=True)
 class ProfileStatus:
     profile: str
-    owner: str  # console | headless | launchd-managed headless | none
+    owner: str  # console | headless | launchd-managed headless | systemd-managed headless | none
     pid: int | None = None  # the rest is None when nothing runs
     uptime: float | None = None
     feishu: str | None = None
@@ -56,7 +56,9 @@ def profile_status(home: Home, name: str, timeout: float = 3.0) -> ProfileStatus
     owner = read_owner(home.lock_file(name))
     if owner is None:
         return _not_running(home, name)
-    kind = "launchd-managed headless" if owner.owner == "headless" and owner.launchd_label else owner.owner
+    kind = owner.owner
+    if owner.owner == "headless" and owner.launchd_label:
+        kind = f"{'systemd' if owner.launchd_label.endswith('.service') else 'launchd'}-managed headless"
     try:
         status = request(home.socket_file(name), "status", timeout=timeout)["status"]
     except ControlError as exc:

@@ -6,14 +6,23 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import psutil
 
-from gateway_core.config import Home, load_profile
+from gateway_core.config import Home, Profile, load_profile
 from gateway_core.ownership import OwnerInfo, read_owner
 
-from .launchctl import GATEWAY_EXIT_MEANINGS, JobState, Launchctl, find_job
+from .launchctl import (
+    GATEWAY_EXIT_MEANINGS,
+    IN_PROGRESS,
+    IO_ERROR,
+    NOT_FOUND,
+    JobState,
+    Launchctl,
+    LaunchctlError,
+    find_job,
+)
 from .plist import (
     DEFAULT_PREFIX,
     DEFAULT_THROTTLE_INTERVAL,
@@ -23,10 +32,11 @@ from .plist import (
     plist_path,
     read_plist,
     render_agent,
+    stderr_path,
     write_plist,
 )
+from .service import JobView, Report
 
-Report = Callable[[str], None]
 POLL_INTERVAL = 0.05
 UNLOAD_MARGIN = 5.0  # on top of ExitTimeOut: launchd's own teardown after the SIGKILL
 DEFAULT_UNLOAD_TIMEOUT = 30.0
@@ -104,22 +114,30 @@ def secrets_from_environment(home: Home, profile: str) -> list[str]:
     ]
 
 
-def install(home: Home, profile: str, settings: AgentSettings, report: Report) -> Path:
-    """Write the plist and load it; re-installing a changed plist reloads the job."""
-    checked = load_profile(home, profile)  # a broken profile would make launchd loop on exit 2
+def check_installable(home: Home, profile: str, label: str, manager: str, refused: str) -> Profile:
+    """The profile as the manager's gateway would load it, or AgentError saying why it would fail:
+    a broken profile (it would exit 2), secrets from the environment (no manager passes the shell's),
+    or another gateway holding the profile (`refused`: what the manager then does about exit 3)."""
+    checked = load_profile(home, profile)
     from_env = secrets_from_environment(home, profile)
     if from_env:
         raise AgentError(
-            f"profile '{profile}' reads {', '.join(from_env)} from an environment variable, which launchd does "
+            f"profile '{profile}' reads {', '.join(from_env)} from an environment variable, which {manager} does "
             f"not pass to its jobs; use the *_file form (a file with mode 0600) in {home.profile_file(profile)}"
         )
-    label = settings.label(profile)
     owner = read_owner(home.lock_file(profile))
     if owner is not None and owner.launchd_label != label:
         raise AgentError(
-            f"profile '{profile}' is served by {owner.describe()}; launchd's gateway would be refused (exit 3) and "
-            f"restarted every {settings.throttle_interval}s — hand it back with 'h' in the console, or stop it, then install"
+            f"profile '{profile}' is served by {owner.describe()}; {manager}'s gateway would be refused (exit 3) and "
+            f"{refused} — hand it back with 'h' in the console, or stop it, then install"
         )
+    return checked
+
+
+def install(home: Home, profile: str, settings: AgentSettings, report: Report) -> Path:
+    """Write the plist and load it; re-installing a changed plist reloads the job."""
+    label = settings.label(profile)
+    checked = check_installable(home, profile, label, "launchd", f"restarted every {settings.throttle_interval}s")
     home.ensure_dirs()
     data = render_agent(
         home,
@@ -249,3 +267,113 @@ def installed_profiles(settings: AgentSettings) -> list[str]:
     if not settings.agents_dir.is_dir():
         return []
     return sorted(p.stem[len(prefix) :] for p in settings.agents_dir.glob(f"{prefix}*.plist"))
+
+
+class LaunchdManager:
+    """The ServiceManager for launchd: LaunchAgents, `launchctl` with an explicit domain."""
+
+    name = "launchd"
+    kind = "LaunchAgent"
+    stopped_word = "unloaded"
+
+    def __init__(self, settings: AgentSettings):
+        self.settings = settings
+        # The domain each label was last found in (gui/ or user/): later calls go to the same one.
+        self._launchctl: dict[str, Launchctl] = {}
+
+    def label(self, profile: str) -> str:
+        return self.settings.label(profile)
+
+    def definition(self, profile: str) -> Path:
+        return self.settings.plist(profile)
+
+    def installed_profiles(self) -> list[str]:
+        return installed_profiles(self.settings)
+
+    def launchctl(self, profile: str) -> Launchctl:
+        label = self.label(profile)
+        if label not in self._launchctl:
+            self._launchctl[label], _ = find_job(label)
+        return self._launchctl[label]
+
+    def job(self, profile: str) -> JobState | None:
+        label = self.label(profile)
+        if label in self._launchctl:
+            return self._launchctl[label].print_job(label)
+        self._launchctl[label], job = find_job(label)
+        return job
+
+    def stop(self, profile: str, job: JobView, report: Report) -> None:
+        launchctl, label = self.launchctl(profile), self.label(profile)
+        report(f"booting out {launchctl.target(label)}" + (f" (PID {job.pid})" if job.pid else ""))
+        launchctl.bootout(label)
+
+    def stop_timeout(self, job: JobView) -> float:
+        return unload_timeout(cast(JobState, job))
+
+    def stopped(self, profile: str, pid: int | None) -> bool:
+        """launchd finishes a bootout in the background: gone from `print` and the process dead."""
+        return self.launchctl(profile).print_job(self.label(profile)) is None and not pid_alive(pid)
+
+    def prepare_start(self, profile: str, report: Report) -> None:
+        launchctl, label = self.launchctl(profile), self.label(profile)
+        report(f"enabling {launchctl.target(label)}")
+        launchctl.enable(label)
+
+    def starter(self, profile: str, report: Report) -> "_LaunchdStart":
+        return _LaunchdStart(self.launchctl(profile), self.label(profile), self.definition(profile), report)
+
+    def log_hint(self, home: Home, profile: str) -> str:
+        return str(stderr_path(home, profile))
+
+    def install(self, home: Home, profile: str, report: Report) -> Path:
+        return install(home, profile, self.settings, report)
+
+    def uninstall(self, home: Home, profile: str, report: Report) -> None:
+        uninstall(home, profile, self.settings, report)
+
+    def status(self, home: Home, profile: str) -> "AgentStatus":
+        return status(home, profile, self.settings)
+
+    def doctor(self, home: Home, apply_fix: bool, report: Report) -> int:
+        from .doctor import run_doctor
+
+        return run_doctor(home, self.settings, apply_fix=apply_fix, report=report)
+
+
+class _LaunchdStart:
+    """launchd's way to get a job running during a hand-back: not loaded -> bootstrap (launchd
+    answers 5/36/37 while an earlier bootout is still tearing down: try again next step); loaded but
+    idle (it exited 0 earlier) -> one kickstart, never right after our own bootstrap, where RunAtLoad
+    already starts it."""
+
+    def __init__(self, launchctl: Launchctl, label: str, path: Path, report: Report):
+        self.launchctl, self.label, self.path, self.report = launchctl, label, path, report
+        self.bootstrapped = self.kicked = False
+
+    def __call__(self, job: JobView | None) -> None:
+        if job is None:
+            self._tolerating_teardown(self._bootstrap)
+        elif not self.bootstrapped and not self.kicked:
+            self._tolerating_teardown(self._kickstart)
+
+    def _bootstrap(self) -> None:
+        if not self.bootstrapped:
+            self.report(f"bootstrapping {self.path.name} into {self.launchctl.domain}…")
+        self.launchctl.bootstrap(self.path)
+        self.bootstrapped = True
+
+    def _kickstart(self) -> None:
+        self.report(f"{self.label} is loaded but not running; kickstarting it")
+        self.launchctl.kickstart(self.label)
+        self.kicked = True
+
+    @staticmethod
+    def _tolerating_teardown(action: Callable[[], None]) -> None:
+        """The answers a teardown in progress gives mean "next step" (5/36/37: still tearing down;
+        113: the job vanished between our print and this call)."""
+        try:
+            action()
+        except LaunchctlError as error:
+            if error.code not in (IO_ERROR, NOT_FOUND, *IN_PROGRESS):
+                raise

@@ -1,26 +1,24 @@
-"""Hand a profile between launchd and the console, one owner at every moment.
+"""Hand a profile between the service manager and the console, one owner at every moment.
 
-Take over: boot launchd's job out (so launchd will not respawn it), wait until its process is
-really gone and the profile lock is free; the caller then starts its gateway. Hand back: the
-caller has stopped its gateway; load/start the job and wait until launchd's process holds the
-lock and its Feishu connection is up. Messages sent meanwhile are not lost: Feishu redelivers
-what was not acknowledged to whichever gateway connects next.
+Take over: stop the manager's job (so it will not restart it), wait until its process is really
+gone and the profile lock is free; the caller then starts its gateway. Hand back: the caller has
+stopped its gateway; get the job running and wait until the manager's process holds the lock and
+its Feishu connection is up. Messages sent meanwhile are not lost: Feishu redelivers what was not
+acknowledged to whichever gateway connects next.
 
-Every step is reported as one human line; a failure raises HandoverError whose text says what
-state the profile is in and how to recover.
+The protocol is written once, here; launchd and systemd differ only in the primitives of their
+ServiceManager (service.py). Every step is reported as one human line; a failure raises
+HandoverError whose text says what state the profile is in and how to recover.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from gateway_core.config import Home
 from gateway_core.ownership import read_owner
 from gateway_core.states import FeishuState
 
-from .agents import POLL_INTERVAL, AgentSettings, Report, pid_alive, poll, unload_timeout, wait_until_unloaded
-from .launchctl import IN_PROGRESS, IO_ERROR, NOT_FOUND, Launchctl, LaunchctlError, find_job
-from .plist import stderr_path
+from .agents import POLL_INTERVAL, pid_alive, poll
+from .service import JobView, Report, ServiceError, ServiceManager, Starter, choose_manager
 
 HANDBACK_TIMEOUT = 20.0
 
@@ -34,54 +32,52 @@ def take_over(
     profile: str,
     report: Report,
     timeout: float | None = None,
-    settings: AgentSettings | None = None,
+    manager: ServiceManager | None = None,
 ) -> None:
-    """Boot launchd's job out and wait until its process is gone and the profile is free."""
-    settings = settings or AgentSettings.default()
-    label = settings.label(profile)
+    """Stop the manager's job and wait until its process is gone and the profile is free."""
+    manager = manager or choose_manager()
+    label = manager.label(profile)
     lock = home.lock_file(profile)
+    name = manager.name
     try:
-        launchctl, job = find_job(label)
-    except LaunchctlError as error:
-        raise HandoverError(f"cannot ask launchd about {label}: {error}; nothing was changed") from None
+        job = manager.job(profile)
+    except ServiceError as error:
+        raise HandoverError(f"cannot ask {name} about {label}: {error}; nothing was changed") from None
     if job is None:
         owner = read_owner(lock)
         if owner is not None:
             raise HandoverError(
-                f"profile '{profile}' is served by {owner.describe()}, not by launchd job {label}; "
+                f"profile '{profile}' is served by {owner.describe()}, not by {name}'s {label}; "
                 "stop that gateway first (gatewatch never kills it)"
             )
-        report(f"{label} is not loaded; profile '{profile}' is free")
+        report(f"{label} is not {'loaded' if name == 'launchd' else 'known to systemd'}; profile '{profile}' is free")
         return
 
     old_pid = job.pid
-    timeout = unload_timeout(job) if timeout is None else timeout
-    report(f"booting out {launchctl.target(label)}" + (f" (PID {old_pid})" if old_pid else ""))
+    timeout = manager.stop_timeout(job) if timeout is None else timeout
     try:
-        launchctl.bootout(label)
-    except LaunchctlError as error:
-        raise HandoverError(
-            f"could not boot out {label}: {error}; nothing was changed, launchd still runs it"
-        ) from None
+        manager.stop(profile, job, report)
+    except ServiceError as error:
+        raise HandoverError(f"could not stop {label}: {error}; nothing was changed, {name} still runs it") from None
     if old_pid:
         report(f"waiting for PID {old_pid} to exit (up to {timeout:.0f}s)…")
-    if not wait_until_unloaded(launchctl, label, old_pid, timeout):
+    if not poll(lambda: manager.stopped(profile, old_pid), timeout):
         if pid_alive(old_pid):
             raise HandoverError(
-                f"{label} is booted out (launchd will not respawn it) but PID {old_pid} is still running after "
-                f"{timeout:.0f}s and may still hold profile '{profile}'; wait for it to drain, or stop it with "
-                f"'kill {old_pid}', then take over again (or hand back with: gatewatch launchd handback --profile {profile})"
+                f"{label} is {manager.stopped_word} ({name} will not restart it) but PID {old_pid} is still running "
+                f"after {timeout:.0f}s and may still hold profile '{profile}'; wait for it to drain, or stop it with "
+                f"'kill {old_pid}', then take over again (or hand back with: gatewatch {name} handback --profile {profile})"
             )
         raise HandoverError(
-            f"launchd still lists {label} {timeout:.0f}s after the bootout (teardown not finished); "
-            f"check with 'gatewatch launchd status --profile {profile}' and take over again"
+            f"{name} still lists {label} as running {timeout:.0f}s after stopping it; "
+            f"check with 'gatewatch {name} status --profile {profile}' and take over again"
         )
     if old_pid:
-        report(f"PID {old_pid} has exited; {label} is unloaded")
+        report(f"PID {old_pid} has exited; {label} is {manager.stopped_word}")
     if not poll(lambda: read_owner(lock) is None, max(1.0, timeout / 4)):
         owner = read_owner(lock)
         raise HandoverError(
-            f"{label} is unloaded, but profile '{profile}' is still served by "
+            f"{label} is {manager.stopped_word}, but profile '{profile}' is still served by "
             f"{owner.describe() if owner else 'another process'}; stop that gateway first"
         )
     report(f"lock free: profile '{profile}' can be taken")
@@ -92,17 +88,17 @@ def hand_back(
     profile: str,
     report: Report,
     timeout: float | None = None,
-    settings: AgentSettings | None = None,
+    manager: ServiceManager | None = None,
 ) -> int:
-    """Start launchd's job and wait until it serves the profile; returns its PID.
+    """Start the manager's job and wait until it serves the profile; returns its PID.
 
     Precondition: the caller has stopped its own gateway for the profile (drained, lock released).
     """
-    settings = settings or AgentSettings.default()
+    manager = manager or choose_manager()
     timeout = HANDBACK_TIMEOUT if timeout is None else timeout
-    label = settings.label(profile)
+    label = manager.label(profile)
     lock = home.lock_file(profile)
-    path = settings.plist(profile)
+    path = manager.definition(profile)
     owner = read_owner(lock)
     if owner is not None and owner.launchd_label != label:
         raise HandoverError(
@@ -110,101 +106,75 @@ def hand_back(
         )
     if not path.exists():
         raise HandoverError(
-            f"no LaunchAgent for profile '{profile}' at {path}; install it with: gatewatch launchd install --profile {profile}"
+            f"no {manager.kind} for profile '{profile}' at {path}; install it with: "
+            f"gatewatch {manager.name} install --profile {profile}"
         )
     try:
-        launchctl, _ = find_job(label)
-        report(f"enabling {launchctl.target(label)}")
-        launchctl.enable(label)
-    except LaunchctlError as error:
-        raise HandoverError(f"cannot enable {label}: {error}; nothing was changed") from None
-    progress = _HandBack(home, profile, launchctl, label, path, report)
+        manager.prepare_start(profile, report)
+    except ServiceError as error:
+        raise HandoverError(f"cannot prepare {label}: {error}; nothing was changed") from None
+    progress = _HandBack(home, profile, manager, manager.starter(profile, report), report)
     try:
         done = poll(progress.step, timeout, POLL_INTERVAL * 2)
-    except LaunchctlError as error:
+    except ServiceError as error:
         raise HandoverError(
-            f"launchd did not start {label}: {error}; no gateway serves profile '{profile}' now — "
-            f"retry with: gatewatch launchd handback --profile {profile}"
+            f"{manager.name} did not start {label}: {error}; no gateway serves profile '{profile}' now — "
+            f"retry with: gatewatch {manager.name} handback --profile {profile}"
         ) from None
     if not done:
         raise HandoverError(progress.failure(timeout))
-    report(f"handed back: launchd's gateway PID {progress.pid} serves profile '{profile}', Feishu connected")
+    report(f"handed back: {manager.name}'s gateway PID {progress.pid} serves profile '{profile}', Feishu connected")
+    assert progress.pid is not None
     return progress.pid
 
 
 class _HandBack:
-    """One hand-back, advanced by `step()` until launchd's gateway serves.
+    """One hand-back, advanced by `step()` until the manager's gateway serves.
 
-    Each step re-reads launchd's view, so every turn of events is followed rather than assumed:
-    the job not loaded -> bootstrap (launchd answers 5/36/37 while an earlier bootout is still
-    tearing down: try again next step); loaded but idle (it exited 0 earlier) -> one kickstart,
-    never right after our own bootstrap where RunAtLoad already starts it; running -> wait until
-    that PID holds the profile lock, then until it reports Feishu connected. A crash and respawn
-    changes the PID; the steps follow launchd's.
+    Each step re-reads the manager's view, so every turn of events is followed rather than assumed:
+    not running -> the backend's starter (which knows what its manager needs: launchd a bootstrap
+    or a kickstart, systemd a start); running -> wait until that PID holds the profile lock, then
+    until it reports Feishu connected. A crash and restart changes the PID; the steps follow it.
     """
 
-    def __init__(self, home: Home, profile: str, launchctl: Launchctl, label: str, path: Path, report: Report):
-        self.home, self.profile, self.launchctl = home, profile, launchctl
-        self.label, self.path, self.report = label, path, report
-        self.bootstrapped = self.kicked = False
+    def __init__(self, home: Home, profile: str, manager: ServiceManager, start: Starter, report: Report):
+        self.home, self.profile, self.manager = home, profile, manager
+        self.start, self.report = start, report
         self.pid: int | None = None
         self.holding = False
 
     def step(self) -> bool:
-        job = self.launchctl.print_job(self.label)
-        if job is None:
-            self._tolerating_teardown(self._bootstrap)
-            return False
-        if not job.running:
-            if not self.bootstrapped and not self.kicked:
-                self._tolerating_teardown(self._kickstart)
+        job = self.manager.job(self.profile)
+        if job is None or not job.running:
+            self.start(job)
             return False
         if job.pid != self.pid:
             self.pid, self.holding = job.pid, False
-            self.report(f"launchd runs PID {job.pid}; waiting for it to take the profile lock…")
+            self.report(f"{self.manager.name} runs PID {job.pid}; waiting for it to take the profile lock…")
         holder = read_owner(self.home.lock_file(self.profile))
         if holder is None or holder.pid != job.pid:
             return False
         if not self.holding:
             self.holding = True
             self.report(f"PID {job.pid} holds the profile; waiting for its Feishu connection…")
+        assert job.pid is not None
         return headless_feishu_connected(self.home, self.profile, job.pid)
-
-    def _bootstrap(self) -> None:
-        if not self.bootstrapped:
-            self.report(f"bootstrapping {self.path.name} into {self.launchctl.domain}…")
-        self.launchctl.bootstrap(self.path)
-        self.bootstrapped = True
-
-    def _kickstart(self) -> None:
-        self.report(f"{self.label} is loaded but not running; kickstarting it")
-        self.launchctl.kickstart(self.label)
-        self.kicked = True
-
-    @staticmethod
-    def _tolerating_teardown(action) -> None:
-        """Run a bootstrap/kickstart; the answers a teardown in progress gives mean "next step"
-        (5/36/37: still tearing down; 113: the job vanished between our print and this call)."""
-        try:
-            action()
-        except LaunchctlError as error:
-            if error.code not in (IO_ERROR, NOT_FOUND, *IN_PROGRESS):
-                raise
 
     def failure(self, timeout: float) -> str:
         """What state the profile is in after the bound, and where to look."""
-        job = self.launchctl.print_job(self.label)
+        name, label = self.manager.name, self.manager.label(self.profile)
+        job: JobView | None = self.manager.job(self.profile)
         holder = read_owner(self.home.lock_file(self.profile))
-        log = stderr_path(self.home, self.profile)
+        log = self.manager.log_hint(self.home, self.profile)
         if self.holding and self.pid is not None:
             return (
-                f"launchd's gateway PID {self.pid} holds profile '{self.profile}' but has not connected to Feishu "
+                f"{name}'s gateway PID {self.pid} holds profile '{self.profile}' but has not connected to Feishu "
                 f"within {timeout:.0f}s (it keeps retrying); read {log}"
             )
-        state = job.describe() if job else f"{self.label} is not loaded"
+        state = job.describe() if job else f"{label} is not running"
         return (
-            f"launchd's gateway did not take profile '{self.profile}' within {timeout:.0f}s ({state}; held by "
-            f"{holder.describe() if holder else 'nobody'}); read {log}, then: gatewatch launchd status --profile {self.profile}"
+            f"{name}'s gateway did not take profile '{self.profile}' within {timeout:.0f}s ({state}; held by "
+            f"{holder.describe() if holder else 'nobody'}); read {log}, then: gatewatch {name} status --profile {self.profile}"
         )
 
 

@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .service import ServiceError
+
 # Exit codes observed from launchctl (see the launchd notes); launchd documents none of them.
 NOT_LOADED_BOOTOUT = 3  # bootout of a job that is not loaded ("No such process")
 IO_ERROR = 5  # already loaded, still tearing down, or a bad plist
@@ -26,7 +28,7 @@ DOMAIN_UNSUPPORTED = 125
 CALL_TIMEOUT = 30.0
 
 
-class LaunchctlError(Exception):
+class LaunchctlError(ServiceError):
     """A launchctl call failed; `str()` is one line saying what it means and what to do."""
 
     def __init__(self, code: int, message: str):

@@ -8,6 +8,7 @@ import pytest
 from gateway_core.config import Home, load_profile
 from gateway_core.sim import Simulators
 from .sim.launchctl_harness import simulated_launchctl
+from .sim.systemctl_harness import simulated_systemctl
 
 from .support import (
     FEISHU_SECRET,
@@ -24,6 +25,13 @@ from .support import (
 def _loopback_only(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture(autouse=True)
+def _service_manager_named(monkeypatch):
+    """The console's `t`/`h` use this machine's manager; tests name theirs (the systemctl simulator
+    switches to systemd), so the suite means the same on a Mac and on Linux."""
+    monkeypatch.setenv("GATEWATCH_SERVICE_MANAGER", "launchd")
 
 
 @pytest.fixture
@@ -74,4 +82,12 @@ async def gateway(home, profile, sims):
 def launchctl_sim(tmp_path, monkeypatch):
     """A launchctl simulator first on PATH, running real processes; its jobs die with the test."""
     with simulated_launchctl(tmp_path / "sim", monkeypatch.setenv) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def systemctl_sim(tmp_path, monkeypatch):
+    """A `systemctl --user`/`loginctl` simulator first on PATH, running real processes; its units
+    die with the test. Linger is on, as a server set up for gatewatch has it."""
+    with simulated_systemctl(tmp_path / "systemd-sim", monkeypatch.setenv) as simulator:
         yield simulator

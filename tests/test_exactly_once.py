@@ -19,7 +19,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.sim.profile import write_sim_profile
 from gateway_core.status import profile_status, render_status
-from launchd.agents import AgentSettings, install, uninstall
+from launchd.agents import AgentSettings, LaunchdManager, install, uninstall
 from launchd.handover import hand_back, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label
@@ -230,7 +230,7 @@ async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_k
     sims.llm.hold("alpha")
     in_flight = [sims.feishu.inject_text(f"during the take-over {n}", chat_id=f"oc_{n}") for n in range(3)]
     await in_own_thread(sims.llm.wait_in_flight, "alpha", 3, 10)
-    await in_own_thread(lambda: take_over(home, "p", print, settings=settings))
+    await in_own_thread(lambda: take_over(home, "p", print, manager=LaunchdManager(settings)))
     console = Gateway(load_profile(home, "p"), home, owner="console")
     await console.start()
     try:
@@ -249,7 +249,7 @@ async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_k
     finally:
         handed_on = await console.stop(drain_timeout=0.5)
     assert handed_on == 2
-    await in_own_thread(lambda: hand_back(home, "p", print, settings=settings))
+    await in_own_thread(lambda: hand_back(home, "p", print, manager=LaunchdManager(settings)))
     sims.llm.release("alpha")
     for event in more:
         await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)

@@ -17,7 +17,7 @@ import pytest
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
-from launchd.agents import AgentError, AgentSettings, install, pid_alive, poll, status, uninstall
+from launchd.agents import AgentError, AgentSettings, LaunchdManager, install, pid_alive, poll, status, uninstall
 from launchd.doctor import run_doctor
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.launchctl import Launchctl
@@ -105,7 +105,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         events.append((await ask(sims, "to the launchd gateway")).event)
 
         # take over -> its process exits and is not respawned; a message sent meanwhile waits
-        take_over(home, PROFILE, steps.append, settings=settings)
+        take_over(home, PROFILE, steps.append, manager=LaunchdManager(settings))
         assert not pid_alive(first) and lc.print_job(label) is None
         assert read_owner(home.lock_file(PROFILE)) is None
         events.append(sims.feishu.inject_text("sent during the take-over"))
@@ -125,7 +125,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         events.append(sims.feishu.inject_text("sent during the hand-back"))
         monkeypatch.setenv("LAUNCHCTL_SIM_TEARDOWN_DELAY", "5")  # read by the bootstrap below; long enough that the
         # old process exits (it drains first, slower on a busy machine) while the job is still listed
-        second = hand_back(home, PROFILE, steps.append, settings=settings)
+        second = hand_back(home, PROFILE, steps.append, manager=LaunchdManager(settings))
         assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
         events.append((await ask(sims, "to launchd again")).event)
@@ -146,7 +146,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         assert launchctl_sim.spawned("job") == [first, second, third]
 
         # hand back a job that is loaded but stopped -> kickstart
-        fourth = hand_back(home, PROFILE, steps.append, settings=settings)
+        fourth = hand_back(home, PROFILE, steps.append, manager=LaunchdManager(settings))
         assert any("kickstarting" in line for line in steps) and fourth not in (first, second, third)
         events.append((await ask(sims, "after the kickstart")).event)
 
@@ -155,7 +155,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         lc.bootout(label)
         assert poll(lambda: not pid_alive(fourth), 20) and lc.print_job(label) is not None
         calls_before = len(launchctl_sim.calls())
-        fifth = hand_back(home, PROFILE, steps.append, settings=settings)
+        fifth = hand_back(home, PROFILE, steps.append, manager=LaunchdManager(settings))
         verbs = [(c["argv"][0], c["code"]) for c in launchctl_sim.calls()[calls_before:] if c["argv"][0] != "print"]
         assert ("kickstart", 37) in verbs and verbs[-1] == ("bootstrap", 0), verbs
         events.append((await ask(sims, "after the teardown race")).event)
@@ -205,10 +205,10 @@ def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims,
         assert any("keeps restarting it" in line and "another owner holds the profile" in line for line in lines)
         # A hand-back while the console still holds the profile is refused, nothing changes.
         with pytest.raises(HandoverError, match="still served by"):
-            hand_back(home, PROFILE, print, settings=settings)
+            hand_back(home, PROFILE, print, manager=LaunchdManager(settings))
         # Taking over stops the loop; it then finds the console holding the profile, and says so.
         with pytest.raises(HandoverError, match="is unloaded, but profile 'p' is still served by") as held:
-            take_over(home, PROFILE, lines.append, settings=settings, timeout=10)
+            take_over(home, PROFILE, lines.append, manager=LaunchdManager(settings), timeout=10)
         assert f"PID {os.getpid()}" in str(held.value)
     finally:
         lock.release()

@@ -1,7 +1,7 @@
 """The `gatewatch` command. Bad input ends in one line and a documented exit code, never a traceback.
 
 It lives in `tui`, the top layer, because it is the only place that knows every layer: the gateway
-(`gateway_core`), LaunchAgents (`launchd`) and the console. Only `console`, `demo` and a take-over
+(`gateway_core`), the service managers (`launchd`: LaunchAgents and systemd units) and the console. Only `console`, `demo` and a take-over
 that opens the console import Textual, and only when they run: `status`, `run --headless` and
 `profile` stay as fast as the gateway itself. (`python -m gateway_core run --headless` is the
 gateway's own entry, without this module, for launchd's plists.)
@@ -56,10 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("open_id")
     revoke.add_argument("--profile", default="default")
 
-    launchd = commands.add_parser("launchd", help="LaunchAgent per profile: install, status, hand over, doctor")
-    from launchd.cli import add_arguments as add_launchd_arguments  # no UI imports there
+    from launchd.cli import add_arguments as add_service_arguments  # no UI imports there
 
-    add_launchd_arguments(launchd)
+    launchd = commands.add_parser("launchd", help="LaunchAgent per profile (macOS): install, status, hand over, doctor")
+    add_service_arguments(launchd, "launchd")
+    systemd = commands.add_parser(
+        "systemd", help="systemd --user unit per profile (Linux): install, status, hand over, doctor"
+    )
+    add_service_arguments(systemd, "systemd")
 
     profile = commands.add_parser("profile", help="create, list and show profiles")
     profile_commands = profile.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
@@ -106,10 +110,10 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
         statuses = collect_status(home)
         print(render_status(statuses, args.json))
         return status_exit_code(statuses)
-    if command == "launchd":
-        from launchd.cli import run as run_launchd
+    if command in ("launchd", "systemd"):
+        from launchd.cli import run as run_service
 
-        return run_launchd(args, home, open_console=open_console)
+        return run_service(args, home, open_console=open_console)
     if command == "demo":
         if args.headless:
             from gateway_core.demo import run_headless_demo
@@ -122,7 +126,7 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
 
 
 def open_console(home: Home, profile_name: str) -> int:
-    """The console on one profile (also what `launchd takeover` opens: launchd never imports the UI)."""
+    """The console on one profile (also what `launchd|systemd takeover` opens: that layer never imports the UI)."""
     from .app import run_console  # lazy: Textual is loaded only when a console opens
 
     return run_console(home, profile_name)

@@ -48,15 +48,16 @@ class Handover(App[None]):
         return self.phase in (ConsolePhase.OWNED, ConsolePhase.ATTACHED) or None  # take_over
 
     def agent_installed(self) -> bool:
-        """Checked before stopping anything: without a LaunchAgent, a hand-back would leave nobody."""
-        from launchd.agents import AgentSettings
+        """Checked before stopping anything: without the manager's job, a hand-back would leave nobody."""
+        from launchd.service import choose_manager  # this machine's: launchd on a Mac, systemd on Linux
 
         profile = self.profile_name()
-        path = AgentSettings.default().plist(profile)
+        manager = choose_manager()
+        path = manager.definition(profile)
         if not path.exists():
             self.notify(
-                f"no LaunchAgent for profile '{profile}' at {path}; install it with: "
-                f"gatewatch launchd install --profile {profile}",
+                f"no {manager.kind} for profile '{profile}' at {path}; install it with: "
+                f"gatewatch {manager.name} install --profile {profile}",
                 severity="warning",
                 markup=False,
             )
@@ -86,7 +87,7 @@ class Handover(App[None]):
 
         attached = self.phase == ConsolePhase.ATTACHED
         try:
-            await in_own_thread(take_over, self.home, self.profile_name(), self.say_progress)
+            await in_own_thread(take_over, self.home, self.profile_name(), self.say_progress)  # this machine's manager
         except Exception:
             if not attached:
                 self.ask_owned()  # nothing changed: the same choices again

@@ -246,11 +246,16 @@ def parse_log_line(text: str) -> LogLine | None:
 
 
 def _launchd_last_exit(label: str) -> int | None:
-    """launchd's last exit status of the job, or None (not launchd's, no launchctl here)."""
+    """The service manager's last exit status of the job, or None (not a manager's, none here)."""
     try:
-        from launchd.launchctl import find_job
+        if label.endswith(".service"):  # a systemd unit (launchd/unit.py names them so)
+            from launchd.systemctl import Systemctl
 
-        _, job = find_job(label)
-    except Exception:  # no launchctl on this machine, or it failed: the code is just unknown
+            job = Systemctl().show(label)
+        else:
+            from launchd.launchctl import find_job
+
+            _, job = find_job(label)
+    except Exception:  # no launchctl/systemctl on this machine, or it failed: the code is just unknown
         return None
     return job.last_exit_code if job is not None else None

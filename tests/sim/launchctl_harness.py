@@ -61,6 +61,7 @@ class LaunchctlSim:
             "LAUNCHCTL_SIM_GUI": "1" if self.gui_session else "0",
             "LAUNCHCTL_SIM_TEARDOWN_DELAY": str(self.teardown_delay),
             "GATEWATCH_LAUNCHD_DOMAIN": domain or f"user/{os.getuid()}",
+            "GATEWATCH_SERVICE_MANAGER": "launchd",  # the console's `t`/`h` pick it even on Linux
         }
 
     def state(self) -> dict:
@@ -81,24 +82,28 @@ class LaunchctlSim:
         return [pid for pid, r, _ in self.state()["spawned"] if r == role]
 
     def cleanup(self, timeout: float = 10.0) -> None:
-        """Ask every monitor to stop its job (SIGTERM = bootout), then kill what is left, by PID."""
-        recorded = self.state()["spawned"]
-        processes = []
-        for pid, role, _ in recorded:
-            try:
-                process = psutil.Process(pid)
-                if process.create_time() >= self.started_at - 1:
-                    processes.append((role, process))
-            except psutil.NoSuchProcess:
-                continue
-        for role, process in processes:
-            if role == "monitor":
-                _signal(process, signal.SIGTERM)
-        if not poll(lambda: not any(_alive(p) for _, p in processes), timeout):
-            for _, process in processes:
-                if _alive(process):
-                    _signal(process, signal.SIGKILL)
-            poll(lambda: not any(_alive(p) for _, p in processes), 2.0)
+        stop_recorded(self.state()["spawned"], self.started_at, timeout)
+
+
+def stop_recorded(recorded: list, started_at: float, timeout: float = 10.0) -> None:
+    """Ask every monitor a simulator recorded to stop its job (SIGTERM), then kill what is left, by
+    PID — each checked to still be the process the simulator started (by creation time)."""
+    processes = []
+    for pid, role, _ in recorded:
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() >= started_at - 1:
+                processes.append((role, process))
+        except psutil.NoSuchProcess:
+            continue
+    for role, process in processes:
+        if role == "monitor":
+            _signal(process, signal.SIGTERM)
+    if not poll(lambda: not any(_alive(p) for _, p in processes), timeout):
+        for _, process in processes:
+            if _alive(process):
+                _signal(process, signal.SIGKILL)
+        poll(lambda: not any(_alive(p) for _, p in processes), 2.0)
 
 
 def _alive(process: psutil.Process) -> bool:
