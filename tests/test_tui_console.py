@@ -410,7 +410,7 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
         body = str(app.screen.query_one(".choice-body").render())
         assert f"already served by PID {os.getpid()} (headless" in body and "never kills" in body
         await pilot.press("t")  # the owner is no launchd job (on Linux: no launchctl at all)
-        failed = "taking the profile over from launchd failed: HandoverError"
+        failed = "taking the profile over from its service manager failed: HandoverError"
         await until(lambda: any(n.startswith(failed) for n in notices(app)), 10, "take-over refused", pilot=pilot)
         await until(lambda: isinstance(app.screen, ChoiceModal), 5, "the same choices again", pilot=pilot)
         await pilot.press("q")

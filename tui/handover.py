@@ -22,8 +22,8 @@ from .screens import hand_back_confirm
 
 log = logging.getLogger("gatewatch.console")
 
-TAKING_OVER = "taking the profile over from launchd"
-HANDING_BACK = "handing the profile back to launchd"
+TAKING_OVER = "taking the profile over from its service manager"
+HANDING_BACK = "handing the profile back to its service manager"
 
 
 class HandoverProgress(Message):
@@ -65,7 +65,10 @@ class Handover(App[None]):
 
     def action_hand_back(self) -> None:
         if self.agent_installed():
-            self.push_screen(hand_back_confirm(self.profile_name(), self.source.describe()), self.on_quit_choice)
+            from launchd.service import default_manager_name
+
+            screen = hand_back_confirm(self.profile_name(), self.source.describe(), default_manager_name())
+            self.push_screen(screen, self.on_quit_choice)
 
     def action_take_over(self) -> None:
         self.take_over()

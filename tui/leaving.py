@@ -40,7 +40,10 @@ class Leaving(App[None]):
         elif self.phase != ConsolePhase.SERVING or not self.source.running:
             self.exit(return_code={ConsolePhase.OWNED: EXIT_OWNED, ConsolePhase.FAILED: EXIT_FAILED}.get(self.phase, 0))
         else:
-            screen = quit_confirm(self.profile_name(), self.source.describe(), launchd=self.home is not None)
+            from launchd.service import default_manager_name  # this machine's: launchd, systemd
+
+            manager = default_manager_name() if self.home is not None else None
+            screen = quit_confirm(self.profile_name(), self.source.describe(), manager)
             self.push_screen(screen, self.on_quit_choice)
 
     def on_quit_choice(self, choice: str | None) -> None:
@@ -51,7 +54,9 @@ class Leaving(App[None]):
 
     def ask_owned(self) -> None:
         if self._busy is not None:
-            self.push_screen(owned_by_another(self._busy), self._on_owned_choice)
+            from launchd.service import default_manager_name
+
+            self.push_screen(owned_by_another(self._busy, default_manager_name()), self._on_owned_choice)
 
     def _on_owned_choice(self, choice: str | None) -> None:
         if choice == ATTACH:

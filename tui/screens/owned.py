@@ -12,7 +12,7 @@ from .choice import Choice, ChoiceModal
 ATTACH, TAKE_OVER, QUIT = "attach", "take_over", "quit"
 
 
-def owned_by_another(busy: ProfileBusy) -> ChoiceModal:
+def owned_by_another(busy: ProfileBusy, manager: str = "launchd") -> ChoiceModal:
     holder = busy.holder.describe() if busy.holder else "another process (owner unknown)"
     body = (
         f"Profile '{busy.profile}' is already served by {holder}.\n"
@@ -23,7 +23,7 @@ def owned_by_another(busy: ProfileBusy) -> ChoiceModal:
         body,
         [
             Choice(ATTACH, "attach to it (watch and operate it from here)", "a"),
-            Choice(TAKE_OVER, "take it over from launchd (launchd stops its job first)", "t"),
+            Choice(TAKE_OVER, f"take it over from {manager} ({manager} stops its job first)", "t"),
             Choice(QUIT, "quit", "q"),
         ],
         cancel=QUIT,
