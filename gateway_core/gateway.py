@@ -28,7 +28,8 @@ from .logs import GatewayLogging, escape_untrusted, setup_logging
 from .ownership import ProfileLock
 from .cardkit import CardKitClient
 from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
-from .replies import ReplySender
+from .media import MediaReader
+from .replies import ReplySender, TypingIndicator
 from .snapshots import GatewaySnapshot
 from .states import FeishuState, GatewayState
 from .threads import in_own_thread
@@ -108,6 +109,12 @@ class Gateway:
                 rules=chat_rules(self.profile),
                 cardkit=self.cardkit,
                 status_line=self.status_line,
+                media=MediaReader(self.feishu_http, self.llm, self.profile.llm),
+                typing=(
+                    TypingIndicator(self.feishu_http, self.profile.feishu.app_replies_per_second)
+                    if self.profile.feishu.typing_indicator
+                    else None
+                ),
             )
             self._started_at = time.time()
             self._state, self._accepting = GatewayState.RUNNING, True
