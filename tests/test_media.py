@@ -73,7 +73,7 @@ async def test_an_image_reaches_the_first_vision_model_as_a_data_url_of_the_serv
         (url,) = request.image_urls
         prefix = "data:image/png;base64,"
         assert url.startswith(prefix) and base64.b64decode(url[len(prefix) :]) == PNG
-        assert reply.text.startswith("[beta]")
+        assert reply.text == "[beta] (I see 1 image)"
         assert gateway.journal.state_of(event.message_id) == "answered"
         (activity,) = gateway.snapshot().pipeline.activity
         assert activity.media == "image, 70 B, image/png" and activity.text == "[image]"
@@ -109,7 +109,7 @@ async def test_an_image_in_a_post_goes_to_the_model_with_its_text(home, sims):
         parts = user_content(request)
         assert parts[0] == {"type": "text", "text": "what is wrong in this screenshot?\n[image]"}
         assert base64.b64decode(request.image_urls[0].split(",", 1)[1]) == PNG
-        assert reply.text == "[beta] what is wrong in this screenshot?\n[image]"
+        assert reply.text == "[beta] what is wrong in this screenshot?\n[image] (I see 1 image)"
 
 
 async def test_an_image_over_the_cap_or_missing_gets_a_polite_reply_recorded_with_the_reason(home, sims):

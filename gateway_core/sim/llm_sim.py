@@ -282,6 +282,9 @@ class LlmSimulator(ThreadSafeState):
         with self._cond:
             scripted = self._scripted.get(model)
         content = scripted if scripted is not None else f"[{model}] {_last_user_text(record.messages)}"
+        images = len(record.image_urls)
+        if scripted is None and images:  # what a vision model would say it was shown
+            content = f"{content.rstrip()} (I see {images} image{'s' if images > 1 else ''})"
         completion_id = f"chatcmpl-sim{next(self._ids)}"
         created = int(time.time())
         if record.stream:
