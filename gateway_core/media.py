@@ -30,6 +30,7 @@ from urllib.parse import quote
 from .config import LlmConfig
 from .feishu_http import FeishuHttp, FeishuRefused, ResourceTooLarge
 from .llm import LlmClient, ModelError
+from .logs import escape_untrusted
 from .messages import IncomingMessage
 
 log = logging.getLogger("gatewatch.media")
@@ -147,7 +148,9 @@ class MediaReader:
                 f"Sorry — I could not fetch {what} from Feishu just now. Please send it again in a moment.",
                 f"{ref.kind} download failed: {exc.detail}",
             ) from None
-        log.info("%s of %s downloaded: %d bytes, %s", ref.kind, message.message_id, len(data), content_type)
+        log.info(
+            "%s of %s downloaded: %d bytes, %s", ref.kind, message.message_id, len(data), escape_untrusted(content_type)
+        )
         return data, content_type
 
     # -- images ----------------------------------------------------------------------------------

@@ -453,7 +453,12 @@ class MessagePipeline:
             try:
                 media = await self._media.read(message, refs)
             except MediaRefused as exc:
-                log.info("message %s: %s not read (%s)", message.message_id, facts, exc.reason)
+                log.info(
+                    "message %s: %s not read (%s)",
+                    message.message_id,
+                    escape_untrusted(facts),
+                    escape_untrusted(exc.reason),
+                )
                 return exc.reply, None, "unsupported", exc.reason
             self._media_seen[message.message_id] = (media.text, media.facts)
         return await self._ask_llm(message, media)
