@@ -308,7 +308,9 @@ class MessagePipeline:
             self._in_progress.discard(message.message_id)
             self._media_seen.pop(message.message_id, None)
             if self.typing is not None:
-                self.typing.stop(message.message_id)  # the reply is out, or the answer ended
+                # The reply is out, or the answer ended; a re-driven message may also carry the
+                # sign of a predecessor killed mid-answer.
+                self.typing.stop(message.message_id, leftovers=pending is not None)
             delivery = self._deliveries.pop(message.message_id, None)
             if delivery is not None:
                 await delivery.abandon()  # cancelled or failed: the journaled record resumes it

@@ -200,17 +200,49 @@ class TypingIndicator:
             return
         self._adding[message_id] = loop.create_task(self._add(message_id), name=f"typing-{message_id}")
 
-    def stop(self, message_id: str) -> None:
-        """The reply is out (or the answer ended): take the sign away, in the background."""
+    def stop(self, message_id: str, leftovers: bool = False) -> None:
+        """The reply is out (or the answer ended): take the sign away, in the background.
+
+        `leftovers` (a re-driven message): also take away the sign a predecessor killed
+        mid-answer left on it — its reaction id died with it, so the message's "Typing" reactions
+        are listed (`GET …/reactions?reaction_type=Typing`) and this app's own are deleted.
+        """
         task = self._adding.pop(message_id, None)
-        if task is None:
-            return
-        if not task.done() and message_id not in self._in_call:
+        if task is not None and not task.done() and message_id not in self._in_call:
             task.cancel()  # still waiting for its turn: nothing was shown
+            task = None
+        if task is None and not leftovers:
             return
-        removal = asyncio.get_running_loop().create_task(self._remove(message_id, task), name=f"untyping-{message_id}")
+        removal = asyncio.get_running_loop().create_task(
+            self._remove(message_id, task, leftovers), name=f"untyping-{message_id}"
+        )
         self._tasks.add(removal)
         removal.add_done_callback(self._tasks.discard)
+
+    async def _clear(self, message_id: str) -> None:
+        try:
+            async with self._window.turn():
+                answer = await self.http.call(
+                    "typing reactions list",
+                    "GET",
+                    f"{self._path(message_id)}?reaction_type={TYPING_EMOJI}&page_size=50",
+                )
+            data = answer.get("data")
+            items = data.get("items") if isinstance(data, dict) else None
+            for item in items if isinstance(items, list) else ():
+                operator = item.get("operator") if isinstance(item, dict) else None
+                reaction_id = item.get("reaction_id") if isinstance(item, dict) else None
+                if not (isinstance(operator, dict) and operator.get("operator_type") == "app"):
+                    continue  # a person's reaction is theirs
+                if operator.get("operator_id") != self.http.config.app_id or not isinstance(reaction_id, str):
+                    continue
+                async with self._window.turn():
+                    await self.http.call(
+                        "typing reaction removal", "DELETE", f"{self._path(message_id)}/{quote(reaction_id, safe='')}"
+                    )
+                self.removed += 1
+        except FeishuRefused as exc:
+            log.info("typing reactions left on %s not cleared: %s", message_id, exc.detail)
 
     async def close(self, timeout: float) -> None:
         """Let removals finish for up to `timeout` seconds, then cancel what is left."""
@@ -242,22 +274,23 @@ class TypingIndicator:
         reaction_id = data.get("reaction_id") if isinstance(data, dict) else None
         return reaction_id if isinstance(reaction_id, str) and reaction_id else None
 
-    async def _remove(self, message_id: str, adding: asyncio.Task[str | None]) -> None:
-        try:
-            reaction_id = await adding
-        except (asyncio.CancelledError, Exception):
-            return
-        if reaction_id is None:
-            return
-        async with self._window.turn():
-            try:
-                await self.http.call(
-                    "typing reaction removal", "DELETE", f"{self._path(message_id)}/{quote(reaction_id, safe='')}"
-                )
-            except FeishuRefused as exc:
-                log.info("typing reaction on %s not removed: %s", message_id, exc.detail)
-                return
-        self.removed += 1
+    async def _remove(self, message_id: str, adding: asyncio.Task[str | None] | None, leftovers: bool) -> None:
+        reaction_id = None
+        if adding is not None:
+            await asyncio.wait({adding})  # not `await adding`: cancelling this must not cancel it
+            if not adding.cancelled() and adding.exception() is None:
+                reaction_id = adding.result()
+        if reaction_id is not None:
+            async with self._window.turn():
+                try:
+                    await self.http.call(
+                        "typing reaction removal", "DELETE", f"{self._path(message_id)}/{quote(reaction_id, safe='')}"
+                    )
+                    self.removed += 1
+                except FeishuRefused as exc:
+                    log.info("typing reaction on %s not removed: %s", message_id, exc.detail)
+        if leftovers:
+            await self._clear(message_id)
 
     def _refused(self, exc: FeishuRefused) -> None:
         self.refused += 1

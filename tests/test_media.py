@@ -245,7 +245,7 @@ async def test_no_typing_reaction_when_it_is_switched_off(home, sims):
 
 
 @pytest.mark.process
-def test_kill_9_while_downloading_the_next_owner_downloads_again_and_answers_once(home, sims):
+def test_kill_9_while_downloading_the_next_owner_downloads_again_answers_once_and_clears_the_sign(home, sims):
     notes = "line one\nline two\n"
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -253,12 +253,15 @@ def test_kill_9_while_downloading_the_next_owner_downloads_again_and_answers_onc
         sims.feishu.hold_resources(True)
         event = sims.feishu.inject_file("notes.txt", data=notes.encode(), content_type="text/plain")
         sims.feishu.wait_held_resources(1)
+        sims.feishu.wait_for(lambda: sims.feishu.reactions_on(event), 10)  # the typing sign is up
         gateway.process.send_signal(signal.SIGKILL)
         assert gateway.process.wait(10) == -signal.SIGKILL
     sims.feishu.hold_resources(False)
     with HeadlessProcess.start(home, "p") as successor:
         successor.wait_for_line("Feishu connected")
         sims.feishu.wait_for_replies(event, 1, 20)
+        # the predecessor's sign died with its reaction id: the successor lists and removes it
+        sims.feishu.wait_for(lambda: all(r.removed_at for r in sims.feishu.reactions_on(event)), 10)
         assert successor.terminate_and_wait() == 0
     (reply,) = [r for r in sims.feishu.replies_to(event) if not r.duplicate]
     assert reply.text == f"[alpha] File: notes.txt\n```\n{notes.rstrip()}\n```"

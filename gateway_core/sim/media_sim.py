@@ -11,8 +11,9 @@ reaction", "Delete a reaction"):
   `hold_resources` parks downloads (a gateway killed mid-download, a download that outlives its
   deadline);
 * ``POST /open-apis/im/v1/messages/{message_id}/reactions`` - ``{"reaction_type": {"emoji_type"}}``,
-  answering a ``reaction_id``; ``DELETE …/reactions/{reaction_id}`` removes it; `refuse_reactions`
-  answers a refusal code instead.
+  answering a ``reaction_id``; ``GET …/reactions?reaction_type=`` lists the ones still there (all
+  made by the app); ``DELETE …/reactions/{reaction_id}`` removes one; `refuse_reactions` answers
+  a refusal code to POSTs instead.
 
 Resource bytes are test data: recorded by size, never logged.
 """
@@ -51,6 +52,7 @@ class MediaSimulation(ThreadSafeState):
     """Mixin for FeishuSimulator: message resources and reactions, under the host's lock."""
 
     _tag: str
+    app_id: str
     _ids: Iterator[int]
     _tokens: set[str]
     _chat_of: dict[str, str]
@@ -71,6 +73,7 @@ class MediaSimulation(ThreadSafeState):
         self._resources_released = asyncio.Event()
         app.router.add_get("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", self._handle_resource)
         app.router.add_post("/open-apis/im/v1/messages/{message_id}/reactions", self._handle_reaction_add)
+        app.router.add_get("/open-apis/im/v1/messages/{message_id}/reactions", self._handle_reaction_list)
         app.router.add_delete(
             "/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}", self._handle_reaction_delete
         )
@@ -176,6 +179,26 @@ class MediaSimulation(ThreadSafeState):
             "reaction_type": {"emoji_type": emoji},
         }
         return web.json_response({"code": 0, "msg": "success", "data": data})
+
+    async def _handle_reaction_list(self, request: web.Request) -> web.Response:
+        from .feishu_sim import INVALID_TOKEN
+
+        message_id, emoji = request.match_info["message_id"], request.query.get("reaction_type")
+        with self._cond:
+            if not self._token_ok(request):
+                self._failed_posts += 1
+                return web.json_response(INVALID_TOKEN, status=400)
+            items = [
+                {
+                    "reaction_id": r.reaction_id,
+                    "operator": {"operator_id": self.app_id, "operator_type": "app"},
+                    "action_time": str(int(r.added_at * 1000)),
+                    "reaction_type": {"emoji_type": r.emoji_type},
+                }
+                for r in self._reactions.values()
+                if r.message_id == message_id and r.removed_at is None and emoji in (None, r.emoji_type)
+            ]
+        return web.json_response({"code": 0, "msg": "success", "data": {"items": items, "has_more": False}})
 
     async def _handle_reaction_delete(self, request: web.Request) -> web.Response:
         from .feishu_sim import INVALID_TOKEN
