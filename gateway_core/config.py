@@ -107,6 +107,7 @@ class FeishuConfig:
     reply_mode: str = "stream"  # "stream": a CardKit card that grows; "text": one plain reply
     group_policy: str = "mention"  # in groups answer: "always" | "mention" (the bot @-mentioned) | "never"
     chat_policies: tuple[tuple[str, str], ...] = ()  # per chat id, overriding group_policy
+    typing_indicator: bool = True  # a "Typing" reaction on the user's message while a text answer is prepared
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class LlmConfig:
     system_prompt: str = "You are a helpful assistant."
     breaker_cooldown: float = 30.0
     history_per_user_in_groups: bool = False  # in groups, each sender gets a history of their own
+    vision_models: tuple[str, ...] = ()  # of `models`, those that accept images (none: images are refused)
+    max_image_bytes: int = 10 * 1024 * 1024  # the cap on an image, a voice note or a PDF downloaded
+    max_file_bytes: int = 256 * 1024  # the cap on a text file, and on the text taken from a PDF
+    transcribe_model: str | None = None  # voice notes go to {base_url}/audio/transcriptions with it
 
 
 @dataclass(frozen=True)
@@ -321,6 +326,9 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
         llm.fail("models", "a non-empty list of model names, the failover order", models)
     if len(set(models)) != len(models):
         llm.fail("models", "model names without repeats")
+    vision_models = llm.text_list("vision_models")
+    if not set(vision_models) <= set(models):
+        llm.fail("vision_models", "names from llm.models (the failover order decides among them)", vision_models)
 
     level = logs.text("level", "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -349,6 +357,7 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
             reply_mode=feishu.choice("reply_mode", "stream", REPLY_MODES),
             group_policy=feishu.choice("group_policy", "mention", GROUP_POLICIES),
             chat_policies=feishu.choice_table("chat_policies", GROUP_POLICIES),
+            typing_indicator=feishu.boolean("typing_indicator", True),
         ),
         llm=LlmConfig(
             base_url=base_url,
@@ -360,6 +369,10 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
             system_prompt=llm.text("system_prompt", "You are a helpful assistant."),
             breaker_cooldown=llm.number("breaker_cooldown", 30.0, 0.0),
             history_per_user_in_groups=llm.boolean("history_per_user_in_groups", False),
+            vision_models=vision_models,
+            max_image_bytes=llm.integer("max_image_bytes", 10 * 1024 * 1024, 1024),
+            max_file_bytes=llm.integer("max_file_bytes", 256 * 1024, 1024),
+            transcribe_model=llm.text("transcribe_model") if llm.has("transcribe_model") else None,
         ),
         executor=ExecutorConfig(
             max_workers=executor.integer("max_workers", 8, 2),
@@ -472,6 +485,8 @@ app_secret_file = {feishu_secret_file}
 # group_policy = "mention"              # in groups answer "always", on an @-mention of the bot
 #                                       # ("mention"; @all does not count) or "never"; p2p: always
 # chat_policies = {{ "oc_xxxxxxxx" = "always" }}   # per group chat id, overriding group_policy
+# typing_indicator = true               # a "Typing" reaction on the message while a text answer is
+#                                       # prepared, removed when it is sent
 
 [llm]
 base_url = "https://api.openai.com/v1"  # any OpenAI-compatible API
@@ -484,6 +499,11 @@ models = ["gpt-4o-mini", "gpt-4o"]      # failover order; the first is the defau
 # system_prompt = "You are a helpful assistant."
 # breaker_cooldown = 30                 # seconds a failing model is tried last
 # history_per_user_in_groups = false    # true: in groups each sender has a history of their own
+# vision_models = ["gpt-4o"]            # of models, those that accept images; none: images get a polite
+#                                       # reply (an image goes to the first of these in the failover order)
+# max_image_bytes = 10485760            # cap on a downloaded image, voice note or PDF (needs im:resource)
+# max_file_bytes = 262144               # cap on a text file, and on the text read from a PDF
+# transcribe_model = "whisper-1"        # voice notes: {{base_url}}/audio/transcriptions; none: a polite reply
 
 [executor]
 # max_workers = 8
@@ -547,12 +567,17 @@ def describe_profile(profile: Profile) -> dict[str, object]:
         "feishu.chat_policies": (
             ", ".join(f"{chat}={policy}" for chat, policy in profile.feishu.chat_policies) or "(none)"
         ),
+        "feishu.typing_indicator": profile.feishu.typing_indicator,
         "llm.base_url": profile.llm.base_url,
         "llm.api_key": "***" if profile.llm.api_key else "(not available, see below)",
         "llm.models": ", ".join(profile.llm.models),
         "llm.request_timeout": profile.llm.request_timeout,
         "llm.idle_timeout": profile.llm.idle_timeout,
         "llm.history_per_user_in_groups": profile.llm.history_per_user_in_groups,
+        "llm.vision_models": ", ".join(profile.llm.vision_models) or "(none: images get a polite reply)",
+        "llm.max_image_bytes": profile.llm.max_image_bytes,
+        "llm.max_file_bytes": profile.llm.max_file_bytes,
+        "llm.transcribe_model": profile.llm.transcribe_model or "(none: voice notes get a polite reply)",
         "executor.max_workers": profile.executor.max_workers,
         "executor.probe_interval": profile.executor.probe_interval,
         "logging.level": profile.logging.level,

@@ -3,18 +3,22 @@
 The headless demo prints a scripted conversation as it flows, including the faults gatewatch
 exists for (the executor shut down behind the gateway's back, the WebSocket dropped, the primary
 model failing) and how each heals, then a group conversation (the bot answers only when it is
-@-mentioned) and in-chat commands. Answers stream into CardKit cards (the simulated model writes
-a word at a time). The console's demo (tui/demo.py) opens the console on the same setup.
+@-mentioned), in-chat commands, and an image, a file and a voice note (issue 20: the image goes
+to the vision model, the file's text and the voice note's transcript to the model). Answers
+stream into CardKit cards (the simulated model writes a word at a time). The console's demo
+(tui/demo.py) opens the console on the same setup.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from .config import Home, Profile, load_profile
 from .gateway import Gateway
@@ -28,6 +32,40 @@ DEMO_PROFILE = "demo"
 DEMO_MODELS = ("demo-fast", "demo-smart")
 WORD_PACE = 0.06  # seconds per streamed word: slow enough to watch a card grow
 SECRET_ENV, KEY_ENV = "GATEWATCH_DEMO_FEISHU_SECRET", "GATEWATCH_DEMO_LLM_KEY"
+VISION_MODEL, TRANSCRIBE_MODEL = DEMO_MODELS[1], "demo-whisper"
+DEMO_PNG = base64.b64decode(  # a 1x1 PNG: what a screenshot is to the simulator
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+DEMO_NOTES = "# Deploy checklist\n\n1. tag the release\n2. run the migrations\n3. watch the error rate\n"
+DEMO_VOICE = b"OggS\x00\x02" + bytes(range(64))  # stands for an Opus voice note
+DEMO_TRANSCRIPT = "What is on the deploy checklist?"
+
+
+def media_samples(
+    sims: Simulators, chat_id: str = "oc_chat1", sender_open_id: str = "ou_user1"
+) -> list[tuple[str, Callable[[], InjectedEvent]]]:
+    """An image, a markdown file and a voice note, as a user sends them (their bytes served):
+    (what the user sent, a call that sends it)."""
+    feishu = sims.feishu
+    return [
+        (
+            "<an image>",
+            lambda: feishu.inject_image(
+                chat_id=chat_id, sender_open_id=sender_open_id, data=DEMO_PNG, content_type="image/png"
+            ),
+        ),
+        (
+            "<the file checklist.md>",
+            lambda: feishu.inject_file(
+                "checklist.md",
+                chat_id=chat_id,
+                sender_open_id=sender_open_id,
+                data=DEMO_NOTES.encode(),
+                content_type="text/markdown",
+            ),
+        ),
+        ("<a voice note>", lambda: feishu.inject_audio(DEMO_VOICE, chat_id=chat_id, sender_open_id=sender_open_id)),
+    ]
 
 
 class DemoEnvironment:
@@ -55,6 +93,7 @@ class DemoEnvironment:
         for model in DEMO_MODELS:
             sims.llm.set_behaviour(model, "echo", latency=self.llm_latency)
             sims.llm.pace(model, self.word_pace)
+        sims.llm.transcribe_as(DEMO_TRANSCRIPT)
         write_sim_profile(
             home,
             DEMO_PROFILE,
@@ -64,6 +103,7 @@ class DemoEnvironment:
             models=DEMO_MODELS,
             probe_interval=1.0,
             reply_mode="stream",
+            llm_extra=f'vision_models = ["{VISION_MODEL}"]\ntranscribe_model = "{TRANSCRIBE_MODEL}"',
         )
         return self
 
@@ -130,6 +170,11 @@ async def _scripted_demo(env: DemoEnvironment, extra_messages: int) -> int:
                 out.say(f"healed: executor rebuilt, restarts {executor.restarts} ({executor.last_restart_cause})")
         sims.llm.set_behaviour(DEMO_MODELS[0], "echo", latency=env.llm_latency)
         await _group_conversation(gateway, sims, out)
+        for said, send in media_samples(sims):
+            out.say(f"user> {said}")
+            await _show_answer(gateway, sims, send(), out)
+            activity = gateway.snapshot().pipeline.activity[-1]
+            out.say(f"  (media: {activity.media}; in the history as: {activity.text.splitlines()[0]})")
         snap = gateway.snapshot()
         out.say(
             f"done: {snap.pipeline.answered} answered, {snap.pipeline.commands} commands, "

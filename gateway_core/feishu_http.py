@@ -63,6 +63,10 @@ class FeishuRefused(Exception):
         self.what, self.code, self.detail = what, code, detail
 
 
+class ResourceTooLarge(FeishuRefused):
+    """A download was larger than the caller's cap: reading stopped there, nothing was kept."""
+
+
 class TokenRefused(FeishuRefused):
     """Feishu issued no tenant token for the app, or refused a fresh one: no call can succeed."""
 
@@ -116,6 +120,57 @@ class FeishuHttp:
         except TimeoutError:  # the deadline, or one of aiohttp's own socket timeouts
             raise FeishuRefused(what, None, f"no answer from Feishu within {self.request_timeout:g}s") from None
         raise AssertionError("unreachable")
+
+    async def download(self, what: str, path: str, max_bytes: int) -> tuple[bytes, str]:
+        """GET a binary resource (a message's image, file or voice note): (bytes, content type).
+
+        The same token and deadline rules as `call`: one total deadline for the token, the request
+        and the whole body; a token Feishu calls invalid is renewed once. Feishu answers a refusal
+        as JSON with a non-zero code (FeishuRefused). More than `max_bytes` raises ResourceTooLarge
+        as soon as the body (or its Content-Length) says so: the rest is never read.
+        """
+        try:
+            async with asyncio.timeout(self.request_timeout) as deadline:
+                for fresh_token in (False, True):
+                    token = await self._tenant_token(what, deadline.when(), renew=fresh_token)
+                    status, content_type, data = await self._fetch(what, path, token, max_bytes)
+                    # A refusal is a JSON answer with a non-zero code; a JSON *file* is not one.
+                    answer = _json_or_none(data) if content_type == "application/json" or status != 200 else None
+                    code = answer.get("code") if answer is not None else None
+                    if status == 200 and not (isinstance(code, int) and code != 0):
+                        return data, content_type
+                    if code in TOKEN_REJECTED and not fresh_token:
+                        continue  # revoked or expired early: fetch a new one, once
+                    if answer is None:
+                        raise FeishuRefused(what, None, f"HTTP {status}, not a Feishu answer")
+                    refusal = TokenRefused if code in TOKEN_REJECTED else FeishuRefused
+                    detail = f"HTTP {status}, {_code_and_msg(answer)}"
+                    raise refusal(what, code if isinstance(code, int) else None, detail)
+        except TimeoutError:
+            raise FeishuRefused(what, None, f"no answer from Feishu within {self.request_timeout:g}s") from None
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, what: str, path: str, token: str, max_bytes: int) -> tuple[int, str, bytes]:
+        """One GET (the caller holds the deadline): status, content type and at most `max_bytes`."""
+        try:
+            async with self._client().get(
+                self.config.domain + path, headers={"Authorization": f"Bearer {token}"}, proxy=self._proxy
+            ) as response:
+                content_type = response.content_type
+                too_large = ResourceTooLarge(what, None, f"larger than {max_bytes} bytes")
+                if response.content_length is not None and response.content_length > max_bytes:
+                    raise too_large
+                chunks, size = [], 0
+                async for chunk in response.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise too_large  # leaving the block drops the connection: no more is read
+                    chunks.append(chunk)
+                return response.status, content_type, b"".join(chunks)
+        except TimeoutError:
+            raise
+        except aiohttp.ClientError as exc:
+            raise FeishuRefused(what, None, f"{type(exc).__name__} talking to Feishu") from None
 
     async def bot_identity(self) -> BotIdentity:
         """GET /open-apis/bot/v3/info: the bot's open_id and app name (answered under "bot")."""
@@ -218,6 +273,14 @@ class FeishuHttp:
         http, self._http = self._http, None
         if http is not None:
             await http.close()
+
+
+def _json_or_none(raw: bytes) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def _code_and_msg(answer: dict[str, Any]) -> str:

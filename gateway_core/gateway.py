@@ -29,7 +29,8 @@ from .logs import GatewayLogging, escape_untrusted, setup_logging
 from .ownership import ProfileLock
 from .cardkit import CardKitClient
 from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
-from .replies import ReplySender
+from .media import MediaReader
+from .replies import ReplySender, TypingIndicator
 from .snapshots import GatewaySnapshot
 from .states import FeishuState, GatewayState
 from .threads import in_own_thread
@@ -110,6 +111,12 @@ class Gateway:
                 cardkit=self.cardkit,
                 status_line=self.status_line,
                 access=AccessGate(self.profile.access, self.journal, self.profile.name),
+                media=MediaReader(self.feishu_http, self.llm, self.profile.llm),
+                typing=(
+                    TypingIndicator(self.feishu_http, self.profile.feishu.app_replies_per_second)
+                    if self.profile.feishu.typing_indicator
+                    else None
+                ),
             )
             self._started_at = time.time()
             self._state, self._accepting = GatewayState.RUNNING, True

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import aiohttp
 
@@ -140,19 +140,27 @@ class LlmClient:
         log.info("model switched: %s -> %s", previous, name)
         return previous
 
-    def failover_order(self, first: str | None = None) -> list[str]:
+    def failover_order(self, first: str | None = None, vision: bool = False) -> list[str]:
         """Active model (or `first`, a chat's own choice) first, then the configured order;
-        models with an open breaker go last."""
+        models with an open breaker go last. `vision`: only the models of `llm.vision_models`,
+        in that same order (the first of them in the failover order leads)."""
         with self._guard:
             lead = first if first in self._stats else self._active
             order = [lead] + [m for m in self.config.models if m != lead]
+            if vision:
+                order = [m for m in order if m in self.config.vision_models]
             now = time.monotonic()
             return [m for m in order if self._stats[m].open_until <= now] + [
                 m for m in order if self._stats[m].open_until > now
             ]
 
     async def complete(
-        self, messages: Sequence[dict[str, str]], on_text: OnText | None = None, model: str | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        on_text: OnText | None = None,
+        model: str | None = None,
+        *,
+        vision: bool = False,
     ) -> LlmAnswer:
         """Ask the models in failover order until one answers; raise AllModelsFailed otherwise.
 
@@ -161,9 +169,14 @@ class LlmClient:
         content each time). When an attempt fails and the next model is tried, the text starts
         over from that model's first piece. The callback must not block; its errors are logged
         and otherwise ignored. `model` (a chat's `/model` choice) is tried first when given.
+        `vision`: the messages carry images (OpenAI content parts), so only the models listed in
+        `llm.vision_models` are asked, in failover order; none listed raises AllModelsFailed.
         """
         errors: list[tuple[str, str]] = []
-        for attempt, model in enumerate(self.failover_order(model), start=1):  # noqa: B020 (the choice only orders)
+        order = self.failover_order(model, vision=vision)
+        if not order:
+            raise AllModelsFailed([("(vision)", "no model in llm.vision_models")])
+        for attempt, model in enumerate(order, start=1):  # noqa: B020 (the choice only orders)
             started = time.monotonic()
             try:
                 text = await self._attempt(model, list(messages), on_text)
@@ -177,7 +190,35 @@ class LlmClient:
             return LlmAnswer(text=text, model=model, latency=latency, attempts=attempt)
         raise AllModelsFailed(errors)
 
-    async def _attempt(self, model: str, messages: list[dict[str, str]], on_text: OnText | None) -> str:
+    async def transcribe(self, audio: bytes, filename: str, content_type: str) -> str:
+        """A voice note's text: `POST {base_url}/audio/transcriptions` (multipart `file` and
+        `model` = `llm.transcribe_model`), within `llm.request_timeout`; ModelError on any failure.
+        The audio and the transcript are never logged."""
+        model = self.config.transcribe_model
+        if not model:
+            raise ModelError("no llm.transcribe_model")
+        form = aiohttp.FormData()
+        form.add_field("model", model)
+        form.add_field("file", audio, filename=filename, content_type=content_type)
+        try:
+            async with asyncio.timeout(self.config.request_timeout):
+                async with self._client().post(f"{self.config.base_url}/audio/transcriptions", data=form) as response:
+                    if response.status != 200:
+                        raise ModelError(f"transcription: HTTP {response.status}")
+                    raw = await response.read()
+        except TimeoutError:
+            raise ModelError(f"no transcript within {self.config.request_timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise ModelError(f"transcription: connection error: {type(exc).__name__}") from None
+        try:
+            text = json.loads(raw)["text"]
+        except (ValueError, KeyError, TypeError):
+            raise ModelError('transcription: the answer is not {"text": ...}') from None
+        if not isinstance(text, str):
+            raise ModelError('transcription: the answer is not {"text": ...}')
+        return text
+
+    async def _attempt(self, model: str, messages: list[dict[str, Any]], on_text: OnText | None) -> str:
         """One streamed request to one model, within the total deadline; ModelError on any failure."""
         with self._guard:
             self._stats[model].requests += 1

@@ -23,7 +23,9 @@ ALL_KEY = "@_all"  # @everyone: never counts as talking to the bot
 # a mention key with the blanks around it, so removing one leaves no double space
 MENTION_KEY = re.compile(r"(?P<pre>[ \t]*)(?P<key>@_user_\d+|@_all)(?P<post>[ \t]*)")
 
-# What a model cannot read yet gets a short, friendly answer instead of silence or an error.
+# What a model cannot read gets a short, friendly answer instead of silence or an error. Images,
+# files and voice messages are read by the media step (media.py); this is their answer only where
+# there is none (a gateway without one).
 UNREADABLE = {
     "image": "an image",
     "file": "a file",
@@ -272,7 +274,7 @@ def _post_mentions_all(content: Mapping[str, Any]) -> bool:
 def unreadable_reply(message_type: str) -> str:
     """The friendly answer to a message type the model cannot read."""
     what = UNREADABLE.get(message_type, "this kind of message")
-    return f"I got {what}, but I can only read text and rich text for now. Could you describe it in words?"
+    return f"I got {what}, but I can read only text, images, files and voice messages for now. Could you describe it in words?"
 
 
 def incoming_from_event(data: Any, bot_open_id: str | None, received_at: float | None = None) -> IncomingMessage:

@@ -10,8 +10,8 @@ message id, so re-sending it after a crash cannot show it twice.
 
 Before the model is asked, a message is judged (issue 13): empty or recalled messages and group
 messages not addressed to the bot (policy `always` / `mention` / `never`, per profile and per
-chat) are journaled as dropped with the reason and never answered; images and files get a short
-friendly answer; in-chat commands (`/help`, `/model`, `/reset`, `/status`) are answered here
+chat) are journaled as dropped with the reason and never answered; stickers, cards and the like
+get a short friendly answer; in-chat commands (`/help`, `/model`, `/reset`, `/status`) are answered here
 without the model. Whether the bot itself was @-mentioned needs its open_id (learnt at connect):
 a group message with mentions waits for it up to `identity_wait` seconds, and is then *held*
 (left unfinished in the journal, re-driven as soon as the identity is known) — never guessed at,
@@ -22,6 +22,12 @@ journal recorded a message (and for a re-drive of one never judged) and before t
 it. A refused message is journaled as `refused` with the reason straight away, so it is never
 re-driven; its notice (a pairing code, a polite refusal, "slow down"), if any, is sent once,
 best-effort, and costs no model call.
+
+Then the media step (issue 20, media.py): images, files and voice notes are downloaded (deadline,
+size cap; again on every re-drive, as bytes are never journaled) and become the model's input —
+content parts for a vision model, a file's text, a transcript — or a polite reply journaled with
+the reason. While a text answer is prepared, a "Typing" reaction shows on the user's message
+(`TypingIndicator`), removed once the reply is out; it never delays nor fails the answer.
 
 Replies go out as streaming CardKit cards (`reply_mode = "stream"`) or plain text replies, a long
 answer in as many parts as Feishu's size limits need (delivery.py): how it is being delivered is
@@ -39,7 +45,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from .access import AccessGate, AccessSnapshot, Judgement
 from .cardkit import CardKitClient
@@ -48,8 +54,9 @@ from .delivery import ROTATE_AFTER, AnswerDelivery, DeliveryRecord
 from .journal import ChatSettings, Journal, JournalError, JournalSnapshot, PendingMessage
 from .llm import AllModelsFailed, LlmClient
 from .logs import escape_untrusted
+from .media import MediaReader, MediaRefused, ModelInput, media_of
 from .messages import IncomingMessage, group_policy_for, history_key, should_answer
-from .replies import ReplySender
+from .replies import ReplySender, TypingIndicator
 from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
 from .states import InboxState
 
@@ -89,6 +96,7 @@ class Activity:
     reply: str = ""  # what the gateway sent back (or tried to)
     reply_mode: str = ""  # "card" | "text" | "" (nothing sent: ignored)
     delivery: str = ""  # how the reply went out: "1 card", "2 cards + 1 text part", "3 text parts"
+    media: str = ""  # an image, file or voice note: its name, size and type (never its content)
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,8 @@ class MessagePipeline:
         cardkit: CardKitClient | None = None,
         status_line: Callable[[], str] | None = None,
         access: AccessGate | None = None,
+        media: MediaReader | None = None,
+        typing: TypingIndicator | None = None,
     ):
         self._llm = llm
         self._replies = replies
@@ -217,6 +227,10 @@ class MessagePipeline:
         self._shown_guard = threading.Lock()
         self._ignored = self._commands = 0
         self.access = access
+        # The media step (images, files, voice notes) and the typing sign; None: neither.
+        self._media = media
+        self.typing = typing
+        self._media_seen: dict[str, tuple[str, str]] = {}  # message id -> (text shown, media facts)
 
     def accept(self, message: IncomingMessage) -> None:
         """Start answering a message the journal just recorded as new. Must run on the gateway's loop."""
@@ -296,15 +310,21 @@ class MessagePipeline:
         A cancelled answer is not lost: its journal row stays unfinished and the next owner answers
         it. Cancelling (rather than waiting for a slow model) is what keeps a stop within budget.
         """
-        if await self.scheduler.wait_idle(timeout):
-            return await self.scheduler.cancel_all()
-        return 0
+        cancelled = await self.scheduler.cancel_all() if await self.scheduler.wait_idle(timeout) else 0
+        if self.typing is not None:
+            await self.typing.close(min(1.0, timeout))
+        return cancelled
 
     async def _answer(self, message: IncomingMessage, pending: PendingMessage | None) -> None:
         try:
             await self._answer_and_record(message, pending)
         finally:
             self._in_progress.discard(message.message_id)
+            self._media_seen.pop(message.message_id, None)
+            if self.typing is not None:
+                # The reply is out, or the answer ended; a re-driven message may also carry the
+                # sign of a predecessor killed mid-answer.
+                self.typing.stop(message.message_id, leftovers=pending is not None)
             delivery = self._deliveries.pop(message.message_id, None)
             if delivery is not None:
                 await delivery.abandon()  # cancelled or failed: the journaled record resumes it
@@ -331,6 +351,7 @@ class MessagePipeline:
                     self._ignore(read, why)
                     return
                 text, model, outcome, reason = await self._respond(read)
+                shown = self._media_seen.get(message.message_id, (shown, ""))[0]
         except asyncio.CancelledError:
             raise
         except JournalError as exc:
@@ -375,6 +396,7 @@ class MessagePipeline:
     ) -> None:
         delivery = self._deliveries.get(message.message_id)
         record = delivery.record if delivery is not None and reply else None
+        media = self._media_seen.get(message.message_id, ("", ""))[1]
         self._show_activity(
             Activity(
                 at=message.received_at,
@@ -390,6 +412,7 @@ class MessagePipeline:
                 reply=_bounded(reply),
                 reply_mode=record.mode if record is not None else ("text" if reply else ""),
                 delivery=record.describe() if record is not None else "",
+                media=media,
             )
         )
 
@@ -456,19 +479,43 @@ class MessagePipeline:
 
     async def _respond(self, message: IncomingMessage) -> tuple[str, str | None, str, str]:
         """(reply text, model, outcome, reason) for a message the bot should answer."""
-        if message.text is None:
+        refs = media_of(message) if self._media is not None else ()
+        if message.text is None and not refs:
             reason = f"unsupported message type {message.message_type}"
             return message.unreadable_reply or UNSUPPORTED, None, "unsupported", reason
-        if not message.text:
-            if message.mentions_bot:
-                return JUST_A_MENTION, None, "command", "only a mention"
-            return EMPTY, None, "unsupported", "empty text"
-        command = parse_command(message.text)
-        if command is not None:
-            return self._run_command(message, command), None, "command", f"/{command.word}"
+        if not refs:
+            if not message.text:
+                if message.mentions_bot:
+                    return JUST_A_MENTION, None, "command", "only a mention"
+                return EMPTY, None, "unsupported", "empty text"
+            command = parse_command(message.text)
+            if command is not None:
+                return self._run_command(message, command), None, "command", f"/{command.word}"
         if time.time() - message.received_at > self._stale_after:
             return STALE, None, "apology", "stale: came in while the gateway was down"
-        return await self._ask_llm(message)
+        if self.typing is not None and not self._streaming():
+            self.typing.start(message.message_id)
+        media = None
+        if refs and self._media is not None:
+            # The media step: downloaded again on every try (bytes are never journaled).
+            facts = ", ".join(f"{ref.kind} {ref.name}".strip() for ref in refs)
+            self._media_seen[message.message_id] = (message.text or f"<{message.message_type}>", facts)
+            try:
+                media = await self._media.read(message, refs)
+            except MediaRefused as exc:
+                log.info(
+                    "message %s: %s not read (%s)",
+                    message.message_id,
+                    escape_untrusted(facts),
+                    escape_untrusted(exc.reason),
+                )
+                return exc.reply, None, "unsupported", exc.reason
+            self._media_seen[message.message_id] = (media.text, media.facts)
+        return await self._ask_llm(message, media)
+
+    def _streaming(self) -> bool:
+        """Whether answers go out as streaming cards now (the typing sign is for text replies)."""
+        return self.rules.reply_mode == "stream" and self._cardkit is not None and not self._cardkit.unavailable
 
     # -- in-chat commands ------------------------------------------------------------------------
 
@@ -530,16 +577,29 @@ class MessagePipeline:
 
     # -- the model -------------------------------------------------------------------------------
 
-    async def _ask_llm(self, message: IncomingMessage) -> tuple[str, str | None, str, str]:
+    async def _ask_llm(
+        self, message: IncomingMessage, media: ModelInput | None = None
+    ) -> tuple[str, str | None, str, str]:
         key = history_key(message, self.rules.per_user_history)
         # The scheduler runs one answer per chat at a time, so this history is the latest.
         history = self._journal.load_history(key)[-self._history_len :] if self._history_len else []
-        user_turn = {"role": "user", "content": message.text or ""}
-        prompt = [{"role": "system", "content": self._system_prompt}, *history, user_turn]
+        # With media the model reads its content parts (images) or text (a file, a transcript);
+        # the history keeps the turn as text: images as "[image]", never their bytes.
+        user_turn = {"role": "user", "content": media.text if media is not None else message.text or ""}
+        asked: dict[str, Any] = {
+            "role": "user",
+            "content": media.content if media is not None else user_turn["content"],
+        }
+        prompt: list[dict[str, Any]] = [{"role": "system", "content": self._system_prompt}, *history, asked]
         stream = await self._open_card(message)
         progress = _Progress(self, message, stream)
         try:
-            answer = await self._llm.complete(prompt, progress.on_text, model=self._journal.chat_model(message.chat_id))
+            answer = await self._llm.complete(
+                prompt,
+                progress.on_text,
+                model=self._journal.chat_model(message.chat_id),
+                vision=media is not None and media.vision,
+            )
         except AllModelsFailed as exc:
             log.error("every model failed for %s: %s", message.message_id, exc)
             return APOLOGY, None, "apology", "every model failed"

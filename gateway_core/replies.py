@@ -166,3 +166,139 @@ class ReplySender:
         return ReplyStats(
             self._sent, self._rate_limited, self._failed, self._failed_in_a_row, self._last_error, self._token_refused
         )
+
+
+TYPING_EMOJI = "Typing"  # Feishu's emoji_type for the "typing" reaction (hermes-agent uses it the same way)
+TYPING_OFF_FOR = 300.0  # seconds the sign is left off after Feishu refused one
+
+
+class TypingIndicator:
+    """A "Typing" reaction on the user's message while its answer is prepared (text replies only).
+
+    `POST /open-apis/im/v1/messages/{id}/reactions` when the answer starts, `DELETE
+    …/reactions/{reaction_id}` once the reply was sent. It never delays or fails an answer: both
+    calls run as tasks beside it, within a per-app window of their own (reactions are an API of
+    their own, with the app's limits; they never take a reply's turn), each under the HTTP client's
+    deadline. A refused reaction (missing scope, quota, rate) is logged once and the sign is then
+    left off for TYPING_OFF_FOR seconds.
+    """
+
+    def __init__(self, http: FeishuHttp, per_second: int = 50, off_for: float = TYPING_OFF_FOR):
+        self.http = http
+        self._window = RequestWindow(per_second)
+        self._off_for = off_for
+        self._off_until = 0.0
+        self._adding: dict[str, asyncio.Task[str | None]] = {}
+        self._in_call: set[str] = set()  # adds whose request is out: their reaction may exist
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.added = self.removed = self.refused = 0
+
+    def start(self, message_id: str) -> None:
+        """Show the sign on `message_id` (in the background); nothing while it is left off."""
+        loop = asyncio.get_running_loop()
+        if message_id in self._adding or loop.time() < self._off_until:
+            return
+        self._adding[message_id] = loop.create_task(self._add(message_id), name=f"typing-{message_id}")
+
+    def stop(self, message_id: str, leftovers: bool = False) -> None:
+        """The reply is out (or the answer ended): take the sign away, in the background.
+
+        `leftovers` (a re-driven message): also take away the sign a predecessor killed
+        mid-answer left on it — its reaction id died with it, so the message's "Typing" reactions
+        are listed (`GET …/reactions?reaction_type=Typing`) and this app's own are deleted.
+        """
+        task = self._adding.pop(message_id, None)
+        if task is not None and not task.done() and message_id not in self._in_call:
+            task.cancel()  # still waiting for its turn: nothing was shown
+            task = None
+        if task is None and not leftovers:
+            return
+        removal = asyncio.get_running_loop().create_task(
+            self._remove(message_id, task, leftovers), name=f"untyping-{message_id}"
+        )
+        self._tasks.add(removal)
+        removal.add_done_callback(self._tasks.discard)
+
+    async def _clear(self, message_id: str) -> None:
+        try:
+            async with self._window.turn():
+                answer = await self.http.call(
+                    "typing reactions list",
+                    "GET",
+                    f"{self._path(message_id)}?reaction_type={TYPING_EMOJI}&page_size=50",
+                )
+            data = answer.get("data")
+            items = data.get("items") if isinstance(data, dict) else None
+            for item in items if isinstance(items, list) else ():
+                operator = item.get("operator") if isinstance(item, dict) else None
+                reaction_id = item.get("reaction_id") if isinstance(item, dict) else None
+                if not (isinstance(operator, dict) and operator.get("operator_type") == "app"):
+                    continue  # a person's reaction is theirs
+                if operator.get("operator_id") != self.http.config.app_id or not isinstance(reaction_id, str):
+                    continue
+                async with self._window.turn():
+                    await self.http.call(
+                        "typing reaction removal", "DELETE", f"{self._path(message_id)}/{quote(reaction_id, safe='')}"
+                    )
+                self.removed += 1
+        except FeishuRefused as exc:
+            log.info("typing reactions left on %s not cleared: %s", message_id, exc.detail)
+
+    async def close(self, timeout: float) -> None:
+        """Let removals finish for up to `timeout` seconds, then cancel what is left."""
+        for task in self._adding.values():
+            task.cancel()
+        self._adding.clear()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in set(self._tasks):
+            task.cancel()
+
+    def _path(self, message_id: str) -> str:
+        return f"/open-apis/im/v1/messages/{quote(message_id, safe='')}/reactions"
+
+    async def _add(self, message_id: str) -> str | None:
+        async with self._window.turn():
+            self._in_call.add(message_id)
+            try:
+                answer = await self.http.call(
+                    "typing reaction", "POST", self._path(message_id), {"reaction_type": {"emoji_type": TYPING_EMOJI}}
+                )
+            except FeishuRefused as exc:
+                self._refused(exc)
+                return None
+            finally:
+                self._in_call.discard(message_id)
+        self.added += 1
+        data = answer.get("data")
+        reaction_id = data.get("reaction_id") if isinstance(data, dict) else None
+        return reaction_id if isinstance(reaction_id, str) and reaction_id else None
+
+    async def _remove(self, message_id: str, adding: asyncio.Task[str | None] | None, leftovers: bool) -> None:
+        reaction_id = None
+        if adding is not None:
+            await asyncio.wait({adding})  # not `await adding`: cancelling this must not cancel it
+            if not adding.cancelled() and adding.exception() is None:
+                reaction_id = adding.result()
+        if reaction_id is not None:
+            async with self._window.turn():
+                try:
+                    await self.http.call(
+                        "typing reaction removal", "DELETE", f"{self._path(message_id)}/{quote(reaction_id, safe='')}"
+                    )
+                    self.removed += 1
+                except FeishuRefused as exc:
+                    log.info("typing reaction on %s not removed: %s", message_id, exc.detail)
+        if leftovers:
+            await self._clear(message_id)
+
+    def _refused(self, exc: FeishuRefused) -> None:
+        self.refused += 1
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._off_until:
+            log.warning(
+                "typing reaction refused (%s); answers go on without it, and it is left off for %.0fs",
+                exc.detail,
+                self._off_for,
+            )
+        self._off_until = loop.time() + self._off_for

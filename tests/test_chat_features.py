@@ -158,8 +158,8 @@ async def test_recalled_or_empty_messages_are_not_answered(home, sims):
     async with gateway_on_profile(home, sims) as gateway:
         recalled = sims.feishu.inject_text("", content="{}")
         await settled_as(gateway, recalled, "dropped")
-        file = sims.feishu.inject_file()
-        assert "only read text and rich text" in (await reply_to(gateway, sims, file)).text
+        sticker = sims.feishu.inject_text("", message_type="sticker", content='{"file_key": "stk_1"}')
+        assert "I got a sticker" in (await reply_to(gateway, sims, sticker)).text
         assert sims.feishu.replies_to(recalled) == [] and sims.llm.requests == []
 
 

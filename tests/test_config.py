@@ -45,6 +45,12 @@ def test_good_profile_loads_with_secrets_resolved(home):
     assert profile.executor.probe_interval == 2.0
     assert (profile.max_in_flight, profile.llm.idle_timeout) == (256, 30.0)
     assert (profile.feishu.chat_replies_per_second, profile.feishu.app_replies_per_second) == (5, 50)
+    assert (profile.llm.vision_models, profile.llm.transcribe_model, profile.feishu.typing_indicator) == (
+        (),
+        None,
+        True,
+    )
+    assert (profile.llm.max_image_bytes, profile.llm.max_file_bytes) == (10 * 1024 * 1024, 256 * 1024)
     shown = describe_profile(profile)
     assert shown["feishu.app_secret"] == "***" and shown["llm.api_key"] == "***"
     assert "secret-value" not in repr(profile) and "secret-value" not in str(shown)
@@ -66,6 +72,12 @@ def test_good_profile_loads_with_secrets_resolved(home):
             lambda t: t.replace("[feishu]\n", "[feishu]\napp_replies_per_second = 2.5\n"),
             "feishu.app_replies_per_second: expected an integer >= 1",
         ),
+        (
+            lambda t: t.replace("[llm]\n", '[llm]\nvision_models = ["omega"]\n'),
+            "llm.vision_models: expected names from llm.models",
+        ),
+        (lambda t: t.replace("[llm]\n", "[llm]\nmax_file_bytes = 10\n"), "llm.max_file_bytes: expected an integer"),
+        (lambda t: t.replace("[feishu]\n", "[feishu]\ntyping_indicator = 1\n"), "feishu.typing_indicator"),
     ],
 )
 def test_bad_profile_names_file_key_and_expectation(home, mutation, expected):

@@ -6,7 +6,7 @@ import pytest
 
 from gateway_core.cardkit import CardKitClient, CardKitFailed
 from gateway_core.config import FeishuConfig
-from gateway_core.feishu_http import FeishuHttp, FeishuRefused, TokenRefused
+from gateway_core.feishu_http import FeishuHttp, FeishuRefused, ResourceTooLarge, TokenRefused
 from gateway_core.replies import ReplySender
 from gateway_core.threads import in_own_thread
 
@@ -72,3 +72,45 @@ async def test_a_non_zero_code_is_a_refusal_carrying_it(sims, http):
     with pytest.raises(FeishuRefused) as refused:
         await http.bot_identity()
     assert refused.value.code == 1 and str(refused.value) == "bot info failed: code 1: system busy (simulated)"
+
+
+# ----------------------------------------------------------------------------- resources (issue 20)
+
+
+def resource_path(event, key, kind="file"):
+    return f"/open-apis/im/v1/messages/{event.message_id}/resources/{key}?type={kind}"
+
+
+async def test_a_download_returns_the_served_bytes_and_stops_reading_past_its_cap(sims, http):
+    feishu = sims.feishu
+    event = feishu.inject_text("has a file")
+    feishu.put_resource("file_small", b"hello bytes", "text/plain")
+    feishu.put_resource("file_big", b"x" * 300_000, "application/octet-stream")
+    assert await http.download("file", resource_path(event, "file_small"), 1024) == (b"hello bytes", "text/plain")
+    with pytest.raises(ResourceTooLarge):
+        await http.download("file", resource_path(event, "file_big"), 100_000)
+    with pytest.raises(FeishuRefused) as missing:
+        await http.download("file", resource_path(event, "no_such_key"), 1024)
+    assert missing.value.code == 234003 and missing.value.detail.startswith("HTTP 404")
+
+
+async def test_a_json_file_is_a_download_not_a_refusal(sims, http):
+    event = sims.feishu.inject_text("has json")
+    sims.feishu.put_resource("file_json", b'{"code": 0, "items": [1, 2]}', "application/json")
+    data, _ = await http.download("file", resource_path(event, "file_json"), 1024)
+    assert data == b'{"code": 0, "items": [1, 2]}'
+
+
+async def test_a_download_feishu_does_not_finish_ends_at_its_deadline(sims):
+    feishu = sims.feishu
+    http = FeishuHttp(FeishuConfig(feishu.app_id, FEISHU_SECRET, feishu.domain), request_timeout=0.5)
+    event = feishu.inject_text("slow file")
+    feishu.put_resource("file_slow", b"late", "text/plain")
+    feishu.hold_resources(True)
+    try:
+        with pytest.raises(FeishuRefused) as refused:
+            await http.download("file", resource_path(event, "file_slow"), 1024)
+    finally:
+        feishu.hold_resources(False)
+        await http.aclose()
+    assert refused.value.detail == "no answer from Feishu within 0.5s"

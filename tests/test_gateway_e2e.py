@@ -135,8 +135,8 @@ async def test_every_model_down_gets_an_apology_never_silence(gateway, sims):
 async def test_non_text_message_gets_a_polite_reply(gateway, sims):
     from gateway_core.messages import unreadable_reply
 
-    _, replies = await ask(sims, "", message_type="image", content='{"image_key": "img_x"}', gateway=gateway)
-    assert [r.text for r in replies] == [unreadable_reply("image")]
+    _, replies = await ask(sims, "", message_type="sticker", content='{"file_key": "stk_x"}', gateway=gateway)
+    assert [r.text for r in replies] == [unreadable_reply("sticker")]
 
 
 async def test_switch_model_while_a_request_is_in_flight(gateway, sims):

@@ -78,3 +78,41 @@ async def test_a_failing_display_callback_does_not_lose_the_answer(sims):
     finally:
         await llm.aclose()
     assert answer.text == "[alpha] tell me more" and answer.attempts == 1
+
+
+async def test_vision_requests_go_only_to_vision_models_and_fail_over_among_them(sims):
+    llm = LlmClient(
+        LlmConfig(
+            base_url=sims.llm.base_url,
+            api_key=LLM_KEY,
+            models=("alpha", "beta", "gamma"),
+            request_timeout=2.0,
+            vision_models=("beta", "gamma"),
+        )
+    )
+    sims.llm.set_behaviour("beta", "error")
+    try:
+        assert llm.failover_order(vision=True) == ["beta", "gamma"]
+        answer = await llm.complete(PROMPT, vision=True)
+        assert (answer.model, answer.attempts) == ("gamma", 2)
+        assert [r.model for r in sims.llm.requests] == ["beta", "gamma"]  # alpha never asked
+    finally:
+        await llm.aclose()
+
+
+async def test_a_transcription_sends_the_audio_and_the_transcribe_model(sims):
+    llm = LlmClient(
+        LlmConfig(base_url=sims.llm.base_url, api_key=LLM_KEY, models=("alpha",), transcribe_model="whisper-sim")
+    )
+    sims.llm.transcribe_as("hello there")
+    try:
+        assert await llm.transcribe(b"OggS-audio", "voice.opus", "audio/ogg") == "hello there"
+    finally:
+        await llm.aclose()
+    (seen,) = sims.llm.transcriptions
+    assert (seen.model, seen.filename, seen.content_type, seen.data) == (
+        "whisper-sim",
+        "voice.opus",
+        "audio/ogg",
+        b"OggS-audio",
+    )

@@ -132,7 +132,7 @@ def test_post_without_bot_mention_and_with_at_all():
 def test_images_files_get_a_friendly_answer_and_empty_or_recalled_are_ignored():
     image = incoming_from_event(event("image", json.dumps({"image_key": "img_1"}), chat_type="p2p"), BOT)
     assert image.text is None and image.unreadable_reply == unreadable_reply("image")
-    assert "an image" in image.unreadable_reply and "text and rich text" in image.unreadable_reply
+    assert "an image" in image.unreadable_reply and "only text, images, files" in image.unreadable_reply
     assert "a file" in unreadable_reply("file") and "this kind of message" in unreadable_reply("hologram")
     for content in (None, "", "{}", "not json", json.dumps({"text": "  "})):
         message = incoming_from_event(event(content=content, chat_type="p2p"), BOT)

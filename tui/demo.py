@@ -2,17 +2,19 @@
 
 Everything is local and temporary: a throw-away GATEWATCH_HOME, a Feishu simulator and an LLM
 simulator on 127.0.0.1, and secrets that exist only in this process's environment. A newcomer can
-break the gateway from the `f` menu in the ways the incident did and watch each fault heal.
+break the gateway from the `f` menu in the ways the incident did and watch each fault heal. Now
+and then a user sends an image, a file or a voice note (Enter on its row shows name, size, type).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+from typing import Callable
 
-from gateway_core.demo import DEMO_PROFILE, DemoEnvironment
+from gateway_core.demo import DEMO_PROFILE, DemoEnvironment, media_samples
 from gateway_core.gateway import Gateway
-from gateway_core.sim import Simulators
+from gateway_core.sim import InjectedEvent, Simulators
 from gateway_core.states import FeishuState
 
 from .app import ConsoleApp, leave
@@ -22,6 +24,7 @@ from .source import LocalSource
 MESSAGE_PERIOD = 3.0  # a gentle stream: enough for the panels to move, slow enough to read
 MODEL_LATENCY = 0.4  # the simulated model thinks a little, so latencies are not all zero
 REFUSE_SECONDS = 30
+MEDIA_EVERY = 3  # every third burst of traffic also carries an image, a file or a voice note
 
 DEMO_CHATS = (("oc_team", "ou_alice"), ("oc_team", "ou_bob"), ("oc_ops", "ou_carol"))
 GROUP_CHAT = "oc_demo_group"  # a group where the bot answers only its own @-mention
@@ -50,6 +53,8 @@ class DemoRun:
         self._texts = itertools.cycle(DEMO_TEXTS)
         self._chats = itertools.cycle(DEMO_CHATS)
         self._group_lines = 0
+        self._bursts = 0
+        self._media: itertools.cycle[Callable[[], InjectedEvent]] | None = None
         self._traffic = threading.Thread(target=self._send_traffic, name="demo-traffic", daemon=True)
 
     @property
@@ -77,6 +82,11 @@ class DemoRun:
                 chat_id, sender = next(self._chats)
                 self.sims.feishu.inject_text(next(self._texts), chat_id=chat_id, sender_open_id=sender)
             self._group_turn()
+            self._bursts += 1
+            if self._bursts % MEDIA_EVERY == 1:
+                if self._media is None:
+                    self._media = itertools.cycle(send for _, send in media_samples(self.sims, "oc_media", "ou_frank"))
+                next(self._media)()
 
     def _group_turn(self) -> None:
         """A group line: every other one @-mentions the bot (answered), the rest are chatter (not)."""

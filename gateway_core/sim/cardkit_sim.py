@@ -126,6 +126,7 @@ class CardKitSimulation(ThreadSafeState):
     _sent: list[SentMessage]  # every message sent through the API
     _failed_posts: int  # API calls refused
     inject_text: Callable[..., InjectedEvent]  # the host's one way to queue a user message
+    put_resource: Callable[..., None]  # the media mixin's: bytes a message's key serves
 
     def _init_cardkit(self, bot_name: str = "gatewatch-sim") -> None:
         self.bot_name = bot_name
@@ -470,17 +471,24 @@ class CardKitSimulation(ThreadSafeState):
         )
 
     def inject_image(
-        self, chat_type: str = "p2p", chat_id: str = "oc_chat1", sender_open_id: str = "ou_user1"
+        self,
+        chat_type: str = "p2p",
+        chat_id: str = "oc_chat1",
+        sender_open_id: str = "ou_user1",
+        data: bytes | None = None,
+        content_type: str = "image/png",
     ) -> InjectedEvent:
-        """An image message (content carries only the image key)."""
-        content = json.dumps({"image_key": f"img_v3_{self._tag}_{next(self._ids)}"})
+        """An image message (content carries only the image key); `data`: the bytes it serves."""
+        key = f"img_v3_{self._tag}_{next(self._ids)}"
+        if data is not None:
+            self.put_resource(key, data, content_type)
         return self.inject_text(
             "",
             chat_id=chat_id,
             sender_open_id=sender_open_id,
             chat_type=chat_type,
             message_type="image",
-            content=content,
+            content=json.dumps({"image_key": key}),
         )
 
     def inject_file(
@@ -489,18 +497,20 @@ class CardKitSimulation(ThreadSafeState):
         chat_type: str = "p2p",
         chat_id: str = "oc_chat1",
         sender_open_id: str = "ou_user1",
+        data: bytes | None = None,
+        content_type: str = "application/octet-stream",
     ) -> InjectedEvent:
-        """A file message (content carries the file key and name)."""
-        content = json.dumps(
-            {"file_key": f"file_v3_{self._tag}_{next(self._ids)}", "file_name": name}, ensure_ascii=False
-        )
+        """A file message (content carries the file key and name); `data`: the bytes it serves."""
+        key = f"file_v3_{self._tag}_{next(self._ids)}"
+        if data is not None:
+            self.put_resource(key, data, content_type)
         return self.inject_text(
             "",
             chat_id=chat_id,
             sender_open_id=sender_open_id,
             chat_type=chat_type,
             message_type="file",
-            content=content,
+            content=json.dumps({"file_key": key, "file_name": name}, ensure_ascii=False),
         )
 
     # ------------------------------------------------------------------ observations

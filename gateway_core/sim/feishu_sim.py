@@ -12,7 +12,8 @@ would only test our assumptions. This simulator serves, on one aiohttp server on
 * ``POST /open-apis/im/v1/messages/{id}/reply`` and ``POST /open-apis/im/v1/messages`` - sends,
   with Feishu's ``uuid`` idempotency and its rate limits: at most 5 sends in any second to one
   chat (user or group) and 50 per app, or HTTP 400 with code 230020 (nothing is sent).
-* CardKit streaming cards and ``GET /open-apis/bot/v3/info`` - see `cardkit_sim`.
+* CardKit streaming cards and ``GET /open-apis/bot/v3/info`` - see `cardkit_sim`;
+* message resources (images, files, voice notes) and reactions - see `media_sim`.
 
 Event text is untrusted input: it is only ever JSON-encoded, recorded and compared, never
 evaluated. Secrets (app secret, tokens) are never logged. All controls are thread-safe; see
@@ -39,6 +40,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from .._lark_compat import frame_class
 from .background import ThreadSafeState, call_on_loop, serve_on_loopback
 from .cardkit_sim import CardKitSimulation
+from .media_sim import MediaSimulation
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ def _message_id(message: InjectedEvent | str) -> str:
     return message.message_id if isinstance(message, InjectedEvent) else message
 
 
-class FeishuSimulator(CardKitSimulation, ThreadSafeState):
+class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
     """Feishu open platform on 127.0.0.1: long connection, tokens and message sends."""
 
     def __init__(
@@ -194,6 +196,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         self.text_body_limit = TEXT_BODY_LIMIT  # bytes of a text/post send's request body
         self._too_long = 0  # sends refused with 230025
         self._init_cardkit()
+        self._init_media()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -208,6 +211,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
         app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._handle_reply)
         app.router.add_post("/open-apis/im/v1/messages", self._handle_create)
         self._add_cardkit_routes(app)
+        self._add_media_routes(app)
         self._runner, self._port = await serve_on_loopback(app)
         log.info("feishu simulator listening on %s", self.domain)
 
@@ -217,6 +221,7 @@ class FeishuSimulator(CardKitSimulation, ThreadSafeState):
             return
         runner, self._runner = self._runner, None
         self._release_held_responses()
+        self._wake_downloads()
         with self._cond:
             conns = list(self._live)
             for conn in conns:

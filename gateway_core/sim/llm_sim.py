@@ -11,6 +11,10 @@ keep-alive whitespace a second and never an answer, like some OpenAI-compatible 
 behaviour changes the answer follows); ``hold``/``release`` park requests. ``pace`` spaces a
 streamed answer's word chunks like a model that writes as it thinks, and ``pause_stream`` stops a
 stream after N words until ``resume_stream`` (a crash mid-answer, observable).
+Messages may carry OpenAI content parts (text and ``image_url``): they are recorded as sent, so a
+test reads an image's data URL back (`LlmRequest.image_urls`), and the echo answers their text.
+``POST /v1/audio/transcriptions`` (multipart ``file`` + ``model``) answers ``{"text": ...}``: the
+transcript set with `transcribe_as`, recorded as a `Transcription` (model, file name, the bytes).
 Parking is an asyncio wait woken by every control change, never a long sleep, so stopping is
 immediate. Message text is untrusted and only echoed back. Thread-safe like `ThreadSafeState`.
 """
@@ -26,7 +30,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from .background import ThreadSafeState, serve_on_loopback
 
@@ -49,6 +53,28 @@ class LlmRequest:
     stream: bool = False
     answered_status: int | None = None  # None while in flight
     dripped: int = 0  # keep-alive bytes sent before the answer (drip behaviour)
+
+    @property
+    def image_urls(self) -> list[str]:
+        """The `image_url` URLs of every message's content parts, in order."""
+        return [
+            part["image_url"]["url"]
+            for message in self.messages
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for part in message["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url" and isinstance(part.get("image_url"), dict)
+        ]
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """One `/v1/audio/transcriptions` request as received."""
+
+    model: str
+    filename: str
+    content_type: str
+    data: bytes
+    at: float
 
 
 @dataclass(frozen=True)
@@ -93,6 +119,8 @@ class LlmSimulator(ThreadSafeState):
         self._pause_after: dict[str, int] = {}  # model -> words streamed before a pause
         self._paused: int = 0  # streams parked by pause_stream right now
         self._requests: list[LlmRequest] = []
+        self._transcriptions: list[Transcription] = []
+        self._transcript = "transcribed voice note"
         self._ids = itertools.count(1)
         self._stopping = False
         self._changed = asyncio.Event()  # replaced on every wake (and on start); loop thread only
@@ -104,6 +132,7 @@ class LlmSimulator(ThreadSafeState):
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_post("/v1/audio/transcriptions", self._handle_transcription)
         # handler_cancellation: a client that gives up cancels its handler, so in_flight() drops
         self._runner, self._port = await serve_on_loopback(app, handler_cancellation=True)
         log.info("llm simulator listening on %s", self.base_url)
@@ -164,6 +193,41 @@ class LlmSimulator(ThreadSafeState):
                 record.answered_status = status
                 self._notify()
 
+    async def _handle_transcription(self, request: web.Request) -> web.Response:
+        if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        fields: dict[str, Any] = {}
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, BodyPartReader) and part.name:
+                    data = await part.read()
+                    fields[part.name] = (part.filename or "", part.headers.get("Content-Type", ""), data)
+        except (ValueError, AssertionError):
+            return _error(400, "expected multipart/form-data", "invalid_request_error", None)
+        if "file" not in fields or "model" not in fields:
+            return _error(400, "'file' and 'model' are required", "invalid_request_error", None)
+        filename, content_type, data = fields["file"]
+        model = fields["model"][2].decode("utf-8", "replace")
+        with self._cond:
+            self._transcriptions.append(Transcription(model, filename, content_type, bytes(data), time.time()))
+            transcript = self._transcript
+            behaviour = self._behaviours.get(model, _Behaviour())
+            self._notify()
+        if behaviour.kind == "error":
+            return _error(500, "The server had an error processing your request (simulated).", "server_error", None)
+        return web.json_response({"text": transcript})
+
+    def transcribe_as(self, text: str) -> None:
+        """Every transcription from now on answers `text`."""
+        with self._cond:
+            self._transcript = text
+
+    @property
+    def transcriptions(self) -> list[Transcription]:
+        with self._cond:
+            return list(self._transcriptions)
+
     async def _handle_models(self, request: web.Request) -> web.Response:
         if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
@@ -218,6 +282,9 @@ class LlmSimulator(ThreadSafeState):
         with self._cond:
             scripted = self._scripted.get(model)
         content = scripted if scripted is not None else f"[{model}] {_last_user_text(record.messages)}"
+        images = len(record.image_urls)
+        if scripted is None and images:  # what a vision model would say it was shown
+            content = f"{content.rstrip()} (I see {images} image{'s' if images > 1 else ''})"
         completion_id = f"chatcmpl-sim{next(self._ids)}"
         created = int(time.time())
         if record.stream:

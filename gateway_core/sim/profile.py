@@ -32,6 +32,8 @@ def write_sim_profile(
     group_policy: str = "mention",
     history_per_user_in_groups: bool = False,
     extra: str = "",
+    feishu_extra: str = "",
+    llm_extra: str = "",
 ) -> Path:
     """Write `<home>/profiles/<name>.toml` pointing at `sims`.
 
@@ -41,7 +43,8 @@ def write_sim_profile(
 
     `reply_mode` is "text" by default here (the profile's own default is "stream"): most tests
     check what a reply says, and a plain reply says it in one message; streaming tests, the demo
-    and the benchmarks ask for "stream".
+    and the benchmarks ask for "stream". `extra`, `feishu_extra` and `llm_extra` are TOML lines
+    added to [gateway], [feishu] and [llm] (`llm_extra='vision_models = ["beta"]'`).
     """
     home.ensure_dirs()
     path = home.profile_file(name)
@@ -63,6 +66,7 @@ chat_replies_per_second = {chat_replies_per_second}
 app_replies_per_second = {app_replies_per_second}
 reply_mode = "{reply_mode}"
 group_policy = "{group_policy}"
+{feishu_extra}
 
 [llm]
 base_url = "{sims.llm.base_url}"
@@ -71,6 +75,7 @@ models = [{model_list}]
 request_timeout = {request_timeout}
 breaker_cooldown = 30
 history_per_user_in_groups = {str(history_per_user_in_groups).lower()}
+{llm_extra}
 
 [executor]
 max_workers = {max_workers}

@@ -82,6 +82,8 @@ def activity_detail(activity: Activity) -> DetailScreen:
         ("message id", _literal(activity.message_id or "—")),
         ("event id", _literal(activity.event_id or "—")),
     ]
+    if activity.media:  # an image, file or voice note: its name, size and type (a name is untrusted)
+        fields.insert(1, ("media", _literal(activity.media)))
     texts = [
         ("in (the user wrote)", _literal(activity.text or activity.preview)),
         ("out (the gateway replied)", _literal(activity.reply) if activity.reply else Text("—", style="dim")),
