@@ -58,6 +58,7 @@ def start_headless(home: Home, sims: Simulators) -> tuple[float, float, float]:
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway_core", "run", "--headless", "--profile", PROFILE],
         env={**os.environ, "GATEWATCH_HOME": str(home.root)},
+        cwd=_common.REPOSITORY,  # `-m gateway_core` of this checkout
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
