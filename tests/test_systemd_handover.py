@@ -154,8 +154,9 @@ def test_a_unit_refused_by_the_console_fails_once_and_says_why(home, sims, syste
             hand_back(home, PROFILE, print, manager=manager)
     finally:
         lock.release()
-    # Once the console is gone, a hand-back clears the failure and starts it.
-    hand_back(home, PROFILE, print, manager=manager)
+    # Once the console is gone, a hand-back clears the failure and starts it (a loaded CI machine
+    # once took more than the default 20 s for the new gateway to connect: a deadline, not a hope).
+    hand_back(home, PROFILE, print, timeout=60, manager=manager)
     assert read_owner(home.lock_file(PROFILE)).launchd_label == UNIT
 
 
