@@ -126,7 +126,7 @@ class CardKitSimulation(ThreadSafeState):
     _sent: list[SentMessage]  # every message sent through the API
     _failed_posts: int  # API calls refused
     inject_text: Callable[..., InjectedEvent]  # the host's one way to queue a user message
-    put_resource: Callable[..., None]  # the media mixin's: bytes a message's key serves
+    inject_resource_message: Callable[..., InjectedEvent]  # the media mixin's: a message naming a resource
 
     def _init_cardkit(self, bot_name: str = "gatewatch-sim") -> None:
         self.bot_name = bot_name
@@ -479,16 +479,8 @@ class CardKitSimulation(ThreadSafeState):
         content_type: str = "image/png",
     ) -> InjectedEvent:
         """An image message (content carries only the image key); `data`: the bytes it serves."""
-        key = f"img_v3_{self._tag}_{next(self._ids)}"
-        if data is not None:
-            self.put_resource(key, data, content_type)
-        return self.inject_text(
-            "",
-            chat_id=chat_id,
-            sender_open_id=sender_open_id,
-            chat_type=chat_type,
-            message_type="image",
-            content=json.dumps({"image_key": key}),
+        return self.inject_resource_message(
+            "image", "image_key", {}, data, content_type, chat_type, chat_id, sender_open_id
         )
 
     def inject_file(
@@ -501,16 +493,8 @@ class CardKitSimulation(ThreadSafeState):
         content_type: str = "application/octet-stream",
     ) -> InjectedEvent:
         """A file message (content carries the file key and name); `data`: the bytes it serves."""
-        key = f"file_v3_{self._tag}_{next(self._ids)}"
-        if data is not None:
-            self.put_resource(key, data, content_type)
-        return self.inject_text(
-            "",
-            chat_id=chat_id,
-            sender_open_id=sender_open_id,
-            chat_type=chat_type,
-            message_type="file",
-            content=json.dumps({"file_key": key, "file_name": name}, ensure_ascii=False),
+        return self.inject_resource_message(
+            "file", "file_key", {"file_name": name}, data, content_type, chat_type, chat_id, sender_open_id
         )
 
     # ------------------------------------------------------------------ observations

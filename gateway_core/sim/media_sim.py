@@ -240,7 +240,25 @@ class MediaSimulation(ThreadSafeState):
         content_type: str = "audio/ogg",
     ) -> InjectedEvent:
         """A voice message (Opus; content carries the file key and duration), its bytes served if given."""
-        key = f"file_v3_{self._tag}_{next(self._ids)}"
+        return self.inject_resource_message(
+            "audio", "file_key", {"duration": duration_ms}, data, content_type, chat_type, chat_id, sender_open_id
+        )
+
+    def inject_resource_message(
+        self,
+        message_type: str,
+        key_field: str,
+        fields: dict[str, Any],
+        data: bytes | None,
+        content_type: str,
+        chat_type: str,
+        chat_id: str,
+        sender_open_id: str,
+    ) -> InjectedEvent:
+        """A message whose content names a resource (`key_field`: its new key, plus `fields`);
+        `data`, if given, is what the resource serves. Images, files and voice notes are this."""
+        prefix = "img_v3" if key_field == "image_key" else "file_v3"
+        key = f"{prefix}_{self._tag}_{next(self._ids)}"
         if data is not None:
             self.put_resource(key, data, content_type)
         return self.inject_text(
@@ -248,6 +266,6 @@ class MediaSimulation(ThreadSafeState):
             chat_id=chat_id,
             sender_open_id=sender_open_id,
             chat_type=chat_type,
-            message_type="audio",
-            content=json.dumps({"file_key": key, "duration": duration_ms}),
+            message_type=message_type,
+            content=json.dumps({key_field: key, **fields}, ensure_ascii=False),
         )
