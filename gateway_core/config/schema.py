@@ -1,0 +1,695 @@
+"""The profile schema: every setting declared once, and what reads, writes and shows them.
+
+A profile is `$GATEWATCH_HOME/profiles/<name>.toml`. Each of its settings is one dataclass field
+below: the annotation is its type (`Literal` or a `StrEnum` for a choice), the field's default is
+its default, and `about(...)` holds the rest — help, lower bound, an example for the template.
+A section is one dataclass (the [gateway] section's settings sit on `Profile` itself). From these
+fields alone come the loader (`load_profile`: parsing, checking, refusing unknown keys),
+`profile init`'s template (`profile_template`), `profile show` (`describe_profile`) and
+docs/configuration.md (`reference.py`), so a setting added here is valid, templated, shown and
+documented without being written anywhere else.
+
+Loading either yields a complete, checked `Profile` or raises `ConfigError` whose text is one line
+naming the file, the key and what is expected — the CLI prints that line and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import textwrap
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from ..messages import GroupPolicy
+from ..states import DmPolicy
+from .home import ConfigError, Home
+from .secrets import SecretMissing, masked, read_secret, source_keys
+
+FeishuReplyMode = Literal["stream", "text"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+ChatPolicies = tuple[tuple[str, GroupPolicy], ...]
+
+_ABOUT = "gatewatch.setting"  # the dataclass field metadata key that makes a field a setting
+
+
+@dataclass(frozen=True)
+class About:
+    """What a setting's type and default do not say."""
+
+    help: str  # one or two sentences: the docs' table, the template's comment
+    minimum: float | None = None  # numbers: the smallest value accepted
+    example: str | None = None  # TOML the template shows, where the default is no good sample
+    suggest: bool = False  # the template sets it rather than leaving it commented out
+    empty: str | None = None  # how "not set" (None, no items, 0) reads in `profile show` and the docs
+    secret: bool = False  # read from `<name>_env` / `<name>_file`, never shown
+    expect: str | None = None  # the expectation an error names, instead of the one the type gives
+    normalise: Callable[[str], str] | None = None  # applied to a string value before it is checked
+    check: Callable[[Any], str | None] | None = None  # after the type: what the value should be, or None
+
+
+def about(
+    help: str,
+    *,
+    minimum: float | None = None,
+    example: str | None = None,
+    suggest: bool = False,
+    empty: str | None = None,
+    secret: bool = False,
+    expect: str | None = None,
+    normalise: Callable[[str], str] | None = None,
+    check: Callable[[Any], str | None] | None = None,
+) -> dict[str, About]:
+    """A dataclass field's metadata that declares it a setting."""
+    return {_ABOUT: About(help, minimum, example, suggest, empty, secret, expect, normalise, check)}
+
+
+def _feishu_domain(value: str) -> str | None:
+    if value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        return None
+    return "an https:// URL (http:// only for 127.0.0.1)"
+
+
+def _api_url(value: str) -> str | None:
+    return None if value.startswith(("https://", "http://")) else "an http(s):// URL of an OpenAI-compatible API"
+
+
+def _failover_order(models: tuple[str, ...]) -> str | None:
+    if not models:
+        return "a non-empty list of model names, the failover order"
+    return "model names without repeats" if len(set(models)) != len(models) else None
+
+
+def _no_trailing_slash(url: str) -> str:
+    return url.rstrip("/")
+
+
+# ---------------------------------------------------------------------------- the declarations
+
+
+@dataclass(frozen=True)
+class FeishuConfig:
+    app_id: str = field(
+        metadata=about("The Feishu/Lark app's id (the developer console's App ID).", example='"cli_xxxxxxxxxxxxxxxx"')
+    )
+    app_secret: str = field(
+        repr=False,
+        metadata=about("The app's secret.", secret=True, example='"GATEWATCH_FEISHU_APP_SECRET"'),
+    )
+    domain: str = field(
+        default="https://open.feishu.cn",
+        metadata=about(
+            "Feishu's open platform; Lark international: `https://open.larksuite.com`.",
+            normalise=_no_trailing_slash,
+            check=_feishu_domain,
+        ),
+    )
+    liveness_timeout: float | None = field(
+        default=None,
+        metadata=about(
+            "Seconds without any frame before a deaf connection is replaced. Never below 2 x the server's ping"
+            " interval + grace: a smaller value is raised, with one warning.",
+            minimum=1.0,
+            example="300",
+            empty="derived: 2 pings",
+        ),
+    )
+    max_reconnect_interval: float = field(
+        default=10.0,
+        metadata=about("Cap on the SDK's server-chosen waits between reconnect attempts (seconds).", minimum=0.0),
+    )
+    chat_replies_per_second: int = field(
+        default=5,
+        metadata=about(
+            "Replies (plain text and streaming cards' messages alike) sent per second to one chat: Feishu's limit"
+            " per user or group (over it Feishu answers 230020). More are held back.",
+            minimum=1,
+        ),
+    )
+    app_replies_per_second: int = field(
+        default=50, metadata=about("Replies sent per second for the whole app: Feishu's limit per app.", minimum=1)
+    )
+    reply_mode: FeishuReplyMode = field(
+        default="stream",
+        metadata=about(
+            '"stream": the answer grows in a CardKit card while the model writes (needs the cardkit:card:write'
+            " scope; without it replies fall back to plain text, detected once and shown in the console);"
+            ' "text": one plain reply when the answer is complete.'
+        ),
+    )
+    group_policy: GroupPolicy = field(
+        default="mention",
+        metadata=about(
+            'In group chats answer "always", only when the bot itself is @-mentioned ("mention"; @all does not'
+            ' count) or "never". Direct messages are always answered.'
+        ),
+    )
+    chat_policies: ChatPolicies = field(
+        default=(),
+        metadata=about(
+            "Per group chat id, a group policy overriding group_policy (an inline table, or a"
+            " [feishu.chat_policies] table).",
+            example='{ "oc_xxxxxxxx" = "always" }',
+            empty="(none)",
+        ),
+    )
+    typing_indicator: bool = field(
+        default=True,
+        metadata=about(
+            'A "Typing" reaction on the user\'s message while a text answer is prepared, removed once the reply'
+            " is sent."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    base_url: str = field(
+        metadata=about(
+            "An OpenAI-compatible API (`.../v1`).",
+            example='"https://api.openai.com/v1"',
+            normalise=_no_trailing_slash,
+            check=_api_url,
+        )
+    )
+    api_key: str = field(repr=False, metadata=about("The API key.", secret=True, example='"OPENAI_API_KEY"'))
+    models: tuple[str, ...] = field(
+        metadata=about(
+            "The failover order: the first is the default, a failing model is tried last for breaker_cooldown.",
+            example='["gpt-4o-mini", "gpt-4o"]',
+            expect="a non-empty list of model names, the failover order",
+            check=_failover_order,
+        )
+    )
+    request_timeout: float = field(
+        default=60.0,
+        metadata=about(
+            "Seconds per model attempt: connect, headers and the whole streamed answer; then the next model is tried.",
+            minimum=0.1,
+        ),
+    )
+    idle_timeout: float = field(
+        default=30.0, metadata=about("An attempt also ends when no byte came for this long (seconds).", minimum=0.1)
+    )
+    history_turns: int = field(default=10, metadata=about("Turns of per-chat history sent as context.", minimum=0))
+    system_prompt: str = field(default="You are a helpful assistant.", metadata=about("The system message."))
+    breaker_cooldown: float = field(default=30.0, metadata=about("Seconds a failing model is tried last.", minimum=0.0))
+    history_per_user_in_groups: bool = field(
+        default=False,
+        metadata=about(
+            "In groups, each sender has a history of their own instead of one per chat; /reset forgets them all."
+        ),
+    )
+    vision_models: tuple[str, ...] = field(
+        default=(),
+        metadata=about(
+            "Of models, those that accept images: an image goes to the first of them in the failover order"
+            " (failover among them only).",
+            example='["gpt-4o"]',
+            empty="(none: images get a polite reply)",
+        ),
+    )
+    max_image_bytes: int = field(
+        default=10 * 1024 * 1024,
+        metadata=about(
+            "The most downloaded for an image, a voice note or a PDF (needs the im:resource scope); larger:"
+            " a polite reply.",
+            minimum=1024,
+        ),
+    )
+    max_file_bytes: int = field(
+        default=256 * 1024,
+        metadata=about("The most read of a text file, and of a PDF's text.", minimum=1024),
+    )
+    transcribe_model: str | None = field(
+        default=None,
+        metadata=about(
+            "Voice notes go to `{base_url}/audio/transcriptions` with this model and are answered from the transcript.",
+            example='"whisper-1"',
+            empty="(none: voice notes get a polite reply)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    max_workers: int = field(default=8, metadata=about("Threads of the held pool.", minimum=2))
+    probe_interval: float = field(
+        default=2.0, metadata=about("Seconds between the canary probes of the pool.", minimum=0.05)
+    )
+    probe_deadline: float = field(
+        default=5.0,
+        metadata=about("A canary not started within this many seconds means the pool is stuck.", minimum=0.05),
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: LogLevel = field(default="INFO", metadata=about("The log file's minimum level.", normalise=str.upper))
+    max_bytes: int = field(default=5_000_000, metadata=about("Size at which the log file is rotated.", minimum=10_000))
+    backups: int = field(default=5, metadata=about("Rotated log files kept.", minimum=1))
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    """Who may talk to the bot (issue 19); enforced by access.py at the pipeline's gate."""
+
+    dm_policy: DmPolicy = field(
+        default=DmPolicy.OPEN,
+        metadata=about(
+            'Who is answered in direct messages: "pairing" (a stranger gets a code that `gatewatch access'
+            ' approve CODE` accepts), "allowlist" (only access.allow and approved people) or "open" (anyone).'
+            " A profile without [access] is open, and `profile show` warns about it; the template writes"
+            ' "pairing".',
+            example='"pairing"',
+            suggest=True,
+        ),
+    )
+    allow: tuple[str, ...] = field(
+        default=(), metadata=about("open_ids (`ou_...`) always answered.", example='["ou_xxxxxxxx"]', empty="(none)")
+    )
+    chats: tuple[str, ...] = field(
+        default=(),
+        metadata=about(
+            "If set, the only group chats (`oc_...`) answered; the group policy still applies inside them.",
+            example='["oc_xxxxxxxx"]',
+            empty="(any)",
+        ),
+    )
+    user_messages_per_hour: int = field(
+        default=0,
+        metadata=about(
+            'Messages per person per hour that are answered; over it, one polite "slow down" an hour.',
+            minimum=0,
+            empty="no limit",
+        ),
+    )
+    declared: bool = False  # the profile has an [access] section (not a setting: the section's presence)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    feishu: FeishuConfig
+    llm: LlmConfig
+    executor: ExecutorConfig = ExecutorConfig()
+    logging: LogConfig = LogConfig()
+    # [gateway]
+    drain_timeout: float = field(
+        default=20.0,
+        metadata=about(
+            "On stop, seconds to finish in-flight answers; the rest are handed on to the next owner.", minimum=0.0
+        ),
+    )
+    stale_after: float = field(
+        default=6 * 3600.0,
+        metadata=about(
+            "A message still unanswered this many seconds after it arrived (the gateway was down) gets a short"
+            ' "came in while I was restarting" reply instead of an answer.',
+            minimum=0.0,
+        ),
+    )
+    max_in_flight: int = field(
+        default=256,
+        metadata=about("Answers in progress at once; more wait in line, one at a time per chat.", minimum=1),
+    )
+    not_connected_report: float = field(
+        default=30.0,
+        metadata=about(
+            "Headless: until Feishu first connects, seconds between `not connected yet: <reason>` lines.",
+            minimum=0.1,
+        ),
+    )
+    admins: tuple[str, ...] = field(
+        default=(),
+        metadata=about(
+            "open_ids (`ou_...`) whose in-chat `/model NAME` switches every chat rather than just theirs.",
+            example='["ou_xxxxxxxx"]',
+            empty="(none)",
+        ),
+    )
+    access: AccessConfig = AccessConfig()
+    # Loaded with require_secrets=False (`profile show`): what is wrong with each secret, one
+    # line each with the command that fixes it; the secret itself is then "".
+    secret_problems: tuple[str, ...] = ()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value this profile holds, for log redaction."""
+        return tuple(value for s in SETTINGS if s.kind is Kind.SECRET and (value := s.value_in(self)))
+
+
+# The sections in the order a profile, the template and the docs list them.
+SECTIONS: dict[str, type] = {
+    "feishu": FeishuConfig,
+    "llm": LlmConfig,
+    "executor": ExecutorConfig,
+    "logging": LogConfig,
+    "gateway": Profile,
+    "access": AccessConfig,
+}
+
+
+# ---------------------------------------------------------------------------- the settings, read off the fields
+
+
+class Kind(Enum):
+    """How a setting's value is written in TOML, as its annotation says."""
+
+    TEXT = "a non-empty string"
+    INTEGER = "an integer"
+    NUMBER = "a number"
+    FLAG = "true or false"
+    CHOICE = "one of"
+    NAMES = "a list of non-empty strings"
+    POLICY_TABLE = "a table of chat id = policy"
+    SECRET = "a secret's source"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared key: its section, name, kind, default and `About`."""
+
+    section: str
+    name: str
+    kind: Kind
+    about: About
+    default: object  # dataclasses.MISSING: required
+    optional: bool = False  # None is a value: "not set"
+    choices: tuple[str, ...] = ()
+    enum: type[StrEnum] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def required(self) -> bool:
+        return self.default is dataclasses.MISSING
+
+    @property
+    def accepted_keys(self) -> tuple[str, ...]:
+        """The TOML keys that set it: a secret is set by naming its source.
+
+        A secret's own name is accepted too, to be refused by `read_secret` saying where it goes.
+        """
+        return (self.name, *source_keys(self.name)) if self.kind is Kind.SECRET else (self.name,)
+
+    @property
+    def expectation(self) -> str:
+        """What a valid value is, as an error says it."""
+        if self.about.expect:
+            return self.about.expect
+        if self.kind is Kind.CHOICE:
+            return "one of " + ", ".join(f'"{c}"' for c in self.choices)
+        if self.kind in (Kind.INTEGER, Kind.NUMBER) and self.about.minimum is not None:
+            return f"{self.kind.value} >= {self.about.minimum:g}"
+        return str(self.kind.value)
+
+    def value_in(self, profile: Profile) -> Any:
+        """This setting's value in a loaded profile."""
+        holder = {
+            "feishu": profile.feishu,
+            "llm": profile.llm,
+            "executor": profile.executor,
+            "logging": profile.logging,
+            "gateway": profile,
+            "access": profile.access,
+        }[self.section]
+        return getattr(holder, self.name)
+
+
+def _kind_of(annotation: Any, about: About) -> tuple[Kind, bool, tuple[str, ...], type[StrEnum] | None]:
+    """(kind, optional, choices, enum) of a field's annotation; a type the loader cannot read fails at import."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        kind, _, choices, enum = _kind_of(inner, about)
+        return kind, True, choices, enum
+    if about.secret and annotation is str:
+        return Kind.SECRET, False, (), None
+    simple = {str: Kind.TEXT, bool: Kind.FLAG, int: Kind.INTEGER, float: Kind.NUMBER}
+    if annotation in simple:
+        return simple[annotation], False, (), None
+    if origin is Literal:
+        return Kind.CHOICE, False, tuple(str(a) for a in args), None
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return Kind.CHOICE, False, tuple(m.value for m in annotation), annotation
+    if origin is tuple and args == (str, Ellipsis):
+        return Kind.NAMES, False, (), None
+    if origin is tuple and typing.get_origin(args[0]) is tuple:
+        return Kind.POLICY_TABLE, False, _kind_of(typing.get_args(args[0])[1], about)[2], None
+    raise TypeError(f"a setting of type {annotation!r} cannot be read from TOML")
+
+
+def _declared() -> tuple[Setting, ...]:
+    settings = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if _ABOUT not in f.metadata:
+                continue
+            about_it: About = f.metadata[_ABOUT]
+            kind, optional, choices, enum = _kind_of(hints[f.name], about_it)
+            settings.append(Setting(section, f.name, kind, about_it, f.default, optional, choices, enum))
+    return tuple(settings)
+
+
+SETTINGS: tuple[Setting, ...] = _declared()
+
+
+def settings_of(section: str) -> tuple[Setting, ...]:
+    return tuple(s for s in SETTINGS if s.section == section)
+
+
+def required_keys() -> tuple[str, ...]:
+    """The settings a profile must set (`profile init` says which)."""
+    return tuple(s.key for s in SETTINGS if s.required)
+
+
+def accepted_keys(section: str) -> tuple[str, ...]:
+    """Every key the loader accepts in one section: what the declarations say, nothing else."""
+    return tuple(key for s in settings_of(section) for key in s.accepted_keys)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Profile:
+    """Read and check one profile; secrets are resolved here so a bad one fails at start-up.
+
+    With `require_secrets=False` (for showing a profile) a missing, empty or too-open secret is
+    not an error: it is listed in `Profile.secret_problems` with the command that fixes it.
+    """
+    path = home.profile_file(name)
+    if not path.is_file():
+        raise ConfigError(f"{path}: profile '{name}' not found; create it with: gatewatch profile init {name}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _reject_unknown(path, data)
+
+    secret_problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for setting in SETTINGS:
+        table = data.get(setting.section, {})
+        try:
+            values[setting.section][setting.name] = _read(path, table, setting)
+        except SecretMissing as missing:
+            if require_secrets:
+                raise
+            secret_problems.append(missing.fix)
+            values[setting.section][setting.name] = ""
+
+    llm = values["llm"]
+    if not set(llm["vision_models"]) <= set(llm["models"]):
+        raise ConfigError.expected(
+            path, "llm.vision_models", "names from llm.models (the failover order decides among them)"
+        )
+    return Profile(
+        name=name,
+        path=path,
+        feishu=FeishuConfig(**values["feishu"]),
+        llm=LlmConfig(**llm),
+        executor=ExecutorConfig(**values["executor"]),
+        logging=LogConfig(**values["logging"]),
+        access=AccessConfig(**values["access"], declared="access" in data),
+        secret_problems=tuple(secret_problems),
+        **values["gateway"],
+    )
+
+
+def _reject_unknown(path: Path, data: Mapping[str, Any]) -> None:
+    """A typo must not be ignored silently: name the first unknown key and the nearest valid one."""
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}]{_nearest(section, SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError.expected(path, f"[{section}]", "a table", table)
+        valid = accepted_keys(section)
+        for key in table:
+            if key not in valid:
+                raise ConfigError(f"{path}: unknown key {section}.{key}{_nearest(key, valid)}")
+
+
+def _nearest(word: str, valid: typing.Iterable[str]) -> str:
+    names = sorted(valid)
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.75)
+    if close:
+        return f": did you mean {close[0]}?"
+    return f": valid are {', '.join(names)}"
+
+
+def _read(path: Path, table: Mapping[str, object], setting: Setting) -> Any:
+    """One setting's value from its section's table: its default when absent, else checked."""
+    if setting.kind is Kind.SECRET:
+        return read_secret(path, setting.section, table, setting.name)
+    if setting.name not in table:
+        if setting.required:
+            raise ConfigError.expected(path, setting.key, f"{setting.expectation} (missing)")
+        return setting.default
+    value = table[setting.name]
+    if isinstance(value, str) and setting.about.normalise is not None:
+        value = setting.about.normalise(value)
+    parsed = _parse(path, setting, value)
+    problem = setting.about.check(parsed) if setting.about.check is not None else None
+    if problem:
+        raise ConfigError.expected(path, setting.key, problem)
+    return parsed
+
+
+def _parse(path: Path, setting: Setting, value: object) -> Any:
+    def wrong(key: str = setting.key, got: object = value) -> ConfigError:
+        return ConfigError.expected(path, key, setting.expectation, got)
+
+    kind, minimum = setting.kind, setting.about.minimum
+    if kind is Kind.TEXT:
+        if not isinstance(value, str) or not value.strip():
+            raise wrong()
+        return value
+    if kind is Kind.FLAG:
+        if not isinstance(value, bool):
+            raise wrong()
+        return value
+    if kind is Kind.INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+            raise wrong()
+        return value
+    if kind is Kind.NUMBER:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (minimum is not None and value < minimum):
+            raise wrong()
+        return float(value)
+    if kind is Kind.CHOICE:
+        if value not in setting.choices:
+            raise wrong()
+        return setting.enum(value) if setting.enum is not None else value
+    if kind is Kind.NAMES:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise wrong()
+        return tuple(value)
+    if kind is Kind.POLICY_TABLE:
+        # Its keys are data (chat ids), not settings: only its values are checked.
+        if not isinstance(value, dict):
+            raise wrong()
+        choices = "one of " + ", ".join(f'"{c}"' for c in setting.choices)
+        for chat, policy in value.items():
+            if policy not in setting.choices:
+                raise ConfigError.expected(path, f"{setting.key}.{chat}", choices, policy)
+        return tuple(sorted(value.items()))
+    raise AssertionError(f"{setting.key}: {kind} is read elsewhere")
+
+
+# ---------------------------------------------------------------------------- writing and showing
+
+
+TEMPLATE_HEAD = """\
+# gatewatch profile '{name}'. Every setting is listed with what it does; a commented-out one
+# shows its default (or an example) and can be uncommented. The reference: docs/configuration.md.
+# Secrets never live in this file: name a file readable only by you (*_file, chmod 600) or an
+# environment variable (*_env). Under launchd there is no shell environment, so a profile run by
+# launchd needs the *_file form.
+"""
+
+
+def toml_value(value: object) -> str:
+    """A default as TOML (JSON's strings and lists are TOML's)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def profile_template(home: Home, name: str) -> str:
+    """`profile init`'s commented profile: every declared setting, the required ones set."""
+    lines = [TEMPLATE_HEAD.format(name=name).rstrip("\n")]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        for n, setting in enumerate(settings_of(section)):
+            lines += ([""] if n else []) + textwrap.wrap(
+                setting.about.help, 98, initial_indent="# ", subsequent_indent="# "
+            )
+            if setting.kind is Kind.SECRET:
+                env_key, file_key = source_keys(setting.name)
+                # Under this home, not a hard-coded ~/.gatewatch; JSON quoting is valid TOML for any path.
+                lines.append(f"{file_key} = {json.dumps(str(home.secret_file(name, section)))}")
+                lines.append(f"# {env_key} = {setting.about.example}")
+                continue
+            value = setting.about.example if setting.about.example is not None else toml_value(setting.default)
+            lines.append(f"{'' if setting.required or setting.about.suggest else '# '}{setting.name} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def write_profile_template(home: Home, name: str) -> Path:
+    """Create a commented profile; refuse to overwrite an existing one."""
+    home.ensure_dirs()
+    path = home.profile_file(name)
+    if path.exists():
+        raise ConfigError(f"{path}: already exists; edit it, or remove it first")
+    home.secrets.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(profile_template(home, name), encoding="utf-8")
+    return path
+
+
+def shown_value(setting: Setting, value: object) -> str:
+    """A setting's value as a person reads it: secrets masked, "not set" in words."""
+    if setting.kind is Kind.SECRET:
+        return masked(str(value))
+    if setting.about.empty is not None and value in (None, (), 0) and not isinstance(value, bool):
+        return setting.about.empty
+    if setting.kind is Kind.POLICY_TABLE:
+        return ", ".join(f"{chat}={policy}" for chat, policy in typing.cast(ChatPolicies, value))
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return value if isinstance(value, str) else toml_value(value)
+
+
+def describe_profile(profile: Profile) -> dict[str, str]:
+    """The profile as shown to a person: every declared setting, the secrets as '***'."""
+    shown = {"profile": profile.name, "file": str(profile.path)}
+    for setting in SETTINGS:
+        shown[setting.key] = shown_value(setting, setting.value_in(profile))
+    if not profile.access.declared:
+        shown["access.dm_policy"] += " (no [access] section)"
+    return shown
+
+
+def access_warnings(profile: Profile) -> list[str]:
+    """What `profile show` warns about the profile's [access] (one line each)."""
+    if profile.access.declared:
+        return []
+    return [
+        f"access.dm_policy: the profile has no [access] section, so the bot answers anyone in the tenant"
+        f' and every group it is in; add [access] with dm_policy = "{DmPolicy.PAIRING}" (or "allowlist")'
+    ]
