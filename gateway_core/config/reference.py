@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .schema import SECTIONS, Kind, Setting, settings_of, shown_value, toml_value
+from .display import shown_value, toml_value
+from .schema import SECTIONS, Kind, Setting, settings_of
 from .secrets import source_keys
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"

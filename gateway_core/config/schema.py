@@ -1,28 +1,21 @@
-"""The profile schema: every setting declared once, and what reads, writes and shows them.
+"""The profile schema: every setting declared once.
 
 A profile is `$GATEWATCH_HOME/profiles/<name>.toml`. Each of its settings is one dataclass field
 below: the annotation is its type (`Literal` or a `StrEnum` for a choice), the field's default is
 its default, and `about(...)` holds the rest — help, lower bound, an example for the template.
-A section is one dataclass (the [gateway] section's settings sit on `Profile` itself). From these
-fields alone come the loader (`load_profile`: parsing, checking, refusing unknown keys),
-`profile init`'s template (`profile_template`), `profile show` (`describe_profile`) and
-docs/configuration.md (`reference.py`), so a setting added here is valid, templated, shown and
-documented without being written anywhere else.
-
-Loading either yields a complete, checked `Profile` or raises `ConfigError` whose text is one line
-naming the file, the key and what is expected — the CLI prints that line and exits 2.
+A section is one dataclass (the [gateway] section's settings sit on `Profile` itself). `SETTINGS`
+reads them off the fields, and everything else works from `SETTINGS` alone: the loader
+(`loader.py`), `profile init`'s template and `profile show` (`display.py`) and
+docs/configuration.md (`reference.py`). So a setting added here is valid, templated, shown and
+documented without being written anywhere else, and each default is written once: here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import textwrap
-import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -30,8 +23,7 @@ from typing import Any, Literal
 
 from ..messages import GroupPolicy
 from ..states import DmPolicy
-from .home import ConfigError, Home
-from .secrets import SecretMissing, masked, read_secret, source_keys
+from .secrets import source_keys
 
 FeishuReplyMode = Literal["stream", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -478,218 +470,3 @@ def required_keys() -> tuple[str, ...]:
 def accepted_keys(section: str) -> tuple[str, ...]:
     """Every key the loader accepts in one section: what the declarations say, nothing else."""
     return tuple(key for s in settings_of(section) for key in s.accepted_keys)
-
-
-# ---------------------------------------------------------------------------- loading
-
-
-def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Profile:
-    """Read and check one profile; secrets are resolved here so a bad one fails at start-up.
-
-    With `require_secrets=False` (for showing a profile) a missing, empty or too-open secret is
-    not an error: it is listed in `Profile.secret_problems` with the command that fixes it.
-    """
-    path = home.profile_file(name)
-    if not path.is_file():
-        raise ConfigError(f"{path}: profile '{name}' not found; create it with: gatewatch profile init {name}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    _reject_unknown(path, data)
-
-    secret_problems: list[str] = []
-    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
-    for setting in SETTINGS:
-        table = data.get(setting.section, {})
-        try:
-            values[setting.section][setting.name] = _read(path, table, setting)
-        except SecretMissing as missing:
-            if require_secrets:
-                raise
-            secret_problems.append(missing.fix)
-            values[setting.section][setting.name] = ""
-
-    llm = values["llm"]
-    if not set(llm["vision_models"]) <= set(llm["models"]):
-        raise ConfigError.expected(
-            path, "llm.vision_models", "names from llm.models (the failover order decides among them)"
-        )
-    return Profile(
-        name=name,
-        path=path,
-        feishu=FeishuConfig(**values["feishu"]),
-        llm=LlmConfig(**llm),
-        executor=ExecutorConfig(**values["executor"]),
-        logging=LogConfig(**values["logging"]),
-        access=AccessConfig(**values["access"], declared="access" in data),
-        secret_problems=tuple(secret_problems),
-        **values["gateway"],
-    )
-
-
-def _reject_unknown(path: Path, data: Mapping[str, Any]) -> None:
-    """A typo must not be ignored silently: name the first unknown key and the nearest valid one."""
-    for section, table in data.items():
-        if section not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}]{_nearest(section, SECTIONS)}")
-        if not isinstance(table, dict):
-            raise ConfigError.expected(path, f"[{section}]", "a table", table)
-        valid = accepted_keys(section)
-        for key in table:
-            if key not in valid:
-                raise ConfigError(f"{path}: unknown key {section}.{key}{_nearest(key, valid)}")
-
-
-def _nearest(word: str, valid: typing.Iterable[str]) -> str:
-    names = sorted(valid)
-    close = difflib.get_close_matches(word, names, n=1, cutoff=0.75)
-    if close:
-        return f": did you mean {close[0]}?"
-    return f": valid are {', '.join(names)}"
-
-
-def _read(path: Path, table: Mapping[str, object], setting: Setting) -> Any:
-    """One setting's value from its section's table: its default when absent, else checked."""
-    if setting.kind is Kind.SECRET:
-        return read_secret(path, setting.section, table, setting.name)
-    if setting.name not in table:
-        if setting.required:
-            raise ConfigError.expected(path, setting.key, f"{setting.expectation} (missing)")
-        return setting.default
-    value = table[setting.name]
-    if isinstance(value, str) and setting.about.normalise is not None:
-        value = setting.about.normalise(value)
-    parsed = _parse(path, setting, value)
-    problem = setting.about.check(parsed) if setting.about.check is not None else None
-    if problem:
-        raise ConfigError.expected(path, setting.key, problem)
-    return parsed
-
-
-def _parse(path: Path, setting: Setting, value: object) -> Any:
-    def wrong(key: str = setting.key, got: object = value) -> ConfigError:
-        return ConfigError.expected(path, key, setting.expectation, got)
-
-    kind, minimum = setting.kind, setting.about.minimum
-    if kind is Kind.TEXT:
-        if not isinstance(value, str) or not value.strip():
-            raise wrong()
-        return value
-    if kind is Kind.FLAG:
-        if not isinstance(value, bool):
-            raise wrong()
-        return value
-    if kind is Kind.INTEGER:
-        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            raise wrong()
-        return value
-    if kind is Kind.NUMBER:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (minimum is not None and value < minimum):
-            raise wrong()
-        return float(value)
-    if kind is Kind.CHOICE:
-        if value not in setting.choices:
-            raise wrong()
-        return setting.enum(value) if setting.enum is not None else value
-    if kind is Kind.NAMES:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise wrong()
-        return tuple(value)
-    if kind is Kind.POLICY_TABLE:
-        # Its keys are data (chat ids), not settings: only its values are checked.
-        if not isinstance(value, dict):
-            raise wrong()
-        choices = "one of " + ", ".join(f'"{c}"' for c in setting.choices)
-        for chat, policy in value.items():
-            if policy not in setting.choices:
-                raise ConfigError.expected(path, f"{setting.key}.{chat}", choices, policy)
-        return tuple(sorted(value.items()))
-    raise AssertionError(f"{setting.key}: {kind} is read elsewhere")
-
-
-# ---------------------------------------------------------------------------- writing and showing
-
-
-TEMPLATE_HEAD = """\
-# gatewatch profile '{name}'. Every setting is listed with what it does; a commented-out one
-# shows its default (or an example) and can be uncommented. The reference: docs/configuration.md.
-# Secrets never live in this file: name a file readable only by you (*_file, chmod 600) or an
-# environment variable (*_env). Under launchd there is no shell environment, so a profile run by
-# launchd needs the *_file form.
-"""
-
-
-def toml_value(value: object) -> str:
-    """A default as TOML (JSON's strings and lists are TOML's)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return json.dumps(list(value))
-    return json.dumps(value) if isinstance(value, str) else str(value)
-
-
-def profile_template(home: Home, name: str) -> str:
-    """`profile init`'s commented profile: every declared setting, the required ones set."""
-    lines = [TEMPLATE_HEAD.format(name=name).rstrip("\n")]
-    for section in SECTIONS:
-        lines += ["", f"[{section}]"]
-        for n, setting in enumerate(settings_of(section)):
-            lines += ([""] if n else []) + textwrap.wrap(
-                setting.about.help, 98, initial_indent="# ", subsequent_indent="# "
-            )
-            if setting.kind is Kind.SECRET:
-                env_key, file_key = source_keys(setting.name)
-                # Under this home, not a hard-coded ~/.gatewatch; JSON quoting is valid TOML for any path.
-                lines.append(f"{file_key} = {json.dumps(str(home.secret_file(name, section)))}")
-                lines.append(f"# {env_key} = {setting.about.example}")
-                continue
-            value = setting.about.example if setting.about.example is not None else toml_value(setting.default)
-            lines.append(f"{'' if setting.required or setting.about.suggest else '# '}{setting.name} = {value}")
-    return "\n".join(lines) + "\n"
-
-
-def write_profile_template(home: Home, name: str) -> Path:
-    """Create a commented profile; refuse to overwrite an existing one."""
-    home.ensure_dirs()
-    path = home.profile_file(name)
-    if path.exists():
-        raise ConfigError(f"{path}: already exists; edit it, or remove it first")
-    home.secrets.mkdir(mode=0o700, exist_ok=True)
-    path.write_text(profile_template(home, name), encoding="utf-8")
-    return path
-
-
-def shown_value(setting: Setting, value: object) -> str:
-    """A setting's value as a person reads it: secrets masked, "not set" in words."""
-    if setting.kind is Kind.SECRET:
-        return masked(str(value))
-    if setting.about.empty is not None and value in (None, (), 0) and not isinstance(value, bool):
-        return setting.about.empty
-    if setting.kind is Kind.POLICY_TABLE:
-        return ", ".join(f"{chat}={policy}" for chat, policy in typing.cast(ChatPolicies, value))
-    if isinstance(value, tuple):
-        return ", ".join(value)
-    return value if isinstance(value, str) else toml_value(value)
-
-
-def describe_profile(profile: Profile) -> dict[str, str]:
-    """The profile as shown to a person: every declared setting, the secrets as '***'."""
-    shown = {"profile": profile.name, "file": str(profile.path)}
-    for setting in SETTINGS:
-        shown[setting.key] = shown_value(setting, setting.value_in(profile))
-    if not profile.access.declared:
-        shown["access.dm_policy"] += " (no [access] section)"
-    return shown
-
-
-def access_warnings(profile: Profile) -> list[str]:
-    """What `profile show` warns about the profile's [access] (one line each)."""
-    if profile.access.declared:
-        return []
-    return [
-        f"access.dm_policy: the profile has no [access] section, so the bot answers anyone in the tenant"
-        f' and every group it is in; add [access] with dm_policy = "{DmPolicy.PAIRING}" (or "allowlist")'
-    ]
