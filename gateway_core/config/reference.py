@@ -79,6 +79,14 @@ def default_text(setting: Setting) -> str:
     )
 
 
+def meaning(setting: Setting) -> str:
+    """The help, and the template's example where it is one (not for a secret: its source is shown)."""
+    example = setting.about.example
+    if example is None or setting.kind is Kind.SECRET:
+        return setting.about.help
+    return f"{setting.about.help} Example: `{setting.name} = {example}`."
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -91,7 +99,7 @@ def reference() -> str:
         for setting in settings_of(section):
             key = f"`{setting.section}.{setting.name}`"
             lines.append(
-                f"| {key} | {kind_text(setting)} | {_cell(default_text(setting))} | {_cell(setting.about.help)} |"
+                f"| {key} | {kind_text(setting)} | {_cell(default_text(setting))} | {_cell(meaning(setting))} |"
             )
     return "\n".join(lines) + "\n"
 
