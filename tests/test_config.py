@@ -41,6 +41,7 @@ def test_good_profile_loads_with_secrets_resolved(home):
     profile = load_profile(home, "p")
     assert profile.feishu.app_secret == "feishu-secret-value"
     assert profile.llm.api_key == "llm-secret-value"
+    assert profile.secret_sources == ("feishu.app_secret_env", "llm.api_key_file")
     assert profile.llm.models == ("alpha", "beta")
     assert profile.executor.probe_interval == 2.0
     assert (profile.max_in_flight, profile.llm.idle_timeout) == (256, 30.0)

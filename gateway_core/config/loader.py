@@ -29,7 +29,7 @@ from .schema import (
     Setting,
     accepted_keys,
 )
-from .secrets import SecretMissing, read_secret
+from .secrets import SecretMissing, read_secret, secret_source
 
 
 def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Profile:
@@ -48,9 +48,12 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
     _reject_unknown(path, data)
 
     secret_problems: list[str] = []
+    secret_sources: list[str] = []
     values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for setting in SETTINGS:
         table = data.get(setting.section, {})
+        if setting.kind is Kind.SECRET and (source := secret_source(table, setting.name)):
+            secret_sources.append(f"{setting.section}.{source}")
         try:
             values[setting.section][setting.name] = _read(path, table, setting)
         except SecretMissing as missing:
@@ -73,6 +76,7 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
         logging=LogConfig(**values["logging"]),
         access=AccessConfig(**values["access"], declared="access" in data),
         secret_problems=tuple(secret_problems),
+        secret_sources=tuple(secret_sources),
         **values["gateway"],
     )
 

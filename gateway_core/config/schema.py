@@ -332,6 +332,9 @@ class Profile:
     # Loaded with require_secrets=False (`profile show`): what is wrong with each secret, one
     # line each with the command that fixes it; the secret itself is then "".
     secret_problems: tuple[str, ...] = ()
+    # Where each secret was read from ("feishu.app_secret_file"): a service manager passes no
+    # environment, so `launchd|systemd install` refuses a profile with an `_env` source.
+    secret_sources: tuple[str, ...] = ()
 
     @property
     def secrets(self) -> tuple[str, ...]:

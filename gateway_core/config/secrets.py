@@ -33,6 +33,11 @@ def source_keys(name: str) -> tuple[str, str]:
     return f"{name}_env", f"{name}_file"
 
 
+def secret_source(table: Mapping[str, object], name: str) -> str | None:
+    """The key a secret is read from: `<name>_env` if named (it wins), else `<name>_file`, else None."""
+    return next((key for key in source_keys(name) if key in table), None)
+
+
 def masked(value: str) -> str:
     """A secret as a person may see it: that it is there, never what it is."""
     return MASK if value else UNAVAILABLE
@@ -48,7 +53,8 @@ def read_secret(path: Path, section: str, table: Mapping[str, object], name: str
         raise ConfigError.expected(
             path, f"{section}.{name}", f'no inline secret: use {env_key} = "VAR" or {file_key} = "path"'
         )
-    if env_key in table:
+    source = secret_source(table, name)
+    if source == env_key:
         var = _source(path, section, table, env_key)
         value = os.environ.get(var, "")
         if not value:
@@ -59,7 +65,7 @@ def read_secret(path: Path, section: str, table: Mapping[str, object], name: str
                 f"export {var}=… (or use {file_key})",
             )
         return value
-    if file_key in table:
+    if source == file_key:
         return _read_private_file(path, f"{section}.{file_key}", _source(path, section, table, file_key))
     raise ConfigError.expected(
         path, f"{section}.{env_key}", f"{env_key} (environment variable name) or {file_key} (path to a 0600 file)"
