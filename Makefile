@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast check bench clean
+.PHONY: demo test test-fast check bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/throughput.py
+
+# docs/configuration.md is generated from the settings' declarations (a test fails when it drifts).
+docs: $(STAMP)
+	$(VENV)/bin/python -m gateway_core.config.reference --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -28,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+from .config.schema import ExecutorConfig
 from .states import ExecutorState
 
 log = logging.getLogger("gatewatch.executor")
@@ -80,7 +81,7 @@ class _CountedPool(concurrent.futures.ThreadPoolExecutor):
 class HeldExecutor:
     """A ThreadPoolExecutor the gateway owns, plus the supervisor that keeps it usable."""
 
-    def __init__(self, max_workers: int, probe_deadline: float = 5.0):
+    def __init__(self, max_workers: int, probe_deadline: float = ExecutorConfig.probe_deadline):
         self.max_workers = max_workers
         self.probe_deadline = probe_deadline
         self._guard = threading.Lock()

@@ -165,9 +165,9 @@ class GatewayLogging:
 def setup_logging(
     log_file: Path | None,
     secrets: Iterable[str],
-    level: str = "INFO",
-    max_bytes: int = 5_000_000,
-    backups: int = 5,
+    level: str,
+    max_bytes: int,
+    backups: int,
 ) -> GatewayLogging:
     """Attach the redacting file and ring handlers to gatewatch's logger and the Lark SDK's."""
     redactor = Redactor(secrets)

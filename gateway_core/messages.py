@@ -16,9 +16,10 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
-GROUP_POLICIES = ("always", "mention", "never")
+GroupPolicy = Literal["always", "mention", "never"]  # the profile key feishu.group_policy
+GROUP_POLICIES: tuple[GroupPolicy, ...] = get_args(GroupPolicy)
 ALL_KEY = "@_all"  # @everyone: never counts as talking to the bot
 # a mention key with the blanks around it, so removing one leaves no double space
 MENTION_KEY = re.compile(r"(?P<pre>[ \t]*)(?P<key>@_user_\d+|@_all)(?P<post>[ \t]*)")

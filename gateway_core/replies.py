@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 from urllib.parse import quote
 
+from .config.schema import FeishuConfig
 from .feishu_http import FeishuHttp, FeishuRefused, TokenRefused, reply_uuid
 
 log = logging.getLogger("gatewatch.replies")
@@ -107,7 +108,12 @@ class ReplyStats:
 class ReplySender:
     """Sends replies for one app through its Feishu HTTP client, on the gateway's loop."""
 
-    def __init__(self, http: FeishuHttp, chat_replies_per_second: int = 5, app_replies_per_second: int = 50):
+    def __init__(
+        self,
+        http: FeishuHttp,
+        chat_replies_per_second: int = FeishuConfig.chat_replies_per_second,  # the declared defaults
+        app_replies_per_second: int = FeishuConfig.app_replies_per_second,
+    ):
         self.http = http
         self.limiter = ReplyLimiter(chat_replies_per_second, app_replies_per_second)
         self._sent = self._rate_limited = self._failed = 0
@@ -183,7 +189,9 @@ class TypingIndicator:
     left off for TYPING_OFF_FOR seconds.
     """
 
-    def __init__(self, http: FeishuHttp, per_second: int = 50, off_for: float = TYPING_OFF_FOR):
+    def __init__(
+        self, http: FeishuHttp, per_second: int = FeishuConfig.app_replies_per_second, off_for: float = TYPING_OFF_FOR
+    ):
         self.http = http
         self._window = RequestWindow(per_second)
         self._off_for = off_for

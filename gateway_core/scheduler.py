@@ -21,9 +21,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
+from .config.schema import Profile
+
 log = logging.getLogger("gatewatch.scheduler")
 
-DEFAULT_MAX_IN_FLIGHT = 256
+DEFAULT_MAX_IN_FLIGHT = Profile.max_in_flight  # the declared default of gateway.max_in_flight
 
 Job = Callable[..., Coroutine[Any, Any, Any]]
 

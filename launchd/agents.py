@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, cast
@@ -103,23 +102,12 @@ def wait_until_unloaded(launchctl: Launchctl, label: str, pid: int | None, timeo
     return poll(lambda: launchctl.print_job(label) is None and not pid_alive(pid), timeout)
 
 
-def secrets_from_environment(home: Home, profile: str) -> list[str]:
-    """Profile keys that name an environment variable: launchd does not pass the shell's environment."""
-    try:
-        data = tomllib.loads(home.profile_file(profile).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return []
-    return [
-        f"{section}.{key}" for section in ("feishu", "llm") for key in (data.get(section) or {}) if key.endswith("_env")
-    ]
-
-
 def check_installable(home: Home, profile: str, label: str, manager: str, refused: str) -> Profile:
     """The profile as the manager's gateway would load it, or AgentError saying why it would fail:
     a broken profile (it would exit 2), secrets from the environment (no manager passes the shell's),
     or another gateway holding the profile (`refused`: what the manager then does about exit 3)."""
     checked = load_profile(home, profile)
-    from_env = secrets_from_environment(home, profile)
+    from_env = [key for key in checked.secret_sources if key.endswith("_env")]
     if from_env:
         raise AgentError(
             f"profile '{profile}' reads {', '.join(from_env)} from an environment variable, which {manager} does "

@@ -41,6 +41,7 @@ def test_good_profile_loads_with_secrets_resolved(home):
     profile = load_profile(home, "p")
     assert profile.feishu.app_secret == "feishu-secret-value"
     assert profile.llm.api_key == "llm-secret-value"
+    assert profile.secret_sources == ("feishu.app_secret_env", "llm.api_key_file")
     assert profile.llm.models == ("alpha", "beta")
     assert profile.executor.probe_interval == 2.0
     assert (profile.max_in_flight, profile.llm.idle_timeout) == (256, 30.0)
@@ -60,7 +61,7 @@ def test_good_profile_loads_with_secrets_resolved(home):
     "mutation, expected",
     [
         (lambda t: t.replace('models = ["alpha", "beta"]', "models = []"), "llm.models: expected a non-empty list"),
-        (lambda t: t.replace('app_id = "cli_test"\n', ""), "feishu.app_id: expected a string (missing)"),
+        (lambda t: t.replace('app_id = "cli_test"\n', ""), "feishu.app_id: expected a non-empty string (missing)"),
         (lambda t: t + "[executor]\nmax_workers = 'many'\n", "executor.max_workers: expected an integer >= 2"),
         (lambda t: t.replace("app_secret_env", "app_secret"), "feishu.app_secret: expected no inline secret"),
         (lambda t: t.replace("GW_TEST_FEISHU_SECRET", "GW_TEST_UNSET_VAR"), "GW_TEST_UNSET_VAR is not set"),

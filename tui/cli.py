@@ -18,6 +18,7 @@ from gateway_core.config import (
     access_warnings,
     describe_profile,
     load_profile,
+    required_keys,
     write_profile_template,
 )
 
@@ -135,7 +136,7 @@ def open_console(home: Home, profile_name: str) -> int:
 def _profile(args: argparse.Namespace, home: Home) -> int:
     if args.profile_command == "init":
         path = write_profile_template(home, args.name)
-        print(f"wrote {path}: set feishu.app_id, the secrets' sources and llm.base_url/models")
+        print(f"wrote {path}: set {', '.join(required_keys())} (the secrets by their source)")
         return 0
     if args.profile_command == "list":
         names = home.profile_names()
@@ -150,8 +151,10 @@ def _profile(args: argparse.Namespace, home: Home) -> int:
         return check_profile(load_profile(home, args.name), print)
     # Shown even when its secrets are not in place yet (a fresh template): that is when it is read.
     profile = load_profile(home, args.name, require_secrets=False)
-    for key, value in describe_profile(profile).items():
-        print(f"{key:26} {value}")
+    shown = describe_profile(profile)
+    width = max(map(len, shown)) + 1
+    for key, value in shown.items():
+        print(f"{key:{width}} {value}")
     for problem in [*profile.secret_problems, *access_warnings(profile)]:
         print(f"warning: {problem}")
     return 0
