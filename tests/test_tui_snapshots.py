@@ -12,6 +12,8 @@ back as text and checked to say what its test claims. Update with
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,10 @@ class FrozenSource(Watched):
     def log_since(self, seq: int) -> list[LogLine]:
         self.read_log(seq)
         return [line for line in self.log if line.seq > seq]
+
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        await asyncio.sleep(timeout)  # frozen: there is never news
+        return False
 
     async def switch_model(self, name: str) -> str:
         raise NotImplementedError

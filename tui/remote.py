@@ -56,6 +56,7 @@ class RemoteSource:
         self.log_path: Path = home.log_file(profile)
         self._snapshot: GatewaySnapshot | None = None
         self._lines: deque[LogLine] = deque(maxlen=LOG_KEEP)
+        self._news = asyncio.Event()  # set when a line is kept: news_after wakes the console
         self._seq = itertools.count(1)
         self._seen: deque[tuple[int, str, str]] = deque(maxlen=SEEN_KEEP)
         self._seen_set: set[tuple[int, str, str]] = set()
@@ -104,6 +105,17 @@ class RemoteSource:
 
     def log_since(self, seq: int) -> list[LogLine]:
         return [line for line in self._lines if line.seq > seq]
+
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        # Lines arrive on this loop (the subscription), so an asyncio.Event is enough.
+        if self._lines and self._lines[-1].seq > seq:
+            return True
+        self._news.clear()
+        try:
+            await asyncio.wait_for(self._news.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def redact(self, text: str) -> str:
         """The gateway redacts its own records; this console holds none of its secrets."""
@@ -209,6 +221,7 @@ class RemoteSource:
         self._seen.append(identity)
         self._seen_set.add(identity)
         self._lines.append(dataclasses.replace(line, seq=next(self._seq)))
+        self._news.set()
 
     def _follow_log_file(self) -> None:
         if self._log_file_task is None or self._log_file_task.done():

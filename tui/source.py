@@ -8,19 +8,22 @@ tests can render frozen snapshots.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from typing import Any, Callable, Coroutine, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol, TypeVar, runtime_checkable
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
-from gateway_core.gateway import Gateway
 from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.states import ExecutorState, FeishuState, GatewayState
 from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
 from gateway_core.pipeline import PipelineSnapshot
 from gateway_core.threads import BackgroundLoop, in_own_thread
+
+if TYPE_CHECKING:
+    from gateway_core.gateway import Gateway  # made by the caller's factory, on the gateway's thread
 
 T = TypeVar("T")
 
@@ -43,6 +46,11 @@ class GatewaySource(Protocol):
     def snapshot(self) -> GatewaySnapshot: ...
 
     def log_since(self, seq: int) -> list[LogLine]: ...
+
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        """Return True once a log record newer than `seq` is there, False after `timeout` seconds:
+        the console redraws on news instead of polling (a state change is always logged)."""
+        ...
 
     async def switch_model(self, name: str) -> str: ...
 
@@ -150,6 +158,14 @@ class LocalSource:
         gateway = self.gateway
         handlers = gateway.logging if gateway is not None else None
         return handlers.ring.since(seq) if handlers is not None else []
+
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        gateway = self.gateway
+        handlers = gateway.logging if gateway is not None else None
+        if handlers is None:
+            await asyncio.sleep(timeout)  # not serving yet (or any more): nothing to wait on
+            return False
+        return await in_own_thread(handlers.ring.wait_beyond, seq, timeout)  # a daemon thread: exit never waits
 
     async def switch_model(self, name: str) -> str:
         gateway = self._started()
