@@ -11,7 +11,7 @@ from textual.widgets import Footer
 
 from gateway_core.config import Home
 from tui.app import ConsoleApp
-from tui.panels import ProcessStats
+from gateway_core.process_stats import ProcessStats
 from tui.screens import ChoiceModal
 
 from .support import until

@@ -32,7 +32,7 @@ from gateway_core.config import Home
 from launchd.agents import AgentSettings
 from tui.app import ConsoleApp
 from tui.demo import DemoRun, demo_faults
-from tui.panels import ProcessStats
+from gateway_core.process_stats import ProcessStats
 from tui.remote import RemoteSource
 from tui.source import GatewaySource, starting_snapshot
 

@@ -25,14 +25,13 @@ from textual.worker import Worker, WorkerState
 
 from gateway_core.config import Home, check_profile_name, load_profile
 from gateway_core.ownership import ProfileBusy, read_owner
+from gateway_core.process_stats import ProcessSampler, ProcessStats
 
 from .attachment import AttachWatch
 from .handover import Handover
 from .keys import KeyRegistry
 from .leaving import STOP_SIGNALS, Leaving
 from .operations import OPERATIONS, Operations
-from .panels import ProcessStats
-from .panels.header import ProcessSampler
 from .phase import ConsolePhase
 from .reading import read_source
 from .remote import RemoteSource

@@ -11,7 +11,7 @@ from typing import Callable
 
 from gateway_core.snapshots import GatewaySnapshot
 
-from .panels.header import ProcessStats
+from gateway_core.process_stats import ProcessStats
 from .remote import RemoteSource
 from .source import GatewaySource
 
