@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from textual import work
-from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from gateway_core.config import Home, check_profile_name, load_profile
@@ -53,8 +52,6 @@ REDRAW_GAP = 0.2  # news redraws at most this often: a flood of log lines is dra
 class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
     CSS_PATH = Path(__file__).with_name("console.tcss")  # absolute: subclasses live elsewhere
     TITLE = "gatewatch"
-
-    phase: reactive[str] = reactive(ConsolePhase.STARTING)
 
     def __init__(
         self,

@@ -51,7 +51,7 @@ class DemoRun:
 
     def __init__(self) -> None:
         self._env: DemoEnvironment | None = None
-        self.gateway: Gateway | None = None
+        self._gateway: Gateway | None = None
         self._stop = threading.Event()
         self._texts = itertools.cycle(DEMO_TEXTS)
         self._chats = itertools.cycle(DEMO_CHATS)
@@ -67,6 +67,12 @@ class DemoRun:
         return self._env
 
     @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            raise RuntimeError("the demo's gateway is not made yet: make_gateway() makes it")
+        return self._gateway
+
+    @property
     def sims(self) -> Simulators:
         return self.env.sims
 
@@ -76,9 +82,9 @@ class DemoRun:
 
         self._env = DemoEnvironment(llm_latency=MODEL_LATENCY)
         self._env.__enter__()
-        self.gateway = Gateway(self._env.profile(), self._env.home, owner="console")
+        self._gateway = Gateway(self._env.profile(), self._env.home, owner="console")
         self._traffic.start()
-        return self.gateway
+        return self._gateway
 
     def close(self) -> None:
         self._stop.set()

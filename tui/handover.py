@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 
 from textual import work
-from textual.app import App
 from textual.message import Message
 
 from gateway_core.threads import in_own_thread
 
+from .host import ConsoleHost
 from .phase import ConsolePhase
 from .remote import RemoteSource
 from .screens import hand_back_confirm
@@ -34,7 +34,7 @@ class HandoverProgress(Message):
         self.line = line
 
 
-class Handover(App[None]):
+class Handover(ConsoleHost):
     """Mixed into ConsoleApp: `t`, `h` and `s`."""
 
     def handover_state(self, action: str) -> bool | None:
@@ -118,7 +118,10 @@ class Handover(App[None]):
     @work(group="gateway", exit_on_error=False, name="serving the profile here")
     async def serve_here(self) -> None:
         """The attached owner exited and nobody took the profile: serve it from this console."""
+        make_local = self._make_local
+        if make_local is None:  # not offered: check_action hides it without a way to serve here
+            return
         await self.source.stop()
-        self.switch_source(self._make_local())
+        self.switch_source(make_local())
         self.phase = ConsolePhase.STARTING
         self.serve()  # ProfileBusy if someone was quicker: the usual choices then

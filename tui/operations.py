@@ -9,10 +9,10 @@ dims what cannot run and a key pressed meanwhile does nothing.
 from __future__ import annotations
 
 from textual import work
-from textual.app import App
 
 from gateway_core.threads import in_own_thread
 
+from .host import ConsoleHost
 from .phase import ConsolePhase
 from .remote import RemoteSource
 from gateway_core.access import AccessOp, AccessSnapshot
@@ -23,7 +23,7 @@ OPERATIONS = ("pick_model", "restart_feishu", "rebuild_executor", "faults", "acc
 FEISHU_RESTART = "feishu-restart"
 
 
-class Operations(App[None]):
+class Operations(ConsoleHost):
     """Mixed into ConsoleApp: `m`, `r`, `e`, `a` and `f`."""
 
     def operation_state(self, action: str) -> bool | None:

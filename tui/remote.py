@@ -24,7 +24,7 @@ import itertools
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gateway_core.config import Home
 from gateway_core.control import ControlError, arequest, log_line_from_dict, subscribe
@@ -34,6 +34,9 @@ from gateway_core.logs import LogLine
 from gateway_core.logtail import follow_log
 from gateway_core.ownership import OwnerInfo, read_owner
 from gateway_core.threads import in_own_thread
+
+if TYPE_CHECKING:
+    from launchd.service import JobView
 
 from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, starting_snapshot
 
@@ -60,8 +63,8 @@ class RemoteSource:
         self._seq = itertools.count(1)
         self._seen: deque[tuple[int, str, str]] = deque(maxlen=SEEN_KEEP)
         self._seen_set: set[tuple[int, str, str]] = set()
-        self._follower: asyncio.Task | None = None
-        self._log_file_task: asyncio.Task | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._log_file_task: asyncio.Task[None] | None = None
         self._created = time.time()
         self.mode = "connecting"  # connecting | socket | unreachable | exited
         self.heard_at: float | None = None  # wall-clock time of the owner's last streamed line
@@ -133,7 +136,7 @@ class RemoteSource:
 
     async def switch_model(self, name: str) -> str:
         response = await arequest(self.socket_path, "switch_model", OPERATION_TIMEOUT, model=name)
-        return response["previous"]
+        return str(response["previous"])
 
     async def restart_feishu(self) -> bool:
         response = await arequest(self.socket_path, "restart_feishu", RESTART_TIMEOUT)
@@ -260,6 +263,7 @@ def parse_log_line(text: str) -> LogLine | None:
 
 def _launchd_last_exit(label: str) -> int | None:
     """The service manager's last exit status of the job, or None (not a manager's, none here)."""
+    job: JobView | None
     try:
         if label.endswith(".service"):  # a systemd unit (launchd/unit.py names them so)
             from launchd.systemctl import Systemctl
