@@ -34,7 +34,7 @@ from tui.app import ConsoleApp
 from tui.demo import DemoRun, demo_faults
 from gateway_core.process_stats import ProcessStats
 from tui.remote import RemoteSource
-from tui.source import GatewaySource, starting_snapshot
+from tui.source import Attachment, AttachMode, GatewaySource, starting_snapshot
 
 from .snapshot_text import screen_lines
 from .support import until
@@ -182,6 +182,9 @@ class FrozenSource(Watched):
         await asyncio.sleep(timeout)  # frozen: there is never news
         return False
 
+    def attachment(self) -> Attachment | None:
+        return None  # served "here"
+
     async def switch_model(self, name: str) -> str:
         raise NotImplementedError
 
@@ -232,7 +235,7 @@ class FrozenRemote(Watched, RemoteSource):
         super().__init__(Home(tmp_path / "home"), "default", OWNER, clock=lambda: NOW)
         self.watch(list(FROZEN_LOG))
         self._snapshot = frozen_snapshot()
-        self.mode, self.heard_at, self.attaches = mode, NOW - 4, 1
+        self.mode, self.heard_at, self.attaches = AttachMode(mode), NOW - 4, 1
         self.why = "its control socket is silent (stopped or hung?)"
         if mode == "exited":
             self.exit_code = 1

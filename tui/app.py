@@ -112,7 +112,7 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         except Exception:
             self.phase = ConsolePhase.FAILED
             raise
-        self.phase = ConsolePhase.ATTACHED if isinstance(self.source, RemoteSource) else ConsolePhase.SERVING
+        self.phase = ConsolePhase.ATTACHED if self.source.attachment() is not None else ConsolePhase.SERVING
         self.refresh_panels()
 
     async def on_unmount(self) -> None:
@@ -147,7 +147,7 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
             if (requests := len(access.pending) if access is not None else 0) != self._pairing_requests:
                 self._pairing_requests = requests
                 self.offer_keys()
-            news = self._attach_watch.news(self.source, can_serve_here=self._make_local is not None)
+            news = self._attach_watch.news(self.main.reading.attachment, can_serve_here=self._make_local is not None)
             if news is not None:  # attached, and the owner's state changed: keys may change too
                 self.offer_keys()
                 if news.text:
@@ -229,7 +229,7 @@ def run_console(home: Home, profile_name: str) -> int:
     check_profile_name(profile_name)
     make_local = local_source_maker(home, profile_name)
     source = console_source(home, profile_name, make_local)
-    if not isinstance(source, RemoteSource):
+    if source.attachment() is None:
         load_profile(home, profile_name)  # fail fast: a bad profile is one line, before the first frame
     app = ConsoleApp(source, home=home, handle_signals=True, make_local=make_local)
     app.run()

@@ -17,7 +17,6 @@ from gateway_core.threads import in_own_thread
 
 from .host import ConsoleHost
 from .phase import ConsolePhase
-from .remote import RemoteSource
 from .screens import hand_back_confirm
 
 log = logging.getLogger("gatewatch.console")
@@ -40,7 +39,8 @@ class Handover(ConsoleHost):
     def handover_state(self, action: str) -> bool | None:
         """check_action for the hand-over keys: hidden without launchd, disabled when not now."""
         if action == "serve_here":  # only while attached to an owner that is gone
-            return isinstance(self.source, RemoteSource) and self.source.lock_free and self._make_local is not None
+            attached = self.source.attachment()
+            return attached is not None and attached.lock_free and self._make_local is not None
         if self.home is None:
             return False  # the demo has no gatewatch home, hence no launchd
         if action == "hand_back":  # only what this console serves itself can be handed back
@@ -95,7 +95,7 @@ class Handover(ConsoleHost):
             if not attached:
                 self.ask_owned()  # nothing changed: the same choices again
             raise
-        if self._make_local is not None and isinstance(self.source, RemoteSource):
+        if self._make_local is not None and self.source.attachment() is not None:
             await self.source.stop()  # detach from the gateway that just went away
             self.switch_source(self._make_local())
         self.phase = ConsolePhase.STARTING

@@ -14,7 +14,6 @@ from gateway_core.threads import in_own_thread
 
 from .host import ConsoleHost
 from .phase import ConsolePhase
-from .remote import RemoteSource
 from gateway_core.access import AccessOp, AccessSnapshot
 
 from .screens import AccessModal, Fault, fault_menu, model_picker
@@ -41,8 +40,9 @@ class Operations(ConsoleHost):
 
     def operable(self) -> bool:
         """A gateway that answers: served here, or attached and not gone quiet."""
-        if isinstance(self.source, RemoteSource):  # its mode says whether the owner answers
-            return self.phase == ConsolePhase.ATTACHED and not self.source.stale
+        attached = self.source.attachment()
+        if attached is not None:  # its mode says whether the owner answers
+            return self.phase == ConsolePhase.ATTACHED and not attached.stale
         return self.phase == ConsolePhase.SERVING and self.source.running
 
     def action_pick_model(self) -> None:

@@ -38,7 +38,7 @@ from gateway_core.threads import in_own_thread
 if TYPE_CHECKING:
     from launchd.service import JobView
 
-from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, starting_snapshot
+from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, AttachMode, Attachment, starting_snapshot
 
 LOG_KEEP = 5000
 SILENCE_LIMIT = 3.0  # seconds without a streamed line before the gateway counts as unreachable
@@ -66,7 +66,7 @@ class RemoteSource:
         self._follower: asyncio.Task[None] | None = None
         self._log_file_task: asyncio.Task[None] | None = None
         self._created = time.time()
-        self.mode = "connecting"  # connecting | socket | unreachable | exited
+        self.mode = AttachMode.CONNECTING
         self.heard_at: float | None = None  # wall-clock time of the owner's last streamed line
         self.why: str = ""  # why the owner is not answering, in words
         self.exit_code: int | None = None  # launchd's record of the owner's exit, when it has one
@@ -77,12 +77,10 @@ class RemoteSource:
     @property
     def stale(self) -> bool:
         """What is shown is what the gateway said last, not what it says now."""
-        return self.mode in ("unreachable", "exited")
+        return self.mode.stale
 
-    @property
-    def lock_free(self) -> bool:
-        """Nobody owns the profile any more: it could be served here."""
-        return self.mode == "exited"
+    def attachment(self) -> Attachment:
+        return Attachment(self.mode, self.owner, self.attaches, self.gone_sentence() if self.stale else "")
 
     def snapshot(self) -> GatewaySnapshot:
         snap = self._snapshot
@@ -96,11 +94,13 @@ class RemoteSource:
             )
         if not self.stale:
             return snap
-        return dataclasses.replace(snap, state=self.mode, health=Health(UNHEALTHY, (self.gone_sentence(),)))
+        # The gateway's last word, judged unhealthy for why it is stale; the header names the mode
+        # (Reading.attachment), the snapshot keeps the gateway's own state.
+        return dataclasses.replace(snap, health=Health(UNHEALTHY, (self.gone_sentence(),)))
 
     def gone_sentence(self) -> str:
         """Why the panels are stale, in one sentence."""
-        if self.mode == "exited":
+        if self.mode == AttachMode.EXITED:
             code = f" (code {self.exit_code})" if self.exit_code is not None else ""
             return f"gateway exited{code}: PID {self.owner.pid} no longer owns the profile"
         since = f" for {int(self.clock() - self.heard_at)}s" if self.heard_at else ""
@@ -126,9 +126,9 @@ class RemoteSource:
 
     def describe(self) -> str:
         who = f"attached to PID {self.owner.pid} ({self.owner.owner})"
-        if self.mode == "unreachable":
+        if self.mode == AttachMode.UNREACHABLE:
             return f"{who} · following {self.log_path.name}"
-        if self.mode == "exited":
+        if self.mode == AttachMode.EXITED:
             return f"was PID {self.owner.pid} ({self.owner.owner}) · following {self.log_path.name}"
         return who
 
@@ -189,10 +189,10 @@ class RemoteSource:
         """One subscription, until it ends; marks the source unreachable when it does."""
         try:
             async for event in subscribe(self.socket_path, silence_limit=SILENCE_LIMIT):
-                if self.mode != "socket":
+                if self.mode != AttachMode.SOCKET:
                     self.attaches += 1
                     self._stop_log_file()
-                self.mode, self.heard_at = "socket", self.clock()
+                self.mode, self.heard_at = AttachMode.SOCKET, self.clock()
                 if "status" in event:
                     self._snapshot = snapshot_from_dict(event["status"])
                 for record in event.get("log", ()):
@@ -202,14 +202,14 @@ class RemoteSource:
             self.why = "the gateway closed its control socket"
         except (ControlError, ConnectionError, ValueError) as exc:
             # A silent stream is a process that is stopped or stuck; anything else, its own words.
-            self.why = "its control socket is silent (stopped or hung?)" if self.mode == "socket" else str(exc)
-        if self.mode != "exited":
-            self.mode = "unreachable"
+            self.why = "its control socket is silent (stopped or hung?)" if self.mode == AttachMode.SOCKET else str(exc)
+        if self.mode != AttachMode.EXITED:
+            self.mode = AttachMode.UNREACHABLE
 
     async def _owner_gone(self) -> None:
-        if self.mode == "exited":
+        if self.mode == AttachMode.EXITED:
             return
-        self.mode = "exited"
+        self.mode = AttachMode.EXITED
         if self.owner.launchd_label:
             self.exit_code = await in_own_thread(_launchd_last_exit, self.owner.launchd_label)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol, TypeVar, runtime_checkable
 
 from gateway_core.executor import ExecutorSnapshot
@@ -19,6 +21,7 @@ from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.states import ExecutorState, FeishuState, GatewayState
 from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
+from gateway_core.ownership import OwnerInfo
 from gateway_core.pipeline import PipelineSnapshot
 from gateway_core.threads import BackgroundLoop, in_own_thread
 
@@ -37,6 +40,39 @@ MAKE_TIMEOUT = 60.0
 START_TIMEOUT = 30.0
 STOP_MARGIN = 10.0
 LOOP_JOIN_TIMEOUT = 5.0
+
+
+class AttachMode(StrEnum):
+    """How an attached console hears the gateway another process owns (RemoteSource)."""
+
+    CONNECTING = "connecting"  # not reached yet
+    SOCKET = "socket"  # its control socket streams to us
+    UNREACHABLE = "unreachable"  # the owner lives but its socket is silent or gone
+    EXITED = "exited"  # the owner is gone and nobody holds the profile
+
+    @property
+    def stale(self) -> bool:
+        """What is shown is what the gateway said last, not what it says now."""
+        return self in (AttachMode.UNREACHABLE, AttachMode.EXITED)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A source that reads a gateway in another process: who owns it and how it is heard."""
+
+    mode: AttachMode
+    owner: OwnerInfo
+    attaches: int  # successful subscriptions: more than one means it was re-attached
+    gone: str  # why the panels are stale, in one sentence ("" while it answers)
+
+    @property
+    def stale(self) -> bool:
+        return self.mode.stale
+
+    @property
+    def lock_free(self) -> bool:
+        """Nobody owns the profile any more: it could be served here."""
+        return self.mode == AttachMode.EXITED
 
 
 @runtime_checkable
@@ -63,6 +99,10 @@ class GatewaySource(Protocol):
         ...
 
     def describe(self) -> str: ...
+
+    def attachment(self) -> Attachment | None:
+        """None: the gateway runs in this process. Otherwise how the one in another is heard."""
+        ...
 
     def redact(self, text: str) -> str:
         """`text` with the profile's secrets replaced, for anything shown on screen."""
@@ -151,6 +191,9 @@ class LocalSource:
         if gateway is None:
             return starting_snapshot(self.profile, self._created)
         return gateway.snapshot()
+
+    def attachment(self) -> Attachment | None:
+        return None  # served in this process
 
     def log_since(self, seq: int) -> list[LogLine]:
         # Before start() (and after stop()) there are no handlers and so no records. Read once:

@@ -80,7 +80,14 @@ class HeaderBar(QuietStatic):
     def _show_reading(self) -> None:
         reading = self.reading
         if reading is not None:
-            state = header_state(self.phase, reading.snapshot.state)
+            attached = reading.attachment
+            # A stale attachment's mode is the word (UNREACHABLE, EXITED): the snapshot is the
+            # gateway's last word and still says "running".
+            state = (
+                attached.mode
+                if attached is not None and attached.stale
+                else header_state(self.phase, reading.snapshot.state)
+            )
             self.show(reading.snapshot, state, reading.described, reading.stats)
 
     def show(self, snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None) -> None:
