@@ -18,15 +18,18 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import Home, Profile, load_profile
 from .gateway import Gateway
 from .journal import Journal
 from .pipeline import MessagePipeline
-from .sim import InjectedEvent, Simulators
-from .sim.profile import write_sim_profile
 from .threads import in_own_thread
+
+if TYPE_CHECKING:
+    # The simulators (aiohttp's server, the SDK's frame class) are imported when the environment is
+    # set up, not with this module: the console's demo names its profile before its first frame.
+    from .sim import InjectedEvent, Simulators
 
 DEMO_PROFILE = "demo"
 DEMO_MODELS = ("demo-fast", "demo-smart")
@@ -86,6 +89,9 @@ class DemoEnvironment:
         # Fresh random secrets each run: the demo needs none of yours, and shows they never leak.
         os.environ[SECRET_ENV] = "demo-" + secrets.token_hex(8)
         os.environ[KEY_ENV] = "demo-" + secrets.token_hex(8)
+        from .sim import Simulators
+        from .sim.profile import write_sim_profile
+
         sims = self._sims = Simulators(
             feishu={"app_id": f"cli_demo{secrets.token_hex(4)}", "app_secret": os.environ[SECRET_ENV]},
             llm={"api_key": os.environ[KEY_ENV]},

@@ -35,9 +35,13 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+if TYPE_CHECKING:
+    # aiohttp is imported inside the methods that call out, not here: the console imports this module
+    # for its snapshot types before its first frame, and aiohttp is the gateway's heaviest import. The
+    # gateway pays for it once, on its loop thread, when it first opens a session.
+    import aiohttp
 
 from .config import FeishuConfig
 from .logs import escape_untrusted
@@ -152,6 +156,8 @@ class FeishuHttp:
 
     async def _fetch(self, what: str, path: str, token: str, max_bytes: int) -> tuple[int, str, bytes]:
         """One GET (the caller holds the deadline): status, content type and at most `max_bytes`."""
+        import aiohttp
+
         try:
             async with self._client().get(
                 self.config.domain + path, headers={"Authorization": f"Bearer {token}"}, proxy=self._proxy
@@ -237,6 +243,8 @@ class FeishuHttp:
         self, what: str, method: str, path: str, body: dict[str, Any] | None, token: str | None
     ) -> dict[str, Any]:
         """One HTTP exchange (the caller holds the deadline); Feishu's JSON answer whatever the status."""
+        import aiohttp
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             if body is not None:
@@ -261,6 +269,8 @@ class FeishuHttp:
 
     def _client(self) -> aiohttp.ClientSession:
         """The pooled client, made on first use: it belongs to the loop that uses it."""
+        import aiohttp
+
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout),

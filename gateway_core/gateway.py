@@ -142,6 +142,11 @@ class Gateway:
             if redriven:
                 log.info("re-driving %d unfinished messages from the journal", redriven)
             self.feishu.start()
+            # llm.py and feishu_http.py import aiohttp only where they call out (so the console's first
+            # frame does not wait for it); it is loaded here, while the SDK connects in its own thread,
+            # so that the first answer does not pay for it.
+            import aiohttp  # noqa: F401
+
             self._identity = self._loop.create_task(self._learn_bot_identity(), name="gatewatch-bot-identity")
             self._supervisor = self._loop.create_task(self._supervise(), name="gatewatch-supervisor")
         except BaseException:

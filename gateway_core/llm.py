@@ -25,9 +25,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import aiohttp
+if TYPE_CHECKING:
+    # aiohttp is imported inside the methods that call out, not here: the console imports this module
+    # for its snapshot types before its first frame, and aiohttp is the gateway's heaviest import. The
+    # gateway pays for it once, on its loop thread, when it first opens a session.
+    import aiohttp
 
 from .config import LlmConfig
 from .logs import escape_untrusted
@@ -112,6 +116,8 @@ class LlmClient:
 
     def _client(self) -> aiohttp.ClientSession:
         """The pooled HTTP client, made on first use: it belongs to the loop that uses it."""
+        import aiohttp
+
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {self.config.api_key}"},
@@ -194,6 +200,8 @@ class LlmClient:
         """A voice note's text: `POST {base_url}/audio/transcriptions` (multipart `file` and
         `model` = `llm.transcribe_model`), within `llm.request_timeout`; ModelError on any failure.
         The audio and the transcript are never logged."""
+        import aiohttp
+
         model = self.config.transcribe_model
         if not model:
             raise ModelError("no llm.transcribe_model")
@@ -220,6 +228,8 @@ class LlmClient:
 
     async def _attempt(self, model: str, messages: list[dict[str, Any]], on_text: OnText | None) -> str:
         """One streamed request to one model, within the total deadline; ModelError on any failure."""
+        import aiohttp
+
         with self._guard:
             self._stats[model].requests += 1
         body = {"model": model, "messages": messages, "stream": True}

@@ -95,8 +95,10 @@ class OneLineFormatter(logging.Formatter):
 class RingBuffer(logging.Handler):
     """The last N records in memory, numbered so readers can poll for what is new.
 
-    Readers (the console, the control socket) poll `since(seq)` on their own schedule: no reader
-    code ever runs on the thread that logged, so none can slow or break logging.
+    Readers (the console, the control socket) read `since(seq)` on their own schedule: no reader
+    code ever runs on the thread that logged, so none can slow or break logging. A reader that
+    would rather not poll waits in `wait_beyond` on its own thread; all the logging thread does
+    for it is a `notify_all`, which costs nothing when nobody waits.
     """
 
     def __init__(self, capacity: int = RING_SIZE):
@@ -104,6 +106,7 @@ class RingBuffer(logging.Handler):
         self._lines: deque[LogLine] = deque(maxlen=capacity)
         self._seq = itertools.count(1)
         self._guard = threading.Lock()
+        self._news = threading.Condition(self._guard)
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -112,6 +115,12 @@ class RingBuffer(logging.Handler):
         with self._guard:
             line = LogLine(next(self._seq), record.created, record.levelname, record.name, message)
             self._lines.append(line)
+            self._news.notify_all()
+
+    def wait_beyond(self, seq: int, timeout: float) -> bool:
+        """Block until a record newer than `seq` exists (True) or `timeout` seconds pass (False)."""
+        with self._guard:
+            return self._news.wait_for(lambda: bool(self._lines) and self._lines[-1].seq > seq, timeout)
 
     def since(self, seq: int = 0, limit: int | None = None) -> list[LogLine]:
         """Records after `seq` (at most the newest `limit`); seqs are consecutive, so no scan."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, cast
+from typing import Any, Callable, cast
 
 import psutil
 
@@ -77,7 +77,7 @@ def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:
@@ -157,7 +157,7 @@ def install(home: Home, profile: str, settings: AgentSettings, report: Report) -
     return path
 
 
-def _read_if_valid(path: Path) -> dict | None:
+def _read_if_valid(path: Path) -> dict[str, Any] | None:
     try:
         return read_plist(path)
     except PlistError:
@@ -225,7 +225,7 @@ class AgentStatus:
                     f"launchd restarts it {every} and it fails ({self.job.describe_last_exit()}: {meaning}); "
                     f"read its log, fix, then: gatewatch launchd install --profile {self.profile}"
                 )
-        if self.split_owner:
+        if self.split_owner and self.job and self.owner:
             out.append(
                 f"warning: launchd's PID {self.job.pid} does not hold the profile — {self.owner.describe()} does"
             )

@@ -128,19 +128,19 @@ def profiles_for(args: argparse.Namespace, all_source: Callable[[], list[str]]) 
     return names
 
 
-def _install(args, home: Home, manager: ServiceManager) -> int:
+def _install(args: argparse.Namespace, home: Home, manager: ServiceManager) -> int:
     for name in profiles_for(args, home.profile_names):
         manager.install(home, name, say)
     return 0
 
 
-def _uninstall(args, home: Home, manager: ServiceManager) -> int:
+def _uninstall(args: argparse.Namespace, home: Home, manager: ServiceManager) -> int:
     for name in profiles_for(args, manager.installed_profiles):
         manager.uninstall(home, name, say)
     return 0
 
 
-def _status(args, home: Home, manager: ServiceManager) -> int:
+def _status(args: argparse.Namespace, home: Home, manager: ServiceManager) -> int:
     trouble = False
     for name in profiles_for(args, manager.installed_profiles):
         report = manager.status(home, name)
@@ -150,12 +150,12 @@ def _status(args, home: Home, manager: ServiceManager) -> int:
     return EXIT_FAILED if trouble else 0
 
 
-def _handback(args, home: Home, manager: ServiceManager) -> int:
+def _handback(args: argparse.Namespace, home: Home, manager: ServiceManager) -> int:
     hand_back(home, args.profile, say, timeout=args.timeout, manager=manager)
     return 0
 
 
-def _takeover(args, home: Home, manager: ServiceManager, open_console: OpenConsole | None) -> int:
+def _takeover(args: argparse.Namespace, home: Home, manager: ServiceManager, open_console: OpenConsole | None) -> int:
     profile = load_profile(home, args.profile)  # a broken profile fails here, before the manager's job stops
     take_over(home, args.profile, say, timeout=args.timeout, manager=manager)
     if not args.headless:
@@ -170,7 +170,7 @@ def _takeover(args, home: Home, manager: ServiceManager, open_console: OpenConso
     return run_headless(profile, home)
 
 
-def _doctor(args, home: Home, manager: ServiceManager) -> int:
+def _doctor(args: argparse.Namespace, home: Home, manager: ServiceManager) -> int:
     return manager.doctor(home, args.fix, say)
 
 

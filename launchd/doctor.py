@@ -15,10 +15,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway_core.config import Home
 
-from .agents import AgentSettings, Report, unload_timeout, wait_until_unloaded
+from .agents import AgentSettings, unload_timeout, wait_until_unloaded
+from .service import Report
 from .launchctl import GATEWAY_EXIT_MEANINGS, LaunchctlError, find_job
 from .plist import (
     ALLOWED_ENVIRONMENT,
@@ -45,7 +47,7 @@ class AgentFile:
     """One plist and what is wrong with it."""
 
     path: Path
-    data: dict | None
+    data: dict[str, Any] | None
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -63,7 +65,7 @@ class AgentFile:
         return not self.findings
 
 
-def program_arguments(data: dict) -> list[str]:
+def program_arguments(data: dict[str, Any]) -> list[str]:
     args = data.get("ProgramArguments")
     if isinstance(args, list) and all(isinstance(a, str) for a in args):
         return list(args)
@@ -92,7 +94,7 @@ def profile_of(agent: AgentFile) -> tuple[str, str]:
     return family, profile
 
 
-def examine_rules(data: dict, ours: bool) -> list[Finding]:
+def examine_rules(data: dict[str, Any], ours: bool) -> list[Finding]:
     """The rules one plist must follow, each broken rule one finding.
 
     For our own plists the program and the environment are ours to rewrite as well; for another
@@ -205,7 +207,7 @@ def loop_findings(agent: AgentFile) -> list[Finding]:
     ]
 
 
-def apply_rules(agent: AgentFile, home: Home) -> dict:
+def apply_rules(agent: AgentFile, home: Home) -> dict[str, Any]:
     """The plist rewritten by our rules; only what a finding asks for changes."""
     data = dict(agent.data or {})
     label = agent.label

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from .service import ServiceError
 
@@ -98,7 +99,7 @@ class ListEntry:
 
 
 def resolve_domain(
-    environ: dict[str, str] | None = None, uid: int | None = None, console_uid: int | None = None
+    environ: Mapping[str, str] | None = None, uid: int | None = None, console_uid: int | None = None
 ) -> str:
     """`gui/<uid>` with a GUI login session, `user/<uid>` otherwise (Homebrew's rule).
 
@@ -106,9 +107,9 @@ def resolve_domain(
     screen it does not, but `user/<uid>` does. GATEWATCH_LAUNCHD_DOMAIN overrides the choice
     ("gui", "user", "system" or a full "gui/501"). The parameters default to this process's view.
     """
-    environ = os.environ if environ is None else environ
+    env = os.environ if environ is None else environ
     uid = os.getuid() if uid is None else uid
-    override = (environ.get("GATEWATCH_LAUNCHD_DOMAIN") or "").strip()
+    override = (env.get("GATEWATCH_LAUNCHD_DOMAIN") or "").strip()
     if override:
         if override == "system" or re.fullmatch(r"(gui|user)/\d+", override):
             return override
@@ -120,9 +121,9 @@ def resolve_domain(
         )
     if uid == 0:
         return "system"
-    if environ.get("SUDO_USER"):
+    if env.get("SUDO_USER"):
         return f"user/{uid}"
-    over_ssh = bool(environ.get("SSH_CONNECTION") or environ.get("SSH_TTY"))
+    over_ssh = bool(env.get("SSH_CONNECTION") or env.get("SSH_TTY"))
     console_uid = _console_uid() if console_uid is None else console_uid
     if over_ssh and console_uid != uid:
         return f"user/{uid}"

@@ -14,6 +14,7 @@ import plistlib
 import sys
 import tempfile
 import xml.parsers.expat
+from typing import Any
 from pathlib import Path
 
 from gateway_core.config import Home, check_profile_name
@@ -78,7 +79,7 @@ def render_agent(
     drain_timeout: float,
     prefix: str = DEFAULT_PREFIX,
     throttle_interval: int = DEFAULT_THROTTLE_INTERVAL,
-) -> dict:
+) -> dict[str, Any]:
     """The LaunchAgent dictionary for one profile (our rules, in one place)."""
     root = home.root.expanduser().absolute()
     absolute_home = Home(root)
@@ -102,7 +103,7 @@ def render_agent(
     }
 
 
-def read_plist(path: Path) -> dict:
+def read_plist(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fp:
             data = plistlib.load(fp)
@@ -124,7 +125,7 @@ def read_plist(path: Path) -> dict:
     return data
 
 
-def write_plist(path: Path, data: dict) -> None:
+def write_plist(path: Path, data: dict[str, Any]) -> None:
     """Write atomically with mode 0644, and only after the bytes read back as the same data."""
     try:
         payload = plistlib.dumps(data, fmt=plistlib.FMT_XML, sort_keys=True)

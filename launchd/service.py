@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from gateway_core.config import Home
 
@@ -43,7 +43,8 @@ class JobView(Protocol):
 
 
 class StatusView(Protocol):
-    trouble: bool
+    @property
+    def trouble(self) -> bool: ...
 
     def lines(self) -> list[str]: ...
 
@@ -91,10 +92,10 @@ class ServiceManager(Protocol):
     def doctor(self, home: Home, apply_fix: bool, report: Report) -> int: ...
 
 
-def default_manager_name(environ: dict[str, str] | None = None, platform: str | None = None) -> str:
+def default_manager_name(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str:
     """launchd on macOS, systemd elsewhere; GATEWATCH_SERVICE_MANAGER overrides."""
-    environ = os.environ if environ is None else environ
-    chosen = (environ.get(MANAGER_VARIABLE) or "").strip()
+    env = os.environ if environ is None else environ
+    chosen = (env.get(MANAGER_VARIABLE) or "").strip()
     if chosen:
         if chosen not in MANAGER_NAMES:
             raise ServiceError(f"{MANAGER_VARIABLE}={chosen!r} is not a service manager; use launchd or systemd")

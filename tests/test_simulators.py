@@ -26,6 +26,7 @@ from lark_oapi.core.exception import ObtainAccessTokenException
 from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import SlidingWindow
 from .sim.bare_sdk import BareSdkClient
 from .support import unique_app_id, wait_until
 
@@ -438,3 +439,16 @@ def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
         again = reply(5)
         assert again.success(), again.msg
         assert [m.text for m in feishu.replies_to(event)][-1] == "r5"
+
+
+def test_sliding_window_counts_each_limit_over_its_own_window():
+    """The one window the simulators count Feishu's rate limits in: 2 per second and 3 per 10 s."""
+    window, limits = SlidingWindow(), [(2, 1.0), (3, 10.0), (None, 0.5)]
+    for at in (0.0, 0.1):
+        assert not window.full(limits, at)
+        window.record(at)
+    assert window.full(limits, 0.5)  # the third call within one second
+    assert not window.full(limits, 1.05)  # the first has left the 1 s window...
+    window.record(1.05)
+    assert window.full(limits, 2.5)  # ...but 3 in 10 s is reached
+    assert not window.full(limits, 10.2)  # two have left the 10 s window

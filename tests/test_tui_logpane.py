@@ -66,7 +66,7 @@ async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims):
         await connected(pilot)
         pane = console.query_one(LogPane)
         await fill(pilot, sims)
-        pane.log.focus()
+        pane.log_view.focus()
         await pilot.press("pageup")
         await until(lambda: pane.paused, 5, "paused by scrolling up", pilot=pilot)
         # The gateway logs on its own loop, so lines may already be counted: the title says how many.
@@ -95,11 +95,11 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
         await until(lambda: any("executor rebuilt" in l for l in pane.visible_lines()), 5, "warning", pilot=pilot)
         await fill(pilot, sims, 5)  # the warning scrolls out of view
         assert not any("executor rebuilt" in line for line in pane.lines_in_view())
-        pane.log.scroll_home(animate=False, immediate=True)
+        pane.log_view.scroll_home(animate=False, immediate=True)
         await pilot.press("w")
-        await until(lambda: pane.log.marked is not None, 5, "a line marked", pilot=pilot)
+        await until(lambda: pane.log_view.marked is not None, 5, "a line marked", pilot=pilot)
         assert pane.paused
-        marked = pane.visible_lines()[pane.log.marked]
+        marked = pane.visible_lines()[pane.log_view.marked]
         assert " WARNING " in marked or " ERROR " in marked
         assert marked in pane.lines_in_view()
         await pilot.press("enter")
@@ -112,7 +112,7 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
         assert not isinstance(console.screen, DetailScreen)
         await pilot.press("end")
         await until(lambda: not pane.paused, 5, "following again", pilot=pilot)
-        assert pane.log.marked is None
+        assert pane.log_view.marked is None
 
 
 async def test_w_without_warnings_says_so(console, sims):
@@ -142,8 +142,8 @@ async def test_search_highlights_and_counts_matches(console, sims):
         await until(lambda: f"· {len(lines) + 2} matching" in str(pane.border_title), 5, "count grows", pilot=pilot)
         await pilot.pause()
         highlighted = []
-        for y in range(pane.log.scrollable_content_region.height):
-            for segment in pane.log.render_line(y):
+        for y in range(pane.log_view.scrollable_content_region.height):
+            for segment in pane.log_view.render_line(y):
                 if segment.style and segment.style.bgcolor and segment.style.bgcolor.name == "yellow":
                     highlighted.append(segment.text)
         assert highlighted and all(text.lower() == "pipeline" for text in highlighted), highlighted
@@ -197,7 +197,7 @@ async def test_below_80_columns_the_log_stays_visible(console, sims):
         assert console.screen.has_class("-cramped")
         await ask(sims, "narrow screen")
         await newest_in_view(pilot, pane, "narrow screen")
-        assert pane.log.scrollable_content_region.height >= 3
+        assert pane.log_view.scrollable_content_region.height >= 3
 
 
 async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
@@ -231,10 +231,10 @@ async def test_the_mouse_wheel_up_pauses_and_scrolls_one_step(console, sims):
         pane = console.query_one(LogPane)
         await fill(pilot, sims)
         await pilot.pause()
-        bottom = pane.log.scroll_y
-        pane.log.post_message(events.MouseScrollUp(pane.log, 1, 1, 0, -1, 0, False, False, False))
+        bottom = pane.log_view.scroll_y
+        pane.log_view.post_message(events.MouseScrollUp(pane.log_view, 1, 1, 0, -1, 0, False, False, False))
         await until(lambda: pane.paused, 5, "paused by the wheel", pilot=pilot)
-        await until(lambda: pane.log.scroll_y < bottom, 5, "scrolled up", pilot=pilot)
+        await until(lambda: pane.log_view.scroll_y < bottom, 5, "scrolled up", pilot=pilot)
         # One wheel step is one step of Textual's own handler, not two.
         await pilot.pause(0.3)
-        assert bottom - pane.log.scroll_y <= 3, (bottom, pane.log.scroll_y)
+        assert bottom - pane.log_view.scroll_y <= 3, (bottom, pane.log_view.scroll_y)

@@ -11,10 +11,12 @@ from textual.widgets import Footer
 
 from gateway_core.config import Home
 from tui.app import ConsoleApp
-from tui.panels import ProcessStats
+from gateway_core.process_stats import ProcessStats
 from tui.screens import ChoiceModal
 
 from .support import until
+from tui.source import AttachMode
+
 from .test_tui_snapshots import NOW, FrozenRemote
 
 
@@ -42,7 +44,7 @@ async def test_operations_on_a_gateway_gone_quiet_are_shown_disabled_and_come_ba
         await pilot.pause()
         assert not isinstance(app.screen, ChoiceModal) and len(app.told) == told  # nothing happens, nothing said
 
-        source.mode = "socket"  # the owner answers again
+        source.mode = AttachMode.SOCKET  # the owner answers again
         app.refresh_panels()
         assert app.check_action("pick_model", ()) is True and app.check_action("hand_back", ()) is None
         await until(lambda: footer_keys(app).get("m") is True, 5, "m enabled again", pilot=pilot)

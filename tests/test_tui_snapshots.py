@@ -12,6 +12,8 @@ back as text and checked to say what its test claims. Update with
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,9 @@ from gateway_core.config import Home
 from launchd.agents import AgentSettings
 from tui.app import ConsoleApp
 from tui.demo import DemoRun, demo_faults
-from tui.panels import ProcessStats
+from gateway_core.process_stats import ProcessStats
 from tui.remote import RemoteSource
-from tui.source import GatewaySource, starting_snapshot
+from tui.source import Attachment, AttachMode, GatewaySource, starting_snapshot
 
 from .snapshot_text import screen_lines
 from .support import until
@@ -176,6 +178,13 @@ class FrozenSource(Watched):
         self.read_log(seq)
         return [line for line in self.log if line.seq > seq]
 
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        await asyncio.sleep(timeout)  # frozen: there is never news
+        return False
+
+    def attachment(self) -> Attachment | None:
+        return None  # served "here"
+
     async def switch_model(self, name: str) -> str:
         raise NotImplementedError
 
@@ -226,7 +235,7 @@ class FrozenRemote(Watched, RemoteSource):
         super().__init__(Home(tmp_path / "home"), "default", OWNER, clock=lambda: NOW)
         self.watch(list(FROZEN_LOG))
         self._snapshot = frozen_snapshot()
-        self.mode, self.heard_at, self.attaches = mode, NOW - 4, 1
+        self.mode, self.heard_at, self.attaches = AttachMode(mode), NOW - 4, 1
         self.why = "its control socket is silent (stopped or hung?)"
         if mode == "exited":
             self.exit_code = 1

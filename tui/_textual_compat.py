@@ -8,6 +8,7 @@ rest of the console uses the public names defined here.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from rich.style import Style
 from textual.app import App
@@ -46,7 +47,7 @@ class MarkableLog(Log):
         return super()._render_line_strip(y, rich_style)
 
 
-def draw_nowhere(app: App) -> None:
+def draw_nowhere(app: App[Any]) -> None:
     """The terminal is gone (an SSH session dropped): the app draws to /dev/null from now on.
 
     Why private (Textual 8.2.8: `textual.drivers._writer_thread.WriterThread`, `App._driver`,

@@ -17,23 +17,20 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from textual import work
-from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from gateway_core.config import Home, check_profile_name, load_profile
-from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileBusy, read_owner
+from gateway_core.process_stats import ProcessSampler, ProcessStats
 
 from .attachment import AttachWatch
 from .handover import Handover
 from .keys import KeyRegistry
 from .leaving import STOP_SIGNALS, Leaving
 from .operations import OPERATIONS, Operations
-from .panels import ProcessStats
-from .panels.header import ProcessSampler
 from .phase import ConsolePhase
 from .reading import read_source
 from .remote import RemoteSource
@@ -41,19 +38,20 @@ from .screens import Fault
 from .screens.main import MainScreen
 from .source import GatewaySource, LocalSource
 
+if TYPE_CHECKING:
+    from gateway_core.gateway import Gateway
+
 __all__ = ["ConsoleApp", "ConsolePhase", "console_source", "leave", "run_console"]
 
 log = logging.getLogger("gatewatch.console")
 
-REFRESH_INTERVAL = 1.0  # panels read a fresh snapshot this often (and after each action): ages are in seconds
-LOG_INTERVAL = 0.2  # the log pane pulls new records this often
+REFRESH_INTERVAL = 1.0  # with no news, panels read a fresh snapshot this often: ages are in seconds
+REDRAW_GAP = 0.2  # news redraws at most this often: a flood of log lines is drawn in batches
 
 
 class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
     CSS_PATH = Path(__file__).with_name("console.tcss")  # absolute: subclasses live elsewhere
     TITLE = "gatewatch"
-
-    phase: reactive[str] = reactive(ConsolePhase.STARTING)
 
     def __init__(
         self,
@@ -94,13 +92,13 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         if self.handle_signals:
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, self._on_stop_signal, signum)
-        self.set_interval(REFRESH_INTERVAL, self.refresh_panels)
-        self.set_interval(LOG_INTERVAL, self.pull_logs)
         self.refresh_panels()
-        # After the first paint: Gateway.start() is quick, but nothing may delay the first frame.
+        # After the first paint: Gateway.start() is quick, but nothing may delay the first frame
+        # (and the log pane takes lines once it is laid out).
         self.call_after_refresh(self._start_serving)
 
     def _start_serving(self) -> None:
+        self.follow_gateway()
         self.serve()
 
     @work(group="gateway", exit_on_error=False, name="starting the gateway")
@@ -114,7 +112,7 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         except Exception:
             self.phase = ConsolePhase.FAILED
             raise
-        self.phase = ConsolePhase.ATTACHED if isinstance(self.source, RemoteSource) else ConsolePhase.SERVING
+        self.phase = ConsolePhase.ATTACHED if self.source.attachment() is not None else ConsolePhase.SERVING
         self.refresh_panels()
 
     async def on_unmount(self) -> None:
@@ -149,7 +147,7 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
             if (requests := len(access.pending) if access is not None else 0) != self._pairing_requests:
                 self._pairing_requests = requests
                 self.offer_keys()
-            news = self._attach_watch.news(self.source, can_serve_here=self._make_local is not None)
+            news = self._attach_watch.news(self.main.reading.attachment, can_serve_here=self._make_local is not None)
             if news is not None:  # attached, and the owner's state changed: keys may change too
                 self.offer_keys()
                 if news.text:
@@ -161,6 +159,20 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
                 self.stop_and_exit()
         except Exception as exc:
             self.report("refreshing the panels", exc)
+
+    @work(group="follow", exit_on_error=False, name="following the gateway")
+    async def follow_gateway(self) -> None:
+        """Redraw when the gateway has news (every state change is logged), else once a second.
+
+        Waiting on the source instead of polling it lets the console rest when nothing moves,
+        and shows a change (CONNECTED, a message) as soon as it is logged, not at the next tick.
+        """
+        while True:
+            news = await self.source.news_after(self.main.log_pane.last_seq, REFRESH_INTERVAL)
+            self.pull_logs()
+            self.refresh_panels()
+            if news:
+                await asyncio.sleep(REDRAW_GAP)
 
     def pull_logs(self) -> None:
         try:
@@ -217,7 +229,7 @@ def run_console(home: Home, profile_name: str) -> int:
     check_profile_name(profile_name)
     make_local = local_source_maker(home, profile_name)
     source = console_source(home, profile_name, make_local)
-    if not isinstance(source, RemoteSource):
+    if source.attachment() is None:
         load_profile(home, profile_name)  # fail fast: a bad profile is one line, before the first frame
     app = ConsoleApp(source, home=home, handle_signals=True, make_local=make_local)
     app.run()
@@ -227,9 +239,15 @@ def run_console(home: Home, profile_name: str) -> int:
 def local_source_maker(home: Home, profile_name: str) -> Callable[[], GatewaySource]:
     """How this console serves the profile itself (at start, or after a take-over or "serve here")."""
 
+    def make_gateway() -> Gateway:
+        # Runs on the gateway's own thread, after the first frame: the gateway's modules are imported
+        # here, and a take-over reads the profile anew.
+        from gateway_core.gateway import Gateway
+
+        return Gateway(load_profile(home, profile_name), home, owner="console")
+
     def make_local() -> GatewaySource:
-        # Loaded when the gateway is made (on its own thread): a take-over reads the profile anew.
-        return LocalSource(profile_name, lambda: Gateway(load_profile(home, profile_name), home, owner="console"))
+        return LocalSource(profile_name, make_gateway)
 
     return make_local
 

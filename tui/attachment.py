@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .remote import RemoteSource
-from .source import GatewaySource
+from .source import Attachment, AttachMode
 
 
 @dataclass(frozen=True)
@@ -26,18 +25,18 @@ class AttachWatch:
     def __init__(self) -> None:
         self._said = ""
 
-    def news(self, source: GatewaySource, can_serve_here: bool) -> News | None:
-        if not isinstance(source, RemoteSource):
+    def news(self, attached: Attachment | None, can_serve_here: bool) -> News | None:
+        if attached is None:
             return None
-        word = f"{source.mode} {source.owner.pid} {source.attaches}"
+        word = f"{attached.mode} {attached.owner.pid} {attached.attaches}"
         if word == self._said:
             return None
         self._said = word
-        if source.mode == "socket" and source.attaches > 1:
-            return News(f"re-attached to PID {source.owner.pid} ({source.owner.owner})")
-        if source.mode == "unreachable":
-            return News(source.gone_sentence(), {"title": "UNREACHABLE", "severity": "error"})
-        if source.mode == "exited":
+        if attached.mode == AttachMode.SOCKET and attached.attaches > 1:
+            return News(f"re-attached to PID {attached.owner.pid} ({attached.owner.owner})")
+        if attached.mode == AttachMode.UNREACHABLE:
+            return News(attached.gone, {"title": "UNREACHABLE", "severity": "error"})
+        if attached.mode == AttachMode.EXITED:
             offer = "; press s to serve the profile here" if can_serve_here else ""
-            return News(source.gone_sentence() + offer, {"title": "gateway exited", "severity": "error", "timeout": 15})
+            return News(attached.gone + offer, {"title": "gateway exited", "severity": "error", "timeout": 15})
         return News("", {})  # a change with nothing to say (the first attach): keys may change all the same

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from gateway_core.demo import DEMO_PROFILE, DemoEnvironment, media_samples
-from gateway_core.gateway import Gateway
-from gateway_core.sim import InjectedEvent, Simulators
+from gateway_core.demo import DEMO_PROFILE
 from gateway_core.states import FeishuState
+
+if TYPE_CHECKING:
+    from gateway_core.demo import DemoEnvironment
+    from gateway_core.gateway import Gateway
+    from gateway_core.sim import InjectedEvent, Simulators
 
 from .app import ConsoleApp, leave
 from .screens import Fault
@@ -41,14 +44,14 @@ DEMO_TEXTS = (
 class DemoRun:
     """The demo's moving parts, made in the background once the console has painted.
 
-    Starting the simulators makes the Feishu simulator import the SDK's frame class (seconds);
-    `make_gateway` runs on the gateway's own loop thread (`LocalSource`), so the first frame does
-    not wait.
+    The simulators and the gateway (and what they import: aiohttp's server, the SDK's frame class)
+    are made by `make_gateway`, which runs on the gateway's own loop thread (`LocalSource`), so the
+    first frame waits for none of them.
     """
 
     def __init__(self) -> None:
-        self.env = DemoEnvironment(llm_latency=MODEL_LATENCY)
-        self.gateway: Gateway | None = None
+        self._env: DemoEnvironment | None = None
+        self._gateway: Gateway | None = None
         self._stop = threading.Event()
         self._texts = itertools.cycle(DEMO_TEXTS)
         self._chats = itertools.cycle(DEMO_CHATS)
@@ -58,20 +61,37 @@ class DemoRun:
         self._traffic = threading.Thread(target=self._send_traffic, name="demo-traffic", daemon=True)
 
     @property
+    def env(self) -> DemoEnvironment:
+        if self._env is None:
+            raise RuntimeError("the demo's simulators are not made yet: make_gateway() makes them")
+        return self._env
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            raise RuntimeError("the demo's gateway is not made yet: make_gateway() makes it")
+        return self._gateway
+
+    @property
     def sims(self) -> Simulators:
         return self.env.sims
 
     def make_gateway(self) -> Gateway:
-        self.env.__enter__()
-        self.gateway = Gateway(self.env.profile(), self.env.home, owner="console")
+        from gateway_core.demo import DemoEnvironment
+        from gateway_core.gateway import Gateway
+
+        self._env = DemoEnvironment(llm_latency=MODEL_LATENCY)
+        self._env.__enter__()
+        self._gateway = Gateway(self._env.profile(), self._env.home, owner="console")
         self._traffic.start()
-        return self.gateway
+        return self._gateway
 
     def close(self) -> None:
         self._stop.set()
         if self._traffic.is_alive():
             self._traffic.join(timeout=5)
-        self.env.__exit__(None, None, None)
+        if self._env is not None:
+            self._env.__exit__(None, None, None)
 
     def _send_traffic(self) -> None:
         """A couple of user messages every few seconds while Feishu is connected."""
@@ -85,6 +105,8 @@ class DemoRun:
             self._bursts += 1
             if self._bursts % MEDIA_EVERY == 1:
                 if self._media is None:
+                    from gateway_core.demo import media_samples
+
                     self._media = itertools.cycle(send for _, send in media_samples(self.sims, "oc_media", "ou_frank"))
                 next(self._media)()
 

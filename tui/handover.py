@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 
 from textual import work
-from textual.app import App
 from textual.message import Message
 
 from gateway_core.threads import in_own_thread
 
+from .host import ConsoleHost
 from .phase import ConsolePhase
-from .remote import RemoteSource
 from .screens import hand_back_confirm
 
 log = logging.getLogger("gatewatch.console")
@@ -34,13 +33,14 @@ class HandoverProgress(Message):
         self.line = line
 
 
-class Handover(App[None]):
+class Handover(ConsoleHost):
     """Mixed into ConsoleApp: `t`, `h` and `s`."""
 
     def handover_state(self, action: str) -> bool | None:
         """check_action for the hand-over keys: hidden without launchd, disabled when not now."""
         if action == "serve_here":  # only while attached to an owner that is gone
-            return isinstance(self.source, RemoteSource) and self.source.lock_free and self._make_local is not None
+            attached = self.source.attachment()
+            return attached is not None and attached.lock_free and self._make_local is not None
         if self.home is None:
             return False  # the demo has no gatewatch home, hence no launchd
         if action == "hand_back":  # only what this console serves itself can be handed back
@@ -95,7 +95,7 @@ class Handover(App[None]):
             if not attached:
                 self.ask_owned()  # nothing changed: the same choices again
             raise
-        if self._make_local is not None and isinstance(self.source, RemoteSource):
+        if self._make_local is not None and self.source.attachment() is not None:
             await self.source.stop()  # detach from the gateway that just went away
             self.switch_source(self._make_local())
         self.phase = ConsolePhase.STARTING
@@ -118,7 +118,10 @@ class Handover(App[None]):
     @work(group="gateway", exit_on_error=False, name="serving the profile here")
     async def serve_here(self) -> None:
         """The attached owner exited and nobody took the profile: serve it from this console."""
+        make_local = self._make_local
+        if make_local is None:  # not offered: check_action hides it without a way to serve here
+            return
         await self.source.stop()
-        self.switch_source(self._make_local())
+        self.switch_source(make_local())
         self.phase = ConsolePhase.STARTING
         self.serve()  # ProfileBusy if someone was quicker: the usual choices then

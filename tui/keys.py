@@ -7,12 +7,13 @@ command palette (:) only. Short labels: at 80 columns all shown ones fit.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
-from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.app import SystemCommand
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from .host import ConsoleHost
 from .screens import HelpScreen
 
 BINDINGS = [
@@ -73,10 +74,10 @@ BINDINGS = [
 ]
 
 
-class KeyRegistry(App[None]):
+class KeyRegistry(ConsoleHost):
     """Help and palette list the keys the console offers now (`check_action`): one list for both."""
 
-    BINDINGS = BINDINGS
+    BINDINGS: ClassVar[list[BindingType]] = [*BINDINGS]
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.operator_bindings()))
@@ -86,7 +87,7 @@ class KeyRegistry(App[None]):
         states = ((b, self.check_action(b.action, ())) for b in BINDINGS)
         return [b for b, state in states if (state if enabled_only else state is not False)]
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         # The palette lists the same operations as the keys, the ones that can run now.
         for binding in self.operator_bindings(enabled_only=True):
             if binding.action == "command_palette":

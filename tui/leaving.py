@@ -11,8 +11,8 @@ import logging
 import signal
 
 from textual import work
-from textual.app import App
 
+from .host import ConsoleHost
 from ._textual_compat import draw_nowhere
 from .phase import ConsolePhase
 from .remote import RemoteSource
@@ -28,7 +28,7 @@ EXIT_OWNED = 3  # as `run --headless`: the profile is served by someone else
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-class Leaving(App[None]):
+class Leaving(ConsoleHost):
     """Mixed into ConsoleApp: `q`, the stop signals, and the "owned by another" choices."""
 
     async def action_quit(self) -> None:
@@ -38,7 +38,8 @@ class Leaving(App[None]):
             await self.source.stop()  # detach only: the gateway keeps serving
             self.exit(return_code=0)
         elif self.phase != ConsolePhase.SERVING or not self.source.running:
-            self.exit(return_code={ConsolePhase.OWNED: EXIT_OWNED, ConsolePhase.FAILED: EXIT_FAILED}.get(self.phase, 0))
+            codes: dict[str, int] = {ConsolePhase.OWNED: EXIT_OWNED, ConsolePhase.FAILED: EXIT_FAILED}
+            self.exit(return_code=codes.get(self.phase, 0))
         else:
             from launchd.service import default_manager_name  # this machine's: launchd, systemd
 

@@ -9,12 +9,11 @@ dims what cannot run and a key pressed meanwhile does nothing.
 from __future__ import annotations
 
 from textual import work
-from textual.app import App
 
 from gateway_core.threads import in_own_thread
 
+from .host import ConsoleHost
 from .phase import ConsolePhase
-from .remote import RemoteSource
 from gateway_core.access import AccessOp, AccessSnapshot
 
 from .screens import AccessModal, Fault, fault_menu, model_picker
@@ -23,7 +22,7 @@ OPERATIONS = ("pick_model", "restart_feishu", "rebuild_executor", "faults", "acc
 FEISHU_RESTART = "feishu-restart"
 
 
-class Operations(App[None]):
+class Operations(ConsoleHost):
     """Mixed into ConsoleApp: `m`, `r`, `e`, `a` and `f`."""
 
     def operation_state(self, action: str) -> bool | None:
@@ -41,8 +40,9 @@ class Operations(App[None]):
 
     def operable(self) -> bool:
         """A gateway that answers: served here, or attached and not gone quiet."""
-        if isinstance(self.source, RemoteSource):  # its mode says whether the owner answers
-            return self.phase == ConsolePhase.ATTACHED and not self.source.stale
+        attached = self.source.attachment()
+        if attached is not None:  # its mode says whether the owner answers
+            return self.phase == ConsolePhase.ATTACHED and not attached.stale
         return self.phase == ConsolePhase.SERVING and self.source.running
 
     def action_pick_model(self) -> None:

@@ -19,7 +19,7 @@ class ConsolePhase(StrEnum):
 
 
 # The gateway state the header shows while the console has no gateway of its own to ask.
-PHASE_STATE = {
+PHASE_STATE: dict[str, str] = {
     ConsolePhase.STARTING: GatewayState.STARTING,
     ConsolePhase.OWNED: GatewayState.STOPPED,
     ConsolePhase.FAILED: GatewayState.STOPPED,
@@ -28,4 +28,4 @@ PHASE_STATE = {
 
 def header_state(phase: str, gateway_state: str) -> str:
     """While serving or stopping, the gateway's own state; otherwise what the console is doing."""
-    return PHASE_STATE.get(phase, gateway_state)  # type: ignore[call-overload]
+    return PHASE_STATE.get(phase, gateway_state)

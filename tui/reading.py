@@ -11,9 +11,8 @@ from typing import Callable
 
 from gateway_core.snapshots import GatewaySnapshot
 
-from .panels.header import ProcessStats
-from .remote import RemoteSource
-from .source import GatewaySource
+from gateway_core.process_stats import ProcessStats
+from .source import Attachment, GatewaySource
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,12 @@ class Reading:
     now: float
     described: str  # who serves the profile, in words (the source's own description)
     stats: ProcessStats | None  # CPU and RSS of the gateway's process, when it can be sampled
-    stale: bool  # attached to a gateway that stopped answering or exited: this is its last word
+    attachment: Attachment | None  # None: served in this process; else how the owner is heard
+
+    @property
+    def stale(self) -> bool:
+        """Attached to a gateway that stopped answering or exited: this is its last word."""
+        return self.attachment is not None and self.attachment.stale
 
 
 def read_source(
@@ -36,5 +40,5 @@ def read_source(
         now=clock(),
         described=source.describe(),
         stats=process_stats(snapshot.owner.pid if snapshot.owner else None),
-        stale=isinstance(source, RemoteSource) and source.stale,
+        attachment=source.attachment(),
     )

@@ -24,7 +24,7 @@ import itertools
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gateway_core.config import Home
 from gateway_core.control import ControlError, arequest, log_line_from_dict, subscribe
@@ -35,7 +35,10 @@ from gateway_core.logtail import follow_log
 from gateway_core.ownership import OwnerInfo, read_owner
 from gateway_core.threads import in_own_thread
 
-from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, starting_snapshot
+if TYPE_CHECKING:
+    from launchd.service import JobView
+
+from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, AttachMode, Attachment, starting_snapshot
 
 LOG_KEEP = 5000
 SILENCE_LIMIT = 3.0  # seconds without a streamed line before the gateway counts as unreachable
@@ -56,13 +59,14 @@ class RemoteSource:
         self.log_path: Path = home.log_file(profile)
         self._snapshot: GatewaySnapshot | None = None
         self._lines: deque[LogLine] = deque(maxlen=LOG_KEEP)
+        self._news = asyncio.Event()  # set when a line is kept: news_after wakes the console
         self._seq = itertools.count(1)
         self._seen: deque[tuple[int, str, str]] = deque(maxlen=SEEN_KEEP)
         self._seen_set: set[tuple[int, str, str]] = set()
-        self._follower: asyncio.Task | None = None
-        self._log_file_task: asyncio.Task | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._log_file_task: asyncio.Task[None] | None = None
         self._created = time.time()
-        self.mode = "connecting"  # connecting | socket | unreachable | exited
+        self.mode = AttachMode.CONNECTING
         self.heard_at: float | None = None  # wall-clock time of the owner's last streamed line
         self.why: str = ""  # why the owner is not answering, in words
         self.exit_code: int | None = None  # launchd's record of the owner's exit, when it has one
@@ -73,12 +77,10 @@ class RemoteSource:
     @property
     def stale(self) -> bool:
         """What is shown is what the gateway said last, not what it says now."""
-        return self.mode in ("unreachable", "exited")
+        return self.mode.stale
 
-    @property
-    def lock_free(self) -> bool:
-        """Nobody owns the profile any more: it could be served here."""
-        return self.mode == "exited"
+    def attachment(self) -> Attachment:
+        return Attachment(self.mode, self.owner, self.attaches, self.gone_sentence() if self.stale else "")
 
     def snapshot(self) -> GatewaySnapshot:
         snap = self._snapshot
@@ -92,11 +94,13 @@ class RemoteSource:
             )
         if not self.stale:
             return snap
-        return dataclasses.replace(snap, state=self.mode, health=Health(UNHEALTHY, (self.gone_sentence(),)))
+        # The gateway's last word, judged unhealthy for why it is stale; the header names the mode
+        # (Reading.attachment), the snapshot keeps the gateway's own state.
+        return dataclasses.replace(snap, health=Health(UNHEALTHY, (self.gone_sentence(),)))
 
     def gone_sentence(self) -> str:
         """Why the panels are stale, in one sentence."""
-        if self.mode == "exited":
+        if self.mode == AttachMode.EXITED:
             code = f" (code {self.exit_code})" if self.exit_code is not None else ""
             return f"gateway exited{code}: PID {self.owner.pid} no longer owns the profile"
         since = f" for {int(self.clock() - self.heard_at)}s" if self.heard_at else ""
@@ -105,15 +109,26 @@ class RemoteSource:
     def log_since(self, seq: int) -> list[LogLine]:
         return [line for line in self._lines if line.seq > seq]
 
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        # Lines arrive on this loop (the subscription), so an asyncio.Event is enough.
+        if self._lines and self._lines[-1].seq > seq:
+            return True
+        self._news.clear()
+        try:
+            await asyncio.wait_for(self._news.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def redact(self, text: str) -> str:
         """The gateway redacts its own records; this console holds none of its secrets."""
         return text
 
     def describe(self) -> str:
         who = f"attached to PID {self.owner.pid} ({self.owner.owner})"
-        if self.mode == "unreachable":
+        if self.mode == AttachMode.UNREACHABLE:
             return f"{who} · following {self.log_path.name}"
-        if self.mode == "exited":
+        if self.mode == AttachMode.EXITED:
             return f"was PID {self.owner.pid} ({self.owner.owner}) · following {self.log_path.name}"
         return who
 
@@ -121,7 +136,7 @@ class RemoteSource:
 
     async def switch_model(self, name: str) -> str:
         response = await arequest(self.socket_path, "switch_model", OPERATION_TIMEOUT, model=name)
-        return response["previous"]
+        return str(response["previous"])
 
     async def restart_feishu(self) -> bool:
         response = await arequest(self.socket_path, "restart_feishu", RESTART_TIMEOUT)
@@ -174,10 +189,10 @@ class RemoteSource:
         """One subscription, until it ends; marks the source unreachable when it does."""
         try:
             async for event in subscribe(self.socket_path, silence_limit=SILENCE_LIMIT):
-                if self.mode != "socket":
+                if self.mode != AttachMode.SOCKET:
                     self.attaches += 1
                     self._stop_log_file()
-                self.mode, self.heard_at = "socket", self.clock()
+                self.mode, self.heard_at = AttachMode.SOCKET, self.clock()
                 if "status" in event:
                     self._snapshot = snapshot_from_dict(event["status"])
                 for record in event.get("log", ()):
@@ -187,14 +202,14 @@ class RemoteSource:
             self.why = "the gateway closed its control socket"
         except (ControlError, ConnectionError, ValueError) as exc:
             # A silent stream is a process that is stopped or stuck; anything else, its own words.
-            self.why = "its control socket is silent (stopped or hung?)" if self.mode == "socket" else str(exc)
-        if self.mode != "exited":
-            self.mode = "unreachable"
+            self.why = "its control socket is silent (stopped or hung?)" if self.mode == AttachMode.SOCKET else str(exc)
+        if self.mode != AttachMode.EXITED:
+            self.mode = AttachMode.UNREACHABLE
 
     async def _owner_gone(self) -> None:
-        if self.mode == "exited":
+        if self.mode == AttachMode.EXITED:
             return
-        self.mode = "exited"
+        self.mode = AttachMode.EXITED
         if self.owner.launchd_label:
             self.exit_code = await in_own_thread(_launchd_last_exit, self.owner.launchd_label)
 
@@ -209,6 +224,7 @@ class RemoteSource:
         self._seen.append(identity)
         self._seen_set.add(identity)
         self._lines.append(dataclasses.replace(line, seq=next(self._seq)))
+        self._news.set()
 
     def _follow_log_file(self) -> None:
         if self._log_file_task is None or self._log_file_task.done():
@@ -247,6 +263,7 @@ def parse_log_line(text: str) -> LogLine | None:
 
 def _launchd_last_exit(label: str) -> int | None:
     """The service manager's last exit status of the job, or None (not a manager's, none here)."""
+    job: JobView | None
     try:
         if label.endswith(".service"):  # a systemd unit (launchd/unit.py names them so)
             from launchd.systemctl import Systemctl

@@ -8,19 +8,25 @@ tests can render frozen snapshots.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from typing import Any, Callable, Coroutine, Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol, TypeVar, runtime_checkable
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
-from gateway_core.gateway import Gateway
 from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.states import ExecutorState, FeishuState, GatewayState
 from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
+from gateway_core.ownership import OwnerInfo
 from gateway_core.pipeline import PipelineSnapshot
 from gateway_core.threads import BackgroundLoop, in_own_thread
+
+if TYPE_CHECKING:
+    from gateway_core.gateway import Gateway  # made by the caller's factory, on the gateway's thread
 
 T = TypeVar("T")
 
@@ -36,6 +42,39 @@ STOP_MARGIN = 10.0
 LOOP_JOIN_TIMEOUT = 5.0
 
 
+class AttachMode(StrEnum):
+    """How an attached console hears the gateway another process owns (RemoteSource)."""
+
+    CONNECTING = "connecting"  # not reached yet
+    SOCKET = "socket"  # its control socket streams to us
+    UNREACHABLE = "unreachable"  # the owner lives but its socket is silent or gone
+    EXITED = "exited"  # the owner is gone and nobody holds the profile
+
+    @property
+    def stale(self) -> bool:
+        """What is shown is what the gateway said last, not what it says now."""
+        return self in (AttachMode.UNREACHABLE, AttachMode.EXITED)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A source that reads a gateway in another process: who owns it and how it is heard."""
+
+    mode: AttachMode
+    owner: OwnerInfo
+    attaches: int  # successful subscriptions: more than one means it was re-attached
+    gone: str  # why the panels are stale, in one sentence ("" while it answers)
+
+    @property
+    def stale(self) -> bool:
+        return self.mode.stale
+
+    @property
+    def lock_free(self) -> bool:
+        """Nobody owns the profile any more: it could be served here."""
+        return self.mode == AttachMode.EXITED
+
+
 @runtime_checkable
 class GatewaySource(Protocol):
     """What the console reads and the few operations it may ask for."""
@@ -43,6 +82,11 @@ class GatewaySource(Protocol):
     def snapshot(self) -> GatewaySnapshot: ...
 
     def log_since(self, seq: int) -> list[LogLine]: ...
+
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        """Return True once a log record newer than `seq` is there, False after `timeout` seconds:
+        the console redraws on news instead of polling (a state change is always logged)."""
+        ...
 
     async def switch_model(self, name: str) -> str: ...
 
@@ -55,6 +99,10 @@ class GatewaySource(Protocol):
         ...
 
     def describe(self) -> str: ...
+
+    def attachment(self) -> Attachment | None:
+        """None: the gateway runs in this process. Otherwise how the one in another is heard."""
+        ...
 
     def redact(self, text: str) -> str:
         """`text` with the profile's secrets replaced, for anything shown on screen."""
@@ -144,12 +192,23 @@ class LocalSource:
             return starting_snapshot(self.profile, self._created)
         return gateway.snapshot()
 
+    def attachment(self) -> Attachment | None:
+        return None  # served in this process
+
     def log_since(self, seq: int) -> list[LogLine]:
         # Before start() (and after stop()) there are no handlers and so no records. Read once:
         # stop() clears it on the gateway's thread. The ring itself is locked.
         gateway = self.gateway
         handlers = gateway.logging if gateway is not None else None
         return handlers.ring.since(seq) if handlers is not None else []
+
+    async def news_after(self, seq: int, timeout: float) -> bool:
+        gateway = self.gateway
+        handlers = gateway.logging if gateway is not None else None
+        if handlers is None:
+            await asyncio.sleep(timeout)  # not serving yet (or any more): nothing to wait on
+            return False
+        return await in_own_thread(handlers.ring.wait_beyond, seq, timeout)  # a daemon thread: exit never waits
 
     async def switch_model(self, name: str) -> str:
         gateway = self._started()

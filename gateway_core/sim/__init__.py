@@ -10,7 +10,8 @@ from typing import Any
 
 from ..threads import BackgroundLoop
 from .cardkit_sim import CardOperation, CardRecord
-from .feishu_sim import FeishuSimulator, InjectedEvent, SentMessage
+from .feishu_sim import FeishuSimulator
+from .platform import InjectedEvent, SentMessage
 from .llm_sim import LlmRequest, LlmSimulator
 
 __all__ = [

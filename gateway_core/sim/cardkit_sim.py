@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from aiohttp import web
 
 from .background import ThreadSafeState
+from .platform import INVALID_TOKEN, TENANT_KEY, InjectedEvent, SentMessage, SlidingWindow, json_object, message_id
 
-if TYPE_CHECKING:  # the host simulator's types; feishu_sim imports this module
-    from .feishu_sim import InjectedEvent, SentMessage
 
 CARDKIT_SCOPE = "cardkit:card:write"
 MISSING_SCOPE_CODE = 99991672
@@ -132,12 +130,12 @@ class CardKitSimulation(ThreadSafeState):
         self.bot_name = bot_name
         self.bot_open_id = f"ou_bot_{self._tag}"
         self._cards: dict[str, CardRecord] = {}
-        self._card_ops_at: dict[str, deque[float]] = {}
+        self._card_ops_at: dict[str, SlidingWindow] = {}
         self._card_uuids: dict[tuple[str, str], dict[str, Any]] = {}  # (card_id, uuid) -> first answer
         self._denied_scopes: set[str] = set()
         self._card_limit = (10, 1.0)  # operations per window (s) per card
         self._api_limits: tuple[tuple[int, float], ...] = ((50, 1.0), (1000, 60.0))  # per API, per app
-        self._api_calls_at: dict[str, deque[float]] = {}  # CardKit API -> times of its accepted calls
+        self._api_calls_at: dict[str, SlidingWindow] = {}  # CardKit API -> its accepted calls
         self._bot_info_requests = 0
         self._bot_info_down = False
         self.card_json_limit = CARD_JSON_LIMIT
@@ -160,7 +158,6 @@ class CardKitSimulation(ThreadSafeState):
 
     def _refusal(self, request: web.Request, scope: str | None) -> web.Response | None:
         """Bad token or missing scope, answered as Feishu does (lock held); None when allowed."""
-        from .feishu_sim import INVALID_TOKEN
 
         if not self._authorised(request):
             self._failed_posts += 1
@@ -194,7 +191,7 @@ class CardKitSimulation(ThreadSafeState):
             config: dict[str, Any] = card["config"] if isinstance(card.get("config"), dict) else {}
             if config.get("update_multi") is False:
                 return self._card_error(UPDATE_MULTI_FALSE, "update_multi property is false")
-            if self._over_api_limit("create"):
+            if self._over_api_limit("create", time.monotonic()):
                 self._failed_posts += 1
                 return web.json_response(
                     {"code": RATE_LIMITED_CODE, "msg": "request trigger frequency limit"}, status=429
@@ -292,15 +289,12 @@ class CardKitSimulation(ThreadSafeState):
                 card_id,
                 sequence,
             )
-        count, window = self._card_limit
         now = time.monotonic()
-        recent = self._card_ops_at.setdefault(card_id, deque())
-        while recent and now - recent[0] >= window:
-            recent.popleft()
-        if len(recent) >= count or self._over_api_limit(api):
+        recent = self._card_ops_at.setdefault(card_id, SlidingWindow())
+        if recent.full([self._card_limit], now) or self._over_api_limit(api, now):
             self._reject(card_id, RATE_LIMITED_CODE, sequence)
             return web.json_response({"code": RATE_LIMITED_CODE, "msg": "request trigger frequency limit"}, status=429)
-        recent.append(now)
+        recent.record(now)
         return None
 
     def _streaming_over(self, card: CardRecord) -> bool:
@@ -310,17 +304,12 @@ class CardKitSimulation(ThreadSafeState):
         limit = self._end_streaming_after
         return limit is not None and len(card.content_updates) >= limit
 
-    def _over_api_limit(self, api: str) -> bool:
+    def _over_api_limit(self, api: str, now: float) -> bool:
         """Lock held: True if one more call to CardKit's `api` now exceeds a per-app limit; else count it."""
-        now = time.monotonic()
-        calls = self._api_calls_at.setdefault(api, deque())
-        longest = max((window for _, window in self._api_limits), default=0.0)
-        while calls and now - calls[0] >= longest:
-            calls.popleft()
-        for count, window in self._api_limits:
-            if sum(1 for at in calls if now - at < window) >= count:
-                return True
-        calls.append(now)
+        calls = self._api_calls_at.setdefault(api, SlidingWindow())
+        if calls.full(self._api_limits, now):
+            return True
+        calls.record(now)
         return False
 
     def _card_ok(self, card_id: str, body: dict[str, Any]) -> web.Response:
@@ -430,7 +419,6 @@ class CardKitSimulation(ThreadSafeState):
     @staticmethod
     def user_mention(key: str, open_id: str, name: str) -> dict[str, Any]:
         """A `message.mentions[]` entry for a user, shaped as Feishu sends it."""
-        from .feishu_sim import TENANT_KEY
 
         return {
             "key": key,
@@ -511,9 +499,7 @@ class CardKitSimulation(ThreadSafeState):
 
     def cards_replied_to(self, message: Any) -> list[CardRecord]:
         """Card entities sent as replies to one inbound message (exactly-once: at most one)."""
-        from .feishu_sim import _message_id
-
-        mid = _message_id(message)
+        mid = message_id(message)
         with self._cond:
             sent_ids = {m.message_id for m in self._sent if m.kind == "reply" and m.in_reply_to == mid}
             return [c for c in self._cards.values() if sent_ids.intersection(c.message_ids)]
@@ -554,6 +540,4 @@ def _json_with(card: dict[str, Any], element_id: str, content: str) -> str:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    from .feishu_sim import _json_object
-
-    return _json_object(await request.read())
+    return json_object(await request.read())

@@ -24,14 +24,13 @@ evaluated. Secrets (app secret, tokens) are never logged. All controls are threa
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import json
 import logging
 import secrets
 import time
 import uuid as uuid_lib
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,56 +40,28 @@ from .._lark_compat import frame_class
 from .background import ThreadSafeState, call_on_loop, serve_on_loopback
 from .cardkit_sim import CardKitSimulation
 from .media_sim import MediaSimulation
+from .platform import (
+    INVALID_TOKEN,
+    TENANT_KEY,
+    InjectedEvent,
+    SentMessage,
+    SlidingWindow,
+    event_id,
+    json_object,
+    message_id,
+)
 
 log = logging.getLogger(__name__)
 
 METHOD_CONTROL, METHOD_DATA = 0, 1
-TENANT_KEY = "sim_tenant"
 FATAL_AUTH = {"code": 10003, "msg": "invalid app_id or app_secret", "data": None}
 BUSY = {"code": 1, "msg": "system busy"}
-INVALID_TOKEN = {"code": 99991663, "msg": "Invalid access token for authorization."}
 IDEMPOTENCY_WINDOW = 3600.0  # seconds during which a repeated uuid sends nothing new
 RATE_WINDOW = 1.0  # Feishu's send limits count requests in any one second
 RATE_LIMITED = {"code": 230020, "msg": "request trigger frequency limit"}
 # Feishu: a text or post message's request body may be at most 150 KB ("Send message" limits).
 TEXT_BODY_LIMIT = 150 * 1024
 TOO_LONG = {"code": 230025, "msg": "The message content is too long"}
-
-
-@dataclass(frozen=True)
-class InjectedEvent:
-    """An ``im.message.receive_v1`` event the simulator queued for delivery."""
-
-    event_id: str
-    message_id: str
-    chat_id: str
-    chat_type: str
-    sender_open_id: str
-    message_type: str
-    text: str | None  # the text for text messages, else None
-    content: str  # message.content exactly as sent (a JSON string)
-    payload: bytes = field(repr=False)  # the whole event JSON as put in the frame
-
-    @property
-    def event(self) -> dict[str, Any]:
-        """The event as a dict (a fresh copy)."""
-        event: dict[str, Any] = json.loads(self.payload)
-        return event
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """One accepted send POST (reply or create), duplicates included."""
-
-    kind: str  # "reply" | "create"
-    in_reply_to: str  # the message_id replied to, or the receive_id of a create
-    msg_type: str
-    text: str | None  # parsed from content for msg_type "text", else None
-    content: str
-    uuid: str | None
-    message_id: str  # what Feishu answered; a duplicate gets the first send's id
-    duplicate: bool
-    at: float
 
 
 @dataclass(eq=False)
@@ -106,24 +77,6 @@ class _Connection:
     closed: bool = False  # no longer live (dropped, or the peer went away)
     deaf: bool = False  # a half-open link: reads nothing, answers nothing, sends nothing, stays open
     finished: bool = False  # the handler has exited: the socket is gone
-
-
-@functools.lru_cache(maxsize=1)
-def _json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a request body as a JSON object whatever its Content-Type ({} if it is not one)."""
-    try:
-        value = json.loads(raw or b"{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _event_id(event: InjectedEvent | str) -> str:
-    return event.event_id if isinstance(event, InjectedEvent) else event
-
-
-def _message_id(message: InjectedEvent | str) -> str:
-    return message.message_id if isinstance(message, InjectedEvent) else message
 
 
 class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
@@ -190,8 +143,8 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
         self._held_responses = 0
         self._responses_released = asyncio.Event()  # made anew on each start (its loop's)
         self.chat_rate_limit, self.app_rate_limit = chat_rate_limit, app_rate_limit
-        self._chat_sends: dict[str, deque[float]] = {}  # chat -> times of its recent sends
-        self._app_sends: deque[float] = deque()
+        self._chat_sends: dict[str, SlidingWindow] = {}  # chat -> its recent sends
+        self._app_sends = SlidingWindow()
         self._rate_limited: list[tuple[str, str, float]] = []  # (kind, target, at) refused as too fast
         self.text_body_limit = TEXT_BODY_LIMIT  # bytes of a text/post send's request body
         self._too_long = 0  # sends refused with 230025
@@ -247,7 +200,7 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
     # ------------------------------------------------------------------ endpoint discovery
 
     async def _handle_endpoint(self, request: web.Request) -> web.Response:
-        body = _json_object(await request.read())
+        body = json_object(await request.read())
         with self._cond:
             self._endpoint_requests += 1
             self._notify()
@@ -426,7 +379,7 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
     # ------------------------------------------------------------------ HTTP API
 
     async def _handle_token(self, request: web.Request) -> web.Response:
-        body = _json_object(await request.read())  # the SDK sends no Content-Type
+        body = json_object(await request.read())  # the SDK sends no Content-Type
         with self._cond:
             self._token_requests += 1
             self._notify()
@@ -446,7 +399,7 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
         """Shared reply/create logic: auth, validation, injected failures, uuid idempotency."""
         auth = request.headers.get("Authorization", "")
         raw = await request.read()
-        body = _json_object(raw)
+        body = json_object(raw)
         content, msg_type, send_uuid = body.get("content"), body.get("msg_type"), body.get("uuid") or None
         if kind == "create":
             target = body.get("receive_id")
@@ -548,16 +501,13 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
     def _over_rate_limit(self, chat: str) -> bool:
         """Lock held: True if one more send now would exceed a limit; else count it as sent."""
         now = time.monotonic()
-        chat_sends = self._chat_sends.setdefault(chat, deque())
-        for sends in (chat_sends, self._app_sends):
-            while sends and sends[0] <= now - RATE_WINDOW:
-                sends.popleft()
-        if (self.chat_rate_limit is not None and len(chat_sends) >= self.chat_rate_limit) or (
-            self.app_rate_limit is not None and len(self._app_sends) >= self.app_rate_limit
+        chat_sends = self._chat_sends.setdefault(chat, SlidingWindow())
+        if chat_sends.full([(self.chat_rate_limit, RATE_WINDOW)], now) or self._app_sends.full(
+            [(self.app_rate_limit, RATE_WINDOW)], now
         ):
             return True
-        chat_sends.append(now)
-        self._app_sends.append(now)
+        chat_sends.record(now)
+        self._app_sends.record(now)
         return False
 
     # ------------------------------------------------------------------ controls
@@ -644,7 +594,7 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
     def redeliver(self, event: InjectedEvent | str) -> None:
         """Send the same event (same ids) again now, acked or not; on the next connection if none."""
         with self._cond:
-            event = self._events[_event_id(event)]
+            event = self._events[event_id(event)]
             conn = self._current
             if conn is None:
                 self._forced.append(event)
@@ -773,13 +723,13 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
 
     def replies_to(self, message: InjectedEvent | str) -> list[SentMessage]:
         """All reply POSTs to one message id, duplicates included."""
-        mid = _message_id(message)
+        mid = message_id(message)
         with self._cond:
             return [m for m in self._sent if m.kind == "reply" and m.in_reply_to == mid]
 
     def wait_for_replies(self, message: InjectedEvent | str, count: int = 1, timeout: float = 10) -> list[SentMessage]:
         """Wait until `count` replies to the message were recorded and return them all."""
-        mid = _message_id(message)
+        mid = message_id(message)
 
         def seen() -> str:
             texts = [m.text for m in self.replies_to(mid)]
@@ -801,21 +751,21 @@ class FeishuSimulator(CardKitSimulation, MediaSimulation, ThreadSafeState):
     def deliveries(self, event: InjectedEvent | str) -> int:
         """How many times the event was sent on a connection (first delivery and redeliveries)."""
         with self._cond:
-            return self._deliveries[_event_id(event)]
+            return self._deliveries[event_id(event)]
 
     def ack_codes(self, event: InjectedEvent | str) -> list[int | None]:
         """The payload codes of every ack received for the event (200 ok, 500 handler failed)."""
         with self._cond:
-            return list(self._ack_codes.get(_event_id(event), []))
+            return list(self._ack_codes.get(event_id(event), []))
 
     def is_acked(self, event: InjectedEvent | str) -> bool:
         """True once a {"code": 200} ack arrived for the event."""
         with self._cond:
-            return 200 in self._ack_codes.get(_event_id(event), [])
+            return 200 in self._ack_codes.get(event_id(event), [])
 
     def wait_acked(self, event: InjectedEvent | str, timeout: float = 10) -> None:
         """Wait for a 200 ack of the event."""
-        eid = _event_id(event)
+        eid = event_id(event)
         self.wait_for(
             lambda: self.is_acked(eid),
             timeout,

@@ -24,14 +24,12 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from aiohttp import web
 
 from .background import ThreadSafeState
-
-if TYPE_CHECKING:
-    from .feishu_sim import InjectedEvent
+from .platform import INVALID_TOKEN, InjectedEvent, json_object, message_id
 
 RESOURCE_NOT_FOUND = {"code": 234003, "msg": "File not in msg."}
 REACTION_NOT_FOUND = {"code": 231003, "msg": "The reaction does not exist."}
@@ -85,7 +83,6 @@ class MediaSimulation(ThreadSafeState):
     # ------------------------------------------------------------------ resources
 
     async def _handle_resource(self, request: web.Request) -> web.StreamResponse:
-        from .feishu_sim import INVALID_TOKEN
 
         message_id, key = request.match_info["message_id"], request.match_info["file_key"]
         kind = request.query.get("type", "")
@@ -154,9 +151,8 @@ class MediaSimulation(ThreadSafeState):
     # ------------------------------------------------------------------ reactions
 
     async def _handle_reaction_add(self, request: web.Request) -> web.Response:
-        from .feishu_sim import INVALID_TOKEN, _json_object
 
-        body = _json_object(await request.read())
+        body = json_object(await request.read())
         message_id = request.match_info["message_id"]
         with self._cond:
             if not self._token_ok(request):
@@ -181,7 +177,6 @@ class MediaSimulation(ThreadSafeState):
         return web.json_response({"code": 0, "msg": "success", "data": data})
 
     async def _handle_reaction_list(self, request: web.Request) -> web.Response:
-        from .feishu_sim import INVALID_TOKEN
 
         message_id, emoji = request.match_info["message_id"], request.query.get("reaction_type")
         with self._cond:
@@ -201,7 +196,6 @@ class MediaSimulation(ThreadSafeState):
         return web.json_response({"code": 0, "msg": "success", "data": {"items": items, "has_more": False}})
 
     async def _handle_reaction_delete(self, request: web.Request) -> web.Response:
-        from .feishu_sim import INVALID_TOKEN
 
         message_id, reaction_id = request.match_info["message_id"], request.match_info["reaction_id"]
         with self._cond:
@@ -222,9 +216,8 @@ class MediaSimulation(ThreadSafeState):
             self._reaction_refusal = None if code is None else (status, {"code": code, "msg": "refused (simulated)"})
 
     def reactions_on(self, message: InjectedEvent | str) -> list[Reaction]:
-        from .feishu_sim import _message_id
 
-        mid = _message_id(message)
+        mid = message_id(message)
         with self._cond:
             return [r for r in self._reactions.values() if r.message_id == mid]
 

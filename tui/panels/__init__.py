@@ -3,7 +3,7 @@ always draws the same screen (the SVG snapshot tests rely on it)."""
 
 from .executor import ExecutorPanel
 from .feishu import FeishuPanel
-from .header import HeaderBar, ProcessStats
+from .header import HeaderBar
 from .logpane import LogPane
 from .messages import MessagesPanel
 from .models import ModelsPanel
@@ -15,5 +15,4 @@ __all__ = [
     "LogPane",
     "MessagesPanel",
     "ModelsPanel",
-    "ProcessStats",
 ]

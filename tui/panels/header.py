@@ -7,15 +7,14 @@ unreachable, exited). The second line says why, whenever the verdict is not `hea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import psutil
 from rich.text import Text
 from textual.reactive import reactive
 
 from .quiet import QuietStatic
 
+from gateway_core.process_stats import ProcessStats
 from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.states import GatewayState, Verdict
 
@@ -24,36 +23,6 @@ from ..text import STATE_STYLES, duration, size, state_word
 
 if TYPE_CHECKING:
     from ..reading import Reading
-
-
-@dataclass(frozen=True)
-class ProcessStats:
-    cpu_percent: float
-    rss: int
-
-
-class ProcessSampler:
-    """CPU and RSS of the gateway's process, sampled with psutil.
-
-    CPU percent is measured between two calls on the same psutil.Process, so the object is kept
-    per PID (a later attach mode may watch another process than this one).
-    """
-
-    def __init__(self) -> None:
-        self._process: psutil.Process | None = None
-
-    def __call__(self, pid: int | None) -> ProcessStats | None:
-        if pid is None:
-            return None
-        try:
-            if self._process is None or self._process.pid != pid:
-                self._process = psutil.Process(pid)
-                self._process.cpu_percent(None)  # the first call only starts the measurement
-            with self._process.oneshot():
-                return ProcessStats(self._process.cpu_percent(None), self._process.memory_info().rss)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            self._process = None
-            return None
 
 
 def header_word(snapshot: GatewaySnapshot, state: str) -> str:
@@ -111,7 +80,14 @@ class HeaderBar(QuietStatic):
     def _show_reading(self) -> None:
         reading = self.reading
         if reading is not None:
-            state = header_state(self.phase, reading.snapshot.state)
+            attached = reading.attachment
+            # A stale attachment's mode is the word (UNREACHABLE, EXITED): the snapshot is the
+            # gateway's last word and still says "running".
+            state = (
+                attached.mode
+                if attached is not None and attached.stale
+                else header_state(self.phase, reading.snapshot.state)
+            )
             self.show(reading.snapshot, state, reading.described, reading.stats)
 
     def show(self, snapshot: GatewaySnapshot, state: str, described: str, stats: ProcessStats | None) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Iterable
+from typing import Any, Iterable
 
 from rich.highlighter import Highlighter
 from rich.text import Text
@@ -59,6 +59,8 @@ class LineHighlighter(Highlighter):
 
 
 class ConsoleLog(MarkableLog):
+    highlighter: LineHighlighter
+
     """A Log that tells its pane when the operator scrolls away or asks to follow again.
 
     Measuring on the loop and the marked line come from `MarkableLog` (tui/_textual_compat.py).
@@ -84,7 +86,7 @@ class ConsoleLog(MarkableLog):
     }
     """
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.highlighter = LineHighlighter()
         self.marked: int | None = None  # a line picked by `w` or a click, shown reversed
@@ -165,7 +167,7 @@ class LogPane(Vertical):
     search = var("")
     matches = var(0)  # lines matching the search (all of them pass the filter)
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._records: deque[tuple[LogLine, str]] = deque(maxlen=KEEP)
         self._shown: deque[LogLine] = deque(maxlen=KEEP)  # the records behind the Log's lines, 1:1
@@ -180,7 +182,7 @@ class LogPane(Vertical):
         self._update_title()
 
     @property
-    def log(self) -> ConsoleLog:
+    def log_view(self) -> ConsoleLog:
         return self.query_one("#log", ConsoleLog)
 
     @property
@@ -224,7 +226,7 @@ class LogPane(Vertical):
             self._show_lines(shown)
 
     def _show_lines(self, shown: list[tuple[LogLine, str]]) -> None:
-        log = self.log
+        log = self.log_view
         before = len(log.lines)
         log.write_lines([text for _, text in shown], scroll_end=False)
         self._shown.extend(record for record, _ in shown)
@@ -235,13 +237,13 @@ class LogPane(Vertical):
 
     def _scroll_to_end(self) -> None:
         """Following: the last line in view now, and again once the layout has caught up."""
-        log = self.log
+        log = self.log_view
         log.scroll_end(animate=False, immediate=True, x_axis=False)
         self.call_after_refresh(self._settle_at_end)
 
     def _settle_at_end(self) -> None:
         if not self.paused:
-            self.log.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.log_view.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _passes(self, record: LogLine, text: str) -> bool:
         if level_rank(record.level) < level_rank(self.min_level):
@@ -250,7 +252,7 @@ class LogPane(Vertical):
 
     def redraw(self) -> None:
         """Show the kept records through the current filter and follow from there."""
-        log = self.log
+        log = self.log_view
         shown = [(record, text) for record, text in self._records if self._passes(record, text)]
         log.clear()
         log.marked = None
@@ -291,10 +293,10 @@ class LogPane(Vertical):
 
         The view pauses there: reading a warning while lines keep arriving would move it away.
         """
-        log = self.log
+        log = self.log_view
         records = list(self._shown)
         start = log.marked + 1 if log.marked is not None else int(log.scroll_y)
-        order = [*range(start, len(records)), *range(0, min(start, len(records)))]
+        order: list[int] = [*range(start, len(records)), *range(0, min(start, len(records)))]
         for index in order:
             if records[index].level in LOUD:
                 self.pause()
@@ -308,7 +310,7 @@ class LogPane(Vertical):
 
     def open_marked(self) -> None:
         """Enter on the log: the marked line, or else the last one in view, in full."""
-        log = self.log
+        log = self.log_view
         if not self._shown:
             return
         index = log.marked
@@ -355,15 +357,15 @@ class LogPane(Vertical):
         event.stop()
         box = self.query_one("#log-search", Input)
         box.display = False
-        self.log.focus()
+        self.log_view.focus()
 
     def visible_lines(self) -> list[str]:
         """What the Log widget holds now (tests read it; the screen shows its tail)."""
-        return list(self.log.lines)
+        return list(self.log_view.lines)
 
     def lines_in_view(self) -> list[str]:
         """The lines the operator can see right now."""
-        log = self.log
+        log = self.log_view
         top = int(log.scroll_y)
         return list(log.lines[top : top + log.scrollable_content_region.height])
 

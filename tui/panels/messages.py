@@ -15,7 +15,7 @@ reply mode, and says so when streaming fell back to text. Messages stopped at th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -69,7 +69,7 @@ def answering_cells(answer: Answering, now: float) -> tuple[Text, ...]:
     )
 
 
-class MessagesPanel(DataTable):
+class MessagesPanel(DataTable[Text]):
     DEFAULT_CSS = """
     MessagesPanel {
         overflow-x: hidden;
@@ -81,7 +81,7 @@ class MessagesPanel(DataTable):
 
     reading: reactive[Reading | None] = reactive(None, repaint=False)  # the watcher repaints what changed
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._keys: dict[Activity, str] = {}
         self._by_key: dict[str, Activity] = {}

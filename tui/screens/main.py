@@ -113,7 +113,7 @@ class MainScreen(Screen[None]):
     def action_details(self) -> None:
         """Enter from anywhere on the main screen: the log's marked line, else the message row."""
         pane = self.log_pane
-        if pane.log.marked is not None or self.focused is pane.log:
+        if pane.log_view.marked is not None or self.focused is pane.log_view:
             pane.open_marked()
             return
         activity = self.messages.selected_activity()
