@@ -280,6 +280,7 @@ class CardStream:
         self._latest_mark: int | None = None
         self.shown_mark: int | None = None
         self._next_at = 0.0
+        self._finishing = False  # finish() has begun: the pump stops at its next turn
         self._pump: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self.updates_sent = 0
@@ -316,6 +317,7 @@ class CardStream:
             return self.checkpoint
         final = text or PLACEHOLDER
         self._latest, self._latest_mark = final, mark
+        self._finishing = True  # the progress pump stops retrying: the final send below supersedes it
         if self._pump is not None:
             await asyncio.gather(self._pump, return_exceptions=True)
         if self.ended is not None:
@@ -378,6 +380,10 @@ class CardStream:
                 delay = self._next_at - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)  # the rate limit: later pushes merge meanwhile
+                if self._finishing:
+                    # finish() sends the final text itself, with a bounded number of attempts: a
+                    # progress update refused again and again (a 429 that lasts) must not hold it.
+                    return
                 try:
                     await self._send(self._latest, self._latest_mark)
                 except CardKitFailed as exc:

@@ -219,6 +219,19 @@ async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_ne
     assert len(sims.llm.requests) == 1  # the stored answer was used, the model not asked again
 
 
+async def test_a_finish_is_given_up_when_feishu_keeps_refusing_a_partly_shown_card(home, sims):
+    """The card shows part of the answer and every later update is refused (429 for an hour): the
+    finish gives up after its attempts instead of waiting for the progress updates forever."""
+    sims.feishu.limit_card_operations(1, 3600)
+    sims.llm.pace("alpha", 0.3)  # a word at a time: the one update allowed shows only the start
+    async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
+        event = sims.feishu.inject_text("finish me later please")
+        await until(lambda: gateway.snapshot().pipeline.reply_failures == 1, 30, "the card's finish given up")
+        assert gateway.journal.unfinished()[0].answer == "[alpha] finish me later please"  # stored for a successor
+    (stuck,) = sims.feishu.cards_replied_to(event)
+    assert stuck.streaming_mode and stuck.text() != "[alpha] finish me later please"  # shown in part
+
+
 async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(home, sims):
     import dataclasses
 
