@@ -17,10 +17,10 @@ from typing import Any, NoReturn
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .states import DmPolicy
+from .states import DmPolicy, ReplyMode
 
 FEISHU_DOMAIN = "https://open.feishu.cn"
-REPLY_MODES = ("stream", "text")
+REPLY_MODES = tuple(ReplyMode)
 GROUP_POLICIES = ("always", "mention", "never")  # the same as messages.GROUP_POLICIES
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -104,7 +104,7 @@ class FeishuConfig:
     max_reconnect_interval: float = 10.0
     chat_replies_per_second: int = 5  # Feishu's limit per user / group
     app_replies_per_second: int = 50  # Feishu's limit per app
-    reply_mode: str = "stream"  # "stream": a CardKit card that grows; "text": one plain reply
+    reply_mode: ReplyMode = ReplyMode.STREAM  # STREAM: a CardKit card that grows; TEXT: one plain reply
     group_policy: str = "mention"  # in groups answer: "always" | "mention" (the bot @-mentioned) | "never"
     chat_policies: tuple[tuple[str, str], ...] = ()  # per chat id, overriding group_policy
     typing_indicator: bool = True  # a "Typing" reaction on the user's message while a text answer is prepared
@@ -354,7 +354,7 @@ def load_profile(home: Home, name: str, *, require_secrets: bool = True) -> Prof
             max_reconnect_interval=feishu.number("max_reconnect_interval", 10.0, 0.0),
             chat_replies_per_second=feishu.integer("chat_replies_per_second", 5, 1),
             app_replies_per_second=feishu.integer("app_replies_per_second", 50, 1),
-            reply_mode=feishu.choice("reply_mode", "stream", REPLY_MODES),
+            reply_mode=ReplyMode(feishu.choice("reply_mode", ReplyMode.STREAM, REPLY_MODES)),
             group_policy=feishu.choice("group_policy", "mention", GROUP_POLICIES),
             chat_policies=feishu.choice_table("chat_policies", GROUP_POLICIES),
             typing_indicator=feishu.boolean("typing_indicator", True),

@@ -58,7 +58,7 @@ from .media import MediaReader, MediaRefused, ModelInput, media_of
 from .messages import IncomingMessage, group_policy_for, history_key, should_answer
 from .replies import ReplySender, TypingIndicator
 from .scheduler import DEFAULT_MAX_IN_FLIGHT, AnswerScheduler
-from .states import InboxState
+from .states import DeliveryMode, MessageState, Outcome, ReplyMode
 
 log = logging.getLogger("gatewatch.pipeline")
 
@@ -88,13 +88,13 @@ class Activity:
     preview: str
     model: str | None
     latency: float | None
-    outcome: str  # answered | apology | unsupported | command | ignored | reply failed
+    outcome: Outcome
     # For the console's detail view; raw (untrusted) text, cut at DETAIL_CHARS, escaped where shown.
     message_id: str = ""
     event_id: str = ""
     text: str = ""  # what the user wrote
     reply: str = ""  # what the gateway sent back (or tried to)
-    reply_mode: str = ""  # "card" | "text" | "" (nothing sent: ignored)
+    reply_mode: DeliveryMode | None = None  # None: nothing sent (ignored)
     delivery: str = ""  # how the reply went out: "1 card", "2 cards + 1 text part", "3 text parts"
     media: str = ""  # an image, file or voice note: its name, size and type (never its content)
 
@@ -108,7 +108,7 @@ class Answering:
     sender_id: str
     preview: str  # escaped, short
     started_at: float
-    reply_mode: str  # "card" | "text"
+    reply_mode: DeliveryMode
     chunks: int = 0  # streamed pieces from the model so far (about one token each)
     chars: int = 0  # characters of the answer so far
 
@@ -117,7 +117,7 @@ class Answering:
 class ChatRules:
     """How the pipeline treats chats: reply mode, group policy, history, who may switch for all."""
 
-    reply_mode: str = "text"  # "stream" | "text"
+    reply_mode: ReplyMode = ReplyMode.TEXT
     group_policy: str = "mention"
     chat_policies: Mapping[str, str] = field(default_factory=dict)
     per_user_history: bool = False
@@ -141,7 +141,7 @@ class PipelineSnapshot:
     journal_write_times: tuple[float, ...] = ()  # seconds, the most recent ones
     queued: int = 0  # of in_flight, those waiting for their chat's turn or a free slot
     answering: tuple[Answering, ...] = ()  # answers in progress (streaming rows)
-    reply_mode: str = "text"  # the profile's: "stream" | "text"
+    reply_mode: ReplyMode = ReplyMode.TEXT  # the profile's
     cardkit_unavailable: str | None = None  # why streaming fell back to text (remembered), or None
 
     @classmethod
@@ -158,7 +158,7 @@ class PipelineSnapshot:
             activity=(),
         )
 
-    ignored: int = 0  # messages dropped unanswered (not addressed to the bot, empty, recalled)
+    ignored: int = 0  # messages ignored (not addressed to the bot, empty, recalled)
     commands: int = 0  # in-chat commands answered
     held: int = 0  # group messages waiting for the bot's identity
     bot_open_id: str | None = None
@@ -268,7 +268,7 @@ class MessagePipeline:
         for item in pending:
             if item.message.message_id in self._in_progress:
                 continue
-            if item.state == InboxState.RECEIVED and self._refused_at_gate(item.message):
+            if item.state == MessageState.RECEIVED and self._refused_at_gate(item.message):
                 continue  # never judged before the last owner stopped: judged now
             if item.checkpoint or item.reply_mode:
                 record = DeliveryRecord.from_json(item.checkpoint, item.reply_mode)
@@ -340,7 +340,7 @@ class MessagePipeline:
                 # Answered already: by the model (it has a model), else by a command whose effect
                 # was stored with this reply (`answer_locally`) and must not happen twice.
                 text, model = pending.answer, pending.model
-                outcome = "answered" if model is not None else "command"
+                outcome = Outcome.ANSWERED if model is not None else Outcome.COMMAND
             else:
                 read = await self._read(message)
                 if read is None:
@@ -360,14 +360,14 @@ class MessagePipeline:
         except Exception:
             # Never silence: whatever broke, the user still gets an answer.
             log.exception("unexpected error while answering %s", message.message_id)
-            text, outcome, reason = APOLOGY, "apology", "unexpected error"
+            text, outcome, reason = APOLOGY, Outcome.APOLOGISED, "unexpected error"
         finally:
             self._show_answering(message.message_id, None)
-        if outcome == "apology":
+        if outcome == Outcome.APOLOGISED:
             self._apologies += 1
             if not reason.startswith("stale"):  # a too-old message says nothing about the models
                 self._apologies_in_a_row += 1
-        elif outcome == "answered":
+        elif outcome == Outcome.ANSWERED:
             self._apologies_in_a_row = 0
         try:
             reply_id = await self._deliver(message, text)
@@ -380,19 +380,25 @@ class MessagePipeline:
             except JournalError as exc:
                 self._journal_failed(exc)
                 return
-            if outcome == "answered":
+            if outcome == Outcome.ANSWERED:
                 self._answered += 1
-            elif outcome == "command":
+            elif outcome == Outcome.COMMAND:
                 self._commands += 1
         else:
             # Stays unfinished in the journal, answer stored: retried here after a while
             # (redeliver_due), and by the next owner if this one stops first.
-            outcome = "reply failed"
+            outcome = Outcome.REPLY_FAILED
             self._undelivered[message.message_id] = time.monotonic() + self.redelivery_interval
         self._remember(message, shown, text, model, time.monotonic() - started, outcome)
 
     def _remember(
-        self, message: IncomingMessage, shown: str, reply: str, model: str | None, latency: float | None, outcome: str
+        self,
+        message: IncomingMessage,
+        shown: str,
+        reply: str,
+        model: str | None,
+        latency: float | None,
+        outcome: Outcome,
     ) -> None:
         delivery = self._deliveries.get(message.message_id)
         record = delivery.record if delivery is not None and reply else None
@@ -410,7 +416,7 @@ class MessagePipeline:
                 event_id=message.event_id,
                 text=_bounded(shown),
                 reply=_bounded(reply),
-                reply_mode=record.mode if record is not None else ("text" if reply else ""),
+                reply_mode=record.mode if record is not None else (DeliveryMode.TEXT if reply else None),
                 delivery=record.describe() if record is not None else "",
                 media=media,
             )
@@ -436,7 +442,7 @@ class MessagePipeline:
             return True  # not answered by this owner: the next one judges it again
         log.info("message %s from %s refused: %s", message.message_id, message.sender_id, judgement.reason)
         shown = message.text if message.text is not None else f"<{message.message_type}>"
-        self._remember(message, shown, judgement.shown_notice, None, None, "refused")
+        self._remember(message, shown, judgement.shown_notice, None, None, Outcome.REFUSED)
         if judgement.notice is not None:
             self.scheduler.submit(message.chat_id, self._send_notice, message, judgement)
         return True
@@ -470,29 +476,29 @@ class MessagePipeline:
         return message.read_by(self._bot_open_id)
 
     def _ignore(self, message: IncomingMessage, why: str) -> None:
-        """Not for the bot: journaled as dropped with the reason, never answered nor re-driven."""
-        self._journal.mark_dropped(message.message_id, why)
+        """Not for the bot: journaled as ignored with the reason, never answered nor re-driven."""
+        self._journal.mark_ignored(message.message_id, why)
         self._ignored += 1
         log.info("message %s not answered: %s", message.message_id, why)
         shown = message.text if message.text is not None else f"<{message.message_type}>"
-        self._remember(message, shown, "", None, None, "ignored")
+        self._remember(message, shown, "", None, None, Outcome.IGNORED)
 
-    async def _respond(self, message: IncomingMessage) -> tuple[str, str | None, str, str]:
+    async def _respond(self, message: IncomingMessage) -> tuple[str, str | None, Outcome, str]:
         """(reply text, model, outcome, reason) for a message the bot should answer."""
         refs = media_of(message) if self._media is not None else ()
         if message.text is None and not refs:
             reason = f"unsupported message type {message.message_type}"
-            return message.unreadable_reply or UNSUPPORTED, None, "unsupported", reason
+            return message.unreadable_reply or UNSUPPORTED, None, Outcome.UNSUPPORTED, reason
         if not refs:
             if not message.text:
                 if message.mentions_bot:
-                    return JUST_A_MENTION, None, "command", "only a mention"
-                return EMPTY, None, "unsupported", "empty text"
+                    return JUST_A_MENTION, None, Outcome.COMMAND, "only a mention"
+                return EMPTY, None, Outcome.UNSUPPORTED, "empty text"
             command = parse_command(message.text)
             if command is not None:
-                return self._run_command(message, command), None, "command", f"/{command.word}"
+                return self._run_command(message, command), None, Outcome.COMMAND, f"/{command.word}"
         if time.time() - message.received_at > self._stale_after:
-            return STALE, None, "apology", "stale: came in while the gateway was down"
+            return STALE, None, Outcome.APOLOGISED, "stale: came in while the gateway was down"
         if self.typing is not None and not self._streaming():
             self.typing.start(message.message_id)
         media = None
@@ -509,13 +515,13 @@ class MessagePipeline:
                     escape_untrusted(facts),
                     escape_untrusted(exc.reason),
                 )
-                return exc.reply, None, "unsupported", exc.reason
+                return exc.reply, None, Outcome.UNSUPPORTED, exc.reason
             self._media_seen[message.message_id] = (media.text, media.facts)
         return await self._ask_llm(message, media)
 
     def _streaming(self) -> bool:
         """Whether answers go out as streaming cards now (the typing sign is for text replies)."""
-        return self.rules.reply_mode == "stream" and self._cardkit is not None and not self._cardkit.unavailable
+        return self.rules.reply_mode == ReplyMode.STREAM and self._cardkit is not None and not self._cardkit.unavailable
 
     # -- in-chat commands ------------------------------------------------------------------------
 
@@ -561,14 +567,15 @@ class MessagePipeline:
         return f"This chat now uses {name}."
 
     def _record_done(
-        self, message: IncomingMessage, outcome: str, reply_id: str, model: str | None, latency: float, reason: str
+        self, message: IncomingMessage, outcome: Outcome, reply_id: str, model: str | None, latency: float, reason: str
     ) -> None:
-        if outcome == "answered":
+        """Journal the final state the outcome of a delivered reply stands for."""
+        if outcome.state == MessageState.ANSWERED:
             self._journal.mark_answered(message.message_id, reply_id, model, latency)
-        elif outcome == "apology":
+        elif outcome.state == MessageState.APOLOGISED:
             self._journal.mark_apologised(message.message_id, reply_id, reason)
         else:
-            self._journal.mark_dropped(message.message_id, reason, reply_id)
+            self._journal.mark_answered_locally(message.message_id, reply_id, reason)
 
     def _journal_failed(self, exc: JournalError) -> None:
         if self.journal_failure is None:
@@ -579,7 +586,7 @@ class MessagePipeline:
 
     async def _ask_llm(
         self, message: IncomingMessage, media: ModelInput | None = None
-    ) -> tuple[str, str | None, str, str]:
+    ) -> tuple[str, str | None, Outcome, str]:
         key = history_key(message, self.rules.per_user_history)
         # The scheduler runs one answer per chat at a time, so this history is the latest.
         history = self._journal.load_history(key)[-self._history_len :] if self._history_len else []
@@ -602,7 +609,7 @@ class MessagePipeline:
             )
         except AllModelsFailed as exc:
             log.error("every model failed for %s: %s", message.message_id, exc)
-            return APOLOGY, None, "apology", "every model failed"
+            return APOLOGY, None, Outcome.APOLOGISED, "every model failed"
         finally:
             await progress.settle()
         turns = [*history, user_turn, {"role": "assistant", "content": answer.text}]
@@ -617,7 +624,7 @@ class MessagePipeline:
             turns[-self._history_len :] if self._history_len else [],
         )
         log.info("answered %s with %s in %.2fs", message.message_id, answer.model, answer.latency)
-        return answer.text, answer.model, "answered", ""
+        return answer.text, answer.model, Outcome.ANSWERED, ""
 
     # -- replies: streaming cards or text, in parts -------------------------------------------
 
@@ -649,7 +656,7 @@ class MessagePipeline:
         record = delivery.record
         if self._cardkit is None or record.text_from is not None:
             return None
-        if not record.cards and (self.rules.reply_mode != "stream" or self._cardkit.unavailable):
+        if not record.cards and (self.rules.reply_mode != ReplyMode.STREAM or self._cardkit.unavailable):
             return None
         return delivery if await delivery.start_card() else None
 
@@ -752,7 +759,7 @@ class _Progress:
             message.sender_id,
             escape_untrusted(message.text or "", 60),
             time.time(),
-            "card" if delivery is not None else "text",
+            DeliveryMode.CARD if delivery is not None else DeliveryMode.TEXT,
         )
         pipeline._show_answering(message.message_id, self._row)
 

@@ -63,7 +63,7 @@ def frozen_snapshot() -> GatewaySnapshot:
                 ("Hello! Are you there?", "alpha", 0.412, "answered"),
                 ("[bold red]x[/] [link=http://e]y[/link] \\x1b[31mz", "alpha", 0.398, "answered"),
                 ("Summarise yesterday's incident in one line", "beta", 1.204, "answered"),
-                ("ping", None, 5.002, "apology"),
+                ("ping", None, 5.002, "apologised"),
                 ("<image>", None, 0.011, "unsupported"),
             ]
         )
