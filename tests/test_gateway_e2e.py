@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gateway_core.pipeline import APOLOGY
+from gateway_core.judging import APOLOGY
 from gateway_core.states import Outcome
 
 from .support import FEISHU_SECRET, ask, in_own_thread, until
