@@ -342,54 +342,20 @@ class MessagePipeline:
 
     async def _answer_and_record(self, tracked: TrackedMessage, pending: PendingMessage | None) -> None:
         started = time.monotonic()
-        message = tracked.message
         try:
-            self._journal.mark_answering(message.message_id)
-            if pending is not None and pending.answer is not None:
-                # Answered already: by the model (it has a model), else by a command whose effect
-                # was stored with this reply (`answer_locally`) and must not happen twice.
-                outcome = Outcome.ANSWERED if pending.model is not None else Outcome.COMMAND
-                reply = Reply(pending.answer, outcome, model=pending.model)
-            else:
-                read = await self.judge.read(message)
-                if read is None:
-                    tracked.waiting = Waiting.HELD  # still unfinished in the journal
-                    return
-                message = read
-                answer, why = self.judge.addressed(read)
-                if not answer:
-                    self._ignore(tracked, read, why)
-                    return
-                reply = await self._respond(tracked, read)
-        except asyncio.CancelledError:
-            raise
-        except JournalError as exc:
-            self._journal_failed(exc)
-            return
-        except Exception:
-            # Never silence: whatever broke, the user still gets an answer.
-            log.exception("unexpected error while answering %s", message.message_id)
-            reply = Reply(APOLOGY, Outcome.APOLOGISED, reason="unexpected error")
-        finally:
-            self._show_answering(tracked, None)
-        self._count_reply(reply)
-        try:
+            decided = await self._reply_for(tracked, pending)
+            if decided is None:
+                return  # held or ignored: nothing to send
+            message, reply = decided
+            self._count_reply(reply)
             reply_id = await self.outbox.deliver(message, self._delivery(tracked), reply.text)
+            if reply_id is not None:
+                self._record_done(message, reply, reply_id, time.monotonic() - started)
         except JournalError as exc:
             self._journal_failed(exc)
             return
         outcome = reply.outcome
-        if reply_id is not None:
-            try:
-                self._record_done(message, reply, reply_id, time.monotonic() - started)
-            except JournalError as exc:
-                self._journal_failed(exc)
-                return
-            if outcome == Outcome.ANSWERED:
-                self._answered += 1
-            elif outcome == Outcome.COMMAND:
-                self._commands += 1
-        else:
+        if reply_id is None:
             # Stays unfinished in the journal, answer stored: retried here after a while
             # (redeliver_due), and by the next owner if this one stops first.
             log.error(
@@ -401,7 +367,45 @@ class MessagePipeline:
             outcome = Outcome.REPLY_FAILED
             tracked.waiting = Waiting.REDELIVERY
             tracked.retry_at = time.monotonic() + self.redelivery_interval
+        elif outcome == Outcome.ANSWERED:
+            self._answered += 1
+        elif outcome == Outcome.COMMAND:
+            self._commands += 1
         self._remember(tracked, message, replace(reply, outcome=outcome), time.monotonic() - started)
+
+    async def _reply_for(
+        self, tracked: TrackedMessage, pending: PendingMessage | None
+    ) -> tuple[IncomingMessage, Reply] | None:
+        """The message as read and the reply it gets; None when it is held or ignored.
+
+        Raises JournalError (the owner must stop); any other failure becomes an apology.
+        """
+        message = tracked.message
+        try:
+            self._journal.mark_answering(message.message_id)
+            if pending is not None and pending.answer is not None:
+                # Answered already: by the model (it has a model), else by a command whose effect
+                # was stored with this reply (`answer_locally`) and must not happen twice.
+                outcome = Outcome.ANSWERED if pending.model is not None else Outcome.COMMAND
+                return message, Reply(pending.answer, outcome, model=pending.model)
+            read = await self.judge.read(message)
+            if read is None:
+                tracked.waiting = Waiting.HELD  # still unfinished in the journal
+                return None
+            message = read
+            answer, why = self.judge.addressed(read)
+            if not answer:
+                self._ignore(tracked, read, why)
+                return None
+            return message, await self._respond(tracked, read)
+        except (asyncio.CancelledError, JournalError):
+            raise
+        except Exception:
+            # Never silence: whatever broke, the user still gets an answer.
+            log.exception("unexpected error while answering %s", message.message_id)
+            return message, Reply(APOLOGY, Outcome.APOLOGISED, reason="unexpected error")
+        finally:
+            self._show_answering(tracked, None)
 
     async def _respond(self, tracked: TrackedMessage, message: IncomingMessage) -> Reply:
         """The reply to a message the bot should answer: its own, or the model's."""
