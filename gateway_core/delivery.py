@@ -35,6 +35,7 @@ from .cardkit import (
 )
 from .parts import Budget, last_boundary, render, split, text_budget
 from .replies import ReplySender
+from .states import DeliveryMode
 
 log = logging.getLogger("gatewatch.delivery")
 
@@ -76,9 +77,9 @@ class DeliveryRecord:
     covered_digest: str = ""
 
     @property
-    def mode(self) -> str:
-        """ "card" once a card exists (re-drives finish it), else "text"."""
-        return "card" if self.cards else "text"
+    def mode(self) -> DeliveryMode:
+        """CARD once a card exists (re-drives finish it), else TEXT."""
+        return DeliveryMode.CARD if self.cards else DeliveryMode.TEXT
 
     def describe(self) -> str:
         """How it went out, for the console: "1 card", "2 cards + 1 text part", "3 text parts"."""
@@ -97,10 +98,10 @@ class DeliveryRecord:
         return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, stored: str | None, reply_mode: str | None = None) -> DeliveryRecord:
+    def from_json(cls, stored: str | None, reply_mode: DeliveryMode | None = None) -> DeliveryRecord:
         """The record as journaled; a schema-2 row holds one card's checkpoint, or said "text"."""
         if not stored:
-            return cls(text_from=0) if reply_mode == "text" else cls()
+            return cls(text_from=0) if reply_mode == DeliveryMode.TEXT else cls()
         data: dict[str, Any] = json.loads(stored)
         if "card_id" in data:  # a one-card checkpoint, from before answers had parts
             return cls(cards=(CardPart(0, StreamCheckpoint(**data)),))

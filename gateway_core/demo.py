@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 from .config import Home, Profile, load_profile
 from .gateway import Gateway
 from .journal import Journal
+from .states import FINISHED, ReplyMode
 from .pipeline import MessagePipeline
 from .threads import in_own_thread
 
@@ -108,7 +109,7 @@ class DemoEnvironment:
             KEY_ENV,
             models=DEMO_MODELS,
             probe_interval=1.0,
-            reply_mode="stream",
+            reply_mode=ReplyMode.STREAM,
             llm_extra=f'vision_models = ["{VISION_MODEL}"]\ntranscribe_model = "{TRANSCRIBE_MODEL}"',
         )
         return self
@@ -236,7 +237,7 @@ async def _group_conversation(gateway: Gateway, sims: Simulators, out: "_Printer
 
 async def _wait_settled(gateway: Gateway, event: InjectedEvent) -> None:
     deadline = time.monotonic() + 15
-    while _journal(gateway).state_of(event.message_id) not in ("dropped", "answered", "apologised"):
+    while _journal(gateway).state_of(event.message_id) not in FINISHED:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{event.message_id} not settled")
         await asyncio.sleep(0.05)  # polling the journal, bounded by the deadline

@@ -28,7 +28,8 @@ from .messages import IncomingMessage
 from .logs import GatewayLogging, escape_untrusted, setup_logging
 from .ownership import ProfileLock
 from .cardkit import CardKitClient
-from .pipeline import ChatRules, MessagePipeline, PipelineSnapshot
+from .judging import ChatRules
+from .pipeline import MessagePipeline, PipelineSnapshot
 from .media import MediaReader
 from .replies import ReplySender, TypingIndicator
 from .snapshots import GatewaySnapshot

@@ -6,13 +6,19 @@ profile's lock, so one process writes it at a time.
 
 A message's life, one row in `inbox`:
 
-    received ──▶ answering ──(answer stored)──▶ answered | apologised | dropped
+    received ──▶ answering ──(answer stored)──▶ answered | apologised | answered_locally | ignored
+        └──────▶ refused (the access gate)
+
+The states and every allowed change between them are written once, in states.py
+(`MessageState`, `TRANSITIONS`); each write here checks its change against that table, in the
+same statement, and a change the table does not allow raises `TransitionError`.
 
 * `received` is written on the SDK's thread *before* the handler returns; if that write fails the
   handler raises, the SDK acks with 500 and Feishu redelivers. Nothing is acked before it is here.
 * `answering` with a stored `answer` means the LLM answered but Feishu's acceptance is not yet
   recorded: a new owner re-sends that answer (same reply uuid) instead of asking the LLM again.
-* answered / apologised / dropped are final and are only written after Feishu accepted the reply.
+* answered / apologised / answered_locally are final and are only written after Feishu accepted
+  the reply; ignored (nothing to send) and refused are final too.
 
 The same rows are the persisted dedup: a redelivered event (same message id or event id) is
 recognised for `RETENTION` (24 h+, longer than Feishu's ~7.1 h retry schedule) and pruned after.
@@ -30,6 +36,11 @@ Access (schema 3, issue 19): a message stopped at the access gate is `refused` (
 reason, never re-driven). `access` holds one row per person the gate knows (access.AccessRecord):
 approved (by a pairing code), a pending pairing code, and when they were last sent a notice, so
 approvals survive restarts and hand-overs and no owner repeats a notice.
+
+Schema 4 (issue 17): `dropped` meant both "not for the bot" and "answered without the model"; it is
+split into `ignored` and `answered_locally`. An old `dropped` row becomes `answered_locally` if a
+reply was sent for it (its `reply_id` is set: a command's answer, a polite refusal), else
+`ignored` (nothing was sent: not addressed to the bot, recalled, empty).
 """
 
 from __future__ import annotations
@@ -46,11 +57,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from .access import AccessRecord
 from .messages import IncomingMessage, Mention
-from .states import InboxState
+from .states import FINISHED, LEGACY_DROPPED, TRANSITIONS, UNFINISHED, DeliveryMode, MessageState, sources_of
 
 log = logging.getLogger("gatewatch.journal")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RETENTION = 48 * 3600.0  # finished rows are kept this long: dedup must outlive Feishu's ~7.1 h retries
 WRITE_TIMES_KEPT = 64  # small: every status and subscribe snapshot carries them
 BUSY_TIMEOUT = 2.0  # seconds sqlite waits for a lock: the SDK's 3 s ack budget is the ceiling
@@ -109,15 +120,24 @@ class JournalError(Exception):
     """The journal cannot be opened or written; the text is one line saying what to do."""
 
 
+class TransitionError(JournalError):
+    """A state change `states.TRANSITIONS` does not allow: a bug, refused before it is written."""
+
+
+def _marks(values: tuple[object, ...]) -> str:
+    """`?, ?, ?` for a parameterised `IN (...)` over `values`."""
+    return ", ".join("?" * len(values))
+
+
 @dataclass(frozen=True)
 class PendingMessage:
     """An unfinished message a new owner must answer; `answer` is set if the LLM already did."""
 
     message: IncomingMessage
-    state: str
+    state: MessageState
     answer: str | None
     model: str | None
-    reply_mode: str | None = None  # "card" | "text" | None (no reply attempted yet)
+    reply_mode: DeliveryMode | None = None  # None: no reply attempted yet
     checkpoint: str | None = None  # how the answer is being delivered: a DeliveryRecord as JSON
 
 
@@ -138,7 +158,7 @@ def peek_pending(path: Path) -> JournalSnapshot | None:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
         try:
             count, oldest = db.execute(
-                "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ('received', 'answering')"
+                f"SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ({_marks(UNFINISHED)})", UNFINISHED
             ).fetchone()
         finally:
             db.close()
@@ -156,7 +176,7 @@ def peek_access(path: Path, since: float) -> tuple[list[AccessRecord], int] | No
         try:
             rows = db.execute(f"SELECT {_ACCESS_COLUMNS} FROM access ORDER BY code_at, open_id").fetchall()
             [(refused,)] = db.execute(
-                "SELECT COUNT(*) FROM inbox WHERE state = ? AND received_at >= ?", (InboxState.REFUSED, since)
+                "SELECT COUNT(*) FROM inbox WHERE state = ? AND received_at >= ?", (MessageState.REFUSED, since)
             ).fetchall()
         finally:
             db.close()
@@ -193,10 +213,9 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before Feishu gets the ack
             db.executescript(_SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, 2, SCHEMA_VERSION):
+            if version not in (0, 1, 2, 3, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"schema version {version}, this gatewatch knows {SCHEMA_VERSION}")
-            _migrate(db)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            _migrate(db, version)
         except sqlite3.DatabaseError as exc:
             db.close()
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).lower():
@@ -232,7 +251,7 @@ class Journal:
                 self._db.execute(
                     "INSERT INTO inbox (message_id, event_id, chat_id, chat_type, sender_id, message_type,"
                     " text, received_at, state, updated_at, raw_content, mentions)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         message.message_id,
                         message.event_id,
@@ -242,6 +261,7 @@ class Journal:
                         message.message_type,
                         message.text,
                         message.received_at,
+                        MessageState.RECEIVED,
                         time.time(),
                         message.raw_content,
                         _mentions_json(message.mentions),
@@ -256,7 +276,7 @@ class Journal:
     # -- progress (gateway loop) ---------------------------------------------------------------
 
     def mark_answering(self, message_id: str) -> None:
-        self._update(message_id, "answering", "attempts = attempts + 1")
+        self._move(message_id, MessageState.ANSWERING, "attempts = attempts + 1")
 
     def save_answer(
         self,
@@ -281,12 +301,8 @@ class Journal:
                     (chat_id, json.dumps(history, ensure_ascii=False), now),
                 )
 
-    def save_delivery(self, message_id: str, reply_mode: str, record_json: str) -> None:
-        """How the answer is being delivered (delivery.DeliveryRecord), before what it says is seen.
-
-        `reply_mode` "card" once a card exists (re-drives finish the cards before any text), else
-        "text" (a card never follows a text reply).
-        """
+    def save_delivery(self, message_id: str, reply_mode: DeliveryMode, record_json: str) -> None:
+        """How the answer is being delivered (delivery.DeliveryRecord), before what it says is seen."""
         self._update_columns(message_id, "reply_mode = ?, checkpoint = ?", (reply_mode, record_json))
 
     def _update_columns(self, message_id: str, assignments: str, args: tuple[Any, ...]) -> None:
@@ -297,24 +313,37 @@ class Journal:
             )
 
     def mark_answered(self, message_id: str, reply_id: str, model: str | None, latency: float | None) -> None:
-        self._update(message_id, "answered", "reply_id = ?, model = ?, latency = ?", (reply_id, model, latency))
+        self._move(
+            message_id, MessageState.ANSWERED, "reply_id = ?, model = ?, latency = ?", (reply_id, model, latency)
+        )
 
     def mark_apologised(self, message_id: str, reply_id: str, reason: str) -> None:
-        self._update(message_id, "apologised", "reply_id = ?, reason = ?", (reply_id, reason))
+        self._move(message_id, MessageState.APOLOGISED, "reply_id = ?, reason = ?", (reply_id, reason))
 
-    def mark_dropped(self, message_id: str, reason: str, reply_id: str | None = None) -> None:
-        self._update(message_id, "dropped", "reply_id = ?, reason = ?", (reply_id, reason))
+    def mark_answered_locally(self, message_id: str, reply_id: str, reason: str) -> None:
+        """Answered without the model (a command, a polite refusal), the reply accepted by Feishu."""
+        self._move(message_id, MessageState.ANSWERED_LOCALLY, "reply_id = ?, reason = ?", (reply_id, reason))
+
+    def mark_ignored(self, message_id: str, reason: str) -> None:
+        """Not for the bot (or recalled, empty): nothing sent, never re-driven."""
+        self._move(message_id, MessageState.IGNORED, "reason = ?", (reason,))
 
     def mark_refused(self, message_id: str, reason: str, reply_id: str | None = None) -> None:
         """Stopped at the access gate: final, never re-driven (a notice's reply id may follow)."""
-        self._update(message_id, InboxState.REFUSED, "reply_id = ?, reason = ?", (reply_id, reason))
+        self._move(message_id, MessageState.REFUSED, "reply_id = ?, reason = ?", (reply_id, reason))
 
-    def _update(self, message_id: str, state: str, assignments: str, args: tuple[Any, ...] = ()) -> None:
+    def _move(self, message_id: str, state: MessageState, assignments: str, args: tuple[Any, ...] = ()) -> None:
+        """Change a message's state, only from a state TRANSITIONS allows (checked in the UPDATE)."""
+        sources = sources_of(state)
         with self._transaction() as db:
-            db.execute(
-                f"UPDATE inbox SET state = ?, updated_at = ?, {assignments} WHERE message_id = ?",
-                (state, time.time(), *args, message_id),
-            )
+            moved = db.execute(
+                f"UPDATE inbox SET state = ?, updated_at = ?, {assignments}"
+                f" WHERE message_id = ? AND state IN ({_marks(sources)})",
+                (state, time.time(), *args, message_id, *sources),
+            ).rowcount
+            if not moved:
+                row = db.execute("SELECT state FROM inbox WHERE message_id = ?", (message_id,)).fetchone()
+                raise _refused_transition(message_id, None if row is None else row[0], state)
 
     # -- a new owner's view --------------------------------------------------------------------
 
@@ -323,7 +352,8 @@ class Journal:
         rows = self._read(
             "SELECT event_id, message_id, chat_id, chat_type, sender_id, message_type, text, received_at,"
             " state, answer, model, raw_content, mentions, reply_mode, checkpoint FROM inbox"
-            " WHERE state IN ('received', 'answering') ORDER BY received_at, rowid"
+            f" WHERE state IN ({_marks(UNFINISHED)}) ORDER BY received_at, rowid",
+            UNFINISHED,
         )
         pending = []
         for row in rows:
@@ -342,7 +372,12 @@ class Journal:
             )
             pending.append(
                 PendingMessage(
-                    message, state=row[8], answer=row[9], model=row[10], reply_mode=row[13], checkpoint=row[14]
+                    message,
+                    state=MessageState(row[8]),
+                    answer=row[9],
+                    model=row[10],
+                    reply_mode=DeliveryMode(row[13]) if row[13] else None,
+                    checkpoint=row[14],
                 )
             )
         return pending
@@ -399,31 +434,33 @@ class Journal:
             )
 
     def messages_from(self, sender_id: str, since: float, but: str = "") -> int:
-        """How many messages `sender_id` sent since `since` that were (or are being) answered."""
+        """How many messages `sender_id` sent since `since` that were (or are being) answered by the
+        model: neither refused, ignored nor answered locally (a command does not count)."""
+        unanswered = (MessageState.REFUSED, MessageState.IGNORED, MessageState.ANSWERED_LOCALLY)
         [(count,)] = self._read(
             "SELECT COUNT(*) FROM inbox WHERE sender_id = ? AND received_at >= ? AND message_id != ?"
-            " AND state NOT IN (?, ?)",
-            (sender_id, since, but, InboxState.REFUSED, InboxState.DROPPED),
+            f" AND state NOT IN ({_marks(unanswered)})",
+            (sender_id, since, but, *unanswered),
         )
         return int(count)
 
     def refused_since(self, since: float) -> int:
         [(count,)] = self._read(
-            "SELECT COUNT(*) FROM inbox WHERE state = ? AND received_at >= ?", (InboxState.REFUSED, since)
+            "SELECT COUNT(*) FROM inbox WHERE state = ? AND received_at >= ?", (MessageState.REFUSED, since)
         )
         return int(count)
 
-    def state_of(self, message_id: str) -> str | None:
+    def state_of(self, message_id: str) -> MessageState | None:
         rows = self._read("SELECT state FROM inbox WHERE message_id = ?", (message_id,))
-        return rows[0][0] if rows else None
+        return MessageState(rows[0][0]) if rows else None
 
     def prune(self, older_than: float = RETENTION, now: float | None = None) -> int:
         """Forget finished messages older than `older_than` seconds; unfinished ones are kept."""
         cutoff = (time.time() if now is None else now) - older_than
         with self._transaction() as db:
             pruned = db.execute(
-                "DELETE FROM inbox WHERE state IN ('answered', 'apologised', 'dropped', 'refused') AND received_at < ?",
-                (cutoff,),
+                f"DELETE FROM inbox WHERE state IN ({_marks(FINISHED)}) AND received_at < ?",
+                (*FINISHED, cutoff),
             ).rowcount
         if pruned:
             log.info("journal: pruned %d finished messages older than %.0fh", pruned, older_than / 3600)
@@ -431,7 +468,7 @@ class Journal:
 
     def snapshot(self) -> JournalSnapshot:
         [(count, oldest)] = self._read(
-            "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ('received', 'answering')"
+            f"SELECT COUNT(*), MIN(received_at) FROM inbox WHERE state IN ({_marks(UNFINISHED)})", UNFINISHED
         )
         with self._guard:
             writes, times = self._writes, tuple(self._write_times)
@@ -483,15 +520,39 @@ class ChatSettings:
 _ACCESS_COLUMNS = "open_id, approved_at, code, code_at, code_chat, refusal_at, slowdown_at"
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring an older inbox up to SCHEMA_VERSION (idempotent: a column present is kept).
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring an older journal up to SCHEMA_VERSION in one transaction (a crash leaves it as it was).
 
-    Schema 3 adds only the `access` table (created by _SCHEMA) and the `refused` state.
+    Schema 2 added columns to `inbox` (a column present is kept); schema 3 only the `access` table
+    (created by _SCHEMA) and the `refused` state; schema 4 splits `dropped` (see the module text).
     """
-    present = {row[1] for row in db.execute("PRAGMA table_info(inbox)")}
-    for column, kind in _INBOX_COLUMNS_V2:
-        if column not in present:
-            db.execute(f"ALTER TABLE inbox ADD COLUMN {column} {kind}")
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(inbox)")}
+        for column, kind in _INBOX_COLUMNS_V2:
+            if column not in present:
+                db.execute(f"ALTER TABLE inbox ADD COLUMN {column} {kind}")
+        db.execute(
+            "UPDATE inbox SET state = CASE WHEN reply_id IS NULL THEN ? ELSE ? END WHERE state = ?",
+            (MessageState.IGNORED, MessageState.ANSWERED_LOCALLY, LEGACY_DROPPED),
+        )
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _refused_transition(message_id: str, current: str | None, new: MessageState) -> TransitionError:
+    if current is None:
+        return TransitionError(f"message {message_id} is not in the journal, so it cannot become {new}")
+    allowed = ", ".join(sorted(TRANSITIONS.get(MessageState(current), ()))) or "nothing (it is final)"
+    return TransitionError(
+        f"message {message_id} cannot go from {current} to {new} (from {current}: {allowed});"
+        " this is a gatewatch bug, please report it with the log"
+    )
 
 
 def _mentions_json(mentions: tuple[Mention, ...]) -> str:

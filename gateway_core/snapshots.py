@@ -20,6 +20,7 @@ from .llm import ModelHealth, ModelsSnapshot
 from .ownership import OwnerInfo
 from .pipeline import Activity, Answering, PipelineSnapshot
 from .replies import ReplyStats
+from .states import DeliveryMode, Outcome, ReplyMode
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,11 @@ def snapshot_from_dict(data: dict[str, Any]) -> GatewaySnapshot:
 
     models = data["models"]
     pipeline = dict(data["pipeline"])
-    pipeline["activity"] = [build(Activity, a) for a in pipeline.get("activity", [])]
-    pipeline["answering"] = [build(Answering, a) for a in pipeline.get("answering", [])]
+    pipeline["activity"] = [build(Activity, _typed_activity(a)) for a in pipeline.get("activity", [])]
+    pipeline["answering"] = [
+        build(Answering, {**a, "reply_mode": DeliveryMode(a["reply_mode"])}) for a in pipeline.get("answering", [])
+    ]
+    pipeline["reply_mode"] = ReplyMode(pipeline.get("reply_mode", ReplyMode.TEXT))
     if pipeline.get("access"):
         access = dict(pipeline["access"])
         access["pending"] = [build(PendingCode, p) for p in access.get("pending", [])]
@@ -87,3 +91,9 @@ def snapshot_from_dict(data: dict[str, Any]) -> GatewaySnapshot:
         # An older owner sends no verdict: then it is judged here from the parts it did send.
         health=build(Health, data["health"]) if data.get("health") else None,
     )
+
+
+def _typed_activity(row: dict[str, Any]) -> dict[str, Any]:
+    """An activity row's words as the enums they are (an older owner wrote "" for no reply)."""
+    mode = row.get("reply_mode")
+    return {**row, "outcome": Outcome.read(row["outcome"]), "reply_mode": DeliveryMode(mode) if mode else None}

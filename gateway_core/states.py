@@ -57,12 +57,110 @@ class DmPolicy(StrEnum):
     OPEN = "open"  # anyone in the tenant (also a profile without [access])
 
 
-class InboxState(StrEnum):
-    """A journaled message's state (journal.py). `refused`: stopped at the access gate, final."""
+class MessageState(StrEnum):
+    """A journaled message's state (journal.py, the `inbox.state` column); its life is TRANSITIONS."""
 
-    RECEIVED = "received"
-    ANSWERING = "answering"
+    RECEIVED = "received"  # journaled on the SDK's thread, before Feishu's event is acked
+    ANSWERING = "answering"  # being answered (an `answer` stored means: the model already did)
+    ANSWERED = "answered"  # the model's answer reached Feishu
+    APOLOGISED = "apologised"  # an apology reached Feishu (every model failed, or too old to answer)
+    ANSWERED_LOCALLY = "answered_locally"  # a reply without the model: a command, a polite refusal
+    IGNORED = "ignored"  # not for the bot (group policy), recalled or empty: nothing sent
+    REFUSED = "refused"  # stopped at the access gate (a notice may have been sent)
+
+
+# Schema 3 and older wrote `dropped` for both IGNORED and ANSWERED_LOCALLY; the migration to
+# schema 4 (journal._migrate) tells them apart by whether a reply was sent (`reply_id`).
+LEGACY_DROPPED = "dropped"
+
+UNFINISHED = (MessageState.RECEIVED, MessageState.ANSWERING)
+FINISHED = tuple(state for state in MessageState if state not in UNFINISHED)
+
+# Every state change the journal may write, and nothing else (as h11 writes its connection states
+# down once). A message is received, then either refused at the access gate or answered; answering
+# may start again (a re-drive, a retried delivery); a final state never changes, except that a
+# refused message's notice records its reply id once it is out.
+TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
+    MessageState.RECEIVED: frozenset({MessageState.ANSWERING, MessageState.REFUSED}),
+    MessageState.ANSWERING: frozenset(
+        {
+            MessageState.ANSWERING,
+            MessageState.ANSWERED,
+            MessageState.APOLOGISED,
+            MessageState.ANSWERED_LOCALLY,
+            MessageState.IGNORED,
+        }
+    ),
+    MessageState.ANSWERED: frozenset(),
+    MessageState.APOLOGISED: frozenset(),
+    MessageState.ANSWERED_LOCALLY: frozenset(),
+    MessageState.IGNORED: frozenset(),
+    MessageState.REFUSED: frozenset({MessageState.REFUSED}),
+}
+
+
+def sources_of(new: MessageState) -> tuple[MessageState, ...]:
+    """The states a message may be in to move to `new` (TRANSITIONS read backwards)."""
+    return tuple(state for state, targets in TRANSITIONS.items() if new in targets)
+
+
+class Outcome(StrEnum):
+    """How the pipeline ended with one message, as the console's activity rows say it.
+
+    Each outcome but REPLY_FAILED is journaled as one final state (`state`); COMMAND and
+    UNSUPPORTED both end as `answered_locally`, told apart here because an operator reads them
+    differently. REPLY_FAILED leaves the message `answering`, its answer stored, to be sent again.
+    """
+
     ANSWERED = "answered"
     APOLOGISED = "apologised"
-    DROPPED = "dropped"
+    COMMAND = "command"  # an in-chat command (/help, /model, /reset, /status) or a bare mention
+    UNSUPPORTED = "unsupported"  # a polite refusal: a sticker, an unreadable file, empty text
+    IGNORED = "ignored"
     REFUSED = "refused"
+    REPLY_FAILED = "reply failed"
+
+    @property
+    def state(self) -> MessageState | None:
+        """The final state this outcome is journaled as; None: the message stays unfinished."""
+        return _OUTCOME_STATES[self]
+
+    @classmethod
+    def read(cls, word: str) -> Outcome | str:
+        """An outcome as a snapshot carries it; an older owner said "apology", a newer one may say
+        a word this console does not know (kept as it is: shown plain)."""
+        word = _LEGACY_OUTCOMES.get(word, word)
+        try:
+            return cls(word)
+        except ValueError:
+            return word
+
+
+_OUTCOME_STATES: dict[Outcome, MessageState | None] = {
+    Outcome.ANSWERED: MessageState.ANSWERED,
+    Outcome.APOLOGISED: MessageState.APOLOGISED,
+    Outcome.COMMAND: MessageState.ANSWERED_LOCALLY,
+    Outcome.UNSUPPORTED: MessageState.ANSWERED_LOCALLY,
+    Outcome.IGNORED: MessageState.IGNORED,
+    Outcome.REFUSED: MessageState.REFUSED,
+    Outcome.REPLY_FAILED: None,
+}
+_LEGACY_OUTCOMES = {"apology": Outcome.APOLOGISED.value}  # activity rows before schema 4
+
+
+class ReplyMode(StrEnum):
+    """How a profile wants answers to go out (profile key `feishu.reply_mode`)."""
+
+    STREAM = "stream"  # a CardKit card that grows while the model writes (text if CardKit is unavailable)
+    TEXT = "text"  # plain text replies once the answer is complete
+
+
+class DeliveryMode(StrEnum):
+    """How one message's answer is going out (journal column `reply_mode`, activity rows).
+
+    CARD once a card exists for it (a re-drive finishes the cards before any text), else TEXT
+    (a card never follows a text reply).
+    """
+
+    CARD = "card"
+    TEXT = "text"

@@ -25,14 +25,14 @@ from gateway_core.access import (
 )
 from gateway_core.config import load_profile, write_profile_template
 from gateway_core.control import ControlError, ControlServer, request
-from gateway_core.journal import Journal
-from gateway_core.states import DmPolicy, InboxState
+from gateway_core.journal import SCHEMA_VERSION, Journal
+from gateway_core.states import DmPolicy, MessageState
 from tui.cli import main
 
 from .support import connected_gateway, gateway_on_profile, in_own_thread, until, write_profile
 
 CODE = re.compile(r"pairing code is ([A-Z2-9]{8}) ")
-REFUSED = InboxState.REFUSED
+REFUSED = MessageState.REFUSED
 
 
 def access_section(**keys: object) -> str:
@@ -118,7 +118,7 @@ async def test_pairing_end_to_end_approve_restart_revoke(home, sims, capsys):
 async def test_a_strangers_recalled_message_gets_no_code(home, sims):
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         recalled = sims.feishu.inject_text("", content="{}", sender_open_id="ou_stranger", chat_id="oc_s")
-        await settled(gateway, recalled, InboxState.DROPPED)
+        await settled(gateway, recalled, MessageState.IGNORED)
         assert sims.feishu.replies_to(recalled) == [] and gateway.snapshot().pipeline.access.pending == ()
 
 
@@ -176,7 +176,7 @@ async def test_chats_allowlist_answers_only_the_listed_groups(home, sims):
         team = sims.feishu.inject_group_text("@_user_1 hi", [bot], chat_id="oc_team")
         assert [r.text for r in await replied(gateway, sims, team)] == ["[alpha] hi"]
         quiet = sims.feishu.inject_group_text("no mention", chat_id="oc_team")
-        await settled(gateway, quiet, InboxState.DROPPED)  # the group policy still applies inside
+        await settled(gateway, quiet, MessageState.IGNORED)  # the group policy still applies inside
         direct = sims.feishu.inject_text("dm")
         assert [r.text for r in await replied(gateway, sims, direct)] == ["[alpha] dm"]
         assert len(sims.llm.requests) == 2
@@ -377,7 +377,7 @@ def test_a_schema_2_journal_is_migrated_in_place(tmp_path):
         assert journal.access_records() == []
     finally:
         journal.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,15 @@ from gateway_core.access import AccessSnapshot, PendingCode
 from gateway_core.config import load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
-from gateway_core.pipeline import Activity
+from gateway_core.states import DeliveryMode, Outcome
 from tui.app import ConsoleApp
 from tui.panels import MessagesPanel
 from tui.screens import AccessModal
 from tui.source import LocalSource
 
 from .test_access import access_section
-from .test_tui_snapshots import NOW, FrozenSource, console, picture, screen_text
+from .factories import NOW, activity
+from .test_tui_snapshots import FrozenSource, console, picture, screen_text
 from .support import in_own_thread, until, write_profile
 
 
@@ -100,19 +101,19 @@ class PairingSource(FrozenSource):
     def __init__(self) -> None:
         super().__init__()
         base = self._snapshot.pipeline
-        refused = Activity(
-            NOW - 20,
-            "oc_dm_stranger",
-            "ou_stranger",
-            "can I use you?",
-            None,
-            None,
-            "refused",
+        refused = activity(
+            at=NOW - 20,
+            chat_id="oc_dm_stranger",
+            sender_id="ou_stranger",
+            preview="can I use you?",
+            model=None,
+            latency=None,
+            outcome=Outcome.REFUSED,
             message_id="om_9",
             event_id="ev_9",
             text="can I use you?",
             reply="Hi! This bot answers only people its owner has approved. Your pairing code is QX******",
-            reply_mode="text",
+            reply_mode=DeliveryMode.TEXT,
         )
         access = AccessSnapshot(
             policy="pairing",

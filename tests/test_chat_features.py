@@ -9,6 +9,7 @@ from gateway_core.commands import help_text
 from gateway_core.delivery import DeliveryRecord
 from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
+from gateway_core.states import MessageState
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
 
@@ -65,9 +66,9 @@ async def test_without_the_cardkit_scope_the_answer_falls_back_to_one_text_reply
 async def test_group_answers_only_its_own_mention(home, sims):
     async with gateway_on_profile(home, sims) as gateway:
         plain = sims.feishu.inject_group_text("just chatting")
-        await settled_as(gateway, plain, "dropped")
+        await settled_as(gateway, plain, MessageState.IGNORED)
         everyone = sims.feishu.inject_group_text("@_all lunch?")
-        await settled_as(gateway, everyone, "dropped")
+        await settled_as(gateway, everyone, MessageState.IGNORED)
         alice = sims.feishu.user_mention("@_user_2", "ou_alice", "Alice")
         asked = sims.feishu.inject_group_text(
             "@_user_1 what did @_user_2 say?", mentions=[sims.feishu.bot_mention(), alice]
@@ -76,7 +77,7 @@ async def test_group_answers_only_its_own_mention(home, sims):
         assert sims.feishu.replies_to(plain) == [] and sims.feishu.replies_to(everyone) == []
         assert len(sims.llm.requests) == 1
         outcomes = [(a.outcome, a.reply_mode) for a in gateway.snapshot().pipeline.activity]
-        assert outcomes == [("ignored", ""), ("ignored", ""), ("answered", "text")]
+        assert outcomes == [("ignored", None), ("ignored", None), ("answered", "text")]
         assert gateway.snapshot().pipeline.ignored == 2
 
 
@@ -84,7 +85,7 @@ async def test_chat_policy_table_overrides_the_profile_and_p2p_is_always_answere
     table = '[feishu.chat_policies]\n"oc_open" = "always"\n'
     async with gateway_on_profile(home, sims, group_policy="never", extra=table) as gateway:
         muted = sims.feishu.inject_group_text("@_user_1 hi", mentions=[sims.feishu.bot_mention()])
-        await settled_as(gateway, muted, "dropped")
+        await settled_as(gateway, muted, MessageState.IGNORED)
         open_chat = sims.feishu.inject_group_text("no mention needed", chat_id="oc_open")
         assert (await reply_to(gateway, sims, open_chat)).text == "[alpha] no mention needed"
         direct = sims.feishu.inject_text("direct")
@@ -157,7 +158,7 @@ async def test_a_post_with_a_code_block_is_answered_from_its_flattened_text(home
 async def test_recalled_or_empty_messages_are_not_answered(home, sims):
     async with gateway_on_profile(home, sims) as gateway:
         recalled = sims.feishu.inject_text("", content="{}")
-        await settled_as(gateway, recalled, "dropped")
+        await settled_as(gateway, recalled, MessageState.IGNORED)
         sticker = sims.feishu.inject_text("", message_type="sticker", content='{"file_key": "stk_1"}')
         assert "I got a sticker" in (await reply_to(gateway, sims, sticker)).text
         assert sims.feishu.replies_to(recalled) == [] and sims.llm.requests == []
@@ -242,7 +243,7 @@ async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(
         await until(lambda: gateway.snapshot().pipeline.held == 1, 10, "the mention held")
         assert gateway.journal.state_of(asked.message_id) == "answering"  # kept, not guessed at
         chatter = sims.feishu.inject_group_text("no mention at all")  # needs no identity to judge
-        await settled_as(gateway, chatter, "dropped")
+        await settled_as(gateway, chatter, MessageState.IGNORED)
         direct = sims.feishu.inject_text("direct messages go on")
         assert (await reply_to(gateway, sims, direct)).text == "[alpha] direct messages go on"
         sims.feishu.fail_bot_info(False)

@@ -7,7 +7,7 @@ chat's turns in order, and stay within Feishu's rate limits — backing off when
 
 import pytest
 
-from gateway_core.pipeline import APOLOGY
+from gateway_core.judging import APOLOGY
 
 from .support import gateway_on_profile, in_own_thread
 

@@ -46,22 +46,37 @@ async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
 
 
 def test_snapshot_codec_round_trips_exactly():
-    from gateway_core.executor import ExecutorSnapshot
-    from gateway_core.feishu import FeishuSnapshot
-    from gateway_core.snapshots import GatewaySnapshot
-    from gateway_core.llm import ModelHealth, ModelsSnapshot
     from gateway_core.ownership import OwnerInfo
-    from gateway_core.pipeline import Activity, PipelineSnapshot
 
-    snap = GatewaySnapshot(
-        profile="p",
-        state="running",
-        owner=OwnerInfo(1, "headless", 2.0, "p", "ai.x"),
+    from .factories import (
+        activity,
+        executor_snapshot,
+        feishu_snapshot,
+        gateway_snapshot,
+        model_health,
+        models_snapshot,
+        pipeline_snapshot,
+    )
+
+    snap = gateway_snapshot(
+        owner=OwnerInfo(pid=1, owner="headless", started_at=2.0, profile="p", launchd_label="ai.x"),
         uptime=3.0,
-        executor=ExecutorSnapshot("healthy", 4, 2, 0, 0, 5, 0, 1, 0.001, 0.001, 0.002, 9.0, "why", (0.001, 0.002)),
-        feishu=FeishuSnapshot("connected", 1.0, "", "d1", 2.0, 1, 0, 0, None),
-        models=ModelsSnapshot("a", (ModelHealth("a", "closed", 0.0, 1, 0, 0.1, 0.1, None),)),
-        pipeline=PipelineSnapshot(1, 0, 1, 0, 0, 0, 5.0, (Activity(5.0, "c", "s", "[b]x[/b]", "a", 0.2, "answered"),)),
+        executor=executor_snapshot(
+            max_workers=4,
+            completed=5,
+            restarts=1,
+            last_restart_at=9.0,
+            last_restart_cause="why",
+            probe_history=(0.001, 0.002),
+        ),
+        feishu=feishu_snapshot(since=1.0, conn_id="d1", last_frame_at=2.0),
+        models=models_snapshot("a", (model_health("a", requests=1, last_latency=0.1, avg_latency=0.1),)),
+        pipeline=pipeline_snapshot(
+            received=1,
+            answered=1,
+            last_message_at=5.0,
+            activity=(activity(at=5.0, chat_id="c", sender_id="s", preview="[b]x[/b]", model="a", latency=0.2),),
+        ),
     )
     assert snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(snap)))) == snap
 

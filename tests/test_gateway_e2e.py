@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from gateway_core.pipeline import APOLOGY
+from gateway_core.judging import APOLOGY
+from gateway_core.states import Outcome
 
 from .support import FEISHU_SECRET, ask, in_own_thread, until
 
@@ -129,7 +130,7 @@ async def test_every_model_down_gets_an_apology_never_silence(gateway, sims):
     sims.llm.set_behaviour("beta", "error")
     event, replies = await ask(sims, "anyone?", gateway=gateway)
     assert [r.text for r in replies] == [APOLOGY]
-    assert gateway.snapshot().pipeline.activity[-1].outcome == "apology"
+    assert gateway.snapshot().pipeline.activity[-1].outcome == Outcome.APOLOGISED
 
 
 async def test_non_text_message_gets_a_polite_reply(gateway, sims):

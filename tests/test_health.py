@@ -7,34 +7,34 @@ import subprocess
 import sys
 from dataclasses import replace
 
-from gateway_core.executor import ExecutorSnapshot
-from gateway_core.feishu import FeishuSnapshot
 from gateway_core.health import DEGRADED, HEALTHY, UNHEALTHY, Health, assess
-from gateway_core.llm import ModelHealth, ModelsSnapshot
-from gateway_core.pipeline import PipelineSnapshot
-from gateway_core.replies import ReplyStats
-from gateway_core.snapshots import GatewaySnapshot, snapshot_from_dict, snapshot_to_dict
+from gateway_core.snapshots import snapshot_from_dict, snapshot_to_dict
 
+from .factories import (
+    NOW,
+    executor_snapshot,
+    feishu_snapshot,
+    gateway_snapshot,
+    model_health,
+    models_snapshot,
+    pipeline_snapshot,
+    reply_stats,
+)
 from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
-
-NOW = 1_767_225_600.0
 
 
 def well() -> dict:
     """The parts of a gateway that is answering everyone."""
     return dict(
         state="running",
-        executor=ExecutorSnapshot("healthy", 8, 2, 0, 0, 10, 0, 0, 0.001, 0.001, 0.002, None, None),
-        feishu=FeishuSnapshot("connected", NOW - 300, "", "c1", NOW - 1, 1, 0, 0, None, ping_interval=120),
-        models=ModelsSnapshot(
+        executor=executor_snapshot(),
+        feishu=feishu_snapshot(since=NOW - 300, last_frame_at=NOW - 1, ping_interval=120),
+        models=models_snapshot(
             "alpha",
-            (
-                ModelHealth("alpha", "closed", 0, 10, 0, 0.4, 0.4, None),
-                ModelHealth("beta", "closed", 0, 0, 0, None, None, None),
-            ),
+            (model_health("alpha", requests=10, last_latency=0.4, avg_latency=0.4), model_health("beta")),
         ),
-        pipeline=PipelineSnapshot(10, 0, 10, 0, 0, 0, NOW - 5, ()),
-        replies=ReplyStats(10, 0, 0),
+        pipeline=pipeline_snapshot(received=10, answered=10, last_message_at=NOW - 5),
+        replies=reply_stats(sent=10),
     )
 
 
@@ -79,7 +79,13 @@ def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded():
 
 
 def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure():
-    refused = ReplyStats(10, 0, 1, 1, "tenant token refused: code 10014: app secret invalid", True)
+    refused = reply_stats(
+        sent=10,
+        failed_attempts=1,
+        failures_in_a_row=1,
+        last_error="tenant token refused: code 10014: app secret invalid",
+        token_refused=True,
+    )
     health = judge(replies=refused)
     assert health.verdict == UNHEALTHY
     assert health.reasons == (
@@ -88,21 +94,23 @@ def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure():
 
 
 def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row():
-    assert judge(replies=ReplyStats(10, 0, 1, 1, "HTTP 500, not a Feishu answer")).verdict == DEGRADED
-    three = judge(replies=ReplyStats(10, 0, 3, 3, "no answer from Feishu within 10s"))
+    one = reply_stats(sent=10, failed_attempts=1, failures_in_a_row=1, last_error="HTTP 500, not a Feishu answer")
+    assert judge(replies=one).verdict == DEGRADED
+    timeout = "no answer from Feishu within 10s"
+    three = judge(replies=reply_stats(sent=10, failed_attempts=3, failures_in_a_row=3, last_error=timeout))
     assert three.reasons == ("replies failing: 3 in a row, last: no answer from Feishu within 10s",)
     # a reply that went out since ends the run
-    assert judge(replies=ReplyStats(11, 0, 3, 0, "no answer from Feishu within 10s")).verdict == HEALTHY
+    assert judge(replies=reply_stats(sent=11, failed_attempts=3, last_error=timeout)).verdict == HEALTHY
 
 
 def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_degraded():
     alpha, beta = well()["models"].models
-    unknown = ModelsSnapshot("alpha", (replace(alpha, unknown=True, last_error="HTTP 404 model_not_found"), beta))
+    unknown = models_snapshot("alpha", (replace(alpha, unknown=True, last_error="HTTP 404 model_not_found"), beta))
     assert judge(models=unknown).reasons == ("model alpha does not exist at the provider (HTTP 404 model_not_found)",)
     open_beta = replace(beta, breaker="open", open_for=22, last_error="HTTP 500")
-    one = judge(models=ModelsSnapshot("alpha", (alpha, open_beta)))
+    one = judge(models=models_snapshot("alpha", (alpha, open_beta)))
     assert (one.verdict, one.reasons) == (DEGRADED, ("model beta failing, tried last for 22s: HTTP 500",))
-    both = judge(models=ModelsSnapshot("alpha", (replace(alpha, breaker="open", last_error="HTTP 500"), open_beta)))
+    both = judge(models=models_snapshot("alpha", (replace(alpha, breaker="open", last_error="HTTP 500"), open_beta)))
     assert (both.verdict, both.reasons) == (UNHEALTHY, ("every model failing: alpha (HTTP 500), beta (HTTP 500)",))
     apologising = judge(pipeline=replace(well()["pipeline"], apologies_in_a_row=3))
     assert apologising.reasons == ("3 apologies in a row: no model answers",)
@@ -124,12 +132,11 @@ def test_worst_first_and_a_stopped_gateway_is_unhealthy():
 
 
 def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
-    snapshot = GatewaySnapshot(
-        profile="p",
-        owner=None,
-        uptime=1.0,
+    snapshot = gateway_snapshot(
         **{k: v for k, v in well().items() if k != "replies"},
-        replies=ReplyStats(1, 0, 1, 1, "code 10014", True),
+        replies=reply_stats(
+            sent=1, failed_attempts=1, failures_in_a_row=1, last_error="code 10014", token_refused=True
+        ),
     )
     assert snapshot.health.verdict == UNHEALTHY and snapshot.healthy is False
     wire = json.loads(json.dumps(snapshot_to_dict(snapshot)))

@@ -130,7 +130,7 @@ async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home, 
     sims.llm.pace("alpha", 0.005)  # about 3 s of writing
     sims.feishu.streaming_window = 1.5  # Feishu ends streaming 1.5 s after it began (really ~10 min)
     async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=60) as gateway:
-        gateway.pipeline.card_rotate_after = 0.6
+        gateway.pipeline.outbox.card_rotate_after = 0.6
         event = sims.feishu.inject_text("a slow one")
         await answered(gateway, event)
         cards = sims.feishu.cards_replied_to(event)
@@ -144,7 +144,7 @@ async def test_an_answer_that_changes_after_cards_were_finished_goes_whole_in_te
     sims.llm.answer_with("alpha", words_answer(60))
     sims.llm.pause_stream("alpha", 300)  # alpha writes 300 words, then nothing until its deadline
     async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=3) as gateway:
-        gateway.pipeline.card_rotate_after = 0.0  # every card is closed at its last line end at once
+        gateway.pipeline.outbox.card_rotate_after = 0.0  # every card is closed at its last line end at once
         event = sims.feishu.inject_text("a question beta answers differently")
         await answered(gateway, event)
         cards = sims.feishu.cards_replied_to(event)

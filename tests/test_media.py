@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from gateway_core.journal import Journal
+from gateway_core.states import MessageState
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
 
@@ -90,7 +91,7 @@ async def test_without_vision_models_an_image_gets_the_polite_reply_and_no_model
         reply = await reply_to(gateway, sims, event)
         assert "llm.vision_models" in reply.text
         assert sims.llm.requests == [] and sims.feishu.downloads == []
-        assert gateway.journal.state_of(event.message_id) == "dropped"
+        assert gateway.journal.state_of(event.message_id) == MessageState.ANSWERED_LOCALLY
 
 
 async def test_an_image_in_a_post_goes_to_the_model_with_its_text(home, sims):
@@ -121,7 +122,7 @@ async def test_an_image_over_the_cap_or_missing_gets_a_polite_reply_recorded_wit
         assert "could not fetch an image" in (await reply_to(gateway, sims, missing)).text
         assert sims.llm.requests == []
         for event, reason in ((large, "image over 1024 bytes"), (missing, "image download failed: HTTP 404")):
-            assert gateway.journal.state_of(event.message_id) == "dropped"
+            assert gateway.journal.state_of(event.message_id) == MessageState.ANSWERED_LOCALLY
             assert reason in reason_of(home, event.message_id)
 
 

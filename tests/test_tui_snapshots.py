@@ -24,10 +24,11 @@ from textual.screen import ModalScreen
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
 from gateway_core.snapshots import GatewaySnapshot
-from gateway_core.llm import ModelHealth, ModelsSnapshot
+from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine
 from gateway_core.ownership import OwnerInfo, ProfileBusy
-from gateway_core.pipeline import Activity, PipelineSnapshot
+from gateway_core.pipeline import PipelineSnapshot
+from gateway_core.states import DeliveryMode, Outcome
 from gateway_core.config import Home
 from launchd.agents import AgentSettings
 from tui.app import ConsoleApp
@@ -36,37 +37,38 @@ from gateway_core.process_stats import ProcessStats
 from tui.remote import RemoteSource
 from tui.source import Attachment, AttachMode, GatewaySource, starting_snapshot
 
+from .factories import NOW, model_health
+from .factories import activity as make_activity
 from .snapshot_text import screen_lines
 from .support import until
 
-NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 PID = 4242
 
 
 def frozen_snapshot() -> GatewaySnapshot:
     activity = tuple(
-        Activity(
-            NOW - 60 + 7 * n,
-            f"oc_chat{n % 2}",
-            f"ou_user{n % 3}",
-            text,
-            model,
-            latency,
-            outcome,
+        make_activity(
+            at=NOW - 60 + 7 * n,
+            chat_id=f"oc_chat{n % 2}",
+            sender_id=f"ou_user{n % 3}",
+            preview=text,
+            model=model,
+            latency=latency,
+            outcome=outcome,
             message_id=f"om_{n}",
             event_id=f"ev_{n}",
             text=text,
             reply=f"[{model}] {text}" if model else "Sorry — the language model is unavailable right now.",
-            reply_mode="card" if n == 1 else "text",
+            reply_mode=DeliveryMode.CARD if n == 1 else DeliveryMode.TEXT,
             delivery="2 cards + 1 text part" if n == 1 else "1 text part",
         )
         for n, (text, model, latency, outcome) in enumerate(
             [
-                ("Hello! Are you there?", "alpha", 0.412, "answered"),
-                ("[bold red]x[/] [link=http://e]y[/link] \\x1b[31mz", "alpha", 0.398, "answered"),
-                ("Summarise yesterday's incident in one line", "beta", 1.204, "answered"),
-                ("ping", None, 5.002, "apology"),
-                ("<image>", None, 0.011, "unsupported"),
+                ("Hello! Are you there?", "alpha", 0.412, Outcome.ANSWERED),
+                ("[bold red]x[/] [link=http://e]y[/link] \\x1b[31mz", "alpha", 0.398, Outcome.ANSWERED),
+                ("Summarise yesterday's incident in one line", "beta", 1.204, Outcome.ANSWERED),
+                ("ping", None, 5.002, Outcome.APOLOGISED),
+                ("<image>", None, 0.011, Outcome.UNSUPPORTED),
             ]
         )
     )
@@ -105,8 +107,17 @@ def frozen_snapshot() -> GatewaySnapshot:
         models=ModelsSnapshot(
             active="alpha",
             models=(
-                ModelHealth("alpha", "closed", 0.0, 40, 0, 0.41, 0.43, None),
-                ModelHealth("beta", "open", 22.0, 12, 3, 5.0, 1.9, "HTTP 500 from the provider"),
+                model_health("alpha", requests=40, last_latency=0.41, avg_latency=0.43),
+                model_health(
+                    "beta",
+                    breaker="open",
+                    open_for=22.0,
+                    requests=12,
+                    errors=3,
+                    last_latency=5.0,
+                    avg_latency=1.9,
+                    last_error="HTTP 500 from the provider",
+                ),
             ),
         ),
         pipeline=PipelineSnapshot(

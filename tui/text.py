@@ -10,8 +10,10 @@ import time
 
 from rich.text import Text
 
+from gateway_core.states import Outcome
+
 # The style of each state word; anything unknown is shown dim rather than guessed at.
-STATE_STYLES = {
+STATE_STYLES: dict[str, str] = {
     # gateway
     "running": "bold green",
     "starting": "bold yellow",
@@ -36,13 +38,13 @@ STATE_STYLES = {
     # model breaker and message outcomes
     "closed": "green",
     "open": "bold red",
-    "answered": "green",
-    "apology": "yellow",
-    "unsupported": "dim",
-    "command": "cyan",
-    "ignored": "dim",
-    "refused": "magenta",  # stopped at the access gate (issue 19)
-    "reply failed": "bold red",
+    Outcome.ANSWERED: "green",
+    Outcome.APOLOGISED: "yellow",
+    Outcome.UNSUPPORTED: "dim",
+    Outcome.COMMAND: "cyan",
+    Outcome.IGNORED: "dim",
+    Outcome.REFUSED: "magenta",  # stopped at the access gate (issue 19)
+    Outcome.REPLY_FAILED: "bold red",
 }
 
 

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..messages import GroupPolicy
-from ..states import DmPolicy
+from ..states import DmPolicy, ReplyMode
 from .secrets import source_keys
 
-FeishuReplyMode = Literal["stream", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 ChatPolicies = tuple[tuple[str, GroupPolicy], ...]
 
@@ -128,8 +127,8 @@ class FeishuConfig:
     app_replies_per_second: int = field(
         default=50, metadata=about("Replies sent per second for the whole app: Feishu's limit per app.", minimum=1)
     )
-    reply_mode: FeishuReplyMode = field(
-        default="stream",
+    reply_mode: ReplyMode = field(
+        default=ReplyMode.STREAM,
         metadata=about(
             '"stream": the answer grows in a CardKit card while the model writes (needs the cardkit:card:write'
             " scope; without it replies fall back to plain text, detected once and shown in the console);"

@@ -23,6 +23,7 @@ from textual.widgets import DataTable
 
 from gateway_core.access import AccessSnapshot
 from gateway_core.pipeline import Activity, Answering
+from gateway_core.states import ReplyMode
 
 from .quiet import set_subtitle
 from ..text import STATE_STYLES, age, clock_time, millis
@@ -141,10 +142,11 @@ class MessagesPanel(DataTable[Text]):
             for column, cell in zip(COLUMNS, cells):
                 self.update_cell(key, column, cell)
 
-    def show_reply_mode(self, mode: str, unavailable: str | None) -> None:
+    def show_reply_mode(self, mode: ReplyMode, unavailable: str | None) -> None:
         """How answers go out: "stream" (cards) or "text"; a fallback says why."""
-        line = "replies: text (cards unavailable)" if mode == "stream" and unavailable else f"replies: {mode}"
-        self._mode_line = "" if mode == "text" and not unavailable else line
+        streaming = mode == ReplyMode.STREAM
+        line = f"replies: {ReplyMode.TEXT} (cards unavailable)" if streaming and unavailable else f"replies: {mode}"
+        self._mode_line = "" if mode == ReplyMode.TEXT and not unavailable else line
 
     def show_access(self, access: AccessSnapshot | None) -> None:
         """Who may talk to the bot: said when anyone may, and when pairing requests wait (key a)."""
