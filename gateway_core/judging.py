@@ -31,7 +31,7 @@ from .commands import Command, help_text, parse_command, unknown_command_text
 from .journal import ChatSettings, Journal
 from .llm import LlmClient
 from .media import MediaRef
-from .messages import IncomingMessage, group_policy_for, should_answer
+from .messages import DEFAULT_GROUP_POLICY, IncomingMessage, group_policy_for, should_answer
 from .states import Outcome, ReplyMode
 
 log = logging.getLogger("gatewatch.pipeline")
@@ -61,7 +61,7 @@ class ChatRules:
     """How the pipeline treats chats: reply mode, group policy, history, who may switch for all."""
 
     reply_mode: ReplyMode = ReplyMode.TEXT
-    group_policy: str = "mention"
+    group_policy: str = DEFAULT_GROUP_POLICY
     chat_policies: Mapping[str, str] = field(default_factory=dict)
     per_user_history: bool = False
     admins: frozenset[str] = frozenset()

@@ -20,6 +20,7 @@ from typing import Any, Literal, Mapping, get_args
 
 GroupPolicy = Literal["always", "mention", "never"]  # the profile key feishu.group_policy
 GROUP_POLICIES: tuple[GroupPolicy, ...] = get_args(GroupPolicy)
+DEFAULT_GROUP_POLICY: GroupPolicy = "mention"  # feishu.group_policy's default (config/schema.py reads it)
 ALL_KEY = "@_all"  # @everyone: never counts as talking to the bot
 # a mention key with the blanks around it, so removing one leaves no double space
 MENTION_KEY = re.compile(r"(?P<pre>[ \t]*)(?P<key>@_user_\d+|@_all)(?P<post>[ \t]*)")
@@ -323,7 +324,7 @@ def group_policy_for(chat_id: str, default: str, per_chat: Mapping[str, str] | N
 
 
 def should_answer(
-    message: IncomingMessage, default_policy: str = "mention", per_chat: Mapping[str, str] | None = None
+    message: IncomingMessage, default_policy: str = DEFAULT_GROUP_POLICY, per_chat: Mapping[str, str] | None = None
 ) -> tuple[bool, str]:
     """Decide whether to answer; return (answer?, why) — the reason is for the log and console.
 

@@ -186,7 +186,7 @@ class MessagePipeline:
         journal: Journal,
         history_turns: int,
         system_prompt: str,
-        stale_after: float = 6 * 3600.0,
+        stale_after: float,
         retry_delay: float = 0.5,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         *,

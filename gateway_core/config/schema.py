@@ -21,7 +21,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from ..messages import GroupPolicy
+from ..messages import DEFAULT_GROUP_POLICY, GroupPolicy
 from ..states import DmPolicy, ReplyMode
 from .secrets import source_keys
 
@@ -136,7 +136,7 @@ class FeishuConfig:
         ),
     )
     group_policy: GroupPolicy = field(
-        default="mention",
+        default=DEFAULT_GROUP_POLICY,
         metadata=about(
             'In group chats answer "always", only when the bot itself is @-mentioned ("mention"; @all does not'
             ' count) or "never". Direct messages are always answered.'
