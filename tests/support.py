@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Callable, Coroutine, NamedTuple, TypeVar
 
 from gateway_core.config import Home, Profile, load_profile
 from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
 from gateway_core.sim.profile import write_sim_profile
 from gateway_core.threads import in_own_thread  # also re-exported for the tests
 
@@ -28,6 +29,10 @@ LLM_KEY = "sim-key-" + uuid.uuid4().hex[:12]
 
 
 T = TypeVar("T")
+
+# pytest-textual-snapshot's `snap_compare` fixture: it declares Callable[[str | PurePath], bool], but the
+# function it returns takes the App itself and keyword options (terminal_size=, run_before=, press=).
+SnapCompare = Callable[..., bool]
 
 
 async def until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, pilot=None) -> T:
@@ -71,7 +76,7 @@ class Exchange(NamedTuple):
         return reply.text
 
 
-async def on_gateway_loop(gateway, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+async def on_gateway_loop(gateway: Gateway, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
     """Await a gateway coroutine on the gateway's own loop, to a deadline, from any running loop.
 
     The console serves its gateway on a loop thread of its own: the gateway's coroutines must run
@@ -83,7 +88,7 @@ async def on_gateway_loop(gateway, work: Coroutine[Any, Any, T], timeout: float 
     return await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop)), timeout)
 
 
-async def ask(sims, text: str, *, gateway=None, timeout: float = 20, **inject: Any) -> Exchange:
+async def ask(sims: Simulators, text: str, *, gateway: Gateway | None = None, timeout: float = 20, **inject: Any) -> Exchange:
     """Send a user message through the Feishu simulator and wait (to `timeout`) for its reply.
 
     `inject` goes to `inject_text` (chat_id=, message_type=, ...). With an in-process `gateway`,
@@ -102,7 +107,7 @@ def unique_app_id() -> str:
     return f"cli_{uuid.uuid4().hex[:12]}"
 
 
-def write_profile(home: Home, name: str, sims, models=("alpha", "beta"), **options) -> Path:
+def write_profile(home: Home, name: str, sims: Simulators, models=("alpha", "beta"), **options) -> Path:
     """A profile wired to the running simulators, with fast timings for tests."""
     return write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=models, **options)
 

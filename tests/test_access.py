@@ -9,6 +9,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,9 +24,11 @@ from gateway_core.access import (
     mask_code,
     new_code,
 )
-from gateway_core.config import load_profile, write_profile_template
+from gateway_core.config import Home, load_profile, write_profile_template
 from gateway_core.control import ControlError, ControlServer, request
+from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
+from gateway_core.sim import Simulators
 from gateway_core.states import DmPolicy, InboxState
 from tui.cli import main
 
@@ -47,33 +50,35 @@ def access_section(**keys: object) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-async def replied(gateway, sims, event, count=1):
+async def replied(gateway: Gateway, sims: Simulators, event, count=1):
     replies = await in_own_thread(sims.feishu.wait_for_replies, event, count, 15)
     assert await gateway.pipeline.drain(10) == 0
     return replies
 
 
-async def settled(gateway, event, state=REFUSED):
+async def settled(gateway: Gateway, event, state=REFUSED) -> None:
     """The journal finished `event` in `state`, and nothing is still on its way (how "no reply" is seen)."""
     await until(lambda: gateway.journal.state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
     assert await gateway.pipeline.drain(10) == 0
 
 
-async def cli(capsys, *argv):
+async def cli(capsys: pytest.CaptureFixture[str], *argv):
     """`gatewatch …` in a thread of its own (it may ask the gateway serving on this loop); (code, out, err)."""
     code = await in_own_thread(main, list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
-def log_text(gateway) -> str:
+def log_text(gateway: Gateway) -> str:
     return "\n".join(line.message for line in gateway.logging.ring.since(0))
 
 
 # ----------------------------------------------------------------------------- pairing
 
 
-async def test_pairing_end_to_end_approve_restart_revoke(home, sims, capsys):
+async def test_pairing_end_to_end_approve_restart_revoke(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     stranger = "ou_stranger"
     options = dict(extra=access_section(dm_policy="pairing"))
     async with gateway_on_profile(home, sims, **options) as gateway:
@@ -115,14 +120,14 @@ async def test_pairing_end_to_end_approve_restart_revoke(home, sims, capsys):
         assert gateway.journal.state_of(refused.message_id) == REFUSED and len(sims.llm.requests) == 2
 
 
-async def test_a_strangers_recalled_message_gets_no_code(home, sims):
+async def test_a_strangers_recalled_message_gets_no_code(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         recalled = sims.feishu.inject_text("", content="{}", sender_open_id="ou_stranger", chat_id="oc_s")
         await settled(gateway, recalled, InboxState.DROPPED)
         assert sims.feishu.replies_to(recalled) == [] and gateway.snapshot().pipeline.access.pending == ()
 
 
-async def test_a_fourth_pending_stranger_is_told_to_try_later(home, sims):
+async def test_a_fourth_pending_stranger_is_told_to_try_later(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         for n in range(MAX_PENDING):
             event = sims.feishu.inject_text("hi", sender_open_id=f"ou_s{n}", chat_id=f"oc_s{n}")
@@ -135,7 +140,7 @@ async def test_a_fourth_pending_stranger_is_told_to_try_later(home, sims):
         assert sims.llm.requests == []
 
 
-async def test_a_code_is_never_sent_into_a_group(home, sims):
+async def test_a_code_is_never_sent_into_a_group(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="pairing", chats=["oc_team"])
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         bot = sims.feishu.bot_mention()
@@ -152,7 +157,7 @@ async def test_a_code_is_never_sent_into_a_group(home, sims):
 # ----------------------------------------------------------------------------- allowlists and budget
 
 
-async def test_allowlist_answers_the_listed_and_refuses_others_once_an_hour(home, sims):
+async def test_allowlist_answers_the_listed_and_refuses_others_once_an_hour(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="allowlist", allow=["ou_friend"])
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         friend = sims.feishu.inject_text("hi", sender_open_id="ou_friend", chat_id="oc_f")
@@ -166,7 +171,7 @@ async def test_allowlist_answers_the_listed_and_refuses_others_once_an_hour(home
         assert gateway.snapshot().pipeline.access.refused_last_hour == 2
 
 
-async def test_chats_allowlist_answers_only_the_listed_groups(home, sims):
+async def test_chats_allowlist_answers_only_the_listed_groups(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="open", chats=["oc_team"])
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         bot = sims.feishu.bot_mention()
@@ -182,7 +187,7 @@ async def test_chats_allowlist_answers_only_the_listed_groups(home, sims):
         assert len(sims.llm.requests) == 2
 
 
-async def test_over_the_hourly_budget_one_slow_down_and_no_model_call(home, sims):
+async def test_over_the_hourly_budget_one_slow_down_and_no_model_call(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="open", user_messages_per_hour=2)
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         for n in range(2):
@@ -198,7 +203,7 @@ async def test_over_the_hourly_budget_one_slow_down_and_no_model_call(home, sims
         assert len(sims.llm.requests) == 3
 
 
-async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(home, sims):
+async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="allowlist"))
     from gateway_core.messages import IncomingMessage
 
@@ -215,7 +220,7 @@ async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(ho
 # ----------------------------------------------------------------------------- the CLI without a gateway
 
 
-def stranger_with_code(home, name, ago: float = 0.0) -> str:
+def stranger_with_code(home: Home, name, ago: float = 0.0) -> str:
     """A pairing code issued `ago` seconds back, as the gate issues it, in the profile's journal."""
     profile = load_profile(home, name)
     journal = Journal(home.state_file(name))
@@ -228,7 +233,9 @@ def stranger_with_code(home, name, ago: float = 0.0) -> str:
         journal.close()
 
 
-async def test_cli_on_a_profile_nobody_serves_works_on_the_journal(home, sims, capsys):
+async def test_cli_on_a_profile_nobody_serves_works_on_the_journal(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing", allow=["ou_boss"]))
     code = stranger_with_code(home, "p", ago=120)
     status, out, _ = await cli(capsys, "access", "list", "--profile", "p")
@@ -250,7 +257,9 @@ async def test_cli_on_a_profile_nobody_serves_works_on_the_journal(home, sims, c
         ("O0O0O0O0", "not a pairing code"),
     ],
 )
-async def test_a_wrong_code_is_one_line_and_exit_1(home, sims, capsys, code, expected):
+async def test_a_wrong_code_is_one_line_and_exit_1(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str], code, expected
+) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     stranger_with_code(home, "p")
     status, out, err = await cli(capsys, "access", "approve", code, "--profile", "p")
@@ -258,7 +267,9 @@ async def test_a_wrong_code_is_one_line_and_exit_1(home, sims, capsys, code, exp
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
 
 
-async def test_an_expired_code_is_one_line_and_exit_1(home, sims, capsys):
+async def test_an_expired_code_is_one_line_and_exit_1(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     code = stranger_with_code(home, "p", ago=CODE_TTL + 60)
     status, out, err = await cli(capsys, "access", "approve", code, "--profile", "p")
@@ -268,7 +279,7 @@ async def test_an_expired_code_is_one_line_and_exit_1(home, sims, capsys):
     assert status == 1 and err == "gatewatch: ou_waiting is not approved\n"
 
 
-async def test_access_ops_from_another_uid_are_refused(gateway, home):
+async def test_access_ops_from_another_uid_are_refused(gateway: Gateway, home: Home) -> None:
     path = home.socket_file("p").with_name("foreign.sock")
     foreign = ControlServer(gateway, path, allowed_uid=os.getuid() + 1)
     await foreign.start()
@@ -286,7 +297,9 @@ async def test_access_ops_from_another_uid_are_refused(gateway, home):
 # ----------------------------------------------------------------------------- the profile
 
 
-async def test_profile_show_warns_without_access_and_the_template_pairs(home, sims, capsys):
+async def test_profile_show_warns_without_access_and_the_template_pairs(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_profile(home, "p", sims)
     assert load_profile(home, "p").access.dm_policy == DmPolicy.OPEN
     status, out, _ = await cli(capsys, "profile", "show", "p")
@@ -305,7 +318,7 @@ async def test_profile_show_warns_without_access_and_the_template_pairs(home, si
     assert re.search(r"^access\.dm_policy +pairing$", out, re.M) and "warning: access" not in out
 
 
-def test_codes_are_8_of_the_unambiguous_alphabet_and_masked():
+def test_codes_are_8_of_the_unambiguous_alphabet_and_masked() -> None:
     codes = {new_code() for _ in range(200)}
     assert len(codes) == 200 and all(re.fullmatch(r"[A-Z2-9]{8}", c) for c in codes)
     assert mask_code("ABCD2345") == "AB******"
@@ -314,7 +327,7 @@ def test_codes_are_8_of_the_unambiguous_alphabet_and_masked():
 # ----------------------------------------------------------------------------- status and health
 
 
-async def test_status_json_has_access_while_serving_and_when_stopped(home, sims):
+async def test_status_json_has_access_while_serving_and_when_stopped(home: Home, sims: Simulators) -> None:
     from gateway_core.status import profile_status, render_status
 
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
@@ -334,7 +347,7 @@ async def test_status_json_has_access_while_serving_and_when_stopped(home, sims)
         assert "p: 1 pairing requests waiting: gatewatch access list --profile p" in render_status([status], False)
 
 
-async def test_status_says_a_profile_without_access_answers_anyone(home, sims):
+async def test_status_says_a_profile_without_access_answers_anyone(home: Home, sims: Simulators) -> None:
     from gateway_core.status import profile_status, render_status
 
     async with gateway_on_profile(home, sims) as gateway:
@@ -344,7 +357,7 @@ async def test_status_says_a_profile_without_access_answers_anyone(home, sims):
         assert gateway.snapshot().health.verdict == "healthy"
 
 
-async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home, sims):
+async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home: Home, sims: Simulators) -> None:
     from gateway_core.health import REFUSALS_DEGRADED
 
     async with gateway_on_profile(home, sims, extra=access_section(chats=["oc_team"])) as gateway:
@@ -357,7 +370,7 @@ async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home, sims):
         assert sims.feishu.sent == [] and sims.llm.requests == []
 
 
-def test_a_schema_2_journal_is_migrated_in_place(tmp_path):
+def test_a_schema_2_journal_is_migrated_in_place(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.db"
@@ -389,7 +402,7 @@ def test_a_schema_2_journal_is_migrated_in_place(tmp_path):
         ('alow = ["ou_a"]', "unknown key access.alow: did you mean allow?"),
     ],
 )
-def test_bad_access_settings_are_one_line_naming_the_key(home, sims, section, expected):
+def test_bad_access_settings_are_one_line_naming_the_key(home: Home, sims: Simulators, section, expected) -> None:
     from gateway_core.config import ConfigError
 
     write_profile(home, "p", sims, extra=f"\n[access]\n{section}\n")

@@ -13,10 +13,11 @@ import time
 import pytest
 
 from gateway_core.access import AccessSnapshot, PendingCode
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 from gateway_core.pipeline import Activity
+from gateway_core.sim import Simulators
 from tui.app import ConsoleApp
 from tui.panels import MessagesPanel
 from tui.screens import AccessModal
@@ -24,11 +25,11 @@ from tui.source import LocalSource
 
 from .test_access import access_section
 from .test_tui_snapshots import NOW, FrozenSource, console, picture, screen_text
-from .support import in_own_thread, until, write_profile
+from .support import SnapCompare, in_own_thread, until, write_profile
 
 
 @pytest.fixture(autouse=True)
-def utc(monkeypatch):
+def utc(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield
@@ -40,7 +41,7 @@ def utc(monkeypatch):
 
 
 @pytest.fixture
-def pairing_console(home, sims):
+def pairing_console(home: Home, sims: Simulators):
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     gateway = Gateway(load_profile(home, "p"), home, owner="console", log_to_file=False)
     app = ConsoleApp(LocalSource("p", lambda: gateway), home=home)
@@ -48,13 +49,15 @@ def pairing_console(home, sims):
     assert gateway.state == "stopped" and read_owner(home.lock_file("p")) is None
 
 
-async def code_reply(sims, sender: str, chat: str):
+async def code_reply(sims: Simulators, sender: str, chat: str):
     event = sims.feishu.inject_text("hello?", sender_open_id=sender, chat_id=chat)
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     return event, reply
 
 
-async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(pairing_console, sims):
+async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(
+    pairing_console, sims: Simulators
+) -> None:
     app, gateway = pairing_console
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await until(lambda: gateway.feishu.state == "connected", 20, "Feishu connected", pilot=pilot)
@@ -125,20 +128,20 @@ class PairingSource(FrozenSource):
         self._snapshot = dataclasses.replace(self._snapshot, pipeline=pipeline)
 
 
-def test_pairing_request_on_the_main_screen_80x24(snap_compare):
+def test_pairing_request_on_the_main_screen_80x24(snap_compare: SnapCompare) -> None:
     source = PairingSource()
     shows = ("1 pairing request (a)", "refused", "Access")
     assert snap_compare(console(source), terminal_size=(80, 24), run_before=picture(source, shows=shows))
 
 
-def test_pairing_requests_modal_80x24(snap_compare):
+def test_pairing_requests_modal_80x24(snap_compare: SnapCompare) -> None:
     source = PairingSource()
     shows = ("Pairing requests", "ou_stranger  in oc_dm_stranger  20s ago", "a approve · d deny")
     run_before = picture(source, "a", modal=True, shows=shows, hides=("QX",))
     assert snap_compare(console(source), terminal_size=(80, 24), run_before=run_before)
 
 
-async def test_an_attached_console_decides_through_the_control_socket(home, sims):
+async def test_an_attached_console_decides_through_the_control_socket(home: Home, sims: Simulators) -> None:
     from tui.remote import RemoteSource
 
     from .support import gateway_on_profile

@@ -6,20 +6,23 @@ import signal
 import pytest
 
 from gateway_core.commands import help_text
+from gateway_core.config import Home
 from gateway_core.delivery import DeliveryRecord
+from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
+from gateway_core.sim import Simulators
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
 
 
-async def reply_to(gateway, sims, event):
+async def reply_to(gateway: Gateway, sims: Simulators, event):
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     assert await gateway.pipeline.drain(10) == 0
     return reply
 
 
-async def settled_as(gateway, event, state):
+async def settled_as(gateway: Gateway, event, state) -> None:
     """Wait until the journal finished `event` in `state` (how "no reply" is observed)."""
     await until(lambda: gateway.journal.state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
     assert await gateway.pipeline.drain(10) == 0
@@ -28,7 +31,9 @@ async def settled_as(gateway, event, state):
 # ----------------------------------------------------------------------------- streaming cards
 
 
-async def test_a_20_chunk_answer_streams_into_one_card_and_ends_with_the_models_text(home, sims):
+async def test_a_20_chunk_answer_streams_into_one_card_and_ends_with_the_models_text(
+    home: Home, sims: Simulators
+) -> None:
     sims.llm.pace("alpha", 0.1)  # a model writing one word every 100 ms: about 2 s in all
     words = " ".join(f"w{n}" for n in range(1, 20))  # "[alpha]" + 19 words: 20 chunks
     async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
@@ -46,7 +51,7 @@ async def test_a_20_chunk_answer_streams_into_one_card_and_ends_with_the_models_
         assert (activity.outcome, activity.reply_mode) == ("answered", "card")
 
 
-async def test_without_the_cardkit_scope_the_answer_falls_back_to_one_text_reply(home, sims):
+async def test_without_the_cardkit_scope_the_answer_falls_back_to_one_text_reply(home: Home, sims: Simulators) -> None:
     sims.feishu.deny_scope()
     async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
         first = sims.feishu.inject_text("no cards here")
@@ -62,7 +67,7 @@ async def test_without_the_cardkit_scope_the_answer_falls_back_to_one_text_reply
 # ----------------------------------------------------------------------------- groups
 
 
-async def test_group_answers_only_its_own_mention(home, sims):
+async def test_group_answers_only_its_own_mention(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         plain = sims.feishu.inject_group_text("just chatting")
         await settled_as(gateway, plain, "dropped")
@@ -80,7 +85,7 @@ async def test_group_answers_only_its_own_mention(home, sims):
         assert gateway.snapshot().pipeline.ignored == 2
 
 
-async def test_chat_policy_table_overrides_the_profile_and_p2p_is_always_answered(home, sims):
+async def test_chat_policy_table_overrides_the_profile_and_p2p_is_always_answered(home: Home, sims: Simulators) -> None:
     table = '[feishu.chat_policies]\n"oc_open" = "always"\n'
     async with gateway_on_profile(home, sims, group_policy="never", extra=table) as gateway:
         muted = sims.feishu.inject_group_text("@_user_1 hi", mentions=[sims.feishu.bot_mention()])
@@ -94,7 +99,7 @@ async def test_chat_policy_table_overrides_the_profile_and_p2p_is_always_answere
 # ----------------------------------------------------------------------------- commands
 
 
-async def test_commands_are_answered_without_the_model(home, sims):
+async def test_commands_are_answered_without_the_model(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         helped = await reply_to(gateway, sims, sims.feishu.inject_text("/help"))
         assert helped.text == help_text(["alpha", "beta"])
@@ -119,7 +124,7 @@ async def test_commands_are_answered_without_the_model(home, sims):
         assert outcomes == ["command"] * 4 + ["answered"] * 2 + ["command"] * 2
 
 
-async def test_an_admins_model_switch_applies_to_every_chat(home, sims):
+async def test_an_admins_model_switch_applies_to_every_chat(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims, extra='admins = ["ou_admin"]') as gateway:
         switched = await reply_to(gateway, sims, sims.feishu.inject_text("/model beta", sender_open_id="ou_admin"))
         assert switched.text == "Every chat now uses beta (you are an admin)."
@@ -128,7 +133,7 @@ async def test_an_admins_model_switch_applies_to_every_chat(home, sims):
         assert other.text == "[beta] hi"
 
 
-async def test_a_bare_mention_in_a_group_gets_help(home, sims):
+async def test_a_bare_mention_in_a_group_gets_help(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_group_text("@_user_1", mentions=[sims.feishu.bot_mention()])
         assert (await reply_to(gateway, sims, event)).text.startswith("You mentioned me without a question.")
@@ -138,7 +143,7 @@ async def test_a_bare_mention_in_a_group_gets_help(home, sims):
 # ----------------------------------------------------------------------------- message types
 
 
-async def test_a_post_with_a_code_block_is_answered_from_its_flattened_text(home, sims):
+async def test_a_post_with_a_code_block_is_answered_from_its_flattened_text(home: Home, sims: Simulators) -> None:
     post = {
         "title": "Why?",
         "content": [
@@ -154,7 +159,7 @@ async def test_a_post_with_a_code_block_is_answered_from_its_flattened_text(home
         assert sims.llm.requests[0].messages[-1]["content"] == flattened
 
 
-async def test_recalled_or_empty_messages_are_not_answered(home, sims):
+async def test_recalled_or_empty_messages_are_not_answered(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         recalled = sims.feishu.inject_text("", content="{}")
         await settled_as(gateway, recalled, "dropped")
@@ -167,7 +172,7 @@ async def test_recalled_or_empty_messages_are_not_answered(home, sims):
 
 
 @pytest.mark.process
-def test_kill_9_mid_stream_the_next_owner_completes_the_same_card(home, sims):
+def test_kill_9_mid_stream_the_next_owner_completes_the_same_card(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims, reply_mode="stream")
     words = " ".join(f"w{n}" for n in range(1, 12))
     with HeadlessProcess.start(home, "p") as gateway:
@@ -200,7 +205,9 @@ def test_kill_9_mid_stream_the_next_owner_completes_the_same_card(home, sims):
         journal.close()
 
 
-async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_next_owner(home, sims):
+async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_next_owner(
+    home: Home, sims: Simulators
+) -> None:
     sims.feishu.limit_card_operations(1, 3600)  # the first update goes through, then 429s for an hour
     async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
         event = sims.feishu.inject_text("finish me later")
@@ -219,7 +226,7 @@ async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_ne
     assert len(sims.llm.requests) == 1  # the stored answer was used, the model not asked again
 
 
-async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(home, sims):
+async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(home: Home, sims: Simulators) -> None:
     import dataclasses
 
     sims.feishu.fail_bot_info()
@@ -238,7 +245,7 @@ async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(
         assert snap.held == 0 and snap.bot_open_id == sims.feishu.bot_open_id
 
 
-async def test_per_user_history_in_groups(home, sims):
+async def test_per_user_history_in_groups(home: Home, sims: Simulators) -> None:
     table = '[feishu.chat_policies]\n"oc_group1" = "always"\n'
     async with gateway_on_profile(home, sims, history_per_user_in_groups=True, extra=table) as gateway:
         for sender in ("ou_ann", "ou_ben"):

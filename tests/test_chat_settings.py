@@ -2,12 +2,14 @@
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from gateway_core.config import ConfigError, describe_profile, load_profile
+from gateway_core.config import ConfigError, Home, describe_profile, load_profile
 from gateway_core.journal import SCHEMA_VERSION, Journal
 from gateway_core.messages import IncomingMessage, interpret
+from gateway_core.sim import Simulators
 
 from .support import write_profile
 
@@ -23,7 +25,7 @@ PRAGMA user_version=1;
 """
 
 
-def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(tmp_path):
+def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     db = sqlite3.connect(path)
     db.executescript(V1_INBOX)
@@ -51,7 +53,7 @@ def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(
     Journal(path).close()  # opening a migrated journal again changes nothing
 
 
-def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands_reply(tmp_path):
+def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands_reply(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "p.db")
     try:
         for n in (1, 2, 3):
@@ -77,7 +79,7 @@ def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands
         journal.close()
 
 
-def test_chat_settings_are_read_checked_and_shown(home, sims):
+def test_chat_settings_are_read_checked_and_shown(home: Home, sims: Simulators) -> None:
     extra = 'admins = ["ou_admin"]\n[feishu.chat_policies]\n"oc_a" = "always"\n"oc_b" = "never"\n'
     write_profile(home, "p", sims, reply_mode="stream", group_policy="never", extra=extra)
     profile = load_profile(home, "p")
@@ -98,7 +100,7 @@ def test_chat_settings_are_read_checked_and_shown(home, sims):
         ({"extra": 'admin = ["ou_1"]'}, "unknown key gateway.admin: did you mean admins?"),
     ],
 )
-def test_bad_chat_settings_are_one_clear_line(home, sims, options, expected):
+def test_bad_chat_settings_are_one_clear_line(home: Home, sims: Simulators, options, expected) -> None:
     write_profile(home, "p", sims, **options)
     with pytest.raises(ConfigError) as error:
         load_profile(home, "p")

@@ -7,7 +7,7 @@ import time
 from gateway_core.executor import HeldExecutor
 
 
-async def test_work_refused_by_a_shut_down_pool_is_resubmitted():
+async def test_work_refused_by_a_shut_down_pool_is_resubmitted() -> None:
     executor = HeldExecutor(max_workers=2)
     executor.install_on(asyncio.get_running_loop())
     executor.pool.shutdown()  # behind the gateway's back
@@ -18,7 +18,7 @@ async def test_work_refused_by_a_shut_down_pool_is_resubmitted():
     executor.shutdown()
 
 
-async def test_loop_default_executor_shutdown_is_detected_and_the_loop_healed():
+async def test_loop_default_executor_shutdown_is_detected_and_the_loop_healed() -> None:
     loop = asyncio.get_running_loop()
     executor = HeldExecutor(max_workers=2)
     executor.install_on(loop)
@@ -31,7 +31,7 @@ async def test_loop_default_executor_shutdown_is_detected_and_the_loop_healed():
     executor.shutdown()
 
 
-async def test_concurrent_detections_of_one_dead_pool_count_one_restart():
+async def test_concurrent_detections_of_one_dead_pool_count_one_restart() -> None:
     executor = HeldExecutor(max_workers=4)
     executor.install_on(asyncio.get_running_loop())
     executor.pool.shutdown()
@@ -41,7 +41,7 @@ async def test_concurrent_detections_of_one_dead_pool_count_one_restart():
     executor.shutdown()
 
 
-async def test_stuck_pool_is_replaced_when_the_probe_misses_its_deadline():
+async def test_stuck_pool_is_replaced_when_the_probe_misses_its_deadline() -> None:
     executor = HeldExecutor(max_workers=2, probe_deadline=0.2)
     executor.install_on(asyncio.get_running_loop())
     release = threading.Event()
@@ -56,7 +56,7 @@ async def test_stuck_pool_is_replaced_when_the_probe_misses_its_deadline():
     executor.shutdown()
 
 
-async def test_snapshot_counts_and_probe_latency():
+async def test_snapshot_counts_and_probe_latency() -> None:
     executor = HeldExecutor(max_workers=3)
     executor.install_on(asyncio.get_running_loop())
     for _ in range(5):
@@ -75,7 +75,7 @@ async def test_snapshot_counts_and_probe_latency():
     assert executor.snapshot().state == "dead"
 
 
-async def test_a_busy_pool_whose_work_keeps_finishing_is_not_rebuilt():
+async def test_a_busy_pool_whose_work_keeps_finishing_is_not_rebuilt() -> None:
     """The canary waits behind a long queue, but jobs finish all the time: busy, not stuck."""
     executor = HeldExecutor(max_workers=2, probe_deadline=0.2)
     executor.install_on(asyncio.get_running_loop())
@@ -91,7 +91,7 @@ async def test_a_busy_pool_whose_work_keeps_finishing_is_not_rebuilt():
     executor.shutdown()
 
 
-async def test_a_probe_that_waited_but_started_shows_the_pool_busy():
+async def test_a_probe_that_waited_but_started_shows_the_pool_busy() -> None:
     executor = HeldExecutor(max_workers=2, probe_deadline=5)
     executor.install_on(asyncio.get_running_loop())
     queue = [asyncio.ensure_future(executor.run(time.sleep, 0.05)) for _ in range(30)]  # ~0.75 s

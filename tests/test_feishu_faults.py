@@ -15,9 +15,10 @@ import traceback
 
 import pytest
 
-from gateway_core.config import FeishuConfig, load_profile
+from gateway_core.config import FeishuConfig, Home, load_profile
 from gateway_core.feishu import FeishuConnection, PhaseDeadlines, derived_liveness_timeout
 from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
 
 from tui.panels.feishu import render_feishu
 
@@ -26,7 +27,9 @@ from .support import FEISHU_SECRET, in_own_thread, until, write_profile
 PING = 1  # the simulator's ping interval for these tests (Feishu's is 120 s)
 
 
-async def started_gateway(home, sims, name: str = "p", deadlines: PhaseDeadlines | None = None, **options) -> Gateway:
+async def started_gateway(
+    home: Home, sims: Simulators, name: str = "p", deadlines: PhaseDeadlines | None = None, **options
+) -> Gateway:
     write_profile(home, name, sims, **options)
     gateway = Gateway(load_profile(home, name), home, owner="console")
     if deadlines is not None:
@@ -41,7 +44,7 @@ def log_lines(gateway: Gateway, fragment: str) -> list[str]:
 
 
 @pytest.mark.slow
-async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
+async def test_half_open_link_is_suspected_then_replaced_by_itself(home: Home, sims: Simulators) -> None:
     sims.feishu.ping_interval = PING
     gateway = await started_gateway(home, sims)
     try:
@@ -73,7 +76,7 @@ async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
 
 
 @pytest.mark.slow
-async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
+async def test_endpoint_post_hanging_forever_heals_once_it_answers(home: Home, sims: Simulators) -> None:
     quick = PhaseDeadlines(endpoint=1.0, handshake=2.0)
     gateway = await started_gateway(home, sims, deadlines=quick)
     try:
@@ -108,7 +111,7 @@ async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
-async def test_operator_restart_during_a_hung_attempt_connects(home, sims):
+async def test_operator_restart_during_a_hung_attempt_connects(home: Home, sims: Simulators) -> None:
     gateway = await started_gateway(home, sims)  # default deadlines: the POST stays hung 10 s
     try:
         sims.feishu.hang_endpoint(count=1)
@@ -137,7 +140,7 @@ async def test_operator_restart_during_a_hung_attempt_connects(home, sims):
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
-async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(sims):
+async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(sims: Simulators) -> None:
     """An attempt whose loop is blocked (here: in the event hand-over) is replaced; when it wakes
     up, its queued frames and its teardown reach nothing."""
     entered, release = threading.Event(), threading.Event()
@@ -189,7 +192,7 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
 
 
 @pytest.mark.slow
-async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home, sims):
+async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home: Home, sims: Simulators) -> None:
     sims.feishu.ping_interval = PING
     # A configured timeout below two pings is raised to the derived one, with one warning.
     gateway = await started_gateway(home, sims, liveness_timeout=1)
@@ -205,7 +208,7 @@ async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
-async def test_event_without_message_id_is_acked_and_never_answered(gateway, sims):
+async def test_event_without_message_id_is_acked_and_never_answered(gateway: Gateway, sims: Simulators) -> None:
     nameless = sims.feishu.inject_text("who am I answering?", message_id="")
     await in_own_thread(sims.feishu.wait_acked, nameless, 10)
     event = sims.feishu.inject_text("an ordinary message")

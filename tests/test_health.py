@@ -7,12 +7,14 @@ import subprocess
 import sys
 from dataclasses import replace
 
+from gateway_core.config import Home
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
 from gateway_core.health import DEGRADED, HEALTHY, UNHEALTHY, Health, assess
 from gateway_core.llm import ModelHealth, ModelsSnapshot
 from gateway_core.pipeline import PipelineSnapshot
 from gateway_core.replies import ReplyStats
+from gateway_core.sim import Simulators
 from gateway_core.snapshots import GatewaySnapshot, snapshot_from_dict, snapshot_to_dict
 
 from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
@@ -43,13 +45,13 @@ def judge(**changes) -> Health:
     return assess(now=NOW, **parts)
 
 
-def test_a_gateway_answering_everyone_is_healthy():
+def test_a_gateway_answering_everyone_is_healthy() -> None:
     health = judge()
     assert (health.verdict, health.reasons, health.ok) == (HEALTHY, (), True)
     assert health.one_line() == "healthy"
 
 
-def test_feishu_reconnecting_says_for_how_long_why_and_when_next():
+def test_feishu_reconnecting_says_for_how_long_why_and_when_next() -> None:
     feishu = replace(
         well()["feishu"],
         state="reconnecting",
@@ -64,12 +66,12 @@ def test_feishu_reconnecting_says_for_how_long_why_and_when_next():
     assert health.one_line() == "unhealthy: Feishu reconnecting for 80s: NameResolutionError; next attempt in 4s"
 
 
-def test_a_silent_connection_is_unhealthy_although_it_says_connected():
+def test_a_silent_connection_is_unhealthy_although_it_says_connected() -> None:
     feishu = replace(well()["feishu"], last_frame_at=NOW - 42, suspect=True, suspect_reason="a ping unanswered")
     assert judge(feishu=feishu).reasons == ("Feishu connected but silent for 42s: a ping unanswered",)
 
 
-def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded():
+def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded() -> None:
     executor = well()["executor"]
     dead = judge(executor=replace(executor, state="dead", last_restart_cause="Executor shutdown has been called"))
     assert (dead.verdict, dead.reasons) == (UNHEALTHY, ("executor dead: Executor shutdown has been called",))
@@ -78,7 +80,7 @@ def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded():
     assert judge(executor=replace(executor, state="replaced", last_restart_cause="probe stuck")).verdict == DEGRADED
 
 
-def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure():
+def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure() -> None:
     refused = ReplyStats(10, 0, 1, 1, "tenant token refused: code 10014: app secret invalid", True)
     health = judge(replies=refused)
     assert health.verdict == UNHEALTHY
@@ -87,7 +89,7 @@ def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure():
     )
 
 
-def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row():
+def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row() -> None:
     assert judge(replies=ReplyStats(10, 0, 1, 1, "HTTP 500, not a Feishu answer")).verdict == DEGRADED
     three = judge(replies=ReplyStats(10, 0, 3, 3, "no answer from Feishu within 10s"))
     assert three.reasons == ("replies failing: 3 in a row, last: no answer from Feishu within 10s",)
@@ -95,7 +97,7 @@ def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row():
     assert judge(replies=ReplyStats(11, 0, 3, 0, "no answer from Feishu within 10s")).verdict == HEALTHY
 
 
-def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_degraded():
+def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_degraded() -> None:
     alpha, beta = well()["models"].models
     unknown = ModelsSnapshot("alpha", (replace(alpha, unknown=True, last_error="HTTP 404 model_not_found"), beta))
     assert judge(models=unknown).reasons == ("model alpha does not exist at the provider (HTTP 404 model_not_found)",)
@@ -108,13 +110,13 @@ def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_
     assert apologising.reasons == ("3 apologies in a row: no model answers",)
 
 
-def test_an_old_backlog_degrades():
+def test_an_old_backlog_degrades() -> None:
     pipeline = replace(well()["pipeline"], pending=4, oldest_pending_at=NOW - 200)
     assert judge(pipeline=pipeline).reasons == ("4 messages unanswered, the oldest for 3m",)
     assert judge(pipeline=replace(pipeline, oldest_pending_at=NOW - 10)).verdict == HEALTHY
 
 
-def test_worst_first_and_a_stopped_gateway_is_unhealthy():
+def test_worst_first_and_a_stopped_gateway_is_unhealthy() -> None:
     feishu = replace(well()["feishu"], state="stopped", since=NOW - 5)
     executor = replace(well()["executor"], state="busy", busy=8)
     health = judge(state="draining", feishu=feishu, executor=executor)
@@ -123,7 +125,7 @@ def test_worst_first_and_a_stopped_gateway_is_unhealthy():
     assert health.reasons[-1].startswith("executor busy")
 
 
-def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
+def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it() -> None:
     snapshot = GatewaySnapshot(
         profile="p",
         owner=None,
@@ -141,7 +143,7 @@ def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
     assert snapshot_from_dict(wire).health.verdict == UNHEALTHY
 
 
-def run_status(home, *args) -> subprocess.CompletedProcess:
+def run_status(home: Home, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tui", "status", *args],
         env=gateway_env(home),
@@ -151,7 +153,7 @@ def run_status(home, *args) -> subprocess.CompletedProcess:
     )
 
 
-async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home, sims):
+async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         await in_own_thread(gateway.wait_for_line, "Feishu connected")
@@ -175,7 +177,7 @@ async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home
         assert gateway.terminate_and_wait() == 0
 
 
-async def test_an_unknown_model_makes_headless_and_status_say_unhealthy(home, sims):
+async def test_an_unknown_model_makes_headless_and_status_say_unhealthy(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims, models=("ghost", "alpha"))
     with HeadlessProcess.start(home, "p") as gateway:
         await in_own_thread(gateway.wait_for_line, "health: healthy")

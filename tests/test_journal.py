@@ -4,11 +4,14 @@ import dataclasses
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
+from gateway_core.config import Home
 from gateway_core.journal import RETENTION, Journal, JournalError, peek_pending
 from gateway_core.messages import IncomingMessage
+from gateway_core.sim import Simulators
 
 from .support import HeadlessProcess, write_profile
 
@@ -26,7 +29,7 @@ def message(n: int, chat: str = "oc_a", at: float | None = None, text: str | Non
     )
 
 
-def test_a_message_is_recorded_once_by_message_id_or_event_id_and_that_survives_a_reopen(tmp_path):
+def test_a_message_is_recorded_once_by_message_id_or_event_id_and_that_survives_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "state" / "p.db"
     journal = Journal(path)
     assert journal.record_inbound(message(1))
@@ -43,7 +46,7 @@ def test_a_message_is_recorded_once_by_message_id_or_event_id_and_that_survives_
     reopened.close()
 
 
-def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept(tmp_path):
+def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     journal = Journal(path)
     now = time.time()
@@ -71,7 +74,7 @@ def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept
     assert peek_pending(path).pending == 2  # what `gatewatch status` reads when nobody serves
 
 
-def test_prune_forgets_only_finished_messages_past_the_retention(tmp_path):
+def test_prune_forgets_only_finished_messages_past_the_retention(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "p.db")
     old = time.time() - RETENTION - 60
     for n in (1, 2, 3):
@@ -88,7 +91,7 @@ def test_prune_forgets_only_finished_messages_past_the_retention(tmp_path):
     journal.close()
 
 
-def test_a_damaged_journal_or_an_unwritable_state_dir_is_one_clear_error(tmp_path):
+def test_a_damaged_journal_or_an_unwritable_state_dir_is_one_clear_error(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)
     with pytest.raises(JournalError) as error:
@@ -102,7 +105,7 @@ def test_a_damaged_journal_or_an_unwritable_state_dir_is_one_clear_error(tmp_pat
     assert "writable" in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_journal_write_that_fails_raises_rather_than_pretending(tmp_path):
+def test_a_journal_write_that_fails_raises_rather_than_pretending(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "p.db")
     journal.record_inbound(message(1))
     # Another process holds the write lock past the busy timeout: the arrival cannot be made durable.
@@ -119,7 +122,7 @@ def test_a_journal_write_that_fails_raises_rather_than_pretending(tmp_path):
 
 
 @pytest.mark.process
-def test_headless_refuses_to_run_on_a_damaged_journal_with_exit_4(home, sims):
+def test_headless_refuses_to_run_on_a_damaged_journal_with_exit_4(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     home.state.mkdir(parents=True, exist_ok=True)
     home.state_file("p").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)

@@ -3,6 +3,7 @@
 import os
 import plistlib
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -12,13 +13,15 @@ from launchd.launchctl import Launchctl
 from launchd.plist import render_agent, write_plist
 from tui.cli import main
 
+from .sim.launchctl_harness import LaunchctlSim
+
 pytestmark = pytest.mark.process  # the launchctl simulator runs real child processes
 
 HERMES = "ai.hermes.gateway-default"
 
 
 @pytest.fixture
-def agents(tmp_path, monkeypatch):
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "LaunchAgents"
     path.mkdir()
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(path))
@@ -26,7 +29,7 @@ def agents(tmp_path, monkeypatch):
     return path
 
 
-def hermes_plist(agents, tmp_path):
+def hermes_plist(agents, tmp_path: Path):
     """The article's plist: another gateway's agent, started with --replace, no log paths."""
     program = tmp_path / "hermes"
     program.write_text(
@@ -51,14 +54,16 @@ def hermes_plist(agents, tmp_path):
     return path
 
 
-def doctor(capsys, *args):
+def doctor(capsys: pytest.CaptureFixture[str], *args):
     code = main(["launchd", "doctor", *args])
     out = capsys.readouterr()
     assert out.err == ""
     return code, out.out
 
 
-def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(agents, tmp_path, launchctl_sim, capsys):
+def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
+    agents, tmp_path: Path, launchctl_sim: LaunchctlSim, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = hermes_plist(agents, tmp_path)
     lc = Launchctl()
     lc.bootstrap(path)
@@ -93,7 +98,7 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(age
     assert lc.print_job(HERMES).pid == new_pid  # no needless reload
 
 
-def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
+def test_each_rule_is_reported_per_file(agents, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home_root = tmp_path / "home"
     (home_root / "logs").mkdir(parents=True)
     from gateway_core.config import Home
@@ -152,8 +157,12 @@ def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
 
 
 def test_a_fresh_install_is_healthy_and_secrets_from_env_are_refused(
-    agents, tmp_path, launchctl_sim, capsys, monkeypatch
-):
+    agents,
+    tmp_path: Path,
+    launchctl_sim: LaunchctlSim,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     home = tmp_path / "home"
     (home / "profiles").mkdir(parents=True)
     monkeypatch.setenv("GW_DOCTOR_SECRET", "s3cret-value")

@@ -11,18 +11,20 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
+from gateway_core.sim import Simulators
 from launchd.agents import AgentError, AgentSettings, LaunchdManager, install, pid_alive, poll, status, uninstall
 from launchd.doctor import run_doctor
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
-from .sim.launchctl_harness import write_launchd_sim_profile
+from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
 
 from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread
 
@@ -32,18 +34,18 @@ PROFILE = "p"
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path: Path):
     return AgentSettings(agents_dir=tmp_path / "LaunchAgents", throttle_interval=1)
 
 
-def write_launchd_profile(home, sims):
+def write_launchd_profile(home: Home, sims: Simulators) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
 
 
 class OwnershipWatch:
     """Samples, every 20 ms, the live gateways for the profile: launchd's jobs and ours."""
 
-    def __init__(self, home, launchctl_sim):
+    def __init__(self, home: Home, launchctl_sim: LaunchctlSim) -> None:
         self.home, self.sim = home, launchctl_sim
         self.console_serving = threading.Event()  # set while our in-process gateway may serve
         self.violations: list[str] = []
@@ -55,11 +57,11 @@ class OwnershipWatch:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(5)
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._stop.wait(0.02):
             serving = [pid for pid in self.sim.spawned("job") if pid_alive(pid)]
             if self.console_serving.is_set():
@@ -77,7 +79,7 @@ class OwnershipWatch:
         return poll(lambda: pid in self.sim.spawned("job"), 2.0)
 
 
-def launchd_pid_serving(home, lc, label, other_than=None, timeout=20):
+def launchd_pid_serving(home: Home, lc, label, other_than=None, timeout=20):
     found = {}
 
     def ready():
@@ -95,8 +97,8 @@ def launchd_pid_serving(home, lc, label, other_than=None, timeout=20):
 
 
 async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throughout(
-    home, sims, launchctl_sim, settings, monkeypatch
-):
+    home: Home, sims: Simulators, launchctl_sim: LaunchctlSim, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_launchd_profile(home, sims)
     label = job_label(PROFILE)
     lc = Launchctl()
@@ -182,7 +184,9 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
     assert not settings.plist(PROFILE).exists() and lc.print_job(label) is None
 
 
-def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims, launchctl_sim, settings):
+def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(
+    home: Home, sims: Simulators, launchctl_sim: LaunchctlSim, settings
+) -> None:
     write_launchd_profile(home, sims)
     label = job_label(PROFILE)
     lc = Launchctl()
@@ -231,7 +235,9 @@ def gatewatch(*args, timeout=60):
     )
 
 
-def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(home, sims, launchctl_sim, settings):
+def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(
+    home: Home, sims: Simulators, launchctl_sim: LaunchctlSim, settings
+) -> None:
     write_launchd_profile(home, sims)
     label = job_label(PROFILE)
     lc = Launchctl()

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.process  # the launchctl simulator runs real child proc
 
 
 @pytest.fixture
-def sim(tmp_path, monkeypatch):
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with simulated_launchctl(tmp_path / "sim", monkeypatch.setenv, teardown_delay=0.3) as simulator:
         yield simulator
 
@@ -98,7 +98,7 @@ def launchctl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["launchctl", *args], capture_output=True, text=True, timeout=30)
 
 
-def test_keepalive_respawns_after_a_crash_but_not_after_exit_0(sim, tmp_path):
+def test_keepalive_respawns_after_a_crash_but_not_after_exit_0(sim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.serve", ["serve"]))
     first = running_pid(lc, "t.serve")
@@ -121,7 +121,7 @@ def test_keepalive_respawns_after_a_crash_but_not_after_exit_0(sim, tmp_path):
     assert lc.print_job("t.serve").runs == 2
 
 
-def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim, tmp_path):
+def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.fail", ["exit", "3"]))
     assert poll(lambda: len(starts(tmp_path)) >= 3, 10)
@@ -136,7 +136,7 @@ def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim, tmp_path
     assert '"LastExitStatus" = 768;' in detail  # a raw wait status: exit 3 << 8
 
 
-def test_bootout_terms_then_kills_after_exit_timeout_and_finishes_in_background(sim, tmp_path):
+def test_bootout_terms_then_kills_after_exit_timeout_and_finishes_in_background(sim, tmp_path: Path) -> None:
     lc = Launchctl()
     # ExitTimeOut is the window in which the job is still tearing down: long enough for the two
     # launchctl calls below to land in it on a loaded machine (each starts a Python process).
@@ -157,7 +157,7 @@ def test_bootout_terms_then_kills_after_exit_timeout_and_finishes_in_background(
     assert len(starts(tmp_path)) == 1  # booted out jobs are never respawned
 
 
-def test_exit_codes_match_launchd_and_read_as_one_line(sim, tmp_path):
+def test_exit_codes_match_launchd_and_read_as_one_line(sim, tmp_path: Path) -> None:
     lc = Launchctl()
     plist = make_job(tmp_path, "t.codes", ["serve"], RunAtLoad=False, KeepAlive=False)
     uid = os.getuid()
@@ -184,7 +184,7 @@ def test_exit_codes_match_launchd_and_read_as_one_line(sim, tmp_path):
         assert line and "\n" not in line
 
 
-def test_kickstart_starts_an_idle_job_and_k_restarts_it(sim, tmp_path):
+def test_kickstart_starts_an_idle_job_and_k_restarts_it(sim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.kick", ["serve"], RunAtLoad=False, KeepAlive=False))
     assert starts(tmp_path) == []
@@ -196,7 +196,9 @@ def test_kickstart_starts_an_idle_job_and_k_restarts_it(sim, tmp_path):
     assert lc.print_job("t.kick").runs == 2
 
 
-def test_job_gets_launchd_environment_own_group_and_log_files(sim, tmp_path, monkeypatch):
+def test_job_gets_launchd_environment_own_group_and_log_files(
+    sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GW_TEST_SECRET", "must-not-leak")
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.env", ["serve"]))
@@ -213,7 +215,7 @@ def test_job_gets_launchd_environment_own_group_and_log_files(sim, tmp_path, mon
     assert [c["argv"][0] for c in sim.calls()][:1] == ["bootstrap"]
 
 
-def test_bootout_still_stops_the_job_when_its_monitor_died(sim, tmp_path):
+def test_bootout_still_stops_the_job_when_its_monitor_died(sim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.orphan", ["serve"]))
     pid = running_pid(lc, "t.orphan")

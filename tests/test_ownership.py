@@ -4,13 +4,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from gateway_core.ownership import ProfileBusy, ProfileLock, read_owner
 
 
-def test_second_owner_is_refused_and_told_who_owns(tmp_path):
+def test_second_owner_is_refused_and_told_who_owns(tmp_path: Path) -> None:
     path = tmp_path / "p.lock"
     first = ProfileLock(path, "p")
     info = first.acquire("console")
@@ -27,7 +28,7 @@ def test_second_owner_is_refused_and_told_who_owns(tmp_path):
 
 
 @pytest.mark.process
-def test_dead_owner_frees_the_profile_by_itself(tmp_path):
+def test_dead_owner_frees_the_profile_by_itself(tmp_path: Path) -> None:
     path = tmp_path / "p.lock"
     holder = subprocess.Popen(
         [

@@ -21,6 +21,7 @@ from lark_oapi.api.cardkit.v1 import (
 from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
 from gateway_core.messages import incoming_from_event, should_answer
+from gateway_core.sim import Simulators
 from .sim.bare_sdk import BareSdkClient
 from .test_simulators import SECRET, app_id, http_client, sims  # noqa: F401  (fixtures: one Feishu-only setup)
 from gateway_core.sim.cardkit_sim import (
@@ -34,7 +35,7 @@ from gateway_core.sim.cardkit_sim import (
 
 
 @pytest.fixture
-def client(sims, app_id):
+def client(sims: Simulators, app_id):
     return http_client(sims.feishu, app_id)
 
 
@@ -88,7 +89,7 @@ def reply_card(client, message_id, card_id, send_uuid):
     return client.im.v1.message.reply(ReplyMessageRequest.builder().message_id(message_id).request_body(body).build())
 
 
-def test_card_stream_create_reply_content_sequences_and_settings(sims, client):
+def test_card_stream_create_reply_content_sequences_and_settings(sims: Simulators, client) -> None:
     feishu = sims.feishu
     question = feishu.inject_text("tell me")
     created = create_card(client)
@@ -121,7 +122,7 @@ def test_card_stream_create_reply_content_sequences_and_settings(sims, client):
     assert [(m.msg_type, m.duplicate) for m in replies] == [("interactive", False), ("interactive", True)]
 
 
-def test_a_card_is_sent_once_and_must_exist(sims, client):
+def test_a_card_is_sent_once_and_must_exist(sims: Simulators, client) -> None:
     feishu = sims.feishu
     first, second = feishu.inject_text("one"), feishu.inject_text("two")
     card_id = create_card(client).data.card_id
@@ -133,7 +134,7 @@ def test_a_card_is_sent_once_and_must_exist(sims, client):
     assert feishu.cards_replied_to(second) == []
 
 
-def test_card_operations_are_rate_limited_per_card(sims, client):
+def test_card_operations_are_rate_limited_per_card(sims: Simulators, client) -> None:
     feishu = sims.feishu
     feishu.limit_card_operations(3, per_seconds=60)  # a long window keeps the test exact
     busy, calm = create_card(client).data.card_id, create_card(client).data.card_id
@@ -144,7 +145,7 @@ def test_card_operations_are_rate_limited_per_card(sims, client):
     assert feishu.card(busy).sequences == [1, 2, 3]
 
 
-def test_each_cardkit_api_has_a_per_app_limit(sims, client):
+def test_each_cardkit_api_has_a_per_app_limit(sims: Simulators, client) -> None:
     feishu = sims.feishu
     feishu.limit_cardkit_apis((3, 60.0))  # Feishu: (50, 1 s) and (1000, 60 s); a long window keeps it exact
     created = [create_card(client) for _ in range(4)]
@@ -157,7 +158,7 @@ def test_each_cardkit_api_has_a_per_app_limit(sims, client):
     assert feishu.card(one).sequences == [1, 3]
 
 
-def test_missing_cardkit_scope_is_refused_like_feishu(sims, client):
+def test_missing_cardkit_scope_is_refused_like_feishu(sims: Simulators, client) -> None:
     feishu = sims.feishu
     card_id = create_card(client).data.card_id
     feishu.deny_scope()
@@ -172,7 +173,7 @@ def test_missing_cardkit_scope_is_refused_like_feishu(sims, client):
     assert put_content(client, card_id, "x", 1).success()
 
 
-def test_bot_info_through_the_sdk_generic_request(sims, client):
+def test_bot_info_through_the_sdk_generic_request(sims: Simulators, client) -> None:
     from lark_oapi import AccessTokenType, BaseRequest, HttpMethod
 
     request = (
@@ -189,7 +190,7 @@ def test_bot_info_through_the_sdk_generic_request(sims, client):
     assert sims.feishu.bot_info_requests == 1
 
 
-def test_group_mentions_posts_and_images_reach_the_sdk_as_feishu_sends_them(sims, app_id):
+def test_group_mentions_posts_and_images_reach_the_sdk_as_feishu_sends_them(sims: Simulators, app_id) -> None:
     feishu = sims.feishu
     received: queue.Queue = queue.Queue()
     sdk = BareSdkClient(feishu.domain, app_id, SECRET, received.put).start()

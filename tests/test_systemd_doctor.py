@@ -3,11 +3,13 @@ a second unit for one profile, a missing program — reported; `--fix` backs up,
 restarts what ran, enables linger; a second `--fix` changes nothing."""
 
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
 
 from gateway_core.config import Home
+from gateway_core.sim import Simulators
 from launchd.agents import pid_alive, poll
 from launchd.systemctl import Systemctl, linger_enabled
 from launchd.unit import render_unit, write_unit
@@ -21,13 +23,13 @@ HERMES = "hermes-gateway.service"
 
 
 @pytest.fixture
-def sim(tmp_path, monkeypatch):
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("GATEWATCH_HOME", str(tmp_path / "home"))
     with simulated_systemctl(tmp_path / "sim", monkeypatch.setenv, linger=False) as simulator:
         yield simulator
 
 
-def hermes_unit(sim, tmp_path):
+def hermes_unit(sim, tmp_path: Path):
     """hermes-agent's kind of unit, gone wrong: a start that kills the running gateway, restarted always."""
     program = tmp_path / "hermes"
     program.write_text(
@@ -44,14 +46,16 @@ def hermes_unit(sim, tmp_path):
     return path
 
 
-def doctor(capsys, *args):
+def doctor(capsys: pytest.CaptureFixture[str], *args):
     code = main(["systemd", "doctor", *args])
     out = capsys.readouterr()
     assert out.err == ""
     return code, out.out
 
 
-def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_changes_nothing(sim, tmp_path, capsys):
+def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_changes_nothing(
+    sim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = hermes_unit(sim, tmp_path)
     systemctl = Systemctl()
     systemctl.daemon_reload()
@@ -86,7 +90,9 @@ def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_c
     systemctl.stop(HERMES)
 
 
-def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(sim, tmp_path, capsys):
+def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(
+    sim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = Home(tmp_path / "home")
     ours = sim.unit_dir / "gatewatch-p.service"
     unit = render_unit(home, "p", drain_timeout=5)
@@ -109,7 +115,7 @@ def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(si
     assert code == 1 and "two units for gatewatch profile 'p'" in out  # not ours to choose which goes
 
 
-def test_a_fresh_install_is_healthy(sim, tmp_path, capsys, sims):
+def test_a_fresh_install_is_healthy(sim, tmp_path: Path, capsys: pytest.CaptureFixture[str], sims: Simulators) -> None:
     from gateway_core.sim.profile import write_sim_profile
 
     from .support import FEISHU_SECRET, LLM_KEY

@@ -10,12 +10,14 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
+from gateway_core.sim import Simulators
 from launchd.agents import AgentError, AgentSettings, LaunchdManager, pid_alive, poll
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.systemctl import Systemctl
@@ -23,6 +25,7 @@ from launchd.systemd import SystemdManager, UnitSettings
 from launchd.unit import unit_name
 
 from .sim.launchctl_harness import write_launchd_sim_profile
+from .sim.systemctl_harness import SystemctlSim
 from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread
 from .test_launchd_handover import PROFILE, OwnershipWatch
 
@@ -32,11 +35,11 @@ UNIT = unit_name(PROFILE)
 
 
 @pytest.fixture
-def manager(systemctl_sim):
+def manager(systemctl_sim: SystemctlSim):
     return SystemdManager(UnitSettings(unit_dir=systemctl_sim.unit_dir, restart_sec=1))
 
 
-def systemd_pid_serving(home, other_than=None, timeout=20):
+def systemd_pid_serving(home: Home, other_than=None, timeout=20):
     """The unit's MainPID once it holds the profile and says Feishu is connected."""
     systemctl, found = Systemctl(), {}
 
@@ -55,8 +58,8 @@ def systemd_pid_serving(home, other_than=None, timeout=20):
 
 
 async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_throughout(
-    home, sims, systemctl_sim, manager
-):
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager
+) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     systemctl = Systemctl()
     steps: list[str] = []
@@ -130,7 +133,9 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
     assert not any(pid_alive(pid) for pid in systemctl_sim.spawned("job"))
 
 
-def test_a_unit_refused_by_the_console_fails_once_and_says_why(home, sims, systemctl_sim, manager):
+def test_a_unit_refused_by_the_console_fails_once_and_says_why(
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager
+) -> None:
     """Exit 3 (another owner) is in RestartPreventExitStatus: no loop, a failed unit that says why."""
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     lock = ProfileLock(home.lock_file(PROFILE), PROFILE)
@@ -170,7 +175,9 @@ def gatewatch(*args, timeout=60):
     )
 
 
-def test_cli_install_takeover_handback_status_uninstall(home, sims, systemctl_sim):
+def test_cli_install_takeover_handback_status_uninstall(
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim
+) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     where = ["--profile", PROFILE]  # the unit dir comes from GATEWATCH_SYSTEMD_UNIT_DIR
     installed = gatewatch("install", *where, "--restart-sec", "1")
@@ -209,7 +216,9 @@ def test_cli_install_takeover_handback_status_uninstall(home, sims, systemctl_si
     assert removed.returncode == 0 and not (systemctl_sim.unit_dir / UNIT).exists()
 
 
-def test_cli_without_a_user_manager_says_what_to_do_in_one_line(home, sims, systemctl_sim, monkeypatch):
+def test_cli_without_a_user_manager_says_what_to_do_in_one_line(
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     monkeypatch.setenv("SYSTEMCTL_SIM_NO_BUS", "1")
     result = gatewatch("status", "--profile", PROFILE)
@@ -218,7 +227,7 @@ def test_cli_without_a_user_manager_says_what_to_do_in_one_line(home, sims, syst
 
 
 @pytest.fixture(params=["launchd", "systemd"])
-def any_manager(request, tmp_path, monkeypatch):
+def any_manager(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Each simulator first on PATH, with the manager that drives it."""
     if request.param == "launchd":
         simulator = request.getfixturevalue("launchctl_sim")
@@ -232,7 +241,7 @@ CYCLES = 10
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)  # each hand-back starts a fresh gateway process (lark_oapi alone imports in ~4 s)
-async def test_never_two_owners_over_ten_takeover_handback_cycles(home, sims, any_manager):
+async def test_never_two_owners_over_ten_takeover_handback_cycles(home: Home, sims: Simulators, any_manager) -> None:
     simulator, manager = any_manager
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     profile = load_profile(home, PROFILE)

@@ -15,6 +15,7 @@ from launchd.agents import pid_alive, poll
 from launchd.systemctl import Systemctl, SystemctlError, enable_linger, linger_enabled
 from launchd.unit import write_unit
 
+from .sim.systemctl_harness import SystemctlSim
 from .test_launchd_sim import PROGRAM
 
 pytestmark = pytest.mark.process  # the systemctl simulator runs real child processes
@@ -35,7 +36,9 @@ def starts(tmp_path: Path) -> list[int]:
     return [int(line.split()[0]) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_restart_on_failure_after_a_crash_but_not_after_a_clean_exit(tmp_path, systemctl_sim):
+def test_restart_on_failure_after_a_crash_but_not_after_a_clean_exit(
+    tmp_path: Path, systemctl_sim: SystemctlSim
+) -> None:
     systemctl = Systemctl()
     unit = make_unit(tmp_path, systemctl_sim.unit_dir, "crashy.service", ["serve"])
     systemctl.start(unit)
@@ -51,7 +54,9 @@ def test_restart_on_failure_after_a_crash_but_not_after_a_clean_exit(tmp_path, s
     assert starts(tmp_path) == systemctl_sim.spawned("job") == [first, state.pid]
 
 
-def test_a_non_zero_exit_restarts_after_restart_sec_until_the_start_limit(tmp_path, systemctl_sim):
+def test_a_non_zero_exit_restarts_after_restart_sec_until_the_start_limit(
+    tmp_path: Path, systemctl_sim: SystemctlSim
+) -> None:
     systemctl = Systemctl()
     unit = make_unit(tmp_path, systemctl_sim.unit_dir, "failing.service", ["exit", "1"], RestartSec=0)
     try:
@@ -68,7 +73,9 @@ def test_a_non_zero_exit_restarts_after_restart_sec_until_the_start_limit(tmp_pa
     assert systemctl.show(unit).active_state == "inactive"
 
 
-def test_restart_prevent_exit_status_leaves_a_refused_gateway_failed(tmp_path, systemctl_sim):
+def test_restart_prevent_exit_status_leaves_a_refused_gateway_failed(
+    tmp_path: Path, systemctl_sim: SystemctlSim
+) -> None:
     systemctl = Systemctl()
     unit = make_unit(tmp_path, systemctl_sim.unit_dir, "refused.service", ["exit", "3"], RestartPreventExitStatus="2 3")
     try:
@@ -80,7 +87,9 @@ def test_restart_prevent_exit_status_leaves_a_refused_gateway_failed(tmp_path, s
     assert systemctl.show(unit).exit_code == 3
 
 
-def test_stop_terms_then_kills_after_timeout_stop_sec_and_returns_when_down(tmp_path, systemctl_sim):
+def test_stop_terms_then_kills_after_timeout_stop_sec_and_returns_when_down(
+    tmp_path: Path, systemctl_sim: SystemctlSim
+) -> None:
     systemctl = Systemctl()
     unit = make_unit(tmp_path, systemctl_sim.unit_dir, "stubborn.service", ["stubborn"], TimeoutStopSec=1)
     systemctl.start(unit)
@@ -92,7 +101,9 @@ def test_stop_terms_then_kills_after_timeout_stop_sec_and_returns_when_down(tmp_
     assert not poll(lambda: len(starts(tmp_path)) > 1, 0.5)  # a stop is never followed by a restart
 
 
-def test_unknown_units_and_a_missing_bus_read_as_one_line(tmp_path, systemctl_sim, monkeypatch):
+def test_unknown_units_and_a_missing_bus_read_as_one_line(
+    tmp_path: Path, systemctl_sim: SystemctlSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
     systemctl = Systemctl()
     assert systemctl.show("nothing.service") is None
     with pytest.raises(SystemctlError, match="not installed") as error:
@@ -105,7 +116,9 @@ def test_unknown_units_and_a_missing_bus_read_as_one_line(tmp_path, systemctl_si
     assert "\n" not in str(error.value)
 
 
-def test_unit_gets_the_managers_environment_its_own_group_and_the_journal(tmp_path, systemctl_sim):
+def test_unit_gets_the_managers_environment_its_own_group_and_the_journal(
+    tmp_path: Path, systemctl_sim: SystemctlSim
+) -> None:
     import json
 
     systemctl = Systemctl()
@@ -121,7 +134,7 @@ def test_unit_gets_the_managers_environment_its_own_group_and_the_journal(tmp_pa
     systemctl.stop(unit)
 
 
-def test_linger_is_read_and_enabled_through_loginctl(tmp_path, monkeypatch):
+def test_linger_is_read_and_enabled_through_loginctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from .sim.systemctl_harness import simulated_systemctl
 
     with simulated_systemctl(tmp_path / "sim", monkeypatch.setenv, linger=False):

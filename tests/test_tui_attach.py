@@ -8,7 +8,9 @@ import signal
 
 import pytest
 
+from gateway_core.config import Home
 from gateway_core.ownership import read_owner
+from gateway_core.sim import Simulators
 from tui.app import ConsoleApp, console_source, local_source_maker
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, ModelsPanel
 from tui.remote import RemoteSource
@@ -20,7 +22,7 @@ from .test_tui_console import SIZE, notices, shown
 pytestmark = pytest.mark.process  # every test attaches to a headless gateway in a child process
 
 
-async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims):
+async def test_attached_console_shows_and_operates_a_headless_gateway(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
@@ -74,7 +76,7 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims
         assert headless.terminate_and_wait() == 0
 
 
-def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home, sims):
+def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     local = object()
     assert console_source(home, "p", lambda: local) is local  # nobody owns it: serve it here
@@ -101,13 +103,13 @@ def frozen(process) -> "contextlib.AbstractContextManager[None]":
     return stopped()
 
 
-def attached_console(home, name: str) -> ConsoleApp:
+def attached_console(home: Home, name: str) -> ConsoleApp:
     """A console attached to the profile's live owner, able to serve the profile itself once it is gone."""
     owner = read_owner(home.lock_file(name))
     return ConsoleApp(RemoteSource(home, name, owner), home=home, make_local=local_source_maker(home, name))
 
 
-async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, sims):
+async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
@@ -143,7 +145,7 @@ async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, s
         assert headless.terminate_and_wait() == 0
 
 
-async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
+async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     first = HeadlessProcess.start(home, "p")
     try:
@@ -180,7 +182,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
         first.kill()
 
 
-async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
+async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +18,8 @@ from rich.text import Text
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
 import tui.source
+from gateway_core.config import Home, Profile
+from gateway_core.sim import Simulators
 from tui.app import ConsoleApp
 from tui.demo import demo_faults
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
@@ -39,7 +42,7 @@ def shown(widget) -> str:
 
 
 @pytest.fixture
-def console(home, profile, sims):
+def console(home: Home, profile: Profile, sims: Simulators):
     """A console app around an unstarted gateway; the app starts it, as `gatewatch` does."""
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
     faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
@@ -65,7 +68,7 @@ async def connected(pilot) -> Gateway:
     return gateway
 
 
-async def test_model_key_switches_the_model_used_for_the_next_reply(console, sims):
+async def test_model_key_switches_the_model_used_for_the_next_reply(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         assert (await ask(sims, "before")).text.startswith("[alpha]")
@@ -85,7 +88,7 @@ async def test_model_key_switches_the_model_used_for_the_next_reply(console, sim
         )
 
 
-async def test_r_restarts_the_feishu_connection(console, sims):
+async def test_r_restarts_the_feishu_connection(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         panel = console.query_one(FeishuPanel)
@@ -103,7 +106,7 @@ async def test_r_restarts_the_feishu_connection(console, sims):
         assert (await ask(sims, "still there?")).text.startswith("[alpha]")
 
 
-async def test_e_rebuilds_the_executor(console, sims):
+async def test_e_rebuilds_the_executor(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         await pilot.press("e")
@@ -117,7 +120,7 @@ async def test_e_rebuilds_the_executor(console, sims):
 
 
 @pytest.mark.slow
-async def test_demo_faults_appear_and_heal_on_screen(console, sims):
+async def test_demo_faults_appear_and_heal_on_screen(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         body = console.query_one(ExecutorPanel).query_one("#executor-body")
@@ -182,7 +185,7 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
         await until(lambda: "tenant token" not in shown(header), 5, "the token reason gone", pilot=pilot)
 
 
-async def test_refused_reconnects_show_until_healed(console, sims):
+async def test_refused_reconnects_show_until_healed(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         panel = console.query_one(FeishuPanel)
@@ -194,7 +197,9 @@ async def test_refused_reconnects_show_until_healed(console, sims):
         await until(lambda: shown(panel).startswith("● CONNECTED"), 5, "panel CONNECTED again", pilot=pilot)
 
 
-async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, tmp_path, monkeypatch):
+async def test_q_asks_and_each_choice_does_what_it_says(
+    console, home: Home, profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "LaunchAgents"))  # none installed
     no_agent = f"no LaunchAgent for profile '{profile.name}' at {tmp_path / 'LaunchAgents'}"
     async with console.run_test(size=SIZE, notifications=True) as pilot:
@@ -218,7 +223,7 @@ async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, 
         assert read_owner(home.lock_file(profile.name)) is None
 
 
-async def test_log_level_filter_and_search(console, sims):
+async def test_log_level_filter_and_search(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -256,7 +261,7 @@ async def test_log_level_filter_and_search(console, sims):
         )
 
 
-async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
+async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims: Simulators) -> None:
     async with console.run_test(size=(160, 40)) as pilot:
         await connected(pilot)
         reply = (await ask(sims, INJECTION)).text
@@ -283,7 +288,9 @@ async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
         assert not any("\x1b" in l for l in pane.visible_lines())
 
 
-async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_is_frozen(console, sims):
+async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_is_frozen(
+    console, sims: Simulators
+) -> None:
     async with console.run_test(size=SIZE) as pilot:
         gateway = await connected(pilot)
         app_loop = asyncio.get_running_loop()  # run_test runs the app on the test's loop
@@ -318,7 +325,9 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
         assert thawed_by_deadline == [False]  # the answer came while the app's loop was still blocked
 
 
-async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive(console, sims, monkeypatch):
+async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive(
+    console, sims: Simulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tui.source, "OPERATION_TIMEOUT", 0.5)  # the deadline, shortened for the test
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
@@ -355,7 +364,7 @@ async def current_thread() -> threading.Thread:
     return threading.current_thread()
 
 
-async def test_console_answers_while_a_modal_is_open(console, sims):
+async def test_console_answers_while_a_modal_is_open(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         await pilot.press("q")  # the quit confirmation waits for the operator…
@@ -368,7 +377,7 @@ async def test_console_answers_while_a_modal_is_open(console, sims):
         await pilot.press("c")
 
 
-async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(console, sims):
+async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
 
@@ -387,7 +396,7 @@ async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(con
 
 
 @pytest.fixture
-def foreign_owner(home, profile):
+def foreign_owner(home: Home, profile: Profile):
     """The profile held by another owner (this PID here: flock conflicts per open file)."""
     lock = ProfileLock(home.lock_file(profile.name), profile.name)
     lock.acquire("headless")
@@ -395,7 +404,9 @@ def foreign_owner(home, profile):
     lock.release()
 
 
-async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, profile, sims, foreign_owner):
+async def test_a_profile_owned_by_another_is_refused_and_never_killed(
+    home: Home, profile: Profile, sims: Simulators, foreign_owner
+) -> None:
     lock = foreign_owner
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
@@ -419,7 +430,9 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
     assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
 
 
-async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home, profile, sims, foreign_owner):
+async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(
+    home: Home, profile: Profile, sims: Simulators, foreign_owner
+) -> None:
     lock = foreign_owner  # an owner whose control socket is gone, but whose log still grows
     log_file = home.log_file(profile.name)
     log_file.write_text("2026-11-25 10:00:00,000 INFO gatewatch.gateway written before the console\n")
@@ -463,7 +476,7 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home,
     assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
 
 
-async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home, profile):
+async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home: Home, profile: Profile) -> None:
     from gateway_core.control import arequest
 
     async with console.run_test(size=SIZE, notifications=True) as pilot:
@@ -480,7 +493,7 @@ async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console,
         await until(lambda: console.return_code is not None, 5, "console exited", pilot=pilot)
 
 
-async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile):
+async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile: Profile) -> None:
     from .support import FEISHU_SECRET
 
     async with console.run_test(size=SIZE, notifications=True) as pilot:

@@ -15,7 +15,9 @@ import threading
 
 import pytest
 
+from gateway_core.config import Home, Profile
 from gateway_core.ownership import read_owner
+from gateway_core.sim import Simulators
 
 from .support import gateway_env, wait_until
 
@@ -31,7 +33,9 @@ def drain(fd: int) -> None:
         pass  # the terminal was closed: done
 
 
-def test_hangup_drains_the_gateway_releases_the_profile_and_exits(home, profile, sims):
+def test_hangup_drains_the_gateway_releases_the_profile_and_exits(
+    home: Home, profile: Profile, sims: Simulators
+) -> None:
     master, slave = pty.openpty()
     env = gateway_env(home) | {"TERM": "xterm-256color"}
     console = subprocess.Popen(

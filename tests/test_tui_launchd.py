@@ -9,12 +9,14 @@ the one that answers Feishu.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
+from gateway_core.sim import Simulators
 from launchd.agents import pid_alive, poll
 from launchd.service import choose_manager
 from .sim.launchctl_harness import simulated_launchctl, write_launchd_sim_profile
@@ -38,7 +40,9 @@ MANAGERS = {
 
 
 @pytest.mark.parametrize("manager_name", sorted(MANAGERS))
-async def test_take_over_from_the_manager_then_hand_back(home, sims, tmp_path, monkeypatch, manager_name):
+async def test_take_over_from_the_manager_then_hand_back(
+    home: Home, sims: Simulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manager_name
+) -> None:
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "LaunchAgents"))
     simulated, stop_word, start_word = MANAGERS[manager_name]
     lock = home.lock_file(PROFILE)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from textual.widgets import Footer
 
+from gateway_core.config import Home, Profile
+from gateway_core.sim import Simulators
 from tui.panels import LogPane, MessagesPanel
 from tui.screens import ChoiceModal, DetailScreen
 from tui.screens.quit_confirm import HAND_BACK
@@ -17,7 +19,7 @@ from .test_tui_console import INJECTION, connected, console  # noqa: F401  (fixt
 SIZE = (80, 24)
 
 
-async def fill(pilot, sims, n: int = 4) -> None:
+async def fill(pilot, sims: Simulators, n: int = 4) -> None:
     """Enough messages that the log is longer than its pane, and all of it pulled into the pane."""
     pane = pilot.app.query_one(LogPane)
     for i in range(n):
@@ -37,7 +39,7 @@ async def newest_in_view(pilot, pane: LogPane, text: str) -> None:
     assert "following" in str(pane.border_title)
 
 
-async def test_resume_really_follows_after_p_l_and_esc(console, sims):
+async def test_resume_really_follows_after_p_l_and_esc(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -61,7 +63,7 @@ async def test_resume_really_follows_after_p_l_and_esc(console, sims):
         await newest_in_view(pilot, pane, "after esc")
 
 
-async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims):
+async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -87,7 +89,7 @@ async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims):
         await until(lambda: not pane.paused, 5, "End follows with the table focused", pilot=pilot)
 
 
-async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sims):
+async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -115,7 +117,7 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
         assert pane.log_view.marked is None
 
 
-async def test_w_without_warnings_says_so(console, sims):
+async def test_w_without_warnings_says_so(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         # A search nothing matches: no line in view at all (a slow probe may have warned already).
@@ -126,7 +128,7 @@ async def test_w_without_warnings_says_so(console, sims):
         assert any("no WARNING or ERROR" in n for n in console.told)
 
 
-async def test_search_highlights_and_counts_matches(console, sims):
+async def test_search_highlights_and_counts_matches(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -149,7 +151,7 @@ async def test_search_highlights_and_counts_matches(console, sims):
         assert highlighted and all(text.lower() == "pipeline" for text in highlighted), highlighted
 
 
-async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console, sims):
+async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         long_text = INJECTION + " " + " ".join(["word"] * 60)  # longer than any preview
@@ -179,7 +181,7 @@ async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console
         assert not isinstance(console.screen, DetailScreen)
 
 
-async def test_help_and_quit_are_in_the_footer_at_80_and_60_columns(console, sims):
+async def test_help_and_quit_are_in_the_footer_at_80_and_60_columns(console, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         for width, height in ((80, 24), (60, 20)):
@@ -190,7 +192,7 @@ async def test_help_and_quit_are_in_the_footer_at_80_and_60_columns(console, sim
             assert {"question_mark", "q"} <= visible, (width, visible)
 
 
-async def test_below_80_columns_the_log_stays_visible(console, sims):
+async def test_below_80_columns_the_log_stays_visible(console, sims: Simulators) -> None:
     async with console.run_test(size=(60, 20)) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -200,7 +202,7 @@ async def test_below_80_columns_the_log_stays_visible(console, sims):
         assert pane.log_view.scrollable_content_region.height >= 3
 
 
-async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
+async def test_the_demo_does_not_offer_launchd_keys(home: Home, profile: Profile, sims: Simulators) -> None:
     from gateway_core.gateway import Gateway
     from tui.app import ConsoleApp
     from tui.source import LocalSource
@@ -223,7 +225,7 @@ async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
         await pilot.press("c")
 
 
-async def test_the_mouse_wheel_up_pauses_and_scrolls_one_step(console, sims):
+async def test_the_mouse_wheel_up_pauses_and_scrolls_one_step(console, sims: Simulators) -> None:
     from textual import events
 
     async with console.run_test(size=SIZE) as pilot:

@@ -4,7 +4,7 @@ from gateway_core.pipeline import Activity
 from tui.screens.detail import activity_detail
 
 
-def test_the_detail_shows_the_files_name_size_and_type_and_no_markup():
+def test_the_detail_shows_the_files_name_size_and_type_and_no_markup() -> None:
     activity = Activity(
         at=0.0,
         chat_id="oc_1",

@@ -7,6 +7,8 @@ console serves nothing of its own). Once the owner answers again, they are on of
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.widgets import Footer
 
 from gateway_core.config import Home
@@ -25,7 +27,7 @@ def footer_keys(app) -> dict[str, bool]:
     return {key.key: not key.has_class("-disabled") for key in app.screen.query_one(Footer).query("FooterKey")}
 
 
-async def test_operations_on_a_gateway_gone_quiet_are_shown_disabled_and_come_back(tmp_path):
+async def test_operations_on_a_gateway_gone_quiet_are_shown_disabled_and_come_back(tmp_path: Path) -> None:
     source = FrozenRemote(tmp_path, "unreachable")
     app = ConsoleApp(
         source, home=Home(tmp_path / "home"), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.0, 1)

@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import psutil
 
 from gateway_core.config import Home
+from gateway_core.sim import Simulators
 from gateway_core.sim.profile import write_sim_profile
 
 from launchd.agents import poll
@@ -38,7 +39,7 @@ class LaunchctlSim:
     started, by creation time), never by name.
     """
 
-    def __init__(self, root: Path, gui_session: bool = False, teardown_delay: float = 0.2):
+    def __init__(self, root: Path, gui_session: bool = False, teardown_delay: float = 0.2) -> None:
         self.root = root
         self.bin_dir = root / "bin"
         self.state_dir = root / "launchctl-state"
@@ -133,7 +134,7 @@ def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **option
         sim.cleanup()
 
 
-def write_launchd_sim_profile(home: Home, name: str, sims, feishu_secret: str, llm_key: str) -> Path:
+def write_launchd_sim_profile(home: Home, name: str, sims: Simulators, feishu_secret: str, llm_key: str) -> Path:
     """A profile wired to the simulators with its secrets in 0600 files, as a launchd profile must
     be (launchd passes no shell environment to its jobs)."""
     return write_sim_profile(home, name, sims, secret_files=(feishu_secret, llm_key))

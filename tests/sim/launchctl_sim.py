@@ -41,7 +41,7 @@ MONITOR_STARTUP_TIMEOUT = 10.0
 
 
 class Failure(Exception):
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str) -> None:
         self.code, self.message = code, message
         super().__init__(message)
 
@@ -183,7 +183,7 @@ class JobForgotten(Exception):
 class Monitor:
     """One detached process per loaded job: it owns the child and applies launchd's rules."""
 
-    def __init__(self, root: Path, key: str):
+    def __init__(self, root: Path, key: str) -> None:
         self.root, self.key = root, key
         self.child: subprocess.Popen | None = None
         self.spawned_at = 0.0

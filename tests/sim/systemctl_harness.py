@@ -26,7 +26,7 @@ exec "{python}" -m tests.sim.systemctl_sim {flag}"$@"
 class SystemctlSim:
     """Shims plus a state dir and the user unit dir; `cleanup()` stops every process it started."""
 
-    def __init__(self, root: Path, linger: bool = True):
+    def __init__(self, root: Path, linger: bool = True) -> None:
         self.root = root
         self.bin_dir = root / "bin"
         self.state_dir = root / "systemctl-state"

@@ -242,7 +242,7 @@ class UnitGone(Exception):
 class Monitor:
     """One detached process per active unit: it owns the main process and applies Restart=."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str) -> None:
         self.root, self.name = root, name
         self.child: subprocess.Popen | None = None
         self.next_spawn_at: float | None = time.monotonic()
