@@ -88,7 +88,9 @@ async def on_gateway_loop(gateway: Gateway, work: Coroutine[Any, Any, T], timeou
     return await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop)), timeout)
 
 
-async def ask(sims: Simulators, text: str, *, gateway: Gateway | None = None, timeout: float = 20, **inject: Any) -> Exchange:
+async def ask(
+    sims: Simulators, text: str, *, gateway: Gateway | None = None, timeout: float = 20, **inject: Any
+) -> Exchange:
     """Send a user message through the Feishu simulator and wait (to `timeout`) for its reply.
 
     `inject` goes to `inject_text` (chat_id=, message_type=, ...). With an in-process `gateway`,
