@@ -14,11 +14,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine, NamedTuple, TypeVar
+from typing import Any, AsyncIterator, Callable, Coroutine, NamedTuple, Sequence, TypeVar
+
+from textual.pilot import Pilot
 
 from gateway_core.config import Home, Profile, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 from gateway_core.sim.profile import write_sim_profile
 from gateway_core.threads import in_own_thread  # also re-exported for the tests
 
@@ -35,7 +38,9 @@ T = TypeVar("T")
 SnapCompare = Callable[..., bool]
 
 
-async def until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, pilot=None) -> T:
+async def until(
+    predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, pilot: Pilot[Any] | None = None
+) -> T:
     """Wait on the running loop until `predicate()` is truthy and return it; fail naming `what` at the deadline.
 
     For state that changes on its own schedule (a supervisor's probe, a connection thread, a
@@ -66,14 +71,16 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "c
 class Exchange(NamedTuple):
     """A message injected into the Feishu simulator and the replies it got."""
 
-    event: Any
-    replies: list
+    event: InjectedEvent
+    replies: list[SentMessage]
 
     @property
     def text(self) -> str:
         """The one reply's text (there must be exactly one)."""
         (reply,) = self.replies
+        assert reply.text is not None, f"a {reply.msg_type} reply, not text"
         return reply.text
+
 
 
 async def on_gateway_loop(gateway: Gateway, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
@@ -100,6 +107,7 @@ async def ask(
     event = sims.feishu.inject_text(text, **inject)
     replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, timeout)
     if gateway is not None:
+        assert gateway.pipeline is not None, "the gateway is not started"
         assert await on_gateway_loop(gateway, gateway.pipeline.drain(10), 15) == 0
     return Exchange(event, replies)
 
@@ -109,7 +117,9 @@ def unique_app_id() -> str:
     return f"cli_{uuid.uuid4().hex[:12]}"
 
 
-def write_profile(home: Home, name: str, sims: Simulators, models=("alpha", "beta"), **options) -> Path:
+def write_profile(
+    home: Home, name: str, sims: Simulators, models: Sequence[str] = ("alpha", "beta"), **options: Any
+) -> Path:
     """A profile wired to the running simulators, with fast timings for tests."""
     return write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=models, **options)
 
@@ -131,7 +141,7 @@ def gateway_env(home: Home) -> dict[str, str]:
 class HeadlessProcess:
     """`gatewatch run --headless` as a real child process; its stderr lines are collected."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -150,6 +160,7 @@ class HeadlessProcess:
         return child
 
     def _read(self) -> None:
+        assert self.process.stderr is not None  # started with stderr=PIPE
         for line in self.process.stderr:
             with self._changed:
                 self.lines.append(line.rstrip("\n"))
@@ -187,6 +198,7 @@ class HeadlessProcess:
                 self._changed.wait(min(remaining, 0.5))
 
     def _reader_pending(self) -> bool:
+        assert self.process.stderr is not None
         return not self.process.stderr.closed
 
     def terminate_and_wait(self, timeout: float = 20) -> int:

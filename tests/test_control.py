@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -145,7 +146,7 @@ async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(
 ) -> None:
     path = str(home.socket_file("p"))
 
-    async def exchange(payload: bytes) -> dict:
+    async def exchange(payload: bytes) -> dict[str, Any]:
         reader, writer = await asyncio.open_unix_connection(path)
         writer.write(payload)
         await writer.drain()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
 from gateway_core.config import Home
 from gateway_core.executor import ExecutorSnapshot
@@ -22,7 +23,7 @@ from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
 NOW = 1_767_225_600.0
 
 
-def well() -> dict:
+def well() -> dict[str, Any]:
     """The parts of a gateway that is answering everyone."""
     return dict(
         state="running",

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,7 +103,7 @@ print(json.dumps({
 
 
 def test_message_events_hand_on_a_message_and_ack_any_other_event() -> None:
-    handed: list[dict] = []
+    handed: list[dict[str, Any]] = []
     events = MessageEvents(handed.append)
     message = {"schema": "2.0", "header": {"event_type": MESSAGE_RECEIVED, "event_id": "ev_1"}, "event": {}}
     other = {"schema": "2.0", "header": {"event_type": "im.chat.member.bot.added_v1"}, "event": {}}

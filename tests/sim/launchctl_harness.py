@@ -10,7 +10,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import psutil
 
@@ -65,14 +65,14 @@ class LaunchctlSim:
             "GATEWATCH_SERVICE_MANAGER": "launchd",  # the console's `t`/`h` pick it even on Linux
         }
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         os.environ.setdefault("LAUNCHCTL_SIM_STATE", str(self.state_dir))
         return read_state(self.state_dir)
 
-    def job(self, label: str) -> dict | None:
+    def job(self, label: str) -> dict[str, Any] | None:
         return next((j for j in self.state()["jobs"].values() if j["label"] == label), None)
 
-    def calls(self) -> list[dict]:
+    def calls(self) -> list[dict[str, Any]]:
         path = self.state_dir / "calls.log"
         if not path.exists():
             return []
@@ -86,7 +86,7 @@ class LaunchctlSim:
         stop_recorded(self.state()["spawned"], self.started_at, timeout)
 
 
-def stop_recorded(recorded: list, started_at: float, timeout: float = 10.0) -> None:
+def stop_recorded(recorded: list[list[Any]], started_at: float, timeout: float = 10.0) -> None:
     """Ask every monitor a simulator recorded to stop its job (SIGTERM), then kill what is left, by
     PID — each checked to still be the process the simulator started (by creation time)."""
     processes = []
@@ -110,7 +110,7 @@ def stop_recorded(recorded: list, started_at: float, timeout: float = 10.0) -> N
 def _alive(process: psutil.Process) -> bool:
     """Running and not a zombie waiting for a parent (or init) to reap it."""
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -123,7 +123,8 @@ def _signal(process: psutil.Process, signum: int) -> None:
 
 
 @contextlib.contextmanager
-def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **options) -> Iterator[LaunchctlSim]:
+def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **options: Any) -> Iterator[LaunchctlSim]:
+
     """The simulator first on PATH for the duration (setenv: e.g. pytest's monkeypatch.setenv)."""
     sim = LaunchctlSim(root, **options)
     for name, value in sim.environment().items():
