@@ -33,6 +33,14 @@ LLM_KEY = "sim-key-" + uuid.uuid4().hex[:12]
 
 T = TypeVar("T")
 
+
+def present(value: T | None) -> T:
+    """`value`, asserted not None: for an Optional read inside a lambda or an expression, where an
+    `assert x is not None` statement cannot narrow it."""
+    assert value is not None
+    return value
+
+
 # pytest-textual-snapshot's `snap_compare` fixture: it declares Callable[[str | PurePath], bool], but the
 # function it returns takes the App itself and keyword options (terminal_size=, run_before=, press=).
 SnapCompare = Callable[..., bool]
@@ -80,7 +88,6 @@ class Exchange(NamedTuple):
         (reply,) = self.replies
         assert reply.text is not None, f"a {reply.msg_type} reply, not text"
         return reply.text
-
 
 
 async def on_gateway_loop(gateway: Gateway, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:

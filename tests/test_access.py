@@ -32,7 +32,7 @@ from gateway_core.sim import Simulators
 from gateway_core.states import DmPolicy, InboxState
 from tui.cli import main
 
-from .support import connected_gateway, gateway_on_profile, in_own_thread, until, write_profile
+from .support import connected_gateway, gateway_on_profile, in_own_thread, present, until, write_profile
 
 CODE = re.compile(r"pairing code is ([A-Z2-9]{8}) ")
 REFUSED = InboxState.REFUSED
@@ -52,13 +52,15 @@ def access_section(**keys: object) -> str:
 
 async def replied(gateway: Gateway, sims: Simulators, event, count=1):
     replies = await in_own_thread(sims.feishu.wait_for_replies, event, count, 15)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return replies
 
 
 async def settled(gateway: Gateway, event, state=REFUSED) -> None:
     """The journal finished `event` in `state`, and nothing is still on its way (how "no reply" is seen)."""
-    await until(lambda: gateway.journal.state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
+    await until(lambda: present(gateway.journal).state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
 
 
@@ -70,7 +72,7 @@ async def cli(capsys: pytest.CaptureFixture[str], *argv):
 
 
 def log_text(gateway: Gateway) -> str:
-    return "\n".join(line.message for line in gateway.logging.ring.since(0))
+    return "\n".join(line.message for line in present(gateway.logging).ring.since(0))
 
 
 # ----------------------------------------------------------------------------- pairing
@@ -84,8 +86,9 @@ async def test_pairing_end_to_end_approve_restart_revoke(
     async with gateway_on_profile(home, sims, **options) as gateway:
         first = sims.feishu.inject_text("hello?", sender_open_id=stranger, chat_id="oc_dm_s")
         (reply,) = await replied(gateway, sims, first)
-        code = CODE.search(reply.text).group(1)
+        code = present(CODE.search(reply.text)).group(1)
         assert f"gatewatch access approve {code} --profile p" in reply.text
+        assert gateway.journal is not None
         assert gateway.journal.state_of(first.message_id) == REFUSED
         later = [sims.feishu.inject_text(f"again {n}", sender_open_id=stranger, chat_id="oc_dm_s") for n in (1, 2)]
         for event in later:
@@ -96,14 +99,14 @@ async def test_pairing_end_to_end_approve_restart_revoke(
         shown = gateway.snapshot().pipeline
         assert [a.outcome for a in shown.activity] == ["refused"] * 3
         assert code not in shown.activity[0].reply  # the console sees it masked
-        assert [p.open_id for p in shown.access.pending] == [stranger]
+        assert [p.open_id for p in present(shown.access).pending] == [stranger]
 
         # Approved while serving: over the control socket, the code in any case.
         status, out, err = await cli(capsys, "access", "approve", code.lower(), "--profile", "p")
         assert (status, err) == (0, "") and f"approved {stranger}" in out
         answered = sims.feishu.inject_text("now?", sender_open_id=stranger, chat_id="oc_dm_s")
         assert [r.text for r in await replied(gateway, sims, answered)] == ["[alpha] now?"]
-        assert gateway.snapshot().pipeline.access.pending == ()
+        assert present(gateway.snapshot().pipeline.access).pending == ()
 
     # A new owner (restart): the approval is in the journal; the refused messages are not re-driven.
     async with connected_gateway(home, load_profile(home, "p")) as gateway:
@@ -117,6 +120,7 @@ async def test_pairing_end_to_end_approve_restart_revoke(
         refused = sims.feishu.inject_text("and now?", sender_open_id=stranger, chat_id="oc_dm_s")
         (notice,) = await replied(gateway, sims, refused)
         assert CODE.search(notice.text)  # a stranger again: a new pairing code, no answer
+        assert gateway.journal is not None
         assert gateway.journal.state_of(refused.message_id) == REFUSED and len(sims.llm.requests) == 2
 
 
@@ -124,7 +128,7 @@ async def test_a_strangers_recalled_message_gets_no_code(home: Home, sims: Simul
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         recalled = sims.feishu.inject_text("", content="{}", sender_open_id="ou_stranger", chat_id="oc_s")
         await settled(gateway, recalled, InboxState.DROPPED)
-        assert sims.feishu.replies_to(recalled) == [] and gateway.snapshot().pipeline.access.pending == ()
+        assert sims.feishu.replies_to(recalled) == [] and present(gateway.snapshot().pipeline.access).pending == ()
 
 
 async def test_a_fourth_pending_stranger_is_told_to_try_later(home: Home, sims: Simulators) -> None:
@@ -136,7 +140,7 @@ async def test_a_fourth_pending_stranger_is_told_to_try_later(home: Home, sims: 
         fourth = sims.feishu.inject_text("me too", sender_open_id="ou_s9", chat_id="oc_s9")
         (reply,) = await replied(gateway, sims, fourth)
         assert reply.text == PAIRING_FULL_NOTICE
-        assert len(gateway.snapshot().pipeline.access.pending) == MAX_PENDING
+        assert len(present(gateway.snapshot().pipeline.access).pending) == MAX_PENDING
         assert sims.llm.requests == []
 
 
@@ -150,7 +154,7 @@ async def test_a_code_is_never_sent_into_a_group(home: Home, sims: Simulators) -
         # In a listed group the group policy decides, not pairing: a stranger's mention is answered.
         team = sims.feishu.inject_group_text("@_user_1 hi", [bot], chat_id="oc_team", sender_open_id="ou_x")
         assert [r.text for r in await replied(gateway, sims, team)] == ["[alpha] hi"]
-        assert gateway.snapshot().pipeline.access.pending == ()
+        assert present(gateway.snapshot().pipeline.access).pending == ()
         assert len(sims.llm.requests) == 1
 
 
@@ -168,7 +172,7 @@ async def test_allowlist_answers_the_listed_and_refuses_others_once_an_hour(home
         await settled(gateway, second)
         assert sims.feishu.replies_to(second) == []
         assert len(sims.llm.requests) == 1  # the friend's only
-        assert gateway.snapshot().pipeline.access.refused_last_hour == 2
+        assert present(gateway.snapshot().pipeline.access).refused_last_hour == 2
 
 
 async def test_chats_allowlist_answers_only_the_listed_groups(home: Home, sims: Simulators) -> None:
@@ -212,8 +216,10 @@ async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(ho
     assert journal.record_inbound(left)
     journal.close()
     async with connected_gateway(home, load_profile(home, "p")) as gateway:
-        await until(lambda: gateway.journal.state_of("om_left") == REFUSED, 15, "the left message refused")
+        await until(lambda: present(gateway.journal).state_of("om_left") == REFUSED, 15, "the left message refused")
+        assert gateway.pipeline is not None
         assert await gateway.pipeline.drain(10) == 0
+        assert gateway.journal is not None
         assert sims.llm.requests == [] and gateway.journal.unfinished() == []
 
 
@@ -333,7 +339,7 @@ async def test_status_json_has_access_while_serving_and_when_stopped(home: Home,
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         event = sims.feishu.inject_text("hi", sender_open_id="ou_new", chat_id="oc_new")
         (reply,) = await replied(gateway, sims, event)
-        code = CODE.search(reply.text).group(1)
+        code = present(CODE.search(reply.text)).group(1)
         serving = await in_own_thread(profile_status, home, "p")
     stopped = await in_own_thread(profile_status, home, "p")
     for status in (serving, stopped):
@@ -354,7 +360,7 @@ async def test_status_says_a_profile_without_access_answers_anyone(home: Home, s
         status = await in_own_thread(profile_status, home, "p")
         assert status.access["answers_anyone"] is True and status.access["declared"] is False
         assert "p: answers anyone (no [access] section in the profile)" in render_status([status], False)
-        assert gateway.snapshot().health.verdict == "healthy"
+        assert present(gateway.snapshot().health).verdict == "healthy"
 
 
 async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home: Home, sims: Simulators) -> None:
@@ -365,7 +371,9 @@ async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home: Home, sims: 
         for event in events:
             await settled(gateway, event)
         health = gateway.snapshot().health
+        assert health is not None
         assert health.verdict == "degraded"
+        assert health is not None
         assert health.reasons == (f"{REFUSALS_DEGRADED} messages refused at the access gate in the last hour",)
         assert sims.feishu.sent == [] and sims.llm.requests == []
 

@@ -13,18 +13,20 @@ from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
 from gateway_core.sim import Simulators
 
-from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
+from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
 
 async def reply_to(gateway: Gateway, sims: Simulators, event):
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return reply
 
 
 async def settled_as(gateway: Gateway, event, state) -> None:
     """Wait until the journal finished `event` in `state` (how "no reply" is observed)."""
-    await until(lambda: gateway.journal.state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
+    await until(lambda: present(gateway.journal).state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
 
 
@@ -39,6 +41,7 @@ async def test_a_20_chunk_answer_streams_into_one_card_and_ends_with_the_models_
     async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
         event = sims.feishu.inject_text(words)
         card = await in_own_thread(sims.feishu.wait_card_finished, event, 15)
+        assert gateway.pipeline is not None
         assert await gateway.pipeline.drain(10) == 0
         assert card.text() == f"[alpha] {words}"
         assert len(card.content_updates) >= 3
@@ -46,6 +49,7 @@ async def test_a_20_chunk_answer_streams_into_one_card_and_ends_with_the_models_
         assert card.rejected == ()
         (reply,) = sims.feishu.replies_to(event)  # the card is the only reply: no text after it
         assert reply.msg_type == "interactive"
+        assert gateway.journal is not None
         assert gateway.journal.state_of(event.message_id) == "answered"
         (activity,) = gateway.snapshot().pipeline.activity
         assert (activity.outcome, activity.reply_mode) == ("answered", "card")
@@ -114,9 +118,11 @@ async def test_commands_are_answered_without_the_model(home: Home, sims: Simulat
         assert answered.text == "[beta] which model?"  # this chat's choice, kept in the journal
         other = await reply_to(gateway, sims, sims.feishu.inject_text("and here?", chat_id="oc_other"))
         assert other.text == "[alpha] and here?"  # other chats keep the gateway's model
+        assert gateway.journal is not None
         assert gateway.journal.load_history("oc_chat1") != []
         reset = await reply_to(gateway, sims, sims.feishu.inject_text("/reset"))
         assert reset.text == "Done: I forgot this chat's history."
+        assert gateway.journal is not None
         assert gateway.journal.load_history("oc_chat1") == []
         unknown = await reply_to(gateway, sims, sims.feishu.inject_text("/frobnicate"))
         assert unknown.text.startswith("I don't know /frobnicate.")
@@ -212,13 +218,16 @@ async def test_a_stored_answer_whose_card_was_not_finished_is_finished_by_the_ne
     async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
         event = sims.feishu.inject_text("finish me later")
         await until(lambda: gateway.snapshot().pipeline.reply_failures == 1, 20, "the card's finish given up")
+        assert gateway.journal is not None
         assert gateway.journal.unfinished()[0].answer == "[alpha] finish me later"  # answer stored
     (stuck,) = sims.feishu.cards_replied_to(event)
     assert stuck.streaming_mode
     sims.feishu.limit_card_operations(10, 1.0)  # Feishu's own limit again
     async with gateway_on_profile(home, sims, reply_mode="text") as successor:  # even in text mode now
         card = await in_own_thread(sims.feishu.wait_card_finished, event, 15)
+        assert successor.pipeline is not None
         assert await successor.pipeline.drain(10) == 0
+        assert successor.journal is not None
         assert successor.journal.state_of(event.message_id) == "answered"
     assert card.card_id == stuck.card_id and card.text() == "[alpha] finish me later"
     assert sims.feishu.cards_replied_to(event) == [card]
@@ -231,9 +240,11 @@ async def test_a_mention_before_the_bot_knows_its_open_id_is_held_then_answered(
 
     sims.feishu.fail_bot_info()
     async with gateway_on_profile(home, sims) as gateway:
+        assert gateway.pipeline is not None
         gateway.pipeline.rules = dataclasses.replace(gateway.pipeline.rules, identity_wait=0.3)
         asked = sims.feishu.inject_group_text("@_user_1 are you there?", mentions=[sims.feishu.bot_mention()])
         await until(lambda: gateway.snapshot().pipeline.held == 1, 10, "the mention held")
+        assert gateway.journal is not None
         assert gateway.journal.state_of(asked.message_id) == "answering"  # kept, not guessed at
         chatter = sims.feishu.inject_group_text("no mention at all")  # needs no identity to judge
         await settled_as(gateway, chatter, "dropped")
@@ -250,13 +261,15 @@ async def test_per_user_history_in_groups(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims, history_per_user_in_groups=True, extra=table) as gateway:
         for sender in ("ou_ann", "ou_ben"):
             await reply_to(gateway, sims, sims.feishu.inject_group_text(f"I am {sender}", sender_open_id=sender))
-        assert [t["content"] for t in gateway.journal.load_history("oc_group1/ou_ann")] == [
+        assert [t["content"] for t in present(gateway.journal).load_history("oc_group1/ou_ann")] == [
             "I am ou_ann",
             "[alpha] I am ou_ann",
         ]
+        assert gateway.journal is not None
         assert gateway.journal.load_history("oc_group1") == []
         await reply_to(gateway, sims, sims.feishu.inject_group_text("again", sender_open_id="ou_ben"))
         context = [m["content"] for m in sims.llm.requests[-1].messages[1:]]
         assert context == ["I am ou_ben", "[alpha] I am ou_ben", "again"]  # only Ben's turns
         await reply_to(gateway, sims, sims.feishu.inject_group_text("/reset", sender_open_id="ou_ann"))
+        assert gateway.journal is not None
         assert gateway.journal.load_history("oc_group1/ou_ben") == []  # /reset forgets the whole chat

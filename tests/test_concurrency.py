@@ -27,6 +27,7 @@ async def wait_for_answers(gateway: Gateway, sims: Simulators, events, timeout) 
         return f"{len(ids - replied)} of {len(ids)} messages unanswered; {gateway.snapshot().pipeline}"
 
     await in_own_thread(sims.feishu.wait_for, all_replied, timeout, missing)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(timeout) == 0
 
 

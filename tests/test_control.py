@@ -165,6 +165,7 @@ async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(
     await writer.drain()
     writer.close()
     assert (await ask(sims, "unbothered", gateway=gateway)).text == "[alpha] unbothered"
+    assert gateway.control is not None
     assert gateway.control.bad_requests >= 5
     assert (await arequest(home.socket_file("p"), "status"))["status"]["healthy"]
 
@@ -189,6 +190,7 @@ async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(
         event = await asyncio.wait_for(stream.__anext__(), 10)
         seen_snapshot |= event.get("event") == "snapshot"
         seen_log |= event.get("event") == "log" and "busy socket" in event["line"]["message"]
+    assert gateway.control is not None
     assert gateway.control.subscriber_count == 201
     await stream.aclose()
     for _, writer in idle:
@@ -224,6 +226,7 @@ async def test_a_connection_from_another_user_is_refused_and_counted(gateway: Ga
         assert gateway.state == "running"
         # The gateway's own socket lets its own user in, and refused no one.
         assert (await in_own_thread(request, home.socket_file("p"), "status"))["ok"]
+        assert gateway.control is not None
         assert gateway.control.refused_peers == 0
     finally:
         await foreign.stop()

@@ -22,7 +22,7 @@ from gateway_core.sim import Simulators
 
 from tui.panels.feishu import render_feishu
 
-from .support import FEISHU_SECRET, in_own_thread, until, write_profile
+from .support import FEISHU_SECRET, in_own_thread, present, until, write_profile
 
 PING = 1  # the simulator's ping interval for these tests (Feishu's is 120 s)
 
@@ -40,7 +40,7 @@ async def started_gateway(
 
 
 def log_lines(gateway: Gateway, fragment: str) -> list[str]:
-    return [line.message for line in gateway.logging.ring.since(0) if fragment in line.message]
+    return [line.message for line in present(gateway.logging).ring.since(0) if fragment in line.message]
 
 
 @pytest.mark.slow
@@ -90,8 +90,10 @@ async def test_endpoint_post_hanging_forever_heals_once_it_answers(home: Home, s
             5,
             "the timeout and the next attempt to be shown",
         )
+        assert snap is not None
         assert snap.state == "reconnecting" and "Timeout" in snap.last_error
         panel = render_feishu(snap, time.time()).plain  # what the console's Feishu panel shows
+        assert snap is not None
         assert snap.last_error in panel and "next attempt" in panel
         assert not gateway.snapshot().healthy
         assert sims.feishu.connections_total == 1
@@ -213,6 +215,7 @@ async def test_event_without_message_id_is_acked_and_never_answered(gateway: Gat
     await in_own_thread(sims.feishu.wait_acked, nameless, 10)
     event = sims.feishu.inject_text("an ordinary message")
     await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     assert [(m.in_reply_to, m.text) for m in sims.feishu.sent] == [(event.message_id, "[alpha] an ordinary message")]
     assert sims.feishu.failed_posts == 0

@@ -10,7 +10,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.pipeline import APOLOGY
 from gateway_core.sim import Simulators
 
-from .support import FEISHU_SECRET, ask, in_own_thread, until
+from .support import FEISHU_SECRET, ask, in_own_thread, present, until
 
 
 async def test_message_in_gets_exactly_one_reply_with_the_models_text(gateway: Gateway, sims: Simulators) -> None:
@@ -29,6 +29,7 @@ async def test_redelivered_event_still_gets_one_reply(gateway: Gateway, sims: Si
     # The SDK acks only after handing the event over, so once the second delivery is acked the
     # gateway's loop has the duplicate queued; one drain lets it run.
     await in_own_thread(sims.feishu.wait_for, lambda: len(sims.feishu.ack_codes(event)) >= 2, 10)
+    assert gateway.pipeline is not None
     await gateway.pipeline.drain(5)
     assert gateway.snapshot().pipeline.duplicates == 1
     assert len(sims.feishu.replies_to(event)) == 1
@@ -39,6 +40,7 @@ async def test_a_reply_that_failed_every_attempt_is_sent_again_by_the_same_owner
 ) -> None:
     """Feishu refused the tenant token for a while: the stored answer goes out once it is back,
     without a restart, a second LLM call or a second reply."""
+    assert gateway.pipeline is not None
     gateway.pipeline.redelivery_interval = 0.5  # 30 s in service; short here
     sims.feishu.refuse_tokens()  # the app secret was reset: replies fail, the connection stays
     event = sims.feishu.inject_text("are you there?")
@@ -48,6 +50,7 @@ async def test_a_reply_that_failed_every_attempt_is_sent_again_by_the_same_owner
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 20)
     assert reply.text == "[alpha] are you there?"
     await until(lambda: gateway.snapshot().pipeline.answered == 1, 5, "recorded as answered")
+    assert gateway.journal is not None
     assert gateway.journal.unfinished() == []
     assert len([r for r in sims.llm.requests if "are you there?" in str(r.messages)]) == 1  # answered once
     assert len(sims.feishu.replies_to(event)) == 1
@@ -59,7 +62,9 @@ async def test_an_error_nobody_awaits_on_the_gateways_loop_is_logged_redacted_wi
     def broken_handover() -> None:  # a callback the SDK thread schedules, a task nobody awaits
         raise ValueError(f"bad frame for app_secret={FEISHU_SECRET}")
 
+    assert gateway.loop is not None
     gateway.loop.call_soon(broken_handover)
+    assert gateway.logging is not None
     ring = gateway.logging.ring
     (line,) = await until(lambda: [l for l in ring.since(0) if "bad frame" in l.message], 5, "the error logged")
     assert (line.level, line.logger) == ("ERROR", "gatewatch.gateway")
@@ -174,7 +179,7 @@ async def test_switch_to_an_unknown_model_is_a_clear_error(gateway: Gateway) -> 
 
 async def test_untrusted_text_stays_one_log_line(gateway: Gateway, sims: Simulators) -> None:
     await ask(sims, "line one\nFAKE 2026 ERROR forged record\x1b[31m", gateway=gateway)
-    lines = [l.message for l in gateway.logging.ring.since(0) if "line one" in l.message]
+    lines = [l.message for l in present(gateway.logging).ring.since(0) if "line one" in l.message]
     assert lines and all("\n" not in l and "\x1b" not in l for l in lines)
     assert any("line one\\nFAKE" in l for l in lines)
 
@@ -199,7 +204,7 @@ async def test_liveness_watchdog_restarts_a_silent_connection(home: Home, sims: 
         await in_own_thread(sims.feishu.wait_for, lambda: sims.feishu.connections_total >= 2, 15)
         assert await gateway.wait_connected(10)
         assert gateway.feishu.snapshot().restarts == 1
-        assert any("no frame for" in line.message for line in gateway.logging.ring.since(0))
+        assert any("no frame for" in line.message for line in present(gateway.logging).ring.since(0))
         sims.feishu.go_silent(False)
         event = sims.feishu.inject_text("after the watchdog")
         (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)

@@ -12,7 +12,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 from gateway_core.sim import Simulators
 
-from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, until, write_profile
+from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, present, until, write_profile
 
 pytestmark = pytest.mark.process  # every test runs a headless gateway as a child process
 
@@ -27,7 +27,7 @@ def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home:
         assert f"PID {first.process.pid} (headless" in line and "never kills" in line
         assert len(second.lines) == 1
         # The first one still owns the profile and still answers.
-        assert first.process.poll() is None and read_owner(home.lock_file("p")).pid == first.process.pid
+        assert first.process.poll() is None and present(read_owner(home.lock_file("p"))).pid == first.process.pid
         event = sims.feishu.inject_text("are you still there?")
         assert sims.feishu.wait_for_replies(event, 1, 15)[0].text == "[alpha] are you still there?"
         assert first.terminate_and_wait() == 0

@@ -18,7 +18,7 @@ from gateway_core.replies import ReplyStats
 from gateway_core.sim import Simulators
 from gateway_core.snapshots import GatewaySnapshot, snapshot_from_dict, snapshot_to_dict
 
-from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
+from .support import HeadlessProcess, gateway_env, in_own_thread, present, write_profile
 
 NOW = 1_767_225_600.0
 
@@ -134,6 +134,7 @@ def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it() -> N
         **{k: v for k, v in well().items() if k != "replies"},
         replies=ReplyStats(1, 0, 1, 1, "code 10014", True),
     )
+    assert snapshot.health is not None
     assert snapshot.health.verdict == UNHEALTHY and snapshot.healthy is False
     wire = json.loads(json.dumps(snapshot_to_dict(snapshot)))
     assert wire["healthy"] is False and wire["health"]["verdict"] == UNHEALTHY
@@ -141,7 +142,7 @@ def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it() -> N
     assert back.health == snapshot.health and back.replies == snapshot.replies
     assert back.models == snapshot.models and back.pipeline == snapshot.pipeline
     del wire["health"]  # an older owner: judged here from what it sent
-    assert snapshot_from_dict(wire).health.verdict == UNHEALTHY
+    assert present(snapshot_from_dict(wire).health).verdict == UNHEALTHY
 
 
 def run_status(home: Home, *args) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from gateway_core.journal import RETENTION, Journal, JournalError, peek_pending
 from gateway_core.messages import IncomingMessage
 from gateway_core.sim import Simulators
 
-from .support import HeadlessProcess, write_profile
+from .support import HeadlessProcess, present, write_profile
 
 
 def message(n: int, chat: str = "oc_a", at: float | None = None, text: str | None = "hi") -> IncomingMessage:
@@ -71,7 +71,7 @@ def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept
     snap = journal.snapshot()
     assert snap.pending == 2 and snap.oldest_pending_at == pytest.approx(now - 10)
     journal.close()
-    assert peek_pending(path).pending == 2  # what `gatewatch status` reads when nobody serves
+    assert present(peek_pending(path)).pending == 2  # what `gatewatch status` reads when nobody serves
 
 
 def test_prune_forgets_only_finished_messages_past_the_retention(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from launchd.plist import render_agent, write_plist
 from tui.cli import main
 
 from .sim.launchctl_harness import LaunchctlSim
+from .support import present
 
 pytestmark = pytest.mark.process  # the launchctl simulator runs real child processes
 
@@ -67,8 +68,8 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
     path = hermes_plist(agents, tmp_path)
     lc = Launchctl()
     lc.bootstrap(path)
-    assert poll(lambda: (lc.print_job(HERMES) or None) is not None and lc.print_job(HERMES).running, 10)
-    old_pid = lc.print_job(HERMES).pid
+    assert poll(lambda: (lc.print_job(HERMES) or None) is not None and present(lc.print_job(HERMES)).running, 10)
+    old_pid = present(lc.print_job(HERMES)).pid
 
     code, out = doctor(capsys)
     assert code == 1
@@ -86,7 +87,9 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
     assert os.path.isabs(fixed["StandardErrorPath"]) and os.path.isdir(os.path.dirname(fixed["StandardErrorPath"]))
     # Reloaded: launchd now runs what the file says, in a new process; the old one is gone.
     new_pid = (
-        lc.print_job(HERMES).pid if poll(lambda: lc.print_job(HERMES) and lc.print_job(HERMES).running, 10) else None
+        present(lc.print_job(HERMES)).pid
+        if poll(lambda: lc.print_job(HERMES) and present(lc.print_job(HERMES)).running, 10)
+        else None
     )
     assert new_pid and new_pid != old_pid and not pid_alive(old_pid)
     assert not any("--replace" in arg for arg in psutil.Process(new_pid).cmdline())  # psutil: Linux and macOS alike
@@ -95,7 +98,7 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
     code, out = doctor(capsys, "--fix")
     assert code == 0 and "nothing to fix" in out
     assert path.read_bytes() == before and len(list(agents.glob(f"{HERMES}.plist.bak-*"))) == 1
-    assert lc.print_job(HERMES).pid == new_pid  # no needless reload
+    assert present(lc.print_job(HERMES)).pid == new_pid  # no needless reload
 
 
 def test_each_rule_is_reported_per_file(agents, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

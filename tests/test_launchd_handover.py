@@ -26,7 +26,7 @@ from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
 from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
 
-from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread
+from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
 
 pytestmark = pytest.mark.process  # launchd jobs are real child processes under the launchctl simulator
 
@@ -108,7 +108,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         # install -> launchd's headless gateway serves and answers
         install(home, PROFILE, settings, steps.append)
         first = launchd_pid_serving(home, lc, label)
-        assert read_owner(home.lock_file(PROFILE)).launchd_label == label
+        assert present(read_owner(home.lock_file(PROFILE))).launchd_label == label
         events.append((await ask(sims, "to the launchd gateway")).event)
 
         # take over -> its process exits and is not respawned; a message sent meanwhile waits
@@ -133,7 +133,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         monkeypatch.setenv("LAUNCHCTL_SIM_TEARDOWN_DELAY", "5")  # read by the bootstrap below; long enough that the
         # old process exits (it drains first, slower on a busy machine) while the job is still listed
         second = hand_back(home, PROFILE, steps.append, manager=LaunchdManager(settings))
-        assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
+        assert second != first and present(read_owner(home.lock_file(PROFILE))).pid == second
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
         events.append((await ask(sims, "to launchd again")).event)
 
@@ -142,12 +142,13 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         events.append(sims.feishu.inject_text("sent while it was down"))
         third = launchd_pid_serving(home, lc, label, other_than=second)
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
-        assert lc.print_job(label).last_signal == 9
+        assert present(lc.print_job(label)).last_signal == 9
 
         # SIGTERM -> drains, exits 0, launchd leaves it down
         os.kill(third, signal.SIGTERM)
-        assert poll(lambda: lc.print_job(label).state == "not running", 20)
+        assert poll(lambda: present(lc.print_job(label)).state == "not running", 20)
         job = lc.print_job(label)
+        assert job is not None
         assert (job.last_exit_code, job.pid) == (0, None)
         assert not poll(lambda: len(launchctl_sim.spawned("job")) > 3, 1.5)  # a ThrottleInterval passes
         assert launchctl_sim.spawned("job") == [first, second, third]
@@ -199,7 +200,7 @@ def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(
         path = settings.plist(PROFILE)
         write_plist(path, render_agent(home, PROFILE, drain_timeout=5, throttle_interval=1))
         lc.bootstrap(path)
-        assert poll(lambda: lc.print_job(label).runs >= 2 and lc.print_job(label).looping, 20)
+        assert poll(lambda: present(lc.print_job(label)).runs >= 2 and present(lc.print_job(label)).looping, 20)
         # A status taken while a run is starting reports that run's PID not holding the profile
         # (trouble too); on a busy machine the runs are long, so look until one lands between runs.
         reports: list = []

@@ -78,6 +78,7 @@ def test_print_is_parsed_from_top_level_lines_only() -> None:
     job = parse_print(PRINT_SAMPLE, "ai.gatewatch.gateway.work", "gui/501")
     assert job.state == "spawn scheduled" and job.pid is None  # the nested pid/state do not leak out
     assert (job.runs, job.last_exit_code, job.last_signal) == (14, 78, 9)
+    assert job.path is not None
     assert job.path.endswith("ai.gatewatch.gateway.work.plist")
     assert job.looping and "killed by signal 9" in job.describe()
     running = parse_print(

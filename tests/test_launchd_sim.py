@@ -19,6 +19,7 @@ import pytest
 from launchd.agents import pid_alive, poll
 from launchd.launchctl import Launchctl, LaunchctlError, explain, parse_list
 from .sim.launchctl_harness import simulated_launchctl
+from .support import present
 
 # A job program: `serve` exits 0 on SIGTERM, `stubborn` ignores SIGTERM, `exit N` exits at once.
 # Each start appends "<pid> <time>" to starts.log next to this script, and its environment to env.log.
@@ -108,17 +109,19 @@ def test_keepalive_respawns_after_a_crash_but_not_after_exit_0(sim, tmp_path: Pa
     second = running_pid(lc, "t.serve", other_than=first)
     assert not pid_alive(first)
     job = lc.print_job("t.serve")
+    assert job is not None
     assert (job.runs, job.last_signal) == (2, 9)
 
     lc.kill("TERM", "t.serve")  # drains and exits 0: launchd leaves it down
     assert poll(lambda: not pid_alive(second), 5)
-    assert poll(lambda: lc.print_job("t.serve").state == "not running", 5)
+    assert poll(lambda: present(lc.print_job("t.serve")).state == "not running", 5)
     job = lc.print_job("t.serve")
+    assert job is not None
     assert (job.last_exit_code, job.last_signal, job.pid) == (0, None, None)
     # The decision is recorded as "not running" (not "spawn scheduled"); confirm nothing comes
     # back once a whole ThrottleInterval has passed.
     assert not poll(lambda: len(starts(tmp_path)) > 2, 1.5)
-    assert lc.print_job("t.serve").runs == 2
+    assert present(lc.print_job("t.serve")).runs == 2
 
 
 def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim, tmp_path: Path) -> None:
@@ -128,7 +131,9 @@ def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim, tmp_path
     times = [t for _, t in starts(tmp_path)]
     assert all(b - a >= 0.95 for a, b in zip(times, times[1:])), times
     job = lc.print_job("t.fail")
+    assert job is not None
     assert job.runs >= 3 and job.last_exit_code == 3 and job.looping
+    assert job is not None
     assert "restarting it repeatedly" in job.describe() and "another owner holds the profile" in job.describe()
     entry = next(e for e in parse_list(launchctl("list").stdout) if e.label == "t.fail")
     assert entry.status == 3
@@ -165,7 +170,7 @@ def test_exit_codes_match_launchd_and_read_as_one_line(sim, tmp_path: Path) -> N
     assert launchctl("bootout", f"user/{uid}/t.codes").returncode == 3
     assert lc.print_job("t.codes") is None
     lc.bootstrap(plist)
-    assert lc.print_job("t.codes").state == "not running"  # no RunAtLoad, no KeepAlive: loaded, idle
+    assert present(lc.print_job("t.codes")).state == "not running"  # no RunAtLoad, no KeepAlive: loaded, idle
     assert launchctl("bootstrap", f"user/{uid}", str(plist)).returncode == 5
     assert launchctl("bootstrap", f"gui/{uid}", str(plist)).returncode == 125  # no GUI session here
     assert launchctl("print", f"gui/{uid}/t.codes").returncode == 112
@@ -193,7 +198,7 @@ def test_kickstart_starts_an_idle_job_and_k_restarts_it(sim, tmp_path: Path) -> 
     assert lc.kickstart("t.kick") == first  # already running, no -k: nothing happens
     second = lc.kickstart("t.kick", kill=True)
     assert second != first and not pid_alive(first) and pid_alive(second)
-    assert lc.print_job("t.kick").runs == 2
+    assert present(lc.print_job("t.kick")).runs == 2
 
 
 def test_job_gets_launchd_environment_own_group_and_log_files(

@@ -15,7 +15,7 @@ from gateway_core.journal import Journal
 from gateway_core.sim import Simulators
 from gateway_core.sim.answers import long_answer, words_answer
 
-from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
+from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
 CARD_ENDED = 200850  # Feishu: card streaming timeout (then 300309 for every later call)
 CARD_GONE = 200740  # Feishu: the card entity does not exist
@@ -41,12 +41,16 @@ def fence_lines(text: str) -> int:
 
 
 def delivery_of(gateway: Gateway, event) -> DeliveryRecord:
+    assert gateway.journal is not None
     (row,) = gateway.journal._read("SELECT checkpoint FROM inbox WHERE message_id = ?", (event.message_id,))
     return DeliveryRecord.from_json(row[0])
 
 
 async def answered(gateway: Gateway, event, timeout: float = 60) -> None:
-    await until(lambda: gateway.journal.state_of(event.message_id) == "answered", timeout, f"{event.message_id}")
+    await until(
+        lambda: present(gateway.journal).state_of(event.message_id) == "answered", timeout, f"{event.message_id}"
+    )
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
 
 
@@ -137,6 +141,7 @@ async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home: 
     sims.llm.pace("alpha", 0.005)  # about 3 s of writing
     sims.feishu.streaming_window = 1.5  # Feishu ends streaming 1.5 s after it began (really ~10 min)
     async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=60) as gateway:
+        assert gateway.pipeline is not None
         gateway.pipeline.card_rotate_after = 0.6
         event = sims.feishu.inject_text("a slow one")
         await answered(gateway, event)
@@ -153,6 +158,7 @@ async def test_an_answer_that_changes_after_cards_were_finished_goes_whole_in_te
     sims.llm.answer_with("alpha", words_answer(60))
     sims.llm.pause_stream("alpha", 300)  # alpha writes 300 words, then nothing until its deadline
     async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=3) as gateway:
+        assert gateway.pipeline is not None
         gateway.pipeline.card_rotate_after = 0.0  # every card is closed at its last line end at once
         event = sims.feishu.inject_text("a question beta answers differently")
         await answered(gateway, event)
@@ -229,7 +235,7 @@ async def test_a_token_refused_for_30_s_costs_at_most_6_token_requests_and_loses
         refused_at, before = time.monotonic(), sims.feishu.token_requests
         events = [sims.feishu.inject_text(f"question {n}") for n in range(3)]
         await until(lambda: gateway.snapshot().pipeline.reply_failures == 3, 30, "3 replies given up for now")
-        reasons = " ".join(gateway.snapshot().health.reasons)
+        reasons = " ".join(present(gateway.snapshot().health).reasons)
         assert "token" in reasons  # the health reason names the refusal
         # The fault lasts 30 s (the scenario): wait out its end, then let Feishu heal.
         await until(lambda: time.monotonic() - refused_at >= 30, 35, "30 s of refused tokens")

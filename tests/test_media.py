@@ -13,7 +13,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.sim import Simulators
 
-from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
+from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
 PNG = base64.b64decode(  # a 1x1 PNG, and a few bytes no text could contain
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -56,6 +56,7 @@ def reason_of(home: Home, message_id):
 
 async def reply_to(gateway: Gateway, sims: Simulators, event):
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return reply
 
@@ -79,6 +80,7 @@ async def test_an_image_reaches_the_first_vision_model_as_a_data_url_of_the_serv
         prefix = "data:image/png;base64,"
         assert url.startswith(prefix) and base64.b64decode(url[len(prefix) :]) == PNG
         assert reply.text == "[beta] (I see 1 image)"
+        assert gateway.journal is not None
         assert gateway.journal.state_of(event.message_id) == "answered"
         (activity,) = gateway.snapshot().pipeline.activity
         assert activity.media == "image, 70 B, image/png" and activity.text == "[image]"
@@ -97,6 +99,7 @@ async def test_without_vision_models_an_image_gets_the_polite_reply_and_no_model
         reply = await reply_to(gateway, sims, event)
         assert "llm.vision_models" in reply.text
         assert sims.llm.requests == [] and sims.feishu.downloads == []
+        assert gateway.journal is not None
         assert gateway.journal.state_of(event.message_id) == "dropped"
 
 
@@ -130,6 +133,7 @@ async def test_an_image_over_the_cap_or_missing_gets_a_polite_reply_recorded_wit
         assert "could not fetch an image" in (await reply_to(gateway, sims, missing)).text
         assert sims.llm.requests == []
         for event, reason in ((large, "image over 1024 bytes"), (missing, "image download failed: HTTP 404")):
+            assert gateway.journal is not None
             assert gateway.journal.state_of(event.message_id) == "dropped"
             assert reason in reason_of(home, event.message_id)
 
@@ -206,7 +210,7 @@ async def test_no_image_file_or_transcript_content_reaches_the_log(home: Home, s
         ]
         for event in events:
             await reply_to(gateway, sims, event)
-        logged = "\n".join(line.message for line in gateway.logging.ring.since(0))
+        logged = "\n".join(line.message for line in present(gateway.logging).ring.since(0))
         assert "downloaded" in logged and "transcribed" in logged  # sizes and types are logged
         assert secret_words not in logged
         assert base64.b64encode(PNG).decode()[:20] not in logged
@@ -240,8 +244,12 @@ async def test_a_refused_reaction_does_not_hold_up_the_answer_and_is_logged_once
         for n in range(3):
             event = sims.feishu.inject_text(f"question {n}")
             assert (await reply_to(gateway, sims, event)).text == f"[alpha] question {n}"
-        logged = [line.message for line in gateway.logging.ring.since(0) if "typing reaction refused" in line.message]
+        logged = [
+            line.message for line in present(gateway.logging).ring.since(0) if "typing reaction refused" in line.message
+        ]
         assert len(logged) == 1
+        assert gateway.pipeline is not None
+        assert gateway.pipeline.typing is not None
         assert gateway.pipeline.typing.refused == 1  # left off after the first refusal
 
 
@@ -249,6 +257,7 @@ async def test_no_typing_reaction_when_it_is_switched_off(home: Home, sims: Simu
     async with gateway_on_profile(home, sims, feishu_extra="typing_indicator = false") as gateway:
         event = sims.feishu.inject_text("quietly")
         await reply_to(gateway, sims, event)
+        assert gateway.pipeline is not None
         assert sims.feishu.reactions_on(event) == [] and gateway.pipeline.typing is None
 
 

@@ -170,6 +170,7 @@ def test_the_sdk_event_object_is_read_like_the_dict() -> None:
 )
 def test_commands_parse(text, expected) -> None:
     command = parse_command(text)
+    assert command is not None
     assert (command.name, command.argument) == expected
 
 

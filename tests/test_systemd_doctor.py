@@ -16,6 +16,7 @@ from launchd.unit import render_unit, write_unit
 from tui.cli import main
 
 from .sim.systemctl_harness import simulated_systemctl
+from .support import present
 
 pytestmark = pytest.mark.process  # the systemctl simulator runs real child processes
 
@@ -60,7 +61,7 @@ def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_c
     systemctl = Systemctl()
     systemctl.daemon_reload()
     systemctl.start(HERMES)
-    old_pid = systemctl.show(HERMES).pid
+    old_pid = present(systemctl.show(HERMES)).pid
 
     code, out = doctor(capsys)
     assert code == 1
@@ -76,8 +77,8 @@ def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_c
     assert "--replace" not in text and "Restart=on-failure" in text and "RestartSec=1" in text
     assert linger_enabled() is True
     # Reloaded and restarted: systemd now runs what the file says, in a new process.
-    assert poll(lambda: (s := systemctl.show(HERMES)).running and s.pid != old_pid, 10)
-    new_pid = systemctl.show(HERMES).pid
+    assert poll(lambda: (present(s := systemctl.show(HERMES))).running and present(s).pid != old_pid, 10)
+    new_pid = present(systemctl.show(HERMES)).pid
     assert not pid_alive(old_pid) and "--replace" not in psutil.Process(new_pid).cmdline()
     reloads = [c for c in sim.calls() if "daemon-reload" in c["argv"]]
 
@@ -85,7 +86,7 @@ def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_c
     code, out = doctor(capsys, "--fix")
     assert code == 0 and "nothing to fix" in out
     assert path.read_text() == before and len(list(sim.unit_dir.glob(f"{HERMES}.bak-*"))) == 1
-    assert systemctl.show(HERMES).pid == new_pid  # no needless restart
+    assert present(systemctl.show(HERMES)).pid == new_pid  # no needless restart
     assert [c for c in sim.calls() if "daemon-reload" in c["argv"]] == reloads
     systemctl.stop(HERMES)
 

@@ -26,7 +26,7 @@ from launchd.unit import unit_name
 
 from .sim.launchctl_harness import write_launchd_sim_profile
 from .sim.systemctl_harness import SystemctlSim
-from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread
+from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
 from .test_launchd_handover import PROFILE, OwnershipWatch
 
 pytestmark = pytest.mark.process  # the unit's gateway is a real child process under the simulator
@@ -68,13 +68,13 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
         # install -> enabled, started: systemd's headless gateway serves and answers
         manager.install(home, PROFILE, steps.append)
         first = systemd_pid_serving(home)
-        assert read_owner(home.lock_file(PROFILE)).launchd_label == UNIT
-        assert systemctl.show(UNIT).unit_file_state == "enabled"
+        assert present(read_owner(home.lock_file(PROFILE))).launchd_label == UNIT
+        assert present(systemctl.show(UNIT)).unit_file_state == "enabled"
         events.append((await ask(sims, "to the systemd gateway")).event)
 
         # take over -> stopped (not restarted), the lock free; a message sent meanwhile waits
         take_over(home, PROFILE, steps.append, manager=manager)
-        assert not pid_alive(first) and systemctl.show(UNIT).active_state == "inactive"
+        assert not pid_alive(first) and present(systemctl.show(UNIT)).active_state == "inactive"
         assert read_owner(home.lock_file(PROFILE)) is None
         events.append(sims.feishu.inject_text("sent during the take-over"))
         watch.console_serving.set()
@@ -92,7 +92,7 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
         # hand back -> systemd's gateway answers again, including what arrived in between
         events.append(sims.feishu.inject_text("sent during the hand-back"))
         second = hand_back(home, PROFILE, steps.append, manager=manager)
-        assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
+        assert second != first and present(read_owner(home.lock_file(PROFILE))).pid == second
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
 
         # a crash -> Restart=on-failure brings a new PID after RestartSec
@@ -101,12 +101,14 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
         third = systemd_pid_serving(home, other_than=second)
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
         state = systemctl.show(UNIT)
+        assert state is not None
         assert (state.last_signal, state.restarts) == (signal.SIGKILL, 1)
 
         # SIGTERM from outside -> drains, exits 0: a clean exit, systemd leaves it down
         os.kill(third, signal.SIGTERM)
-        assert poll(lambda: systemctl.show(UNIT).active_state == "inactive", 20)
+        assert poll(lambda: present(systemctl.show(UNIT)).active_state == "inactive", 20)
         state = systemctl.show(UNIT)
+        assert state is not None
         assert (state.exit_code, state.pid, state.result) == (0, None, "success")
         assert not poll(lambda: len(systemctl_sim.spawned("job")) > 3, 1.5)  # a RestartSec passes
         assert systemctl_sim.spawned("job") == [first, second, third]
@@ -150,7 +152,7 @@ def test_a_unit_refused_by_the_console_fails_once_and_says_why(
         write_unit(manager.definition(PROFILE), render_unit(home, PROFILE, drain_timeout=5, restart_sec=1))
         Systemctl().daemon_reload()
         Systemctl().start(UNIT)
-        assert poll(lambda: Systemctl().show(UNIT).active_state == "failed", 20)
+        assert poll(lambda: present(Systemctl().show(UNIT)).active_state == "failed", 20)
         assert not poll(lambda: len(systemctl_sim.spawned("job")) > 1, 2.5)  # RestartSec passes twice
         report = manager.status(home, PROFILE)
         text = "\n".join(report.lines())
@@ -162,7 +164,7 @@ def test_a_unit_refused_by_the_console_fails_once_and_says_why(
     # Once the console is gone, a hand-back clears the failure and starts it (a loaded CI machine
     # once took more than the default 20 s for the new gateway to connect: a deadline, not a hope).
     hand_back(home, PROFILE, print, timeout=60, manager=manager)
-    assert read_owner(home.lock_file(PROFILE)).launchd_label == UNIT
+    assert present(read_owner(home.lock_file(PROFILE))).launchd_label == UNIT
 
 
 def gatewatch(*args, timeout=60):

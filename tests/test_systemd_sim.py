@@ -16,6 +16,7 @@ from launchd.systemctl import Systemctl, SystemctlError, enable_linger, linger_e
 from launchd.unit import write_unit
 
 from .sim.systemctl_harness import SystemctlSim
+from .support import present
 from .test_launchd_sim import PROGRAM
 
 pytestmark = pytest.mark.process  # the systemctl simulator runs real child processes
@@ -42,15 +43,18 @@ def test_restart_on_failure_after_a_crash_but_not_after_a_clean_exit(
     systemctl = Systemctl()
     unit = make_unit(tmp_path, systemctl_sim.unit_dir, "crashy.service", ["serve"])
     systemctl.start(unit)
-    first = systemctl.show(unit).pid
+    first = present(systemctl.show(unit)).pid
     assert pid_alive(first)
     os.kill(first, signal.SIGKILL)  # a crash: restarted
-    assert poll(lambda: (s := systemctl.show(unit)).running and s.pid != first, 10)
+    assert poll(lambda: (present(s := systemctl.show(unit))).running and present(s).pid != first, 10)
     state = systemctl.show(unit)
+    assert state is not None
     assert (state.restarts, state.last_signal, state.result) == (1, 9, "signal")
+    assert state is not None
     os.kill(state.pid, signal.SIGTERM)  # the program exits 0 on SIGTERM: a clean exit, left down
-    assert poll(lambda: systemctl.show(unit).active_state == "inactive", 10)
+    assert poll(lambda: present(systemctl.show(unit)).active_state == "inactive", 10)
     assert not poll(lambda: len(starts(tmp_path)) > 2, 1.0)
+    assert state is not None
     assert starts(tmp_path) == systemctl_sim.spawned("job") == [first, state.pid]
 
 
@@ -63,14 +67,15 @@ def test_a_non_zero_exit_restarts_after_restart_sec_until_the_start_limit(
         systemctl.start(unit)  # Type=exec waits for the exec, not the exit: the failures may come after
     except SystemctlError:
         pass
-    assert poll(lambda: systemctl.show(unit).result == "start-limit-hit", 20)
+    assert poll(lambda: present(systemctl.show(unit)).result == "start-limit-hit", 20)
     state = systemctl.show(unit)
+    assert state is not None
     assert state.active_state == "failed" and state.looping and len(starts(tmp_path)) == 5  # StartLimitBurst
     with pytest.raises(SystemctlError, match="failed too often") as refused:
         systemctl.start(unit)
     assert "\n" not in str(refused.value)
     systemctl.reset_failed(unit)
-    assert systemctl.show(unit).active_state == "inactive"
+    assert present(systemctl.show(unit)).active_state == "inactive"
 
 
 def test_restart_prevent_exit_status_leaves_a_refused_gateway_failed(
@@ -82,9 +87,9 @@ def test_restart_prevent_exit_status_leaves_a_refused_gateway_failed(
         systemctl.start(unit)
     except SystemctlError:
         pass  # the exit may beat `start`'s return
-    assert poll(lambda: systemctl.show(unit).active_state == "failed", 10)
+    assert poll(lambda: present(systemctl.show(unit)).active_state == "failed", 10)
     assert not poll(lambda: len(starts(tmp_path)) > 1, 1.0)
-    assert systemctl.show(unit).exit_code == 3
+    assert present(systemctl.show(unit)).exit_code == 3
 
 
 def test_stop_terms_then_kills_after_timeout_stop_sec_and_returns_when_down(
@@ -93,10 +98,11 @@ def test_stop_terms_then_kills_after_timeout_stop_sec_and_returns_when_down(
     systemctl = Systemctl()
     unit = make_unit(tmp_path, systemctl_sim.unit_dir, "stubborn.service", ["stubborn"], TimeoutStopSec=1)
     systemctl.start(unit)
-    pid = systemctl.show(unit).pid
+    pid = present(systemctl.show(unit)).pid
     systemctl.stop(unit)  # blocks: SIGTERM ignored, SIGKILL after 1 s
     assert not pid_alive(pid)
     state = systemctl.show(unit)
+    assert state is not None
     assert (state.active_state, state.result, state.last_signal) == ("failed", "timeout", 9)
     assert not poll(lambda: len(starts(tmp_path)) > 1, 0.5)  # a stop is never followed by a restart
 
@@ -124,7 +130,7 @@ def test_unit_gets_the_managers_environment_its_own_group_and_the_journal(
     systemctl = Systemctl()
     unit = make_unit(tmp_path, systemctl_sim.unit_dir, "env.service", ["serve"], Environment={"GATEWATCH_HOME": "/x y"})
     systemctl.start(unit)
-    pid = systemctl.show(unit).pid
+    pid = present(systemctl.show(unit)).pid
     assert poll(lambda: (tmp_path / "env.log").exists(), 10)
     seen = json.loads((tmp_path / "env.log").read_text())
     assert seen["env"]["GATEWATCH_HOME"] == "/x y" and seen["env"]["INVOCATION_ID"]

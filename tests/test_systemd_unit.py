@@ -26,6 +26,7 @@ from launchd.unit import (
 )
 
 from .sim.systemctl_harness import SystemctlSim
+from .support import present
 
 
 def test_rendered_unit_runs_the_gateway_itself_and_restarts_only_after_failure(tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def test_the_simulated_systemd_runs_awkward_arguments_exactly(tmp_path: Path, sy
     write_unit(systemctl_sim.unit_dir / "awkward.service", unit)
     Systemctl().start("awkward.service")
     assert poll(out.exists, 10)
-    assert poll(lambda: Systemctl().show("awkward.service").active_state == "inactive", 10)
+    assert poll(lambda: present(Systemctl().show("awkward.service")).active_state == "inactive", 10)
     argv, env = json.loads(out.read_text())
     assert argv == AWKWARD[1:]
     assert (env["SPACED"], env["PERCENT"]) == ("a b", "100%") and env["INVOCATION_ID"]

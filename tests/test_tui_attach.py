@@ -16,7 +16,7 @@ from tui.panels import ExecutorPanel, FeishuPanel, LogPane, ModelsPanel
 from tui.remote import RemoteSource
 from tui.screens import ChoiceModal
 
-from .support import HeadlessProcess, ask, in_own_thread, until, write_profile
+from .support import HeadlessProcess, ask, in_own_thread, present, until, write_profile
 from .test_tui_console import SIZE, notices, shown
 
 pytestmark = pytest.mark.process  # every test attaches to a headless gateway in a child process
@@ -27,6 +27,7 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home: Home
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
         owner = read_owner(home.lock_file("p"))
+        assert owner is not None
         assert owner.pid == headless.process.pid
         app = ConsoleApp(RemoteSource(home, "p", owner), home=home)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -71,7 +72,7 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home: Home
             await until(lambda: app.return_code is not None, 5, "console exited", pilot=pilot)
         assert app.return_code == 0
         assert headless.process.poll() is None
-        assert read_owner(home.lock_file("p")).pid == headless.process.pid
+        assert present(read_owner(home.lock_file("p"))).pid == headless.process.pid
         assert (await ask(sims, "after the console left")).text == "[beta] after the console left"
         assert headless.terminate_and_wait() == 0
 
@@ -200,7 +201,7 @@ async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home: Home, s
                 "this console's own verdict",
                 pilot=pilot,
             )
-            assert read_owner(home.lock_file("p")).pid == os.getpid()
+            assert present(read_owner(home.lock_file("p"))).pid == os.getpid()
             assert (await ask(sims, "served here?")).text == "[alpha] served here?"
             await pilot.press("q")
             await until(lambda: isinstance(app.screen, ChoiceModal), 5, "quit confirm", pilot=pilot)

@@ -26,7 +26,7 @@ from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, Model
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import ask, in_own_thread, on_gateway_loop, until
+from .support import ask, in_own_thread, on_gateway_loop, present, until
 
 SIZE = (120, 36)
 INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
@@ -341,6 +341,7 @@ async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive
         stuck_notice = (
             "rebuilding the executor failed: TimeoutError: the gateway did not rebuild the executor within 0.5s"
         )
+        assert gateway.loop is not None
         gateway.loop.call_soon_threadsafe(hog_the_gateways_loop)
         try:
             assert await in_own_thread(stuck.wait, 5)
@@ -384,6 +385,7 @@ async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(con
         def broken_handover() -> None:  # the way the SDK thread hands messages to the loop
             raise ValueError("simulated gateway bug")
 
+        assert gateway.loop is not None
         gateway.loop.call_soon_threadsafe(broken_handover)
         pane = console.query_one(LogPane)
         # The gateway's own loop handler logs it: one ERROR line, traceback included, in the pane.
@@ -427,7 +429,7 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(
         await pilot.press("q")
         await until(lambda: app.return_code is not None, 5, "app exited", pilot=pilot)
     assert app.return_code == 3
-    assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
+    assert lock.held and present(read_owner(home.lock_file(profile.name))).pid == os.getpid()
 
 
 async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(
@@ -473,7 +475,7 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(
         await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
         await until(lambda: app.return_code is not None, 5, "app exited", pilot=pilot)
     assert app.return_code == 0
-    assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
+    assert lock.held and present(read_owner(home.lock_file(profile.name))).pid == os.getpid()
 
 
 async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home: Home, profile: Profile) -> None:

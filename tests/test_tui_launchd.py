@@ -26,7 +26,7 @@ from tui.handover import HandoverProgress
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import FEISHU_SECRET, LLM_KEY, ask, until
+from .support import FEISHU_SECRET, LLM_KEY, ask, present, until
 from .test_tui_console import connected, notices
 
 pytestmark = pytest.mark.process  # the manager's jobs are real child processes under its simulator
@@ -55,7 +55,7 @@ async def test_take_over_from_the_manager_then_hand_back(
         manager.install(home, PROFILE, steps.append)
         try:
             assert poll(lambda: (o := read_owner(lock)) is not None and o.launchd_label == label, 30)
-            first = read_owner(lock).pid
+            first = present(read_owner(lock)).pid
             assert (await ask(sims, "to the manager")).text.startswith("[alpha]")
 
             gateway_made: list[Gateway] = []
@@ -88,7 +88,7 @@ async def test_take_over_from_the_manager_then_hand_back(
                 assert progress[0].startswith(stop_word) and progress[-1].startswith("lock free"), progress
                 assert all(line in notices(app) for line in progress)  # every step was shown
                 taken = len(progress)
-                assert not pid_alive(first) and read_owner(lock).pid == os.getpid()
+                assert not pid_alive(first) and present(read_owner(lock)).pid == os.getpid()
                 assert (await ask(sims, "to the console")).text.startswith("[alpha]")
 
                 await pilot.press("h")

@@ -14,7 +14,6 @@ START_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
-
 class BareSdkClient:
     """One bare `lark_oapi.ws.Client` on a thread and loop of its own.
 
@@ -81,7 +80,6 @@ class BareSdkClient:
         return self._client
 
     def call(self, coro_fn: Callable[[Any], Coroutine[Any, Any, T]], timeout: float = 10) -> T:
-
         """Run `coro_fn(sdk_client)` on the SDK's own loop and return its result."""
         assert self._loop is not None, "call() before start()"
         future = asyncio.run_coroutine_threadsafe(coro_fn(self._client), self._loop)
@@ -92,7 +90,6 @@ class BareSdkClient:
             self._client._auto_reconnect = False  # a stop mid-connect raises instead of reconnecting
         assert self._loop is not None
         self._loop.stop()
-
 
     def stop(self, timeout: float = 10) -> None:
         if not self.finished.is_set() and self._loop is not None:

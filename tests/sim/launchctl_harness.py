@@ -124,7 +124,6 @@ def _signal(process: psutil.Process, signum: int) -> None:
 
 @contextlib.contextmanager
 def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **options: Any) -> Iterator[LaunchctlSim]:
-
     """The simulator first on PATH for the duration (setenv: e.g. pytest's monkeypatch.setenv)."""
     sim = LaunchctlSim(root, **options)
     for name, value in sim.environment().items():

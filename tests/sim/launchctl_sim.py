@@ -84,7 +84,6 @@ def read_state(root: Path) -> dict[str, Any]:
         return copy
 
 
-
 def gui_session() -> bool:
     return os.environ.get("LAUNCHCTL_SIM_GUI", "0") == "1"
 
@@ -600,7 +599,6 @@ def wait_status(job: dict[str, Any]) -> int:
     if job["last_signal"]:
         return int(job["last_signal"])
     return int(job["last_exit_code"] or 0) << 8
-
 
 
 def cmd_list(root: Path, args: list[str]) -> int:

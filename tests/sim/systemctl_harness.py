@@ -88,7 +88,6 @@ class SystemctlSim:
 
 @contextlib.contextmanager
 def simulated_systemctl(root: Path, setenv: Callable[[str, str], None], **options: Any) -> Iterator[SystemctlSim]:
-
     """The simulator first on PATH for the duration (setenv: e.g. pytest's monkeypatch.setenv)."""
     sim = SystemctlSim(root, **options)
     for name, value in sim.environment().items():

@@ -562,7 +562,6 @@ def cmd_kill(root: Path, args: list[str]) -> int:
     name = one_unit(args, "kill")
     signum: int = signal.SIGTERM
     for arg in args:
-
         if arg.startswith(("--signal=", "-s")):
             raw = arg.split("=", 1)[-1].removeprefix("-s").upper()
             signum = int(raw) if raw.isdigit() else getattr(signal, raw if raw.startswith("SIG") else "SIG" + raw)
