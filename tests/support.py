@@ -14,16 +14,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine, NamedTuple, Sequence, TypeVar
-
-from textual.pilot import Pilot
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, NamedTuple, Sequence, TypeVar
 
 from gateway_core.config import Home, Profile, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
 from gateway_core.sim.platform import InjectedEvent, SentMessage
 from gateway_core.sim.profile import write_sim_profile
-from gateway_core.threads import in_own_thread  # also re-exported for the tests
+from gateway_core.threads import in_own_thread as in_own_thread  # re-exported for the tests
+
+if TYPE_CHECKING:  # not imported at run time: most tests never start a console
+    from textual.pilot import Pilot
 
 FEISHU_SECRET_ENV = "GW_TEST_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_TEST_LLM_KEY"

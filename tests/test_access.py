@@ -29,6 +29,7 @@ from gateway_core.control import ControlError, ControlServer, request
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 from gateway_core.states import DmPolicy, InboxState
 from tui.cli import main
 
@@ -50,21 +51,21 @@ def access_section(**keys: object) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-async def replied(gateway: Gateway, sims: Simulators, event, count=1):
+async def replied(gateway: Gateway, sims: Simulators, event: InjectedEvent, count: int = 1) -> list[SentMessage]:
     replies = await in_own_thread(sims.feishu.wait_for_replies, event, count, 15)
     assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return replies
 
 
-async def settled(gateway: Gateway, event, state=REFUSED) -> None:
+async def settled(gateway: Gateway, event: InjectedEvent, state: str = REFUSED) -> None:
     """The journal finished `event` in `state`, and nothing is still on its way (how "no reply" is seen)."""
     await until(lambda: present(gateway.journal).state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
     assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
 
 
-async def cli(capsys: pytest.CaptureFixture[str], *argv):
+async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """`gatewatch …` in a thread of its own (it may ask the gateway serving on this loop); (code, out, err)."""
     code = await in_own_thread(main, list(argv))
     captured = capsys.readouterr()
@@ -86,8 +87,8 @@ async def test_pairing_end_to_end_approve_restart_revoke(
     async with gateway_on_profile(home, sims, **options) as gateway:
         first = sims.feishu.inject_text("hello?", sender_open_id=stranger, chat_id="oc_dm_s")
         (reply,) = await replied(gateway, sims, first)
-        code = present(CODE.search(reply.text)).group(1)
-        assert f"gatewatch access approve {code} --profile p" in reply.text
+        code = present(CODE.search(present(reply.text))).group(1)
+        assert f"gatewatch access approve {code} --profile p" in present(reply.text)
         assert gateway.journal is not None
         assert gateway.journal.state_of(first.message_id) == REFUSED
         later = [sims.feishu.inject_text(f"again {n}", sender_open_id=stranger, chat_id="oc_dm_s") for n in (1, 2)]
@@ -119,7 +120,7 @@ async def test_pairing_end_to_end_approve_restart_revoke(
         assert status == 0 and f"revoked {stranger}" in out
         refused = sims.feishu.inject_text("and now?", sender_open_id=stranger, chat_id="oc_dm_s")
         (notice,) = await replied(gateway, sims, refused)
-        assert CODE.search(notice.text)  # a stranger again: a new pairing code, no answer
+        assert CODE.search(present(notice.text))  # a stranger again: a new pairing code, no answer
         assert gateway.journal is not None
         assert gateway.journal.state_of(refused.message_id) == REFUSED and len(sims.llm.requests) == 2
 
@@ -136,7 +137,7 @@ async def test_a_fourth_pending_stranger_is_told_to_try_later(home: Home, sims: 
         for n in range(MAX_PENDING):
             event = sims.feishu.inject_text("hi", sender_open_id=f"ou_s{n}", chat_id=f"oc_s{n}")
             (reply,) = await replied(gateway, sims, event)
-            assert CODE.search(reply.text)
+            assert CODE.search(present(reply.text))
         fourth = sims.feishu.inject_text("me too", sender_open_id="ou_s9", chat_id="oc_s9")
         (reply,) = await replied(gateway, sims, fourth)
         assert reply.text == PAIRING_FULL_NOTICE
@@ -226,7 +227,7 @@ async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(ho
 # ----------------------------------------------------------------------------- the CLI without a gateway
 
 
-def stranger_with_code(home: Home, name, ago: float = 0.0) -> str:
+def stranger_with_code(home: Home, name: str, ago: float = 0.0) -> str:
     """A pairing code issued `ago` seconds back, as the gate issues it, in the profile's journal."""
     profile = load_profile(home, name)
     journal = Journal(home.state_file(name))
@@ -264,7 +265,7 @@ async def test_cli_on_a_profile_nobody_serves_works_on_the_journal(
     ],
 )
 async def test_a_wrong_code_is_one_line_and_exit_1(
-    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str], code, expected
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str], code: str, expected: str
 ) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     stranger_with_code(home, "p")
@@ -339,11 +340,12 @@ async def test_status_json_has_access_while_serving_and_when_stopped(home: Home,
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         event = sims.feishu.inject_text("hi", sender_open_id="ou_new", chat_id="oc_new")
         (reply,) = await replied(gateway, sims, event)
-        code = present(CODE.search(reply.text)).group(1)
+        code = present(CODE.search(present(reply.text))).group(1)
         serving = await in_own_thread(profile_status, home, "p")
     stopped = await in_own_thread(profile_status, home, "p")
     for status in (serving, stopped):
         access = status.access
+        assert access is not None
         assert (access["policy"], access["declared"], access["answers_anyone"]) == ("pairing", True, False)
         assert access["refused_last_hour"] == 1
         ((pending),) = access["pending"]
@@ -358,6 +360,7 @@ async def test_status_says_a_profile_without_access_answers_anyone(home: Home, s
 
     async with gateway_on_profile(home, sims) as gateway:
         status = await in_own_thread(profile_status, home, "p")
+        assert status.access is not None
         assert status.access["answers_anyone"] is True and status.access["declared"] is False
         assert "p: answers anyone (no [access] section in the profile)" in render_status([status], False)
         assert present(gateway.snapshot().health).verdict == "healthy"
@@ -410,7 +413,9 @@ def test_a_schema_2_journal_is_migrated_in_place(tmp_path: Path) -> None:
         ('alow = ["ou_a"]', "unknown key access.alow: did you mean allow?"),
     ],
 )
-def test_bad_access_settings_are_one_line_naming_the_key(home: Home, sims: Simulators, section, expected) -> None:
+def test_bad_access_settings_are_one_line_naming_the_key(
+    home: Home, sims: Simulators, section: str, expected: str
+) -> None:
     from gateway_core.config import ConfigError
 
     write_profile(home, "p", sims, extra=f"\n[access]\n{section}\n")

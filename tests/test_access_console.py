@@ -148,7 +148,7 @@ async def test_an_attached_console_decides_through_the_control_socket(home: Home
 
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         await code_reply(sims, "ou_far", "oc_far")
-        remote = RemoteSource(home, "p", gateway.lock.info)
+        remote = RemoteSource(home, "p", present(gateway.lock.info))
         listed = await remote.access_request("list")
         assert [p["open_id"] for p in listed["pending"]] == ["ou_far"]
         assert await remote.access_request("approve", "ou_far") == {"approved": "ou_far"}

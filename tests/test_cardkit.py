@@ -24,7 +24,7 @@ from gateway_core.replies import ReplySender
 from gateway_core.sim import Simulators
 from gateway_core.threads import in_own_thread
 
-from .support import FEISHU_SECRET, unique_app_id
+from .support import FEISHU_SECRET, present, unique_app_id
 
 
 def cardkit_client(
@@ -124,7 +124,7 @@ async def test_missing_scope_raises_once_and_is_remembered(sims: Simulators) -> 
     client = cardkit_client(sims)
     with pytest.raises(CardKitUnavailable, match="cardkit:card:write"):
         await client.open_stream(question.message_id)
-    assert "cardkit:card:write" in client.unavailable
+    assert "cardkit:card:write" in present(client.unavailable)
     refused_before = feishu.failed_posts
     with pytest.raises(CardKitUnavailable):
         await client.open_stream(question.message_id)

@@ -12,7 +12,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.pipeline import APOLOGY
 from gateway_core.sim import Simulators
 
-from .support import gateway_on_profile, in_own_thread
+from .support import gateway_on_profile, in_own_thread, present
 
 
 async def wait_for_answers(gateway: Gateway, sims: Simulators, events, timeout) -> None:
@@ -38,7 +38,7 @@ def replies_in_order(sims: Simulators, chat_prefix):
     for sent in sims.feishu.sent:
         chat = chat_of.get(sent.in_reply_to, "")
         if sent.kind == "reply" and chat.startswith(chat_prefix):
-            by_chat.setdefault(chat, []).append(sent.text)
+            by_chat.setdefault(chat, []).append(present(sent.text))
     return by_chat
 
 

@@ -13,12 +13,14 @@ swallow as a repeated uuid.
 import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 import pytest
 
 from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 from gateway_core.sim.profile import write_sim_profile
 from gateway_core.status import profile_status, render_status
 from launchd.agents import AgentSettings, LaunchdManager, install, uninstall
@@ -27,15 +29,17 @@ from launchd.launchctl import Launchctl
 from launchd.plist import job_label
 
 from .sim.launchctl_harness import LaunchctlSim
-from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, ask, in_own_thread, until, write_profile
+from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, ask, in_own_thread, present, until, write_profile
 from .test_launchd_handover import launchd_pid_serving
 
 
-def shown_replies(sims: Simulators, event):
+def shown_replies(sims: Simulators, event: InjectedEvent) -> list[SentMessage]:
     return [r for r in sims.feishu.replies_to(event) if not r.duplicate]
 
 
-def answered_by_successor(home: Home, sims: Simulators, events, journal_states=("answered",)) -> None:
+def answered_by_successor(
+    home: Home, sims: Simulators, events: list[InjectedEvent], journal_states: tuple[str, ...] = ("answered",)
+) -> None:
     """Start the next owner, wait until every event is answered, stop it; check each shown once."""
     with HeadlessProcess.start(home, "p") as successor:
         successor.wait_for_line("Feishu connected")
@@ -52,7 +56,7 @@ def answered_by_successor(home: Home, sims: Simulators, events, journal_states=(
         journal.close()
 
 
-def kill_9(gateway: Gateway) -> None:
+def kill_9(gateway: HeadlessProcess) -> None:
     gateway.process.send_signal(signal.SIGKILL)
     assert gateway.process.wait(10) == -signal.SIGKILL
 
@@ -126,7 +130,12 @@ def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on
         assert "3 unfinished answers handed on to the next owner" in gateway.wait_for_line("stopped")
     assert all(not shown_replies(sims, e) for e in events)
     waiting = profile_status(home, "p")  # nobody serves the profile; its journal says what waits
-    assert waiting.owner == "none" and waiting.pending == 3 and waiting.oldest_pending_age >= 0
+    assert (
+        waiting.owner == "none"
+        and waiting.pending == 3
+        and waiting.oldest_pending_age is not None
+        and waiting.oldest_pending_age >= 0
+    )
     assert "3 (oldest" in render_status([waiting], as_json=False)
     sims.llm.release("alpha")
     answered_by_successor(home, sims, events)
@@ -157,7 +166,7 @@ def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit
 # the journal's contents, which the real-process tests above already carry across kill -9.
 
 
-async def start_owner(home: Home):
+async def start_owner(home: Home) -> Gateway:
     gateway = Gateway(load_profile(home, "p"), home, owner="console")
     await gateway.start()
     assert await gateway.wait_connected(15)
@@ -216,10 +225,12 @@ async def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_s
     try:
         [reply] = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
         # The simulator shows the reply a moment before its HTTP answer reaches the gateway.
-        await until(lambda: second.journal.state_of(event.message_id) == "apologised", 5, "the apology journaled")
+        await until(
+            lambda: present(second.journal).state_of(event.message_id) == "apologised", 5, "the apology journaled"
+        )
     finally:
         await second.stop()
-    assert "came in while I was restarting" in reply.text
+    assert "came in while I was restarting" in present(reply.text)
     assert len(sims.llm.requests) == 1  # only the first owner's abandoned request
 
 
@@ -272,5 +283,5 @@ async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_k
     uninstall(home, "p", settings, print)
 
 
-def contents(messages):
+def contents(messages: list[Any]) -> list[Any]:
     return [m["content"] for m in messages]

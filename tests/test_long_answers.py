@@ -32,7 +32,7 @@ def shown(sims: Simulators, event) -> list[str]:
             if not card.deleted:  # a deleted card's message shows nothing
                 pieces.append(card.text())
         else:
-            pieces.append(reply.text)
+            pieces.append(present(reply.text))
     return pieces
 
 

@@ -17,6 +17,8 @@ from gateway_core.messages import (
     unreadable_reply,
 )
 
+from .support import present
+
 BOT = "ou_bot"
 ALICE = Mention("@_user_2", "ou_alice", "Alice")
 BOT_MENTION = Mention("@_user_1", BOT, "gatewatch")
@@ -180,5 +182,5 @@ def test_ordinary_text_is_not_a_command(text) -> None:
 
 
 def test_unknown_command_answer_lists_the_commands() -> None:
-    answer = unknown_command_text(parse_command("/frobnicate"))
+    answer = unknown_command_text(present(parse_command("/frobnicate")))
     assert answer.startswith("I don't know /frobnicate.") and all(f"/{name}" in answer for name in COMMANDS)

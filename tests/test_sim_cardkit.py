@@ -23,6 +23,7 @@ from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 from gateway_core.messages import incoming_from_event, should_answer
 from gateway_core.sim import Simulators
 from .sim.bare_sdk import BareSdkClient
+from .support import present
 from .test_simulators import SECRET, app_id, http_client, sims  # noqa: F401  (fixtures: one Feishu-only setup)
 from gateway_core.sim.cardkit_sim import (
     CARD_NOT_FOUND,
@@ -240,5 +241,5 @@ def test_group_mentions_posts_and_images_reach_the_sdk_as_feishu_sends_them(sims
     assert (seen[1].mentions_all, seen[1].mentions_bot) == (True, False)
     assert [should_answer(m)[0] for m in seen] == [True, False, False, True, True, True]
     assert seen[3].text == "fix this\n```python\nprint(1)\n```"
-    assert seen[4].text is None and "an image" in seen[4].unreadable_reply
-    assert seen[5].text is None and "a file" in seen[5].unreadable_reply
+    assert seen[4].text is None and "an image" in present(seen[4].unreadable_reply)
+    assert seen[5].text is None and "a file" in present(seen[5].unreadable_reply)

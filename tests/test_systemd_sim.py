@@ -45,13 +45,13 @@ def test_restart_on_failure_after_a_crash_but_not_after_a_clean_exit(
     systemctl.start(unit)
     first = present(systemctl.show(unit)).pid
     assert pid_alive(first)
-    os.kill(first, signal.SIGKILL)  # a crash: restarted
+    os.kill(present(first), signal.SIGKILL)  # a crash: restarted
     assert poll(lambda: (present(s := systemctl.show(unit))).running and present(s).pid != first, 10)
     state = systemctl.show(unit)
     assert state is not None
     assert (state.restarts, state.last_signal, state.result) == (1, 9, "signal")
     assert state is not None
-    os.kill(state.pid, signal.SIGTERM)  # the program exits 0 on SIGTERM: a clean exit, left down
+    os.kill(present(state.pid), signal.SIGTERM)  # the program exits 0 on SIGTERM: a clean exit, left down
     assert poll(lambda: present(systemctl.show(unit)).active_state == "inactive", 10)
     assert not poll(lambda: len(starts(tmp_path)) > 2, 1.0)
     assert state is not None

@@ -107,14 +107,14 @@ def frozen(process) -> "contextlib.AbstractContextManager[None]":
 def attached_console(home: Home, name: str) -> ConsoleApp:
     """A console attached to the profile's live owner, able to serve the profile itself once it is gone."""
     owner = read_owner(home.lock_file(name))
-    return ConsoleApp(RemoteSource(home, name, owner), home=home, make_local=local_source_maker(home, name))
+    return ConsoleApp(RemoteSource(home, name, present(owner)), home=home, make_local=local_source_maker(home, name))
 
 
 async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
-        app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home)
+        app = ConsoleApp(RemoteSource(home, "p", present(read_owner(home.lock_file("p")))), home=home)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             header = app.query_one("#header")
             await until(lambda: "● HEALTHY" in shown(header), 10, "the owner's verdict", pilot=pilot)

@@ -329,7 +329,6 @@ class Monitor:
             for stream in (stdout, stderr):
                 if stream is not None and not isinstance(stream, int):
                     stream.close()
-
         with locked_state(self.root) as state:
             entry = state["jobs"].get(self.key)
             if entry is None:

@@ -388,7 +388,6 @@ class Monitor:
         return True
 
     def stream(self, setting: str, journal: Path) -> IO[bytes] | int:
-
         if setting in ("journal", "journal+console", "kmsg", "syslog"):
             return open(journal / f"{self.name}.log", "ab")
         if setting.startswith(("append:", "file:")):
