@@ -7,6 +7,7 @@ test's loop and must keep running while the test waits for what Feishu recorded.
 from __future__ import annotations
 
 import asyncio
+from typing import AsyncIterator
 
 import pytest
 
@@ -22,13 +23,14 @@ from gateway_core.config import FeishuConfig
 from gateway_core.feishu_http import FeishuHttp, FeishuRefused
 from gateway_core.replies import ReplySender
 from gateway_core.sim import Simulators
+from gateway_core.sim.feishu_sim import FeishuSimulator
 from gateway_core.threads import in_own_thread
 
 from .support import FEISHU_SECRET, present, unique_app_id
 
 
 def cardkit_client(
-    sims: Simulators, updates_per_second=5.0, replies: ReplySender | None = None, **limits
+    sims: Simulators, updates_per_second: float = 5.0, replies: ReplySender | None = None, **limits: int
 ) -> CardKitClient:
     """A fresh client, as a fresh gateway process would build it (no in-process memo)."""
     http = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
@@ -45,7 +47,7 @@ def feishu_http(app_id: str, secret: str, domain: str) -> FeishuHttp:
 
 
 @pytest.fixture(autouse=True)
-async def close_clients():
+async def close_clients() -> AsyncIterator[None]:
     """Each test's HTTP clients are closed on its own loop, as a gateway closes its one at stop."""
     yield
     while _clients:
@@ -66,7 +68,7 @@ class Journal:
         return StreamCheckpoint.from_json(self.saved[-1])
 
 
-async def shown(feishu, card_id: str, text: str) -> None:
+async def shown(feishu: FeishuSimulator, card_id: str, text: str) -> None:
     """Wait until Feishu shows `text` in the card."""
     await in_own_thread(
         feishu.wait_for,

@@ -12,18 +12,19 @@ from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
 
-async def reply_to(gateway: Gateway, sims: Simulators, event):
+async def reply_to(gateway: Gateway, sims: Simulators, event: InjectedEvent) -> SentMessage:
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return reply
 
 
-async def settled_as(gateway: Gateway, event, state) -> None:
+async def settled_as(gateway: Gateway, event: InjectedEvent, state: str) -> None:
     """Wait until the journal finished `event` in `state` (how "no reply" is observed)."""
     await until(lambda: present(gateway.journal).state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
     assert gateway.pipeline is not None
@@ -108,10 +109,12 @@ async def test_commands_are_answered_without_the_model(home: Home, sims: Simulat
         helped = await reply_to(gateway, sims, sims.feishu.inject_text("/help"))
         assert helped.text == help_text(["alpha", "beta"])
         shown = await reply_to(gateway, sims, sims.feishu.inject_text("/model"))
+        assert shown.text is not None
         assert shown.text.startswith("Model here: alpha")
         switched = await reply_to(gateway, sims, sims.feishu.inject_text("/model beta"))
         assert switched.text == "This chat now uses beta."
         status = await reply_to(gateway, sims, sims.feishu.inject_text("/status"))
+        assert status.text is not None
         assert status.text.startswith("gatewatch p: healthy")
         assert sims.llm.requests == []
         answered = await reply_to(gateway, sims, sims.feishu.inject_text("which model?"))
@@ -125,6 +128,7 @@ async def test_commands_are_answered_without_the_model(home: Home, sims: Simulat
         assert gateway.journal is not None
         assert gateway.journal.load_history("oc_chat1") == []
         unknown = await reply_to(gateway, sims, sims.feishu.inject_text("/frobnicate"))
+        assert unknown.text is not None
         assert unknown.text.startswith("I don't know /frobnicate.")
         outcomes = [a.outcome for a in gateway.snapshot().pipeline.activity]
         assert outcomes == ["command"] * 4 + ["answered"] * 2 + ["command"] * 2
@@ -142,7 +146,7 @@ async def test_an_admins_model_switch_applies_to_every_chat(home: Home, sims: Si
 async def test_a_bare_mention_in_a_group_gets_help(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_group_text("@_user_1", mentions=[sims.feishu.bot_mention()])
-        assert (await reply_to(gateway, sims, event)).text.startswith("You mentioned me without a question.")
+        assert present((await reply_to(gateway, sims, event)).text).startswith("You mentioned me without a question.")
         assert sims.llm.requests == []
 
 
@@ -170,7 +174,7 @@ async def test_recalled_or_empty_messages_are_not_answered(home: Home, sims: Sim
         recalled = sims.feishu.inject_text("", content="{}")
         await settled_as(gateway, recalled, "dropped")
         sticker = sims.feishu.inject_text("", message_type="sticker", content='{"file_key": "stk_1"}')
-        assert "I got a sticker" in (await reply_to(gateway, sims, sticker)).text
+        assert "I got a sticker" in present((await reply_to(gateway, sims, sticker)).text)
         assert sims.feishu.replies_to(recalled) == [] and sims.llm.requests == []
 
 

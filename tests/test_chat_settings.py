@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway_core.config import ConfigError, Home, describe_profile, load_profile
-from gateway_core.journal import SCHEMA_VERSION, Journal
+from gateway_core.journal import SCHEMA_VERSION, ChatSettings, Journal
 from gateway_core.messages import IncomingMessage, interpret
 from gateway_core.sim import Simulators
 
@@ -60,13 +60,22 @@ def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands
             journal.record_inbound(
                 IncomingMessage(f"ev_{n}", f"om_cmd{n}", "oc_1", "p2p", "ou_1", "text", "{}", float(n))
             )
-        journal.answer_locally("om_cmd1", lambda chat: chat.set_chat_model("oc_1", "beta") or "beta here")
+
+        def switch_to_beta(chat: ChatSettings) -> str:
+            chat.set_chat_model("oc_1", "beta")
+            return "beta here"
+
+        def clear_models(chat: ChatSettings) -> str:
+            chat.clear_chat_models()
+            return "all on the default"
+
+        journal.answer_locally("om_cmd1", switch_to_beta)
         assert (journal.chat_model("oc_1"), journal.chat_model("oc_2")) == ("beta", None)
         for key in ("oc_1", "oc_1/ou_a", "oc_10", "oc_2"):
             journal.save_answer(f"om_{key}", key, "a", None, None, [{"role": "user", "content": key}])
         assert journal.answer_locally("om_cmd2", lambda chat: f"forgot {chat.forget_history('oc_1')}") == "forgot 2"
         assert journal.load_history("oc_10") != [] and journal.load_history("oc_2") != []
-        journal.answer_locally("om_cmd3", lambda chat: chat.clear_chat_models() or "all on the default")
+        journal.answer_locally("om_cmd3", clear_models)
         assert journal.chat_model("oc_1") is None
         # Each reply is stored with its effect: a re-drive sends it and never runs the command again.
         stored = {p.message.message_id: (p.answer, p.model) for p in journal.unfinished()}
@@ -100,7 +109,9 @@ def test_chat_settings_are_read_checked_and_shown(home: Home, sims: Simulators) 
         ({"extra": 'admin = ["ou_1"]'}, "unknown key gateway.admin: did you mean admins?"),
     ],
 )
-def test_bad_chat_settings_are_one_clear_line(home: Home, sims: Simulators, options, expected) -> None:
+def test_bad_chat_settings_are_one_clear_line(
+    home: Home, sims: Simulators, options: dict[str, str], expected: str
+) -> None:
     write_profile(home, "p", sims, **options)
     with pytest.raises(ConfigError) as error:
         load_profile(home, "p")

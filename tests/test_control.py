@@ -152,7 +152,8 @@ async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 10)
         writer.close()
-        return json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
     assert (await exchange(b"garbage\n"))["error"] == "not JSON"
     assert "unknown op" in (await exchange(b'{"v":1,"op":"format_disk"}\n'))["error"]

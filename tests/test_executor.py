@@ -71,7 +71,7 @@ async def test_snapshot_counts_and_probe_latency() -> None:
     snap = executor.snapshot()
     assert snap.state == "healthy" and snap.restarts == 0
     assert snap.completed == 1 and snap.failed == 1 and snap.busy == 0 and snap.queued == 0
-    assert snap.probe_p50 is not None and snap.probe_p95 >= snap.probe_p50 >= 0
+    assert snap.probe_p50 is not None and snap.probe_p95 is not None and snap.probe_p95 >= snap.probe_p50 >= 0
     assert len(snap.probe_history) == 5
     executor.shutdown()
     assert executor.snapshot().state == "dead"
@@ -100,6 +100,11 @@ async def test_a_probe_that_waited_but_started_shows_the_pool_busy() -> None:
     await asyncio.sleep(0)
     await executor.probe()
     snap = executor.snapshot()
-    assert snap.state == "busy" and snap.restarts == 0 and snap.last_probe_latency > 0.5, snap
+    assert (
+        snap.state == "busy"
+        and snap.restarts == 0
+        and snap.last_probe_latency is not None
+        and snap.last_probe_latency > 0.5
+    ), snap
     await asyncio.gather(*queue)
     executor.shutdown()

@@ -84,6 +84,7 @@ async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home:
             30,
             "the refused connect attempt to end",
         )
+        assert snap
         assert snap.state == "failed" and "invalid app_id or app_secret" in present(snap.last_error)
         # Several supervisor rounds later, still one attempt: no hot retry loop.
         for _ in range(5):

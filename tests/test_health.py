@@ -41,7 +41,7 @@ def well() -> dict[str, Any]:
     )
 
 
-def judge(**changes) -> Health:
+def judge(**changes: Any) -> Health:
     parts = {**well(), **changes}
     return assess(now=NOW, **parts)
 
@@ -145,7 +145,7 @@ def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it() -> N
     assert present(snapshot_from_dict(wire).health).verdict == UNHEALTHY
 
 
-def run_status(home: Home, *args) -> subprocess.CompletedProcess:
+def run_status(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tui", "status", *args],
         env=gateway_env(home),

@@ -122,7 +122,7 @@ def test_no_layer_imports_upwards() -> None:
         ("launchd.agents", "from textual import work\n", "textual"),
     ],
 )
-def test_the_contract_fails_on_an_upward_import(module, source, imported) -> None:
+def test_the_contract_fails_on_an_upward_import(module: str, source: str, imported: str) -> None:
     violations = upward_imports(module, source)
     assert imported in [v.imported for v in violations], violations
 

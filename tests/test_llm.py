@@ -9,7 +9,7 @@ from .support import LLM_KEY, in_own_thread
 PROMPT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "tell me more"}]
 
 
-def client_for(sims: Simulators, request_timeout=2.0, idle_timeout=30.0) -> LlmClient:
+def client_for(sims: Simulators, request_timeout: float = 2.0, idle_timeout: float = 30.0) -> LlmClient:
     return LlmClient(
         LlmConfig(
             base_url=sims.llm.base_url,

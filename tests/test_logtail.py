@@ -4,11 +4,12 @@ import asyncio
 import logging
 import logging.handlers
 from pathlib import Path
+from typing import AsyncIterator
 
 from gateway_core.logtail import follow_log
 
 
-async def next_lines(stream, count, timeout=10):
+async def next_lines(stream: AsyncIterator[str], count: int, timeout: float = 10) -> list[str]:
     return [await asyncio.wait_for(stream.__anext__(), timeout) for _ in range(count)]
 
 

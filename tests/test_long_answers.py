@@ -14,6 +14,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.sim import Simulators
 from gateway_core.sim.answers import long_answer, words_answer
+from gateway_core.sim.platform import InjectedEvent
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
@@ -21,7 +22,7 @@ CARD_ENDED = 200850  # Feishu: card streaming timeout (then 300309 for every lat
 CARD_GONE = 200740  # Feishu: the card entity does not exist
 
 
-def shown(sims: Simulators, event) -> list[str]:
+def shown(sims: Simulators, event: InjectedEvent) -> list[str]:
     """What the user sees in reply to `event`, in order: each card's text, each text reply."""
     pieces = []
     for reply in sims.feishu.replies_to(event):
@@ -40,13 +41,13 @@ def fence_lines(text: str) -> int:
     return sum(1 for line in text.split("\n") if line.startswith("```"))
 
 
-def delivery_of(gateway: Gateway, event) -> DeliveryRecord:
+def delivery_of(gateway: Gateway, event: InjectedEvent) -> DeliveryRecord:
     assert gateway.journal is not None
     (row,) = gateway.journal._read("SELECT checkpoint FROM inbox WHERE message_id = ?", (event.message_id,))
     return DeliveryRecord.from_json(row[0])
 
 
-async def answered(gateway: Gateway, event, timeout: float = 60) -> None:
+async def answered(gateway: Gateway, event: InjectedEvent, timeout: float = 60) -> None:
     await until(
         lambda: present(gateway.journal).state_of(event.message_id) == "answered", timeout, f"{event.message_id}"
     )

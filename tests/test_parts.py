@@ -139,6 +139,6 @@ def test_the_last_boundary_outside_a_code_block_is_where_a_card_can_end_early() 
 
 
 @pytest.mark.parametrize("limit", [10, 100])
-def test_a_budget_too_small_for_any_text_says_so(limit) -> None:
+def test_a_budget_too_small_for_any_text_says_so(limit: int) -> None:
     with pytest.raises(ValueError, match="already takes"):
         text_budget(limit)

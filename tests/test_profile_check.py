@@ -12,7 +12,7 @@ from gateway_core.sim import Simulators
 from .support import FEISHU_SECRET, LLM_KEY, gateway_env, unique_app_id, write_profile
 
 
-def run_check(home: Home, name="p"):
+def run_check(home: Home, name: str = "p") -> tuple[int, list[str]]:
     lines: list[str] = []
     code = check_profile(load_profile(home, name), lines.append, deadline=3)
     return code, lines

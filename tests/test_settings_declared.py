@@ -22,7 +22,7 @@ SETTING_LINE = re.compile(r"^(?:# )?(?P<key>\w+) = ", re.M)
 
 
 @pytest.fixture
-def home(tmp_path: Path):
+def home(tmp_path: Path) -> Home:
     home = Home(tmp_path / "home")
     home.ensure_dirs()
     return home

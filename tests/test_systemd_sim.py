@@ -13,7 +13,7 @@ import pytest
 
 from launchd.agents import pid_alive, poll
 from launchd.systemctl import Systemctl, SystemctlError, enable_linger, linger_enabled
-from launchd.unit import write_unit
+from launchd.unit import Value, write_unit
 
 from .sim.systemctl_harness import SystemctlSim
 from .support import present
@@ -22,10 +22,14 @@ from .test_launchd_sim import PROGRAM
 pytestmark = pytest.mark.process  # the systemctl simulator runs real child processes
 
 
-def make_unit(tmp_path: Path, unit_dir: Path, name: str, mode: list[str], **service) -> str:
+def make_unit(tmp_path: Path, unit_dir: Path, name: str, mode: list[str], **service: Value) -> str:
     script = tmp_path / "job.py"
     script.write_text(PROGRAM)
-    settings = {"Type": "exec", "ExecStart": [sys.executable, str(script), *mode], "Restart": "on-failure"}
+    settings: dict[str, Value] = {
+        "Type": "exec",
+        "ExecStart": [sys.executable, str(script), *mode],
+        "Restart": "on-failure",
+    }
     settings["RestartSec"] = 0
     settings.update(service)
     write_unit(unit_dir / name, {"Unit": {}, "Service": settings, "Install": {"WantedBy": "default.target"}})

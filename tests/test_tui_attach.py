@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+from typing import Iterator, cast
 
 import pytest
 
@@ -15,6 +17,7 @@ from tui.app import ConsoleApp, console_source, local_source_maker
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, ModelsPanel
 from tui.remote import RemoteSource
 from tui.screens import ChoiceModal
+from tui.source import GatewaySource
 
 from .support import HeadlessProcess, ask, in_own_thread, present, until, write_profile
 from .test_tui_console import SIZE, notices, shown
@@ -79,7 +82,7 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home: Home
 
 def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
-    local = object()
+    local = cast(GatewaySource, object())  # a stand-in: only its identity is compared
     assert console_source(home, "p", lambda: local) is local  # nobody owns it: serve it here
     with HeadlessProcess.start(home, "p") as headless:
         headless.wait_for_line("serving profile")
@@ -89,11 +92,11 @@ def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home: Home, s
         assert headless.terminate_and_wait() == 0
 
 
-def frozen(process) -> "contextlib.AbstractContextManager[None]":
+def frozen(process: subprocess.Popen[str]) -> "contextlib.AbstractContextManager[None]":
     """SIGSTOP a gateway we started; SIGCONT it whatever happens (the test's own child only)."""
 
     @contextlib.contextmanager
-    def stopped():
+    def stopped() -> Iterator[None]:
         os.kill(process.pid, signal.SIGSTOP)
         try:
             yield

@@ -25,7 +25,8 @@ def loaded_after_importing(modules: list[str], watched: tuple[str, ...]) -> list
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    imported: list[str] = json.loads(result.stdout)
+    return imported
 
 
 def test_importing_every_gateway_core_module_does_not_import_textual() -> None:

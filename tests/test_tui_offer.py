@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.app import App
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 from gateway_core.config import Home
 from tui.app import ConsoleApp
@@ -22,9 +24,9 @@ from tui.source import AttachMode
 from .test_tui_snapshots import NOW, FrozenRemote
 
 
-def footer_keys(app) -> dict[str, bool]:
+def footer_keys(app: App[None]) -> dict[str, bool]:
     """Each key in the footer, and whether it is enabled (the footer dims a disabled one)."""
-    return {key.key: not key.has_class("-disabled") for key in app.screen.query_one(Footer).query("FooterKey")}
+    return {key.key: not key.has_class("-disabled") for key in app.screen.query_one(Footer).query(FooterKey)}
 
 
 async def test_operations_on_a_gateway_gone_quiet_are_shown_disabled_and_come_back(tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 """The console's Messages panel while answers stream: writing rows, reply modes, commands."""
 
+from typing import Any
+
+from textual.widgets import DataTable
+
 from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
@@ -11,7 +15,7 @@ from .support import in_own_thread, until, write_profile
 from .test_tui_console import SIZE, connected
 
 
-def row_texts(table) -> list[str]:
+def row_texts(table: DataTable[Any]) -> list[str]:
     return [" | ".join(cell.plain for cell in table.get_row_at(y)) for y in range(table.row_count)]
 
 
