@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+from typing import Any
 
 import pytest
 from lark_oapi.api.cardkit.v1 import (
@@ -36,11 +37,11 @@ from gateway_core.sim.cardkit_sim import (
 
 
 @pytest.fixture
-def client(sims: Simulators, app_id):
+def client(sims: Simulators, app_id: str) -> Any:
     return http_client(sims.feishu, app_id)
 
 
-def streaming_card_json(text="…"):
+def streaming_card_json(text: str = "…") -> str:
     return json.dumps(
         {
             "schema": "2.0",
@@ -50,12 +51,14 @@ def streaming_card_json(text="…"):
     )
 
 
-def create_card(client, data=None):
+def create_card(client: Any, data: str | None = None) -> Any:
     body = CreateCardRequestBody.builder().type("card_json").data(data or streaming_card_json()).build()
     return client.cardkit.v1.card.create(CreateCardRequest.builder().request_body(body).build())
 
 
-def put_content(client, card_id, text, sequence, op_uuid=None, element_id="md_1"):
+def put_content(
+    client: Any, card_id: str, text: str, sequence: int, op_uuid: str | None = None, element_id: str = "md_1"
+) -> Any:
     builder = ContentCardElementRequestBody.builder().content(text).sequence(sequence)
     if op_uuid:
         builder = builder.uuid(op_uuid)
@@ -69,7 +72,7 @@ def put_content(client, card_id, text, sequence, op_uuid=None, element_id="md_1"
     return client.cardkit.v1.card_element.content(request)
 
 
-def set_streaming(client, card_id, on, sequence):
+def set_streaming(client: Any, card_id: str, on: bool, sequence: int) -> Any:
     body = (
         SettingsCardRequestBody.builder()
         .settings(json.dumps({"config": {"streaming_mode": on}}))
@@ -79,7 +82,7 @@ def set_streaming(client, card_id, on, sequence):
     return client.cardkit.v1.card.settings(SettingsCardRequest.builder().card_id(card_id).request_body(body).build())
 
 
-def reply_card(client, message_id, card_id, send_uuid):
+def reply_card(client: Any, message_id: str, card_id: str, send_uuid: str) -> Any:
     body = (
         ReplyMessageRequestBody.builder()
         .msg_type("interactive")
@@ -90,7 +93,7 @@ def reply_card(client, message_id, card_id, send_uuid):
     return client.im.v1.message.reply(ReplyMessageRequest.builder().message_id(message_id).request_body(body).build())
 
 
-def test_card_stream_create_reply_content_sequences_and_settings(sims: Simulators, client) -> None:
+def test_card_stream_create_reply_content_sequences_and_settings(sims: Simulators, client: Any) -> None:
     feishu = sims.feishu
     question = feishu.inject_text("tell me")
     created = create_card(client)
@@ -123,7 +126,7 @@ def test_card_stream_create_reply_content_sequences_and_settings(sims: Simulator
     assert [(m.msg_type, m.duplicate) for m in replies] == [("interactive", False), ("interactive", True)]
 
 
-def test_a_card_is_sent_once_and_must_exist(sims: Simulators, client) -> None:
+def test_a_card_is_sent_once_and_must_exist(sims: Simulators, client: Any) -> None:
     feishu = sims.feishu
     first, second = feishu.inject_text("one"), feishu.inject_text("two")
     card_id = create_card(client).data.card_id
@@ -135,7 +138,7 @@ def test_a_card_is_sent_once_and_must_exist(sims: Simulators, client) -> None:
     assert feishu.cards_replied_to(second) == []
 
 
-def test_card_operations_are_rate_limited_per_card(sims: Simulators, client) -> None:
+def test_card_operations_are_rate_limited_per_card(sims: Simulators, client: Any) -> None:
     feishu = sims.feishu
     feishu.limit_card_operations(3, per_seconds=60)  # a long window keeps the test exact
     busy, calm = create_card(client).data.card_id, create_card(client).data.card_id
@@ -146,7 +149,7 @@ def test_card_operations_are_rate_limited_per_card(sims: Simulators, client) -> 
     assert feishu.card(busy).sequences == [1, 2, 3]
 
 
-def test_each_cardkit_api_has_a_per_app_limit(sims: Simulators, client) -> None:
+def test_each_cardkit_api_has_a_per_app_limit(sims: Simulators, client: Any) -> None:
     feishu = sims.feishu
     feishu.limit_cardkit_apis((3, 60.0))  # Feishu: (50, 1 s) and (1000, 60 s); a long window keeps it exact
     created = [create_card(client) for _ in range(4)]
@@ -159,7 +162,7 @@ def test_each_cardkit_api_has_a_per_app_limit(sims: Simulators, client) -> None:
     assert feishu.card(one).sequences == [1, 3]
 
 
-def test_missing_cardkit_scope_is_refused_like_feishu(sims: Simulators, client) -> None:
+def test_missing_cardkit_scope_is_refused_like_feishu(sims: Simulators, client: Any) -> None:
     feishu = sims.feishu
     card_id = create_card(client).data.card_id
     feishu.deny_scope()
@@ -174,7 +177,7 @@ def test_missing_cardkit_scope_is_refused_like_feishu(sims: Simulators, client) 
     assert put_content(client, card_id, "x", 1).success()
 
 
-def test_bot_info_through_the_sdk_generic_request(sims: Simulators, client) -> None:
+def test_bot_info_through_the_sdk_generic_request(sims: Simulators, client: Any) -> None:
     from lark_oapi import AccessTokenType, BaseRequest, HttpMethod
 
     request = (
@@ -191,9 +194,9 @@ def test_bot_info_through_the_sdk_generic_request(sims: Simulators, client) -> N
     assert sims.feishu.bot_info_requests == 1
 
 
-def test_group_mentions_posts_and_images_reach_the_sdk_as_feishu_sends_them(sims: Simulators, app_id) -> None:
+def test_group_mentions_posts_and_images_reach_the_sdk_as_feishu_sends_them(sims: Simulators, app_id: str) -> None:
     feishu = sims.feishu
-    received: queue.Queue = queue.Queue()
+    received: queue.Queue[Any] = queue.Queue()
     sdk = BareSdkClient(feishu.domain, app_id, SECRET, received.put).start()
     try:
         feishu.wait_for_connection(1, timeout=5)

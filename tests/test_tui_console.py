@@ -11,15 +11,19 @@ import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import pytest
 from rich.text import Text
+from textual.pilot import Pilot
+from textual.widget import Widget
 
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
 import tui.source
 from gateway_core.config import Home, Profile
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import SentMessage
 from tui.app import ConsoleApp
 from tui.demo import demo_faults
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
@@ -32,17 +36,17 @@ SIZE = (120, 36)
 INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
 
 
-def notices(app) -> list[str]:
+def notices(app: ConsoleApp) -> list[str]:
     return list(app.told)
 
 
-def shown(widget) -> str:
+def shown(widget: Widget) -> str:
     """The text a panel is showing now (what the operator reads)."""
     return str(widget.render())
 
 
 @pytest.fixture
-def console(home: Home, profile: Profile, sims: Simulators):
+def console(home: Home, profile: Profile, sims: Simulators) -> Iterator[ConsoleApp]:
     """A console app around an unstarted gateway; the app starts it, as `gatewatch` does."""
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
     faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
@@ -55,8 +59,10 @@ def console(home: Home, profile: Profile, sims: Simulators):
     assert gateway.loop is not None and gateway.loop.is_closed()
 
 
-async def connected(pilot) -> Gateway:
+async def connected(pilot: Pilot[None]) -> Gateway:
+    assert isinstance(pilot.app, ConsoleApp)
     source = pilot.app.source
+    assert isinstance(source, LocalSource)
     await until(
         lambda: source.gateway is not None and source.gateway.feishu.state == "connected",
         20,
@@ -64,11 +70,12 @@ async def connected(pilot) -> Gateway:
         pilot=pilot,
     )
     gateway = source.gateway
+    assert gateway is not None
     await until(lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED", pilot=pilot)
     return gateway
 
 
-async def test_model_key_switches_the_model_used_for_the_next_reply(console, sims: Simulators) -> None:
+async def test_model_key_switches_the_model_used_for_the_next_reply(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         assert (await ask(sims, "before")).text.startswith("[alpha]")
@@ -88,7 +95,7 @@ async def test_model_key_switches_the_model_used_for_the_next_reply(console, sim
         )
 
 
-async def test_r_restarts_the_feishu_connection(console, sims: Simulators) -> None:
+async def test_r_restarts_the_feishu_connection(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         panel = console.query_one(FeishuPanel)
@@ -106,7 +113,7 @@ async def test_r_restarts_the_feishu_connection(console, sims: Simulators) -> No
         assert (await ask(sims, "still there?")).text.startswith("[alpha]")
 
 
-async def test_e_rebuilds_the_executor(console, sims: Simulators) -> None:
+async def test_e_rebuilds_the_executor(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         await pilot.press("e")
@@ -120,7 +127,7 @@ async def test_e_rebuilds_the_executor(console, sims: Simulators) -> None:
 
 
 @pytest.mark.slow
-async def test_demo_faults_appear_and_heal_on_screen(console, sims: Simulators) -> None:
+async def test_demo_faults_appear_and_heal_on_screen(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         body = console.query_one(ExecutorPanel).query_one("#executor-body")
@@ -155,7 +162,7 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims: Simulators) 
         await until(
             lambda: (
                 "● DEGRADED" in shown(header)
-                and any(r.startswith("model alpha failing") for r in console.source.snapshot().health.reasons)
+                and any(r.startswith("model alpha failing") for r in present(console.source.snapshot().health).reasons)
             ),
             5,
             "the header's verdict: degraded, and why",
@@ -185,7 +192,7 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims: Simulators) 
         await until(lambda: "tenant token" not in shown(header), 5, "the token reason gone", pilot=pilot)
 
 
-async def test_refused_reconnects_show_until_healed(console, sims: Simulators) -> None:
+async def test_refused_reconnects_show_until_healed(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         panel = console.query_one(FeishuPanel)
@@ -198,7 +205,7 @@ async def test_refused_reconnects_show_until_healed(console, sims: Simulators) -
 
 
 async def test_q_asks_and_each_choice_does_what_it_says(
-    console, home: Home, profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    console: ConsoleApp, home: Home, profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "LaunchAgents"))  # none installed
     no_agent = f"no LaunchAgent for profile '{profile.name}' at {tmp_path / 'LaunchAgents'}"
@@ -223,7 +230,7 @@ async def test_q_asks_and_each_choice_does_what_it_says(
         assert read_owner(home.lock_file(profile.name)) is None
 
 
-async def test_log_level_filter_and_search(console, sims: Simulators) -> None:
+async def test_log_level_filter_and_search(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -261,7 +268,7 @@ async def test_log_level_filter_and_search(console, sims: Simulators) -> None:
         )
 
 
-async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims: Simulators) -> None:
+async def test_markup_and_ansi_in_a_message_are_shown_literally(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=(160, 40)) as pilot:
         await connected(pilot)
         reply = (await ask(sims, INJECTION)).text
@@ -289,7 +296,7 @@ async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims: S
 
 
 async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_is_frozen(
-    console, sims: Simulators
+    console: ConsoleApp, sims: Simulators
 ) -> None:
     async with console.run_test(size=SIZE) as pilot:
         gateway = await connected(pilot)
@@ -307,7 +314,7 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
             frozen.set()
             thawed_by_deadline.append(not released.wait(30))
 
-        def talk_while_frozen() -> list:
+        def talk_while_frozen() -> list[SentMessage]:
             talking.set()
             try:
                 assert frozen.wait(10), "the console's loop was never frozen"
@@ -326,7 +333,7 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
 
 
 async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive(
-    console, sims: Simulators, monkeypatch: pytest.MonkeyPatch
+    console: ConsoleApp, sims: Simulators, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tui.source, "OPERATION_TIMEOUT", 0.5)  # the deadline, shortened for the test
     async with console.run_test(size=SIZE, notifications=True) as pilot:
@@ -365,7 +372,7 @@ async def current_thread() -> threading.Thread:
     return threading.current_thread()
 
 
-async def test_console_answers_while_a_modal_is_open(console, sims: Simulators) -> None:
+async def test_console_answers_while_a_modal_is_open(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         await pilot.press("q")  # the quit confirmation waits for the operator…
@@ -378,7 +385,9 @@ async def test_console_answers_while_a_modal_is_open(console, sims: Simulators) 
         await pilot.press("c")
 
 
-async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(console, sims: Simulators) -> None:
+async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(
+    console: ConsoleApp, sims: Simulators
+) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
 
@@ -398,7 +407,7 @@ async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(con
 
 
 @pytest.fixture
-def foreign_owner(home: Home, profile: Profile):
+def foreign_owner(home: Home, profile: Profile) -> Iterator[ProfileLock]:
     """The profile held by another owner (this PID here: flock conflicts per open file)."""
     lock = ProfileLock(home.lock_file(profile.name), profile.name)
     lock.acquire("headless")
@@ -407,7 +416,7 @@ def foreign_owner(home: Home, profile: Profile):
 
 
 async def test_a_profile_owned_by_another_is_refused_and_never_killed(
-    home: Home, profile: Profile, sims: Simulators, foreign_owner
+    home: Home, profile: Profile, sims: Simulators, foreign_owner: ProfileLock
 ) -> None:
     lock = foreign_owner
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
@@ -433,7 +442,7 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(
 
 
 async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(
-    home: Home, profile: Profile, sims: Simulators, foreign_owner
+    home: Home, profile: Profile, sims: Simulators, foreign_owner: ProfileLock
 ) -> None:
     lock = foreign_owner  # an owner whose control socket is gone, but whose log still grows
     log_file = home.log_file(profile.name)
@@ -478,7 +487,9 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(
     assert lock.held and present(read_owner(home.lock_file(profile.name))).pid == os.getpid()
 
 
-async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home: Home, profile: Profile) -> None:
+async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(
+    console: ConsoleApp, home: Home, profile: Profile
+) -> None:
     from gateway_core.control import arequest
 
     async with console.run_test(size=SIZE, notifications=True) as pilot:
@@ -495,7 +506,7 @@ async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console,
         await until(lambda: console.return_code is not None, 5, "console exited", pilot=pilot)
 
 
-async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile: Profile) -> None:
+async def test_an_error_shown_on_screen_never_contains_a_secret(console: ConsoleApp, profile: Profile) -> None:
     from .support import FEISHU_SECRET
 
     async with console.run_test(size=SIZE, notifications=True) as pilot:
