@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Iterator
 
 import pytest
 
@@ -18,6 +19,7 @@ from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 from gateway_core.pipeline import Activity
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 from tui.app import ConsoleApp
 from tui.panels import MessagesPanel
 from tui.screens import AccessModal
@@ -29,7 +31,7 @@ from .support import SnapCompare, in_own_thread, present, until, write_profile
 
 
 @pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch):
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield
@@ -41,7 +43,7 @@ def utc(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture
-def pairing_console(home: Home, sims: Simulators):
+def pairing_console(home: Home, sims: Simulators) -> Iterator[tuple[ConsoleApp, Gateway]]:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     gateway = Gateway(load_profile(home, "p"), home, owner="console", log_to_file=False)
     app = ConsoleApp(LocalSource("p", lambda: gateway), home=home)
@@ -49,14 +51,14 @@ def pairing_console(home: Home, sims: Simulators):
     assert gateway.state == "stopped" and read_owner(home.lock_file("p")) is None
 
 
-async def code_reply(sims: Simulators, sender: str, chat: str):
+async def code_reply(sims: Simulators, sender: str, chat: str) -> tuple[InjectedEvent, SentMessage]:
     event = sims.feishu.inject_text("hello?", sender_open_id=sender, chat_id=chat)
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     return event, reply
 
 
 async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(
-    pairing_console, sims: Simulators
+    pairing_console: tuple[ConsoleApp, Gateway], sims: Simulators
 ) -> None:
     app, gateway = pairing_console
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
@@ -66,7 +68,10 @@ async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(
         await code_reply(sims, "ou_second", "oc_second")
         panel = app.query_one(MessagesPanel)
         await until(lambda: "2 pairing requests (a)" in str(panel.border_subtitle), 10, "requests shown", pilot=pilot)
-        outcomes = lambda: [str(cell) for cell in panel.get_column("outcome")]  # noqa: E731
+
+        def outcomes() -> list[str]:
+            return [str(cell) for cell in panel.get_column("outcome")]
+
         await until(lambda: outcomes() == ["refused · text"] * 2, 10, "refused rows", pilot=pilot)
         assert app.check_action("access", ()) is True
 
@@ -77,14 +82,16 @@ async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(
         await pilot.press("a")  # the highlighted (oldest) one
         await until(lambda: not isinstance(app.screen, AccessModal), 5, "closed", pilot=pilot)
         await until(lambda: "ou_first approved: the bot answers them now" in app.told, 10, "approved", pilot=pilot)
-        assert gateway.journal.access_record("ou_first").approved_at is not None
+        assert gateway.journal is not None
+        assert present(gateway.journal.access_record("ou_first")).approved_at is not None
 
         await until(lambda: "1 pairing request (a)" in str(panel.border_subtitle), 10, "one left", pilot=pilot)
         await pilot.press("a")
         await until(lambda: isinstance(app.screen, AccessModal), 5, "the requests", pilot=pilot)
         await pilot.press("d")
         await until(lambda: "ou_second denied" in app.told, 10, "denied", pilot=pilot)
-        assert gateway.journal.access_record("ou_second").approved_at is None
+        assert gateway.journal is not None
+        assert present(gateway.journal.access_record("ou_second")).approved_at is None
         await until(lambda: "pairing request" not in str(panel.border_subtitle), 10, "none left", pilot=pilot)
         assert app.check_action("access", ()) is None
 

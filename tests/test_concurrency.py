@@ -11,18 +11,19 @@ from gateway_core.config import Home
 from gateway_core.gateway import Gateway
 from gateway_core.pipeline import APOLOGY
 from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent
 
 from .support import gateway_on_profile, in_own_thread, present
 
 
-async def wait_for_answers(gateway: Gateway, sims: Simulators, events, timeout) -> None:
+async def wait_for_answers(gateway: Gateway, sims: Simulators, events: list[InjectedEvent], timeout: float) -> None:
     """Wait until every event has a reply, then until the gateway finished with all of them."""
     ids = {e.message_id for e in events}
 
-    def all_replied():
+    def all_replied() -> bool:
         return ids <= {m.in_reply_to for m in sims.feishu.sent if m.kind == "reply"}
 
-    def missing():
+    def missing() -> str:
         replied = {m.in_reply_to for m in sims.feishu.sent if m.kind == "reply"}
         return f"{len(ids - replied)} of {len(ids)} messages unanswered; {gateway.snapshot().pipeline}"
 
@@ -31,7 +32,7 @@ async def wait_for_answers(gateway: Gateway, sims: Simulators, events, timeout) 
     assert await gateway.pipeline.drain(timeout) == 0
 
 
-def replies_in_order(sims: Simulators, chat_prefix):
+def replies_in_order(sims: Simulators, chat_prefix: str) -> dict[str, list[str]]:
     """chat -> the texts replied in that chat, in the order Feishu accepted them."""
     chat_of = {e.message_id: e.chat_id for e in sims.feishu.events}
     by_chat: dict[str, list[str]] = {}
@@ -42,7 +43,7 @@ def replies_in_order(sims: Simulators, chat_prefix):
     return by_chat
 
 
-def assert_each_answered_once(sims: Simulators, events) -> None:
+def assert_each_answered_once(sims: Simulators, events: list[InjectedEvent]) -> None:
     for event in events:
         replies = sims.feishu.replies_to(event)
         assert [r.text for r in replies] == [f"[alpha] {event.text}"], (event.message_id, replies)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -21,7 +22,7 @@ models = ["alpha", "beta"]
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     monkeypatch.setenv("GW_TEST_FEISHU_SECRET", "feishu-secret-value")
     home = Home(tmp_path / "home")
     home.ensure_dirs()
@@ -31,7 +32,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return home
 
 
-def write(home: Home, text, name="p"):
+def write(home: Home, text: str, name: str = "p") -> Path:
     path = home.profile_file(name)
     path.write_text(text)
     return path
@@ -82,7 +83,7 @@ def test_good_profile_loads_with_secrets_resolved(home: Home) -> None:
         (lambda t: t.replace("[feishu]\n", "[feishu]\ntyping_indicator = 1\n"), "feishu.typing_indicator"),
     ],
 )
-def test_bad_profile_names_file_key_and_expectation(home: Home, mutation, expected) -> None:
+def test_bad_profile_names_file_key_and_expectation(home: Home, mutation: Callable[[str], str], expected: str) -> None:
     path = write(home, mutation(GOOD))
     with pytest.raises(ConfigError) as info:
         load_profile(home, "p")
@@ -127,7 +128,9 @@ def test_template_is_a_loadable_starting_point(home: Home) -> None:
         # Both sources of one secret named: both are valid keys (the env one wins), not a typo.
     ],
 )
-def test_unknown_keys_and_sections_are_refused_with_the_nearest_valid_one(home: Home, mutation, expected) -> None:
+def test_unknown_keys_and_sections_are_refused_with_the_nearest_valid_one(
+    home: Home, mutation: Callable[[str], str], expected: str
+) -> None:
     path = write(home, mutation(GOOD))
     with pytest.raises(ConfigError) as info:
         load_profile(home, "p")

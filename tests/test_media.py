@@ -5,6 +5,7 @@ import base64
 import json
 import signal
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,8 @@ from gateway_core.config import Home
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.sim import Simulators
+from gateway_core.sim.llm_sim import LlmRequest
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
@@ -45,23 +48,24 @@ def tiny_pdf(text: str) -> bytes:
     return bytes(out)
 
 
-def reason_of(home: Home, message_id):
+def reason_of(home: Home, message_id: str) -> str | None:
     """The journal's recorded reason for a message (read as a second connection, like an operator)."""
     db = sqlite3.connect(home.state_file("p"))
     try:
-        return db.execute("SELECT reason FROM inbox WHERE message_id = ?", (message_id,)).fetchone()[0]
+        reason: str | None = db.execute("SELECT reason FROM inbox WHERE message_id = ?", (message_id,)).fetchone()[0]
+        return reason
     finally:
         db.close()
 
 
-async def reply_to(gateway: Gateway, sims: Simulators, event):
+async def reply_to(gateway: Gateway, sims: Simulators, event: InjectedEvent) -> SentMessage:
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return reply
 
 
-def user_content(request: pytest.FixtureRequest):
+def user_content(request: LlmRequest) -> Any:
     return request.messages[-1]["content"]
 
 
@@ -97,7 +101,7 @@ async def test_without_vision_models_an_image_gets_the_polite_reply_and_no_model
     async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_image(data=PNG)
         reply = await reply_to(gateway, sims, event)
-        assert "llm.vision_models" in reply.text
+        assert "llm.vision_models" in present(reply.text)
         assert sims.llm.requests == [] and sims.feishu.downloads == []
         assert gateway.journal is not None
         assert gateway.journal.state_of(event.message_id) == "dropped"
@@ -128,14 +132,14 @@ async def test_an_image_over_the_cap_or_missing_gets_a_polite_reply_recorded_wit
     extra = VISION + "\nmax_image_bytes = 1024"
     async with gateway_on_profile(home, sims, llm_extra=extra) as gateway:
         large = sims.feishu.inject_image(data=b"\x89PNG" + b"\x00" * 4096)
-        assert "larger than I can take" in (await reply_to(gateway, sims, large)).text
+        assert "larger than I can take" in present((await reply_to(gateway, sims, large)).text)
         missing = sims.feishu.inject_image()  # no bytes registered: Feishu answers 404
-        assert "could not fetch an image" in (await reply_to(gateway, sims, missing)).text
+        assert "could not fetch an image" in present((await reply_to(gateway, sims, missing)).text)
         assert sims.llm.requests == []
         for event, reason in ((large, "image over 1024 bytes"), (missing, "image download failed: HTTP 404")):
             assert gateway.journal is not None
             assert gateway.journal.state_of(event.message_id) == "dropped"
-            assert reason in reason_of(home, event.message_id)
+            assert reason in present(reason_of(home, event.message_id))
 
 
 # ----------------------------------------------------------------------------- files
@@ -167,9 +171,9 @@ async def test_a_pdfs_text_reaches_the_model(home: Home, sims: Simulators) -> No
 async def test_a_binary_file_gets_the_polite_reply_saying_what_can_be_read(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         zipped = sims.feishu.inject_file("backup.zip", data=b"PK\x03\x04" + b"\x00" * 64)
-        assert "I can only read text files" in (await reply_to(gateway, sims, zipped)).text
+        assert "I can only read text files" in present((await reply_to(gateway, sims, zipped)).text)
         disguised = sims.feishu.inject_file("data.txt", data=b"\x00\x01\x02binary")
-        assert "I can only read text files" in (await reply_to(gateway, sims, disguised)).text
+        assert "I can only read text files" in present((await reply_to(gateway, sims, disguised)).text)
         assert sims.llm.requests == []
         assert [d[1] for d in sims.feishu.downloads] == [json.loads(disguised.content)["file_key"]]
 
@@ -194,7 +198,7 @@ async def test_a_voice_message_is_transcribed_and_answered_from_the_transcript(h
 async def test_without_a_transcribe_model_a_voice_message_gets_the_polite_reply(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_audio(b"OggS")
-        assert "llm.transcribe_model" in (await reply_to(gateway, sims, event)).text
+        assert "llm.transcribe_model" in present((await reply_to(gateway, sims, event)).text)
         assert sims.llm.requests == [] and sims.llm.transcriptions == []
 
 
@@ -235,7 +239,7 @@ async def test_the_typing_reaction_is_added_while_answering_and_removed_after_th
         (reaction,) = await until(
             lambda: [r for r in sims.feishu.reactions_on(event) if r.removed_at is not None], 10, "removed"
         )
-        assert reaction.removed_at >= sims.feishu.replies_to(event)[0].at
+        assert reaction.removed_at is not None and reaction.removed_at >= sims.feishu.replies_to(event)[0].at
 
 
 async def test_a_refused_reaction_does_not_hold_up_the_answer_and_is_logged_once(home: Home, sims: Simulators) -> None:

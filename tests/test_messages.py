@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,14 @@ ALICE = Mention("@_user_2", "ou_alice", "Alice")
 BOT_MENTION = Mention("@_user_1", BOT, "gatewatch")
 
 
-def event(message_type="text", content=None, chat_type="group", mentions=(), chat_id="oc_g", message_id="om_1"):
+def event(
+    message_type: str = "text",
+    content: str | None = None,
+    chat_type: str = "group",
+    mentions: tuple[Mention, ...] = (),
+    chat_id: str = "oc_g",
+    message_id: str | None = "om_1",
+) -> dict[str, Any]:
     """The shape of an im.message.receive_v1 event (as dicts: the SDK objects have the same fields)."""
     return {
         "header": {"event_id": "ev_1"},
@@ -42,7 +50,7 @@ def event(message_type="text", content=None, chat_type="group", mentions=(), cha
     }
 
 
-def text_event(text, **kw):
+def text_event(text: str, **kw: Any) -> dict[str, Any]:
     return event(content=json.dumps({"text": text}), **kw)
 
 
@@ -170,14 +178,14 @@ def test_the_sdk_event_object_is_read_like_the_dict() -> None:
         ("/frobnicate now", ("unknown", "now")),
     ],
 )
-def test_commands_parse(text, expected) -> None:
+def test_commands_parse(text: str, expected: tuple[str, str | None]) -> None:
     command = parse_command(text)
     assert command is not None
     assert (command.name, command.argument) == expected
 
 
 @pytest.mark.parametrize("text", [None, "", "hello /help", "/usr/bin/python is slow", "/ ", "//x"])
-def test_ordinary_text_is_not_a_command(text) -> None:
+def test_ordinary_text_is_not_a_command(text: str | None) -> None:
     assert parse_command(text) is None
 
 

@@ -187,7 +187,9 @@ def lark_oapi_token_cache_clear(app_id: str) -> None:
     TokenManager.cache.cache.pop(f"self_tenant_token:{app_id}", None)
 
 
-def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(sims: Simulators, sdk_client: Callable[..., BareSdkClient]) -> None:
+def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     feishu = sims.feishu
     received: queue.Queue[str] = queue.Queue()
     failed_once: set[str] = set()
@@ -216,7 +218,9 @@ def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(sims: Simulators
     assert feishu.endpoint_requests == 2 and feishu.live_connections == 1
 
 
-def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(sims: Simulators, sdk_client: Callable[..., BareSdkClient]) -> None:
+def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     feishu = sims.feishu
     sdk_client(lambda data: None)
     feishu.wait_for_connection(1, timeout=5)
@@ -234,7 +238,9 @@ def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(sims: Simulators,
     assert feishu.connections_total == 2
 
 
-def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims: Simulators, sdk_client: Callable[..., BareSdkClient]) -> None:
+def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     """A half-open link: the SDK's socket stays up, yet nothing it sends is ever answered."""
     import asyncio
 
@@ -281,7 +287,9 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims: Simulat
     feishu.wait_acked(lost, timeout=5)
 
 
-def test_hanging_endpoint_holds_discovery_until_released(sims: Simulators, sdk_client: Callable[..., BareSdkClient]) -> None:
+def test_hanging_endpoint_holds_discovery_until_released(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     """The SDK's endpoint POST has no timeout: a held one blocks it until the server answers."""
     feishu = sims.feishu
     feishu.hang_endpoint()
@@ -295,7 +303,9 @@ def test_hanging_endpoint_holds_discovery_until_released(sims: Simulators, sdk_c
 
 
 @pytest.mark.slow
-def test_pongs_carry_the_client_config_and_set_the_ping_interval(sims: Simulators, sdk_client: Callable[..., BareSdkClient]) -> None:
+def test_pongs_carry_the_client_config_and_set_the_ping_interval(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     feishu = sims.feishu
     feishu.ping_interval = 1  # told at discovery: the client pings every second
     client = sdk_client(lambda data: None)
