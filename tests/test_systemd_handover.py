@@ -20,11 +20,12 @@ from gateway_core.ownership import ProfileLock, read_owner
 from gateway_core.sim import Simulators
 from launchd.agents import AgentError, AgentSettings, LaunchdManager, pid_alive, poll
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
+from launchd.service import ServiceManager
 from launchd.systemctl import Systemctl
 from launchd.systemd import SystemdManager, UnitSettings
 from launchd.unit import unit_name
 
-from .sim.launchctl_harness import write_launchd_sim_profile
+from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
 from .sim.systemctl_harness import SystemctlSim
 from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
 from .test_launchd_handover import PROFILE, OwnershipWatch
@@ -35,15 +36,16 @@ UNIT = unit_name(PROFILE)
 
 
 @pytest.fixture
-def manager(systemctl_sim: SystemctlSim):
+def manager(systemctl_sim: SystemctlSim) -> SystemdManager:
     return SystemdManager(UnitSettings(unit_dir=systemctl_sim.unit_dir, restart_sec=1))
 
 
-def systemd_pid_serving(home: Home, other_than=None, timeout=20):
+def systemd_pid_serving(home: Home, other_than: int | None = None, timeout: float = 20) -> int:
     """The unit's MainPID once it holds the profile and says Feishu is connected."""
-    systemctl, found = Systemctl(), {}
+    systemctl = Systemctl()
+    found: dict[str, int] = {}
 
-    def ready():
+    def ready() -> bool:
         state = systemctl.show(UNIT)
         if not state or not state.running or state.pid == other_than:
             return False
@@ -58,7 +60,7 @@ def systemd_pid_serving(home: Home, other_than=None, timeout=20):
 
 
 async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_throughout(
-    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager: SystemdManager
 ) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     systemctl = Systemctl()
@@ -136,7 +138,7 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
 
 
 def test_a_unit_refused_by_the_console_fails_once_and_says_why(
-    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager: SystemdManager
 ) -> None:
     """Exit 3 (another owner) is in RestartPreventExitStatus: no loop, a failed unit that says why."""
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
@@ -167,7 +169,7 @@ def test_a_unit_refused_by_the_console_fails_once_and_says_why(
     assert present(read_owner(home.lock_file(PROFILE))).launchd_label == UNIT
 
 
-def gatewatch(*args, timeout=60):
+def gatewatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tui", "systemd", *args],
         capture_output=True,
@@ -229,7 +231,9 @@ def test_cli_without_a_user_manager_says_what_to_do_in_one_line(
 
 
 @pytest.fixture(params=["launchd", "systemd"])
-def any_manager(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def any_manager(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[LaunchctlSim | SystemctlSim, ServiceManager]:
     """Each simulator first on PATH, with the manager that drives it."""
     if request.param == "launchd":
         simulator = request.getfixturevalue("launchctl_sim")
@@ -243,7 +247,9 @@ CYCLES = 10
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)  # each hand-back starts a fresh gateway process (lark_oapi alone imports in ~4 s)
-async def test_never_two_owners_over_ten_takeover_handback_cycles(home: Home, sims: Simulators, any_manager) -> None:
+async def test_never_two_owners_over_ten_takeover_handback_cycles(
+    home: Home, sims: Simulators, any_manager: tuple[LaunchctlSim | SystemctlSim, ServiceManager]
+) -> None:
     simulator, manager = any_manager
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     profile = load_profile(home, PROFILE)
