@@ -12,13 +12,16 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 import pytest
 
 from gateway_core.config import FeishuConfig, Home, load_profile
-from gateway_core.feishu import FeishuConnection, PhaseDeadlines, derived_liveness_timeout
+from gateway_core.feishu import FeishuConnection, FeishuSnapshot, PhaseDeadlines, derived_liveness_timeout
 from gateway_core.gateway import Gateway
+from gateway_core.messages import IncomingMessage
 from gateway_core.sim import Simulators
+from gateway_core.snapshots import GatewaySnapshot
 
 from tui.panels.feishu import render_feishu
 
@@ -28,7 +31,7 @@ PING = 1  # the simulator's ping interval for these tests (Feishu's is 120 s)
 
 
 async def started_gateway(
-    home: Home, sims: Simulators, name: str = "p", deadlines: PhaseDeadlines | None = None, **options
+    home: Home, sims: Simulators, name: str = "p", deadlines: PhaseDeadlines | None = None, **options: Any
 ) -> Gateway:
     write_profile(home, name, sims, **options)
     gateway = Gateway(load_profile(home, name), home, owner="console")
@@ -57,6 +60,7 @@ async def test_half_open_link_is_suspected_then_replaced_by_itself(home: Home, s
         suspected = await until(
             lambda: (snap := gateway.snapshot()).feishu.suspect and snap, 10, "the link to be suspected"
         )
+        assert isinstance(suspected, GatewaySnapshot)
         assert suspected.feishu.state == "connected" and not suspected.healthy
         assert "no pong" in present(suspected.feishu.suspect_reason)
 
@@ -90,11 +94,10 @@ async def test_endpoint_post_hanging_forever_heals_once_it_answers(home: Home, s
             5,
             "the timeout and the next attempt to be shown",
         )
-        assert snap is not None
+        assert isinstance(snap, FeishuSnapshot)
         assert snap.state == "reconnecting" and "Timeout" in present(snap.last_error)
         panel = render_feishu(snap, time.time()).plain  # what the console's Feishu panel shows
-        assert snap is not None
-        assert snap.last_error in panel and "next attempt" in panel
+        assert present(snap.last_error) in panel and "next attempt" in panel
         assert not gateway.snapshot().healthy
         assert sims.feishu.connections_total == 1
 
@@ -146,9 +149,9 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
     """An attempt whose loop is blocked (here: in the event hand-over) is replaced; when it wakes
     up, its queued frames and its teardown reach nothing."""
     entered, release = threading.Event(), threading.Event()
-    deliveries: list[tuple[str, str]] = []
+    deliveries: list[tuple[str, str | None]] = []
 
-    def on_message(message) -> None:
+    def on_message(message: IncomingMessage) -> None:
         deliveries.append((threading.current_thread().name, message.text))
         if message.text == "block" and not entered.is_set():
             entered.set()
@@ -176,7 +179,7 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
         # Its teardown is bounded: cancelling its tasks and closing its socket, each within
         # deadlines.close (5 s).
         await in_own_thread(old.join, 2 * connection.deadlines.close + 5)
-        assert not old.is_alive(), "".join(traceback.format_stack(sys._current_frames()[old.ident]))
+        assert not old.is_alive(), "".join(traceback.format_stack(sys._current_frames()[present(old.ident)]))
         from_old = [text for name, text in deliveries if name == "gw-feishu-ws-1"]
         assert from_old == ["block"], deliveries  # only what it handed over before it was replaced
         after = connection.snapshot()

@@ -22,7 +22,7 @@ HERMES = "ai.hermes.gateway-default"
 
 
 @pytest.fixture
-def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "LaunchAgents"
     path.mkdir()
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(path))
@@ -30,7 +30,7 @@ def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return path
 
 
-def hermes_plist(agents, tmp_path: Path):
+def hermes_plist(agents: Path, tmp_path: Path) -> Path:
     """The article's plist: another gateway's agent, started with --replace, no log paths."""
     program = tmp_path / "hermes"
     program.write_text(
@@ -55,7 +55,7 @@ def hermes_plist(agents, tmp_path: Path):
     return path
 
 
-def doctor(capsys: pytest.CaptureFixture[str], *args):
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = main(["launchd", "doctor", *args])
     out = capsys.readouterr()
     assert out.err == ""
@@ -63,7 +63,7 @@ def doctor(capsys: pytest.CaptureFixture[str], *args):
 
 
 def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
-    agents, tmp_path: Path, launchctl_sim: LaunchctlSim, capsys: pytest.CaptureFixture[str]
+    agents: Path, tmp_path: Path, launchctl_sim: LaunchctlSim, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = hermes_plist(agents, tmp_path)
     lc = Launchctl()
@@ -88,7 +88,7 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
     # Reloaded: launchd now runs what the file says, in a new process; the old one is gone.
     new_pid = (
         present(lc.print_job(HERMES)).pid
-        if poll(lambda: lc.print_job(HERMES) and present(lc.print_job(HERMES)).running, 10)
+        if poll(lambda: bool(lc.print_job(HERMES) and present(lc.print_job(HERMES)).running), 10)
         else None
     )
     assert new_pid and new_pid != old_pid and not pid_alive(old_pid)
@@ -101,7 +101,7 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
     assert present(lc.print_job(HERMES)).pid == new_pid  # no needless reload
 
 
-def test_each_rule_is_reported_per_file(agents, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_rule_is_reported_per_file(agents: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home_root = tmp_path / "home"
     (home_root / "logs").mkdir(parents=True)
     from gateway_core.config import Home
@@ -128,7 +128,7 @@ def test_each_rule_is_reported_per_file(agents, tmp_path: Path, capsys: pytest.C
 
     code, out = doctor(capsys)
     assert code == 1
-    sections = {}
+    sections: dict[str, list[str]] = {}
     for line in out.splitlines():
         if line.startswith(("ok", "FAIL")):
             current = line.split()[-1]
@@ -160,7 +160,7 @@ def test_each_rule_is_reported_per_file(agents, tmp_path: Path, capsys: pytest.C
 
 
 def test_a_fresh_install_is_healthy_and_secrets_from_env_are_refused(
-    agents,
+    agents: Path,
     tmp_path: Path,
     launchctl_sim: LaunchctlSim,
     capsys: pytest.CaptureFixture[str],

@@ -4,6 +4,7 @@ restarts what ran, enables linger; a second `--fix` changes nothing."""
 
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -15,7 +16,7 @@ from launchd.systemctl import Systemctl, linger_enabled
 from launchd.unit import render_unit, write_unit
 from tui.cli import main
 
-from .sim.systemctl_harness import simulated_systemctl
+from .sim.systemctl_harness import SystemctlSim, simulated_systemctl
 from .support import present
 
 pytestmark = pytest.mark.process  # the systemctl simulator runs real child processes
@@ -24,13 +25,13 @@ HERMES = "hermes-gateway.service"
 
 
 @pytest.fixture
-def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SystemctlSim]:
     monkeypatch.setenv("GATEWATCH_HOME", str(tmp_path / "home"))
     with simulated_systemctl(tmp_path / "sim", monkeypatch.setenv, linger=False) as simulator:
         yield simulator
 
 
-def hermes_unit(sim, tmp_path: Path):
+def hermes_unit(sim: SystemctlSim, tmp_path: Path) -> Path:
     """hermes-agent's kind of unit, gone wrong: a start that kills the running gateway, restarted always."""
     program = tmp_path / "hermes"
     program.write_text(
@@ -47,7 +48,7 @@ def hermes_unit(sim, tmp_path: Path):
     return path
 
 
-def doctor(capsys: pytest.CaptureFixture[str], *args):
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = main(["systemd", "doctor", *args])
     out = capsys.readouterr()
     assert out.err == ""
@@ -55,7 +56,7 @@ def doctor(capsys: pytest.CaptureFixture[str], *args):
 
 
 def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_changes_nothing(
-    sim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim: SystemctlSim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = hermes_unit(sim, tmp_path)
     systemctl = Systemctl()
@@ -92,13 +93,15 @@ def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_c
 
 
 def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(
-    sim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim: SystemctlSim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home = Home(tmp_path / "home")
     ours = sim.unit_dir / "gatewatch-p.service"
     unit = render_unit(home, "p", drain_timeout=5)
     unit["Service"]["ExecStart"] = ["/nonexistent/python", "-m", "gateway_core", "run", "--headless", "--profile", "p"]
-    unit["Service"]["Environment"] = {**unit["Service"]["Environment"], "FEISHU_APP_SECRET": "x"}
+    environment = unit["Service"]["Environment"]
+    assert isinstance(environment, dict)
+    unit["Service"]["Environment"] = {**environment, "FEISHU_APP_SECRET": "x"}
     write_unit(ours, unit)
     second = sim.unit_dir / "my-gateway-p.service"
     write_unit(second, {"Service": {"ExecStart": unit["Service"]["ExecStart"], "Restart": "on-failure"}})
@@ -116,7 +119,9 @@ def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(
     assert code == 1 and "two units for gatewatch profile 'p'" in out  # not ours to choose which goes
 
 
-def test_a_fresh_install_is_healthy(sim, tmp_path: Path, capsys: pytest.CaptureFixture[str], sims: Simulators) -> None:
+def test_a_fresh_install_is_healthy(
+    sim: SystemctlSim, tmp_path: Path, capsys: pytest.CaptureFixture[str], sims: Simulators
+) -> None:
     from gateway_core.sim.profile import write_sim_profile
 
     from .support import FEISHU_SECRET, LLM_KEY

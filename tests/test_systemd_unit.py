@@ -13,6 +13,7 @@ from launchd.plist import exit_timeout_for
 from launchd.service import ServiceError, default_manager_name
 from launchd.systemctl import Systemctl, parse_show
 from launchd.unit import (
+    Unit,
     UnitError,
     format_exec,
     format_unit,
@@ -38,8 +39,10 @@ def test_rendered_unit_runs_the_gateway_itself_and_restarts_only_after_failure(t
     assert service["TimeoutStopSec"] == exit_timeout_for(12.5) >= 12.5 + 5
     assert service["RestartPreventExitStatus"] == "2 3"
     assert (service["StandardOutput"], service["StandardError"]) == ("journal", "journal")
-    assert set(service["Environment"]) == {"PATH", "GATEWATCH_HOME", "PYTHONUNBUFFERED", "GATEWATCH_SYSTEMD_UNIT"}
-    assert service["Environment"]["GATEWATCH_SYSTEMD_UNIT"] == "gatewatch-work.service"
+    environment = service["Environment"]
+    assert isinstance(environment, dict)
+    assert set(environment) == {"PATH", "GATEWATCH_HOME", "PYTHONUNBUFFERED", "GATEWATCH_SYSTEMD_UNIT"}
+    assert environment["GATEWATCH_SYSTEMD_UNIT"] == "gatewatch-work.service"
     assert unit["Install"] == {"WantedBy": "default.target"}
     text = format_unit(unit)
     assert "--replace" not in text and "secret" not in text.lower()
@@ -63,7 +66,7 @@ def test_the_simulated_systemd_runs_awkward_arguments_exactly(tmp_path: Path, sy
     script = tmp_path / "argv.py"
     out = tmp_path / "argv.json"
     script.write_text(f"import json, os, sys\njson.dump([sys.argv[1:], dict(os.environ)], open({str(out)!r}, 'w'))\n")
-    unit = {
+    unit: Unit = {
         "Service": {
             "Type": "exec",
             "ExecStart": [sys.executable, str(script), *AWKWARD[1:]],
