@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncGenerator, Protocol
 
 from .access import AccessError
 from .llm import UnknownModel
@@ -347,7 +347,7 @@ def request(path: Path, op: str, timeout: float = 3.0, **arguments: Any) -> dict
     return response
 
 
-async def subscribe(path: Path, silence_limit: float | None = None) -> AsyncIterator[dict[str, Any]]:
+async def subscribe(path: Path, silence_limit: float | None = None) -> AsyncGenerator[dict[str, Any], None]:
     """Yield the first status, then every event the gateway streams, until it goes away.
 
     A gateway streams a snapshot every BROADCAST_INTERVAL; with `silence_limit`, no line for that

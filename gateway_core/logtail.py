@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncGenerator
 
 import aiofiles
 
@@ -18,7 +18,9 @@ POLL_INTERVAL = 0.25  # how often an idle file is checked for growth or rotation
 BACKLOG_BYTES = 64 * 1024
 
 
-async def follow_log(path: Path, backlog_bytes: int = BACKLOG_BYTES, poll: float = POLL_INTERVAL) -> AsyncIterator[str]:
+async def follow_log(
+    path: Path, backlog_bytes: int = BACKLOG_BYTES, poll: float = POLL_INTERVAL
+) -> AsyncGenerator[str, None]:
     """Yield the last lines of `path` (about `backlog_bytes`), then every new line, forever."""
     start_at_end_minus: int | None = backlog_bytes
     while True:

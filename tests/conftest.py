@@ -1,14 +1,16 @@
 import shutil
 import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import lark_oapi  # noqa: F401  (3.7 s to import: paid once per worker here, never inside a test's deadline)
 import pytest
 
-from gateway_core.config import Home, load_profile
+from gateway_core.config import Home, Profile, load_profile
+from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
-from .sim.launchctl_harness import simulated_launchctl
-from .sim.systemctl_harness import simulated_systemctl
+from .sim.launchctl_harness import LaunchctlSim, simulated_launchctl
+from .sim.systemctl_harness import SystemctlSim, simulated_systemctl
 
 from .support import (
     FEISHU_SECRET,
@@ -22,20 +24,20 @@ from .support import (
 
 
 @pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch):
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 @pytest.fixture(autouse=True)
-def _service_manager_named(monkeypatch):
+def _service_manager_named(monkeypatch: pytest.MonkeyPatch) -> None:
     """The console's `t`/`h` use this machine's manager; tests name theirs (the systemctl simulator
     switches to systemd), so the suite means the same on a Mac and on Linux."""
     monkeypatch.setenv("GATEWATCH_SERVICE_MANAGER", "launchd")
 
 
 @pytest.fixture
-def short_tmp():
+def short_tmp() -> Iterator[Path]:
     """A fresh directory with a short path, for anything that holds a control socket.
 
     A Unix socket's path must fit in 104 bytes on macOS (108 on Linux), and pytest's tmp_path
@@ -47,7 +49,7 @@ def short_tmp():
 
 
 @pytest.fixture
-def home(short_tmp, monkeypatch):
+def home(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     monkeypatch.setenv("GATEWATCH_HOME", str(short_tmp / "home"))
     monkeypatch.setenv(FEISHU_SECRET_ENV, FEISHU_SECRET)
     monkeypatch.setenv(LLM_KEY_ENV, LLM_KEY)
@@ -57,7 +59,7 @@ def home(short_tmp, monkeypatch):
 
 
 @pytest.fixture
-def sims():
+def sims() -> Iterator[Simulators]:
     with Simulators(
         feishu={"app_id": unique_app_id(), "app_secret": FEISHU_SECRET},
         llm={"api_key": LLM_KEY},
@@ -66,27 +68,27 @@ def sims():
 
 
 @pytest.fixture
-def profile(home, sims):
+def profile(home: Home, sims: Simulators) -> Profile:
     write_profile(home, "p", sims)
     return load_profile(home, "p")
 
 
 @pytest.fixture
-async def gateway(home, profile, sims):
+async def gateway(home: Home, profile: Profile, sims: Simulators) -> AsyncIterator[Gateway]:
     """An in-process gateway (owner: console) connected to the simulators."""
     async with connected_gateway(home, profile) as gw:
         yield gw
 
 
 @pytest.fixture
-def launchctl_sim(tmp_path, monkeypatch):
+def launchctl_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LaunchctlSim]:
     """A launchctl simulator first on PATH, running real processes; its jobs die with the test."""
     with simulated_launchctl(tmp_path / "sim", monkeypatch.setenv) as simulator:
         yield simulator
 
 
 @pytest.fixture
-def systemctl_sim(tmp_path, monkeypatch):
+def systemctl_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SystemctlSim]:
     """A `systemctl --user`/`loginctl` simulator first on PATH, running real processes; its units
     die with the test. Linger is on, as a server set up for gatewatch has it."""
     with simulated_systemctl(tmp_path / "systemd-sim", monkeypatch.setenv) as simulator:

@@ -14,12 +14,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, NamedTuple, Sequence, TypeVar
 
 from gateway_core.config import Home, Profile, load_profile
 from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 from gateway_core.sim.profile import write_sim_profile
-from gateway_core.threads import in_own_thread  # also re-exported for the tests
+from gateway_core.threads import in_own_thread as in_own_thread  # re-exported for the tests
+
+if TYPE_CHECKING:  # not imported at run time: most tests never start a console
+    from textual.pilot import Pilot
 
 FEISHU_SECRET_ENV = "GW_TEST_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_TEST_LLM_KEY"
@@ -30,7 +35,21 @@ LLM_KEY = "sim-key-" + uuid.uuid4().hex[:12]
 T = TypeVar("T")
 
 
-async def until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, pilot=None) -> T:
+def present(value: T | None) -> T:
+    """`value`, asserted not None: for an Optional read inside a lambda or an expression, where an
+    `assert x is not None` statement cannot narrow it."""
+    assert value is not None
+    return value
+
+
+# pytest-textual-snapshot's `snap_compare` fixture: it declares Callable[[str | PurePath], bool], but the
+# function it returns takes the App itself and keyword options (terminal_size=, run_before=, press=).
+SnapCompare = Callable[..., bool]
+
+
+async def until(
+    predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, pilot: Pilot[Any] | None = None
+) -> T:
     """Wait on the running loop until `predicate()` is truthy and return it; fail naming `what` at the deadline.
 
     For state that changes on its own schedule (a supervisor's probe, a connection thread, a
@@ -61,17 +80,18 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "c
 class Exchange(NamedTuple):
     """A message injected into the Feishu simulator and the replies it got."""
 
-    event: Any
-    replies: list
+    event: InjectedEvent
+    replies: list[SentMessage]
 
     @property
     def text(self) -> str:
         """The one reply's text (there must be exactly one)."""
         (reply,) = self.replies
+        assert reply.text is not None, f"a {reply.msg_type} reply, not text"
         return reply.text
 
 
-async def on_gateway_loop(gateway, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+async def on_gateway_loop(gateway: Gateway, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
     """Await a gateway coroutine on the gateway's own loop, to a deadline, from any running loop.
 
     The console serves its gateway on a loop thread of its own: the gateway's coroutines must run
@@ -83,7 +103,9 @@ async def on_gateway_loop(gateway, work: Coroutine[Any, Any, T], timeout: float 
     return await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop)), timeout)
 
 
-async def ask(sims, text: str, *, gateway=None, timeout: float = 20, **inject: Any) -> Exchange:
+async def ask(
+    sims: Simulators, text: str, *, gateway: Gateway | None = None, timeout: float = 20, **inject: Any
+) -> Exchange:
     """Send a user message through the Feishu simulator and wait (to `timeout`) for its reply.
 
     `inject` goes to `inject_text` (chat_id=, message_type=, ...). With an in-process `gateway`,
@@ -93,6 +115,7 @@ async def ask(sims, text: str, *, gateway=None, timeout: float = 20, **inject: A
     event = sims.feishu.inject_text(text, **inject)
     replies = await in_own_thread(sims.feishu.wait_for_replies, event, 1, timeout)
     if gateway is not None:
+        assert gateway.pipeline is not None, "the gateway is not started"
         assert await on_gateway_loop(gateway, gateway.pipeline.drain(10), 15) == 0
     return Exchange(event, replies)
 
@@ -102,7 +125,9 @@ def unique_app_id() -> str:
     return f"cli_{uuid.uuid4().hex[:12]}"
 
 
-def write_profile(home: Home, name: str, sims, models=("alpha", "beta"), **options) -> Path:
+def write_profile(
+    home: Home, name: str, sims: Simulators, models: Sequence[str] = ("alpha", "beta"), **options: Any
+) -> Path:
     """A profile wired to the running simulators, with fast timings for tests."""
     return write_sim_profile(home, name, sims, FEISHU_SECRET_ENV, LLM_KEY_ENV, models=models, **options)
 
@@ -124,7 +149,7 @@ def gateway_env(home: Home) -> dict[str, str]:
 class HeadlessProcess:
     """`gatewatch run --headless` as a real child process; its stderr lines are collected."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -143,6 +168,7 @@ class HeadlessProcess:
         return child
 
     def _read(self) -> None:
+        assert self.process.stderr is not None  # started with stderr=PIPE
         for line in self.process.stderr:
             with self._changed:
                 self.lines.append(line.rstrip("\n"))
@@ -180,6 +206,7 @@ class HeadlessProcess:
                 self._changed.wait(min(remaining, 0.5))
 
     def _reader_pending(self) -> bool:
+        assert self.process.stderr is not None
         return not self.process.stderr.closed
 
     def terminate_and_wait(self, timeout: float = 20) -> int:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,13 +24,18 @@ from gateway_core.access import (
     mask_code,
     new_code,
 )
-from gateway_core.config import load_profile, write_profile_template
+from gateway_core.config import Home, load_profile, write_profile_template
 from gateway_core.control import ControlError, ControlServer, request
 from gateway_core.journal import SCHEMA_VERSION, Journal
 from gateway_core.states import DmPolicy, MessageState
+from gateway_core.gateway import Gateway
+from gateway_core.journal import Journal
+from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
+from gateway_core.states import DmPolicy
 from tui.cli import main
 
-from .support import connected_gateway, gateway_on_profile, in_own_thread, until, write_profile
+from .support import connected_gateway, gateway_on_profile, in_own_thread, present, until, write_profile
 
 CODE = re.compile(r"pairing code is ([A-Z2-9]{8}) ")
 REFUSED = MessageState.REFUSED
@@ -47,40 +53,45 @@ def access_section(**keys: object) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-async def replied(gateway, sims, event, count=1):
+async def replied(gateway: Gateway, sims: Simulators, event: InjectedEvent, count: int = 1) -> list[SentMessage]:
     replies = await in_own_thread(sims.feishu.wait_for_replies, event, count, 15)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return replies
 
 
-async def settled(gateway, event, state=REFUSED):
+async def settled(gateway: Gateway, event: InjectedEvent, state: str = REFUSED) -> None:
     """The journal finished `event` in `state`, and nothing is still on its way (how "no reply" is seen)."""
-    await until(lambda: gateway.journal.state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
+    await until(lambda: present(gateway.journal).state_of(event.message_id) == state, 15, f"{event.message_id} {state}")
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
 
 
-async def cli(capsys, *argv):
+async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """`gatewatch …` in a thread of its own (it may ask the gateway serving on this loop); (code, out, err)."""
     code = await in_own_thread(main, list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
-def log_text(gateway) -> str:
-    return "\n".join(line.message for line in gateway.logging.ring.since(0))
+def log_text(gateway: Gateway) -> str:
+    return "\n".join(line.message for line in present(gateway.logging).ring.since(0))
 
 
 # ----------------------------------------------------------------------------- pairing
 
 
-async def test_pairing_end_to_end_approve_restart_revoke(home, sims, capsys):
+async def test_pairing_end_to_end_approve_restart_revoke(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     stranger = "ou_stranger"
     options = dict(extra=access_section(dm_policy="pairing"))
     async with gateway_on_profile(home, sims, **options) as gateway:
         first = sims.feishu.inject_text("hello?", sender_open_id=stranger, chat_id="oc_dm_s")
         (reply,) = await replied(gateway, sims, first)
-        code = CODE.search(reply.text).group(1)
-        assert f"gatewatch access approve {code} --profile p" in reply.text
+        code = present(CODE.search(present(reply.text))).group(1)
+        assert f"gatewatch access approve {code} --profile p" in present(reply.text)
+        assert gateway.journal is not None
         assert gateway.journal.state_of(first.message_id) == REFUSED
         later = [sims.feishu.inject_text(f"again {n}", sender_open_id=stranger, chat_id="oc_dm_s") for n in (1, 2)]
         for event in later:
@@ -91,14 +102,14 @@ async def test_pairing_end_to_end_approve_restart_revoke(home, sims, capsys):
         shown = gateway.snapshot().pipeline
         assert [a.outcome for a in shown.activity] == ["refused"] * 3
         assert code not in shown.activity[0].reply  # the console sees it masked
-        assert [p.open_id for p in shown.access.pending] == [stranger]
+        assert [p.open_id for p in present(shown.access).pending] == [stranger]
 
         # Approved while serving: over the control socket, the code in any case.
         status, out, err = await cli(capsys, "access", "approve", code.lower(), "--profile", "p")
         assert (status, err) == (0, "") and f"approved {stranger}" in out
         answered = sims.feishu.inject_text("now?", sender_open_id=stranger, chat_id="oc_dm_s")
         assert [r.text for r in await replied(gateway, sims, answered)] == ["[alpha] now?"]
-        assert gateway.snapshot().pipeline.access.pending == ()
+        assert present(gateway.snapshot().pipeline.access).pending == ()
 
     # A new owner (restart): the approval is in the journal; the refused messages are not re-driven.
     async with connected_gateway(home, load_profile(home, "p")) as gateway:
@@ -111,31 +122,32 @@ async def test_pairing_end_to_end_approve_restart_revoke(home, sims, capsys):
         assert status == 0 and f"revoked {stranger}" in out
         refused = sims.feishu.inject_text("and now?", sender_open_id=stranger, chat_id="oc_dm_s")
         (notice,) = await replied(gateway, sims, refused)
-        assert CODE.search(notice.text)  # a stranger again: a new pairing code, no answer
+        assert CODE.search(present(notice.text))  # a stranger again: a new pairing code, no answer
+        assert gateway.journal is not None
         assert gateway.journal.state_of(refused.message_id) == REFUSED and len(sims.llm.requests) == 2
 
 
-async def test_a_strangers_recalled_message_gets_no_code(home, sims):
+async def test_a_strangers_recalled_message_gets_no_code(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         recalled = sims.feishu.inject_text("", content="{}", sender_open_id="ou_stranger", chat_id="oc_s")
         await settled(gateway, recalled, MessageState.IGNORED)
-        assert sims.feishu.replies_to(recalled) == [] and gateway.snapshot().pipeline.access.pending == ()
+        assert sims.feishu.replies_to(recalled) == [] and present(gateway.snapshot().pipeline.access).pending == ()
 
 
-async def test_a_fourth_pending_stranger_is_told_to_try_later(home, sims):
+async def test_a_fourth_pending_stranger_is_told_to_try_later(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         for n in range(MAX_PENDING):
             event = sims.feishu.inject_text("hi", sender_open_id=f"ou_s{n}", chat_id=f"oc_s{n}")
             (reply,) = await replied(gateway, sims, event)
-            assert CODE.search(reply.text)
+            assert CODE.search(present(reply.text))
         fourth = sims.feishu.inject_text("me too", sender_open_id="ou_s9", chat_id="oc_s9")
         (reply,) = await replied(gateway, sims, fourth)
         assert reply.text == PAIRING_FULL_NOTICE
-        assert len(gateway.snapshot().pipeline.access.pending) == MAX_PENDING
+        assert len(present(gateway.snapshot().pipeline.access).pending) == MAX_PENDING
         assert sims.llm.requests == []
 
 
-async def test_a_code_is_never_sent_into_a_group(home, sims):
+async def test_a_code_is_never_sent_into_a_group(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="pairing", chats=["oc_team"])
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         bot = sims.feishu.bot_mention()
@@ -145,14 +157,14 @@ async def test_a_code_is_never_sent_into_a_group(home, sims):
         # In a listed group the group policy decides, not pairing: a stranger's mention is answered.
         team = sims.feishu.inject_group_text("@_user_1 hi", [bot], chat_id="oc_team", sender_open_id="ou_x")
         assert [r.text for r in await replied(gateway, sims, team)] == ["[alpha] hi"]
-        assert gateway.snapshot().pipeline.access.pending == ()
+        assert present(gateway.snapshot().pipeline.access).pending == ()
         assert len(sims.llm.requests) == 1
 
 
 # ----------------------------------------------------------------------------- allowlists and budget
 
 
-async def test_allowlist_answers_the_listed_and_refuses_others_once_an_hour(home, sims):
+async def test_allowlist_answers_the_listed_and_refuses_others_once_an_hour(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="allowlist", allow=["ou_friend"])
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         friend = sims.feishu.inject_text("hi", sender_open_id="ou_friend", chat_id="oc_f")
@@ -163,10 +175,10 @@ async def test_allowlist_answers_the_listed_and_refuses_others_once_an_hour(home
         await settled(gateway, second)
         assert sims.feishu.replies_to(second) == []
         assert len(sims.llm.requests) == 1  # the friend's only
-        assert gateway.snapshot().pipeline.access.refused_last_hour == 2
+        assert present(gateway.snapshot().pipeline.access).refused_last_hour == 2
 
 
-async def test_chats_allowlist_answers_only_the_listed_groups(home, sims):
+async def test_chats_allowlist_answers_only_the_listed_groups(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="open", chats=["oc_team"])
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         bot = sims.feishu.bot_mention()
@@ -182,7 +194,7 @@ async def test_chats_allowlist_answers_only_the_listed_groups(home, sims):
         assert len(sims.llm.requests) == 2
 
 
-async def test_over_the_hourly_budget_one_slow_down_and_no_model_call(home, sims):
+async def test_over_the_hourly_budget_one_slow_down_and_no_model_call(home: Home, sims: Simulators) -> None:
     extra = access_section(dm_policy="open", user_messages_per_hour=2)
     async with gateway_on_profile(home, sims, extra=extra) as gateway:
         for n in range(2):
@@ -198,7 +210,7 @@ async def test_over_the_hourly_budget_one_slow_down_and_no_model_call(home, sims
         assert len(sims.llm.requests) == 3
 
 
-async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(home, sims):
+async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="allowlist"))
     from gateway_core.messages import IncomingMessage
 
@@ -207,15 +219,17 @@ async def test_a_message_left_unjudged_by_the_last_owner_is_judged_on_redrive(ho
     assert journal.record_inbound(left)
     journal.close()
     async with connected_gateway(home, load_profile(home, "p")) as gateway:
-        await until(lambda: gateway.journal.state_of("om_left") == REFUSED, 15, "the left message refused")
+        await until(lambda: present(gateway.journal).state_of("om_left") == REFUSED, 15, "the left message refused")
+        assert gateway.pipeline is not None
         assert await gateway.pipeline.drain(10) == 0
+        assert gateway.journal is not None
         assert sims.llm.requests == [] and gateway.journal.unfinished() == []
 
 
 # ----------------------------------------------------------------------------- the CLI without a gateway
 
 
-def stranger_with_code(home, name, ago: float = 0.0) -> str:
+def stranger_with_code(home: Home, name: str, ago: float = 0.0) -> str:
     """A pairing code issued `ago` seconds back, as the gate issues it, in the profile's journal."""
     profile = load_profile(home, name)
     journal = Journal(home.state_file(name))
@@ -228,7 +242,9 @@ def stranger_with_code(home, name, ago: float = 0.0) -> str:
         journal.close()
 
 
-async def test_cli_on_a_profile_nobody_serves_works_on_the_journal(home, sims, capsys):
+async def test_cli_on_a_profile_nobody_serves_works_on_the_journal(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing", allow=["ou_boss"]))
     code = stranger_with_code(home, "p", ago=120)
     status, out, _ = await cli(capsys, "access", "list", "--profile", "p")
@@ -250,7 +266,9 @@ async def test_cli_on_a_profile_nobody_serves_works_on_the_journal(home, sims, c
         ("O0O0O0O0", "not a pairing code"),
     ],
 )
-async def test_a_wrong_code_is_one_line_and_exit_1(home, sims, capsys, code, expected):
+async def test_a_wrong_code_is_one_line_and_exit_1(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str], code: str, expected: str
+) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     stranger_with_code(home, "p")
     status, out, err = await cli(capsys, "access", "approve", code, "--profile", "p")
@@ -258,7 +276,9 @@ async def test_a_wrong_code_is_one_line_and_exit_1(home, sims, capsys, code, exp
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
 
 
-async def test_an_expired_code_is_one_line_and_exit_1(home, sims, capsys):
+async def test_an_expired_code_is_one_line_and_exit_1(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     code = stranger_with_code(home, "p", ago=CODE_TTL + 60)
     status, out, err = await cli(capsys, "access", "approve", code, "--profile", "p")
@@ -268,7 +288,7 @@ async def test_an_expired_code_is_one_line_and_exit_1(home, sims, capsys):
     assert status == 1 and err == "gatewatch: ou_waiting is not approved\n"
 
 
-async def test_access_ops_from_another_uid_are_refused(gateway, home):
+async def test_access_ops_from_another_uid_are_refused(gateway: Gateway, home: Home) -> None:
     path = home.socket_file("p").with_name("foreign.sock")
     foreign = ControlServer(gateway, path, allowed_uid=os.getuid() + 1)
     await foreign.start()
@@ -286,7 +306,9 @@ async def test_access_ops_from_another_uid_are_refused(gateway, home):
 # ----------------------------------------------------------------------------- the profile
 
 
-async def test_profile_show_warns_without_access_and_the_template_pairs(home, sims, capsys):
+async def test_profile_show_warns_without_access_and_the_template_pairs(
+    home: Home, sims: Simulators, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_profile(home, "p", sims)
     assert load_profile(home, "p").access.dm_policy == DmPolicy.OPEN
     status, out, _ = await cli(capsys, "profile", "show", "p")
@@ -305,7 +327,7 @@ async def test_profile_show_warns_without_access_and_the_template_pairs(home, si
     assert re.search(r"^access\.dm_policy +pairing$", out, re.M) and "warning: access" not in out
 
 
-def test_codes_are_8_of_the_unambiguous_alphabet_and_masked():
+def test_codes_are_8_of_the_unambiguous_alphabet_and_masked() -> None:
     codes = {new_code() for _ in range(200)}
     assert len(codes) == 200 and all(re.fullmatch(r"[A-Z2-9]{8}", c) for c in codes)
     assert mask_code("ABCD2345") == "AB******"
@@ -314,17 +336,18 @@ def test_codes_are_8_of_the_unambiguous_alphabet_and_masked():
 # ----------------------------------------------------------------------------- status and health
 
 
-async def test_status_json_has_access_while_serving_and_when_stopped(home, sims):
+async def test_status_json_has_access_while_serving_and_when_stopped(home: Home, sims: Simulators) -> None:
     from gateway_core.status import profile_status, render_status
 
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         event = sims.feishu.inject_text("hi", sender_open_id="ou_new", chat_id="oc_new")
         (reply,) = await replied(gateway, sims, event)
-        code = CODE.search(reply.text).group(1)
+        code = present(CODE.search(present(reply.text))).group(1)
         serving = await in_own_thread(profile_status, home, "p")
     stopped = await in_own_thread(profile_status, home, "p")
     for status in (serving, stopped):
         access = status.access
+        assert access is not None
         assert (access["policy"], access["declared"], access["answers_anyone"]) == ("pairing", True, False)
         assert access["refused_last_hour"] == 1
         ((pending),) = access["pending"]
@@ -334,17 +357,18 @@ async def test_status_json_has_access_while_serving_and_when_stopped(home, sims)
         assert "p: 1 pairing requests waiting: gatewatch access list --profile p" in render_status([status], False)
 
 
-async def test_status_says_a_profile_without_access_answers_anyone(home, sims):
+async def test_status_says_a_profile_without_access_answers_anyone(home: Home, sims: Simulators) -> None:
     from gateway_core.status import profile_status, render_status
 
     async with gateway_on_profile(home, sims) as gateway:
         status = await in_own_thread(profile_status, home, "p")
+        assert status.access is not None
         assert status.access["answers_anyone"] is True and status.access["declared"] is False
         assert "p: answers anyone (no [access] section in the profile)" in render_status([status], False)
-        assert gateway.snapshot().health.verdict == "healthy"
+        assert present(gateway.snapshot().health).verdict == "healthy"
 
 
-async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home, sims):
+async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home: Home, sims: Simulators) -> None:
     from gateway_core.health import REFUSALS_DEGRADED
 
     async with gateway_on_profile(home, sims, extra=access_section(chats=["oc_team"])) as gateway:
@@ -352,12 +376,14 @@ async def test_a_spike_of_refusals_is_a_reason_in_the_verdict(home, sims):
         for event in events:
             await settled(gateway, event)
         health = gateway.snapshot().health
+        assert health is not None
         assert health.verdict == "degraded"
+        assert health is not None
         assert health.reasons == (f"{REFUSALS_DEGRADED} messages refused at the access gate in the last hour",)
         assert sims.feishu.sent == [] and sims.llm.requests == []
 
 
-def test_a_schema_2_journal_is_migrated_in_place(tmp_path):
+def test_a_schema_2_journal_is_migrated_in_place(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.db"
@@ -389,7 +415,9 @@ def test_a_schema_2_journal_is_migrated_in_place(tmp_path):
         ('alow = ["ou_a"]', "unknown key access.alow: did you mean allow?"),
     ],
 )
-def test_bad_access_settings_are_one_line_naming_the_key(home, sims, section, expected):
+def test_bad_access_settings_are_one_line_naming_the_key(
+    home: Home, sims: Simulators, section: str, expected: str
+) -> None:
     from gateway_core.config import ConfigError
 
     write_profile(home, "p", sims, extra=f"\n[access]\n{section}\n")

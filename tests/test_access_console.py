@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Iterator
 
 import pytest
 
 from gateway_core.access import AccessSnapshot, PendingCode
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
 from gateway_core.states import DeliveryMode, Outcome
+from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 from tui.app import ConsoleApp
 from tui.panels import MessagesPanel
 from tui.screens import AccessModal
@@ -26,10 +29,12 @@ from .test_access import access_section
 from .factories import NOW, activity
 from .test_tui_snapshots import FrozenSource, console, picture, screen_text
 from .support import in_own_thread, until, write_profile
+from .test_tui_snapshots import FrozenSource, console, picture, screen_text
+from .support import SnapCompare, in_own_thread, present, until, write_profile
 
 
 @pytest.fixture(autouse=True)
-def utc(monkeypatch):
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield
@@ -41,7 +46,7 @@ def utc(monkeypatch):
 
 
 @pytest.fixture
-def pairing_console(home, sims):
+def pairing_console(home: Home, sims: Simulators) -> Iterator[tuple[ConsoleApp, Gateway]]:
     write_profile(home, "p", sims, extra=access_section(dm_policy="pairing"))
     gateway = Gateway(load_profile(home, "p"), home, owner="console", log_to_file=False)
     app = ConsoleApp(LocalSource("p", lambda: gateway), home=home)
@@ -49,13 +54,15 @@ def pairing_console(home, sims):
     assert gateway.state == "stopped" and read_owner(home.lock_file("p")) is None
 
 
-async def code_reply(sims, sender: str, chat: str):
+async def code_reply(sims: Simulators, sender: str, chat: str) -> tuple[InjectedEvent, SentMessage]:
     event = sims.feishu.inject_text("hello?", sender_open_id=sender, chat_id=chat)
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
     return event, reply
 
 
-async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(pairing_console, sims):
+async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(
+    pairing_console: tuple[ConsoleApp, Gateway], sims: Simulators
+) -> None:
     app, gateway = pairing_console
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await until(lambda: gateway.feishu.state == "connected", 20, "Feishu connected", pilot=pilot)
@@ -64,7 +71,10 @@ async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(pa
         await code_reply(sims, "ou_second", "oc_second")
         panel = app.query_one(MessagesPanel)
         await until(lambda: "2 pairing requests (a)" in str(panel.border_subtitle), 10, "requests shown", pilot=pilot)
-        outcomes = lambda: [str(cell) for cell in panel.get_column("outcome")]  # noqa: E731
+
+        def outcomes() -> list[str]:
+            return [str(cell) for cell in panel.get_column("outcome")]
+
         await until(lambda: outcomes() == ["refused · text"] * 2, 10, "refused rows", pilot=pilot)
         assert app.check_action("access", ()) is True
 
@@ -75,14 +85,16 @@ async def test_a_pairing_request_is_shown_and_approved_or_denied_with_its_key(pa
         await pilot.press("a")  # the highlighted (oldest) one
         await until(lambda: not isinstance(app.screen, AccessModal), 5, "closed", pilot=pilot)
         await until(lambda: "ou_first approved: the bot answers them now" in app.told, 10, "approved", pilot=pilot)
-        assert gateway.journal.access_record("ou_first").approved_at is not None
+        assert gateway.journal is not None
+        assert present(gateway.journal.access_record("ou_first")).approved_at is not None
 
         await until(lambda: "1 pairing request (a)" in str(panel.border_subtitle), 10, "one left", pilot=pilot)
         await pilot.press("a")
         await until(lambda: isinstance(app.screen, AccessModal), 5, "the requests", pilot=pilot)
         await pilot.press("d")
         await until(lambda: "ou_second denied" in app.told, 10, "denied", pilot=pilot)
-        assert gateway.journal.access_record("ou_second").approved_at is None
+        assert gateway.journal is not None
+        assert present(gateway.journal.access_record("ou_second")).approved_at is None
         await until(lambda: "pairing request" not in str(panel.border_subtitle), 10, "none left", pilot=pilot)
         assert app.check_action("access", ()) is None
 
@@ -126,28 +138,29 @@ class PairingSource(FrozenSource):
         self._snapshot = dataclasses.replace(self._snapshot, pipeline=pipeline)
 
 
-def test_pairing_request_on_the_main_screen_80x24(snap_compare):
+def test_pairing_request_on_the_main_screen_80x24(snap_compare: SnapCompare) -> None:
     source = PairingSource()
     shows = ("1 pairing request (a)", "refused", "Access")
     assert snap_compare(console(source), terminal_size=(80, 24), run_before=picture(source, shows=shows))
 
 
-def test_pairing_requests_modal_80x24(snap_compare):
+def test_pairing_requests_modal_80x24(snap_compare: SnapCompare) -> None:
     source = PairingSource()
     shows = ("Pairing requests", "ou_stranger  in oc_dm_stranger  20s ago", "a approve · d deny")
     run_before = picture(source, "a", modal=True, shows=shows, hides=("QX",))
     assert snap_compare(console(source), terminal_size=(80, 24), run_before=run_before)
 
 
-async def test_an_attached_console_decides_through_the_control_socket(home, sims):
+async def test_an_attached_console_decides_through_the_control_socket(home: Home, sims: Simulators) -> None:
     from tui.remote import RemoteSource
 
     from .support import gateway_on_profile
 
     async with gateway_on_profile(home, sims, extra=access_section(dm_policy="pairing")) as gateway:
         await code_reply(sims, "ou_far", "oc_far")
-        remote = RemoteSource(home, "p", gateway.lock.info)
+        remote = RemoteSource(home, "p", present(gateway.lock.info))
         listed = await remote.access_request("list")
         assert [p["open_id"] for p in listed["pending"]] == ["ou_far"]
         assert await remote.access_request("approve", "ou_far") == {"approved": "ou_far"}
-        assert gateway.journal.access_record("ou_far").approved_at is not None
+        assert gateway.journal is not None
+        assert present(gateway.journal.access_record("ou_far")).approved_at is not None

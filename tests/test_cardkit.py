@@ -7,6 +7,7 @@ test's loop and must keep running while the test waits for what Feishu recorded.
 from __future__ import annotations
 
 import asyncio
+from typing import AsyncIterator
 
 import pytest
 
@@ -21,12 +22,16 @@ from gateway_core.cardkit import (
 from gateway_core.config import FeishuConfig
 from gateway_core.feishu_http import FeishuHttp, FeishuRefused
 from gateway_core.replies import ReplySender
+from gateway_core.sim import Simulators
+from gateway_core.sim.feishu_sim import FeishuSimulator
 from gateway_core.threads import in_own_thread
 
-from .support import FEISHU_SECRET, unique_app_id
+from .support import FEISHU_SECRET, present, unique_app_id
 
 
-def cardkit_client(sims, updates_per_second=5.0, replies: ReplySender | None = None, **limits) -> CardKitClient:
+def cardkit_client(
+    sims: Simulators, updates_per_second: float = 5.0, replies: ReplySender | None = None, **limits: int
+) -> CardKitClient:
     """A fresh client, as a fresh gateway process would build it (no in-process memo)."""
     http = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
     return CardKitClient(http, replies or ReplySender(http), updates_per_second=updates_per_second, **limits)
@@ -42,7 +47,7 @@ def feishu_http(app_id: str, secret: str, domain: str) -> FeishuHttp:
 
 
 @pytest.fixture(autouse=True)
-async def close_clients():
+async def close_clients() -> AsyncIterator[None]:
     """Each test's HTTP clients are closed on its own loop, as a gateway closes its one at stop."""
     yield
     while _clients:
@@ -52,7 +57,7 @@ async def close_clients():
 class Journal:
     """Stands in for the inbox journal: keeps every checkpoint, as JSON, in order."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.saved: list[str] = []
 
     async def __call__(self, checkpoint: StreamCheckpoint) -> None:
@@ -63,7 +68,7 @@ class Journal:
         return StreamCheckpoint.from_json(self.saved[-1])
 
 
-async def shown(feishu, card_id: str, text: str) -> None:
+async def shown(feishu: FeishuSimulator, card_id: str, text: str) -> None:
     """Wait until Feishu shows `text` in the card."""
     await in_own_thread(
         feishu.wait_for,
@@ -73,7 +78,7 @@ async def shown(feishu, card_id: str, text: str) -> None:
     )
 
 
-async def test_a_20_chunk_stream_updates_in_order_and_ends_with_the_full_text(sims):
+async def test_a_20_chunk_stream_updates_in_order_and_ends_with_the_full_text(sims: Simulators) -> None:
     feishu = sims.feishu
     question = feishu.inject_text("write me a poem")
     journal = Journal()
@@ -100,7 +105,7 @@ async def test_a_20_chunk_stream_updates_in_order_and_ends_with_the_full_text(si
     assert feishu.cards_replied_to(question) == [card]
 
 
-async def test_a_burst_of_tokens_is_coalesced_into_few_updates(sims):
+async def test_a_burst_of_tokens_is_coalesced_into_few_updates(sims: Simulators) -> None:
     feishu = sims.feishu
     question = feishu.inject_text("go")
     stream = await cardkit_client(sims).open_stream(question.message_id)
@@ -114,14 +119,14 @@ async def test_a_burst_of_tokens_is_coalesced_into_few_updates(sims):
     assert stream.updates_sent == len(card.content_updates)
 
 
-async def test_missing_scope_raises_once_and_is_remembered(sims):
+async def test_missing_scope_raises_once_and_is_remembered(sims: Simulators) -> None:
     feishu = sims.feishu
     feishu.deny_scope()
     question = feishu.inject_text("hi")
     client = cardkit_client(sims)
     with pytest.raises(CardKitUnavailable, match="cardkit:card:write"):
         await client.open_stream(question.message_id)
-    assert "cardkit:card:write" in client.unavailable
+    assert "cardkit:card:write" in present(client.unavailable)
     refused_before = feishu.failed_posts
     with pytest.raises(CardKitUnavailable):
         await client.open_stream(question.message_id)
@@ -129,7 +134,7 @@ async def test_missing_scope_raises_once_and_is_remembered(sims):
     assert feishu.cards == [] and feishu.replies_to(question) == []
 
 
-async def test_redrive_after_a_crash_mid_stream_finishes_the_same_card(sims):
+async def test_redrive_after_a_crash_mid_stream_finishes_the_same_card(sims: Simulators) -> None:
     feishu = sims.feishu
     question = feishu.inject_text("long answer please")
     journal = Journal()
@@ -152,7 +157,7 @@ async def test_redrive_after_a_crash_mid_stream_finishes_the_same_card(sims):
     assert len(feishu.replies_to(question)) == 1  # the resumed stream did not reply again
 
 
-async def test_redrive_when_the_reply_was_sent_but_not_recorded_reuses_it(sims):
+async def test_redrive_when_the_reply_was_sent_but_not_recorded_reuses_it(sims: Simulators) -> None:
     feishu = sims.feishu
     question = feishu.inject_text("hello")
     journal = Journal()
@@ -169,7 +174,7 @@ async def test_redrive_when_the_reply_was_sent_but_not_recorded_reuses_it(sims):
     assert len(feishu.cards) == 1 and card.text() == "Hi!"
 
 
-async def test_a_retry_in_the_same_process_reuses_the_card(sims):
+async def test_a_retry_in_the_same_process_reuses_the_card(sims: Simulators) -> None:
     feishu = sims.feishu
     question = feishu.inject_text("retry me")
     client = cardkit_client(sims)
@@ -183,7 +188,7 @@ async def test_a_retry_in_the_same_process_reuses_the_card(sims):
     assert card.text() == "once" and len(feishu.replies_to(question)) == 1
 
 
-async def test_bot_identity(sims):
+async def test_bot_identity(sims: Simulators) -> None:
     api = feishu_http(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain)
     identity = await api.bot_identity()
     assert (identity.open_id, identity.app_name) == (sims.feishu.bot_open_id, sims.feishu.bot_name)
@@ -194,7 +199,7 @@ async def test_bot_identity(sims):
     assert "wrong-secret" not in str(refused.value)
 
 
-async def test_a_rate_limited_finish_gives_up_after_retries_and_a_redrive_completes_it(sims):
+async def test_a_rate_limited_finish_gives_up_after_retries_and_a_redrive_completes_it(sims: Simulators) -> None:
     feishu = sims.feishu
     feishu.limit_card_operations(2, per_seconds=60)  # the third operation on the card is refused
     question = feishu.inject_text("busy")
@@ -216,7 +221,7 @@ async def test_a_rate_limited_finish_gives_up_after_retries_and_a_redrive_comple
     assert accepted == sorted(set(accepted)) and {code for code, _ in card.rejected} == {RATE_LIMITED}
 
 
-async def test_card_replies_share_the_reply_limits_and_wait_out_a_230020(sims):
+async def test_card_replies_share_the_reply_limits_and_wait_out_a_230020(sims: Simulators) -> None:
     feishu = sims.feishu
     feishu.chat_rate_limit = 1  # stricter than our per-chat pace: Feishu will answer 230020
     http = feishu_http(feishu.app_id, FEISHU_SECRET, feishu.domain)
@@ -233,7 +238,7 @@ async def test_card_replies_share_the_reply_limits_and_wait_out_a_230020(sims):
         assert [m.msg_type for m in feishu.replies_to(question) if not m.duplicate] == ["interactive"]
 
 
-async def test_cardkit_calls_keep_within_each_apis_per_app_limit(sims):
+async def test_cardkit_calls_keep_within_each_apis_per_app_limit(sims: Simulators) -> None:
     feishu = sims.feishu
     feishu.limit_cardkit_apis((2, 1.0))  # as if Feishu allowed 2 calls a second per API
     client = cardkit_client(sims, api_per_second=2)

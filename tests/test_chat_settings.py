@@ -2,12 +2,15 @@
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from gateway_core.config import ConfigError, describe_profile, load_profile
-from gateway_core.journal import SCHEMA_VERSION, Journal
+from gateway_core.config import ConfigError, Home, describe_profile, load_profile
+from gateway_core.journal import SCHEMA_VERSION, ChatSettings, Journal
 from gateway_core.messages import IncomingMessage, interpret
+from gateway_core.sim import Simulators
+from gateway_core.states import DeliveryMode
 
 from .support import write_profile
 
@@ -23,7 +26,7 @@ PRAGMA user_version=1;
 """
 
 
-def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(tmp_path):
+def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     db = sqlite3.connect(path)
     db.executescript(V1_INBOX)
@@ -43,7 +46,7 @@ def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(
         assert interpret("text", text.message.raw_content, (), None)[0] == "hello"
         assert interpret("image", image.message.raw_content, (), None)[3] is not None  # still gets its answer
         assert (text.reply_mode, text.checkpoint) == (None, None)
-        journal.save_delivery("om_1", "card", json.dumps({"card_id": "c1"}))
+        journal.save_delivery("om_1", DeliveryMode.CARD, json.dumps({"card_id": "c1"}))
         assert journal.unfinished()[0].reply_mode == "card"
         assert journal._read("PRAGMA user_version") == [(SCHEMA_VERSION,)]
     finally:
@@ -51,20 +54,29 @@ def test_a_schema_1_journal_is_migrated_and_its_pending_messages_still_answered(
     Journal(path).close()  # opening a migrated journal again changes nothing
 
 
-def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands_reply(tmp_path):
+def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands_reply(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "p.db")
     try:
         for n in (1, 2, 3):
             journal.record_inbound(
                 IncomingMessage(f"ev_{n}", f"om_cmd{n}", "oc_1", "p2p", "ou_1", "text", "{}", float(n))
             )
-        journal.answer_locally("om_cmd1", lambda chat: chat.set_chat_model("oc_1", "beta") or "beta here")
+
+        def switch_to_beta(chat: ChatSettings) -> str:
+            chat.set_chat_model("oc_1", "beta")
+            return "beta here"
+
+        def clear_models(chat: ChatSettings) -> str:
+            chat.clear_chat_models()
+            return "all on the default"
+
+        journal.answer_locally("om_cmd1", switch_to_beta)
         assert (journal.chat_model("oc_1"), journal.chat_model("oc_2")) == ("beta", None)
         for key in ("oc_1", "oc_1/ou_a", "oc_10", "oc_2"):
             journal.save_answer(f"om_{key}", key, "a", None, None, [{"role": "user", "content": key}])
         assert journal.answer_locally("om_cmd2", lambda chat: f"forgot {chat.forget_history('oc_1')}") == "forgot 2"
         assert journal.load_history("oc_10") != [] and journal.load_history("oc_2") != []
-        journal.answer_locally("om_cmd3", lambda chat: chat.clear_chat_models() or "all on the default")
+        journal.answer_locally("om_cmd3", clear_models)
         assert journal.chat_model("oc_1") is None
         # Each reply is stored with its effect: a re-drive sends it and never runs the command again.
         stored = {p.message.message_id: (p.answer, p.model) for p in journal.unfinished()}
@@ -77,7 +89,7 @@ def test_chat_models_and_history_reset_are_per_chat_and_stored_with_the_commands
         journal.close()
 
 
-def test_chat_settings_are_read_checked_and_shown(home, sims):
+def test_chat_settings_are_read_checked_and_shown(home: Home, sims: Simulators) -> None:
     extra = 'admins = ["ou_admin"]\n[feishu.chat_policies]\n"oc_a" = "always"\n"oc_b" = "never"\n'
     write_profile(home, "p", sims, reply_mode="stream", group_policy="never", extra=extra)
     profile = load_profile(home, "p")
@@ -98,7 +110,9 @@ def test_chat_settings_are_read_checked_and_shown(home, sims):
         ({"extra": 'admin = ["ou_1"]'}, "unknown key gateway.admin: did you mean admins?"),
     ],
 )
-def test_bad_chat_settings_are_one_clear_line(home, sims, options, expected):
+def test_bad_chat_settings_are_one_clear_line(
+    home: Home, sims: Simulators, options: dict[str, str], expected: str
+) -> None:
     write_profile(home, "p", sims, **options)
     with pytest.raises(ConfigError) as error:
         load_profile(home, "p")

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -20,7 +22,7 @@ models = ["alpha", "beta"]
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     monkeypatch.setenv("GW_TEST_FEISHU_SECRET", "feishu-secret-value")
     home = Home(tmp_path / "home")
     home.ensure_dirs()
@@ -30,13 +32,13 @@ def home(tmp_path, monkeypatch):
     return home
 
 
-def write(home, text, name="p"):
+def write(home: Home, text: str, name: str = "p") -> Path:
     path = home.profile_file(name)
     path.write_text(text)
     return path
 
 
-def test_good_profile_loads_with_secrets_resolved(home):
+def test_good_profile_loads_with_secrets_resolved(home: Home) -> None:
     write(home, GOOD)
     profile = load_profile(home, "p")
     assert profile.feishu.app_secret == "feishu-secret-value"
@@ -81,7 +83,7 @@ def test_good_profile_loads_with_secrets_resolved(home):
         (lambda t: t.replace("[feishu]\n", "[feishu]\ntyping_indicator = 1\n"), "feishu.typing_indicator"),
     ],
 )
-def test_bad_profile_names_file_key_and_expectation(home, mutation, expected):
+def test_bad_profile_names_file_key_and_expectation(home: Home, mutation: Callable[[str], str], expected: str) -> None:
     path = write(home, mutation(GOOD))
     with pytest.raises(ConfigError) as info:
         load_profile(home, "p")
@@ -89,19 +91,19 @@ def test_bad_profile_names_file_key_and_expectation(home, mutation, expected):
     assert str(path) in message and expected in message and "\n" not in message
 
 
-def test_secret_file_readable_by_others_is_refused(home):
+def test_secret_file_readable_by_others_is_refused(home: Home) -> None:
     (home.profiles / "llm.key").chmod(0o644)
     write(home, GOOD)
     with pytest.raises(ConfigError, match=r"readable by others \(mode 0644\); run: chmod 600"):
         load_profile(home, "p")
 
 
-def test_profile_name_cannot_escape_home(home):
+def test_profile_name_cannot_escape_home(home: Home) -> None:
     with pytest.raises(ConfigError, match="not valid"):
         load_profile(home, "../etc/passwd")
 
 
-def test_template_is_a_loadable_starting_point(home):
+def test_template_is_a_loadable_starting_point(home: Home) -> None:
     path = write_profile_template(home, "fresh")
     # Its secrets live under this GATEWATCH_HOME, not a hard-coded ~/.gatewatch.
     with pytest.raises(ConfigError, match=r"secret file missing: .*secrets/fresh.feishu does not exist; create it"):
@@ -126,7 +128,9 @@ def test_template_is_a_loadable_starting_point(home):
         # Both sources of one secret named: both are valid keys (the env one wins), not a typo.
     ],
 )
-def test_unknown_keys_and_sections_are_refused_with_the_nearest_valid_one(home, mutation, expected):
+def test_unknown_keys_and_sections_are_refused_with_the_nearest_valid_one(
+    home: Home, mutation: Callable[[str], str], expected: str
+) -> None:
     path = write(home, mutation(GOOD))
     with pytest.raises(ConfigError) as info:
         load_profile(home, "p")
@@ -134,7 +138,7 @@ def test_unknown_keys_and_sections_are_refused_with_the_nearest_valid_one(home, 
     assert str(path) in message and expected in message and "\n" not in message
 
 
-def test_every_key_the_template_mentions_is_known(home):
+def test_every_key_the_template_mentions_is_known(home: Home) -> None:
     """The commented keys of the template, uncommented, load: the valid set is what the loader reads."""
     path = write_profile_template(home, "full")
     for name in ("full.feishu", "full.llm"):
@@ -153,7 +157,7 @@ def test_every_key_the_template_mentions_is_known(home):
 
 
 @pytest.mark.process
-def test_cli_profile_show_works_before_the_secrets_exist(home):
+def test_cli_profile_show_works_before_the_secrets_exist(home: Home) -> None:
     write_profile_template(home, "fresh")
     (home.secrets / "fresh.llm").write_text("s3cret\n")
     (home.secrets / "fresh.llm").chmod(0o644)
@@ -174,7 +178,7 @@ def test_cli_profile_show_works_before_the_secrets_exist(home):
 
 
 @pytest.mark.process
-def test_cli_bad_config_exits_2_with_one_line(home):
+def test_cli_bad_config_exits_2_with_one_line(home: Home) -> None:
     write(home, GOOD.replace('models = ["alpha", "beta"]', "models = 3"))
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(
@@ -190,7 +194,7 @@ def test_cli_bad_config_exits_2_with_one_line(home):
 
 
 @pytest.mark.process
-def test_cli_profile_show_masks_secrets(home):
+def test_cli_profile_show_masks_secrets(home: Home) -> None:
     write(home, GOOD)
     env = dict(os.environ, GATEWATCH_HOME=str(home.root))
     result = subprocess.run(

@@ -8,9 +8,11 @@ import stat
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
+from gateway_core.config import Home, Profile
 from gateway_core.control import (
     ControlError,
     ControlServer,
@@ -21,12 +23,13 @@ from gateway_core.control import (
     subscribe,
 )
 from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
 from gateway_core.snapshots import snapshot_from_dict, snapshot_to_dict
 
 from .support import HeadlessProcess, ask, gateway_env, in_own_thread, write_profile
 
 
-async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
+async def test_status_over_the_socket_is_the_full_snapshot(gateway: Gateway, home: Home, sims: Simulators) -> None:
     path = home.socket_file("p")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -45,7 +48,7 @@ async def test_status_over_the_socket_is_the_full_snapshot(gateway, home, sims):
     assert rebuilt.pipeline.activity[-1].outcome == "answered"
 
 
-def test_snapshot_codec_round_trips_exactly():
+def test_snapshot_codec_round_trips_exactly() -> None:
     from gateway_core.ownership import OwnerInfo
 
     from .factories import (
@@ -81,7 +84,7 @@ def test_snapshot_codec_round_trips_exactly():
     assert snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(snap)))) == snap
 
 
-def test_named_states_travel_as_their_plain_words():
+def test_named_states_travel_as_their_plain_words() -> None:
     """States are StrEnums in the code and plain words on the wire; a rebuilt snapshot equals the sent one."""
     from gateway_core.executor import ExecutorSnapshot
     from gateway_core.feishu import FeishuSnapshot
@@ -134,7 +137,9 @@ def test_named_states_travel_as_their_plain_words():
     assert rebuilt.feishu.state == FeishuState.CONNECTED and type(rebuilt.feishu.state) is str
 
 
-async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, home, sims):
+async def test_remote_operations_show_in_the_next_reply_and_snapshot(
+    gateway: Gateway, home: Home, sims: Simulators
+) -> None:
     path = home.socket_file("p")
     response = await arequest(path, "switch_model", model="beta")
     assert response["previous"] == "alpha"
@@ -151,16 +156,19 @@ async def test_remote_operations_show_in_the_next_reply_and_snapshot(gateway, ho
     assert (await ask(sims, "still fine", gateway=gateway)).text == "[beta] still fine"
 
 
-async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(gateway, home, sims):
+async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(
+    gateway: Gateway, home: Home, sims: Simulators
+) -> None:
     path = str(home.socket_file("p"))
 
-    async def exchange(payload: bytes) -> dict:
+    async def exchange(payload: bytes) -> dict[str, Any]:
         reader, writer = await asyncio.open_unix_connection(path)
         writer.write(payload)
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 10)
         writer.close()
-        return json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
     assert (await exchange(b"garbage\n"))["error"] == "not JSON"
     assert "unknown op" in (await exchange(b'{"v":1,"op":"format_disk"}\n'))["error"]
@@ -173,11 +181,14 @@ async def test_hostile_clients_get_errors_and_the_gateway_keeps_answering(gatewa
     await writer.drain()
     writer.close()
     assert (await ask(sims, "unbothered", gateway=gateway)).text == "[alpha] unbothered"
+    assert gateway.control is not None
     assert gateway.control.bad_requests >= 5
     assert (await arequest(home.socket_file("p"), "status"))["status"]["healthy"]
 
 
-async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(gateway, home, sims):
+async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(
+    gateway: Gateway, home: Home, sims: Simulators
+) -> None:
     path = str(home.socket_file("p"))
     idle = []  # subscribers that never read: their buffers fill, they must not hold anyone up
     for _ in range(200):
@@ -195,13 +206,14 @@ async def test_200_subscribers_receive_updates_and_cannot_slow_the_gateway(gatew
         event = await asyncio.wait_for(stream.__anext__(), 10)
         seen_snapshot |= event.get("event") == "snapshot"
         seen_log |= event.get("event") == "log" and "busy socket" in event["line"]["message"]
+    assert gateway.control is not None
     assert gateway.control.subscriber_count == 201
     await stream.aclose()
     for _, writer in idle:
         writer.close()
 
 
-def test_peer_check_refuses_another_uid():
+def test_peer_check_refuses_another_uid() -> None:
     left, right = socket.socketpair(socket.AF_UNIX)
     try:
         assert peer_uid(left) == os.getuid() and peer_uid(right) == os.getuid()
@@ -213,7 +225,7 @@ def test_peer_check_refuses_another_uid():
     assert not is_allowed_peer(None)  # a peer whose uid cannot be told is refused too
 
 
-async def test_a_connection_from_another_user_is_refused_and_counted(gateway, home):
+async def test_a_connection_from_another_user_is_refused_and_counted(gateway: Gateway, home: Home) -> None:
     """A real connection down the refused path: a server that lets in only another uid than ours.
 
     (Connecting as another user needs root; the server's side of the check is the same either way.)
@@ -230,12 +242,13 @@ async def test_a_connection_from_another_user_is_refused_and_counted(gateway, ho
         assert gateway.state == "running"
         # The gateway's own socket lets its own user in, and refused no one.
         assert (await in_own_thread(request, home.socket_file("p"), "status"))["ok"]
+        assert gateway.control is not None
         assert gateway.control.refused_peers == 0
     finally:
         await foreign.stop()
 
 
-async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, sims):
+async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home: Home, profile: Profile, sims: Simulators) -> None:
     path = home.socket_file("p")
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
@@ -252,7 +265,7 @@ async def test_stale_socket_left_by_a_dead_owner_is_cleaned_up(home, profile, si
 
 
 @pytest.mark.process
-def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
+def test_status_cli_and_remote_stop_of_a_headless_gateway(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     write_profile(home, "idle", sims)
     write_profile(home, "typo", sims, extra="max_wrokers = 8\n")  # under [gateway]: no such key
@@ -290,7 +303,7 @@ def test_status_cli_and_remote_stop_of_a_headless_gateway(home, sims):
 
 
 @pytest.mark.process
-def test_status_reports_an_empty_shell_as_unhealthy(home, sims):
+def test_status_reports_an_empty_shell_as_unhealthy(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")

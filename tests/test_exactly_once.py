@@ -12,11 +12,15 @@ swallow as a repeated uuid.
 
 import signal
 import sqlite3
+from pathlib import Path
+from typing import Any
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
+from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 from gateway_core.sim.profile import write_sim_profile
 from gateway_core.status import profile_status, render_status
 from launchd.agents import AgentSettings, LaunchdManager, install, uninstall
@@ -24,15 +28,18 @@ from launchd.handover import hand_back, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label
 
-from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, ask, in_own_thread, until, write_profile
+from .sim.launchctl_harness import LaunchctlSim
+from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, ask, in_own_thread, present, until, write_profile
 from .test_launchd_handover import launchd_pid_serving
 
 
-def shown_replies(sims, event):
+def shown_replies(sims: Simulators, event: InjectedEvent) -> list[SentMessage]:
     return [r for r in sims.feishu.replies_to(event) if not r.duplicate]
 
 
-def answered_by_successor(home, sims, events, journal_states=("answered",)):
+def answered_by_successor(
+    home: Home, sims: Simulators, events: list[InjectedEvent], journal_states: tuple[str, ...] = ("answered",)
+) -> None:
     """Start the next owner, wait until every event is answered, stop it; check each shown once."""
     with HeadlessProcess.start(home, "p") as successor:
         successor.wait_for_line("Feishu connected")
@@ -49,13 +56,13 @@ def answered_by_successor(home, sims, events, journal_states=("answered",)):
         journal.close()
 
 
-def kill_9(gateway):
+def kill_9(gateway: HeadlessProcess) -> None:
     gateway.process.send_signal(signal.SIGKILL)
     assert gateway.process.wait(10) == -signal.SIGKILL
 
 
 @pytest.mark.process
-def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home, sims):
+def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -75,7 +82,7 @@ def test_kill_9_before_the_ack_is_redelivered_and_answered_once(home, sims):
 
 
 @pytest.mark.process
-def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(home, sims):
+def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -91,7 +98,9 @@ def test_kill_9_after_the_ack_before_the_answer_is_answered_by_the_next_owner(ho
 
 
 @pytest.mark.process
-def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_once(home, sims):
+def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_once(
+    home: Home, sims: Simulators
+) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -108,7 +117,7 @@ def test_kill_9_after_the_reply_post_before_the_journal_update_shows_the_reply_o
 
 
 @pytest.mark.process
-def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on(home, sims):
+def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on(home: Home, sims: Simulators) -> None:
     # A model request may take 60 s; the drain allows 1 s. Waiting for the model would take ~60 s.
     write_profile(home, "p", sims, drain_timeout=1, request_timeout=60)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -121,14 +130,21 @@ def test_sigterm_with_the_llm_slower_than_the_drain_exits_in_budget_and_hands_on
         assert "3 unfinished answers handed on to the next owner" in gateway.wait_for_line("stopped")
     assert all(not shown_replies(sims, e) for e in events)
     waiting = profile_status(home, "p")  # nobody serves the profile; its journal says what waits
-    assert waiting.owner == "none" and waiting.pending == 3 and waiting.oldest_pending_age >= 0
+    assert (
+        waiting.owner == "none"
+        and waiting.pending == 3
+        and waiting.oldest_pending_age is not None
+        and waiting.oldest_pending_age >= 0
+    )
     assert "3 (oldest" in render_status([waiting], as_json=False)
     sims.llm.release("alpha")
     answered_by_successor(home, sims, events)
 
 
 @pytest.mark.process
-def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit_4(home, sims):
+def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit_4(
+    home: Home, sims: Simulators
+) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -150,14 +166,14 @@ def test_a_journal_write_that_fails_is_not_acked_and_the_gateway_stops_with_exit
 # the journal's contents, which the real-process tests above already carry across kill -9.
 
 
-async def start_owner(home):
+async def start_owner(home: Home) -> Gateway:
     gateway = Gateway(load_profile(home, "p"), home, owner="console")
     await gateway.start()
     assert await gateway.wait_connected(15)
     return gateway
 
 
-async def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home, sims):
+async def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     first = await start_owner(home)
     try:
@@ -176,7 +192,7 @@ async def test_a_redelivery_after_a_restart_costs_no_llm_call_and_no_post(home, 
     assert [r.messages[-1]["content"] for r in sims.llm.requests] == ["answer me once", "and this one"]
 
 
-async def test_chat_history_survives_a_restart(home, sims):
+async def test_chat_history_survives_a_restart(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     first = await start_owner(home)
     try:
@@ -192,7 +208,9 @@ async def test_chat_history_survives_a_restart(home, sims):
     assert prompt[1:] == ["my name is Ada", "[alpha] my name is Ada", "what is my name?"]
 
 
-async def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_stale_answer(home, sims):
+async def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_stale_answer(
+    home: Home, sims: Simulators
+) -> None:
     write_profile(home, "p", sims, extra="stale_after = 3600")
     first = await start_owner(home)
     try:
@@ -207,17 +225,19 @@ async def test_a_message_older_than_stale_after_gets_the_restart_apology_not_a_s
     try:
         [reply] = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
         # The simulator shows the reply a moment before its HTTP answer reaches the gateway.
-        await until(lambda: second.journal.state_of(event.message_id) == "apologised", 5, "the apology journaled")
+        await until(
+            lambda: present(second.journal).state_of(event.message_id) == "apologised", 5, "the apology journaled"
+        )
     finally:
         await second.stop()
-    assert "came in while I was restarting" in reply.text
+    assert "came in while I was restarting" in present(reply.text)
     assert len(sims.llm.requests) == 1  # only the first owner's abandoned request
 
 
 @pytest.mark.process
 async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_keep_history(
-    home, sims, launchctl_sim, tmp_path
-):
+    home: Home, sims: Simulators, launchctl_sim: LaunchctlSim, tmp_path: Path
+) -> None:
     settings = AgentSettings(agents_dir=tmp_path / "LaunchAgents", throttle_interval=1)
     write_sim_profile(home, "p", sims, secret_files=(FEISHU_SECRET, LLM_KEY), drain_timeout=1, request_timeout=60)
     label = job_label("p")
@@ -263,5 +283,5 @@ async def test_take_over_and_hand_back_mid_traffic_lose_and_double_nothing_and_k
     uninstall(home, "p", settings, print)
 
 
-def contents(messages):
+def contents(messages: list[Any]) -> list[Any]:
     return [m["content"] for m in messages]

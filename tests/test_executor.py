@@ -6,19 +6,21 @@ import time
 
 from gateway_core.executor import HeldExecutor
 
+from .support import present
 
-async def test_work_refused_by_a_shut_down_pool_is_resubmitted():
+
+async def test_work_refused_by_a_shut_down_pool_is_resubmitted() -> None:
     executor = HeldExecutor(max_workers=2)
     executor.install_on(asyncio.get_running_loop())
     executor.pool.shutdown()  # behind the gateway's back
     assert await executor.run(lambda x: x * 2, 21) == 42
     snap = executor.snapshot()
     assert snap.restarts == 1 and snap.state == "replaced"
-    assert "refused" in snap.last_restart_cause
+    assert "refused" in present(snap.last_restart_cause)
     executor.shutdown()
 
 
-async def test_loop_default_executor_shutdown_is_detected_and_the_loop_healed():
+async def test_loop_default_executor_shutdown_is_detected_and_the_loop_healed() -> None:
     loop = asyncio.get_running_loop()
     executor = HeldExecutor(max_workers=2)
     executor.install_on(loop)
@@ -31,7 +33,7 @@ async def test_loop_default_executor_shutdown_is_detected_and_the_loop_healed():
     executor.shutdown()
 
 
-async def test_concurrent_detections_of_one_dead_pool_count_one_restart():
+async def test_concurrent_detections_of_one_dead_pool_count_one_restart() -> None:
     executor = HeldExecutor(max_workers=4)
     executor.install_on(asyncio.get_running_loop())
     executor.pool.shutdown()
@@ -41,7 +43,7 @@ async def test_concurrent_detections_of_one_dead_pool_count_one_restart():
     executor.shutdown()
 
 
-async def test_stuck_pool_is_replaced_when_the_probe_misses_its_deadline():
+async def test_stuck_pool_is_replaced_when_the_probe_misses_its_deadline() -> None:
     executor = HeldExecutor(max_workers=2, probe_deadline=0.2)
     executor.install_on(asyncio.get_running_loop())
     release = threading.Event()
@@ -49,14 +51,14 @@ async def test_stuck_pool_is_replaced_when_the_probe_misses_its_deadline():
     await asyncio.sleep(0)  # one loop turn: both tasks submit (FIFO) before the canary does
     await executor.probe()
     snap = executor.snapshot()
-    assert snap.restarts == 1 and "not started within" in snap.last_restart_cause
+    assert snap.restarts == 1 and "not started within" in present(snap.last_restart_cause)
     assert await executor.run(lambda: "fresh pool") == "fresh pool"
     release.set()
     assert await asyncio.gather(*stuck) == [True, True]  # the stuck work still finished
     executor.shutdown()
 
 
-async def test_snapshot_counts_and_probe_latency():
+async def test_snapshot_counts_and_probe_latency() -> None:
     executor = HeldExecutor(max_workers=3)
     executor.install_on(asyncio.get_running_loop())
     for _ in range(5):
@@ -69,13 +71,13 @@ async def test_snapshot_counts_and_probe_latency():
     snap = executor.snapshot()
     assert snap.state == "healthy" and snap.restarts == 0
     assert snap.completed == 1 and snap.failed == 1 and snap.busy == 0 and snap.queued == 0
-    assert snap.probe_p50 is not None and snap.probe_p95 >= snap.probe_p50 >= 0
+    assert snap.probe_p50 is not None and snap.probe_p95 is not None and snap.probe_p95 >= snap.probe_p50 >= 0
     assert len(snap.probe_history) == 5
     executor.shutdown()
     assert executor.snapshot().state == "dead"
 
 
-async def test_a_busy_pool_whose_work_keeps_finishing_is_not_rebuilt():
+async def test_a_busy_pool_whose_work_keeps_finishing_is_not_rebuilt() -> None:
     """The canary waits behind a long queue, but jobs finish all the time: busy, not stuck."""
     executor = HeldExecutor(max_workers=2, probe_deadline=0.2)
     executor.install_on(asyncio.get_running_loop())
@@ -91,13 +93,18 @@ async def test_a_busy_pool_whose_work_keeps_finishing_is_not_rebuilt():
     executor.shutdown()
 
 
-async def test_a_probe_that_waited_but_started_shows_the_pool_busy():
+async def test_a_probe_that_waited_but_started_shows_the_pool_busy() -> None:
     executor = HeldExecutor(max_workers=2, probe_deadline=5)
     executor.install_on(asyncio.get_running_loop())
     queue = [asyncio.ensure_future(executor.run(time.sleep, 0.05)) for _ in range(30)]  # ~0.75 s
     await asyncio.sleep(0)
     await executor.probe()
     snap = executor.snapshot()
-    assert snap.state == "busy" and snap.restarts == 0 and snap.last_probe_latency > 0.5, snap
+    assert (
+        snap.state == "busy"
+        and snap.restarts == 0
+        and snap.last_probe_latency is not None
+        and snap.last_probe_latency > 0.5
+    ), snap
     await asyncio.gather(*queue)
     executor.shutdown()

@@ -12,21 +12,27 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 import pytest
 
-from gateway_core.config import FeishuConfig, load_profile
-from gateway_core.feishu import FeishuConnection, PhaseDeadlines, derived_liveness_timeout
+from gateway_core.config import FeishuConfig, Home, load_profile
+from gateway_core.feishu import FeishuConnection, FeishuSnapshot, PhaseDeadlines, derived_liveness_timeout
 from gateway_core.gateway import Gateway
+from gateway_core.messages import IncomingMessage
+from gateway_core.sim import Simulators
+from gateway_core.snapshots import GatewaySnapshot
 
 from tui.panels.feishu import render_feishu
 
-from .support import FEISHU_SECRET, in_own_thread, until, write_profile
+from .support import FEISHU_SECRET, in_own_thread, present, until, write_profile
 
 PING = 1  # the simulator's ping interval for these tests (Feishu's is 120 s)
 
 
-async def started_gateway(home, sims, name: str = "p", deadlines: PhaseDeadlines | None = None, **options) -> Gateway:
+async def started_gateway(
+    home: Home, sims: Simulators, name: str = "p", deadlines: PhaseDeadlines | None = None, **options: Any
+) -> Gateway:
     write_profile(home, name, sims, **options)
     gateway = Gateway(load_profile(home, name), home, owner="console")
     if deadlines is not None:
@@ -37,11 +43,11 @@ async def started_gateway(home, sims, name: str = "p", deadlines: PhaseDeadlines
 
 
 def log_lines(gateway: Gateway, fragment: str) -> list[str]:
-    return [line.message for line in gateway.logging.ring.since(0) if fragment in line.message]
+    return [line.message for line in present(gateway.logging).ring.since(0) if fragment in line.message]
 
 
 @pytest.mark.slow
-async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
+async def test_half_open_link_is_suspected_then_replaced_by_itself(home: Home, sims: Simulators) -> None:
     sims.feishu.ping_interval = PING
     gateway = await started_gateway(home, sims)
     try:
@@ -54,8 +60,9 @@ async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
         suspected = await until(
             lambda: (snap := gateway.snapshot()).feishu.suspect and snap, 10, "the link to be suspected"
         )
+        assert isinstance(suspected, GatewaySnapshot)
         assert suspected.feishu.state == "connected" and not suspected.healthy
-        assert "no pong" in suspected.feishu.suspect_reason
+        assert "no pong" in present(suspected.feishu.suspect_reason)
 
         # Replaced within 2 ping intervals + 10 s of going deaf, with no help.
         budget = 2 * PING + 10
@@ -73,7 +80,7 @@ async def test_half_open_link_is_suspected_then_replaced_by_itself(home, sims):
 
 
 @pytest.mark.slow
-async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
+async def test_endpoint_post_hanging_forever_heals_once_it_answers(home: Home, sims: Simulators) -> None:
     quick = PhaseDeadlines(endpoint=1.0, handshake=2.0)
     gateway = await started_gateway(home, sims, deadlines=quick)
     try:
@@ -87,9 +94,10 @@ async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
             5,
             "the timeout and the next attempt to be shown",
         )
-        assert snap.state == "reconnecting" and "Timeout" in snap.last_error
+        assert isinstance(snap, FeishuSnapshot)
+        assert snap.state == "reconnecting" and "Timeout" in present(snap.last_error)
         panel = render_feishu(snap, time.time()).plain  # what the console's Feishu panel shows
-        assert snap.last_error in panel and "next attempt" in panel
+        assert present(snap.last_error) in panel and "next attempt" in panel
         assert not gateway.snapshot().healthy
         assert sims.feishu.connections_total == 1
 
@@ -108,7 +116,7 @@ async def test_endpoint_post_hanging_forever_heals_once_it_answers(home, sims):
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
-async def test_operator_restart_during_a_hung_attempt_connects(home, sims):
+async def test_operator_restart_during_a_hung_attempt_connects(home: Home, sims: Simulators) -> None:
     gateway = await started_gateway(home, sims)  # default deadlines: the POST stays hung 10 s
     try:
         sims.feishu.hang_endpoint(count=1)
@@ -137,13 +145,13 @@ async def test_operator_restart_during_a_hung_attempt_connects(home, sims):
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
-async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(sims):
+async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(sims: Simulators) -> None:
     """An attempt whose loop is blocked (here: in the event hand-over) is replaced; when it wakes
     up, its queued frames and its teardown reach nothing."""
     entered, release = threading.Event(), threading.Event()
-    deliveries: list[tuple[str, str]] = []
+    deliveries: list[tuple[str, str | None]] = []
 
-    def on_message(message) -> None:
+    def on_message(message: IncomingMessage) -> None:
         deliveries.append((threading.current_thread().name, message.text))
         if message.text == "block" and not entered.is_set():
             entered.set()
@@ -171,7 +179,7 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
         # Its teardown is bounded: cancelling its tasks and closing its socket, each within
         # deadlines.close (5 s).
         await in_own_thread(old.join, 2 * connection.deadlines.close + 5)
-        assert not old.is_alive(), "".join(traceback.format_stack(sys._current_frames()[old.ident]))
+        assert not old.is_alive(), "".join(traceback.format_stack(sys._current_frames()[present(old.ident)]))
         from_old = [text for name, text in deliveries if name == "gw-feishu-ws-1"]
         assert from_old == ["block"], deliveries  # only what it handed over before it was replaced
         after = connection.snapshot()
@@ -189,7 +197,7 @@ async def test_abandoned_attempt_that_wakes_up_neither_delivers_nor_flips_state(
 
 
 @pytest.mark.slow
-async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home, sims):
+async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home: Home, sims: Simulators) -> None:
     sims.feishu.ping_interval = PING
     # A configured timeout below two pings is raised to the derived one, with one warning.
     gateway = await started_gateway(home, sims, liveness_timeout=1)
@@ -205,11 +213,12 @@ async def test_idle_healthy_link_does_not_reconnect_over_ten_ping_intervals(home
         await asyncio.wait_for(gateway.stop(drain_timeout=2), 15)
 
 
-async def test_event_without_message_id_is_acked_and_never_answered(gateway, sims):
+async def test_event_without_message_id_is_acked_and_never_answered(gateway: Gateway, sims: Simulators) -> None:
     nameless = sims.feishu.inject_text("who am I answering?", message_id="")
     await in_own_thread(sims.feishu.wait_acked, nameless, 10)
     event = sims.feishu.inject_text("an ordinary message")
     await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     assert [(m.in_reply_to, m.text) for m in sims.feishu.sent] == [(event.message_id, "[alpha] an ordinary message")]
     assert sims.feishu.failed_posts == 0

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from typing import AsyncIterator
+
 import pytest
 
 from gateway_core.cardkit import CardKitClient, CardKitFailed
 from gateway_core.config import FeishuConfig
 from gateway_core.feishu_http import FeishuHttp, FeishuRefused, ResourceTooLarge, TokenRefused
 from gateway_core.replies import ReplySender
+from gateway_core.sim import Simulators
+from gateway_core.sim.platform import InjectedEvent
 from gateway_core.threads import in_own_thread
 
 from .support import FEISHU_SECRET
 
 
 @pytest.fixture
-async def http(sims):
+async def http(sims: Simulators) -> AsyncIterator[FeishuHttp]:
     client = FeishuHttp(FeishuConfig(sims.feishu.app_id, FEISHU_SECRET, sims.feishu.domain), request_timeout=5)
     yield client
     await client.aclose()
 
 
-async def test_replies_cards_and_bot_info_share_one_tenant_token(sims, http):
+async def test_replies_cards_and_bot_info_share_one_tenant_token(sims: Simulators, http: FeishuHttp) -> None:
     feishu = sims.feishu
     replies = ReplySender(http)
     assert (await http.bot_identity()).open_id == feishu.bot_open_id
@@ -33,7 +37,7 @@ async def test_replies_cards_and_bot_info_share_one_tenant_token(sims, http):
     assert replies.stats().sent == 2  # the card's message counted as a reply too
 
 
-async def test_a_call_feishu_does_not_answer_ends_at_its_deadline(sims):
+async def test_a_call_feishu_does_not_answer_ends_at_its_deadline(sims: Simulators) -> None:
     feishu = sims.feishu
     http = FeishuHttp(FeishuConfig(feishu.app_id, FEISHU_SECRET, feishu.domain), request_timeout=0.5)
     replies = ReplySender(http)
@@ -50,7 +54,7 @@ async def test_a_call_feishu_does_not_answer_ends_at_its_deadline(sims):
     assert (stats.failures_in_a_row, stats.last_error, stats.token_refused) == (1, refused.value.detail, False)
 
 
-async def test_a_refused_token_is_one_typed_refusal_for_replies_and_cards(sims, http):
+async def test_a_refused_token_is_one_typed_refusal_for_replies_and_cards(sims: Simulators, http: FeishuHttp) -> None:
     feishu = sims.feishu
     replies = ReplySender(http)
     question = feishu.inject_text("hi")
@@ -67,7 +71,7 @@ async def test_a_refused_token_is_one_typed_refusal_for_replies_and_cards(sims, 
     assert feishu.sent == [] and feishu.cards == []
 
 
-async def test_a_non_zero_code_is_a_refusal_carrying_it(sims, http):
+async def test_a_non_zero_code_is_a_refusal_carrying_it(sims: Simulators, http: FeishuHttp) -> None:
     sims.feishu.fail_bot_info()
     with pytest.raises(FeishuRefused) as refused:
         await http.bot_identity()
@@ -77,11 +81,13 @@ async def test_a_non_zero_code_is_a_refusal_carrying_it(sims, http):
 # ----------------------------------------------------------------------------- resources (issue 20)
 
 
-def resource_path(event, key, kind="file"):
+def resource_path(event: InjectedEvent, key: str, kind: str = "file") -> str:
     return f"/open-apis/im/v1/messages/{event.message_id}/resources/{key}?type={kind}"
 
 
-async def test_a_download_returns_the_served_bytes_and_stops_reading_past_its_cap(sims, http):
+async def test_a_download_returns_the_served_bytes_and_stops_reading_past_its_cap(
+    sims: Simulators, http: FeishuHttp
+) -> None:
     feishu = sims.feishu
     event = feishu.inject_text("has a file")
     feishu.put_resource("file_small", b"hello bytes", "text/plain")
@@ -94,14 +100,14 @@ async def test_a_download_returns_the_served_bytes_and_stops_reading_past_its_ca
     assert missing.value.code == 234003 and missing.value.detail.startswith("HTTP 404")
 
 
-async def test_a_json_file_is_a_download_not_a_refusal(sims, http):
+async def test_a_json_file_is_a_download_not_a_refusal(sims: Simulators, http: FeishuHttp) -> None:
     event = sims.feishu.inject_text("has json")
     sims.feishu.put_resource("file_json", b'{"code": 0, "items": [1, 2]}', "application/json")
     data, _ = await http.download("file", resource_path(event, "file_json"), 1024)
     assert data == b'{"code": 0, "items": [1, 2]}'
 
 
-async def test_a_download_feishu_does_not_finish_ends_at_its_deadline(sims):
+async def test_a_download_feishu_does_not_finish_ends_at_its_deadline(sims: Simulators) -> None:
     feishu = sims.feishu
     http = FeishuHttp(FeishuConfig(feishu.app_id, FEISHU_SECRET, feishu.domain), request_timeout=0.5)
     event = feishu.inject_text("slow file")

@@ -6,17 +6,18 @@ import signal
 
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.control import ControlError
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
+from gateway_core.sim import Simulators
 
-from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, until, write_profile
+from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, present, until, write_profile
 
 pytestmark = pytest.mark.process  # every test runs a headless gateway as a child process
 
 
-def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home, sims):
+def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as first:
         first.wait_for_line("Feishu connected")
@@ -26,13 +27,13 @@ def test_second_run_for_the_same_profile_exits_3_and_the_first_is_unharmed(home,
         assert f"PID {first.process.pid} (headless" in line and "never kills" in line
         assert len(second.lines) == 1
         # The first one still owns the profile and still answers.
-        assert first.process.poll() is None and read_owner(home.lock_file("p")).pid == first.process.pid
+        assert first.process.poll() is None and present(read_owner(home.lock_file("p"))).pid == first.process.pid
         event = sims.feishu.inject_text("are you still there?")
         assert sims.feishu.wait_for_replies(event, 1, 15)[0].text == "[alpha] are you still there?"
         assert first.terminate_and_wait() == 0
 
 
-def test_sigterm_during_an_in_flight_request_still_sends_the_reply_and_exits_0(home, sims):
+def test_sigterm_during_an_in_flight_request_still_sends_the_reply_and_exits_0(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -48,7 +49,7 @@ def test_sigterm_during_an_in_flight_request_still_sends_the_reply_and_exits_0(h
         assert read_owner(home.lock_file("p")) is None
 
 
-def test_events_arriving_while_stopping_are_redelivered_to_the_next_owner(home, sims):
+def test_events_arriving_while_stopping_are_redelivered_to_the_next_owner(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -60,7 +61,7 @@ def test_events_arriving_while_stopping_are_redelivered_to_the_next_owner(home, 
             assert successor.terminate_and_wait() == 0
 
 
-def test_bad_app_secret_fails_with_the_servers_reason_and_no_retry_loop(home, sims):
+def test_bad_app_secret_fails_with_the_servers_reason_and_no_retry_loop(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     sims.feishu.reject_auth(True)
     with HeadlessProcess.start(home, "p") as gateway:
@@ -71,7 +72,7 @@ def test_bad_app_secret_fails_with_the_servers_reason_and_no_retry_loop(home, si
         assert sims.feishu.endpoint_requests == 1  # failed once, did not hammer the server
 
 
-async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home, sims):
+async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     sims.feishu.reject_auth(True)
     gateway = Gateway(load_profile(home, "p"), home, owner="console")
@@ -83,7 +84,8 @@ async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home,
             30,
             "the refused connect attempt to end",
         )
-        assert snap.state == "failed" and "invalid app_id or app_secret" in snap.last_error
+        assert snap
+        assert snap.state == "failed" and "invalid app_id or app_secret" in present(snap.last_error)
         # Several supervisor rounds later, still one attempt: no hot retry loop.
         for _ in range(5):
             await gateway.executor.probe()
@@ -93,7 +95,7 @@ async def test_bad_secret_in_process_is_failed_with_reason_and_not_retried(home,
         await gateway.stop(drain_timeout=1)
 
 
-def test_secrets_appear_in_no_log_file_and_no_output(home, sims):
+def test_secrets_appear_in_no_log_file_and_no_output(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -111,7 +113,7 @@ def test_secrets_appear_in_no_log_file_and_no_output(home, sims):
     assert "please repeat ***" in text  # even when a user pastes it into a message
 
 
-def test_until_connected_the_runner_says_why_every_report_interval(home, sims):
+def test_until_connected_the_runner_says_why_every_report_interval(home: Home, sims: Simulators) -> None:
     sims.feishu.refuse_reconnects(60)  # endpoint discovery answers "system busy"
     write_profile(home, "p", sims, extra="not_connected_report = 0.5\n")
     with HeadlessProcess.start(home, "p") as gateway:
@@ -123,7 +125,7 @@ def test_until_connected_the_runner_says_why_every_report_interval(home, sims):
         assert gateway.terminate_and_wait() == 0
 
 
-def test_sigterm_with_a_console_attached_ends_without_a_traceback(home, sims):
+def test_sigterm_with_a_console_attached_ends_without_a_traceback(home: Home, sims: Simulators) -> None:
     """The attached console's subscription is cancelled at stop; that must not print a traceback."""
     from gateway_core.control import subscribe
 

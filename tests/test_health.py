@@ -6,8 +6,11 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
+from gateway_core.config import Home
 from gateway_core.health import DEGRADED, HEALTHY, UNHEALTHY, Health, assess
+from gateway_core.sim import Simulators
 from gateway_core.snapshots import snapshot_from_dict, snapshot_to_dict
 
 from .factories import (
@@ -20,10 +23,10 @@ from .factories import (
     pipeline_snapshot,
     reply_stats,
 )
-from .support import HeadlessProcess, gateway_env, in_own_thread, write_profile
+from .support import HeadlessProcess, gateway_env, in_own_thread, present, write_profile
 
 
-def well() -> dict:
+def well() -> dict[str, Any]:
     """The parts of a gateway that is answering everyone."""
     return dict(
         state="running",
@@ -38,18 +41,18 @@ def well() -> dict:
     )
 
 
-def judge(**changes) -> Health:
+def judge(**changes: Any) -> Health:
     parts = {**well(), **changes}
     return assess(now=NOW, **parts)
 
 
-def test_a_gateway_answering_everyone_is_healthy():
+def test_a_gateway_answering_everyone_is_healthy() -> None:
     health = judge()
     assert (health.verdict, health.reasons, health.ok) == (HEALTHY, (), True)
     assert health.one_line() == "healthy"
 
 
-def test_feishu_reconnecting_says_for_how_long_why_and_when_next():
+def test_feishu_reconnecting_says_for_how_long_why_and_when_next() -> None:
     feishu = replace(
         well()["feishu"],
         state="reconnecting",
@@ -64,12 +67,12 @@ def test_feishu_reconnecting_says_for_how_long_why_and_when_next():
     assert health.one_line() == "unhealthy: Feishu reconnecting for 80s: NameResolutionError; next attempt in 4s"
 
 
-def test_a_silent_connection_is_unhealthy_although_it_says_connected():
+def test_a_silent_connection_is_unhealthy_although_it_says_connected() -> None:
     feishu = replace(well()["feishu"], last_frame_at=NOW - 42, suspect=True, suspect_reason="a ping unanswered")
     assert judge(feishu=feishu).reasons == ("Feishu connected but silent for 42s: a ping unanswered",)
 
 
-def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded():
+def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded() -> None:
     executor = well()["executor"]
     dead = judge(executor=replace(executor, state="dead", last_restart_cause="Executor shutdown has been called"))
     assert (dead.verdict, dead.reasons) == (UNHEALTHY, ("executor dead: Executor shutdown has been called",))
@@ -78,7 +81,7 @@ def test_executor_dead_is_unhealthy_and_busy_or_rebuilt_only_degraded():
     assert judge(executor=replace(executor, state="replaced", last_restart_cause="probe stuck")).verdict == DEGRADED
 
 
-def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure():
+def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure() -> None:
     refused = reply_stats(
         sent=10,
         failed_attempts=1,
@@ -93,7 +96,7 @@ def test_a_refused_tenant_token_is_unhealthy_at_the_first_failure():
     )
 
 
-def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row():
+def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row() -> None:
     one = reply_stats(sent=10, failed_attempts=1, failures_in_a_row=1, last_error="HTTP 500, not a Feishu answer")
     assert judge(replies=one).verdict == DEGRADED
     timeout = "no answer from Feishu within 10s"
@@ -103,7 +106,7 @@ def test_other_reply_failures_degrade_then_make_it_unhealthy_in_a_row():
     assert judge(replies=reply_stats(sent=11, failed_attempts=3, last_error=timeout)).verdict == HEALTHY
 
 
-def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_degraded():
+def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_degraded() -> None:
     alpha, beta = well()["models"].models
     unknown = models_snapshot("alpha", (replace(alpha, unknown=True, last_error="HTTP 404 model_not_found"), beta))
     assert judge(models=unknown).reasons == ("model alpha does not exist at the provider (HTTP 404 model_not_found)",)
@@ -116,13 +119,13 @@ def test_models_unknown_all_failing_or_only_apologies_are_unhealthy_one_failing_
     assert apologising.reasons == ("3 apologies in a row: no model answers",)
 
 
-def test_an_old_backlog_degrades():
+def test_an_old_backlog_degrades() -> None:
     pipeline = replace(well()["pipeline"], pending=4, oldest_pending_at=NOW - 200)
     assert judge(pipeline=pipeline).reasons == ("4 messages unanswered, the oldest for 3m",)
     assert judge(pipeline=replace(pipeline, oldest_pending_at=NOW - 10)).verdict == HEALTHY
 
 
-def test_worst_first_and_a_stopped_gateway_is_unhealthy():
+def test_worst_first_and_a_stopped_gateway_is_unhealthy() -> None:
     feishu = replace(well()["feishu"], state="stopped", since=NOW - 5)
     executor = replace(well()["executor"], state="busy", busy=8)
     health = judge(state="draining", feishu=feishu, executor=executor)
@@ -131,13 +134,14 @@ def test_worst_first_and_a_stopped_gateway_is_unhealthy():
     assert health.reasons[-1].startswith("executor busy")
 
 
-def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
+def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it() -> None:
     snapshot = gateway_snapshot(
         **{k: v for k, v in well().items() if k != "replies"},
         replies=reply_stats(
             sent=1, failed_attempts=1, failures_in_a_row=1, last_error="code 10014", token_refused=True
         ),
     )
+    assert snapshot.health is not None
     assert snapshot.health.verdict == UNHEALTHY and snapshot.healthy is False
     wire = json.loads(json.dumps(snapshot_to_dict(snapshot)))
     assert wire["healthy"] is False and wire["health"]["verdict"] == UNHEALTHY
@@ -145,10 +149,10 @@ def test_the_snapshot_carries_the_verdict_and_the_control_socket_keeps_it():
     assert back.health == snapshot.health and back.replies == snapshot.replies
     assert back.models == snapshot.models and back.pipeline == snapshot.pipeline
     del wire["health"]  # an older owner: judged here from what it sent
-    assert snapshot_from_dict(wire).health.verdict == UNHEALTHY
+    assert present(snapshot_from_dict(wire).health).verdict == UNHEALTHY
 
 
-def run_status(home, *args) -> subprocess.CompletedProcess:
+def run_status(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tui", "status", *args],
         env=gateway_env(home),
@@ -158,7 +162,7 @@ def run_status(home, *args) -> subprocess.CompletedProcess:
     )
 
 
-async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home, sims):
+async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         await in_own_thread(gateway.wait_for_line, "Feishu connected")
@@ -182,7 +186,7 @@ async def test_refused_tenant_token_makes_headless_and_status_say_unhealthy(home
         assert gateway.terminate_and_wait() == 0
 
 
-async def test_an_unknown_model_makes_headless_and_status_say_unhealthy(home, sims):
+async def test_an_unknown_model_makes_headless_and_status_say_unhealthy(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims, models=("ghost", "alpha"))
     with HeadlessProcess.start(home, "p") as gateway:
         await in_own_thread(gateway.wait_for_line, "health: healthy")

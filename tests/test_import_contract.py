@@ -95,7 +95,7 @@ def all_violations() -> list[Violation]:
     return violations
 
 
-def test_no_layer_imports_upwards():
+def test_no_layer_imports_upwards() -> None:
     modules = [name for name, _ in every_module()]
     # The scan really covers every layer, entry points and subpackages included.
     assert {
@@ -122,18 +122,18 @@ def test_no_layer_imports_upwards():
         ("launchd.agents", "from textual import work\n", "textual"),
     ],
 )
-def test_the_contract_fails_on_an_upward_import(module, source, imported):
+def test_the_contract_fails_on_an_upward_import(module: str, source: str, imported: str) -> None:
     violations = upward_imports(module, source)
     assert imported in [v.imported for v in violations], violations
 
 
-def test_the_contract_allows_downward_and_sibling_imports():
+def test_the_contract_allows_downward_and_sibling_imports() -> None:
     assert upward_imports("tui.cli", "from gateway_core.config import Home\nfrom launchd.cli import run\n") == []
     assert upward_imports("launchd.cli", "from gateway_core.config import Home\nfrom .agents import install\n") == []
     assert upward_imports("gateway_core.sim.profile", "from ..config import Home\nfrom .background import x\n") == []
 
 
-def test_the_control_server_does_not_know_the_gateway():
+def test_the_control_server_does_not_know_the_gateway() -> None:
     """control.py serves any `Controllable`; snapshots and their codec come from snapshots.py.
 
     Were it to import gateway.py (even lazily or for types), the two would depend on each other

@@ -4,14 +4,18 @@ import dataclasses
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
 from gateway_core.journal import RETENTION, SCHEMA_VERSION, Journal, JournalError, TransitionError, peek_pending
 from gateway_core.messages import IncomingMessage
 from gateway_core.states import TRANSITIONS, MessageState, sources_of
+from gateway_core.config import Home
+from gateway_core.journal import RETENTION, Journal, JournalError, peek_pending
+from gateway_core.sim import Simulators
 
-from .support import HeadlessProcess, write_profile
+from .support import HeadlessProcess, present, write_profile
 
 
 def message(n: int, chat: str = "oc_a", at: float | None = None, text: str | None = "hi") -> IncomingMessage:
@@ -27,7 +31,7 @@ def message(n: int, chat: str = "oc_a", at: float | None = None, text: str | Non
     )
 
 
-def test_a_message_is_recorded_once_by_message_id_or_event_id_and_that_survives_a_reopen(tmp_path):
+def test_a_message_is_recorded_once_by_message_id_or_event_id_and_that_survives_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "state" / "p.db"
     journal = Journal(path)
     assert journal.record_inbound(message(1))
@@ -44,7 +48,7 @@ def test_a_message_is_recorded_once_by_message_id_or_event_id_and_that_survives_
     reopened.close()
 
 
-def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept(tmp_path):
+def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     journal = Journal(path)
     now = time.time()
@@ -69,10 +73,10 @@ def test_unfinished_comes_out_oldest_first_with_a_stored_answer_and_history_kept
     snap = journal.snapshot()
     assert snap.pending == 2 and snap.oldest_pending_at == pytest.approx(now - 10)
     journal.close()
-    assert peek_pending(path).pending == 2  # what `gatewatch status` reads when nobody serves
+    assert present(peek_pending(path)).pending == 2  # what `gatewatch status` reads when nobody serves
 
 
-def test_prune_forgets_only_finished_messages_past_the_retention(tmp_path):
+def test_prune_forgets_only_finished_messages_past_the_retention(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "p.db")
     old = time.time() - RETENTION - 60
     for n in (1, 2, 3):
@@ -92,7 +96,7 @@ def test_prune_forgets_only_finished_messages_past_the_retention(tmp_path):
     journal.close()
 
 
-def test_a_damaged_journal_or_an_unwritable_state_dir_is_one_clear_error(tmp_path):
+def test_a_damaged_journal_or_an_unwritable_state_dir_is_one_clear_error(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)
     with pytest.raises(JournalError) as error:
@@ -106,7 +110,7 @@ def test_a_damaged_journal_or_an_unwritable_state_dir_is_one_clear_error(tmp_pat
     assert "writable" in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_journal_write_that_fails_raises_rather_than_pretending(tmp_path):
+def test_a_journal_write_that_fails_raises_rather_than_pretending(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "p.db")
     journal.record_inbound(message(1))
     # Another process holds the write lock past the busy timeout: the arrival cannot be made durable.
@@ -123,7 +127,7 @@ def test_a_journal_write_that_fails_raises_rather_than_pretending(tmp_path):
 
 
 @pytest.mark.process
-def test_headless_refuses_to_run_on_a_damaged_journal_with_exit_4(home, sims):
+def test_headless_refuses_to_run_on_a_damaged_journal_with_exit_4(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     home.state.mkdir(parents=True, exist_ok=True)
     home.state_file("p").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)
@@ -167,7 +171,7 @@ OLD_ROWS = [
 ]
 
 
-def write_old_journal(path, version: int) -> None:
+def write_old_journal(path: Path, version: int) -> None:
     db = sqlite3.connect(path)
     db.executescript(V2_SCHEMA + (V3_ACCESS if version >= 3 else ""))
     rows = OLD_ROWS + ([("om_stranger", "refused", None, None, "not approved")] if version >= 3 else [])
@@ -184,7 +188,9 @@ def write_old_journal(path, version: int) -> None:
 
 
 @pytest.mark.parametrize("version", [2, 3])
-def test_an_old_journal_is_migrated_in_place_and_dropped_splits_by_whether_a_reply_was_sent(tmp_path, version):
+def test_an_old_journal_is_migrated_in_place_and_dropped_splits_by_whether_a_reply_was_sent(
+    tmp_path: Path, version: int
+) -> None:
     path = tmp_path / "old.db"
     write_old_journal(path, version)
     journal = Journal(path)
@@ -204,7 +210,7 @@ def test_an_old_journal_is_migrated_in_place_and_dropped_splits_by_whether_a_rep
     Journal(path).close()  # opening a migrated journal again changes nothing
 
 
-def test_a_state_change_the_lifecycle_does_not_allow_is_refused_with_one_clear_line(tmp_path):
+def test_a_state_change_the_lifecycle_does_not_allow_is_refused_with_one_clear_line(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "p.db")
     try:
         journal.record_inbound(message(1))
@@ -230,7 +236,7 @@ def test_a_state_change_the_lifecycle_does_not_allow_is_refused_with_one_clear_l
         journal.close()
 
 
-def test_the_transition_table_covers_every_state_and_leads_only_to_states():
+def test_the_transition_table_covers_every_state_and_leads_only_to_states() -> None:
     assert set(TRANSITIONS) == set(MessageState)
     for state, targets in TRANSITIONS.items():
         assert targets <= set(MessageState)

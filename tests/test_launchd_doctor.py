@@ -3,6 +3,7 @@
 import os
 import plistlib
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -12,13 +13,16 @@ from launchd.launchctl import Launchctl
 from launchd.plist import render_agent, write_plist
 from tui.cli import main
 
+from .sim.launchctl_harness import LaunchctlSim
+from .support import present
+
 pytestmark = pytest.mark.process  # the launchctl simulator runs real child processes
 
 HERMES = "ai.hermes.gateway-default"
 
 
 @pytest.fixture
-def agents(tmp_path, monkeypatch):
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "LaunchAgents"
     path.mkdir()
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(path))
@@ -26,7 +30,7 @@ def agents(tmp_path, monkeypatch):
     return path
 
 
-def hermes_plist(agents, tmp_path):
+def hermes_plist(agents: Path, tmp_path: Path) -> Path:
     """The article's plist: another gateway's agent, started with --replace, no log paths."""
     program = tmp_path / "hermes"
     program.write_text(
@@ -51,19 +55,21 @@ def hermes_plist(agents, tmp_path):
     return path
 
 
-def doctor(capsys, *args):
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = main(["launchd", "doctor", *args])
     out = capsys.readouterr()
     assert out.err == ""
     return code, out.out
 
 
-def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(agents, tmp_path, launchctl_sim, capsys):
+def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(
+    agents: Path, tmp_path: Path, launchctl_sim: LaunchctlSim, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = hermes_plist(agents, tmp_path)
     lc = Launchctl()
     lc.bootstrap(path)
-    assert poll(lambda: (lc.print_job(HERMES) or None) is not None and lc.print_job(HERMES).running, 10)
-    old_pid = lc.print_job(HERMES).pid
+    assert poll(lambda: (lc.print_job(HERMES) or None) is not None and present(lc.print_job(HERMES)).running, 10)
+    old_pid = present(lc.print_job(HERMES)).pid
 
     code, out = doctor(capsys)
     assert code == 1
@@ -81,7 +87,9 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(age
     assert os.path.isabs(fixed["StandardErrorPath"]) and os.path.isdir(os.path.dirname(fixed["StandardErrorPath"]))
     # Reloaded: launchd now runs what the file says, in a new process; the old one is gone.
     new_pid = (
-        lc.print_job(HERMES).pid if poll(lambda: lc.print_job(HERMES) and lc.print_job(HERMES).running, 10) else None
+        present(lc.print_job(HERMES)).pid
+        if poll(lambda: bool(lc.print_job(HERMES) and present(lc.print_job(HERMES)).running), 10)
+        else None
     )
     assert new_pid and new_pid != old_pid and not pid_alive(old_pid)
     assert not any("--replace" in arg for arg in psutil.Process(new_pid).cmdline())  # psutil: Linux and macOS alike
@@ -90,10 +98,10 @@ def test_replace_is_reported_fixed_reloaded_and_a_second_fix_changes_nothing(age
     code, out = doctor(capsys, "--fix")
     assert code == 0 and "nothing to fix" in out
     assert path.read_bytes() == before and len(list(agents.glob(f"{HERMES}.plist.bak-*"))) == 1
-    assert lc.print_job(HERMES).pid == new_pid  # no needless reload
+    assert present(lc.print_job(HERMES)).pid == new_pid  # no needless reload
 
 
-def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
+def test_each_rule_is_reported_per_file(agents: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home_root = tmp_path / "home"
     (home_root / "logs").mkdir(parents=True)
     from gateway_core.config import Home
@@ -120,7 +128,7 @@ def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
 
     code, out = doctor(capsys)
     assert code == 1
-    sections = {}
+    sections: dict[str, list[str]] = {}
     for line in out.splitlines():
         if line.startswith(("ok", "FAIL")):
             current = line.split()[-1]
@@ -152,8 +160,12 @@ def test_each_rule_is_reported_per_file(agents, tmp_path, capsys):
 
 
 def test_a_fresh_install_is_healthy_and_secrets_from_env_are_refused(
-    agents, tmp_path, launchctl_sim, capsys, monkeypatch
-):
+    agents: Path,
+    tmp_path: Path,
+    launchctl_sim: LaunchctlSim,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     home = tmp_path / "home"
     (home / "profiles").mkdir(parents=True)
     monkeypatch.setenv("GW_DOCTOR_SECRET", "s3cret-value")

@@ -11,20 +11,33 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
-from launchd.agents import AgentError, AgentSettings, LaunchdManager, install, pid_alive, poll, status, uninstall
+from gateway_core.sim import Simulators
+from launchd.agents import (
+    AgentError,
+    AgentSettings,
+    AgentStatus,
+    LaunchdManager,
+    install,
+    pid_alive,
+    poll,
+    status,
+    uninstall,
+)
 from launchd.doctor import run_doctor
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
-from .sim.launchctl_harness import write_launchd_sim_profile
+from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
+from .sim.systemctl_harness import SystemctlSim
 
-from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread
+from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
 
 pytestmark = pytest.mark.process  # launchd jobs are real child processes under the launchctl simulator
 
@@ -32,18 +45,18 @@ PROFILE = "p"
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path: Path) -> AgentSettings:
     return AgentSettings(agents_dir=tmp_path / "LaunchAgents", throttle_interval=1)
 
 
-def write_launchd_profile(home, sims):
+def write_launchd_profile(home: Home, sims: Simulators) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
 
 
 class OwnershipWatch:
     """Samples, every 20 ms, the live gateways for the profile: launchd's jobs and ours."""
 
-    def __init__(self, home, launchctl_sim):
+    def __init__(self, home: Home, launchctl_sim: LaunchctlSim | SystemctlSim) -> None:
         self.home, self.sim = home, launchctl_sim
         self.console_serving = threading.Event()  # set while our in-process gateway may serve
         self.violations: list[str] = []
@@ -51,15 +64,15 @@ class OwnershipWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
+    def __enter__(self) -> "OwnershipWatch":
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._stop.wait(0.02):
             serving = [pid for pid in self.sim.spawned("job") if pid_alive(pid)]
             if self.console_serving.is_set():
@@ -77,10 +90,12 @@ class OwnershipWatch:
         return poll(lambda: pid in self.sim.spawned("job"), 2.0)
 
 
-def launchd_pid_serving(home, lc, label, other_than=None, timeout=20):
-    found = {}
+def launchd_pid_serving(
+    home: Home, lc: Launchctl, label: str, other_than: int | None = None, timeout: float = 20
+) -> int:
+    found: dict[str, int] = {}
 
-    def ready():
+    def ready() -> bool:
         job = lc.print_job(label)
         if not job or not job.running or job.pid == other_than:
             return False
@@ -95,8 +110,8 @@ def launchd_pid_serving(home, lc, label, other_than=None, timeout=20):
 
 
 async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throughout(
-    home, sims, launchctl_sim, settings, monkeypatch
-):
+    home: Home, sims: Simulators, launchctl_sim: LaunchctlSim, settings: AgentSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_launchd_profile(home, sims)
     label = job_label(PROFILE)
     lc = Launchctl()
@@ -106,7 +121,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         # install -> launchd's headless gateway serves and answers
         install(home, PROFILE, settings, steps.append)
         first = launchd_pid_serving(home, lc, label)
-        assert read_owner(home.lock_file(PROFILE)).launchd_label == label
+        assert present(read_owner(home.lock_file(PROFILE))).launchd_label == label
         events.append((await ask(sims, "to the launchd gateway")).event)
 
         # take over -> its process exits and is not respawned; a message sent meanwhile waits
@@ -131,7 +146,7 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         monkeypatch.setenv("LAUNCHCTL_SIM_TEARDOWN_DELAY", "5")  # read by the bootstrap below; long enough that the
         # old process exits (it drains first, slower on a busy machine) while the job is still listed
         second = hand_back(home, PROFILE, steps.append, manager=LaunchdManager(settings))
-        assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
+        assert second != first and present(read_owner(home.lock_file(PROFILE))).pid == second
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
         events.append((await ask(sims, "to launchd again")).event)
 
@@ -140,12 +155,13 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
         events.append(sims.feishu.inject_text("sent while it was down"))
         third = launchd_pid_serving(home, lc, label, other_than=second)
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
-        assert lc.print_job(label).last_signal == 9
+        assert present(lc.print_job(label)).last_signal == 9
 
         # SIGTERM -> drains, exits 0, launchd leaves it down
         os.kill(third, signal.SIGTERM)
-        assert poll(lambda: lc.print_job(label).state == "not running", 20)
+        assert poll(lambda: present(lc.print_job(label)).state == "not running", 20)
         job = lc.print_job(label)
+        assert job is not None
         assert (job.last_exit_code, job.pid) == (0, None)
         assert not poll(lambda: len(launchctl_sim.spawned("job")) > 3, 1.5)  # a ThrottleInterval passes
         assert launchctl_sim.spawned("job") == [first, second, third]
@@ -182,7 +198,9 @@ async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throug
     assert not settings.plist(PROFILE).exists() and lc.print_job(label) is None
 
 
-def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims, launchctl_sim, settings):
+def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(
+    home: Home, sims: Simulators, launchctl_sim: LaunchctlSim, settings: AgentSettings
+) -> None:
     write_launchd_profile(home, sims)
     label = job_label(PROFILE)
     lc = Launchctl()
@@ -195,18 +213,28 @@ def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims,
         path = settings.plist(PROFILE)
         write_plist(path, render_agent(home, PROFILE, drain_timeout=5, throttle_interval=1))
         lc.bootstrap(path)
-        assert poll(lambda: lc.print_job(label).runs >= 2 and lc.print_job(label).looping, 20)
+        assert poll(lambda: present(lc.print_job(label)).runs >= 2 and present(lc.print_job(label)).looping, 20)
         # A status taken while a run is starting reports that run's PID not holding the profile
         # (trouble too); on a busy machine the runs are long, so look until one lands between runs.
-        reports: list = []
-        assert poll(lambda: reports.append(status(home, PROFILE, settings)) or reports[-1].job.looping, 20)
+        reports: list[AgentStatus] = []
+
+        def a_looping_report() -> bool:
+            reports.append(status(home, PROFILE, settings))
+            return present(reports[-1].job).looping
+
+        assert poll(a_looping_report, 20)
         report = reports[-1]
         assert all(r.trouble for r in reports)
         text = "\n".join(report.lines())
         assert f"it exits 3 because PID {os.getpid()} (console" in text and "every 1s" in text
         lines: list[str] = []
         # The doctor samples the job too: mid-run a loop looks like a running job (see above).
-        assert poll(lambda: lines.clear() or run_doctor(home, settings, apply_fix=False, report=lines.append) == 1, 20)
+
+        def the_doctor_finds_trouble() -> bool:
+            lines.clear()
+            return run_doctor(home, settings, apply_fix=False, report=lines.append) == 1
+
+        assert poll(the_doctor_finds_trouble, 20)
         assert any("keeps restarting it" in line and "another owner holds the profile" in line for line in lines)
         # A hand-back while the console still holds the profile is refused, nothing changes.
         with pytest.raises(HandoverError, match="still served by"):
@@ -220,7 +248,7 @@ def test_a_job_refused_by_the_console_loops_visibly_until_taken_over(home, sims,
     assert lc.print_job(label) is None  # the loop is stopped
 
 
-def gatewatch(*args, timeout=60):
+def gatewatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The real command line, as a user runs it (the simulator first on PATH via the environment)."""
     return subprocess.run(
         [sys.executable, "-m", "tui", "launchd", *args],
@@ -231,7 +259,9 @@ def gatewatch(*args, timeout=60):
     )
 
 
-def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(home, sims, launchctl_sim, settings):
+def test_cli_takeover_runs_the_gateway_here_and_handback_returns_it_to_launchd(
+    home: Home, sims: Simulators, launchctl_sim: LaunchctlSim, settings: AgentSettings
+) -> None:
     write_launchd_profile(home, sims)
     label = job_label(PROFILE)
     lc = Launchctl()

@@ -3,6 +3,7 @@
 import os
 import plistlib
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from launchd.launchctl import LaunchctlError, parse_list, parse_print, resolve_d
 from launchd.plist import PlistError, exit_timeout_for, read_plist, render_agent, write_plist
 
 
-def test_rendered_agent_runs_the_gateway_itself_and_restarts_only_after_failure(tmp_path):
+def test_rendered_agent_runs_the_gateway_itself_and_restarts_only_after_failure(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     data = render_agent(home, "work", drain_timeout=12.5, throttle_interval=1)
     assert data["Label"] == "ai.gatewatch.gateway.work"
@@ -33,7 +34,7 @@ def test_rendered_agent_runs_the_gateway_itself_and_restarts_only_after_failure(
     assert render_agent(home, "work", drain_timeout=20, prefix="com.me.gw")["Label"] == "com.me.gw.work"
 
 
-def test_bad_plists_fail_with_one_line(tmp_path):
+def test_bad_plists_fail_with_one_line(tmp_path: Path) -> None:
     broken = tmp_path / "x.plist"
     broken.write_text("<plist><dict>")
     with pytest.raises(PlistError) as error:
@@ -73,10 +74,11 @@ PRINT_SAMPLE = """gui/501/ai.gatewatch.gateway.work = {
 """
 
 
-def test_print_is_parsed_from_top_level_lines_only():
+def test_print_is_parsed_from_top_level_lines_only() -> None:
     job = parse_print(PRINT_SAMPLE, "ai.gatewatch.gateway.work", "gui/501")
     assert job.state == "spawn scheduled" and job.pid is None  # the nested pid/state do not leak out
     assert (job.runs, job.last_exit_code, job.last_signal) == (14, 78, 9)
+    assert job.path is not None
     assert job.path.endswith("ai.gatewatch.gateway.work.plist")
     assert job.looping and "killed by signal 9" in job.describe()
     running = parse_print(
@@ -86,7 +88,7 @@ def test_print_is_parsed_from_top_level_lines_only():
     assert parse_print("garbage", "x", "user/5").state == "unknown"
 
 
-def test_list_rows_are_parsed():
+def test_list_rows_are_parsed() -> None:
     entries = parse_list("PID\tStatus\tLabel\n123\t0\ta.running\n-\t-9\ta.killed\n-\t3\ta.refused\nnoise\n")
     assert [(e.pid, e.status, e.label) for e in entries] == [
         (123, 0, "a.running"),
@@ -95,7 +97,7 @@ def test_list_rows_are_parsed():
     ]
 
 
-def test_domain_is_gui_at_the_screen_and_user_over_ssh_or_sudo():
+def test_domain_is_gui_at_the_screen_and_user_over_ssh_or_sudo() -> None:
     assert resolve_domain({}, uid=501, console_uid=501) == "gui/501"
     assert resolve_domain({"SSH_CONNECTION": "1 2 3 4"}, uid=501, console_uid=0) == "user/501"
     assert resolve_domain({"SSH_TTY": "/dev/ttys001"}, uid=501, console_uid=501) == "gui/501"
@@ -107,7 +109,7 @@ def test_domain_is_gui_at_the_screen_and_user_over_ssh_or_sudo():
         resolve_domain({"GATEWATCH_LAUNCHD_DOMAIN": "gui/../x"}, uid=501)
 
 
-def test_plists_are_plain_xml_readable_by_plistlib(tmp_path):
+def test_plists_are_plain_xml_readable_by_plistlib(tmp_path: Path) -> None:
     data = render_agent(Home(tmp_path), "p", drain_timeout=1)
     path = tmp_path / "p.plist"
     write_plist(path, data)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import psutil
 
@@ -18,7 +19,8 @@ import pytest
 
 from launchd.agents import pid_alive, poll
 from launchd.launchctl import Launchctl, LaunchctlError, explain, parse_list
-from .sim.launchctl_harness import simulated_launchctl
+from .sim.launchctl_harness import LaunchctlSim, simulated_launchctl
+from .support import present
 
 # A job program: `serve` exits 0 on SIGTERM, `stubborn` ignores SIGTERM, `exit N` exits at once.
 # Each start appends "<pid> <time>" to starts.log next to this script, and its environment to env.log.
@@ -47,15 +49,15 @@ pytestmark = pytest.mark.process  # the launchctl simulator runs real child proc
 
 
 @pytest.fixture
-def sim(tmp_path, monkeypatch):
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LaunchctlSim]:
     with simulated_launchctl(tmp_path / "sim", monkeypatch.setenv, teardown_delay=0.3) as simulator:
         yield simulator
 
 
-def make_job(tmp_path: Path, label: str, mode: list[str], **overrides) -> Path:
+def make_job(tmp_path: Path, label: str, mode: list[str], **overrides: Any) -> Path:
     script = tmp_path / "job.py"
     script.write_text(PROGRAM)
-    data = {
+    data: dict[str, Any] = {
         "Label": label,
         "ProgramArguments": [sys.executable, str(script), *mode],
         "RunAtLoad": True,
@@ -85,7 +87,7 @@ def running_pid(lc: Launchctl, label: str, other_than: int | None = None, timeou
 
     def check() -> bool:
         job = lc.print_job(label)
-        if job and job.running and job.pid != other_than and pid_alive(job.pid):
+        if job and job.running and job.pid is not None and job.pid != other_than and pid_alive(job.pid):
             found["pid"] = job.pid
             return True
         return False
@@ -94,11 +96,11 @@ def running_pid(lc: Launchctl, label: str, other_than: int | None = None, timeou
     return found["pid"]
 
 
-def launchctl(*args: str) -> subprocess.CompletedProcess:
+def launchctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["launchctl", *args], capture_output=True, text=True, timeout=30)
 
 
-def test_keepalive_respawns_after_a_crash_but_not_after_exit_0(sim, tmp_path):
+def test_keepalive_respawns_after_a_crash_but_not_after_exit_0(sim: LaunchctlSim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.serve", ["serve"]))
     first = running_pid(lc, "t.serve")
@@ -108,27 +110,31 @@ def test_keepalive_respawns_after_a_crash_but_not_after_exit_0(sim, tmp_path):
     second = running_pid(lc, "t.serve", other_than=first)
     assert not pid_alive(first)
     job = lc.print_job("t.serve")
+    assert job is not None
     assert (job.runs, job.last_signal) == (2, 9)
 
     lc.kill("TERM", "t.serve")  # drains and exits 0: launchd leaves it down
     assert poll(lambda: not pid_alive(second), 5)
-    assert poll(lambda: lc.print_job("t.serve").state == "not running", 5)
+    assert poll(lambda: present(lc.print_job("t.serve")).state == "not running", 5)
     job = lc.print_job("t.serve")
+    assert job is not None
     assert (job.last_exit_code, job.last_signal, job.pid) == (0, None, None)
     # The decision is recorded as "not running" (not "spawn scheduled"); confirm nothing comes
     # back once a whole ThrottleInterval has passed.
     assert not poll(lambda: len(starts(tmp_path)) > 2, 1.5)
-    assert lc.print_job("t.serve").runs == 2
+    assert present(lc.print_job("t.serve")).runs == 2
 
 
-def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim, tmp_path):
+def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim: LaunchctlSim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.fail", ["exit", "3"]))
     assert poll(lambda: len(starts(tmp_path)) >= 3, 10)
     times = [t for _, t in starts(tmp_path)]
     assert all(b - a >= 0.95 for a, b in zip(times, times[1:])), times
     job = lc.print_job("t.fail")
+    assert job is not None
     assert job.runs >= 3 and job.last_exit_code == 3 and job.looping
+    assert job is not None
     assert "restarting it repeatedly" in job.describe() and "another owner holds the profile" in job.describe()
     entry = next(e for e in parse_list(launchctl("list").stdout) if e.label == "t.fail")
     assert entry.status == 3
@@ -136,7 +142,9 @@ def test_failing_job_is_restarted_no_sooner_than_throttle_interval(sim, tmp_path
     assert '"LastExitStatus" = 768;' in detail  # a raw wait status: exit 3 << 8
 
 
-def test_bootout_terms_then_kills_after_exit_timeout_and_finishes_in_background(sim, tmp_path):
+def test_bootout_terms_then_kills_after_exit_timeout_and_finishes_in_background(
+    sim: LaunchctlSim, tmp_path: Path
+) -> None:
     lc = Launchctl()
     # ExitTimeOut is the window in which the job is still tearing down: long enough for the two
     # launchctl calls below to land in it on a loaded machine (each starts a Python process).
@@ -157,7 +165,7 @@ def test_bootout_terms_then_kills_after_exit_timeout_and_finishes_in_background(
     assert len(starts(tmp_path)) == 1  # booted out jobs are never respawned
 
 
-def test_exit_codes_match_launchd_and_read_as_one_line(sim, tmp_path):
+def test_exit_codes_match_launchd_and_read_as_one_line(sim: LaunchctlSim, tmp_path: Path) -> None:
     lc = Launchctl()
     plist = make_job(tmp_path, "t.codes", ["serve"], RunAtLoad=False, KeepAlive=False)
     uid = os.getuid()
@@ -165,7 +173,7 @@ def test_exit_codes_match_launchd_and_read_as_one_line(sim, tmp_path):
     assert launchctl("bootout", f"user/{uid}/t.codes").returncode == 3
     assert lc.print_job("t.codes") is None
     lc.bootstrap(plist)
-    assert lc.print_job("t.codes").state == "not running"  # no RunAtLoad, no KeepAlive: loaded, idle
+    assert present(lc.print_job("t.codes")).state == "not running"  # no RunAtLoad, no KeepAlive: loaded, idle
     assert launchctl("bootstrap", f"user/{uid}", str(plist)).returncode == 5
     assert launchctl("bootstrap", f"gui/{uid}", str(plist)).returncode == 125  # no GUI session here
     assert launchctl("print", f"gui/{uid}/t.codes").returncode == 112
@@ -184,7 +192,7 @@ def test_exit_codes_match_launchd_and_read_as_one_line(sim, tmp_path):
         assert line and "\n" not in line
 
 
-def test_kickstart_starts_an_idle_job_and_k_restarts_it(sim, tmp_path):
+def test_kickstart_starts_an_idle_job_and_k_restarts_it(sim: LaunchctlSim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.kick", ["serve"], RunAtLoad=False, KeepAlive=False))
     assert starts(tmp_path) == []
@@ -193,10 +201,12 @@ def test_kickstart_starts_an_idle_job_and_k_restarts_it(sim, tmp_path):
     assert lc.kickstart("t.kick") == first  # already running, no -k: nothing happens
     second = lc.kickstart("t.kick", kill=True)
     assert second != first and not pid_alive(first) and pid_alive(second)
-    assert lc.print_job("t.kick").runs == 2
+    assert present(lc.print_job("t.kick")).runs == 2
 
 
-def test_job_gets_launchd_environment_own_group_and_log_files(sim, tmp_path, monkeypatch):
+def test_job_gets_launchd_environment_own_group_and_log_files(
+    sim: LaunchctlSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GW_TEST_SECRET", "must-not-leak")
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.env", ["serve"]))
@@ -213,11 +223,11 @@ def test_job_gets_launchd_environment_own_group_and_log_files(sim, tmp_path, mon
     assert [c["argv"][0] for c in sim.calls()][:1] == ["bootstrap"]
 
 
-def test_bootout_still_stops_the_job_when_its_monitor_died(sim, tmp_path):
+def test_bootout_still_stops_the_job_when_its_monitor_died(sim: LaunchctlSim, tmp_path: Path) -> None:
     lc = Launchctl()
     lc.bootstrap(make_job(tmp_path, "t.orphan", ["serve"]))
     pid = running_pid(lc, "t.orphan")
-    monitor = sim.job("t.orphan")["monitor_pid"]
+    monitor = present(sim.job("t.orphan"))["monitor_pid"]
     os.kill(monitor, signal.SIGKILL)
     assert poll(lambda: not pid_alive(monitor), 5)
     assert lc.bootout("t.orphan") is True

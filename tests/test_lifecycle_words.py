@@ -83,8 +83,8 @@ def bare_words(source: str, where: str = "<source>") -> list[Finding]:
 
     def check(value_node: ast.AST | None, named: str, how: str) -> None:
         for constant in _literals(value_node):
-            if _is_word(constant.value, named):
-                findings.append(Finding(where, constant.lineno, constant.value, how))
+            if _is_word(str(constant.value), named):
+                findings.append(Finding(where, constant.lineno, str(constant.value), how))
 
     tree = ast.parse(source)
     functions: list[tuple[ast.AST, str]] = []
@@ -104,7 +104,9 @@ def bare_words(source: str, where: str = "<source>") -> list[Finding]:
         elif isinstance(node, ast.Dict):
             # A table keyed by lifecycle words (two or more of them); one such key is a JSON field.
             keyed = [
-                key for key in node.keys if key is not None and _literals(key) and _is_word(_literals(key)[0].value, "")
+                key
+                for key in node.keys
+                if key is not None and _literals(key) and _is_word(str(_literals(key)[0].value), "")
             ]
             if len(keyed) >= 2:
                 for key in keyed:
@@ -124,7 +126,7 @@ def bare_words(source: str, where: str = "<source>") -> list[Finding]:
     return findings
 
 
-def test_no_lifecycle_word_is_compared_or_stored_as_a_bare_literal_outside_the_enum_module():
+def test_no_lifecycle_word_is_compared_or_stored_as_a_bare_literal_outside_the_enum_module() -> None:
     findings = [
         finding
         for tree in TREES
@@ -152,11 +154,11 @@ def test_no_lifecycle_word_is_compared_or_stored_as_a_bare_literal_outside_the_e
         ('if record.mode == "text":\n    pass\n', "text"),
     ],
 )
-def test_the_checker_catches_a_bare_word(snippet, word):
+def test_the_checker_catches_a_bare_word(snippet: str, word: str) -> None:
     assert word in {finding.word for finding in bare_words(snippet)}
 
 
-def test_the_checker_leaves_the_other_meanings_of_a_word_alone():
+def test_the_checker_leaves_the_other_meanings_of_a_word_alone() -> None:
     other_meanings = (
         'if message_type == "text":\n    pass\n'
         'body = {"msg_type": "text", "content": "{}"}\n'

@@ -2,13 +2,14 @@
 
 from gateway_core.config import LlmConfig
 from gateway_core.llm import LlmClient
+from gateway_core.sim import Simulators
 
 from .support import LLM_KEY, in_own_thread
 
 PROMPT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "tell me more"}]
 
 
-def client_for(sims, request_timeout=2.0, idle_timeout=30.0) -> LlmClient:
+def client_for(sims: Simulators, request_timeout: float = 2.0, idle_timeout: float = 30.0) -> LlmClient:
     return LlmClient(
         LlmConfig(
             base_url=sims.llm.base_url,
@@ -21,7 +22,7 @@ def client_for(sims, request_timeout=2.0, idle_timeout=30.0) -> LlmClient:
     )
 
 
-async def test_answer_streams_and_reports_the_text_so_far(sims):
+async def test_answer_streams_and_reports_the_text_so_far(sims: Simulators) -> None:
     llm = client_for(sims)
     seen: list[str] = []
     try:
@@ -38,7 +39,7 @@ async def test_answer_streams_and_reports_the_text_so_far(sims):
     assert request.stream and request.answered_status == 200
 
 
-async def test_dripping_model_fails_over_within_request_timeout(sims):
+async def test_dripping_model_fails_over_within_request_timeout(sims: Simulators) -> None:
     """One keep-alive byte a second resets any read timeout; the total deadline still holds."""
     sims.llm.set_behaviour("alpha", "drip")
     llm = client_for(sims, request_timeout=2.0)
@@ -55,7 +56,7 @@ async def test_dripping_model_fails_over_within_request_timeout(sims):
     assert alpha_health.breaker == "open" and alpha_health.last_error == "no complete answer within 2s"
 
 
-async def test_silent_model_fails_over_at_the_idle_limit(sims):
+async def test_silent_model_fails_over_at_the_idle_limit(sims: Simulators) -> None:
     sims.llm.set_behaviour("alpha", "hang")  # not a byte: not even the headers
     llm = client_for(sims, request_timeout=30.0, idle_timeout=0.3)
     try:
@@ -67,7 +68,7 @@ async def test_silent_model_fails_over_at_the_idle_limit(sims):
     assert alpha_health.last_error == "no data for 0.3s"
 
 
-async def test_a_failing_display_callback_does_not_lose_the_answer(sims):
+async def test_a_failing_display_callback_does_not_lose_the_answer(sims: Simulators) -> None:
     llm = client_for(sims)
 
     def broken(text: str) -> None:
@@ -80,7 +81,7 @@ async def test_a_failing_display_callback_does_not_lose_the_answer(sims):
     assert answer.text == "[alpha] tell me more" and answer.attempts == 1
 
 
-async def test_vision_requests_go_only_to_vision_models_and_fail_over_among_them(sims):
+async def test_vision_requests_go_only_to_vision_models_and_fail_over_among_them(sims: Simulators) -> None:
     llm = LlmClient(
         LlmConfig(
             base_url=sims.llm.base_url,
@@ -100,7 +101,7 @@ async def test_vision_requests_go_only_to_vision_models_and_fail_over_among_them
         await llm.aclose()
 
 
-async def test_a_transcription_sends_the_audio_and_the_transcribe_model(sims):
+async def test_a_transcription_sends_the_audio_and_the_transcribe_model(sims: Simulators) -> None:
     llm = LlmClient(
         LlmConfig(base_url=sims.llm.base_url, api_key=LLM_KEY, models=("alpha",), transcribe_model="whisper-sim")
     )

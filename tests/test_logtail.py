@@ -3,15 +3,17 @@
 import asyncio
 import logging
 import logging.handlers
+from pathlib import Path
+from typing import AsyncIterator
 
 from gateway_core.logtail import follow_log
 
 
-async def next_lines(stream, count, timeout=10):
+async def next_lines(stream: AsyncIterator[str], count: int, timeout: float = 10) -> list[str]:
     return [await asyncio.wait_for(stream.__anext__(), timeout) for _ in range(count)]
 
 
-async def test_follow_reads_backlog_then_new_lines_across_rotation(tmp_path):
+async def test_follow_reads_backlog_then_new_lines_across_rotation(tmp_path: Path) -> None:
     path = tmp_path / "gateway-p.log"
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=400, backupCount=2)
     logger = logging.getLogger("test.logtail")

@@ -8,17 +8,21 @@ import time
 
 import pytest
 
+from gateway_core.config import Home
 from gateway_core.delivery import DeliveryRecord
+from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
+from gateway_core.sim import Simulators
 from gateway_core.sim.answers import long_answer, words_answer
+from gateway_core.sim.platform import InjectedEvent
 
-from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
+from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
 CARD_ENDED = 200850  # Feishu: card streaming timeout (then 300309 for every later call)
 CARD_GONE = 200740  # Feishu: the card entity does not exist
 
 
-def shown(sims, event) -> list[str]:
+def shown(sims: Simulators, event: InjectedEvent) -> list[str]:
     """What the user sees in reply to `event`, in order: each card's text, each text reply."""
     pieces = []
     for reply in sims.feishu.replies_to(event):
@@ -29,7 +33,7 @@ def shown(sims, event) -> list[str]:
             if not card.deleted:  # a deleted card's message shows nothing
                 pieces.append(card.text())
         else:
-            pieces.append(reply.text)
+            pieces.append(present(reply.text))
     return pieces
 
 
@@ -37,18 +41,22 @@ def fence_lines(text: str) -> int:
     return sum(1 for line in text.split("\n") if line.startswith("```"))
 
 
-def delivery_of(gateway, event) -> DeliveryRecord:
+def delivery_of(gateway: Gateway, event: InjectedEvent) -> DeliveryRecord:
+    assert gateway.journal is not None
     (row,) = gateway.journal._read("SELECT checkpoint FROM inbox WHERE message_id = ?", (event.message_id,))
     return DeliveryRecord.from_json(row[0])
 
 
-async def answered(gateway, event, timeout: float = 60) -> None:
-    await until(lambda: gateway.journal.state_of(event.message_id) == "answered", timeout, f"{event.message_id}")
+async def answered(gateway: Gateway, event: InjectedEvent, timeout: float = 60) -> None:
+    await until(
+        lambda: present(gateway.journal).state_of(event.message_id) == "answered", timeout, f"{event.message_id}"
+    )
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
 
 
 @pytest.mark.slow
-async def test_a_70000_character_answer_arrives_whole_and_once_in_text_parts(home, sims):
+async def test_a_70000_character_answer_arrives_whole_and_once_in_text_parts(home: Home, sims: Simulators) -> None:
     answer = long_answer()
     sims.llm.answer_with("alpha", answer)
     async with gateway_on_profile(home, sims) as gateway:
@@ -67,7 +75,9 @@ async def test_a_70000_character_answer_arrives_whole_and_once_in_text_parts(hom
 
 
 @pytest.mark.slow
-async def test_a_70000_character_answer_streams_whole_and_once_into_consecutive_cards(home, sims):
+async def test_a_70000_character_answer_streams_whole_and_once_into_consecutive_cards(
+    home: Home, sims: Simulators
+) -> None:
     answer = long_answer()
     sims.llm.answer_with("alpha", answer)
     async with gateway_on_profile(home, sims, reply_mode="stream") as gateway:
@@ -86,7 +96,7 @@ async def test_a_70000_character_answer_streams_whole_and_once_into_consecutive_
         assert activity.delivery == f"{len(cards)} cards"
 
 
-async def test_a_stream_feishu_ends_after_the_5th_update_is_finished_in_text_once(home, sims):
+async def test_a_stream_feishu_ends_after_the_5th_update_is_finished_in_text_once(home: Home, sims: Simulators) -> None:
     answer = words_answer(40)  # 400 words, streamed one every 5 ms: about 2 s, some 10 updates
     sims.llm.answer_with("alpha", answer)
     sims.llm.pace("alpha", 0.005)
@@ -106,7 +116,9 @@ async def test_a_stream_feishu_ends_after_the_5th_update_is_finished_in_text_onc
         assert activity.delivery.startswith(f"1 card + {len(pieces) - 1} text part")
 
 
-async def test_a_card_deleted_while_streaming_is_replaced_by_the_whole_answer_in_text(home, sims):
+async def test_a_card_deleted_while_streaming_is_replaced_by_the_whole_answer_in_text(
+    home: Home, sims: Simulators
+) -> None:
     answer = words_answer(30)
     sims.llm.answer_with("alpha", answer)
     sims.llm.pause_stream("alpha", 50)  # the model stops writing halfway until told
@@ -124,13 +136,13 @@ async def test_a_card_deleted_while_streaming_is_replaced_by_the_whole_answer_in
         assert delivery_of(gateway, event).cards_stopped == f"code {CARD_GONE}"
 
 
-async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home, sims):
+async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home: Home, sims: Simulators) -> None:
     answer = words_answer(60)
     sims.llm.answer_with("alpha", answer)
     sims.llm.pace("alpha", 0.005)  # about 3 s of writing
     sims.feishu.streaming_window = 1.5  # Feishu ends streaming 1.5 s after it began (really ~10 min)
     async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=60) as gateway:
-        gateway.pipeline.outbox.card_rotate_after = 0.6
+        present(gateway.pipeline).outbox.card_rotate_after = 0.6
         event = sims.feishu.inject_text("a slow one")
         await answered(gateway, event)
         cards = sims.feishu.cards_replied_to(event)
@@ -140,11 +152,13 @@ async def test_a_card_is_rotated_before_feishus_streaming_window_runs_out(home, 
         assert all(not card.text().endswith("w") for card in cards)  # each ends at a line's end
 
 
-async def test_an_answer_that_changes_after_cards_were_finished_goes_whole_in_text(home, sims):
+async def test_an_answer_that_changes_after_cards_were_finished_goes_whole_in_text(
+    home: Home, sims: Simulators
+) -> None:
     sims.llm.answer_with("alpha", words_answer(60))
     sims.llm.pause_stream("alpha", 300)  # alpha writes 300 words, then nothing until its deadline
     async with gateway_on_profile(home, sims, reply_mode="stream", request_timeout=3) as gateway:
-        gateway.pipeline.outbox.card_rotate_after = 0.0  # every card is closed at its last line end at once
+        present(gateway.pipeline).outbox.card_rotate_after = 0.0  # every card is closed at its last line end at once
         event = sims.feishu.inject_text("a question beta answers differently")
         await answered(gateway, event)
         cards = sims.feishu.cards_replied_to(event)
@@ -158,7 +172,9 @@ async def test_an_answer_that_changes_after_cards_were_finished_goes_whole_in_te
 
 
 @pytest.mark.process
-def test_kill_9_between_two_parts_sends_the_rest_once_and_never_asks_the_model_again(home, sims):
+def test_kill_9_between_two_parts_sends_the_rest_once_and_never_asks_the_model_again(
+    home: Home, sims: Simulators
+) -> None:
     answer = long_answer()
     sims.llm.answer_with("alpha", answer)
     write_profile(home, "p", sims)
@@ -187,7 +203,7 @@ def test_kill_9_between_two_parts_sends_the_rest_once_and_never_asks_the_model_a
 
 
 @pytest.mark.process
-def test_a_reset_re_driven_after_a_crash_has_no_second_effect(home, sims):
+def test_a_reset_re_driven_after_a_crash_has_no_second_effect(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:
         gateway.wait_for_line("Feishu connected")
@@ -210,13 +226,15 @@ def test_a_reset_re_driven_after_a_crash_has_no_second_effect(home, sims):
 
 
 @pytest.mark.slow
-async def test_a_token_refused_for_30_s_costs_at_most_6_token_requests_and_loses_no_message(home, sims):
+async def test_a_token_refused_for_30_s_costs_at_most_6_token_requests_and_loses_no_message(
+    home: Home, sims: Simulators
+) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         sims.feishu.refuse_tokens(True)
         refused_at, before = time.monotonic(), sims.feishu.token_requests
         events = [sims.feishu.inject_text(f"question {n}") for n in range(3)]
         await until(lambda: gateway.snapshot().pipeline.reply_failures == 3, 30, "3 replies given up for now")
-        reasons = " ".join(gateway.snapshot().health.reasons)
+        reasons = " ".join(present(gateway.snapshot().health).reasons)
         assert "token" in reasons  # the health reason names the refusal
         # The fault lasts 30 s (the issue's scenario): wait out its end, then let Feishu heal.
         await until(lambda: time.monotonic() - refused_at >= 30, 35, "30 s of refused tokens")

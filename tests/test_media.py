@@ -5,13 +5,19 @@ import base64
 import json
 import signal
 import sqlite3
+from typing import Any
 
 import pytest
 
+from gateway_core.config import Home
+from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.states import MessageState
+from gateway_core.sim import Simulators
+from gateway_core.sim.llm_sim import LlmRequest
+from gateway_core.sim.platform import InjectedEvent, SentMessage
 
-from .support import HeadlessProcess, gateway_on_profile, in_own_thread, until, write_profile
+from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 
 PNG = base64.b64decode(  # a 1x1 PNG, and a few bytes no text could contain
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -43,29 +49,33 @@ def tiny_pdf(text: str) -> bytes:
     return bytes(out)
 
 
-def reason_of(home, message_id):
+def reason_of(home: Home, message_id: str) -> str | None:
     """The journal's recorded reason for a message (read as a second connection, like an operator)."""
     db = sqlite3.connect(home.state_file("p"))
     try:
-        return db.execute("SELECT reason FROM inbox WHERE message_id = ?", (message_id,)).fetchone()[0]
+        reason: str | None = db.execute("SELECT reason FROM inbox WHERE message_id = ?", (message_id,)).fetchone()[0]
+        return reason
     finally:
         db.close()
 
 
-async def reply_to(gateway, sims, event):
+async def reply_to(gateway: Gateway, sims: Simulators, event: InjectedEvent) -> SentMessage:
     (reply,) = await in_own_thread(sims.feishu.wait_for_replies, event, 1, 15)
+    assert gateway.pipeline is not None
     assert await gateway.pipeline.drain(10) == 0
     return reply
 
 
-def user_content(request):
+def user_content(request: LlmRequest) -> Any:
     return request.messages[-1]["content"]
 
 
 # ----------------------------------------------------------------------------- images
 
 
-async def test_an_image_reaches_the_first_vision_model_as_a_data_url_of_the_served_bytes(home, sims):
+async def test_an_image_reaches_the_first_vision_model_as_a_data_url_of_the_served_bytes(
+    home: Home, sims: Simulators
+) -> None:
     async with gateway_on_profile(home, sims, models=("alpha", "beta", "gamma"), llm_extra=VISION) as gateway:
         event = sims.feishu.inject_image(data=PNG, content_type="image/png")
         reply = await reply_to(gateway, sims, event)
@@ -75,6 +85,7 @@ async def test_an_image_reaches_the_first_vision_model_as_a_data_url_of_the_serv
         prefix = "data:image/png;base64,"
         assert url.startswith(prefix) and base64.b64decode(url[len(prefix) :]) == PNG
         assert reply.text == "[beta] (I see 1 image)"
+        assert gateway.journal is not None
         assert gateway.journal.state_of(event.message_id) == "answered"
         (activity,) = gateway.snapshot().pipeline.activity
         assert activity.media == "image, 70 B, image/png" and activity.text == "[image]"
@@ -85,16 +96,18 @@ async def test_an_image_reaches_the_first_vision_model_as_a_data_url_of_the_serv
         assert "base64" not in history and "[image]" in history
 
 
-async def test_without_vision_models_an_image_gets_the_polite_reply_and_no_model_call(home, sims):
+async def test_without_vision_models_an_image_gets_the_polite_reply_and_no_model_call(
+    home: Home, sims: Simulators
+) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_image(data=PNG)
         reply = await reply_to(gateway, sims, event)
-        assert "llm.vision_models" in reply.text
+        assert "llm.vision_models" in present(reply.text)
         assert sims.llm.requests == [] and sims.feishu.downloads == []
-        assert gateway.journal.state_of(event.message_id) == MessageState.ANSWERED_LOCALLY
+        assert present(gateway.journal).state_of(event.message_id) == MessageState.ANSWERED_LOCALLY
 
 
-async def test_an_image_in_a_post_goes_to_the_model_with_its_text(home, sims):
+async def test_an_image_in_a_post_goes_to_the_model_with_its_text(home: Home, sims: Simulators) -> None:
     sims.feishu.put_resource("img_post_1", PNG, "image/png")
     post = {
         "title": "",
@@ -113,23 +126,25 @@ async def test_an_image_in_a_post_goes_to_the_model_with_its_text(home, sims):
         assert reply.text == "[beta] what is wrong in this screenshot?\n[image] (I see 1 image)"
 
 
-async def test_an_image_over_the_cap_or_missing_gets_a_polite_reply_recorded_with_the_reason(home, sims):
+async def test_an_image_over_the_cap_or_missing_gets_a_polite_reply_recorded_with_the_reason(
+    home: Home, sims: Simulators
+) -> None:
     extra = VISION + "\nmax_image_bytes = 1024"
     async with gateway_on_profile(home, sims, llm_extra=extra) as gateway:
         large = sims.feishu.inject_image(data=b"\x89PNG" + b"\x00" * 4096)
-        assert "larger than I can take" in (await reply_to(gateway, sims, large)).text
+        assert "larger than I can take" in present((await reply_to(gateway, sims, large)).text)
         missing = sims.feishu.inject_image()  # no bytes registered: Feishu answers 404
-        assert "could not fetch an image" in (await reply_to(gateway, sims, missing)).text
+        assert "could not fetch an image" in present((await reply_to(gateway, sims, missing)).text)
         assert sims.llm.requests == []
         for event, reason in ((large, "image over 1024 bytes"), (missing, "image download failed: HTTP 404")):
-            assert gateway.journal.state_of(event.message_id) == MessageState.ANSWERED_LOCALLY
-            assert reason in reason_of(home, event.message_id)
+            assert present(gateway.journal).state_of(event.message_id) == MessageState.ANSWERED_LOCALLY
+            assert reason in present(reason_of(home, event.message_id))
 
 
 # ----------------------------------------------------------------------------- files
 
 
-async def test_a_markdown_file_reaches_the_model_and_stays_in_the_history(home, sims):
+async def test_a_markdown_file_reaches_the_model_and_stays_in_the_history(home: Home, sims: Simulators) -> None:
     notes = "# Release notes\n\n- fixed the **login** bug\n"
     async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_file("notes.md", data=notes.encode(), content_type="text/markdown")
@@ -143,7 +158,7 @@ async def test_a_markdown_file_reaches_the_model_and_stays_in_the_history(home, 
         assert any("fixed the **login** bug" in m["content"] for m in sims.llm.requests[-1].messages[:-1])
 
 
-async def test_a_pdfs_text_reaches_the_model(home, sims):
+async def test_a_pdfs_text_reaches_the_model(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         pdf = tiny_pdf("Quarterly revenue grew 12 percent")
         event = sims.feishu.inject_file("q3.pdf", data=pdf, content_type="application/pdf")
@@ -152,12 +167,12 @@ async def test_a_pdfs_text_reaches_the_model(home, sims):
         assert "File: q3.pdf\n```\nQuarterly revenue grew 12 percent\n```" == user_content(request)
 
 
-async def test_a_binary_file_gets_the_polite_reply_saying_what_can_be_read(home, sims):
+async def test_a_binary_file_gets_the_polite_reply_saying_what_can_be_read(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         zipped = sims.feishu.inject_file("backup.zip", data=b"PK\x03\x04" + b"\x00" * 64)
-        assert "I can only read text files" in (await reply_to(gateway, sims, zipped)).text
+        assert "I can only read text files" in present((await reply_to(gateway, sims, zipped)).text)
         disguised = sims.feishu.inject_file("data.txt", data=b"\x00\x01\x02binary")
-        assert "I can only read text files" in (await reply_to(gateway, sims, disguised)).text
+        assert "I can only read text files" in present((await reply_to(gateway, sims, disguised)).text)
         assert sims.llm.requests == []
         assert [d[1] for d in sims.feishu.downloads] == [json.loads(disguised.content)["file_key"]]
 
@@ -165,7 +180,7 @@ async def test_a_binary_file_gets_the_polite_reply_saying_what_can_be_read(home,
 # ----------------------------------------------------------------------------- voice
 
 
-async def test_a_voice_message_is_transcribed_and_answered_from_the_transcript(home, sims):
+async def test_a_voice_message_is_transcribed_and_answered_from_the_transcript(home: Home, sims: Simulators) -> None:
     opus = b"OggS\x00\x02" + bytes(range(200))
     sims.llm.transcribe_as("what is the weather tomorrow")
     async with gateway_on_profile(home, sims, llm_extra='transcribe_model = "whisper-sim"') as gateway:
@@ -179,14 +194,14 @@ async def test_a_voice_message_is_transcribed_and_answered_from_the_transcript(h
         assert activity.media.startswith("voice message, 206 B")
 
 
-async def test_without_a_transcribe_model_a_voice_message_gets_the_polite_reply(home, sims):
+async def test_without_a_transcribe_model_a_voice_message_gets_the_polite_reply(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         event = sims.feishu.inject_audio(b"OggS")
-        assert "llm.transcribe_model" in (await reply_to(gateway, sims, event)).text
+        assert "llm.transcribe_model" in present((await reply_to(gateway, sims, event)).text)
         assert sims.llm.requests == [] and sims.llm.transcriptions == []
 
 
-async def test_no_image_file_or_transcript_content_reaches_the_log(home, sims):
+async def test_no_image_file_or_transcript_content_reaches_the_log(home: Home, sims: Simulators) -> None:
     secret_words = "zebra-marmalade-7734"
     sims.llm.transcribe_as(f"say {secret_words} please")
     extra = VISION + '\ntranscribe_model = "whisper-sim"'
@@ -198,7 +213,7 @@ async def test_no_image_file_or_transcript_content_reaches_the_log(home, sims):
         ]
         for event in events:
             await reply_to(gateway, sims, event)
-        logged = "\n".join(line.message for line in gateway.logging.ring.since(0))
+        logged = "\n".join(line.message for line in present(gateway.logging).ring.since(0))
         assert "downloaded" in logged and "transcribed" in logged  # sizes and types are logged
         assert secret_words not in logged
         assert base64.b64encode(PNG).decode()[:20] not in logged
@@ -209,7 +224,9 @@ async def test_no_image_file_or_transcript_content_reaches_the_log(home, sims):
 # ----------------------------------------------------------------------------- the typing sign
 
 
-async def test_the_typing_reaction_is_added_while_answering_and_removed_after_the_reply(home, sims):
+async def test_the_typing_reaction_is_added_while_answering_and_removed_after_the_reply(
+    home: Home, sims: Simulators
+) -> None:
     async with gateway_on_profile(home, sims) as gateway:
         sims.llm.hold("alpha")
         event = sims.feishu.inject_text("think about it")
@@ -221,24 +238,29 @@ async def test_the_typing_reaction_is_added_while_answering_and_removed_after_th
         (reaction,) = await until(
             lambda: [r for r in sims.feishu.reactions_on(event) if r.removed_at is not None], 10, "removed"
         )
-        assert reaction.removed_at >= sims.feishu.replies_to(event)[0].at
+        assert reaction.removed_at is not None and reaction.removed_at >= sims.feishu.replies_to(event)[0].at
 
 
-async def test_a_refused_reaction_does_not_hold_up_the_answer_and_is_logged_once(home, sims):
+async def test_a_refused_reaction_does_not_hold_up_the_answer_and_is_logged_once(home: Home, sims: Simulators) -> None:
     sims.feishu.refuse_reactions(99991672)
     async with gateway_on_profile(home, sims) as gateway:
         for n in range(3):
             event = sims.feishu.inject_text(f"question {n}")
             assert (await reply_to(gateway, sims, event)).text == f"[alpha] question {n}"
-        logged = [line.message for line in gateway.logging.ring.since(0) if "typing reaction refused" in line.message]
+        logged = [
+            line.message for line in present(gateway.logging).ring.since(0) if "typing reaction refused" in line.message
+        ]
         assert len(logged) == 1
+        assert gateway.pipeline is not None
+        assert gateway.pipeline.typing is not None
         assert gateway.pipeline.typing.refused == 1  # left off after the first refusal
 
 
-async def test_no_typing_reaction_when_it_is_switched_off(home, sims):
+async def test_no_typing_reaction_when_it_is_switched_off(home: Home, sims: Simulators) -> None:
     async with gateway_on_profile(home, sims, feishu_extra="typing_indicator = false") as gateway:
         event = sims.feishu.inject_text("quietly")
         await reply_to(gateway, sims, event)
+        assert gateway.pipeline is not None
         assert sims.feishu.reactions_on(event) == [] and gateway.pipeline.typing is None
 
 
@@ -246,7 +268,9 @@ async def test_no_typing_reaction_when_it_is_switched_off(home, sims):
 
 
 @pytest.mark.process
-def test_kill_9_while_downloading_the_next_owner_downloads_again_answers_once_and_clears_the_sign(home, sims):
+def test_kill_9_while_downloading_the_next_owner_downloads_again_answers_once_and_clears_the_sign(
+    home: Home, sims: Simulators
+) -> None:
     notes = "line one\nline two\n"
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as gateway:

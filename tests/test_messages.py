@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -17,12 +18,21 @@ from gateway_core.messages import (
     unreadable_reply,
 )
 
+from .support import present
+
 BOT = "ou_bot"
 ALICE = Mention("@_user_2", "ou_alice", "Alice")
 BOT_MENTION = Mention("@_user_1", BOT, "gatewatch")
 
 
-def event(message_type="text", content=None, chat_type="group", mentions=(), chat_id="oc_g", message_id="om_1"):
+def event(
+    message_type: str = "text",
+    content: str | None = None,
+    chat_type: str = "group",
+    mentions: tuple[Mention, ...] = (),
+    chat_id: str = "oc_g",
+    message_id: str | None = "om_1",
+) -> dict[str, Any]:
     """The shape of an im.message.receive_v1 event (as dicts: the SDK objects have the same fields)."""
     return {
         "header": {"event_id": "ev_1"},
@@ -40,28 +50,28 @@ def event(message_type="text", content=None, chat_type="group", mentions=(), cha
     }
 
 
-def text_event(text, **kw):
+def text_event(text: str, **kw: Any) -> dict[str, Any]:
     return event(content=json.dumps({"text": text}), **kw)
 
 
-def test_bot_mention_is_stripped_and_other_mentions_become_names():
+def test_bot_mention_is_stripped_and_other_mentions_become_names() -> None:
     text, bot, everyone = resolve_mentions("@_user_1 ask @_user_2 about it", (BOT_MENTION, ALICE), BOT)
     assert (text, bot, everyone) == ("ask @Alice about it", True, False)
 
 
-def test_all_is_not_the_bot_and_unknown_keys_stay():
+def test_all_is_not_the_bot_and_unknown_keys_stay() -> None:
     text, bot, everyone = resolve_mentions("@_all lunch? @_user_9", (ALICE,), BOT)
     assert (text, bot, everyone) == ("lunch? @_user_9", False, True)
     listed = (Mention("@_all", "", "所有人"),)  # whether or not mentions[] lists @_all
     assert resolve_mentions("@_all lunch?", listed, BOT) == ("lunch?", False, True)
 
 
-def test_mention_removal_keeps_the_rest_of_the_text_intact():
+def test_mention_removal_keeps_the_rest_of_the_text_intact() -> None:
     text = "@_user_1 please run:\n    make  test\n@_user_2"
     assert resolve_mentions(text, (BOT_MENTION, ALICE), BOT) == ("please run:\n    make  test\n@Alice", True, False)
 
 
-def test_group_policy_mention_all_always_never_and_p2p():
+def test_group_policy_mention_all_always_never_and_p2p() -> None:
     mentioned = incoming_from_event(text_event("@_user_1 hi", mentions=(BOT_MENTION,)), BOT)
     plain = incoming_from_event(text_event("hi all"), BOT)
     everyone = incoming_from_event(text_event("@_all hi"), BOT)
@@ -78,7 +88,7 @@ def test_group_policy_mention_all_always_never_and_p2p():
         should_answer(plain, "sometimes")
 
 
-def test_someone_else_mentioned_does_not_wake_the_bot():
+def test_someone_else_mentioned_does_not_wake_the_bot() -> None:
     message = incoming_from_event(text_event("@_user_2 can you check", mentions=(ALICE,)), BOT)
     assert message.text == "@Alice can you check" and not message.mentions_bot
     assert should_answer(message)[0] is False
@@ -113,7 +123,7 @@ FLAT = (
 )
 
 
-def test_post_is_flattened_to_markdown_in_both_shapes():
+def test_post_is_flattened_to_markdown_in_both_shapes() -> None:
     assert flatten_post(POST, (BOT_MENTION, ALICE), BOT) == (FLAT, True)
     assert flatten_post({"zh_cn": POST}, (BOT_MENTION, ALICE), BOT) == (FLAT, True)
     message = incoming_from_event(event("post", json.dumps(POST), mentions=(BOT_MENTION, ALICE)), BOT)
@@ -121,7 +131,7 @@ def test_post_is_flattened_to_markdown_in_both_shapes():
     assert should_answer(message)[0] is True
 
 
-def test_post_without_bot_mention_and_with_at_all():
+def test_post_without_bot_mention_and_with_at_all() -> None:
     post = {
         "content": [[{"tag": "at", "user_id": "all", "user_name": "所有人"}, {"tag": "text", "text": "deploy at 5"}]]
     }
@@ -129,7 +139,7 @@ def test_post_without_bot_mention_and_with_at_all():
     assert (message.text, message.mentions_bot, message.mentions_all) == ("deploy at 5", False, True)
 
 
-def test_images_files_get_a_friendly_answer_and_empty_or_recalled_are_ignored():
+def test_images_files_get_a_friendly_answer_and_empty_or_recalled_are_ignored() -> None:
     image = incoming_from_event(event("image", json.dumps({"image_key": "img_1"}), chat_type="p2p"), BOT)
     assert image.text is None and image.unreadable_reply == unreadable_reply("image")
     assert "an image" in image.unreadable_reply and "only text, images, files" in image.unreadable_reply
@@ -141,14 +151,14 @@ def test_images_files_get_a_friendly_answer_and_empty_or_recalled_are_ignored():
     assert no_id.ignorable
 
 
-def test_history_key_per_chat_or_per_user_in_groups():
+def test_history_key_per_chat_or_per_user_in_groups() -> None:
     group = incoming_from_event(text_event("hi"), BOT)
     direct = incoming_from_event(text_event("hi", chat_type="p2p", chat_id="oc_p"), BOT)
     assert history_key(group) == "oc_g" and history_key(group, per_user_in_groups=True) == "oc_g/ou_sender"
     assert history_key(direct, per_user_in_groups=True) == "oc_p"
 
 
-def test_the_sdk_event_object_is_read_like_the_dict():
+def test_the_sdk_event_object_is_read_like_the_dict() -> None:
     from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
 
     data = P2ImMessageReceiveV1(text_event("@_user_1 hi @_user_2", mentions=(BOT_MENTION, ALICE)))
@@ -168,16 +178,17 @@ def test_the_sdk_event_object_is_read_like_the_dict():
         ("/frobnicate now", ("unknown", "now")),
     ],
 )
-def test_commands_parse(text, expected):
+def test_commands_parse(text: str, expected: tuple[str, str | None]) -> None:
     command = parse_command(text)
+    assert command is not None
     assert (command.name, command.argument) == expected
 
 
 @pytest.mark.parametrize("text", [None, "", "hello /help", "/usr/bin/python is slow", "/ ", "//x"])
-def test_ordinary_text_is_not_a_command(text):
+def test_ordinary_text_is_not_a_command(text: str | None) -> None:
     assert parse_command(text) is None
 
 
-def test_unknown_command_answer_lists_the_commands():
-    answer = unknown_command_text(parse_command("/frobnicate"))
+def test_unknown_command_answer_lists_the_commands() -> None:
+    answer = unknown_command_text(present(parse_command("/frobnicate")))
     assert answer.startswith("I don't know /frobnicate.") and all(f"/{name}" in answer for name in COMMANDS)

@@ -4,19 +4,23 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from gateway_core.ownership import ProfileBusy, ProfileLock, read_owner
 
+from .support import present
 
-def test_second_owner_is_refused_and_told_who_owns(tmp_path):
+
+def test_second_owner_is_refused_and_told_who_owns(tmp_path: Path) -> None:
     path = tmp_path / "p.lock"
     first = ProfileLock(path, "p")
     info = first.acquire("console")
     assert read_owner(path) == info
     with pytest.raises(ProfileBusy) as busy:
         ProfileLock(path, "p").acquire("headless")
+    assert busy.value.holder is not None
     assert busy.value.holder.pid == os.getpid()
     assert f"PID {os.getpid()} (console" in str(busy.value) and "never kills" in str(busy.value)
     first.release()
@@ -27,7 +31,7 @@ def test_second_owner_is_refused_and_told_who_owns(tmp_path):
 
 
 @pytest.mark.process
-def test_dead_owner_frees_the_profile_by_itself(tmp_path):
+def test_dead_owner_frees_the_profile_by_itself(tmp_path: Path) -> None:
     path = tmp_path / "p.lock"
     holder = subprocess.Popen(
         [
@@ -46,8 +50,9 @@ def test_dead_owner_frees_the_profile_by_itself(tmp_path):
         text=True,
     )
     try:
+        assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
-        assert read_owner(path).pid == holder.pid
+        assert present(read_owner(path)).pid == holder.pid
         with pytest.raises(ProfileBusy):
             ProfileLock(path, "p").acquire("console")
     finally:

@@ -33,12 +33,12 @@ def paragraphs(count: int, words: int = 8) -> str:
     return "".join(f"Paragraph {n}: " + " ".join(f"w{n}.{k}" for k in range(words)) + ".\n\n" for n in range(count))
 
 
-def test_a_short_answer_is_one_part_as_it_is():
+def test_a_short_answer_is_one_part_as_it_is() -> None:
     (part,) = split("Hello, world.", text_budget())
     assert (part.start, part.end, part.text) == (0, 13, "Hello, world.")
 
 
-def test_the_text_budget_is_the_request_feishu_sees_escapes_included():
+def test_the_text_budget_is_the_request_feishu_sees_escapes_included() -> None:
     budget = text_budget()
     tricky = '中文 "quoted" back\\slash\nnew line\ttab'
     body = {
@@ -54,7 +54,7 @@ def test_the_text_budget_is_the_request_feishu_sees_escapes_included():
     assert budget.limit == TEXT_BODY_LIMIT == 150 * 1024
 
 
-def test_paragraphs_are_cut_between_paragraphs_and_every_part_fits():
+def test_paragraphs_are_cut_between_paragraphs_and_every_part_fits() -> None:
     answer = paragraphs(30)
     budget = small_budget()
     parts = split(answer, budget)
@@ -66,7 +66,7 @@ def test_paragraphs_are_cut_between_paragraphs_and_every_part_fits():
         assert part.text.startswith("Paragraph ") and part.text.endswith(".\n\n")  # whole paragraphs
 
 
-def test_a_code_block_that_fits_a_part_is_never_cut_it_starts_the_next_part():
+def test_a_code_block_that_fits_a_part_is_never_cut_it_starts_the_next_part() -> None:
     code = "```python\n" + "".join(f"x{n} = {n}\n" for n in range(12)) + "```\n\n"
     answer = paragraphs(2) + code + paragraphs(2)
     parts = split(answer, small_budget(480))
@@ -77,7 +77,7 @@ def test_a_code_block_that_fits_a_part_is_never_cut_it_starts_the_next_part():
     assert all(fences(p.text) % 2 == 0 for p in parts)
 
 
-def test_a_code_block_longer_than_a_part_is_closed_at_each_cut_and_reopened_with_its_language():
+def test_a_code_block_longer_than_a_part_is_closed_at_each_cut_and_reopened_with_its_language() -> None:
     body = "".join(f"print('line {n}')\n" for n in range(60))
     answer = "Intro.\n\n```python\n" + body + "```\n\nDone.\n"
     budget = small_budget(420)
@@ -94,7 +94,7 @@ def test_a_code_block_longer_than_a_part_is_closed_at_each_cut_and_reopened_with
     assert render(answer, parts[2].start, parts[2].end) == parts[2].text
 
 
-def test_a_line_longer_than_a_part_is_cut_inside_after_a_space():
+def test_a_line_longer_than_a_part_is_cut_inside_after_a_space() -> None:
     answer = "word " * 400
     budget = small_budget(300)
     parts = split(answer, budget)
@@ -104,7 +104,7 @@ def test_a_line_longer_than_a_part_is_cut_inside_after_a_space():
     assert all(p.text.endswith(" ") for p in parts)
 
 
-def test_a_long_chinese_answer_fills_text_parts_by_bytes_not_characters():
+def test_a_long_chinese_answer_fills_text_parts_by_bytes_not_characters() -> None:
     answer = ("这是一个很长的回答。" * 40 + "\n\n") * 600  # 246,000 characters, ~740 KB as UTF-8
     parts = split(answer, text_budget())
     assert "".join(p.text for p in parts) == answer
@@ -114,7 +114,7 @@ def test_a_long_chinese_answer_fills_text_parts_by_bytes_not_characters():
     assert len(parts) == -(-len(answer.encode()) // TEXT_BODY_LIMIT)
 
 
-def test_a_card_part_fits_the_card_json_limit_with_the_longest_summary():
+def test_a_card_part_fits_the_card_json_limit_with_the_longest_summary() -> None:
     budget = card_budget()
     answer = paragraphs(2000)
     first = split(answer, budget)[0]
@@ -123,7 +123,7 @@ def test_a_card_part_fits_the_card_json_limit_with_the_longest_summary():
     assert len(request_bytes(streaming_card(answer[: first.end + 200]))) > CARD_JSON_LIMIT * 0.98
 
 
-def test_parts_already_full_do_not_change_as_the_answer_grows():
+def test_parts_already_full_do_not_change_as_the_answer_grows() -> None:
     answer = paragraphs(60)
     budget = small_budget()
     grown = split(answer, budget)
@@ -132,13 +132,13 @@ def test_parts_already_full_do_not_change_as_the_answer_grows():
         assert early[:-1] == grown[: len(early) - 1]
 
 
-def test_the_last_boundary_outside_a_code_block_is_where_a_card_can_end_early():
+def test_the_last_boundary_outside_a_code_block_is_where_a_card_can_end_early() -> None:
     answer = "one\n\n```sh\nls\n"
     assert last_boundary(answer, 0, len(answer)) == len("one\n\n")
     assert last_boundary("no newline yet", 0, 14) is None
 
 
 @pytest.mark.parametrize("limit", [10, 100])
-def test_a_budget_too_small_for_any_text_says_so(limit):
+def test_a_budget_too_small_for_any_text_says_so(limit: int) -> None:
     with pytest.raises(ValueError, match="already takes"):
         text_budget(limit)

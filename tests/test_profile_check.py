@@ -5,20 +5,20 @@ import sys
 
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.profile_check import check_profile
 from gateway_core.sim import Simulators
 
 from .support import FEISHU_SECRET, LLM_KEY, gateway_env, unique_app_id, write_profile
 
 
-def run_check(home, name="p"):
+def run_check(home: Home, name: str = "p") -> tuple[int, list[str]]:
     lines: list[str] = []
     code = check_profile(load_profile(home, name), lines.append, deadline=3)
     return code, lines
 
 
-def test_a_good_profile_passes_every_check_with_one_line_each(home, sims):
+def test_a_good_profile_passes_every_check_with_one_line_each(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     code, lines = run_check(home)
     assert code == 0, lines
@@ -31,7 +31,7 @@ def test_a_good_profile_passes_every_check_with_one_line_each(home, sims):
     ]
 
 
-def test_a_model_the_provider_does_not_offer_fails_and_names_the_fix(home, sims):
+def test_a_model_the_provider_does_not_offer_fails_and_names_the_fix(home: Home, sims: Simulators) -> None:
     sims.llm.set_behaviour("beta", "unknown")
     write_profile(home, "p", sims, models=("alpha", "beta", "gpt-nonexistent"))
     code, lines = run_check(home)
@@ -42,7 +42,7 @@ def test_a_model_the_provider_does_not_offer_fails_and_names_the_fix(home, sims)
     assert all("fix llm.models" in line for line in failed)
 
 
-def test_refused_credentials_and_unreachable_llm_fail_without_showing_secrets(home):
+def test_refused_credentials_and_unreachable_llm_fail_without_showing_secrets(home: Home) -> None:
     with Simulators(
         feishu={"app_id": unique_app_id(), "app_secret": "another-secret"}, llm={"api_key": "another-key"}
     ) as sims:
@@ -60,7 +60,7 @@ def test_refused_credentials_and_unreachable_llm_fail_without_showing_secrets(ho
 
 
 @pytest.mark.process
-def test_cli_profile_check_exit_codes(home, sims):
+def test_cli_profile_check_exit_codes(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     ok = subprocess.run(
         [sys.executable, "-m", "tui", "profile", "check", "p"],

@@ -5,7 +5,7 @@ import asyncio
 from gateway_core.replies import RequestWindow
 
 
-async def test_reply_window_spaces_requests_a_window_after_each_answer():
+async def test_reply_window_spaces_requests_a_window_after_each_answer() -> None:
     """Feishu counts a request on arrival, somewhere between our send and its answer: a permit
     comes back a whole window after the answer, so no window ever holds more than the limit."""
     loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from gateway_core.scheduler import AnswerScheduler
 class Jobs:
     """Jobs that wait for the test's go-ahead, recording when each starts and ends."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.started: list[str] = []
         self.finished: list[str] = []
         self.gates: dict[str, asyncio.Event] = {}
@@ -38,7 +38,7 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_one_job_per_chat_at_a_time_in_submission_order():
+async def test_one_job_per_chat_at_a_time_in_submission_order() -> None:
     scheduler, jobs = AnswerScheduler(max_in_flight=10), Jobs()
     for name in ("a1", "b1", "a2", "a3", "b2"):
         scheduler.submit(name[0], jobs.job, name)
@@ -55,7 +55,7 @@ async def test_one_job_per_chat_at_a_time_in_submission_order():
     assert [n for n in jobs.finished if n[0] == "b"] == ["b1", "b2"]
 
 
-async def test_cap_on_jobs_in_progress_and_waiting_chats_served_first_come_first_served():
+async def test_cap_on_jobs_in_progress_and_waiting_chats_served_first_come_first_served() -> None:
     scheduler, jobs = AnswerScheduler(max_in_flight=2), Jobs()
     for name in ("a1", "a2", "b1", "c1", "d1"):
         scheduler.submit(name[0], jobs.job, name)
@@ -72,7 +72,7 @@ async def test_cap_on_jobs_in_progress_and_waiting_chats_served_first_come_first
     assert jobs.started == ["a1", "b1", "c1", "d1", "a2"] and jobs.most_running == 2
 
 
-async def test_wait_idle_counts_what_is_unfinished_at_the_deadline():
+async def test_wait_idle_counts_what_is_unfinished_at_the_deadline() -> None:
     scheduler, jobs = AnswerScheduler(max_in_flight=1), Jobs()
     for name in ("a1", "b1", "c1"):
         scheduler.submit(name[0], jobs.job, name)
@@ -83,7 +83,7 @@ async def test_wait_idle_counts_what_is_unfinished_at_the_deadline():
     assert await scheduler.wait_idle(5) == 0
 
 
-async def test_a_failing_job_frees_its_slot_and_its_chat():
+async def test_a_failing_job_frees_its_slot_and_its_chat() -> None:
     scheduler, jobs = AnswerScheduler(max_in_flight=1), Jobs()
 
     async def broken() -> None:
@@ -97,6 +97,6 @@ async def test_a_failing_job_frees_its_slot_and_its_chat():
     assert await scheduler.wait_idle(5) == 0
 
 
-def test_max_in_flight_must_be_positive():
+def test_max_in_flight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         AnswerScheduler(0)

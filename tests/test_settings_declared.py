@@ -22,7 +22,7 @@ SETTING_LINE = re.compile(r"^(?:# )?(?P<key>\w+) = ", re.M)
 
 
 @pytest.fixture
-def home(tmp_path):
+def home(tmp_path: Path) -> Home:
     home = Home(tmp_path / "home")
     home.ensure_dirs()
     return home
@@ -57,7 +57,7 @@ def as_loaded(setting: Setting, toml: str) -> object:
     return value
 
 
-def test_the_declarations_cover_every_section_and_read_a_known_type():
+def test_the_declarations_cover_every_section_and_read_a_known_type() -> None:
     assert {s.section for s in SETTINGS} == set(SECTIONS)
     assert len({s.key for s in SETTINGS}) == len(SETTINGS) >= 39  # 39 when issue 17 declared them
     # A secret has a source, never a default; everything optional says how "not set" reads.
@@ -69,7 +69,7 @@ def test_the_declarations_cover_every_section_and_read_a_known_type():
             assert setting.about.empty, f"{setting.key}: declare how 'not set' reads"
 
 
-def test_every_declared_key_is_accepted_templated_shown_and_documented(home):
+def test_every_declared_key_is_accepted_templated_shown_and_documented(home: Home) -> None:
     path = write_profile_template(home, "fresh")
     templated = set(SETTING_LINE.findall(path.read_text()))
     profile = load_profile(home, "fresh", require_secrets=False)
@@ -86,7 +86,9 @@ def test_every_declared_key_is_accepted_templated_shown_and_documented(home):
     assert set(shown) - {"profile", "file"} == {s.key for s in SETTINGS}
 
 
-def test_the_cli_shows_every_declared_setting(home, monkeypatch, capsys):
+def test_the_cli_shows_every_declared_setting(
+    home: Home, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("GATEWATCH_HOME", str(home.root))
     write_profile_template(home, "fresh")
     assert main(["profile", "show", "fresh"]) == 0
@@ -97,7 +99,7 @@ def test_the_cli_shows_every_declared_setting(home, monkeypatch, capsys):
     assert out.count("(not available, see below)") == sum(s.kind is Kind.SECRET for s in SETTINGS)
 
 
-def test_the_loader_reads_every_declared_key(home):
+def test_the_loader_reads_every_declared_key(home: Home) -> None:
     """The template with every line uncommented loads, and each example is what was loaded."""
     profile = load_profile(home, full_profile(home).stem)
     for setting in SETTINGS:
@@ -109,7 +111,7 @@ def test_the_loader_reads_every_declared_key(home):
             assert setting.value_in(profile) == setting.default, setting.key
 
 
-def test_a_key_nothing_declares_is_refused_in_every_section(home):
+def test_a_key_nothing_declares_is_refused_in_every_section(home: Home) -> None:
     for section in SECTIONS:
         path = full_profile(home, f"typo-{section}")
         text = path.read_text().replace(f"[{section}]\n", f"[{section}]\nno_such_setting = 1\n")
@@ -121,14 +123,14 @@ def test_a_key_nothing_declares_is_refused_in_every_section(home):
         assert all(key in message for key in accepted_keys(section))
 
 
-def test_a_section_that_is_not_a_table_is_one_line(home):
+def test_a_section_that_is_not_a_table_is_one_line(home: Home) -> None:
     path = home.profile_file("p")
     path.write_text('feishu = "cli_x"\n')
     with pytest.raises(ConfigError, match=r"p\.toml: \[feishu\]: expected a table, got str$"):
         load_profile(home, "p")
 
 
-def test_docs_configuration_is_the_generated_reference():
+def test_docs_configuration_is_the_generated_reference() -> None:
     """docs/configuration.md is written by `make docs`; run it when this fails."""
     assert DOC == REPO / "docs" / "configuration.md"
     assert DOC.read_text(encoding="utf-8") == reference(), "docs/configuration.md is stale: run `make docs`"

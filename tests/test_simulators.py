@@ -12,6 +12,7 @@ import json
 import queue
 import threading
 import time
+from typing import Any, Callable, Iterator
 
 import httpx
 import lark_oapi as lark
@@ -26,6 +27,7 @@ from lark_oapi.core.exception import ObtainAccessTokenException
 from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
+from gateway_core.sim.feishu_sim import FeishuSimulator
 from gateway_core.sim.platform import SlidingWindow
 from .sim.bare_sdk import BareSdkClient
 from .support import unique_app_id, wait_until
@@ -34,7 +36,7 @@ SECRET = "sim-secret"
 
 
 @pytest.fixture(autouse=True)
-def no_proxy_no_leaks(monkeypatch):
+def no_proxy_no_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Keep requests/httpx off any proxy, and fail a test that leaves a thread running."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -50,17 +52,17 @@ def app_id() -> str:
 
 
 @pytest.fixture
-def sims(app_id):
+def sims(app_id: str) -> Iterator[Simulators]:
     with Simulators(feishu={"app_id": app_id, "app_secret": SECRET}) as started:
         yield started
 
 
 @pytest.fixture
-def sdk_client(sims, app_id):
+def sdk_client(sims: Simulators, app_id: str) -> Iterator[Callable[..., BareSdkClient]]:
     """Factory for SDK ws clients against the simulator; all are stopped before the simulator."""
     clients: list[BareSdkClient] = []
 
-    def make(handler, secret: str = SECRET) -> BareSdkClient:
+    def make(handler: Callable[[Any], None], secret: str = SECRET) -> BareSdkClient:
         for earlier in clients:  # one ws.Client per process at a time
             earlier.stop()
         client = BareSdkClient(sims.feishu.domain, app_id, secret, handler).start()
@@ -72,8 +74,8 @@ def sdk_client(sims, app_id):
         client.stop()
 
 
-def http_client(feishu, app_id: str):
-    """The SDK's HTTP client (replies, tokens) pointed at the simulator."""
+def http_client(feishu: FeishuSimulator, app_id: str) -> Any:
+    """The SDK's HTTP client (replies, tokens) pointed at the simulator (lark-oapi is untyped: Any)."""
     return (
         lark.Client.builder()
         .app_id(app_id)
@@ -85,9 +87,9 @@ def http_client(feishu, app_id: str):
     )
 
 
-def test_sdk_receives_event_acks_and_pings(sims, sdk_client):
+def test_sdk_receives_event_acks_and_pings(sims: Simulators, sdk_client: Callable[..., BareSdkClient]) -> None:
     feishu = sims.feishu
-    received: queue.Queue = queue.Queue()
+    received: queue.Queue[Any] = queue.Queue()
     sdk_client(lambda data: received.put(data.event.message))
     feishu.wait_for_connection(1, timeout=5)
 
@@ -105,12 +107,12 @@ def test_sdk_receives_event_acks_and_pings(sims, sdk_client):
     assert feishu.deliveries(event) == 2
 
 
-def test_sdk_reply_create_uuid_idempotency_and_failures(sims, app_id):
+def test_sdk_reply_create_uuid_idempotency_and_failures(sims: Simulators, app_id: str) -> None:
     feishu = sims.feishu
     client = http_client(feishu, app_id)
     event = feishu.inject_text("question")
 
-    def reply(send_uuid: str):
+    def reply(send_uuid: str) -> Any:
         body = (
             ReplyMessageRequestBody.builder()
             .content(json.dumps({"text": "hi"}))
@@ -154,7 +156,7 @@ def test_sdk_reply_create_uuid_idempotency_and_failures(sims, app_id):
     assert (last.kind, last.in_reply_to, last.text, last.duplicate) == ("create", "oc_chat9", "news", False)
 
 
-def test_refused_tokens_fail_the_sdks_sends_the_way_feishu_does(sims, app_id):
+def test_refused_tokens_fail_the_sdks_sends_the_way_feishu_does(sims: Simulators, app_id: str) -> None:
     """The reply-token fault, proven with the real SDK: its token goes invalid (99991663) and a new
     one is refused (10014), while the long connection is left alone."""
     feishu = sims.feishu
@@ -185,12 +187,14 @@ def lark_oapi_token_cache_clear(app_id: str) -> None:
     TokenManager.cache.cache.pop(f"self_tenant_token:{app_id}", None)
 
 
-def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(sims, sdk_client):
+def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     feishu = sims.feishu
-    received: queue.Queue = queue.Queue()
+    received: queue.Queue[str] = queue.Queue()
     failed_once: set[str] = set()
 
-    def handler(data):
+    def handler(data: Any) -> None:
         message = data.event.message
         received.put(message.message_id)
         if "boom" in message.content and message.message_id not in failed_once:
@@ -214,7 +218,9 @@ def test_sdk_reconnects_after_drop_and_gets_unacked_redelivered(sims, sdk_client
     assert feishu.endpoint_requests == 2 and feishu.live_connections == 1
 
 
-def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(sims, sdk_client):
+def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     feishu = sims.feishu
     sdk_client(lambda data: None)
     feishu.wait_for_connection(1, timeout=5)
@@ -232,16 +238,18 @@ def test_sdk_retries_busy_endpoint_but_auth_rejection_is_fatal(sims, sdk_client)
     assert feishu.connections_total == 2
 
 
-def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_client):
+def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     """A half-open link: the SDK's socket stays up, yet nothing it sends is ever answered."""
     import asyncio
 
     feishu = sims.feishu
-    received: queue.Queue = queue.Queue()
+    received: queue.Queue[str] = queue.Queue()
     client = sdk_client(lambda data: received.put(data.event.message.message_id))
     first = feishu.wait_for_connection(1, timeout=5)
 
-    async def holds_its_connection(sdk) -> bool:
+    async def holds_its_connection(sdk: Any) -> bool:
         return sdk._conn is not None
 
     # The server sees the connection a moment before the SDK stores it (slow on a busy machine).
@@ -249,7 +257,7 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_cli
     assert feishu.deafen_connection() == first
     lost = feishu.inject_text("into the void")  # sent to the deaf link: lost on the way
 
-    async def ping_then_close(sdk) -> tuple[bool, object, int, bool]:
+    async def ping_then_close(sdk: Any) -> tuple[bool, object, int, bool]:
         # The simulator counts the link once its handshake is done, a moment before the SDK
         # stores the socket: wait (bounded) for the SDK's side too.
         async with asyncio.timeout(5):
@@ -279,7 +287,9 @@ def test_deafened_link_stays_open_but_answers_no_ping_and_no_close(sims, sdk_cli
     feishu.wait_acked(lost, timeout=5)
 
 
-def test_hanging_endpoint_holds_discovery_until_released(sims, sdk_client):
+def test_hanging_endpoint_holds_discovery_until_released(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     """The SDK's endpoint POST has no timeout: a held one blocks it until the server answers."""
     feishu = sims.feishu
     feishu.hang_endpoint()
@@ -293,7 +303,9 @@ def test_hanging_endpoint_holds_discovery_until_released(sims, sdk_client):
 
 
 @pytest.mark.slow
-def test_pongs_carry_the_client_config_and_set_the_ping_interval(sims, sdk_client):
+def test_pongs_carry_the_client_config_and_set_the_ping_interval(
+    sims: Simulators, sdk_client: Callable[..., BareSdkClient]
+) -> None:
     feishu = sims.feishu
     feishu.ping_interval = 1  # told at discovery: the client pings every second
     client = sdk_client(lambda data: None)
@@ -304,7 +316,7 @@ def test_pongs_carry_the_client_config_and_set_the_ping_interval(sims, sdk_clien
     assert client.sdk._reconnect_interval == feishu.reconnect_interval
 
 
-def test_llm_echo_auth_errors_and_unknown_model(sims):
+def test_llm_echo_auth_errors_and_unknown_model(sims: Simulators) -> None:
     llm = sims.llm
     llm.set_behaviour("broken", "error")
     llm.set_behaviour("ghost", "unknown")
@@ -332,7 +344,7 @@ def test_llm_echo_auth_errors_and_unknown_model(sims):
     assert answered == [("m1", 200), ("broken", 500), ("ghost", 404)]
 
 
-def test_llm_hold_in_flight_release_and_hang(sims):
+def test_llm_hold_in_flight_release_and_hang(sims: Simulators) -> None:
     llm = sims.llm
     llm.hold("slow")
     llm.set_behaviour("stuck", "hang")
@@ -359,7 +371,7 @@ def test_llm_hold_in_flight_release_and_hang(sims):
     assert llm.in_flight() == 0
 
 
-def test_llm_streams_one_chunk_per_word_and_drips_when_told(sims):
+def test_llm_streams_one_chunk_per_word_and_drips_when_told(sims: Simulators) -> None:
     """SSE shaped like OpenAI's (role, a delta per word, finish, [DONE]); `drip` keeps the
     connection busy with a newline a second and never answers until its behaviour changes."""
     llm = sims.llm
@@ -390,7 +402,7 @@ def test_llm_streams_one_chunk_per_word_and_drips_when_told(sims):
     llm.wait_for(lambda: [r.answered_status for r in llm.requests] == [200, 200], timeout=5)
 
 
-def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
+def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id: str) -> None:
     """The SDK's own reply and create requests: over 5/s to one chat or over the app's limit,
     HTTP 400 with code 230020 and nothing sent; after the window the same request goes out."""
     with Simulators(feishu={"app_id": app_id, "app_secret": SECRET, "app_rate_limit": 8}) as sims:
@@ -398,7 +410,7 @@ def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
         client = http_client(feishu, app_id)
         event = feishu.inject_text("question", chat_id="oc_busy")
 
-        def reply(n: int):
+        def reply(n: int) -> Any:
             body = (
                 ReplyMessageRequestBody.builder()
                 .content(json.dumps({"text": f"r{n}"}))
@@ -410,7 +422,7 @@ def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
                 ReplyMessageRequest.builder().message_id(event.message_id).request_body(body).build()
             )
 
-        def create(chat: str):
+        def create(chat: str) -> Any:
             body = (
                 CreateMessageRequestBody.builder()
                 .receive_id(chat)
@@ -441,7 +453,7 @@ def test_feishu_limits_sends_per_chat_and_per_app_like_feishu(app_id):
         assert [m.text for m in feishu.replies_to(event)][-1] == "r5"
 
 
-def test_sliding_window_counts_each_limit_over_its_own_window():
+def test_sliding_window_counts_each_limit_over_its_own_window() -> None:
     """The one window the simulators count Feishu's rate limits in: 2 per second and 3 per 10 s."""
     window, limits = SlidingWindow(), [(2, 1.0), (3, 10.0), (None, 0.5)]
     for at in (0.0, 0.1):

@@ -3,17 +3,21 @@ a second unit for one profile, a missing program — reported; `--fix` backs up,
 restarts what ran, enables linger; a second `--fix` changes nothing."""
 
 import sys
+from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
 
 from gateway_core.config import Home
+from gateway_core.sim import Simulators
 from launchd.agents import pid_alive, poll
 from launchd.systemctl import Systemctl, linger_enabled
 from launchd.unit import render_unit, write_unit
 from tui.cli import main
 
-from .sim.systemctl_harness import simulated_systemctl
+from .sim.systemctl_harness import SystemctlSim, simulated_systemctl
+from .support import present
 
 pytestmark = pytest.mark.process  # the systemctl simulator runs real child processes
 
@@ -21,13 +25,13 @@ HERMES = "hermes-gateway.service"
 
 
 @pytest.fixture
-def sim(tmp_path, monkeypatch):
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SystemctlSim]:
     monkeypatch.setenv("GATEWATCH_HOME", str(tmp_path / "home"))
     with simulated_systemctl(tmp_path / "sim", monkeypatch.setenv, linger=False) as simulator:
         yield simulator
 
 
-def hermes_unit(sim, tmp_path):
+def hermes_unit(sim: SystemctlSim, tmp_path: Path) -> Path:
     """hermes-agent's kind of unit, gone wrong: a start that kills the running gateway, restarted always."""
     program = tmp_path / "hermes"
     program.write_text(
@@ -44,19 +48,21 @@ def hermes_unit(sim, tmp_path):
     return path
 
 
-def doctor(capsys, *args):
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = main(["systemd", "doctor", *args])
     out = capsys.readouterr()
     assert out.err == ""
     return code, out.out
 
 
-def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_changes_nothing(sim, tmp_path, capsys):
+def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_changes_nothing(
+    sim: SystemctlSim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = hermes_unit(sim, tmp_path)
     systemctl = Systemctl()
     systemctl.daemon_reload()
     systemctl.start(HERMES)
-    old_pid = systemctl.show(HERMES).pid
+    old_pid = present(systemctl.show(HERMES)).pid
 
     code, out = doctor(capsys)
     assert code == 1
@@ -72,8 +78,8 @@ def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_c
     assert "--replace" not in text and "Restart=on-failure" in text and "RestartSec=1" in text
     assert linger_enabled() is True
     # Reloaded and restarted: systemd now runs what the file says, in a new process.
-    assert poll(lambda: (s := systemctl.show(HERMES)).running and s.pid != old_pid, 10)
-    new_pid = systemctl.show(HERMES).pid
+    assert poll(lambda: (present(s := systemctl.show(HERMES))).running and present(s).pid != old_pid, 10)
+    new_pid = present(systemctl.show(HERMES)).pid
     assert not pid_alive(old_pid) and "--replace" not in psutil.Process(new_pid).cmdline()
     reloads = [c for c in sim.calls() if "daemon-reload" in c["argv"]]
 
@@ -81,17 +87,21 @@ def test_replace_restart_always_and_linger_are_reported_fixed_and_a_second_fix_c
     code, out = doctor(capsys, "--fix")
     assert code == 0 and "nothing to fix" in out
     assert path.read_text() == before and len(list(sim.unit_dir.glob(f"{HERMES}.bak-*"))) == 1
-    assert systemctl.show(HERMES).pid == new_pid  # no needless restart
+    assert present(systemctl.show(HERMES)).pid == new_pid  # no needless restart
     assert [c for c in sim.calls() if "daemon-reload" in c["argv"]] == reloads
     systemctl.stop(HERMES)
 
 
-def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(sim, tmp_path, capsys):
+def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(
+    sim: SystemctlSim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = Home(tmp_path / "home")
     ours = sim.unit_dir / "gatewatch-p.service"
     unit = render_unit(home, "p", drain_timeout=5)
     unit["Service"]["ExecStart"] = ["/nonexistent/python", "-m", "gateway_core", "run", "--headless", "--profile", "p"]
-    unit["Service"]["Environment"] = {**unit["Service"]["Environment"], "FEISHU_APP_SECRET": "x"}
+    environment = unit["Service"]["Environment"]
+    assert isinstance(environment, dict)
+    unit["Service"]["Environment"] = {**environment, "FEISHU_APP_SECRET": "x"}
     write_unit(ours, unit)
     second = sim.unit_dir / "my-gateway-p.service"
     write_unit(second, {"Service": {"ExecStart": unit["Service"]["ExecStart"], "Restart": "on-failure"}})
@@ -109,7 +119,9 @@ def test_two_units_for_one_profile_a_missing_program_and_secrets_are_reported(si
     assert code == 1 and "two units for gatewatch profile 'p'" in out  # not ours to choose which goes
 
 
-def test_a_fresh_install_is_healthy(sim, tmp_path, capsys, sims):
+def test_a_fresh_install_is_healthy(
+    sim: SystemctlSim, tmp_path: Path, capsys: pytest.CaptureFixture[str], sims: Simulators
+) -> None:
     from gateway_core.sim.profile import write_sim_profile
 
     from .support import FEISHU_SECRET, LLM_KEY

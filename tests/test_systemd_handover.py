@@ -10,20 +10,24 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
+from gateway_core.sim import Simulators
 from launchd.agents import AgentError, AgentSettings, LaunchdManager, pid_alive, poll
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
+from launchd.service import ServiceManager
 from launchd.systemctl import Systemctl
 from launchd.systemd import SystemdManager, UnitSettings
 from launchd.unit import unit_name
 
-from .sim.launchctl_harness import write_launchd_sim_profile
-from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread
+from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
+from .sim.systemctl_harness import SystemctlSim
+from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
 from .test_launchd_handover import PROFILE, OwnershipWatch
 
 pytestmark = pytest.mark.process  # the unit's gateway is a real child process under the simulator
@@ -32,15 +36,16 @@ UNIT = unit_name(PROFILE)
 
 
 @pytest.fixture
-def manager(systemctl_sim):
+def manager(systemctl_sim: SystemctlSim) -> SystemdManager:
     return SystemdManager(UnitSettings(unit_dir=systemctl_sim.unit_dir, restart_sec=1))
 
 
-def systemd_pid_serving(home, other_than=None, timeout=20):
+def systemd_pid_serving(home: Home, other_than: int | None = None, timeout: float = 20) -> int:
     """The unit's MainPID once it holds the profile and says Feishu is connected."""
-    systemctl, found = Systemctl(), {}
+    systemctl = Systemctl()
+    found: dict[str, int] = {}
 
-    def ready():
+    def ready() -> bool:
         state = systemctl.show(UNIT)
         if not state or not state.running or state.pid == other_than:
             return False
@@ -55,8 +60,8 @@ def systemd_pid_serving(home, other_than=None, timeout=20):
 
 
 async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_throughout(
-    home, sims, systemctl_sim, manager
-):
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager: SystemdManager
+) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     systemctl = Systemctl()
     steps: list[str] = []
@@ -65,13 +70,13 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
         # install -> enabled, started: systemd's headless gateway serves and answers
         manager.install(home, PROFILE, steps.append)
         first = systemd_pid_serving(home)
-        assert read_owner(home.lock_file(PROFILE)).launchd_label == UNIT
-        assert systemctl.show(UNIT).unit_file_state == "enabled"
+        assert present(read_owner(home.lock_file(PROFILE))).launchd_label == UNIT
+        assert present(systemctl.show(UNIT)).unit_file_state == "enabled"
         events.append((await ask(sims, "to the systemd gateway")).event)
 
         # take over -> stopped (not restarted), the lock free; a message sent meanwhile waits
         take_over(home, PROFILE, steps.append, manager=manager)
-        assert not pid_alive(first) and systemctl.show(UNIT).active_state == "inactive"
+        assert not pid_alive(first) and present(systemctl.show(UNIT)).active_state == "inactive"
         assert read_owner(home.lock_file(PROFILE)) is None
         events.append(sims.feishu.inject_text("sent during the take-over"))
         watch.console_serving.set()
@@ -89,7 +94,7 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
         # hand back -> systemd's gateway answers again, including what arrived in between
         events.append(sims.feishu.inject_text("sent during the hand-back"))
         second = hand_back(home, PROFILE, steps.append, manager=manager)
-        assert second != first and read_owner(home.lock_file(PROFILE)).pid == second
+        assert second != first and present(read_owner(home.lock_file(PROFILE))).pid == second
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
 
         # a crash -> Restart=on-failure brings a new PID after RestartSec
@@ -98,12 +103,14 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
         third = systemd_pid_serving(home, other_than=second)
         await in_own_thread(sims.feishu.wait_for_replies, events[-1], 1, 20)
         state = systemctl.show(UNIT)
+        assert state is not None
         assert (state.last_signal, state.restarts) == (signal.SIGKILL, 1)
 
         # SIGTERM from outside -> drains, exits 0: a clean exit, systemd leaves it down
         os.kill(third, signal.SIGTERM)
-        assert poll(lambda: systemctl.show(UNIT).active_state == "inactive", 20)
+        assert poll(lambda: present(systemctl.show(UNIT)).active_state == "inactive", 20)
         state = systemctl.show(UNIT)
+        assert state is not None
         assert (state.exit_code, state.pid, state.result) == (0, None, "success")
         assert not poll(lambda: len(systemctl_sim.spawned("job")) > 3, 1.5)  # a RestartSec passes
         assert systemctl_sim.spawned("job") == [first, second, third]
@@ -130,7 +137,9 @@ async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_thr
     assert not any(pid_alive(pid) for pid in systemctl_sim.spawned("job"))
 
 
-def test_a_unit_refused_by_the_console_fails_once_and_says_why(home, sims, systemctl_sim, manager):
+def test_a_unit_refused_by_the_console_fails_once_and_says_why(
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, manager: SystemdManager
+) -> None:
     """Exit 3 (another owner) is in RestartPreventExitStatus: no loop, a failed unit that says why."""
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     lock = ProfileLock(home.lock_file(PROFILE), PROFILE)
@@ -145,7 +154,7 @@ def test_a_unit_refused_by_the_console_fails_once_and_says_why(home, sims, syste
         write_unit(manager.definition(PROFILE), render_unit(home, PROFILE, drain_timeout=5, restart_sec=1))
         Systemctl().daemon_reload()
         Systemctl().start(UNIT)
-        assert poll(lambda: Systemctl().show(UNIT).active_state == "failed", 20)
+        assert poll(lambda: present(Systemctl().show(UNIT)).active_state == "failed", 20)
         assert not poll(lambda: len(systemctl_sim.spawned("job")) > 1, 2.5)  # RestartSec passes twice
         report = manager.status(home, PROFILE)
         text = "\n".join(report.lines())
@@ -157,10 +166,10 @@ def test_a_unit_refused_by_the_console_fails_once_and_says_why(home, sims, syste
     # Once the console is gone, a hand-back clears the failure and starts it (a loaded CI machine
     # once took more than the default 20 s for the new gateway to connect: a deadline, not a hope).
     hand_back(home, PROFILE, print, timeout=60, manager=manager)
-    assert read_owner(home.lock_file(PROFILE)).launchd_label == UNIT
+    assert present(read_owner(home.lock_file(PROFILE))).launchd_label == UNIT
 
 
-def gatewatch(*args, timeout=60):
+def gatewatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tui", "systemd", *args],
         capture_output=True,
@@ -170,7 +179,9 @@ def gatewatch(*args, timeout=60):
     )
 
 
-def test_cli_install_takeover_handback_status_uninstall(home, sims, systemctl_sim):
+def test_cli_install_takeover_handback_status_uninstall(
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim
+) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     where = ["--profile", PROFILE]  # the unit dir comes from GATEWATCH_SYSTEMD_UNIT_DIR
     installed = gatewatch("install", *where, "--restart-sec", "1")
@@ -209,7 +220,9 @@ def test_cli_install_takeover_handback_status_uninstall(home, sims, systemctl_si
     assert removed.returncode == 0 and not (systemctl_sim.unit_dir / UNIT).exists()
 
 
-def test_cli_without_a_user_manager_says_what_to_do_in_one_line(home, sims, systemctl_sim, monkeypatch):
+def test_cli_without_a_user_manager_says_what_to_do_in_one_line(
+    home: Home, sims: Simulators, systemctl_sim: SystemctlSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     monkeypatch.setenv("SYSTEMCTL_SIM_NO_BUS", "1")
     result = gatewatch("status", "--profile", PROFILE)
@@ -218,7 +231,9 @@ def test_cli_without_a_user_manager_says_what_to_do_in_one_line(home, sims, syst
 
 
 @pytest.fixture(params=["launchd", "systemd"])
-def any_manager(request, tmp_path, monkeypatch):
+def any_manager(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[LaunchctlSim | SystemctlSim, ServiceManager]:
     """Each simulator first on PATH, with the manager that drives it."""
     if request.param == "launchd":
         simulator = request.getfixturevalue("launchctl_sim")
@@ -232,7 +247,9 @@ CYCLES = 10
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)  # each hand-back starts a fresh gateway process (lark_oapi alone imports in ~4 s)
-async def test_never_two_owners_over_ten_takeover_handback_cycles(home, sims, any_manager):
+async def test_never_two_owners_over_ten_takeover_handback_cycles(
+    home: Home, sims: Simulators, any_manager: tuple[LaunchctlSim | SystemctlSim, ServiceManager]
+) -> None:
     simulator, manager = any_manager
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
     profile = load_profile(home, PROFILE)

@@ -3,6 +3,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from launchd.plist import exit_timeout_for
 from launchd.service import ServiceError, default_manager_name
 from launchd.systemctl import Systemctl, parse_show
 from launchd.unit import (
+    Unit,
     UnitError,
     format_exec,
     format_unit,
@@ -24,8 +26,11 @@ from launchd.unit import (
     write_unit,
 )
 
+from .sim.systemctl_harness import SystemctlSim
+from .support import present
 
-def test_rendered_unit_runs_the_gateway_itself_and_restarts_only_after_failure(tmp_path):
+
+def test_rendered_unit_runs_the_gateway_itself_and_restarts_only_after_failure(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     unit = render_unit(home, "work", drain_timeout=12.5)
     service = unit["Service"]
@@ -34,8 +39,10 @@ def test_rendered_unit_runs_the_gateway_itself_and_restarts_only_after_failure(t
     assert service["TimeoutStopSec"] == exit_timeout_for(12.5) >= 12.5 + 5
     assert service["RestartPreventExitStatus"] == "2 3"
     assert (service["StandardOutput"], service["StandardError"]) == ("journal", "journal")
-    assert set(service["Environment"]) == {"PATH", "GATEWATCH_HOME", "PYTHONUNBUFFERED", "GATEWATCH_SYSTEMD_UNIT"}
-    assert service["Environment"]["GATEWATCH_SYSTEMD_UNIT"] == "gatewatch-work.service"
+    environment = service["Environment"]
+    assert isinstance(environment, dict)
+    assert set(environment) == {"PATH", "GATEWATCH_HOME", "PYTHONUNBUFFERED", "GATEWATCH_SYSTEMD_UNIT"}
+    assert environment["GATEWATCH_SYSTEMD_UNIT"] == "gatewatch-work.service"
     assert unit["Install"] == {"WantedBy": "default.target"}
     text = format_unit(unit)
     assert "--replace" not in text and "secret" not in text.lower()
@@ -48,18 +55,18 @@ def test_rendered_unit_runs_the_gateway_itself_and_restarts_only_after_failure(t
 AWKWARD = ["/opt/my tools/python", "a b", 'say "hi"', "50%", "%h", "$HOME", "${X}", "back\\slash", ";", "", "tab\there"]
 
 
-def test_exec_words_are_quoted_the_way_systemd_splits_them():
+def test_exec_words_are_quoted_the_way_systemd_splits_them() -> None:
     line = format_exec(AWKWARD)
     assert parse_exec(line) == AWKWARD
     assert "%%h" in line and "$$HOME" in line and "\\;" in line
 
 
-def test_the_simulated_systemd_runs_awkward_arguments_exactly(tmp_path, systemctl_sim):
+def test_the_simulated_systemd_runs_awkward_arguments_exactly(tmp_path: Path, systemctl_sim: SystemctlSim) -> None:
     """The simulator parses unit files on its own: what the process gets is systemd's reading."""
     script = tmp_path / "argv.py"
     out = tmp_path / "argv.json"
     script.write_text(f"import json, os, sys\njson.dump([sys.argv[1:], dict(os.environ)], open({str(out)!r}, 'w'))\n")
-    unit = {
+    unit: Unit = {
         "Service": {
             "Type": "exec",
             "ExecStart": [sys.executable, str(script), *AWKWARD[1:]],
@@ -69,13 +76,13 @@ def test_the_simulated_systemd_runs_awkward_arguments_exactly(tmp_path, systemct
     write_unit(systemctl_sim.unit_dir / "awkward.service", unit)
     Systemctl().start("awkward.service")
     assert poll(out.exists, 10)
-    assert poll(lambda: Systemctl().show("awkward.service").active_state == "inactive", 10)
+    assert poll(lambda: present(Systemctl().show("awkward.service")).active_state == "inactive", 10)
     argv, env = json.loads(out.read_text())
     assert argv == AWKWARD[1:]
     assert (env["SPACED"], env["PERCENT"]) == ("a b", "100%") and env["INVOCATION_ID"]
 
 
-def test_bad_unit_files_fail_with_one_line(tmp_path):
+def test_bad_unit_files_fail_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "none.service"
     with pytest.raises(UnitError, match="no such file") as error:
         read_unit(missing)
@@ -89,7 +96,7 @@ def test_bad_unit_files_fail_with_one_line(tmp_path):
         format_unit({"Unit": {"Description": "two\nlines"}})
 
 
-def test_unit_text_keeps_repeats_resets_and_continuations():
+def test_unit_text_keeps_repeats_resets_and_continuations() -> None:
     raw = parse_unit_text(
         "# comment\n[Service]\nEnvironment=A=1\nEnvironment=\nEnvironment=B=2\nExecStart=/bin/echo \\\n  two words\n"
     )
@@ -102,7 +109,7 @@ def test_unit_text_keeps_repeats_resets_and_continuations():
     assert values(raw, "Service", "Environment") == ["B=2"]  # an empty assignment resets the list
 
 
-def test_show_is_parsed_field_by_field():
+def test_show_is_parsed_field_by_field() -> None:
     running = parse_show(
         "MainPID=4242\nActiveState=active\nSubState=running\nLoadState=loaded\nExecMainCode=0\nExecMainStatus=0\n"
         "NRestarts=2\nResult=success\nFragmentPath=/u/gatewatch-p.service\nTimeoutStopUSec=25000000\n",
@@ -124,7 +131,7 @@ def test_show_is_parsed_field_by_field():
     assert limited.looping and "gave up" in limited.describe()
 
 
-def test_the_manager_is_launchd_on_a_mac_systemd_elsewhere_unless_told():
+def test_the_manager_is_launchd_on_a_mac_systemd_elsewhere_unless_told() -> None:
     assert default_manager_name({}, "darwin") == "launchd"
     assert default_manager_name({}, "linux") == "systemd"
     assert default_manager_name({"GATEWATCH_SERVICE_MANAGER": "launchd"}, "linux") == "launchd"
@@ -132,7 +139,7 @@ def test_the_manager_is_launchd_on_a_mac_systemd_elsewhere_unless_told():
         default_manager_name({"GATEWATCH_SERVICE_MANAGER": "upstart"}, "linux")
 
 
-def test_a_gateway_run_by_a_unit_is_named_as_such_and_the_way_to_take_it_over_says_systemd():
+def test_a_gateway_run_by_a_unit_is_named_as_such_and_the_way_to_take_it_over_says_systemd() -> None:
     from gateway_core.ownership import OwnerInfo, ProfileBusy
 
     holder = OwnerInfo(pid=42, owner="headless", started_at=0, profile="p", launchd_label="gatewatch-p.service")

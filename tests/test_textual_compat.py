@@ -84,7 +84,7 @@ def private_textual_uses(source: str, own: set[str] = frozenset()) -> list[str]:
     return found
 
 
-def test_private_textual_api_is_used_only_in_the_compat_module():
+def test_private_textual_api_is_used_only_in_the_compat_module() -> None:
     files = checked_files()
     assert ROOT / "tui" / "app.py" in files and ROOT / "tests" / "test_tui_console.py" in files
     trees = [ast.parse(path.read_text(encoding="utf-8")) for path in files]
@@ -97,7 +97,7 @@ def test_private_textual_api_is_used_only_in_the_compat_module():
     assert uses == {}, "private Textual API outside tui/_textual_compat.py (move it there, say why): " + str(uses)
 
 
-def test_the_check_sees_each_kind_of_private_use():
+def test_the_check_sees_each_kind_of_private_use() -> None:
     """The check itself: the workarounds that now live in the compat module would each be caught."""
     assert private_textual_uses(COMPAT.read_text(encoding="utf-8"))  # the compat module is full of them
     sample = (

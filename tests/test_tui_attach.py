@@ -5,26 +5,32 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+from typing import Iterator, cast
 
 import pytest
 
+from gateway_core.config import Home
 from gateway_core.ownership import read_owner
+from gateway_core.sim import Simulators
 from tui.app import ConsoleApp, console_source, local_source_maker
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, ModelsPanel
 from tui.remote import RemoteSource
 from tui.screens import ChoiceModal
+from tui.source import GatewaySource
 
-from .support import HeadlessProcess, ask, in_own_thread, until, write_profile
+from .support import HeadlessProcess, ask, in_own_thread, present, until, write_profile
 from .test_tui_console import SIZE, notices, shown
 
 pytestmark = pytest.mark.process  # every test attaches to a headless gateway in a child process
 
 
-async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims):
+async def test_attached_console_shows_and_operates_a_headless_gateway(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
         owner = read_owner(home.lock_file("p"))
+        assert owner is not None
         assert owner.pid == headless.process.pid
         app = ConsoleApp(RemoteSource(home, "p", owner), home=home)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -69,14 +75,14 @@ async def test_attached_console_shows_and_operates_a_headless_gateway(home, sims
             await until(lambda: app.return_code is not None, 5, "console exited", pilot=pilot)
         assert app.return_code == 0
         assert headless.process.poll() is None
-        assert read_owner(home.lock_file("p")).pid == headless.process.pid
+        assert present(read_owner(home.lock_file("p"))).pid == headless.process.pid
         assert (await ask(sims, "after the console left")).text == "[beta] after the console left"
         assert headless.terminate_and_wait() == 0
 
 
-def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home, sims):
+def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
-    local = object()
+    local = cast(GatewaySource, object())  # a stand-in: only its identity is compared
     assert console_source(home, "p", lambda: local) is local  # nobody owns it: serve it here
     with HeadlessProcess.start(home, "p") as headless:
         headless.wait_for_line("serving profile")
@@ -86,11 +92,11 @@ def test_the_console_attaches_when_a_live_gateway_owns_the_profile(home, sims):
         assert headless.terminate_and_wait() == 0
 
 
-def frozen(process) -> "contextlib.AbstractContextManager[None]":
+def frozen(process: subprocess.Popen[str]) -> "contextlib.AbstractContextManager[None]":
     """SIGSTOP a gateway we started; SIGCONT it whatever happens (the test's own child only)."""
 
     @contextlib.contextmanager
-    def stopped():
+    def stopped() -> Iterator[None]:
         os.kill(process.pid, signal.SIGSTOP)
         try:
             yield
@@ -101,17 +107,17 @@ def frozen(process) -> "contextlib.AbstractContextManager[None]":
     return stopped()
 
 
-def attached_console(home, name: str) -> ConsoleApp:
+def attached_console(home: Home, name: str) -> ConsoleApp:
     """A console attached to the profile's live owner, able to serve the profile itself once it is gone."""
     owner = read_owner(home.lock_file(name))
-    return ConsoleApp(RemoteSource(home, name, owner), home=home, make_local=local_source_maker(home, name))
+    return ConsoleApp(RemoteSource(home, name, present(owner)), home=home, make_local=local_source_maker(home, name))
 
 
-async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, sims):
+async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
-        app = ConsoleApp(RemoteSource(home, "p", read_owner(home.lock_file("p"))), home=home)
+        app = ConsoleApp(RemoteSource(home, "p", present(read_owner(home.lock_file("p")))), home=home)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             header = app.query_one("#header")
             await until(lambda: "● HEALTHY" in shown(header), 10, "the owner's verdict", pilot=pilot)
@@ -143,7 +149,7 @@ async def test_a_frozen_owner_is_unreachable_within_5s_and_answers_again(home, s
         assert headless.terminate_and_wait() == 0
 
 
-async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
+async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     first = HeadlessProcess.start(home, "p")
     try:
@@ -180,7 +186,7 @@ async def test_an_exited_owner_is_said_and_a_new_one_is_reattached(home, sims):
         first.kill()
 
 
-async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
+async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims)
     with HeadlessProcess.start(home, "p") as headless:
         await in_own_thread(headless.wait_for_line, "Feishu connected")
@@ -198,7 +204,7 @@ async def test_serve_here_takes_the_profile_once_the_owner_is_gone(home, sims):
                 "this console's own verdict",
                 pilot=pilot,
             )
-            assert read_owner(home.lock_file("p")).pid == os.getpid()
+            assert present(read_owner(home.lock_file("p"))).pid == os.getpid()
             assert (await ask(sims, "served here?")).text == "[alpha] served here?"
             await pilot.press("q")
             await until(lambda: isinstance(app.screen, ChoiceModal), 5, "quit confirm", pilot=pilot)

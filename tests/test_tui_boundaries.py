@@ -25,16 +25,17 @@ def loaded_after_importing(modules: list[str], watched: tuple[str, ...]) -> list
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    imported: list[str] = json.loads(result.stdout)
+    return imported
 
 
-def test_importing_every_gateway_core_module_does_not_import_textual():
+def test_importing_every_gateway_core_module_does_not_import_textual() -> None:
     modules = sorted(info.name for info in pkgutil.walk_packages(gateway_core.__path__, prefix="gateway_core."))
     assert {"gateway_core.gateway", "gateway_core.demo", "gateway_core.__main__"} <= set(modules)
     assert loaded_after_importing(modules, ("textual", "tui")) == []
 
 
-def test_launchd_and_the_command_line_load_no_textual_until_a_console_opens():
+def test_launchd_and_the_command_line_load_no_textual_until_a_console_opens() -> None:
     """`gatewatch status`, `run --headless`, `profile` and every launchd action stay fast."""
     import launchd
 

@@ -9,37 +9,44 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import pytest
 from rich.text import Text
+from textual.pilot import Pilot
+from textual.widget import Widget
 
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import ProfileLock, read_owner
 import tui.source
+from gateway_core.config import Home, Profile
+from gateway_core.sim import Simulators
+from gateway_core.sim.platform import SentMessage
 from tui.app import ConsoleApp
 from tui.demo import demo_faults
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import ask, in_own_thread, on_gateway_loop, until
+from .support import ask, in_own_thread, on_gateway_loop, present, until
 
 SIZE = (120, 36)
 INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
 
 
-def notices(app) -> list[str]:
+def notices(app: ConsoleApp) -> list[str]:
     return list(app.told)
 
 
-def shown(widget) -> str:
+def shown(widget: Widget) -> str:
     """The text a panel is showing now (what the operator reads)."""
     return str(widget.render())
 
 
 @pytest.fixture
-def console(home, profile, sims):
+def console(home: Home, profile: Profile, sims: Simulators) -> Iterator[ConsoleApp]:
     """A console app around an unstarted gateway; the app starts it, as `gatewatch` does."""
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
     faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
@@ -52,8 +59,10 @@ def console(home, profile, sims):
     assert gateway.loop is not None and gateway.loop.is_closed()
 
 
-async def connected(pilot) -> Gateway:
+async def connected(pilot: Pilot[None]) -> Gateway:
+    assert isinstance(pilot.app, ConsoleApp)
     source = pilot.app.source
+    assert isinstance(source, LocalSource)
     await until(
         lambda: source.gateway is not None and source.gateway.feishu.state == "connected",
         20,
@@ -61,11 +70,12 @@ async def connected(pilot) -> Gateway:
         pilot=pilot,
     )
     gateway = source.gateway
+    assert gateway is not None
     await until(lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED", pilot=pilot)
     return gateway
 
 
-async def test_model_key_switches_the_model_used_for_the_next_reply(console, sims):
+async def test_model_key_switches_the_model_used_for_the_next_reply(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         assert (await ask(sims, "before")).text.startswith("[alpha]")
@@ -85,7 +95,7 @@ async def test_model_key_switches_the_model_used_for_the_next_reply(console, sim
         )
 
 
-async def test_r_restarts_the_feishu_connection(console, sims):
+async def test_r_restarts_the_feishu_connection(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         panel = console.query_one(FeishuPanel)
@@ -103,7 +113,7 @@ async def test_r_restarts_the_feishu_connection(console, sims):
         assert (await ask(sims, "still there?")).text.startswith("[alpha]")
 
 
-async def test_e_rebuilds_the_executor(console, sims):
+async def test_e_rebuilds_the_executor(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         await pilot.press("e")
@@ -117,7 +127,7 @@ async def test_e_rebuilds_the_executor(console, sims):
 
 
 @pytest.mark.slow
-async def test_demo_faults_appear_and_heal_on_screen(console, sims):
+async def test_demo_faults_appear_and_heal_on_screen(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         body = console.query_one(ExecutorPanel).query_one("#executor-body")
@@ -152,7 +162,7 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
         await until(
             lambda: (
                 "● DEGRADED" in shown(header)
-                and any(r.startswith("model alpha failing") for r in console.source.snapshot().health.reasons)
+                and any(r.startswith("model alpha failing") for r in present(console.source.snapshot().health).reasons)
             ),
             5,
             "the header's verdict: degraded, and why",
@@ -182,7 +192,7 @@ async def test_demo_faults_appear_and_heal_on_screen(console, sims):
         await until(lambda: "tenant token" not in shown(header), 5, "the token reason gone", pilot=pilot)
 
 
-async def test_refused_reconnects_show_until_healed(console, sims):
+async def test_refused_reconnects_show_until_healed(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
         panel = console.query_one(FeishuPanel)
@@ -194,7 +204,9 @@ async def test_refused_reconnects_show_until_healed(console, sims):
         await until(lambda: shown(panel).startswith("● CONNECTED"), 5, "panel CONNECTED again", pilot=pilot)
 
 
-async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, tmp_path, monkeypatch):
+async def test_q_asks_and_each_choice_does_what_it_says(
+    console: ConsoleApp, home: Home, profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "LaunchAgents"))  # none installed
     no_agent = f"no LaunchAgent for profile '{profile.name}' at {tmp_path / 'LaunchAgents'}"
     async with console.run_test(size=SIZE, notifications=True) as pilot:
@@ -218,7 +230,7 @@ async def test_q_asks_and_each_choice_does_what_it_says(console, home, profile, 
         assert read_owner(home.lock_file(profile.name)) is None
 
 
-async def test_log_level_filter_and_search(console, sims):
+async def test_log_level_filter_and_search(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -256,7 +268,7 @@ async def test_log_level_filter_and_search(console, sims):
         )
 
 
-async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
+async def test_markup_and_ansi_in_a_message_are_shown_literally(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=(160, 40)) as pilot:
         await connected(pilot)
         reply = (await ask(sims, INJECTION)).text
@@ -283,7 +295,9 @@ async def test_markup_and_ansi_in_a_message_are_shown_literally(console, sims):
         assert not any("\x1b" in l for l in pane.visible_lines())
 
 
-async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_is_frozen(console, sims):
+async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_is_frozen(
+    console: ConsoleApp, sims: Simulators
+) -> None:
     async with console.run_test(size=SIZE) as pilot:
         gateway = await connected(pilot)
         app_loop = asyncio.get_running_loop()  # run_test runs the app on the test's loop
@@ -300,7 +314,7 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
             frozen.set()
             thawed_by_deadline.append(not released.wait(30))
 
-        def talk_while_frozen() -> list:
+        def talk_while_frozen() -> list[SentMessage]:
             talking.set()
             try:
                 assert frozen.wait(10), "the console's loop was never frozen"
@@ -318,7 +332,9 @@ async def test_the_gateway_serves_on_its_own_loop_and_answers_while_the_console_
         assert thawed_by_deadline == [False]  # the answer came while the app's loop was still blocked
 
 
-async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive(console, sims, monkeypatch):
+async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive(
+    console: ConsoleApp, sims: Simulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tui.source, "OPERATION_TIMEOUT", 0.5)  # the deadline, shortened for the test
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
@@ -332,6 +348,7 @@ async def test_a_stuck_gateway_loop_is_reported_and_the_console_stays_responsive
         stuck_notice = (
             "rebuilding the executor failed: TimeoutError: the gateway did not rebuild the executor within 0.5s"
         )
+        assert gateway.loop is not None
         gateway.loop.call_soon_threadsafe(hog_the_gateways_loop)
         try:
             assert await in_own_thread(stuck.wait, 5)
@@ -355,7 +372,7 @@ async def current_thread() -> threading.Thread:
     return threading.current_thread()
 
 
-async def test_console_answers_while_a_modal_is_open(console, sims):
+async def test_console_answers_while_a_modal_is_open(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         await pilot.press("q")  # the quit confirmation waits for the operator…
@@ -368,13 +385,16 @@ async def test_console_answers_while_a_modal_is_open(console, sims):
         await pilot.press("c")
 
 
-async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(console, sims):
+async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(
+    console: ConsoleApp, sims: Simulators
+) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         gateway = await connected(pilot)
 
         def broken_handover() -> None:  # the way the SDK thread hands messages to the loop
             raise ValueError("simulated gateway bug")
 
+        assert gateway.loop is not None
         gateway.loop.call_soon_threadsafe(broken_handover)
         pane = console.query_one(LogPane)
         # The gateway's own loop handler logs it: one ERROR line, traceback included, in the pane.
@@ -387,7 +407,7 @@ async def test_an_error_inside_the_gateway_is_shown_and_the_console_stays_up(con
 
 
 @pytest.fixture
-def foreign_owner(home, profile):
+def foreign_owner(home: Home, profile: Profile) -> Iterator[ProfileLock]:
     """The profile held by another owner (this PID here: flock conflicts per open file)."""
     lock = ProfileLock(home.lock_file(profile.name), profile.name)
     lock.acquire("headless")
@@ -395,7 +415,9 @@ def foreign_owner(home, profile):
     lock.release()
 
 
-async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, profile, sims, foreign_owner):
+async def test_a_profile_owned_by_another_is_refused_and_never_killed(
+    home: Home, profile: Profile, sims: Simulators, foreign_owner: ProfileLock
+) -> None:
     lock = foreign_owner
     gateway = Gateway(profile, home, owner="console", log_to_file=False)
     app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home)
@@ -416,10 +438,12 @@ async def test_a_profile_owned_by_another_is_refused_and_never_killed(home, prof
         await pilot.press("q")
         await until(lambda: app.return_code is not None, 5, "app exited", pilot=pilot)
     assert app.return_code == 3
-    assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
+    assert lock.held and present(read_owner(home.lock_file(profile.name))).pid == os.getpid()
 
 
-async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home, profile, sims, foreign_owner):
+async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(
+    home: Home, profile: Profile, sims: Simulators, foreign_owner: ProfileLock
+) -> None:
     lock = foreign_owner  # an owner whose control socket is gone, but whose log still grows
     log_file = home.log_file(profile.name)
     log_file.write_text("2026-11-25 10:00:00,000 INFO gatewatch.gateway written before the console\n")
@@ -460,10 +484,12 @@ async def test_attaching_to_an_owner_without_a_socket_follows_its_log_file(home,
         await pilot.press("q")  # detaches: nothing to stop, nothing to confirm
         await until(lambda: app.return_code is not None, 5, "app exited", pilot=pilot)
     assert app.return_code == 0
-    assert lock.held and read_owner(home.lock_file(profile.name)).pid == os.getpid()
+    assert lock.held and present(read_owner(home.lock_file(profile.name))).pid == os.getpid()
 
 
-async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console, home, profile):
+async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(
+    console: ConsoleApp, home: Home, profile: Profile
+) -> None:
     from gateway_core.control import arequest
 
     async with console.run_test(size=SIZE, notifications=True) as pilot:
@@ -480,7 +506,7 @@ async def test_a_stop_over_the_control_socket_stops_the_console_cleanly(console,
         await until(lambda: console.return_code is not None, 5, "console exited", pilot=pilot)
 
 
-async def test_an_error_shown_on_screen_never_contains_a_secret(console, profile):
+async def test_an_error_shown_on_screen_never_contains_a_secret(console: ConsoleApp, profile: Profile) -> None:
     from .support import FEISHU_SECRET
 
     async with console.run_test(size=SIZE, notifications=True) as pilot:

@@ -15,9 +15,11 @@ import threading
 
 import pytest
 
+from gateway_core.config import Home, Profile
 from gateway_core.ownership import read_owner
+from gateway_core.sim import Simulators
 
-from .support import gateway_env, wait_until
+from .support import gateway_env, present, wait_until
 
 pytestmark = pytest.mark.process  # a console on a pty, as a child process
 
@@ -31,7 +33,9 @@ def drain(fd: int) -> None:
         pass  # the terminal was closed: done
 
 
-def test_hangup_drains_the_gateway_releases_the_profile_and_exits(home, profile, sims):
+def test_hangup_drains_the_gateway_releases_the_profile_and_exits(
+    home: Home, profile: Profile, sims: Simulators
+) -> None:
     master, slave = pty.openpty()
     env = gateway_env(home) | {"TERM": "xterm-256color"}
     console = subprocess.Popen(
@@ -47,7 +51,7 @@ def test_hangup_drains_the_gateway_releases_the_profile_and_exits(home, profile,
     try:
         lock = home.lock_file(profile.name)
         wait_until(lambda: (owner := read_owner(lock)) is not None and owner.pid == console.pid, 30, "console owns")
-        assert read_owner(lock).owner == "console"
+        assert present(read_owner(lock)).owner == "console"
         wait_until(lambda: sims.feishu.live_connections == 1, 30, "Feishu connected")
 
         os.close(master)  # the terminal goes away…

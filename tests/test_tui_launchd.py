@@ -9,36 +9,45 @@ the one that answers Feishu.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Callable
 
 import pytest
+from textual.message import Message
 
-from gateway_core.config import load_profile
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
+from gateway_core.sim import Simulators
 from launchd.agents import pid_alive, poll
 from launchd.service import choose_manager
-from .sim.launchctl_harness import simulated_launchctl, write_launchd_sim_profile
-from .sim.systemctl_harness import simulated_systemctl
+from .sim.launchctl_harness import LaunchctlSim, simulated_launchctl, write_launchd_sim_profile
+from .sim.systemctl_harness import SystemctlSim, simulated_systemctl
 from tui.app import ConsoleApp
 from tui.handover import HandoverProgress
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
-from .support import FEISHU_SECRET, LLM_KEY, ask, until
+from .support import FEISHU_SECRET, LLM_KEY, ask, present, until
 from .test_tui_console import connected, notices
 
 pytestmark = pytest.mark.process  # the manager's jobs are real child processes under its simulator
 
 PROFILE = "p"
 # Each manager's simulator, and the first words of its take-over and its hand-back.
-MANAGERS = {
+# The simulator's context manager, then the first words of the take-over's and of the hand-back's steps.
+SimulatedManager = Callable[[Path, Callable[[str, str], None]], AbstractContextManager[LaunchctlSim | SystemctlSim]]
+MANAGERS: dict[str, tuple[SimulatedManager, str, str]] = {
     "launchd": (simulated_launchctl, "booting out", "enabling"),
     "systemd": (simulated_systemctl, "stopping", "resetting"),
 }
 
 
 @pytest.mark.parametrize("manager_name", sorted(MANAGERS))
-async def test_take_over_from_the_manager_then_hand_back(home, sims, tmp_path, monkeypatch, manager_name):
+async def test_take_over_from_the_manager_then_hand_back(
+    home: Home, sims: Simulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manager_name: str
+) -> None:
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "LaunchAgents"))
     simulated, stop_word, start_word = MANAGERS[manager_name]
     lock = home.lock_file(PROFILE)
@@ -51,7 +60,7 @@ async def test_take_over_from_the_manager_then_hand_back(home, sims, tmp_path, m
         manager.install(home, PROFILE, steps.append)
         try:
             assert poll(lambda: (o := read_owner(lock)) is not None and o.launchd_label == label, 30)
-            first = read_owner(lock).pid
+            first = present(read_owner(lock)).pid
             assert (await ask(sims, "to the manager")).text.startswith("[alpha]")
 
             gateway_made: list[Gateway] = []
@@ -64,7 +73,7 @@ async def test_take_over_from_the_manager_then_hand_back(home, sims, tmp_path, m
             # launchd.handover reports each step from its own thread; each reaches the app as a message.
             progress: list[str] = []
 
-            def hook(message) -> None:
+            def hook(message: Message) -> None:
                 if isinstance(message, HandoverProgress):
                     progress.append(message.line)
 
@@ -84,7 +93,7 @@ async def test_take_over_from_the_manager_then_hand_back(home, sims, tmp_path, m
                 assert progress[0].startswith(stop_word) and progress[-1].startswith("lock free"), progress
                 assert all(line in notices(app) for line in progress)  # every step was shown
                 taken = len(progress)
-                assert not pid_alive(first) and read_owner(lock).pid == os.getpid()
+                assert not pid_alive(first) and present(read_owner(lock)).pid == os.getpid()
                 assert (await ask(sims, "to the console")).text.startswith("[alpha]")
 
                 await pilot.press("h")

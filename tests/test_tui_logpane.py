@@ -5,10 +5,17 @@ Following means the newest record is on screen: every test checks the lines in v
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from textual.app import App
+from textual.pilot import Pilot
 from textual.widgets import Footer
 
+from gateway_core.config import Home, Profile
+from gateway_core.sim import Simulators
+from tui.app import ConsoleApp
 from tui.panels import LogPane, MessagesPanel
-from tui.screens import ChoiceModal, DetailScreen
+from tui.screens import ChoiceModal, DetailScreen, HelpScreen
 from tui.screens.quit_confirm import HAND_BACK
 
 from .support import ask, until
@@ -17,7 +24,7 @@ from .test_tui_console import INJECTION, connected, console  # noqa: F401  (fixt
 SIZE = (80, 24)
 
 
-async def fill(pilot, sims, n: int = 4) -> None:
+async def fill(pilot: Pilot[None], sims: Simulators, n: int = 4) -> None:
     """Enough messages that the log is longer than its pane, and all of it pulled into the pane."""
     pane = pilot.app.query_one(LogPane)
     for i in range(n):
@@ -26,18 +33,18 @@ async def fill(pilot, sims, n: int = 4) -> None:
     await until(lambda: any(f"filler {n - 1}" in line for line in pane.visible_lines()), 5, "the fill", pilot=pilot)
 
 
-def pane_of(app) -> LogPane:
+def pane_of(app: App[None]) -> LogPane:
     return app.query_one(LogPane)
 
 
-async def newest_in_view(pilot, pane: LogPane, text: str) -> None:
+async def newest_in_view(pilot: Pilot[None], pane: LogPane, text: str) -> None:
     await until(
         lambda: any(text in line for line in pane.lines_in_view()), 5, f"{text!r} in view, following", pilot=pilot
     )
     assert "following" in str(pane.border_title)
 
 
-async def test_resume_really_follows_after_p_l_and_esc(console, sims):
+async def test_resume_really_follows_after_p_l_and_esc(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -61,7 +68,7 @@ async def test_resume_really_follows_after_p_l_and_esc(console, sims):
         await newest_in_view(pilot, pane, "after esc")
 
 
-async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims):
+async def test_scrolling_up_pauses_with_a_count_and_end_follows(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -87,7 +94,7 @@ async def test_scrolling_up_pauses_with_a_count_and_end_follows(console, sims):
         await until(lambda: not pane.paused, 5, "End follows with the table focused", pilot=pilot)
 
 
-async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sims):
+async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -99,12 +106,14 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
         await pilot.press("w")
         await until(lambda: pane.log_view.marked is not None, 5, "a line marked", pilot=pilot)
         assert pane.paused
+        assert pane.log_view.marked is not None
         marked = pane.visible_lines()[pane.log_view.marked]
         assert " WARNING " in marked or " ERROR " in marked
         assert marked in pane.lines_in_view()
         await pilot.press("enter")
         await until(lambda: isinstance(console.screen, DetailScreen), 5, "detail view", pilot=pilot)
         detail = console.screen
+        assert isinstance(detail, DetailScreen)
         assert detail.title_text == "Log line"
         message = dict(detail.texts)["message"].plain
         assert message in marked and len(message) > 10
@@ -115,7 +124,7 @@ async def test_w_jumps_to_warnings_and_enter_shows_the_line_in_full(console, sim
         assert pane.log_view.marked is None
 
 
-async def test_w_without_warnings_says_so(console, sims):
+async def test_w_without_warnings_says_so(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE, notifications=True) as pilot:
         await connected(pilot)
         # A search nothing matches: no line in view at all (a slow probe may have warned already).
@@ -126,7 +135,7 @@ async def test_w_without_warnings_says_so(console, sims):
         assert any("no WARNING or ERROR" in n for n in console.told)
 
 
-async def test_search_highlights_and_counts_matches(console, sims):
+async def test_search_highlights_and_counts_matches(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -149,7 +158,7 @@ async def test_search_highlights_and_counts_matches(console, sims):
         assert highlighted and all(text.lower() == "pipeline" for text in highlighted), highlighted
 
 
-async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console, sims):
+async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         long_text = INJECTION + " " + " ".join(["word"] * 60)  # longer than any preview
@@ -166,6 +175,7 @@ async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console
         await pilot.press("enter")
         await until(lambda: isinstance(console.screen, DetailScreen), 15, "detail view", pilot=pilot)
         detail = console.screen
+        assert isinstance(detail, DetailScreen)
         fields = {label: value.plain for label, value in detail.fields}
         texts = dict(detail.texts)
         escaped = long_text.replace("\x1b", "\\x1b")
@@ -179,18 +189,20 @@ async def test_enter_on_a_message_row_shows_in_out_model_latency_and_ids(console
         assert not isinstance(console.screen, DetailScreen)
 
 
-async def test_help_and_quit_are_in_the_footer_at_80_and_60_columns(console, sims):
+async def test_help_and_quit_are_in_the_footer_at_80_and_60_columns(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await connected(pilot)
         for width, height in ((80, 24), (60, 20)):
             await pilot.resize_terminal(width, height)
             await pilot.pause()
             footer = console.query_one(Footer)
-            visible = {key.key for key in footer.query("FooterKey") if key.region.width and key.region.right <= width}
+            # FooterKey is private to Textual (tests/test_textual_compat.py): queried by name, `key` read untyped.
+            keys = footer.query("FooterKey")
+            visible = {cast(Any, key).key for key in keys if key.region.width and key.region.right <= width}
             assert {"question_mark", "q"} <= visible, (width, visible)
 
 
-async def test_below_80_columns_the_log_stays_visible(console, sims):
+async def test_below_80_columns_the_log_stays_visible(console: ConsoleApp, sims: Simulators) -> None:
     async with console.run_test(size=(60, 20)) as pilot:
         await connected(pilot)
         pane = console.query_one(LogPane)
@@ -200,7 +212,7 @@ async def test_below_80_columns_the_log_stays_visible(console, sims):
         assert pane.log_view.scrollable_content_region.height >= 3
 
 
-async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
+async def test_the_demo_does_not_offer_launchd_keys(home: Home, profile: Profile, sims: Simulators) -> None:
     from gateway_core.gateway import Gateway
     from tui.app import ConsoleApp
     from tui.source import LocalSource
@@ -215,15 +227,17 @@ async def test_the_demo_does_not_offer_launchd_keys(home, profile, sims):
         await pilot.pause()
         assert not app.told  # not offered, so nothing happens
         await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
         shown = {binding.key for binding in app.screen.keys}
         assert "h" not in shown
         await pilot.press("escape", "q")  # the quit question offers no hand-back either
         await until(lambda: isinstance(app.screen, ChoiceModal), 5, "quit question", pilot=pilot)
+        assert isinstance(app.screen, ChoiceModal)
         assert HAND_BACK not in [choice.id for choice in app.screen.choices]
         await pilot.press("c")
 
 
-async def test_the_mouse_wheel_up_pauses_and_scrolls_one_step(console, sims):
+async def test_the_mouse_wheel_up_pauses_and_scrolls_one_step(console: ConsoleApp, sims: Simulators) -> None:
     from textual import events
 
     async with console.run_test(size=SIZE) as pilot:

@@ -5,7 +5,7 @@ from tui.screens.detail import activity_detail
 from .factories import activity as make_activity
 
 
-def test_the_detail_shows_the_files_name_size_and_type_and_no_markup():
+def test_the_detail_shows_the_files_name_size_and_type_and_no_markup() -> None:
     activity = make_activity(
         preview="File: [b]x[/b].md",
         text="File: [b]x[/b].md\n```\nhello\n```",

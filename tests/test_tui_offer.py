@@ -7,6 +7,10 @@ console serves nothing of its own). Once the owner answers again, they are on of
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, cast
+
+from textual.app import App
 from textual.widgets import Footer
 
 from gateway_core.config import Home
@@ -17,15 +21,18 @@ from tui.screens import ChoiceModal
 from .support import until
 from tui.source import AttachMode
 
-from .test_tui_snapshots import NOW, FrozenRemote
+from .factories import NOW
+from .test_tui_snapshots import FrozenRemote
 
 
-def footer_keys(app) -> dict[str, bool]:
+def footer_keys(app: App[None]) -> dict[str, bool]:
     """Each key in the footer, and whether it is enabled (the footer dims a disabled one)."""
-    return {key.key: not key.has_class("-disabled") for key in app.screen.query_one(Footer).query("FooterKey")}
+    # Textual's FooterKey class is private (tests/test_textual_compat.py): queried by name, its `key` read untyped.
+    keys = app.screen.query_one(Footer).query("FooterKey")
+    return {cast(Any, key).key: not key.has_class("-disabled") for key in keys}
 
 
-async def test_operations_on_a_gateway_gone_quiet_are_shown_disabled_and_come_back(tmp_path):
+async def test_operations_on_a_gateway_gone_quiet_are_shown_disabled_and_come_back(tmp_path: Path) -> None:
     source = FrozenRemote(tmp_path, "unreachable")
     app = ConsoleApp(
         source, home=Home(tmp_path / "home"), clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.0, 1)

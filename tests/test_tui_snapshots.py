@@ -16,9 +16,10 @@ import asyncio
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
+from textual.pilot import Pilot
 from textual.screen import ModalScreen
 
 from gateway_core.executor import ExecutorSnapshot
@@ -40,7 +41,7 @@ from tui.source import Attachment, AttachMode, GatewaySource, starting_snapshot
 from .factories import NOW, model_health
 from .factories import activity as make_activity
 from .snapshot_text import screen_lines
-from .support import until
+from .support import SnapCompare, until
 
 PID = 4242
 
@@ -205,6 +206,9 @@ class FrozenSource(Watched):
     async def rebuild_executor(self) -> None:
         raise NotImplementedError
 
+    async def access_request(self, op: str, argument: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
     def describe(self) -> str:
         return f"console, PID {PID}"
 
@@ -242,7 +246,7 @@ class FrozenRemote(Watched, RemoteSource):
     the mode, the stale snapshot, the sentences — is RemoteSource's own.
     """
 
-    def __init__(self, tmp_path: Path, mode: str):
+    def __init__(self, tmp_path: Path, mode: str) -> None:
         super().__init__(Home(tmp_path / "home"), "default", OWNER, clock=lambda: NOW)
         self.watch(list(FROZEN_LOG))
         self._snapshot = frozen_snapshot()
@@ -266,7 +270,7 @@ class FrozenRemote(Watched, RemoteSource):
 
 
 @pytest.fixture(autouse=True)
-def utc(monkeypatch):
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield
@@ -283,7 +287,9 @@ def screen_text(app: ConsoleApp) -> str:
     return "\n".join(screen_lines(app.export_screenshot()))
 
 
-def picture(source: Watched, *keys: str, modal: bool = False, shows: tuple[str, ...] = (), hides: tuple[str, ...] = ()):
+def picture(
+    source: Watched, *keys: str, modal: bool = False, shows: tuple[str, ...] = (), hides: tuple[str, ...] = ()
+) -> Callable[[Pilot[None]], Awaitable[None]]:
     """The steps before the picture: the console has drawn its source, then `keys` were pressed.
 
     With `modal`, the keys must have opened a modal screen. Then the picture is checked to say
@@ -291,7 +297,7 @@ def picture(source: Watched, *keys: str, modal: bool = False, shows: tuple[str, 
     that shows something else fails here, not only in a reviewer's eye.
     """
 
-    async def run_before(pilot) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
         await until(source.caught_up, 15, "the console read its source", pilot=pilot)
         await pilot.pause()
         if keys:
@@ -302,6 +308,7 @@ def picture(source: Watched, *keys: str, modal: bool = False, shows: tuple[str, 
         # the picture is taken: none is in a picture (what they say is in the header and footer).
         pilot.app.clear_notifications()
         await pilot.pause()
+        assert isinstance(pilot.app, ConsoleApp)
         text = screen_text(pilot.app)
         for phrase in shows:
             assert phrase in text, f"{phrase!r} is not in the picture:\n{text}"
@@ -316,27 +323,27 @@ SIZES = pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x
 # -- the main screen, serving ----------------------------------------------------------------------
 
 
-def test_main_screen_80x24(snap_compare):
+def test_main_screen_80x24(snap_compare: SnapCompare) -> None:
     source = FrozenSource()
     assert snap_compare(console(source), terminal_size=(80, 24), run_before=picture(source, shows=("REPLACED",)))
 
 
-def test_main_screen_160x48(snap_compare):
+def test_main_screen_160x48(snap_compare: SnapCompare) -> None:
     source = FrozenSource()
     shows = ("REPLACED", "CONNECTED", "HTTP 500 from the provider")
     assert snap_compare(console(source), terminal_size=(160, 48), run_before=picture(source, shows=shows))
 
 
-def test_main_screen_60x20(snap_compare):
+def test_main_screen_60x20(snap_compare: SnapCompare) -> None:
     source = FrozenSource()
     assert snap_compare(console(source), terminal_size=(60, 20), run_before=picture(source, shows=("REPLACED",)))
 
 
 @SIZES
-def test_paused_log_with_new_lines(snap_compare, size):
+def test_paused_log_with_new_lines(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     source = FrozenSource()
 
-    async def run_before(pilot) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
         await picture(source, "p", shows=("PAUSED",))(pilot)
         source.log.extend(LATER_LOG)  # they arrive while paused: counted, not shown
         await picture(source, shows=("+2 new",), hides=("later",))(pilot)
@@ -348,7 +355,7 @@ def test_paused_log_with_new_lines(snap_compare, size):
 
 
 @SIZES
-def test_message_detail(snap_compare, size):
+def test_message_detail(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     # The cursor follows the newest row; three up is the one with markup and an escape in it: shown literally.
     source = FrozenSource()
     run_before = picture(
@@ -358,21 +365,21 @@ def test_message_detail(snap_compare, size):
 
 
 @SIZES
-def test_log_line_detail(snap_compare, size):
+def test_log_line_detail(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     source = FrozenSource()
     run_before = picture(source, "w", "enter", modal=True, shows=("Log line", "WARNING", "#4"))
     assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 
 @SIZES
-def test_quit_confirm(snap_compare, tmp_path, size):
+def test_quit_confirm(snap_compare: SnapCompare, tmp_path: Path, size: tuple[int, int]) -> None:
     source = FrozenSource()
     shows = ("Quit the console?", "hand the profile back to launchd")
     run_before = picture(source, "q", modal=True, shows=shows)
     assert snap_compare(console(source, home=Home(tmp_path / "home")), terminal_size=size, run_before=run_before)
 
 
-def test_quit_confirm_in_the_demo(snap_compare):
+def test_quit_confirm_in_the_demo(snap_compare: SnapCompare) -> None:
     # No gatewatch home (the demo): no launchd, so no hand-back choice.
     source = FrozenSource()
     run_before = picture(source, "q", modal=True, shows=("Quit the console?",), hides=("hand the profile back",))
@@ -380,7 +387,9 @@ def test_quit_confirm_in_the_demo(snap_compare):
 
 
 @SIZES
-def test_hand_back_confirm(snap_compare, tmp_path, monkeypatch, size):
+def test_hand_back_confirm(
+    snap_compare: SnapCompare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
     monkeypatch.setenv("GATEWATCH_LAUNCH_AGENTS_DIR", str(tmp_path / "agents"))
     plist = AgentSettings.default().plist("default")  # installed: a hand-back has someone to go to
     plist.parent.mkdir()
@@ -391,7 +400,7 @@ def test_hand_back_confirm(snap_compare, tmp_path, monkeypatch, size):
 
 
 @SIZES
-def test_owned_by_another(snap_compare, tmp_path, size):
+def test_owned_by_another(snap_compare: SnapCompare, tmp_path: Path, size: tuple[int, int]) -> None:
     source = OwnedSource()
     shows = ("STOPPED", "Profile owned by another gateway", "already served by PID 4242", "take it over from launchd")
     run_before = picture(source, modal=True, shows=shows)
@@ -399,14 +408,14 @@ def test_owned_by_another(snap_compare, tmp_path, size):
 
 
 @SIZES
-def test_model_picker(snap_compare, size):
+def test_model_picker(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     source = FrozenSource()
     run_before = picture(source, "m", modal=True, shows=("Switch model", "alpha", "beta"))
     assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 
 @SIZES
-def test_fault_menu(snap_compare, size):
+def test_fault_menu(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     # The demo's own faults (made, never injected here).
     source = FrozenSource()
     run_before = picture(source, "f", modal=True, shows=("Inject a fault (demo only)", "drop the Feishu WebSocket"))
@@ -414,7 +423,7 @@ def test_fault_menu(snap_compare, size):
 
 
 @SIZES
-def test_help(snap_compare, tmp_path, size):
+def test_help(snap_compare: SnapCompare, tmp_path: Path, size: tuple[int, int]) -> None:
     source = FrozenSource()
     run_before = picture(source, "question_mark", modal=True, shows=("Keys", "Hand back", "Follow"))
     assert snap_compare(console(source, home=Home(tmp_path / "home")), terminal_size=size, run_before=run_before)
@@ -424,21 +433,21 @@ def test_help(snap_compare, tmp_path, size):
 
 
 @SIZES
-def test_attached(snap_compare, tmp_path, size):
+def test_attached(snap_compare: SnapCompare, tmp_path: Path, size: tuple[int, int]) -> None:
     source = FrozenRemote(tmp_path, "socket")
     run_before = picture(source, shows=("attached to PID 4242",), hides=("stale", "UNREACHABLE"))
     assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 
 @SIZES
-def test_attached_unreachable(snap_compare, tmp_path, size):
+def test_attached_unreachable(snap_compare: SnapCompare, tmp_path: Path, size: tuple[int, int]) -> None:
     source = FrozenRemote(tmp_path, "unreachable")
     run_before = picture(source, shows=("UNREACHABLE", "stale", "no answer from PID 4242 for 4s"))
     assert snap_compare(console(source), terminal_size=size, run_before=run_before)
 
 
 @SIZES
-def test_attached_exited(snap_compare, tmp_path, size):
+def test_attached_exited(snap_compare: SnapCompare, tmp_path: Path, size: tuple[int, int]) -> None:
     source = FrozenRemote(tmp_path, "exited")
     shows = ("EXITED", "stale", "gateway exited (code 1)", "Serve here")
     run_before = picture(source, shows=shows)

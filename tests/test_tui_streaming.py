@@ -1,7 +1,12 @@
 """The console's Messages panel while answers stream: writing rows, reply modes, commands."""
 
-from gateway_core.config import load_profile
+from typing import Any
+
+from textual.widgets import DataTable
+
+from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
+from gateway_core.sim import Simulators
 from tui.app import ConsoleApp
 from tui.panels import MessagesPanel
 from tui.source import LocalSource
@@ -10,11 +15,11 @@ from .support import in_own_thread, until, write_profile
 from .test_tui_console import SIZE, connected
 
 
-def row_texts(table) -> list[str]:
+def row_texts(table: DataTable[Any]) -> list[str]:
     return [" | ".join(cell.plain for cell in table.get_row_at(y)) for y in range(table.row_count)]
 
 
-async def test_a_streaming_answer_shows_as_a_writing_row_then_as_a_card(home, sims):
+async def test_a_streaming_answer_shows_as_a_writing_row_then_as_a_card(home: Home, sims: Simulators) -> None:
     write_profile(home, "p", sims, reply_mode="stream")
     gateway = Gateway(load_profile(home, "p"), home, owner="console", log_to_file=False)
     app = ConsoleApp(LocalSource("p", lambda: gateway), home=home)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from gateway_core.demo import DEMO_PROFILE
 from gateway_core.states import FeishuState
@@ -122,7 +122,17 @@ class DemoRun:
             feishu.inject_group_text("coffee anyone?", chat_id=GROUP_CHAT, sender_open_id="ou_erin")
 
 
-def demo_faults(run: DemoRun) -> list[Fault]:
+class FaultTargets(Protocol):
+    """What the faults act on: the demo's DemoRun, or a test's own simulators and gateway."""
+
+    @property
+    def sims(self) -> Simulators: ...
+
+    @property
+    def gateway(self) -> Gateway: ...
+
+
+def demo_faults(run: FaultTargets) -> list[Fault]:
     """The fault menu; each fault reaches `run.sims` and `run.gateway` when it is picked.
 
     Looked up at that moment, not now: in the demo both appear only after the first paint.

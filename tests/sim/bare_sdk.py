@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any, Callable, Coroutine, TypeVar
 
 START_TIMEOUT = 10.0
+T = TypeVar("T")
 
 
 class BareSdkClient:
@@ -21,7 +23,7 @@ class BareSdkClient:
     ws.Client per process at a time.
     """
 
-    def __init__(self, domain: str, app_id: str, app_secret: str, handler) -> None:
+    def __init__(self, domain: str, app_id: str, app_secret: str, handler: Callable[[Any], None]) -> None:
         self._args = (domain, app_id, app_secret, handler)
         self.error: BaseException | None = None
         self.finished = threading.Event()
@@ -73,18 +75,20 @@ class BareSdkClient:
                 self.finished.set()
 
     @property
-    def sdk(self):  # type: ignore[no-untyped-def]
+    def sdk(self) -> Any:
         """The `lark_oapi.ws.Client` itself (read its state; act on it only through `call`)."""
         return self._client
 
-    def call(self, coro_fn, timeout: float = 10):  # type: ignore[no-untyped-def]
+    def call(self, coro_fn: Callable[[Any], Coroutine[Any, Any, T]], timeout: float = 10) -> T:
         """Run `coro_fn(sdk_client)` on the SDK's own loop and return its result."""
+        assert self._loop is not None, "call() before start()"
         future = asyncio.run_coroutine_threadsafe(coro_fn(self._client), self._loop)
         return future.result(timeout)
 
     def _halt(self) -> None:
         if self._client is not None:
             self._client._auto_reconnect = False  # a stop mid-connect raises instead of reconnecting
+        assert self._loop is not None
         self._loop.stop()
 
     def stop(self, timeout: float = 10) -> None:

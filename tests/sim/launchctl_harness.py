@@ -10,11 +10,12 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import psutil
 
 from gateway_core.config import Home
+from gateway_core.sim import Simulators
 from gateway_core.sim.profile import write_sim_profile
 
 from launchd.agents import poll
@@ -38,7 +39,7 @@ class LaunchctlSim:
     started, by creation time), never by name.
     """
 
-    def __init__(self, root: Path, gui_session: bool = False, teardown_delay: float = 0.2):
+    def __init__(self, root: Path, gui_session: bool = False, teardown_delay: float = 0.2) -> None:
         self.root = root
         self.bin_dir = root / "bin"
         self.state_dir = root / "launchctl-state"
@@ -64,14 +65,14 @@ class LaunchctlSim:
             "GATEWATCH_SERVICE_MANAGER": "launchd",  # the console's `t`/`h` pick it even on Linux
         }
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         os.environ.setdefault("LAUNCHCTL_SIM_STATE", str(self.state_dir))
         return read_state(self.state_dir)
 
-    def job(self, label: str) -> dict | None:
+    def job(self, label: str) -> dict[str, Any] | None:
         return next((j for j in self.state()["jobs"].values() if j["label"] == label), None)
 
-    def calls(self) -> list[dict]:
+    def calls(self) -> list[dict[str, Any]]:
         path = self.state_dir / "calls.log"
         if not path.exists():
             return []
@@ -85,7 +86,7 @@ class LaunchctlSim:
         stop_recorded(self.state()["spawned"], self.started_at, timeout)
 
 
-def stop_recorded(recorded: list, started_at: float, timeout: float = 10.0) -> None:
+def stop_recorded(recorded: list[list[Any]], started_at: float, timeout: float = 10.0) -> None:
     """Ask every monitor a simulator recorded to stop its job (SIGTERM), then kill what is left, by
     PID — each checked to still be the process the simulator started (by creation time)."""
     processes = []
@@ -109,7 +110,7 @@ def stop_recorded(recorded: list, started_at: float, timeout: float = 10.0) -> N
 def _alive(process: psutil.Process) -> bool:
     """Running and not a zombie waiting for a parent (or init) to reap it."""
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -122,7 +123,7 @@ def _signal(process: psutil.Process, signum: int) -> None:
 
 
 @contextlib.contextmanager
-def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **options) -> Iterator[LaunchctlSim]:
+def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **options: Any) -> Iterator[LaunchctlSim]:
     """The simulator first on PATH for the duration (setenv: e.g. pytest's monkeypatch.setenv)."""
     sim = LaunchctlSim(root, **options)
     for name, value in sim.environment().items():
@@ -133,7 +134,7 @@ def simulated_launchctl(root: Path, setenv: Callable[[str, str], None], **option
         sim.cleanup()
 
 
-def write_launchd_sim_profile(home: Home, name: str, sims, feishu_secret: str, llm_key: str) -> Path:
+def write_launchd_sim_profile(home: Home, name: str, sims: Simulators, feishu_secret: str, llm_key: str) -> Path:
     """A profile wired to the simulators with its secrets in 0600 files, as a launchd profile must
     be (launchd passes no shell environment to its jobs)."""
     return write_sim_profile(home, name, sims, secret_files=(feishu_secret, llm_key))

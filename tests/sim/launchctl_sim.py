@@ -29,6 +29,7 @@ import sys
 import time
 import xml.parsers.expat
 from pathlib import Path
+from typing import Any, Iterator
 
 import psutil
 
@@ -41,7 +42,7 @@ MONITOR_STARTUP_TIMEOUT = 10.0
 
 
 class Failure(Exception):
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str) -> None:
         self.code, self.message = code, message
         super().__init__(message)
 
@@ -59,13 +60,13 @@ def state_dir() -> Path:
 
 
 @contextlib.contextmanager
-def locked_state(root: Path):
+def locked_state(root: Path) -> Iterator[dict[str, Any]]:
     """Read-modify-write of state.json, serialised across the CLI and every monitor."""
     with open(root / "state.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         path = root / "state.json"
         try:
-            state = json.loads(path.read_text())
+            state: dict[str, Any] = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             state = {}
         state.setdefault("jobs", {})
@@ -77,9 +78,10 @@ def locked_state(root: Path):
         os.replace(tmp, path)
 
 
-def read_state(root: Path) -> dict:
+def read_state(root: Path) -> dict[str, Any]:
     with locked_state(root) as state:
-        return json.loads(json.dumps(state))
+        copy: dict[str, Any] = json.loads(json.dumps(state))
+        return copy
 
 
 def gui_session() -> bool:
@@ -110,7 +112,7 @@ def not_found(label: str, domain: str) -> Failure:
 # ---------------------------------------------------------------- the job definition
 
 
-def job_from_plist(path: Path, domain: str) -> dict:
+def job_from_plist(path: Path, domain: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fp:
             data = plistlib.load(fp)
@@ -154,7 +156,7 @@ def job_from_plist(path: Path, domain: str) -> dict:
     }
 
 
-def should_respawn(keep_alive: bool | dict, exit_code: int | None, signal_number: int | None) -> bool:
+def should_respawn(keep_alive: bool | dict[str, Any], exit_code: int | None, signal_number: int | None) -> bool:
     """launchd's KeepAlive: true restarts always; {SuccessfulExit: false} after a failure or signal;
     {SuccessfulExit: true} after exit 0; {Crashed: true} after a signal."""
     if keep_alive is True:
@@ -169,7 +171,7 @@ def should_respawn(keep_alive: bool | dict, exit_code: int | None, signal_number
     return False
 
 
-def starts_at_load(job: dict) -> bool:
+def starts_at_load(job: dict[str, Any]) -> bool:
     return job["run_at_load"] or job["keep_alive"] is True or bool(job["keep_alive"])
 
 
@@ -183,9 +185,9 @@ class JobForgotten(Exception):
 class Monitor:
     """One detached process per loaded job: it owns the child and applies launchd's rules."""
 
-    def __init__(self, root: Path, key: str):
+    def __init__(self, root: Path, key: str) -> None:
         self.root, self.key = root, key
-        self.child: subprocess.Popen | None = None
+        self.child: subprocess.Popen[bytes] | None = None
         self.spawned_at = 0.0
         self.next_spawn_at: float | None = None
         self.stop_requested = False
@@ -197,13 +199,13 @@ class Monitor:
     def _handle(self, signum: int, _frame: object) -> None:
         self.flags.add(signum)
 
-    def job(self) -> dict:
-        job = read_state(self.root)["jobs"].get(self.key)
+    def job(self) -> dict[str, Any]:
+        job: dict[str, Any] | None = read_state(self.root)["jobs"].get(self.key)
         if job is None:
             raise JobForgotten
         return job
 
-    def update(self, **changes: object) -> dict:
+    def update(self, **changes: object) -> dict[str, Any]:
         with locked_state(self.root) as state:
             job = state["jobs"].get(self.key)
             if job is None:
@@ -277,7 +279,7 @@ class Monitor:
                 self.child.send_signal(signal.SIGTERM)
             self.stop_deadline = time.monotonic() + job["exit_timeout"]
 
-    def handle_kickstart(self, job: dict) -> None:
+    def handle_kickstart(self, job: dict[str, Any]) -> None:
         request = job["kickstart"]
         if self.child is not None:
             if request.get("kill"):
@@ -291,7 +293,7 @@ class Monitor:
         self.update(kickstart=None)
         self.spawn(self.job(), kickstart_id=request["id"])
 
-    def spawn(self, job: dict, kickstart_id: int | None = None) -> None:
+    def spawn(self, job: dict[str, Any], kickstart_id: int | None = None) -> None:
         self.next_spawn_at = None
         env = {
             "PATH": DEFAULT_PATH,
@@ -325,7 +327,7 @@ class Monitor:
             return
         finally:
             for stream in (stdout, stderr):
-                if hasattr(stream, "close"):
+                if stream is not None and not isinstance(stream, int):
                     stream.close()
         with locked_state(self.root) as state:
             entry = state["jobs"].get(self.key)
@@ -372,7 +374,7 @@ class Monitor:
                 last_signal=signal_number,
             )
 
-    def finish_teardown(self, job: dict) -> None:
+    def finish_teardown(self, job: dict[str, Any]) -> None:
         # launchd finishes a bootout in the background: stay visible a moment, then vanish.
         time.sleep(job["teardown_delay"])
         with locked_state(self.root) as state:
@@ -425,7 +427,7 @@ def cmd_bootstrap(root: Path, args: list[str]) -> int:
     return 0
 
 
-def loaded_job(root: Path, target: str) -> tuple[str, dict]:
+def loaded_job(root: Path, target: str) -> tuple[str, dict[str, Any]]:
     domain, label = split_target(target)
     key = f"{domain}/{label}"
     job = read_state(root)["jobs"].get(key)
@@ -434,7 +436,7 @@ def loaded_job(root: Path, target: str) -> tuple[str, dict]:
     return key, job
 
 
-def signal_monitor(job: dict) -> None:
+def signal_monitor(job: dict[str, Any]) -> None:
     with contextlib.suppress(ProcessLookupError, TypeError):
         os.kill(job["monitor_pid"], signal.SIGUSR1)
 
@@ -466,7 +468,7 @@ def process_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:  # another user's process: it exists
@@ -547,7 +549,7 @@ def cmd_print(root: Path, args: list[str]) -> int:
     return 0
 
 
-def render_print(job: dict) -> str:
+def render_print(job: dict[str, Any]) -> str:
     """launchd's `print` layout: a tab per level; nested blocks repeat `state`."""
     lines = [f"{job['domain']}/{job['label']} = {{", "\tactive count = " + ("1" if job["pid"] else "0")]
     lines += [f"\tpath = {job['path']}", "\ttype = LaunchAgent", f"\tstate = {job['state']}", ""]
@@ -591,11 +593,11 @@ SIGNAL_DESCRIPTIONS = {
 }
 
 
-def wait_status(job: dict) -> int:
+def wait_status(job: dict[str, Any]) -> int:
     """`list` reports the raw wait status: exit N is N << 8, a signal is its number."""
     if job["last_signal"]:
-        return job["last_signal"]
-    return (job["last_exit_code"] or 0) << 8
+        return int(job["last_signal"])
+    return int(job["last_exit_code"] or 0) << 8
 
 
 def cmd_list(root: Path, args: list[str]) -> int:

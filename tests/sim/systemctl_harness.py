@@ -9,7 +9,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .launchctl_harness import REPOSITORY, stop_recorded
 from .launchctl_sim import read_state
@@ -26,7 +26,7 @@ exec "{python}" -m tests.sim.systemctl_sim {flag}"$@"
 class SystemctlSim:
     """Shims plus a state dir and the user unit dir; `cleanup()` stops every process it started."""
 
-    def __init__(self, root: Path, linger: bool = True):
+    def __init__(self, root: Path, linger: bool = True) -> None:
         self.root = root
         self.bin_dir = root / "bin"
         self.state_dir = root / "systemctl-state"
@@ -59,15 +59,16 @@ class SystemctlSim:
             "GATEWATCH_SERVICE_MANAGER": "systemd",
         }
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         state = read_state(self.state_dir)
         state.setdefault("units", {})
         return state
 
-    def unit(self, name: str) -> dict | None:
-        return self.state()["units"].get(name)
+    def unit(self, name: str) -> dict[str, Any] | None:
+        unit: dict[str, Any] | None = self.state()["units"].get(name)
+        return unit
 
-    def calls(self) -> list[dict]:
+    def calls(self) -> list[dict[str, Any]]:
         path = self.state_dir / "calls.log"
         if not path.exists():
             return []
@@ -86,7 +87,7 @@ class SystemctlSim:
 
 
 @contextlib.contextmanager
-def simulated_systemctl(root: Path, setenv: Callable[[str, str], None], **options) -> Iterator[SystemctlSim]:
+def simulated_systemctl(root: Path, setenv: Callable[[str, str], None], **options: Any) -> Iterator[SystemctlSim]:
     """The simulator first on PATH for the duration (setenv: e.g. pytest's monkeypatch.setenv)."""
     sim = SystemctlSim(root, **options)
     for name, value in sim.environment().items():

@@ -30,6 +30,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import IO, Any
 
 from .launchctl_sim import Failure, locked_state, log_call, process_alive, read_state
 
@@ -111,7 +112,7 @@ def expand_specifiers(text: str, name: str) -> str:
     return out
 
 
-def parse_file(path: Path) -> dict:
+def parse_file(path: Path) -> dict[str, Any]:
     """The settings the simulator acts on, from the unit file, systemd's way."""
     name = path.name
     settings: dict[tuple[str, str], list[str]] = {}
@@ -163,7 +164,7 @@ def parse_file(path: Path) -> dict:
     }
 
 
-def exec_argv(definition: dict, environment: dict[str, str]) -> list[str]:
+def exec_argv(definition: dict[str, Any], environment: dict[str, str]) -> list[str]:
     """Words, then `$$` -> `$` and `${VAR}`/`$VAR` from the unit's environment."""
     argv = []
     for word in words(definition["exec_start"]):
@@ -187,7 +188,7 @@ def exec_argv(definition: dict, environment: dict[str, str]) -> list[str]:
 # ---------------------------------------------------------------- state
 
 
-def new_record(name: str) -> dict:
+def new_record(name: str) -> dict[str, Any]:
     return {
         "name": name,
         "definition": None,
@@ -206,13 +207,14 @@ def new_record(name: str) -> dict:
     }
 
 
-def units(state: dict) -> dict:
-    return state.setdefault("units", {})
+def units(state: dict[str, Any]) -> dict[str, Any]:
+    known: dict[str, Any] = state.setdefault("units", {})
+    return known
 
 
-def load(state: dict, name: str) -> dict | None:
+def load(state: dict[str, Any], name: str) -> dict[str, Any] | None:
     """The unit's record, loading its file on first use as systemd does; None when there is none."""
-    record = units(state).get(name)
+    record: dict[str, Any] | None = units(state).get(name)
     if record is not None and record["definition"] is not None:
         return record
     path = unit_dir() / name
@@ -224,12 +226,12 @@ def load(state: dict, name: str) -> dict | None:
     return record
 
 
-def start_limited(record: dict) -> bool:
+def start_limited(record: dict[str, Any]) -> bool:
     """StartLimitBurst starts within StartLimitIntervalSec: the next one is refused."""
     definition = record["definition"]
     now = time.time()
     record["start_times"] = [t for t in record["start_times"] if now - t < definition["start_limit_interval"]]
-    return len(record["start_times"]) >= definition["start_limit_burst"]
+    return bool(len(record["start_times"]) >= definition["start_limit_burst"])
 
 
 # ---------------------------------------------------------------- the per-unit monitor
@@ -242,15 +244,15 @@ class UnitGone(Exception):
 class Monitor:
     """One detached process per active unit: it owns the main process and applies Restart=."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str) -> None:
         self.root, self.name = root, name
-        self.child: subprocess.Popen | None = None
+        self.child: subprocess.Popen[bytes] | None = None
         self.next_spawn_at: float | None = time.monotonic()
         self.stop_deadline: float | None = None
         self.stopping = self.killed = False
         self.flags: set[int] = set()
 
-    def update(self, **changes: object) -> dict:
+    def update(self, **changes: object) -> dict[str, Any]:
         with locked_state(self.root) as state:
             record = units(state).get(self.name)
             if record is None:
@@ -328,7 +330,7 @@ class Monitor:
             self.signal_group(definition["kill_signal"])
             self.stop_deadline = time.monotonic() + definition["timeout_stop"]
 
-    def spawn(self, record: dict) -> bool:
+    def spawn(self, record: dict[str, Any]) -> bool:
         definition = record["definition"]
         self.next_spawn_at = None
         with locked_state(self.root) as state:
@@ -385,14 +387,14 @@ class Monitor:
             state["spawned"].append([self.child.pid, "job", self.name])
         return True
 
-    def stream(self, setting: str, journal: Path):
+    def stream(self, setting: str, journal: Path) -> IO[bytes] | int:
         if setting in ("journal", "journal+console", "kmsg", "syslog"):
             return open(journal / f"{self.name}.log", "ab")
         if setting.startswith(("append:", "file:")):
             return open(setting.split(":", 1)[1], "ab")
         return subprocess.DEVNULL
 
-    def child_exited(self, record: dict) -> bool:
+    def child_exited(self, record: dict[str, Any]) -> bool:
         assert self.child is not None
         returncode, pid = self.child.returncode, self.child.pid
         self.child = None
@@ -403,7 +405,7 @@ class Monitor:
             return self.finished(record, CLD_KILLED, -returncode)
         return self.finished(record, CLD_EXITED, returncode)
 
-    def finished(self, record: dict, code: int, status: int) -> bool:
+    def finished(self, record: dict[str, Any], code: int, status: int) -> bool:
         """Record the exit and decide, by Restart=, whether the unit comes back. False: it stays down."""
         definition = record["definition"]
         clean = (code == CLD_EXITED and status == 0) or (code == CLD_KILLED and status in CLEAN_SIGNALS)
@@ -557,7 +559,7 @@ def cmd_restart(root: Path, args: list[str]) -> int:
 
 def cmd_kill(root: Path, args: list[str]) -> int:
     name = one_unit(args, "kill")
-    signum = signal.SIGTERM
+    signum: int = signal.SIGTERM
     for arg in args:
         if arg.startswith(("--signal=", "-s")):
             raw = arg.split("=", 1)[-1].removeprefix("-s").upper()
