@@ -113,7 +113,13 @@ class Handover(App[None]):
             self.phase = ConsolePhase.STARTING  # launchd did not take it: serve it here again, not nobody
             self.serve()
             raise
-        self.exit()
+        if self.fleet is None:
+            self.exit()
+        else:  # the manager serves it now: back to the fleet, where it shows so
+            self.source, self.phase, self.main = None, ConsolePhase.STARTING, None
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+            self.offer_keys()
 
     @work(group="gateway", exit_on_error=False, name="serving the profile here")
     async def serve_here(self) -> None:

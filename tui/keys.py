@@ -79,7 +79,16 @@ class KeyRegistry(App[None]):
     BINDINGS = BINDINGS
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.operator_bindings()))
+        fleet = self.fleet_shown()
+        keys = [b for b in fleet.BINDINGS if isinstance(b, Binding)] if fleet is not None else []
+        self.push_screen(HelpScreen(keys + self.operator_bindings()))
+
+    def fleet_shown(self) -> Any:
+        """The fleet screen when it is what the operator sees (no profile open over it), else None."""
+        from .screens.fleet import FleetScreen
+
+        fleet = getattr(self, "fleet_screen", None)
+        return fleet if isinstance(fleet, FleetScreen) and getattr(self, "main", None) is None else None
 
     def operator_bindings(self, enabled_only: bool = False) -> list[Binding]:
         """The keys on offer: `check_action` None is shown (disabled for now), False is not."""
@@ -88,6 +97,9 @@ class KeyRegistry(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         # The palette lists the same operations as the keys, the ones that can run now.
+        fleet = self.fleet_shown()
+        if fleet is not None:
+            yield from fleet.commands()
         for binding in self.operator_bindings(enabled_only=True):
             if binding.action == "command_palette":
                 continue

@@ -83,7 +83,7 @@ class Leaving(App[None]):
             self.exit()
 
     async def stop_source(self) -> None:
-        if not self.source.running:
+        if self.source is None or not self.source.running:
             return
         self.phase = ConsolePhase.STOPPING
         self.notify("stopping the gateway: in-flight answers finish first…")

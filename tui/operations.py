@@ -80,7 +80,7 @@ class Operations(App[None]):
 
     def access_shown(self) -> AccessSnapshot | None:
         """The access gate as last read (the key follows what the screen shows)."""
-        reading = self.main.reading
+        reading = self.main.reading if self.main is not None else None
         return reading.snapshot.pipeline.access if reading is not None else None
 
     def action_access(self) -> None:

@@ -99,7 +99,11 @@ class MainScreen(Screen[None]):
         self.log_pane.open_search()
 
     def action_clear_search(self) -> None:
-        self.log_pane.clear_search()
+        """Esc: close the log's search; with none open, back to the fleet (when there is one)."""
+        if self.log_pane.searching or self.log_pane.search:
+            self.log_pane.clear_search()
+        elif not self.app.back_to_fleet():  # type: ignore[attr-defined]
+            self.log_pane.clear_search()
 
     def action_follow_log(self) -> None:
         if isinstance(self.focused, Input):
