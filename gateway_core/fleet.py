@@ -30,7 +30,7 @@ from .states import FleetVerdict, OwnerKind
 from .threads import in_own_thread
 
 SILENCE_LIMIT = 5.0  # seconds without a streamed snapshot before an owner counts as unreachable
-SCAN_INTERVAL = 1.0  # seconds between looks at profiles/ and the locks: a start or stop shows within 2 s
+SCAN_INTERVAL = 2.0  # seconds between looks at profiles/ and the locks: a start or stop shows within 3 s
 RETRY_INTERVAL = 1.0  # seconds between attempts to reach a silent owner again
 RATE_STEP = 10.0  # seconds per bar of the messages/minute sparkline
 RATE_STEPS = 12  # bars: the last two minutes
@@ -200,13 +200,13 @@ class FleetWatch:
 
     def _heard(self, watched: _Watched, status: dict[str, Any]) -> None:
         now = self.clock()
-        was = watched.answering, _verdict_of(watched.status)
+        was = watched.answering, _shown_of(watched.status)
         watched.status, watched.heard_at, watched.answering = status, now, True
         received = int((status.get("pipeline") or {}).get("received") or 0)
         if not watched.received or now - watched.received[-1][0] >= RATE_STEP:
             watched.received.append((now, received))
-        if was != (True, _verdict_of(status)):
-            self.on_change()
+        if was != (True, _shown_of(status)):
+            self.on_change()  # only news: the same status twice a second redraws nothing
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -268,8 +268,18 @@ def _rate(received: deque[tuple[float, int]]) -> tuple[int, ...]:
     return tuple(max(0, b[1] - a[1]) for a, b in zip(samples, samples[1:]))
 
 
-def _verdict_of(status: dict[str, Any] | None) -> str | None:
-    return ((status or {}).get("health") or {}).get("verdict")
+def _shown_of(status: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What a row shows of a status that is news when it changes (ages and counts in reasons are
+    not: they move every second, and the view redraws those on its own slower clock)."""
+    status = status or {}
+    pipeline = status.get("pipeline") or {}
+    return (
+        (status.get("health") or {}).get("verdict"),
+        (status.get("feishu") or {}).get("state"),
+        (status.get("models") or {}).get("active"),
+        pipeline.get("pending"),
+        pipeline.get("received"),
+    )
 
 
 def _same_owner(a: OwnerInfo | None, b: OwnerInfo | None) -> bool:

@@ -80,8 +80,8 @@ class FrozenFleet:
     async def watch(self, on_change: Callable[[], None]) -> None:
         return None
 
-    def sample_services(self) -> None:
-        return None
+    def sample_services(self) -> bool:
+        return False
 
     def doctor_file(self, row: FleetRow) -> DoctorFile | None:
         if not row.foreign:
@@ -265,3 +265,26 @@ def test_profiles_on_one_feishu_app_are_flagged_on_both_rows():
                              FleetRow("b", FleetVerdict.STOPPED, app_id="cli_x"),
                              FleetRow("c", FleetVerdict.STOPPED, app_id="cli_y")])  # fmt: skip
     assert ["shares Feishu app cli_x" in " ".join(r.findings) for r in rows] == [True, True, False]
+
+
+async def test_one_profile_opens_over_the_fleet_and_esc_goes_back_to_it():
+    # `gatewatch console --profile P`: P's own view as today, the fleet underneath.
+    from tui.screens.main import MainScreen
+
+    from .test_tui_snapshots import FrozenSource
+
+    source = FrozenSource()
+    app = ConsoleApp(
+        source, clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321), fleet=FrozenFleet(),
+        fleet_live=False,
+    )  # fmt: skip
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(source.caught_up, 15, "the profile's view read its source", pilot=pilot)
+        assert isinstance(app.screen, MainScreen) and "REPLACED" in screen_text(app)
+        await pilot.press("slash", "x")  # Esc first closes the log's search, as before
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen) and not app.main.log_pane.searching
+        await pilot.press("escape")
+        await until(lambda: app.screen is app.fleet_screen, 10, "back on the fleet", pilot=pilot)
+        assert app.source is None and not source.running  # detached: the gateway itself is not touched
+        assert "gatewatch fleet" in screen_text(app)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from textual import work
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from gateway_core.config import ConfigError, Home, check_profile_name, load_profile
@@ -81,6 +82,7 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         self._fleet_live = fleet_live
         self.fleet_screen: FleetScreen | None = None
         self.main: MainScreen | None = None
+        self._profile_timers: list[Timer] = []  # the profile view's refresh and log timers (on_mount)
         self._make_local = make_local  # how to serve the profile here (after a take-over or exit)
         self.home = home
         self.faults = list(faults)
@@ -104,8 +106,15 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         self.main = MainScreen().data_bind(ConsoleApp.phase)
         return self.main
 
+    def pause_profile_timers(self) -> None:
+        """Nothing to read while no profile is open: the fleet view rests (idle CPU)."""
+        for timer in self._profile_timers:
+            timer.pause()
+
     def show_profile(self) -> None:
         """The open profile's view, fresh, over the fleet (its panels fill from the next reading)."""
+        for timer in self._profile_timers:
+            timer.resume()
         # Not data_bind: that binds to the screen whose handler runs this (the fleet's); watch_phase
         # passes the phase on instead.
         self.main = MainScreen()
@@ -120,9 +129,12 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         if self.handle_signals:
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, self._on_stop_signal, signum)
-        self.set_interval(REFRESH_INTERVAL, self.refresh_panels)
-        self.set_interval(LOG_INTERVAL, self.pull_logs)
+        self._profile_timers = [
+            self.set_interval(REFRESH_INTERVAL, self.refresh_panels),
+            self.set_interval(LOG_INTERVAL, self.pull_logs),
+        ]
         if self.source is None:
+            self.pause_profile_timers()
             return  # the fleet view only: a profile opens with Enter
         if self.fleet is not None:
             self.show_profile()  # `console --profile P` with its fleet underneath
@@ -337,9 +349,19 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
             self.phase = ConsolePhase.STARTING
             if source is not None and source.running:
                 await source.stop()  # detach: the remote gateway is not touched
-        self.main = None
-        while len(self.screen_stack) > 1:
-            self.pop_screen()
+        self.back_on_fleet()
+
+    def back_on_fleet(self) -> None:
+        """The profile's view (and anything over it) off the screen; the fleet shows, fresh."""
+        if self.main is not None:
+            self.main = None
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+        if self._profile_timers:
+            refresh, logs = self._profile_timers
+            logs.pause()  # no log pane to feed
+            if self.source is None:
+                refresh.pause()  # nothing served here whose stop requests count
         self.offer_keys()
         if self.fleet_screen is not None:
             self.fleet_screen.post_message(FleetChanged())
@@ -349,11 +371,7 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
         """Stop the gateway served here and show the fleet (the fleet's `s`, a remote stop request)."""
         await self.stop_source()
         self.source, self.phase = None, ConsolePhase.STARTING
-        if self.main is not None:
-            self.main = None
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-        self.offer_keys()
+        self.back_on_fleet()
 
     def take_over_from_fleet(self, profile: str) -> None:
         self._take_over_then_serve(profile)

@@ -30,8 +30,8 @@ class FleetSource(Protocol):
         """Follow every gateway until cancelled, calling `on_change` when a row's verdict changes."""
         ...
 
-    def sample_services(self) -> None:
-        """One look at the service manager and the doctor's files (blocking)."""
+    def sample_services(self) -> bool:
+        """One look at the service manager and the doctor's files (blocking); True if it changed."""
         ...
 
     def doctor_file(self, row: FleetRow) -> DoctorFile | None: ...
@@ -56,11 +56,13 @@ class LiveFleet:
         self.gateways.on_change = on_change
         await self.gateways.run()
 
-    def sample_services(self) -> None:
+    def sample_services(self) -> bool:
         if self.services is None:
-            return
+            return False
         profiles = [row.profile for row in self.gateways.rows()]
+        was = self._views, self._foreign
         self._views, self._foreign = self.services.sample(profiles)
+        return (self._views, self._foreign) != was
 
     def doctor_file(self, row: FleetRow) -> DoctorFile | None:
         if self.services is None:

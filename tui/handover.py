@@ -116,10 +116,8 @@ class Handover(App[None]):
         if self.fleet is None:
             self.exit()
         else:  # the manager serves it now: back to the fleet, where it shows so
-            self.source, self.phase, self.main = None, ConsolePhase.STARTING, None
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-            self.offer_keys()
+            self.source, self.phase = None, ConsolePhase.STARTING
+            self.back_on_fleet()
 
     @work(group="gateway", exit_on_error=False, name="serving the profile here")
     async def serve_here(self) -> None:

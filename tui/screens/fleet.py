@@ -39,7 +39,9 @@ from .choice import Choice, ChoiceModal
 if TYPE_CHECKING:
     from ..app import ConsoleApp
 
-AGE_INTERVAL = 1.0  # seconds between redraws of the ages shown (uptime, oldest pending)
+# Seconds between redraws of what only ages (uptimes, waits, "for 93s" in a reason); news (a
+# verdict, an owner, a model, a message) is drawn when it arrives. Each redraw repaints the table.
+AGE_INTERVAL = 10.0
 FLEET_RESTART = "fleet-restart"
 MANAGED = (OwnerKind.LAUNCHD, OwnerKind.SYSTEMD)
 
@@ -107,6 +109,7 @@ class FleetScreen(Screen[None]):
         self.live = live  # False: frozen rows (the tests' pictures); nothing is followed or sampled
         self.filter = ""
         self._shown_selection: tuple[str, Any] | None = None
+        self._summary = Text()
 
     @property
     def console(self) -> "ConsoleApp":
@@ -141,8 +144,8 @@ class FleetScreen(Screen[None]):
         import asyncio
 
         while True:
-            await in_own_thread(self.fleet.sample_services)
-            self.post_message(FleetChanged())
+            if await in_own_thread(self.fleet.sample_services):
+                self.post_message(FleetChanged())
             await asyncio.sleep(SAMPLE_INTERVAL)  # the sampling period: a loop is judged over several
 
     def on_fleet_changed(self, _: FleetChanged) -> None:
@@ -151,7 +154,10 @@ class FleetScreen(Screen[None]):
     def show_rows(self) -> None:
         rows = [r for r in self.fleet.rows() if self.filter.lower() in r.profile.lower()]
         self.table.show(rows, self.clock())
-        self.query_one("#fleet-summary", Static).update(summary(rows, self.filter))
+        line = summary(rows, self.filter)
+        if line != self._summary:
+            self._summary = line
+            self.query_one("#fleet-summary", Static).update(line)
         selected = self.table.selected()
         shown = (selected.profile, selected) if selected else None
         if shown != self._shown_selection:  # what can run depends on the selected row
