@@ -149,7 +149,7 @@ class FleetWatch:
         """(owner, problem, app_id) per profile — on a thread: files and processes are read."""
         names = set(self.home.profile_names())
         if self.home.run.is_dir():
-            names |= {p.stem for p in self.home.run.glob("*.lock") if not p.stem.startswith("app-")}
+            names |= {p.stem for p in self.home.run.glob("*.lock")}
         found = {}
         for name in sorted(names):
             problem, app_id = self._load(name)

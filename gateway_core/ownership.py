@@ -132,7 +132,7 @@ class ProfileLock:
 
 
 class AppIdLock(ProfileLock):
-    """The flock on `run/app-<app_id>.lock`, beside the profile's: one gateway per Feishu app.
+    """The flock on `run/apps/<app_id>.lock`, beside the profile's: one gateway per Feishu app.
 
     Taken right after the profile's lock and released right before it, held the same way (the
     kernel drops it when its holder dies, kill -9 included), with the same owner JSON inside,
@@ -148,11 +148,12 @@ class AppIdLock(ProfileLock):
 
 
 def app_lock_file(run: Path, app_id: str) -> Path:
-    """Where the app's lock lives in the home's run/: named by the app_id itself when it is a
-    plain word (Feishu's are `cli_` and hex), else by a digest, so no app_id can walk out of run/."""
+    """Where the app's lock lives: run/apps/, apart from the profiles' run/*.lock (which `status`
+    and the fleet read as profiles). Named by the app_id itself when it is a plain word (Feishu's
+    are `cli_` and hex), else by a digest, so no app_id can walk out of the directory."""
     if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", app_id):
-        return run / f"app-{app_id}.lock"
-    return run / f"app-{hashlib.sha256(app_id.encode()).hexdigest()[:24]}.lock"
+        return run / "apps" / f"{app_id}.lock"
+    return run / "apps" / f"{hashlib.sha256(app_id.encode()).hexdigest()[:24]}.lock"
 
 
 def read_owner(path: Path) -> OwnerInfo | None:
