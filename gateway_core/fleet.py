@@ -106,7 +106,7 @@ class FleetWatch:
         self.on_change = on_change or (lambda: None)
         self._watched: dict[str, _Watched] = {}
         self._profiles_seen: dict[str, float] = {}  # profile file -> mtime, loaded again when it changes
-        self._scanner: asyncio.Task[None] | None = None
+        self.scanned = False  # the first scan is done: the rows name every profile
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -142,6 +142,7 @@ class FleetWatch:
             watched.owner = owner
             if owner is not None:
                 watched.follower = asyncio.get_running_loop().create_task(self._follow(watched), name=f"fleet-{name}")
+        self.scanned = True
         if changed:
             self.on_change()
 

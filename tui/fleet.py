@@ -30,8 +30,9 @@ class FleetSource(Protocol):
         """Follow every gateway until cancelled, calling `on_change` when a row's verdict changes."""
         ...
 
-    def sample_services(self) -> bool:
-        """One look at the service manager and the doctor's files (blocking); True if it changed."""
+    def sample_services(self) -> bool | None:
+        """One look at the service manager and the doctor's files (blocking); True if it changed,
+        None if it cannot look yet (the profiles are not known yet)."""
         ...
 
     def doctor_file(self, row: FleetRow) -> DoctorFile | None: ...
@@ -56,9 +57,11 @@ class LiveFleet:
         self.gateways.on_change = on_change
         await self.gateways.run()
 
-    def sample_services(self) -> bool:
+    def sample_services(self) -> bool | None:
         if self.services is None:
             return False
+        if not self.gateways.scanned:
+            return None  # the profiles first: a job's row must not come before its profile's
         profiles = [row.profile for row in self.gateways.rows()]
         was = self._views, self._foreign
         self._views, self._foreign = self.services.sample(profiles)

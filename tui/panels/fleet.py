@@ -174,8 +174,10 @@ class FleetTable(DataTable):
             self.add_row(*(cells[c.key] for c, _ in self._columns), key=row.profile)
             self._cells[row.profile], self.rows_shown[row.profile] = cells, row
             self._order.append(row.profile)
-        if keep is not None and keep.profile in self.rows_shown:
-            self.move_cursor(row=self._order.index(keep.profile))
+        # Explicitly, even to the first row: a table rebuilt while another screen covers it keeps
+        # whatever cursor row it had, and rows added under it would move the selection.
+        at = self._order.index(keep.profile) if keep is not None and keep.profile in self.rows_shown else 0
+        self.move_cursor(row=at)
 
     def selected(self) -> FleetRow | None:
         if not self.row_count or not self._order:

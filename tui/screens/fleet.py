@@ -129,6 +129,12 @@ class FleetScreen(Screen[None]):
             self.follow_gateways()
             self.sample_services()
 
+    def on_screen_resume(self) -> None:
+        # Back from a profile's view: rows rebuilt while it covered the table are drawn anew
+        # (a repaint of the cached lines alone can show the cursor where it was).
+        self.table.refresh(layout=True)
+        self.show_rows()
+
     @property
     def table(self) -> FleetTable:
         return self.query_one(FleetTable)
@@ -144,9 +150,11 @@ class FleetScreen(Screen[None]):
         import asyncio
 
         while True:
-            if await in_own_thread(self.fleet.sample_services):
+            changed = await in_own_thread(self.fleet.sample_services)
+            if changed:
                 self.post_message(FleetChanged())
-            await asyncio.sleep(SAMPLE_INTERVAL)  # the sampling period: a loop is judged over several
+            # The sampling period (a loop is judged over several); soon again if it could not look yet.
+            await asyncio.sleep(SAMPLE_INTERVAL if changed is not None else 0.1)
 
     def on_fleet_changed(self, _: FleetChanged) -> None:
         self.show_rows()
