@@ -108,7 +108,7 @@ class FleetScreen(Screen[None]):
         self.clock = clock
         self.live = live  # False: frozen rows (the tests' pictures); nothing is followed or sampled
         self.filter = ""
-        self._shown_selection: tuple[str, Any] | None = None
+        self._shown_selection: tuple[Any, ...] | None = None
         self._summary = Text()
 
     @property
@@ -167,8 +167,8 @@ class FleetScreen(Screen[None]):
             self._summary = line
             self.query_one("#fleet-summary", Static).update(line)
         selected = self.table.selected()
-        shown = (selected.profile, selected) if selected else None
-        if shown != self._shown_selection:  # what can run depends on the selected row
+        shown = (selected.profile, *(self.can_run(a, selected) for a in OWN_ACTIONS)) if selected else None
+        if shown != self._shown_selection:  # the keys on offer changed: the footer is drawn again
             self._shown_selection = shown
             self.refresh_bindings()
 
