@@ -288,3 +288,26 @@ async def test_one_profile_opens_over_the_fleet_and_esc_goes_back_to_it():
         await until(lambda: app.screen is app.fleet_screen, 10, "back on the fleet", pilot=pilot)
         assert app.source is None and not source.running  # detached: the gateway itself is not touched
         assert "gatewatch fleet" in screen_text(app)
+
+
+async def test_the_console_refuses_to_serve_a_profile_whose_feishu_app_another_profile_serves(home, sims):
+    # Two profiles on one Feishu app: 'first' serves it (in this process), the console is asked for 'second'.
+    from gateway_core.config import load_profile
+    from gateway_core.gateway import Gateway
+    from gateway_core.ownership import read_owner
+    from tui.phase import ConsolePhase
+    from tui.source import LocalSource
+
+    from .support import connected_gateway, write_profile
+
+    write_profile(home, "first", sims)
+    write_profile(home, "second", sims)
+    async with connected_gateway(home, load_profile(home, "first")):
+        second = LocalSource("second", lambda: Gateway(load_profile(home, "second"), home, owner="console"))
+        app = ConsoleApp(second, home=home)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(lambda: app.phase == ConsolePhase.FAILED, 30, "refused", pilot=pilot)
+            told = " ".join(app.told)
+            assert f"app {sims.feishu.app_id}" in told and "profile 'first'" in told and f"PID {os.getpid()}" in told
+        assert read_owner(home.lock_file("second")) is None  # it let its profile go again
+        assert sims.feishu.live_connections == 1
