@@ -3,7 +3,8 @@
 Per profile: is its LaunchAgent (or systemd unit) installed, loaded, running, what was its last
 exit — and is the manager restarting it in a loop. One look cannot tell a loop from a single
 failure, so `ServiceWatch` keeps the last few samples of each job and calls it a loop only when
-they agree: the manager says so twice running, or the job's PID changed while its exits fail.
+they agree: the manager says so twice running, or the job came back with a new PID and is down
+again, its last exit failed.
 The doctor's findings come with the files it scans: ours attach to their profile's row, and
 another gateway's job (the incident's `ai.hermes.gateway-*.plist`) becomes a row of its own.
 
@@ -154,7 +155,8 @@ def judge(samples: deque[JobSample]) -> str:
     if len(samples) >= 2 and last.failed:
         twice = samples[-2].looping and last.looping
         pids = {s.pid for s in samples if s.pid}
-        if twice or (len(pids) >= 2 and not all(s.running for s in samples)):
+        # A new PID and down again with a failed exit; one crash that was restarted and runs is no loop.
+        if twice or (len(pids) >= 2 and not last.running):
             return f"restarting in a loop (exit {last.last_exit})"
     if last.running:
         return "running"

@@ -311,3 +311,20 @@ async def test_the_console_refuses_to_serve_a_profile_whose_feishu_app_another_p
             assert f"app {sims.feishu.app_id}" in told and "profile 'first'" in told and f"PID {os.getpid()}" in told
         assert read_owner(home.lock_file("second")) is None  # it let its profile go again
         assert sims.feishu.live_connections == 1
+
+
+def test_a_restart_loop_is_judged_from_more_than_one_sample():
+    from collections import deque
+
+    from launchd.fleet import JobSample, judge
+
+    failed_once = deque([JobSample(None, False, False, 1)])
+    assert judge(failed_once) == "exited 1"  # one look: a failure, not yet a loop
+    respawning = deque(
+        [JobSample(501, True, False, 3), JobSample(None, False, True, 3), JobSample(502, True, False, 3)]
+    )
+    assert judge(respawning) == "restarting in a loop (exit 3)"  # new PIDs while its exits fail
+    looping_twice = deque([JobSample(None, False, True, 1), JobSample(None, False, True, 1)])
+    assert judge(looping_twice) == "restarting in a loop (exit 1)"
+    assert judge(deque([JobSample(600, True, False, None)])) == "running"
+    assert judge(deque([JobSample(None, False, False, None)])) == "loaded"
