@@ -321,9 +321,13 @@ def test_a_restart_loop_is_judged_from_more_than_one_sample():
     failed_once = deque([JobSample(None, False, False, 1)])
     assert judge(failed_once) == "exited 1"  # one look: a failure, not yet a loop
     respawning = deque(
-        [JobSample(501, True, False, 3), JobSample(None, False, True, 3), JobSample(502, True, False, 3)]
+        [JobSample(501, True, False, 3), JobSample(502, True, False, 3), JobSample(None, False, False, 3)]
     )
-    assert judge(respawning) == "restarting in a loop (exit 3)"  # new PIDs while its exits fail
+    assert judge(respawning) == "restarting in a loop (exit 3)"  # back with a new PID, and down again
+    recovered = deque(
+        [JobSample(501, True, False, None), JobSample(None, False, False, 1), JobSample(502, True, False, 1)]
+    )
+    assert judge(recovered) == "running"  # one crash, restarted, running: no loop
     looping_twice = deque([JobSample(None, False, True, 1), JobSample(None, False, True, 1)])
     assert judge(looping_twice) == "restarting in a loop (exit 1)"
     assert judge(deque([JobSample(600, True, False, None)])) == "running"
