@@ -26,7 +26,7 @@ from .journal import Journal, JournalError
 from .llm import LlmClient
 from .messages import IncomingMessage
 from .logs import GatewayLogging, escape_untrusted, setup_logging
-from .ownership import ProfileLock
+from .ownership import AppIdLock, ProfileLock, app_lock_file
 from .cardkit import CardKitClient
 from .judging import ChatRules
 from .pipeline import MessagePipeline, PipelineSnapshot
@@ -54,6 +54,8 @@ class Gateway:
         self.home = home
         self.owner_kind = owner
         self.lock = ProfileLock(home.lock_file(profile.name), profile.name)
+        # One gateway per Feishu app as well: two would split the app's events at random.
+        self.app_lock = AppIdLock(app_lock_file(home.run, profile.feishu.app_id), profile.feishu.app_id, profile.name)
         self.logging: GatewayLogging | None = None
         self._log_to_file = log_to_file
         self.executor = HeldExecutor(profile.executor.max_workers, profile.executor.probe_deadline)
@@ -84,11 +86,13 @@ class Gateway:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take the profile (ProfileBusy if owned), open its journal (JournalError if unusable),
-        re-drive what the previous owner left unfinished, connect to Feishu, supervise."""
+        """Take the profile (ProfileBusy if owned) and its Feishu app (AppIdBusy if another
+        profile serves it), open its journal (JournalError if unusable), re-drive what the
+        previous owner left unfinished, connect to Feishu, supervise."""
         self.home.ensure_dirs()
         self.lock.acquire(self.owner_kind)
         try:
+            self.app_lock.acquire(self.owner_kind)
             self.logging = setup_logging(
                 self.home.log_file(self.profile.name) if self._log_to_file else None,
                 self.profile.secrets,
@@ -199,6 +203,7 @@ class Gateway:
         self._stop_reporting_task_errors()
         if self.journal is not None:
             self.journal.close()  # before the lock: the next owner must find it closed
+        self.app_lock.release()  # before the profile's: whoever takes the profile next finds the app free
         self.lock.release()
         if self.logging:
             self.logging.close()

@@ -2,8 +2,9 @@
 
 Exit codes are chosen for launchd's `KeepAlive {SuccessfulExit: false}`: 0 only when stopped on
 purpose (SIGTERM/SIGINT after draining), so launchd does not respawn it; non-zero for anything that
-should be noticed (1 Feishu refused the credentials, 2 bad profile, 3 profile owned by another,
-4 the inbox journal is damaged or its directory unwritable — the gateway never runs without it).
+should be noticed (1 Feishu refused the credentials, 2 bad profile, 3 profile owned by another or
+its Feishu app served by another profile, 4 the inbox journal is damaged or its directory
+unwritable — the gateway never runs without it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from .config import Home, Profile
 from .gateway import Gateway
 from .journal import JournalError
-from .ownership import ProfileBusy
+from .ownership import AppIdBusy, ProfileBusy
 from .states import FeishuState
 
 log = logging.getLogger("gatewatch.headless")
@@ -54,7 +55,7 @@ async def serve(profile: Profile, home: Home) -> int:
     gateway = Gateway(profile, home, owner="headless")
     try:
         await gateway.start()
-    except ProfileBusy as busy:
+    except (ProfileBusy, AppIdBusy) as busy:
         say(str(busy))
         return EXIT_BUSY
     except JournalError as exc:

@@ -9,8 +9,10 @@ flock when its holder dies, so a crashed owner frees the profile by itself — n
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +54,25 @@ class ProfileBusy(Exception):
         )
 
 
+class AppIdBusy(Exception):
+    """Another live gateway, of another profile, serves the same Feishu app.
+
+    Feishu's long connection runs in cluster mode: two clients of one app split its events at
+    random, so half the users would meet the wrong model and history. One gateway per app_id.
+    """
+
+    def __init__(self, app_id: str, profile: str, holder: OwnerInfo | None):
+        self.app_id, self.profile, self.holder = app_id, profile, holder
+        if holder is not None:
+            who = f"profile '{holder.profile}' ({holder.describe()})"
+        else:
+            who = "another gateway (owner unknown)"
+        super().__init__(
+            f"Feishu app {app_id} of profile '{profile}' is already served by {who}; two gateways on one app "
+            f"split its events at random — give '{profile}' an app of its own, or stop the other first"
+        )
+
+
 class ProfileLock:
     """The flock on `run/<profile>.lock`, with the owner's JSON inside for others to read."""
 
@@ -70,7 +91,7 @@ class ProfileLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ProfileBusy(self.profile, read_owner(self.path)) from None
+            raise self._busy(read_owner(self.path)) from None
         info = OwnerInfo(
             pid=os.getpid(),
             owner=owner,
@@ -84,6 +105,9 @@ class ProfileLock:
         os.fsync(fd)
         self._fd, self.info = fd, info
         return info
+
+    def _busy(self, holder: OwnerInfo | None) -> Exception:
+        return ProfileBusy(self.profile, holder)
 
     def release(self) -> None:
         """Let go; the file stays (truncated) so a reader never sees a half-written owner."""
@@ -105,6 +129,31 @@ class ProfileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class AppIdLock(ProfileLock):
+    """The flock on `run/apps/<app_id>.lock`, beside the profile's: one gateway per Feishu app.
+
+    Taken right after the profile's lock and released right before it, held the same way (the
+    kernel drops it when its holder dies, kill -9 included), with the same owner JSON inside,
+    which names the profile, for the refused gateway's one line and for the fleet view.
+    """
+
+    def __init__(self, path: Path, app_id: str, profile: str):
+        super().__init__(path, profile)
+        self.app_id = app_id
+
+    def _busy(self, holder: OwnerInfo | None) -> Exception:
+        return AppIdBusy(self.app_id, self.profile, holder)
+
+
+def app_lock_file(run: Path, app_id: str) -> Path:
+    """Where the app's lock lives: run/apps/, apart from the profiles' run/*.lock (which `status`
+    and the fleet read as profiles). Named by the app_id itself when it is a plain word (Feishu's
+    are `cli_` and hex), else by a digest, so no app_id can walk out of the directory."""
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", app_id):
+        return run / "apps" / f"{app_id}.lock"
+    return run / "apps" / f"{hashlib.sha256(app_id.encode()).hexdigest()[:24]}.lock"
 
 
 def read_owner(path: Path) -> OwnerInfo | None:

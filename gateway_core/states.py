@@ -164,3 +164,29 @@ class DeliveryMode(StrEnum):
 
     CARD = "card"
     TEXT = "text"
+
+
+class FleetVerdict(StrEnum):
+    """A profile's verdict in the console's fleet view (gateway_core/fleet.py).
+
+    The health model's three for a gateway that answers — the same words as `Verdict`, judged by
+    the gateway itself — and, for one with no verdict to give, why: its owner does not answer
+    (UNREACHABLE), nobody serves it (STOPPED), or it could not start as it is written (INVALID).
+    """
+
+    HEALTHY = Verdict.HEALTHY.value
+    DEGRADED = Verdict.DEGRADED.value
+    UNHEALTHY = Verdict.UNHEALTHY.value
+    UNREACHABLE = "unreachable"
+    STOPPED = "stopped"
+    INVALID = "invalid"
+
+
+class OwnerKind(StrEnum):
+    """Who runs a profile's gateway, as the fleet view names it."""
+
+    LAUNCHD = "launchd"  # a headless gateway its LaunchAgent started
+    SYSTEMD = "systemd"  # a headless gateway its systemd --user unit started
+    CONSOLE = "console"
+    HEADLESS = "headless"  # started by hand (`gatewatch run --headless`), no service manager
+    NONE = "none"

@@ -148,3 +148,27 @@ def test_sigterm_with_a_console_attached_ends_without_a_traceback(home: Home, si
         assert gateway.process.wait(20) == 0
         gateway.wait_for_line("stopped")
         assert not [line for line in gateway.lines if "Traceback" in line or "Exception" in line], gateway.lines
+
+
+def test_a_second_profile_on_an_app_already_served_exits_3_naming_the_server_and_kill_9_frees_the_app(
+    home: Home, sims: Simulators
+) -> None:
+    # Two profiles, one Feishu app: Feishu would split the app's events between them at random.
+    write_profile(home, "first", sims)
+    write_profile(home, "second", sims)
+    with HeadlessProcess.start(home, "first") as first:
+        first.wait_for_line("Feishu connected")
+        with HeadlessProcess.start(home, "second") as second:
+            assert second.process.wait(HeadlessProcess.STARTUP_DEADLINE) == 3
+            line = second.wait_for_line("already served by")
+            assert len(second.lines) == 1
+            assert f"app {sims.feishu.app_id}" in line and "profile 'first'" in line
+            assert f"PID {first.process.pid} (headless" in line
+        assert read_owner(home.lock_file("second")) is None  # the refused one let its profile go too
+        assert sims.feishu.live_connections == 1
+        first.process.kill()  # SIGKILL: no clean-up runs; the kernel drops both flocks
+        first.process.wait(10)
+    with HeadlessProcess.start(home, "second") as successor:
+        successor.wait_for_line("Feishu connected")
+        assert present(read_owner(home.lock_file("second"))).pid == successor.process.pid
+        assert successor.terminate_and_wait() == 0

@@ -63,3 +63,14 @@ def test_dead_owner_frees_the_profile_by_itself(tmp_path: Path) -> None:
     lock = ProfileLock(path, "p")
     assert lock.acquire("console").pid == os.getpid()
     lock.release()
+
+
+def test_an_app_lock_lives_apart_from_the_profiles_and_no_app_id_walks_out(tmp_path: Path) -> None:
+    from gateway_core.ownership import app_lock_file
+
+    run = tmp_path / "run"
+    assert app_lock_file(run, "cli_a1b2c3") == run / "apps" / "cli_a1b2c3.lock"
+    for hostile in ("../../etc/passwd", "..", "a/b", ""):
+        path = app_lock_file(run, hostile)
+        assert path.parent == run / "apps" and path.name.endswith(".lock") and "/" not in path.name
+        assert path.name not in ("..lock", "...lock")

@@ -162,7 +162,7 @@ async def test_demo_faults_appear_and_heal_on_screen(console: ConsoleApp, sims: 
         await until(
             lambda: (
                 "● DEGRADED" in shown(header)
-                and any(r.startswith("model alpha failing") for r in present(console.source.snapshot().health).reasons)
+                and any(r.startswith("model alpha failing") for r in present(console.opened.snapshot().health).reasons)
             ),
             5,
             "the header's verdict: degraded, and why",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import ModalScreen
 
@@ -282,7 +283,7 @@ def console(source: GatewaySource, **options: Any) -> ConsoleApp:
     return ConsoleApp(source, clock=lambda: NOW, process_stats=lambda pid: ProcessStats(1.5, 87_654_321), **options)
 
 
-def screen_text(app: ConsoleApp) -> str:
+def screen_text(app: App[Any]) -> str:
     """What the screenshot shows, as text: the same export the snapshot is made of."""
     return "\n".join(screen_lines(app.export_screenshot()))
 

@@ -13,7 +13,8 @@ from typing import Any
 from rich.style import Style
 from textual.app import App
 from textual.strip import Strip
-from textual.widgets import Log
+from textual.widgets import DataTable, Log
+from textual.widgets.data_table import ColumnKey
 
 
 class MarkableLog(Log):
@@ -68,3 +69,20 @@ def draw_nowhere(app: App[Any]) -> None:
         sink = WriterThread(open(os.devnull, "w"))
         sink.start()
         driver._writer_thread = sink
+
+
+def set_column_width(table: DataTable[Any], key: str, width: int) -> None:
+    """Give a DataTable's column a new fixed width, rows and all, and repaint them at it.
+
+    Textual has no public way to change a column's width once it has rows; the table caches
+    painted rows by its update count, so without clearing them a row already painted stays cut
+    at the old width. Private API used (Textual 8.2.8): `DataTable._clear_caches`,
+    `DataTable._require_update_dimensions`.
+    """
+    column = table.columns[ColumnKey(key)]
+    if column.width == width:
+        return
+    column.width = width
+    table._require_update_dimensions = True
+    table._clear_caches()
+    table.refresh()

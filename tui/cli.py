@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    console = commands.add_parser("console", help="open the console (the default command)")
-    console.add_argument("--profile", default="default")
+    console = commands.add_parser(
+        "console", help="open the console: every profile at a glance (the default command), or one with --profile"
+    )
+    console.add_argument("--profile", default=None, help="open this profile's own view (Esc: the fleet)")
 
     run = commands.add_parser("run", help="run the gateway for one profile")
     run.add_argument("--profile", default="default")
@@ -123,7 +125,12 @@ def _dispatch(args: argparse.Namespace, home: Home) -> int:
         from .demo import run_console_demo
 
         return run_console_demo()
-    return open_console(home, getattr(args, "profile", "default"))
+    profile_name: str | None = getattr(args, "profile", None)
+    if profile_name is None:
+        from .app import run_fleet  # lazy: Textual is loaded only when a console opens
+
+        return run_fleet(home)
+    return open_console(home, profile_name)
 
 
 def open_console(home: Home, profile_name: str) -> int:

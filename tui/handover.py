@@ -39,12 +39,12 @@ class Handover(ConsoleHost):
     def handover_state(self, action: str) -> bool | None:
         """check_action for the hand-over keys: hidden without launchd, disabled when not now."""
         if action == "serve_here":  # only while attached to an owner that is gone
-            attached = self.source.attachment()
+            attached = self.opened.attachment()
             return attached is not None and attached.lock_free and self._make_local is not None
         if self.home is None:
             return False  # the demo has no gatewatch home, hence no launchd
         if action == "hand_back":  # only what this console serves itself can be handed back
-            return self.phase == ConsolePhase.SERVING and self.source.running or None
+            return self.phase == ConsolePhase.SERVING and self.opened.running or None
         return self.phase in (ConsolePhase.OWNED, ConsolePhase.ATTACHED) or None  # take_over
 
     def agent_installed(self) -> bool:
@@ -67,7 +67,7 @@ class Handover(ConsoleHost):
         if self.agent_installed():
             from launchd.service import default_manager_name
 
-            screen = hand_back_confirm(self.profile_name(), self.source.describe(), default_manager_name())
+            screen = hand_back_confirm(self.profile_name(), self.opened.describe(), default_manager_name())
             self.push_screen(screen, self.on_quit_choice)
 
     def action_take_over(self) -> None:
@@ -95,8 +95,8 @@ class Handover(ConsoleHost):
             if not attached:
                 self.ask_owned()  # nothing changed: the same choices again
             raise
-        if self._make_local is not None and self.source.attachment() is not None:
-            await self.source.stop()  # detach from the gateway that just went away
+        if self._make_local is not None and self.opened.attachment() is not None:
+            await self.opened.stop()  # detach from the gateway that just went away
             self.switch_source(self._make_local())
         self.phase = ConsolePhase.STARTING
         self.serve()
@@ -113,7 +113,11 @@ class Handover(ConsoleHost):
             self.phase = ConsolePhase.STARTING  # launchd did not take it: serve it here again, not nobody
             self.serve()
             raise
-        self.exit()
+        if self.fleet is None:
+            self.exit()
+        else:  # the manager serves it now: back to the fleet, where it shows so
+            self.source, self.phase = None, ConsolePhase.STARTING
+            self.back_on_fleet()
 
     @work(group="gateway", exit_on_error=False, name="serving the profile here")
     async def serve_here(self) -> None:
@@ -121,7 +125,7 @@ class Handover(ConsoleHost):
         make_local = self._make_local
         if make_local is None:  # not offered: check_action hides it without a way to serve here
             return
-        await self.source.stop()
+        await self.opened.stop()
         self.switch_source(make_local())
         self.phase = ConsolePhase.STARTING
         self.serve()  # ProfileBusy if someone was quicker: the usual choices then

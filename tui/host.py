@@ -29,13 +29,22 @@ class ConsoleHost(App[None]):
     phase: reactive[str] = reactive(ConsolePhase.STARTING)
 
     # The app's state (set in ConsoleApp.__init__ and get_default_screen).
-    source: GatewaySource  # the gateway shown: served here (LocalSource) or attached (RemoteSource)
+    source: GatewaySource | None  # the open profile: served here (LocalSource) or attached; None: the fleet alone
     home: Home | None
     faults: list[Fault]
     clock: Callable[[], float]
-    main: MainScreen
+    main: MainScreen | None  # the open profile's view; None while only the fleet shows
+    fleet: Any  # the fleet view's source (tui/fleet.py), or None for a console on one profile only
     _make_local: Callable[[], GatewaySource] | None  # how to serve the profile here, if this console may
     _busy: ProfileBusy | None  # who owned the profile when serving it here was refused
+
+    @property
+    def opened(self) -> GatewaySource:
+        """The open profile's source. The keys and steps that use it are offered only while a
+        profile is open (check_action), so reaching here without one is a bug, said as such."""
+        if self.source is None:
+            raise RuntimeError("no profile is open")
+        return self.source
 
     # What one part calls on another.
     def refresh_panels(self) -> None:  # app.py
@@ -66,4 +75,7 @@ class ConsoleHost(App[None]):
         raise NotImplementedError
 
     def ask_owned(self) -> None:  # leaving.py
+        raise NotImplementedError
+
+    def back_on_fleet(self) -> None:  # app.py
         raise NotImplementedError

@@ -80,7 +80,16 @@ class KeyRegistry(ConsoleHost):
     BINDINGS: ClassVar[list[BindingType]] = [*BINDINGS]
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.operator_bindings()))
+        fleet = self.fleet_shown()
+        keys = [b for b in fleet.BINDINGS if isinstance(b, Binding)] if fleet is not None else []
+        self.push_screen(HelpScreen(keys + self.operator_bindings()))
+
+    def fleet_shown(self) -> Any:
+        """The fleet screen when it is what the operator sees (no profile open over it), else None."""
+        from .screens.fleet import FleetScreen
+
+        fleet = getattr(self, "fleet_screen", None)
+        return fleet if isinstance(fleet, FleetScreen) and getattr(self, "main", None) is None else None
 
     def operator_bindings(self, enabled_only: bool = False) -> list[Binding]:
         """The keys on offer: `check_action` None is shown (disabled for now), False is not."""
@@ -89,6 +98,9 @@ class KeyRegistry(ConsoleHost):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         # The palette lists the same operations as the keys, the ones that can run now.
+        fleet = self.fleet_shown()
+        if fleet is not None:
+            yield from fleet.commands()
         for binding in self.operator_bindings(enabled_only=True):
             if binding.action == "command_palette":
                 continue

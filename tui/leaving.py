@@ -35,16 +35,16 @@ class Leaving(ConsoleHost):
         if self.phase == ConsolePhase.STOPPING:
             return
         if self.phase == ConsolePhase.ATTACHED:
-            await self.source.stop()  # detach only: the gateway keeps serving
+            await self.opened.stop()  # detach only: the gateway keeps serving
             self.exit(return_code=0)
-        elif self.phase != ConsolePhase.SERVING or not self.source.running:
+        elif self.phase != ConsolePhase.SERVING or not self.opened.running:
             codes: dict[str, int] = {ConsolePhase.OWNED: EXIT_OWNED, ConsolePhase.FAILED: EXIT_FAILED}
             self.exit(return_code=codes.get(self.phase, 0))
         else:
             from launchd.service import default_manager_name  # this machine's: launchd, systemd
 
             manager = default_manager_name() if self.home is not None else None
-            screen = quit_confirm(self.profile_name(), self.source.describe(), manager)
+            screen = quit_confirm(self.profile_name(), self.opened.describe(), manager)
             self.push_screen(screen, self.on_quit_choice)
 
     def on_quit_choice(self, choice: str | None) -> None:
@@ -84,11 +84,11 @@ class Leaving(ConsoleHost):
             self.exit()
 
     async def stop_source(self) -> None:
-        if not self.source.running:
+        if self.source is None or not self.opened.running:
             return
         self.phase = ConsolePhase.STOPPING
         self.notify("stopping the gateway: in-flight answers finish first…")
-        unfinished = await self.source.stop()
+        unfinished = await self.opened.stop()
         if unfinished:
             log.error("stopped with %d answers unfinished", unfinished)
 

@@ -40,13 +40,13 @@ class Operations(ConsoleHost):
 
     def operable(self) -> bool:
         """A gateway that answers: served here, or attached and not gone quiet."""
-        attached = self.source.attachment()
+        attached = self.opened.attachment()
         if attached is not None:  # its mode says whether the owner answers
             return self.phase == ConsolePhase.ATTACHED and not attached.stale
-        return self.phase == ConsolePhase.SERVING and self.source.running
+        return self.phase == ConsolePhase.SERVING and self.opened.running
 
     def action_pick_model(self) -> None:
-        self.push_screen(model_picker(self.source.snapshot().models), self._on_model_picked)
+        self.push_screen(model_picker(self.opened.snapshot().models), self._on_model_picked)
 
     def _on_model_picked(self, name: str | None) -> None:
         if name:
@@ -54,7 +54,7 @@ class Operations(ConsoleHost):
 
     @work(group="operations", exit_on_error=False, name="switching the model")
     async def switch_model(self, name: str) -> None:
-        previous = await self.source.switch_model(name)
+        previous = await self.opened.switch_model(name)
         if previous != name:
             self.notify(f"model switched: {previous} → {name}", markup=False)
         self.refresh_panels()
@@ -65,7 +65,7 @@ class Operations(ConsoleHost):
 
     @work(group=FEISHU_RESTART, exit_on_error=False, name="restarting the Feishu connection")
     async def restart_feishu(self) -> None:
-        if not await self.source.restart_feishu():  # the gateway's own guard: one restart at a time
+        if not await self.opened.restart_feishu():  # the gateway's own guard: one restart at a time
             self.notify("a Feishu restart is already running", severity="warning")
         self.refresh_panels()
 
@@ -74,13 +74,13 @@ class Operations(ConsoleHost):
 
     @work(group="operations", exit_on_error=False, name="rebuilding the executor")
     async def rebuild_executor(self) -> None:
-        await self.source.rebuild_executor()
+        await self.opened.rebuild_executor()
         self.notify("executor rebuilt")
         self.refresh_panels()
 
     def access_shown(self) -> AccessSnapshot | None:
         """The access gate as last read (the key follows what the screen shows)."""
-        reading = self.main.reading
+        reading = self.main.reading if self.main is not None else None
         return reading.snapshot.pipeline.access if reading is not None else None
 
     def action_access(self) -> None:
@@ -94,7 +94,7 @@ class Operations(ConsoleHost):
 
     @work(group="operations", exit_on_error=False, name="deciding a pairing request")
     async def decide_access(self, op: AccessOp, open_id: str) -> None:
-        await self.source.access_request(op, open_id)
+        await self.opened.access_request(op, open_id)
         done = "approved: the bot answers them now" if op == AccessOp.APPROVE else "denied"
         self.notify(f"{open_id} {done}", markup=False)
         self.refresh_panels()

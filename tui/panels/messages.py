@@ -11,6 +11,10 @@ streaming card, "· text" for a plain reply; commands read "command". The subtit
 reply mode, and says so when streaming fell back to text. Messages stopped at the access gate read
 "refused"; the subtitle says how many pairing requests wait (key `a`), or that a profile without
 [access] answers anyone. Every cell from a message is a `Text`, never markup.
+
+The cursor follows the newest message (and the table its end, "writing" rows included) until the
+operator moves it up; back on the newest message, it follows again. The outcome column is whole
+where the table has the room, and cut at 80 columns where the preview needs it more.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from gateway_core.pipeline import Activity, Answering
 from gateway_core.states import ReplyMode
 
 from .quiet import set_subtitle
+from .._textual_compat import set_column_width
 from ..text import STATE_STYLES, age, clock_time, millis
 
 if TYPE_CHECKING:
@@ -41,6 +46,9 @@ COLUMNS = ("time", "chat", "sender", "model", "latency", "outcome", "preview")
 # update count, not by column width) until another row arrives.
 PREVIEW_WIDTH = 6 * 60 + 1
 WIDTHS = (8, 9, 9, 10, 7, 11, PREVIEW_WIDTH)
+# Where there is room the outcome is shown whole ("reply failed · card"); at 80 columns the preview
+# needs those characters more, and the detail (Enter) has the whole outcome.
+OUTCOME_WHOLE, ROOM_FOR_WHOLE_OUTCOME = 19, 100
 
 
 def activity_cells(activity: Activity) -> tuple[Text, ...]:
@@ -90,11 +98,16 @@ class MessagesPanel(DataTable[Text]):
         self._answering: dict[str, str] = {}  # message id -> row key of its "writing" row
         self._mode_line = ""
         self._access_line = ""
+        self._newest: str | None = None  # row key of the newest message shown: the cursor follows it
 
     def on_mount(self) -> None:
         self.border_title = "Messages"
         for name, width in zip(COLUMNS, WIDTHS):
             self.add_column(name, key=name, width=width)
+
+    def on_resize(self) -> None:
+        roomy = self.size.width >= ROOM_FOR_WHOLE_OUTCOME
+        set_column_width(self, "outcome", OUTCOME_WHOLE if roomy else WIDTHS[COLUMNS.index("outcome")])
 
     def watch_reading(self, reading: Reading | None) -> None:
         if reading is None:
@@ -110,13 +123,14 @@ class MessagesPanel(DataTable[Text]):
         new = [a for a in activity[-MAX_ROWS:] if a not in self._keys]
         if not new:
             return
-        following = self.cursor_row >= self.row_count - 1
+        following = self.following()
         for item in new:
             key = f"m{self._next_key}"
             self._next_key += 1
             self._keys[item] = key
             self._by_key[key] = item
             self.add_row(*activity_cells(item), key=key)
+        self._newest = key
         # Bounded: the oldest rows go once there are more than MAX_ROWS.
         while self.row_count > MAX_ROWS and self._keys:
             oldest = next(iter(self._keys))
@@ -124,11 +138,30 @@ class MessagesPanel(DataTable[Text]):
             self._by_key.pop(key, None)
             self.remove_row(key)
         if following:
-            self.move_cursor(row=self.row_count - 1)
+            self.follow_newest()
+
+    def following(self) -> bool:
+        """The operator has not moved the cursor off the newest message (or to the very end).
+
+        Decided by row key, not by "the last row": rows of answers in progress ("writing") come
+        and go below the newest message, and the cursor must keep following across them.
+        """
+        if not self.row_count or self._newest is None:
+            return True
+        at = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return at == self._newest or self.cursor_row >= self.row_count - 1
+
+    def follow_newest(self) -> None:
+        """The cursor on the newest message, and the table scrolled to its end (writing rows too)."""
+        if self._newest is not None:
+            self.move_cursor(row=self.get_row_index(self._newest))
+        self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def show_answering(self, answering: tuple[Answering, ...], now: float) -> None:
         """Rows for answers in progress, updated in place; gone once the answer is recorded."""
         current = {a.message_id: a for a in answering}
+        following = self.following()
+        added = False
         for message_id in [m for m in self._answering if m not in current]:
             self.remove_row(self._answering.pop(message_id))
         for message_id, answer in current.items():
@@ -138,9 +171,12 @@ class MessagesPanel(DataTable[Text]):
                 key = self._answering[message_id] = f"w{self._next_key}"
                 self._next_key += 1
                 self.add_row(*cells, key=key)
+                added = True
                 continue
             for column, cell in zip(COLUMNS, cells):
                 self.update_cell(key, column, cell)
+        if added and following:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def show_reply_mode(self, mode: ReplyMode, unavailable: str | None) -> None:
         """How answers go out: "stream" (cards) or "text"; a fallback says why."""

@@ -99,7 +99,11 @@ class MainScreen(Screen[None]):
         self.log_pane.open_search()
 
     def action_clear_search(self) -> None:
-        self.log_pane.clear_search()
+        """Esc: close the log's search; with none open, back to the fleet (when there is one)."""
+        if self.log_pane.searching or self.log_pane.search:
+            self.log_pane.clear_search()
+        elif not self.app.back_to_fleet():  # type: ignore[attr-defined]
+            self.log_pane.clear_search()
 
     def action_follow_log(self) -> None:
         if isinstance(self.focused, Input):
@@ -111,14 +115,18 @@ class MainScreen(Screen[None]):
             self.notify("no WARNING or ERROR in the log view", timeout=3)
 
     def action_details(self) -> None:
-        """Enter from anywhere on the main screen: the log's marked line, else the message row."""
+        """Enter: the detail of what the operator is on — a log line only while the log has focus,
+        otherwise the message under the Messages cursor (a line marked earlier in the log does
+        not steal Enter from a message); the marked log line when there is no message."""
         pane = self.log_pane
-        if pane.log_view.marked is not None or self.focused is pane.log_view:
+        if self.focused is pane.log_view:
             pane.open_marked()
             return
         activity = self.messages.selected_activity()
         if activity is not None:
             self.app.push_screen(activity_detail(activity))
+        elif pane.log_view.marked is not None:
+            pane.open_marked()
 
     def on_log_pane_line_opened(self, event: LogPane.LineOpened) -> None:
         self.app.push_screen(log_line_detail(event.record))
