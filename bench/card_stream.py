@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
 
-
 import argparse
 import asyncio
 import statistics

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
 
-import os
-
 import argparse
 import math
+import os
 import platform
 import shutil
 import signal

@@ -19,7 +19,6 @@ import threading
 import time
 
 import psutil
-
 from console_harness import DemoEnvironment, console_on_simulators, wait_connected
 
 

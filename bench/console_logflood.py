@@ -23,12 +23,10 @@ import threading
 import time
 
 import psutil
+from console_harness import DemoEnvironment, console_on_simulators, percentile, wait_connected
 from textual import events
 
-from console_harness import DemoEnvironment, console_on_simulators, percentile, wait_connected
-
 from tui.panels import LogPane
-
 
 KEY_CHARACTERS = {"p": "p"}
 

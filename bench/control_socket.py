@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from _common import percentile  # first: loopback only, the repository on sys.path
 
-import os
-
 import argparse
+import os
 import statistics
 import subprocess
 import sys

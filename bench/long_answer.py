@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
 
-import os
-
 import argparse
 import asyncio
 import functools
 import json
 import math
+import os
 import statistics
 import tempfile
 import uuid

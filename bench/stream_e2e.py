@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import _common  # noqa: F401  (first: loopback only, the repository on sys.path)
 
-import os
-
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import uuid

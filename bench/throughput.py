@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import _common  # first: loopback only, the repository on sys.path
 
-import os
-
 import argparse
 import concurrent.futures
 import gc
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import sys
@@ -53,9 +52,9 @@ from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
+from gateway_core.sim.profile import write_sim_profile
 from gateway_core.threads import BackgroundLoop
 from tests.sim.bare_sdk import BareSdkClient
-from gateway_core.sim.profile import write_sim_profile
 
 FEISHU_SECRET_ENV = "GW_BENCH_FEISHU_SECRET"
 LLM_KEY_ENV = "GW_BENCH_LLM_KEY"

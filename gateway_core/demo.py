@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Callable
 from .config import Home, Profile, load_profile
 from .gateway import Gateway
 from .journal import Journal
-from .states import FINISHED, ReplyMode
 from .pipeline import MessagePipeline
+from .states import FINISHED, ReplyMode
 from .threads import in_own_thread
 
 if TYPE_CHECKING:

@@ -34,8 +34,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .config import FeishuConfig
-from .executor import HeldExecutor
 from ._lark_compat import (
     MessageEvents,
     StaleAttempt,
@@ -44,6 +42,8 @@ from ._lark_compat import (
     observed_client_class,
     sdk_error_text,
 )
+from .config import FeishuConfig
+from .executor import HeldExecutor
 from .logs import escape_untrusted
 from .messages import IncomingMessage, incoming_from_event
 from .states import FeishuState

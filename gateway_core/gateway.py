@@ -17,20 +17,20 @@ import time
 from typing import Any, Callable
 
 from .access import AccessGate, perform
+from .cardkit import CardKitClient
 from .config import Home, Profile
 from .control import ControlServer
 from .executor import HeldExecutor
 from .feishu import FeishuConnection
 from .feishu_http import FeishuHttp, FeishuRefused
 from .journal import Journal, JournalError
-from .llm import LlmClient
-from .messages import IncomingMessage
-from .logs import GatewayLogging, escape_untrusted, setup_logging
-from .ownership import AppIdLock, ProfileLock, app_lock_file
-from .cardkit import CardKitClient
 from .judging import ChatRules
-from .pipeline import MessagePipeline, PipelineSnapshot
+from .llm import LlmClient
+from .logs import GatewayLogging, escape_untrusted, setup_logging
 from .media import MediaReader
+from .messages import IncomingMessage
+from .ownership import AppIdLock, ProfileLock, app_lock_file
+from .pipeline import MessagePipeline, PipelineSnapshot
 from .replies import ReplySender, TypingIndicator
 from .snapshots import GatewaySnapshot
 from .states import FeishuState, GatewayState

@@ -51,10 +51,11 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
+
 from .access import AccessRecord
 from .messages import IncomingMessage, Mention
 from .states import FINISHED, LEGACY_DROPPED, TRANSITIONS, UNFINISHED, DeliveryMode, MessageState, sources_of

@@ -20,7 +20,6 @@ from typing import Any
 from gateway_core.config import Home
 
 from .agents import AgentSettings, unload_timeout, wait_until_unloaded
-from .service import Report
 from .launchctl import GATEWAY_EXIT_MEANINGS, LaunchctlError, find_job
 from .plist import (
     ALLOWED_ENVIRONMENT,
@@ -30,6 +29,7 @@ from .plist import (
     read_plist,
     write_plist,
 )
+from .service import Report
 
 GATEWAY_PLIST_GLOB = "*gateway*.plist"
 SHELLS = {"sh", "bash", "zsh", "dash", "fish"}

@@ -14,8 +14,8 @@ import plistlib
 import sys
 import tempfile
 import xml.parsers.expat
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from gateway_core.config import Home, check_profile_name
 

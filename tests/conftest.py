@@ -2,6 +2,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lark_oapi  # noqa: F401  (3.7 s to import: paid once per worker here, never inside a test's deadline)
 import pytest
@@ -9,9 +10,12 @@ import pytest
 from gateway_core.config import Home, Profile, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.sim import Simulators
+
+if TYPE_CHECKING:
+    from tui.app import ConsoleApp
+
 from .sim.launchctl_harness import LaunchctlSim, simulated_launchctl
 from .sim.systemctl_harness import SystemctlSim, simulated_systemctl
-
 from .support import (
     FEISHU_SECRET,
     FEISHU_SECRET_ENV,
@@ -93,3 +97,38 @@ def systemctl_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     die with the test. Linger is on, as a server set up for gatewatch has it."""
     with simulated_systemctl(tmp_path / "systemd-sim", monkeypatch.setenv) as simulator:
         yield simulator
+
+
+@pytest.fixture
+def console(home: Home, profile: Profile, sims: Simulators) -> Iterator["ConsoleApp"]:
+    """A console app around an unstarted gateway; the app starts it, as `gatewatch` does."""
+    from types import SimpleNamespace
+
+    from gateway_core.ownership import read_owner
+    from tui.app import ConsoleApp
+    from tui.demo import demo_faults
+    from tui.source import LocalSource
+
+    gateway = Gateway(profile, home, owner="console", log_to_file=False)
+    faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
+    app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home, faults=faults)
+    yield app
+    # The app's unmount stops the gateway: after the test nothing may still own the profile,
+    # and the gateway's loop thread has ended.
+    assert gateway.state == "stopped"
+    assert read_owner(home.lock_file(profile.name)) is None
+    assert gateway.loop is not None and gateway.loop.is_closed()
+
+
+@pytest.fixture
+def app_id() -> str:
+    return unique_app_id()  # lark caches tenant tokens process-wide by app id
+
+
+@pytest.fixture
+def feishu_only_sims(app_id: str) -> Iterator[Simulators]:
+    """The simulators with Feishu's app set to `app_id` (the simulator tests drive the SDK itself)."""
+    from .feishu_only import SECRET
+
+    with Simulators(feishu={"app_id": app_id, "app_secret": SECRET}) as started:
+        yield started

@@ -244,3 +244,15 @@ async def gateway_on_profile(home: Home, sims: Any, name: str = "p", **options: 
     write_profile(home, name, sims, **options)
     async with connected_gateway(home, load_profile(home, name)) as gateway:
         yield gateway
+
+
+def access_section(**keys: object) -> str:
+    lines = ["[access]"]
+    for key, value in keys.items():
+        if isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
+        else:
+            lines.append(f"{key} = {value}")
+    return "\n" + "\n".join(lines) + "\n"

@@ -26,31 +26,17 @@ from gateway_core.access import (
 )
 from gateway_core.config import Home, load_profile, write_profile_template
 from gateway_core.control import ControlError, ControlServer, request
-from gateway_core.journal import SCHEMA_VERSION, Journal
-from gateway_core.states import DmPolicy, MessageState
 from gateway_core.gateway import Gateway
-from gateway_core.journal import Journal
+from gateway_core.journal import SCHEMA_VERSION, Journal
 from gateway_core.sim import Simulators
 from gateway_core.sim.platform import InjectedEvent, SentMessage
-from gateway_core.states import DmPolicy
+from gateway_core.states import DmPolicy, MessageState
 from tui.cli import main
 
-from .support import connected_gateway, gateway_on_profile, in_own_thread, present, until, write_profile
+from .support import access_section, connected_gateway, gateway_on_profile, in_own_thread, present, until, write_profile
 
 CODE = re.compile(r"pairing code is ([A-Z2-9]{8}) ")
 REFUSED = MessageState.REFUSED
-
-
-def access_section(**keys: object) -> str:
-    lines = ["[access]"]
-    for key, value in keys.items():
-        if isinstance(value, str):
-            lines.append(f'{key} = "{value}"')
-        elif isinstance(value, (list, tuple)):
-            lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
-        else:
-            lines.append(f"{key} = {value}")
-    return "\n" + "\n".join(lines) + "\n"
 
 
 async def replied(gateway: Gateway, sims: Simulators, event: InjectedEvent, count: int = 1) -> list[SentMessage]:

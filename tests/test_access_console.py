@@ -17,20 +17,17 @@ from gateway_core.access import AccessSnapshot, PendingCode
 from gateway_core.config import Home, load_profile
 from gateway_core.gateway import Gateway
 from gateway_core.ownership import read_owner
-from gateway_core.states import DeliveryMode, Outcome
 from gateway_core.sim import Simulators
 from gateway_core.sim.platform import InjectedEvent, SentMessage
+from gateway_core.states import DeliveryMode, Outcome
 from tui.app import ConsoleApp
 from tui.panels import MessagesPanel
 from tui.screens import AccessModal
 from tui.source import LocalSource
 
-from .test_access import access_section
 from .factories import NOW, activity
-from .test_tui_snapshots import FrozenSource, console, picture, screen_text
-from .support import in_own_thread, until, write_profile
-from .test_tui_snapshots import FrozenSource, console, picture, screen_text
-from .support import SnapCompare, in_own_thread, present, until, write_profile
+from .frozen import FrozenSource, console, picture, screen_text
+from .support import SnapCompare, access_section, in_own_thread, present, until, write_profile
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ from gateway_core.delivery import DeliveryRecord
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
 from gateway_core.messages import flatten_post
-from gateway_core.states import MessageState
 from gateway_core.sim import Simulators
 from gateway_core.sim.platform import InjectedEvent, SentMessage
+from gateway_core.states import MessageState
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 

@@ -7,9 +7,9 @@ chat's turns in order, and stay within Feishu's rate limits — backing off when
 
 import pytest
 
-from gateway_core.judging import APOLOGY
 from gateway_core.config import Home
 from gateway_core.gateway import Gateway
+from gateway_core.judging import APOLOGY
 from gateway_core.sim import Simulators
 from gateway_core.sim.platform import InjectedEvent
 

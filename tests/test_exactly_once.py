@@ -14,6 +14,7 @@ import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
+
 import pytest
 
 from gateway_core.config import Home, load_profile
@@ -28,9 +29,9 @@ from launchd.handover import hand_back, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label
 
+from .handover_support import launchd_pid_serving
 from .sim.launchctl_harness import LaunchctlSim
 from .support import FEISHU_SECRET, LLM_KEY, HeadlessProcess, ask, in_own_thread, present, until, write_profile
-from .test_launchd_handover import launchd_pid_serving
 
 
 def shown_replies(sims: Simulators, event: InjectedEvent) -> list[SentMessage]:

@@ -22,7 +22,6 @@ from gateway_core.gateway import Gateway
 from gateway_core.messages import IncomingMessage
 from gateway_core.sim import Simulators
 from gateway_core.snapshots import GatewaySnapshot
-
 from tui.panels.feishu import render_feishu
 
 from .support import FEISHU_SECRET, in_own_thread, present, until, write_profile

@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from gateway_core.judging import APOLOGY
-from gateway_core.states import Outcome
 from gateway_core.config import Home
 from gateway_core.gateway import Gateway
+from gateway_core.judging import APOLOGY
 from gateway_core.sim import Simulators
+from gateway_core.states import Outcome
 
 from .support import FEISHU_SECRET, ask, in_own_thread, present, until
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway_core.config import Home
 from gateway_core.journal import RETENTION, SCHEMA_VERSION, Journal, JournalError, TransitionError, peek_pending
 from gateway_core.messages import IncomingMessage
-from gateway_core.states import TRANSITIONS, MessageState, sources_of
-from gateway_core.config import Home
-from gateway_core.journal import RETENTION, Journal, JournalError, peek_pending
 from gateway_core.sim import Simulators
+from gateway_core.states import TRANSITIONS, MessageState, sources_of
 
 from .support import HeadlessProcess, present, write_profile
 

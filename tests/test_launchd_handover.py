@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,12 @@ from launchd.doctor import run_doctor
 from launchd.handover import HandoverError, hand_back, headless_feishu_connected, take_over
 from launchd.launchctl import Launchctl
 from launchd.plist import job_label, render_agent, stderr_path, write_plist
-from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
-from .sim.systemctl_harness import SystemctlSim
 
+from .handover_support import PROFILE, OwnershipWatch, launchd_pid_serving
+from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
 from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
 
 pytestmark = pytest.mark.process  # launchd jobs are real child processes under the launchctl simulator
-
-PROFILE = "p"
 
 
 @pytest.fixture
@@ -51,62 +48,6 @@ def settings(tmp_path: Path) -> AgentSettings:
 
 def write_launchd_profile(home: Home, sims: Simulators) -> None:
     write_launchd_sim_profile(home, PROFILE, sims, FEISHU_SECRET, LLM_KEY)
-
-
-class OwnershipWatch:
-    """Samples, every 20 ms, the live gateways for the profile: launchd's jobs and ours."""
-
-    def __init__(self, home: Home, launchctl_sim: LaunchctlSim | SystemctlSim) -> None:
-        self.home, self.sim = home, launchctl_sim
-        self.console_serving = threading.Event()  # set while our in-process gateway may serve
-        self.violations: list[str] = []
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "OwnershipWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            serving = [pid for pid in self.sim.spawned("job") if pid_alive(pid)]
-            if self.console_serving.is_set():
-                serving.append(os.getpid())
-            owner = read_owner(self.home.lock_file(PROFILE))
-            self.samples += 1
-            if len(serving) > 1:
-                self.violations.append(f"two gateways alive: {serving}")
-            if owner is not None and owner.pid not in serving and not self._recorded(owner.pid):
-                self.violations.append(f"lock held by {owner.pid}, not a known gateway {serving}")
-
-    def _recorded(self, pid: int) -> bool:
-        """Whether the simulator records `pid` as its job within a moment: a gateway that starts
-        fast (the lean SDK load) can hold the lock before its simulator has written it down."""
-        return poll(lambda: pid in self.sim.spawned("job"), 2.0)
-
-
-def launchd_pid_serving(
-    home: Home, lc: Launchctl, label: str, other_than: int | None = None, timeout: float = 20
-) -> int:
-    found: dict[str, int] = {}
-
-    def ready() -> bool:
-        job = lc.print_job(label)
-        if not job or not job.running or job.pid == other_than:
-            return False
-        owner = read_owner(home.lock_file(PROFILE))
-        if owner and owner.pid == job.pid and headless_feishu_connected(home, PROFILE, job.pid):
-            found["pid"] = job.pid
-            return True
-        return False
-
-    assert poll(ready, timeout), f"launchd's gateway is not serving: {lc.print_job(label)}"
-    return found["pid"]
 
 
 async def test_install_takeover_handback_crash_and_sigterm_with_one_owner_throughout(

@@ -12,10 +12,10 @@ import pytest
 from gateway_core.config import Home
 from gateway_core.gateway import Gateway
 from gateway_core.journal import Journal
-from gateway_core.states import MessageState
 from gateway_core.sim import Simulators
 from gateway_core.sim.llm_sim import LlmRequest
 from gateway_core.sim.platform import InjectedEvent, SentMessage
+from gateway_core.states import MessageState
 
 from .support import HeadlessProcess, gateway_on_profile, in_own_thread, present, until, write_profile
 

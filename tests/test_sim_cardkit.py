@@ -23,9 +23,6 @@ from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
 from gateway_core.messages import incoming_from_event, should_answer
 from gateway_core.sim import Simulators
-from .sim.bare_sdk import BareSdkClient
-from .support import present
-from .test_simulators import SECRET, app_id, http_client, sims  # noqa: F401  (fixtures: one Feishu-only setup)
 from gateway_core.sim.cardkit_sim import (
     CARD_NOT_FOUND,
     CARD_SEND_FAILED,
@@ -34,6 +31,15 @@ from gateway_core.sim.cardkit_sim import (
     SEQUENCE_NOT_INCREASING,
     STREAMING_CLOSED,
 )
+
+from .feishu_only import SECRET, http_client
+from .sim.bare_sdk import BareSdkClient
+from .support import present
+
+
+@pytest.fixture
+def sims(feishu_only_sims: Simulators) -> Simulators:
+    return feishu_only_sims  # this module's tests use Feishu alone: the SDK's own clients, no LLM
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import time
 from typing import Any, Callable, Iterator
 
 import httpx
-import lark_oapi as lark
 import pytest
 from lark_oapi.api.im.v1 import (
     CreateMessageRequest,
@@ -27,12 +26,11 @@ from lark_oapi.core.exception import ObtainAccessTokenException
 from lark_oapi.ws.exception import ClientException
 
 from gateway_core.sim import Simulators
-from gateway_core.sim.feishu_sim import FeishuSimulator
 from gateway_core.sim.platform import SlidingWindow
-from .sim.bare_sdk import BareSdkClient
-from .support import unique_app_id, wait_until
 
-SECRET = "sim-secret"
+from .feishu_only import SECRET, http_client
+from .sim.bare_sdk import BareSdkClient
+from .support import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -47,14 +45,8 @@ def no_proxy_no_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def app_id() -> str:
-    return unique_app_id()  # lark caches tenant tokens process-wide by app id
-
-
-@pytest.fixture
-def sims(app_id: str) -> Iterator[Simulators]:
-    with Simulators(feishu={"app_id": app_id, "app_secret": SECRET}) as started:
-        yield started
+def sims(feishu_only_sims: Simulators) -> Simulators:
+    return feishu_only_sims  # this module's tests use Feishu alone: the SDK's own clients, no LLM
 
 
 @pytest.fixture
@@ -72,19 +64,6 @@ def sdk_client(sims: Simulators, app_id: str) -> Iterator[Callable[..., BareSdkC
     yield make
     for client in clients:
         client.stop()
-
-
-def http_client(feishu: FeishuSimulator, app_id: str) -> Any:
-    """The SDK's HTTP client (replies, tokens) pointed at the simulator (lark-oapi is untyped: Any)."""
-    return (
-        lark.Client.builder()
-        .app_id(app_id)
-        .app_secret(SECRET)
-        .domain(feishu.domain)
-        .timeout(5)
-        .log_level(lark.LogLevel.ERROR)
-        .build()
-    )
 
 
 def test_sdk_receives_event_acks_and_pings(sims: Simulators, sdk_client: Callable[..., BareSdkClient]) -> None:

@@ -25,10 +25,10 @@ from launchd.systemctl import Systemctl
 from launchd.systemd import SystemdManager, UnitSettings
 from launchd.unit import unit_name
 
+from .handover_support import PROFILE, OwnershipWatch
 from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
 from .sim.systemctl_harness import SystemctlSim
 from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
-from .test_launchd_handover import PROFILE, OwnershipWatch
 
 pytestmark = pytest.mark.process  # the unit's gateway is a real child process under the simulator
 

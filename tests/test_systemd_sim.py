@@ -15,9 +15,9 @@ from launchd.agents import pid_alive, poll
 from launchd.systemctl import Systemctl, SystemctlError, enable_linger, linger_enabled
 from launchd.unit import Value, write_unit
 
+from .sim.stand_in import PROGRAM
 from .sim.systemctl_harness import SystemctlSim
 from .support import present
-from .test_launchd_sim import PROGRAM
 
 pytestmark = pytest.mark.process  # the systemctl simulator runs real child processes
 

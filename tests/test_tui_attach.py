@@ -19,8 +19,8 @@ from tui.remote import RemoteSource
 from tui.screens import ChoiceModal
 from tui.source import GatewaySource
 
+from .console_support import SIZE, notices, shown
 from .support import HeadlessProcess, ask, in_own_thread, present, until, write_profile
-from .test_tui_console import SIZE, notices, shown
 
 pytestmark = pytest.mark.process  # every test attaches to a headless gateway in a child process
 

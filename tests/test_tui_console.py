@@ -10,69 +10,24 @@ import asyncio
 import os
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
 from rich.text import Text
-from textual.pilot import Pilot
-from textual.widget import Widget
 
-from gateway_core.gateway import Gateway
-from gateway_core.ownership import ProfileLock, read_owner
 import tui.source
 from gateway_core.config import Home, Profile
+from gateway_core.gateway import Gateway
+from gateway_core.ownership import ProfileLock, read_owner
 from gateway_core.sim import Simulators
 from gateway_core.sim.platform import SentMessage
 from tui.app import ConsoleApp
-from tui.demo import demo_faults
 from tui.panels import ExecutorPanel, FeishuPanel, LogPane, MessagesPanel, ModelsPanel
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
+from .console_support import INJECTION, SIZE, connected, notices, shown
 from .support import ask, in_own_thread, on_gateway_loop, present, until
-
-SIZE = (120, 36)
-INJECTION = "[bold red]x[/] [link=http://e]y[/link] \x1b[31mz"
-
-
-def notices(app: ConsoleApp) -> list[str]:
-    return list(app.told)
-
-
-def shown(widget: Widget) -> str:
-    """The text a panel is showing now (what the operator reads)."""
-    return str(widget.render())
-
-
-@pytest.fixture
-def console(home: Home, profile: Profile, sims: Simulators) -> Iterator[ConsoleApp]:
-    """A console app around an unstarted gateway; the app starts it, as `gatewatch` does."""
-    gateway = Gateway(profile, home, owner="console", log_to_file=False)
-    faults = demo_faults(SimpleNamespace(sims=sims, gateway=gateway))  # the demo's menu, on these parts
-    app = ConsoleApp(LocalSource(profile.name, lambda: gateway), home=home, faults=faults)
-    yield app
-    # The app's unmount stops the gateway: after the test nothing may still own the profile,
-    # and the gateway's loop thread has ended.
-    assert gateway.state == "stopped"
-    assert read_owner(home.lock_file(profile.name)) is None
-    assert gateway.loop is not None and gateway.loop.is_closed()
-
-
-async def connected(pilot: Pilot[None]) -> Gateway:
-    assert isinstance(pilot.app, ConsoleApp)
-    source = pilot.app.source
-    assert isinstance(source, LocalSource)
-    await until(
-        lambda: source.gateway is not None and source.gateway.feishu.state == "connected",
-        20,
-        "Feishu connected",
-        pilot=pilot,
-    )
-    gateway = source.gateway
-    assert gateway is not None
-    await until(lambda: "CONNECTED" in shown(pilot.app.query_one(FeishuPanel)), 5, "panel shows CONNECTED", pilot=pilot)
-    return gateway
 
 
 async def test_model_key_switches_the_model_used_for_the_next_reply(console: ConsoleApp, sims: Simulators) -> None:

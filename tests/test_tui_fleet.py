@@ -14,26 +14,25 @@ from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 
 from gateway_core.config import Home
 from gateway_core.fleet import FleetRow
-from gateway_core.sim import Simulators
 from gateway_core.process_stats import ProcessStats
+from gateway_core.sim import Simulators
 from gateway_core.states import FleetVerdict, OwnerKind
 from launchd.fleet import DoctorFile, ServiceWatch
 from launchd.service import choose_manager
-from textual.app import App
-
 from tui.app import ConsoleApp
 from tui.fleet import LiveFleet
 from tui.panels.fleet import choose_columns
 from tui.screens import ChoiceModal
 
-from .fleet_env import FOREIGN_LABEL, running_fleet
-from .support import SnapCompare, present, until
 from .factories import NOW
-from .test_tui_snapshots import screen_text
+from .fleet_env import FOREIGN_LABEL, running_fleet
+from .frozen import screen_text
+from .support import SnapCompare, present, until
 
 HERMES_FINDING = (
     "ProgramArguments carries --replace: a manual restart kills launchd's process, launchd respawns its own, "
@@ -288,7 +287,7 @@ async def test_one_profile_opens_over_the_fleet_and_esc_goes_back_to_it() -> Non
     # `gatewatch console --profile P`: P's own view as today, the fleet underneath.
     from tui.screens.main import MainScreen
 
-    from .test_tui_snapshots import FrozenSource
+    from .frozen import FrozenSource
 
     source = FrozenSource()
     app = ConsoleApp(

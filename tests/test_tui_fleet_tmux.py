@@ -7,8 +7,6 @@ the end; the gateways are this test's children, signalled by PID.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import os
 import shlex
 import shutil
@@ -17,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 

@@ -22,15 +22,15 @@ from gateway_core.ownership import read_owner
 from gateway_core.sim import Simulators
 from launchd.agents import pid_alive, poll
 from launchd.service import choose_manager
-from .sim.launchctl_harness import LaunchctlSim, simulated_launchctl, write_launchd_sim_profile
-from .sim.systemctl_harness import SystemctlSim, simulated_systemctl
 from tui.app import ConsoleApp
 from tui.handover import HandoverProgress
 from tui.screens import ChoiceModal
 from tui.source import LocalSource
 
+from .console_support import connected, notices
+from .sim.launchctl_harness import LaunchctlSim, simulated_launchctl, write_launchd_sim_profile
+from .sim.systemctl_harness import SystemctlSim, simulated_systemctl
 from .support import FEISHU_SECRET, LLM_KEY, ask, present, until
-from .test_tui_console import connected, notices
 
 pytestmark = pytest.mark.process  # the manager's jobs are real child processes under its simulator
 

@@ -18,8 +18,8 @@ from tui.panels import LogPane, MessagesPanel
 from tui.screens import ChoiceModal, DetailScreen, HelpScreen
 from tui.screens.quit_confirm import HAND_BACK
 
+from .console_support import INJECTION, connected
 from .support import ask, until
-from .test_tui_console import INJECTION, connected, console  # noqa: F401  (fixture)
 
 SIZE = (80, 24)
 

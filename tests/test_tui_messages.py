@@ -7,14 +7,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gateway_core.states import DeliveryMode, Outcome
 from gateway_core.pipeline import Activity, Answering
+from gateway_core.states import DeliveryMode, Outcome
 from tui.panels import MessagesPanel
 from tui.screens.detail import DetailScreen
 
-from .support import present, until
 from .factories import NOW
-from .test_tui_snapshots import FrozenSource, console, screen_text
+from .frozen import FrozenSource, console, screen_text
+from .support import present, until
 
 
 def message(n: int, outcome: Outcome = Outcome.ANSWERED, reply_mode: DeliveryMode = DeliveryMode.CARD) -> Activity:

@@ -14,15 +14,14 @@ from textual.app import App
 from textual.widgets import Footer
 
 from gateway_core.config import Home
-from tui.app import ConsoleApp
 from gateway_core.process_stats import ProcessStats
+from tui.app import ConsoleApp
 from tui.screens import ChoiceModal
-
-from .support import until
 from tui.source import AttachMode
 
 from .factories import NOW
-from .test_tui_snapshots import FrozenRemote
+from .frozen import FrozenRemote
+from .support import until
 
 
 def footer_keys(app: App[None]) -> dict[str, bool]:

@@ -11,8 +11,8 @@ from tui.app import ConsoleApp
 from tui.panels import MessagesPanel
 from tui.source import LocalSource
 
+from .console_support import SIZE, connected
 from .support import in_own_thread, until, write_profile
-from .test_tui_console import SIZE, connected
 
 
 def row_texts(table: DataTable[Any]) -> list[str]:

@@ -30,6 +30,7 @@ from gateway_core.states import OwnerKind
 from gateway_core.threads import in_own_thread
 
 from .attachment import AttachWatch
+from .fleet import FleetSource, LiveFleet
 from .handover import TAKING_OVER, Handover
 from .keys import KeyRegistry
 from .leaving import STOP_SIGNALS, Leaving
@@ -37,7 +38,6 @@ from .operations import OPERATIONS, Operations
 from .phase import ConsolePhase
 from .reading import read_source
 from .remote import RemoteSource
-from .fleet import FleetSource, LiveFleet
 from .screens import Choice, ChoiceModal, Fault
 from .screens.fleet import FleetChanged, FleetScreen
 from .screens.main import MainScreen
@@ -438,8 +438,8 @@ def run_fleet(home: Home) -> int:
 
 def live_fleet(home: Home) -> LiveFleet:
     """The fleet with this machine's service manager (none if it cannot be told: the rows say so)."""
-    from launchd.service import ServiceError, choose_manager
     from launchd.fleet import ServiceWatch
+    from launchd.service import ServiceError, choose_manager
 
     try:
         services: ServiceWatch | None = ServiceWatch(choose_manager())

@@ -15,7 +15,6 @@ from typing import Callable, Protocol
 from gateway_core.config import Home
 from gateway_core.fleet import FleetRow, FleetWatch
 from gateway_core.states import FleetVerdict, OwnerKind
-
 from launchd.fleet import SAMPLE_INTERVAL, DoctorFile, ForeignJob, ServiceView, ServiceWatch
 
 __all__ = ["SAMPLE_INTERVAL", "FleetSource", "LiveFleet"]

@@ -12,8 +12,8 @@ import signal
 
 from textual import work
 
-from .host import ConsoleHost
 from ._textual_compat import draw_nowhere
+from .host import ConsoleHost
 from .phase import ConsolePhase
 from .remote import RemoteSource
 from .screens import owned_by_another, quit_confirm

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from textual import work
 
+from gateway_core.access import AccessOp, AccessSnapshot
 from gateway_core.threads import in_own_thread
 
 from .host import ConsoleHost
 from .phase import ConsolePhase
-from gateway_core.access import AccessOp, AccessSnapshot
-
 from .screens import AccessModal, Fault, fault_menu, model_picker
 
 OPERATIONS = ("pick_model", "restart_feishu", "rebuild_executor", "faults", "access")

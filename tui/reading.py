@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from gateway_core.process_stats import ProcessStats
 from gateway_core.snapshots import GatewaySnapshot
 
-from gateway_core.process_stats import ProcessStats
 from .source import Attachment, GatewaySource
 
 

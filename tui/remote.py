@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from gateway_core.config import Home
 from gateway_core.control import ControlError, arequest, log_line_from_dict, subscribe
-from gateway_core.snapshots import GatewaySnapshot, snapshot_from_dict
 from gateway_core.health import UNHEALTHY, Health
 from gateway_core.logs import LogLine
 from gateway_core.logtail import follow_log
 from gateway_core.ownership import OwnerInfo, read_owner
+from gateway_core.snapshots import GatewaySnapshot, snapshot_from_dict
 from gateway_core.threads import in_own_thread
 
 if TYPE_CHECKING:
     from launchd.service import JobView
 
-from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, AttachMode, Attachment, starting_snapshot
+from .source import OPERATION_TIMEOUT, RESTART_TIMEOUT, Attachment, AttachMode, starting_snapshot
 
 LOG_KEEP = 5000
 SILENCE_LIMIT = 3.0  # seconds without a streamed line before the gateway counts as unreachable

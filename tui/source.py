@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol, TypeVar, r
 
 from gateway_core.executor import ExecutorSnapshot
 from gateway_core.feishu import FeishuSnapshot
-from gateway_core.snapshots import GatewaySnapshot
-from gateway_core.states import ExecutorState, FeishuState, GatewayState
 from gateway_core.llm import ModelsSnapshot
 from gateway_core.logs import LogLine, Redactor
 from gateway_core.ownership import OwnerInfo
 from gateway_core.pipeline import PipelineSnapshot
+from gateway_core.snapshots import GatewaySnapshot
+from gateway_core.states import ExecutorState, FeishuState, GatewayState
 from gateway_core.threads import BackgroundLoop, in_own_thread
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ template and `profile show`) and `reference` (docs/configuration.md, generated).
 uses are importable from here.
 """
 
-from .home import ConfigError, Home, check_profile_name
 from .display import access_warnings, describe_profile, write_profile_template
+from .home import ConfigError, Home, check_profile_name
 from .loader import load_profile
 from .schema import AccessConfig, ExecutorConfig, FeishuConfig, LlmConfig, LogConfig, Profile, required_keys
 from .secrets import SecretMissing

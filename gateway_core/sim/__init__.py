@@ -11,8 +11,8 @@ from typing import Any
 from ..threads import BackgroundLoop
 from .cardkit_sim import CardOperation, CardRecord
 from .feishu_sim import FeishuSimulator
-from .platform import InjectedEvent, SentMessage
 from .llm_sim import LlmRequest, LlmSimulator
+from .platform import InjectedEvent, SentMessage
 
 __all__ = [
     "CardOperation",

@@ -35,7 +35,6 @@ from aiohttp import web
 from .background import ThreadSafeState
 from .platform import INVALID_TOKEN, TENANT_KEY, InjectedEvent, SentMessage, SlidingWindow, json_object, message_id
 
-
 CARDKIT_SCOPE = "cardkit:card:write"
 MISSING_SCOPE_CODE = 99991672
 RATE_LIMITED_CODE = 99991400

@@ -17,8 +17,8 @@ import psutil
 from gateway_core.config import Home
 from gateway_core.sim import Simulators
 from gateway_core.sim.profile import write_sim_profile
-
 from launchd.agents import poll
+
 from .launchctl_sim import read_state
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.reactive import reactive
 
-from .quiet import QuietStatic, set_subtitle
-
 from gateway_core.feishu import FeishuSnapshot
 from gateway_core.states import FeishuState
 
 from ..text import age, clock_time, duration, labelled, lines, state_word
+from .quiet import QuietStatic, set_subtitle
 
 if TYPE_CHECKING:
     from ..reading import Reading

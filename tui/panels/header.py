@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.reactive import reactive
 
-from .quiet import QuietStatic
-
 from gateway_core.process_stats import ProcessStats
 from gateway_core.snapshots import GatewaySnapshot
 from gateway_core.states import GatewayState, Verdict
 
 from ..phase import ConsolePhase, header_state
 from ..text import STATE_STYLES, duration, size, state_word
+from .quiet import QuietStatic
 
 if TYPE_CHECKING:
     from ..reading import Reading

@@ -29,9 +29,9 @@ from gateway_core.access import AccessSnapshot
 from gateway_core.pipeline import Activity, Answering
 from gateway_core.states import ReplyMode
 
-from .quiet import set_subtitle
 from .._textual_compat import set_column_width
 from ..text import STATE_STYLES, age, clock_time, millis
+from .quiet import set_subtitle
 
 if TYPE_CHECKING:
     from ..reading import Reading

@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.reactive import reactive
 
-from .quiet import QuietStatic, set_subtitle
-
 from gateway_core.llm import ModelHealth, ModelsSnapshot
 
 from ..text import STATE_STYLES, duration, labelled, lines, millis
+from .quiet import QuietStatic, set_subtitle
 
 if TYPE_CHECKING:
     from ..reading import Reading
