@@ -23,14 +23,12 @@ from textual import work
 from textual.worker import Worker, WorkerState
 
 from gateway_core.config import ConfigError, Home, check_profile_name, load_profile
-from gateway_core.fleet import FleetRow
 from gateway_core.ownership import AppIdBusy, ProfileBusy, read_owner
 from gateway_core.process_stats import ProcessSampler, ProcessStats
 from gateway_core.states import OwnerKind
 from gateway_core.threads import in_own_thread
 
 from .attachment import AttachWatch
-from .fleet import FleetSource, LiveFleet
 from .handover import TAKING_OVER, Handover
 from .keys import KeyRegistry
 from .leaving import STOP_SIGNALS, Leaving
@@ -39,12 +37,17 @@ from .phase import ConsolePhase
 from .reading import read_source
 from .remote import RemoteSource
 from .screens import Choice, ChoiceModal, Fault
-from .screens.fleet import FleetChanged, FleetScreen
 from .screens.main import MainScreen
 from .source import OPERATION_TIMEOUT, GatewaySource, LocalSource
 
 if TYPE_CHECKING:
+    from gateway_core.fleet import FleetRow
     from gateway_core.gateway import Gateway
+
+    # The fleet's modules (and the service managers' they read) load when a fleet is shown:
+    # a console on one profile never pays for them before its first frame.
+    from .fleet import FleetSource, LiveFleet
+    from .screens.fleet import FleetScreen
 
 __all__ = ["ConsoleApp", "ConsolePhase", "console_source", "leave", "run_console", "run_fleet"]
 
@@ -97,6 +100,8 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
     def get_default_screen(self) -> MainScreen | FleetScreen:
         if self.fleet is not None:
             # The fleet is the base; a profile's view goes on top of it and Esc takes it off.
+            from .screens.fleet import FleetScreen
+
             self.fleet_screen = FleetScreen(self.fleet, self.clock, live=self._fleet_live)
             return self.fleet_screen
         self.main = MainScreen().data_bind(ConsoleApp.phase)
@@ -371,6 +376,8 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
                 self.pop_screen()
         self.offer_keys()
         if self.fleet_screen is not None:
+            from .screens.fleet import FleetChanged
+
             self.fleet_screen.post_message(FleetChanged())
 
     @work(group="gateway", exit_on_error=False, name="stopping the gateway")
@@ -440,6 +447,8 @@ def live_fleet(home: Home) -> LiveFleet:
     """The fleet with this machine's service manager (none if it cannot be told: the rows say so)."""
     from launchd.fleet import ServiceWatch
     from launchd.service import ServiceError, choose_manager
+
+    from .fleet import LiveFleet
 
     try:
         services: ServiceWatch | None = ServiceWatch(choose_manager())
