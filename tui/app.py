@@ -53,7 +53,7 @@ __all__ = ["ConsoleApp", "ConsolePhase", "console_source", "leave", "run_console
 
 log = logging.getLogger("gatewatch.console")
 
-REFRESH_INTERVAL = 1.0  # with no news, panels read a fresh snapshot this often: ages are in seconds
+REFRESH_INTERVAL = 2.0  # with no news, panels read a fresh snapshot this often: at rest only ages move
 REDRAW_GAP = 0.2  # news redraws at most this often: a flood of log lines is drawn in batches
 FLEET_ACTIONS = ("command_palette",)  # the app's own keys while the fleet view shows (it has ? and q)
 
@@ -213,12 +213,12 @@ class ConsoleApp(Leaving, Handover, Operations, KeyRegistry):
 
     @work(group="follow", exit_on_error=False, name="following the gateway")
     async def follow_gateway(self) -> None:
-        """Redraw when the gateway has news (every state change is logged), else once a second.
+        """Redraw when the gateway has news (every state change is logged), else every 2 s.
 
         Waiting on the source instead of polling it lets the console rest when nothing moves,
         and shows a change (CONNECTED, a message) as soon as it is logged, not at the next tick.
-        On the fleet, a profile still served here is only checked for stop requests, once a
-        second; with no source at all (the fleet alone) nothing is followed.
+        On the fleet, a profile still served here is only checked for stop requests, every
+        2 s; with no source at all (the fleet alone) nothing is followed.
         """
         while (source := self.source) is not None:
             if self.main is None:

@@ -59,20 +59,30 @@ class RemoteSource:
         self.log_path: Path = home.log_file(profile)
         self._snapshot: GatewaySnapshot | None = None
         self._lines: deque[LogLine] = deque(maxlen=LOG_KEEP)
-        self._news = asyncio.Event()  # set when a line is kept: news_after wakes the console
         self._seq = itertools.count(1)
         self._seen: deque[tuple[int, str, str]] = deque(maxlen=SEEN_KEEP)
         self._seen_set: set[tuple[int, str, str]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._log_file_task: asyncio.Task[None] | None = None
         self._created = time.time()
-        self.mode = AttachMode.CONNECTING
+        self._news = asyncio.Event()  # set when a line is kept or the mode changes: news_after wakes the console
+        self._mode = AttachMode.CONNECTING
         self.heard_at: float | None = None  # wall-clock time of the owner's last streamed line
         self.why: str = ""  # why the owner is not answering, in words
         self.exit_code: int | None = None  # launchd's record of the owner's exit, when it has one
         self.attaches = 0  # successful subscriptions (the first one and every re-attach)
 
     # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> AttachMode:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: AttachMode) -> None:
+        if mode != self._mode:
+            self._news.set()  # UNREACHABLE or EXITED is news: shown at once, not at the next tick
+        self._mode = mode
 
     @property
     def stale(self) -> bool:
@@ -113,11 +123,11 @@ class RemoteSource:
         # Lines arrive on this loop (the subscription), so an asyncio.Event is enough.
         if self._lines and self._lines[-1].seq > seq:
             return True
-        self._news.clear()
-        try:
+        try:  # news that came while the console was drawing is still set: consumed here
             await asyncio.wait_for(self._news.wait(), timeout)
         except TimeoutError:
             return False
+        self._news.clear()
         return True
 
     def redact(self, text: str) -> str:

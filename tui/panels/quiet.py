@@ -1,6 +1,6 @@
 """A Static that repaints only when what it shows changed: the console rests when nothing moves.
 
-Every panel is fed a fresh reading twice a second. `Static.update` repaints and lays the whole
+Every panel is fed a fresh reading at each news and every 2 s at rest. `Static.update` repaints and lays the whole
 screen out again each time, even for the same text: at idle that was most of the console's CPU
 (issue 22). `show` skips a text equal to the one shown, and skips the layout pass when the new
 text has as many lines as the old (the panels' widths come from the CSS grid, not their text).
