@@ -32,6 +32,7 @@ log = logging.getLogger("gatewatch.control")
 PROTOCOL_VERSION = 1
 MAX_REQUEST_BYTES = 64 * 1024
 BROADCAST_INTERVAL = 0.5
+SUBSCRIBE_EVERY_MAX = 20  # a subscriber may take one snapshot in every N ticks (the fleet view: 2)
 SUBSCRIBER_BUFFER_LIMIT = 1024 * 1024  # bytes waiting in one subscriber's socket before we drop
 SUBSCRIBER_STUCK_AFTER = 30.0  # seconds of dropped batches before a subscriber is disconnected
 SUBSCRIBE_BACKLOG = 500
@@ -101,6 +102,8 @@ class _Subscriber:
     writer: asyncio.StreamWriter
     dropped: int = 0
     dropping_since: float | None = None
+    every: int = 1  # a snapshot in every `every` ticks; log lines at every tick, none skipped
+    ticks: int = 0
 
 
 class ControlServer:
@@ -174,11 +177,11 @@ class ControlServer:
                     continue
                 if not line.strip():
                     continue
-                response, subscribe = await self._handle(line)
+                response, every = await self._handle(line)
                 writer.write(encode(response))
                 await writer.drain()
-                if subscribe:
-                    await self._stream_to(writer, reader)
+                if every is not None:
+                    await self._stream_to(writer, reader, every)
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -199,60 +202,68 @@ class ControlServer:
             if task:
                 self._handlers.discard(task)
 
-    async def _handle(self, line: bytes) -> tuple[dict[str, Any], bool]:
-        """One request -> (response, start streaming?). Never raises for bad input."""
+    async def _handle(self, line: bytes) -> tuple[dict[str, Any], int | None]:
+        """One request -> (response, stream a snapshot every N ticks, or None: no stream). Never
+        raises for bad input."""
         try:
             request = json.loads(line)
         except ValueError:
             self.bad_requests += 1
-            return {"ok": False, "error": "not JSON"}, False
+            return {"ok": False, "error": "not JSON"}, None
         if not isinstance(request, dict):
             self.bad_requests += 1
-            return {"ok": False, "error": "a request is a JSON object"}, False
+            return {"ok": False, "error": "a request is a JSON object"}, None
         if request.get("v") != PROTOCOL_VERSION:
             self.bad_requests += 1
             return {
                 "ok": False,
                 "error": f"unsupported protocol version; this gateway speaks v{PROTOCOL_VERSION}",
-            }, False
+            }, None
         op = request.get("op")
         if op not in OPS:
             self.bad_requests += 1
-            return {"ok": False, "error": f"unknown op; one of: {', '.join(OPS)}"}, False
+            return {"ok": False, "error": f"unknown op; one of: {', '.join(OPS)}"}, None
         gateway = self.gateway
         try:
             if op == "status":
-                return {"ok": True, "status": snapshot_to_dict(gateway.snapshot())}, False
+                return {"ok": True, "status": snapshot_to_dict(gateway.snapshot())}, None
             if op == "subscribe":
+                every = request.get("every", 1)
+                if not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= SUBSCRIBE_EVERY_MAX:
+                    self.bad_requests += 1
+                    return {
+                        "ok": False,
+                        "error": f"subscribe's 'every' is a whole number from 1 to {SUBSCRIBE_EVERY_MAX}",
+                    }, None
                 # The recent log comes with the first answer; the broadcaster sends what follows.
                 ring = gateway.logging.ring if gateway.logging else None
                 recent = [dataclasses.asdict(line) for line in ring.since(0, limit=SUBSCRIBE_BACKLOG)] if ring else []
-                return {"ok": True, "status": snapshot_to_dict(gateway.snapshot()), "log": recent}, True
+                return {"ok": True, "status": snapshot_to_dict(gateway.snapshot()), "log": recent}, every
             if op == "switch_model":
                 model = request.get("model")
                 if not isinstance(model, str):
-                    return {"ok": False, "error": "switch_model needs a string 'model'"}, False
+                    return {"ok": False, "error": "switch_model needs a string 'model'"}, None
                 previous = gateway.switch_model(model)
-                return {"ok": True, "previous": previous, "active": model}, False
+                return {"ok": True, "previous": previous, "active": model}, None
             if op == "restart_feishu":
                 restarted = await gateway.restart_feishu("requested over the control socket")
-                return {"ok": True, "restarted": restarted}, False
+                return {"ok": True, "restarted": restarted}, None
             if op in ACCESS_OPS:
                 argument = request.get("argument")
                 if argument is not None and not isinstance(argument, str):
-                    return {"ok": False, "error": f"{op} takes a string 'argument'"}, False
-                return {"ok": True, **gateway.access_request(op.removeprefix("access_"), argument)}, False
+                    return {"ok": False, "error": f"{op} takes a string 'argument'"}, None
+                return {"ok": True, **gateway.access_request(op.removeprefix("access_"), argument)}, None
             if op == "rebuild_executor":
                 gateway.rebuild_executor("requested over the control socket")
-                return {"ok": True}, False
+                return {"ok": True}, None
             gateway.request_stop("requested over the control socket")
-            return {"ok": True, "stopping": True}, False
+            return {"ok": True, "stopping": True}, None
         except (UnknownModel, AccessError) as exc:
-            return {"ok": False, "error": str(exc)}, False
+            return {"ok": False, "error": str(exc)}, None
 
-    async def _stream_to(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
+    async def _stream_to(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader, every: int) -> None:
         """Register a subscriber; the broadcaster feeds it until it leaves."""
-        subscriber = _Subscriber(writer)
+        subscriber = _Subscriber(writer, every=every)
         self._subscribers.append(subscriber)
         try:
             while await reader.read(4096):
@@ -262,7 +273,8 @@ class ControlServer:
                 self._subscribers.remove(subscriber)
 
     async def _broadcast(self) -> None:
-        """One snapshot and the new log lines per tick, encoded once, written to every subscriber.
+        """One snapshot and the new log lines per tick, encoded once, written to every subscriber
+        (the snapshot only every `every` ticks to a subscriber that asked for fewer).
 
         Writes never wait: a subscriber whose socket buffer is full loses the batch (counted), and
         one that stays stuck is disconnected, so no client can slow the gateway.
@@ -276,7 +288,7 @@ class ControlServer:
                 last_seq = lines[-1].seq
             if not self._subscribers:
                 continue
-            snapshot = snapshot_to_dict(self.gateway.snapshot())
+            snapshot: dict[str, Any] | None = None  # made once, and only if some subscriber is due
             batch = b"".join(encode({"event": "log", "line": dataclasses.asdict(line)}) for line in lines)
             now = time.monotonic()
             for subscriber in list(self._subscribers):
@@ -293,6 +305,13 @@ class ControlServer:
                         self._subscribers.remove(subscriber)
                     continue
                 subscriber.dropping_since = None
+                subscriber.ticks += 1
+                if subscriber.ticks % subscriber.every:
+                    if batch:
+                        transport.write(batch)
+                    continue
+                if snapshot is None:
+                    snapshot = snapshot_to_dict(self.gateway.snapshot())
                 message = encode({"event": "snapshot", "status": snapshot, "dropped": subscriber.dropped})
                 transport.write(batch + message)
 
@@ -347,10 +366,13 @@ def request(path: Path, op: str, timeout: float = 3.0, **arguments: Any) -> dict
     return response
 
 
-async def subscribe(path: Path, silence_limit: float | None = None) -> AsyncGenerator[dict[str, Any], None]:
+async def subscribe(
+    path: Path, silence_limit: float | None = None, every: int = 1
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield the first status, then every event the gateway streams, until it goes away.
 
-    A gateway streams a snapshot every BROADCAST_INTERVAL; with `silence_limit`, no line for that
+    A gateway streams a snapshot every BROADCAST_INTERVAL (`every` N of them: one in N); with
+    `silence_limit`, no line for that
     long raises ControlError. A stopped (SIGSTOP) or wedged process keeps its socket open and
     its kernel even accepts new connections for it — only the silence tells.
     """
@@ -362,7 +384,7 @@ async def subscribe(path: Path, silence_limit: float | None = None) -> AsyncGene
     except (FileNotFoundError, ConnectionError, TimeoutError) as exc:
         raise ControlError(f"cannot connect to {path}: {exc or 'timeout'}") from None
     try:
-        writer.write(encode({"op": "subscribe"}))
+        writer.write(encode({"op": "subscribe", "every": every} if every != 1 else {"op": "subscribe"}))
         while True:
             try:
                 async with asyncio.timeout(silence_limit):

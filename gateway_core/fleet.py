@@ -30,6 +30,7 @@ from .states import FleetVerdict, OwnerKind
 from .threads import in_own_thread
 
 SILENCE_LIMIT = 5.0  # seconds without a streamed snapshot before an owner counts as unreachable
+SNAPSHOT_EVERY = 2  # one snapshot a second from each gateway is enough for a row (the default: two)
 SCAN_INTERVAL = 2.0  # seconds between looks at profiles/ and the locks: a start or stop shows within 3 s
 RETRY_INTERVAL = 1.0  # seconds between attempts to reach a silent owner again
 RATE_STEP = 10.0  # seconds per bar of the messages/minute sparkline
@@ -185,7 +186,7 @@ class FleetWatch:
         path = self.home.socket_file(watched.name)
         while True:
             try:
-                async for event in subscribe(path, silence_limit=self.silence_limit):
+                async for event in subscribe(path, silence_limit=self.silence_limit, every=SNAPSHOT_EVERY):
                     status = event.get("status")
                     if status is None:
                         continue  # a log line: the fleet shows none

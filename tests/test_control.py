@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import stat
@@ -318,3 +319,50 @@ def test_status_reports_an_empty_shell_as_unhealthy(home: Home, sims: Simulators
         )
         assert result.returncode == 1
         assert "UNHEALTHY" in result.stdout and "Feishu reconnecting" in result.stdout
+
+
+async def test_a_subscriber_may_ask_for_one_snapshot_in_n_and_still_gets_every_log_line(
+    gateway: Gateway, home: Home
+) -> None:
+    """The fleet view takes a snapshot a second (`every`: 2); log lines are never skipped."""
+    path = home.socket_file("p")
+    fast, slow = subscribe(path, silence_limit=5), subscribe(path, silence_limit=5, every=4)
+    try:
+        await anext(fast), await anext(slow)  # the first answers
+        slow_events: list[dict[str, Any]] = []
+
+        async def read_slow() -> None:
+            async for event in slow:
+                slow_events.append(event)
+
+        reader = asyncio.create_task(read_slow())
+        fast_snapshots = 0
+        while fast_snapshots < 12:
+            event = await anext(fast)
+            fast_snapshots += event.get("event") == "snapshot"
+        logging.getLogger("gatewatch.test").info("a line every subscriber must see")
+        while fast_snapshots < 16:
+            event = await anext(fast)
+            fast_snapshots += event.get("event") == "snapshot"
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        slow_snapshots = sum(event.get("event") == "snapshot" for event in slow_events)
+        assert 3 <= slow_snapshots <= 5  # 16 ticks, one snapshot in 4 (the two streams start a tick apart)
+        lines = [event["line"]["message"] for event in slow_events if event.get("event") == "log"]
+        assert "a line every subscriber must see" in lines
+    finally:
+        await fast.aclose()
+        await slow.aclose()
+
+
+@pytest.mark.parametrize("every", ["0", "21", '"2"', "true", "1.5"])
+async def test_a_bad_every_is_refused_in_one_line_and_no_stream_follows(
+    gateway: Gateway, home: Home, every: str
+) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(home.socket_file("p")))
+    writer.write(b'{"v":1,"op":"subscribe","every":' + every.encode() + b"}\n")
+    await writer.drain()
+    answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+    assert (answer["ok"], answer["error"]) == (False, "subscribe's 'every' is a whole number from 1 to 20")
+    assert gateway.control is not None and gateway.control.subscriber_count == 0
+    writer.close()
