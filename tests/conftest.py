@@ -132,3 +132,15 @@ def feishu_only_sims(app_id: str) -> Iterator[Simulators]:
 
     with Simulators(feishu={"app_id": app_id, "app_secret": SECRET}) as started:
         yield started
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC for the test (console pictures show clock times)."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

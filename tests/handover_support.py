@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Callable
 
 import pytest
 
@@ -16,6 +17,7 @@ from launchd.agents import (
 )
 from launchd.handover import headless_feishu_connected
 from launchd.launchctl import Launchctl
+from launchd.service import JobView
 
 from .sim.launchctl_harness import LaunchctlSim
 from .sim.systemctl_harness import SystemctlSim
@@ -62,20 +64,28 @@ class OwnershipWatch:
         return poll(lambda: pid in self.sim.spawned("job"), 2.0)
 
 
-def launchd_pid_serving(
-    home: Home, lc: Launchctl, label: str, other_than: int | None = None, timeout: float = 20
+def pid_serving(
+    home: Home, job: Callable[[], JobView | None], manager: str, other_than: int | None = None, timeout: float = 20
 ) -> int:
+    """The service manager's PID for the profile's job once it holds the profile and says Feishu
+    is connected (`job` asks the manager: launchctl print, systemctl show)."""
     found: dict[str, int] = {}
 
     def ready() -> bool:
-        job = lc.print_job(label)
-        if not job or not job.running or job.pid == other_than:
+        state = job()
+        if not state or not state.running or state.pid is None or state.pid == other_than:
             return False
         owner = read_owner(home.lock_file(PROFILE))
-        if owner and owner.pid == job.pid and headless_feishu_connected(home, PROFILE, job.pid):
-            found["pid"] = job.pid
+        if owner and owner.pid == state.pid and headless_feishu_connected(home, PROFILE, state.pid):
+            found["pid"] = state.pid
             return True
         return False
 
-    assert poll(ready, timeout), f"launchd's gateway is not serving: {lc.print_job(label)}"
+    assert poll(ready, timeout), f"{manager}'s gateway is not serving: {job()}"
     return found["pid"]
+
+
+def launchd_pid_serving(
+    home: Home, lc: Launchctl, label: str, other_than: int | None = None, timeout: float = 20
+) -> int:
+    return pid_serving(home, lambda: lc.print_job(label), "launchd", other_than, timeout)

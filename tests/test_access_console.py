@@ -8,7 +8,6 @@ read back as text to check they say what they claim.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Iterator
 
 import pytest
@@ -29,14 +28,7 @@ from .factories import NOW, activity
 from .frozen import FrozenSource, console, picture, screen_text
 from .support import SnapCompare, access_section, in_own_thread, present, until, write_profile
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # the pictures show clock times: the same in every zone
 
 
 # ----------------------------------------------------------------------------- a real gateway

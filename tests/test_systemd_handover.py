@@ -25,7 +25,7 @@ from launchd.systemctl import Systemctl
 from launchd.systemd import SystemdManager, UnitSettings
 from launchd.unit import unit_name
 
-from .handover_support import PROFILE, OwnershipWatch
+from .handover_support import PROFILE, OwnershipWatch, pid_serving
 from .sim.launchctl_harness import LaunchctlSim, write_launchd_sim_profile
 from .sim.systemctl_harness import SystemctlSim
 from .support import FEISHU_SECRET, LLM_KEY, ask, in_own_thread, present
@@ -43,20 +43,7 @@ def manager(systemctl_sim: SystemctlSim) -> SystemdManager:
 def systemd_pid_serving(home: Home, other_than: int | None = None, timeout: float = 20) -> int:
     """The unit's MainPID once it holds the profile and says Feishu is connected."""
     systemctl = Systemctl()
-    found: dict[str, int] = {}
-
-    def ready() -> bool:
-        state = systemctl.show(UNIT)
-        if not state or not state.running or state.pid == other_than:
-            return False
-        owner = read_owner(home.lock_file(PROFILE))
-        if owner and owner.pid == state.pid and headless_feishu_connected(home, PROFILE, state.pid):
-            found["pid"] = state.pid
-            return True
-        return False
-
-    assert poll(ready, timeout), f"systemd's gateway is not serving: {systemctl.show(UNIT)}"
-    return found["pid"]
+    return pid_serving(home, lambda: systemctl.show(UNIT), "systemd", other_than, timeout)
 
 
 async def test_install_takeover_handback_crash_and_clean_exit_with_one_owner_throughout(

@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator
+from typing import Awaitable, Callable
 
 import pytest
 from textual.app import App
@@ -98,13 +98,7 @@ class FrozenFleet:
         return True
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # the pictures show clock times: the same in every zone
 
 
 def fleet_console(fleet: FrozenFleet, home: Home | None = None) -> ConsoleApp:

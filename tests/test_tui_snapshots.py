@@ -12,9 +12,7 @@ back as text and checked to say what its test claims. Update with
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from textual.pilot import Pilot
@@ -26,14 +24,7 @@ from tui.demo import DemoRun, demo_faults
 from .frozen import LATER_LOG, FrozenRemote, FrozenSource, OwnedSource, console, picture
 from .support import SnapCompare
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # the pictures show clock times: the same in every zone
 
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
