@@ -267,6 +267,15 @@ def screen_text(app: App[Any]) -> str:
     return "\n".join(screen_lines(app.export_screenshot()))
 
 
+def assert_picture_says(app: App[Any], shows: tuple[str, ...], hides: tuple[str, ...]) -> None:
+    """The picture about to be taken says every phrase of `shows` and none of `hides`."""
+    text = screen_text(app)
+    for phrase in shows:
+        assert phrase in text, f"{phrase!r} is not in the picture:\n{text}"
+    for phrase in hides:
+        assert phrase not in text, f"{phrase!r} is in the picture:\n{text}"
+
+
 def picture(
     source: Watched, *keys: str, modal: bool = False, shows: tuple[str, ...] = (), hides: tuple[str, ...] = ()
 ) -> Callable[[Pilot[None]], Awaitable[None]]:
@@ -289,10 +298,6 @@ def picture(
         pilot.app.clear_notifications()
         await pilot.pause()
         assert isinstance(pilot.app, ConsoleApp)
-        text = screen_text(pilot.app)
-        for phrase in shows:
-            assert phrase in text, f"{phrase!r} is not in the picture:\n{text}"
-        for phrase in hides:
-            assert phrase not in text, f"{phrase!r} is in the picture:\n{text}"
+        assert_picture_says(pilot.app, shows, hides)
 
     return run_before

@@ -31,7 +31,7 @@ from tui.screens import ChoiceModal
 
 from .factories import NOW
 from .fleet_env import FOREIGN_LABEL, running_fleet
-from .frozen import screen_text
+from .frozen import assert_picture_says, screen_text
 from .support import SnapCompare, present, until
 
 HERMES_FINDING = (
@@ -128,11 +128,7 @@ def picture(
             await pilot.pause()
         pilot.app.clear_notifications()
         await pilot.pause()
-        text = screen_text(pilot.app)
-        for phrase in shows:
-            assert phrase in text, f"{phrase!r} is not in the picture:\n{text}"
-        for phrase in hides:
-            assert phrase not in text, f"{phrase!r} is in the picture:\n{text}"
+        assert_picture_says(pilot.app, shows, hides)
 
     return run_before
 
