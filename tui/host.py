@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway_core.config import Home
     from gateway_core.ownership import ProfileBusy
 
+    from .fleet import FleetSource
     from .screens import Fault
     from .screens.main import MainScreen
     from .source import GatewaySource
@@ -34,7 +35,7 @@ class ConsoleHost(App[None]):
     faults: list[Fault]
     clock: Callable[[], float]
     main: MainScreen | None  # the open profile's view; None while only the fleet shows
-    fleet: Any  # the fleet view's source (tui/fleet.py), or None for a console on one profile only
+    fleet: FleetSource | None  # every profile at a glance; None for a console on one profile only
     _make_local: Callable[[], GatewaySource] | None  # how to serve the profile here, if this console may
     _busy: ProfileBusy | None  # who owned the profile when serving it here was refused
 
